@@ -1,0 +1,175 @@
+//! usertrail's append-only event log, on sled.
+//!
+//! # Layout
+//! - [`record`]: one event as the log keeps it, its bytes and its hash chain.
+//! - `keys`: how records, indexes and snapshots are keyed in sled's trees.
+//! - [`sled_store`]: [`SledStore`], the log on sled: append, read, snapshot, verify.
+//! - This file: the [`EventStore`] trait that the rest of usertrail uses, and
+//!   the errors.
+//!
+//! The store knows nothing of what events mean: payloads are opaque bytes.
+
+pub mod record;
+pub mod sled_store;
+
+mod keys;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use record::{Causation, Hash, Metadata, NewEvent, Record, GENESIS_HASH};
+pub use sled_store::{Durability, OpenOptions, SledStore};
+
+/// The version a writer expects a stream to be at before its append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version (audit records, for example).
+    Any,
+    /// The stream must hold exactly this many events (0: it must not exist yet).
+    Exactly(u64),
+}
+
+/// One append: events for one stream, with the metadata they share.
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// The stream the events go to (`tenant`, `env/<uuid>`, ...).
+    pub stream: String,
+    /// Optimistic concurrency: the stream version the events were decided on.
+    pub expected: ExpectedVersion,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+    /// Who, when, why: shared by every event of this append.
+    pub meta: Metadata,
+}
+
+/// Where an append's events landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The seq of the first event (for an empty append, the seq after the head).
+    pub first_seq: u64,
+    /// The seq of the last event (for an empty append, the head's seq).
+    pub last_seq: u64,
+    /// The stream's version after the append.
+    pub stream_version: u64,
+    /// True when every event id was already in the log: nothing was written.
+    pub was_retry: bool,
+}
+
+/// The newest record of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Its sequence number: the number of records in the log.
+    pub seq: u64,
+    /// Its time.
+    pub recorded_at: DateTime<Utc>,
+    /// Its hash.
+    pub hash: Hash,
+}
+
+/// A saved state and the log position it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The state includes every record up to and including this seq.
+    pub seq: u64,
+    /// The serialized state, opaque to the store.
+    pub state: Vec<u8>,
+}
+
+/// The result of walking the whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// How many records were walked.
+    pub records: u64,
+    /// The first problem found, if any.
+    pub problem: Option<Problem>,
+}
+
+/// A record (or index entry) that is not what it should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The sequence number of the record concerned.
+    pub seq: u64,
+    /// What is wrong with it.
+    pub what: String,
+}
+
+/// Why an append was refused while the store itself is fine. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendRejection {
+    /// Another writer appended to the stream first.
+    #[error("concurrency conflict on stream '{stream}': expected version {expected}, found {actual}")]
+    Conflict { stream: String, expected: u64, actual: u64 },
+    /// The events are stamped earlier than the newest record.
+    #[error("time {given} is earlier than the last record's time {last}")]
+    TimeWentBackwards { last: DateTime<Utc>, given: DateTime<Utc> },
+    /// Some of the event ids are in the log and some are not: not a clean retry.
+    #[error("event {event_id} is already in the log but others of its append are not")]
+    PartialRetry { event_id: uuid::Uuid },
+}
+
+/// A failure of the store itself: I/O, locking, corruption. Fail-stop.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the database.
+    #[error("database {} is locked by another process (waited {} ms); try again when it is done", path.display(), waited.as_millis())]
+    Locked { path: PathBuf, waited: Duration },
+    /// The path holds something that is not a usertrail log.
+    #[error("{} is not a usertrail database: {reason}", path.display())]
+    NotOurs { path: PathBuf, reason: String },
+    /// The log was written by a newer usertrail.
+    #[error("database {} has log format {found}; this usertrail reads format {supported} (upgrade usertrail)", path.display())]
+    NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    /// Stored bytes that cannot be what we wrote.
+    #[error("database is corrupt: {0}")]
+    Corrupt(String),
+    /// The file system failed.
+    #[error("I/O error on database {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// sled reported a problem of its own.
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A time that the log cannot represent (outside 1677-2262).
+    #[error("time {0} is outside the range the log can store (years 1677 to 2262)")]
+    TimeOutOfRange(DateTime<Utc>),
+    /// A record could not be encoded.
+    #[error("could not encode a record: {0}")]
+    Encode(String),
+    /// The blocking task running a store call died.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// The outcome of an append: the outer error is the store failing, the inner
+/// one a refusal the caller can act on (retry after a conflict, for example).
+pub type AppendResult<T> = Result<Result<T, AppendRejection>, StoreError>;
+
+/// The event log as usertrail sees it. Async so that a networked backend can
+/// implement it too; [`SledStore`] runs sled's blocking calls off the runtime.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends one stream's events atomically: all of them or none.
+    async fn append(&self, append: Append) -> AppendResult<Appended>;
+    /// Appends several streams' events in one transaction: all or none.
+    async fn append_all(&self, appends: Vec<Append>) -> AppendResult<Vec<Appended>>;
+    /// Makes every append so far durable (for the batched mode).
+    async fn flush(&self) -> Result<(), StoreError>;
+    /// The newest record, or `None` for an empty log.
+    async fn head(&self) -> Result<Option<Head>, StoreError>;
+    /// The stream's current version (0: no such stream).
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError>;
+    /// The stream's records with version `>= from_version`, in order.
+    async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Record>, StoreError>;
+    /// At most `limit` records with `from <= seq <= to`, in order.
+    async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+    /// The seq of the last record stamped at or before `time` (0: none).
+    async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Saves a state that reflects the log up to `snapshot.seq`.
+    async fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError>;
+    /// The newest snapshot of `name` taken at or before `max_seq`.
+    async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError>;
+    /// Walks the chain and every index; reports the first bad record.
+    async fn verify(&self) -> Result<VerifyReport, StoreError>;
+}

@@ -1,0 +1,293 @@
+//! The record: one event as the log keeps it, its byte form, and its hash.
+//!
+//! A stored value is `FORMAT byte ++ bincode(body) ++ sha256(body)`; the body
+//! carries the previous record's hash, so the stored hash covers the record
+//! and its predecessor (L3). The format byte lets a later version of the
+//! record be read next to this one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// A SHA-256 hash of a record body.
+pub type Hash = [u8; 32];
+
+/// The hash that the first record chains to.
+pub const GENESIS_HASH: Hash = [0; 32];
+
+const RECORD_FORMAT_V1: u8 = 1;
+
+/// What caused an append: a user's command, or a background process such as
+/// the sync pass (with the log record that triggered it, where one did).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Causation {
+    /// A command typed by an actor, named as on the command line (`user create`).
+    Command { name: String },
+    /// A process acting on its own (`sync`), and the record that set it off.
+    Process { name: String, trigger: Option<u64> },
+}
+
+/// Metadata shared by every event of one append (L2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// When the events happened; never earlier than the last record's time.
+    pub recorded_at: DateTime<Utc>,
+    /// Who did it: a UPN, or a process name.
+    pub actor: String,
+    /// Shared by all the events of one command.
+    pub correlation_id: Uuid,
+    /// What caused the events.
+    pub causation: Causation,
+}
+
+/// One event handed to the log: its identity, its type and its opaque payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Unique forever; appending an id already in the log is an idempotent retry.
+    pub event_id: Uuid,
+    /// The payload's type name, for readers that skip what they do not know.
+    pub event_type: String,
+    /// The payload's schema version, so old payloads can be upcast.
+    pub schema_version: u16,
+    /// The encoded event; the store never looks inside.
+    pub payload: Vec<u8>,
+}
+
+/// One event as the log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Global position: gapless, from 1.
+    pub seq: u64,
+    /// The event's unique id.
+    pub event_id: Uuid,
+    /// The stream (aggregate) the event belongs to.
+    pub stream: String,
+    /// Position within the stream: gapless, from 1.
+    pub version: u64,
+    /// When it happened.
+    pub recorded_at: DateTime<Utc>,
+    /// Who did it.
+    pub actor: String,
+    /// Shared by the events of one command.
+    pub correlation_id: Uuid,
+    /// What caused it.
+    pub causation: Causation,
+    /// The payload's type name.
+    pub event_type: String,
+    /// The payload's schema version.
+    pub schema_version: u16,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+    /// The hash of the record before this one ([`GENESIS_HASH`] for seq 1).
+    pub prev_hash: Hash,
+    /// The hash of this record, chained to `prev_hash`.
+    pub hash: Hash,
+}
+
+/// The hashed part of a stored record. Times are nanoseconds since the Unix
+/// epoch: compact, and exact in both directions.
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    seq: u64,
+    event_id: [u8; 16],
+    stream: std::borrow::Cow<'a, str>,
+    version: u64,
+    recorded_at_nanos: i64,
+    actor: std::borrow::Cow<'a, str>,
+    correlation_id: [u8; 16],
+    causation: std::borrow::Cow<'a, Causation>,
+    event_type: std::borrow::Cow<'a, str>,
+    schema_version: u16,
+    #[serde(borrow, with = "serde_bytes_compat")]
+    payload: std::borrow::Cow<'a, [u8]>,
+    prev_hash: Hash,
+}
+
+/// Bytes as one length-prefixed run rather than a sequence of u8 values.
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+    use std::borrow::Cow;
+
+    pub fn serialize<S: Serializer>(v: &Cow<'_, [u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, [u8]>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Cow<'de, [u8]>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Nanoseconds since the epoch, or an error for times chrono cannot count so.
+pub(crate) fn to_nanos(t: DateTime<Utc>) -> Result<i64, StoreError> {
+    t.timestamp_nanos_opt().ok_or(StoreError::TimeOutOfRange(t))
+}
+
+pub(crate) fn from_nanos(n: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(n)
+}
+
+impl Record {
+    /// Builds the record at `seq`, chained to `prev_hash`, and its stored bytes.
+    pub(crate) fn seal(
+        seq: u64,
+        stream: &str,
+        version: u64,
+        event: &NewEvent,
+        meta: &Metadata,
+        prev_hash: Hash,
+    ) -> Result<(Record, Vec<u8>), StoreError> {
+        let body = Body {
+            seq,
+            event_id: *event.event_id.as_bytes(),
+            stream: stream.into(),
+            version,
+            recorded_at_nanos: to_nanos(meta.recorded_at)?,
+            actor: meta.actor.as_str().into(),
+            correlation_id: *meta.correlation_id.as_bytes(),
+            causation: std::borrow::Cow::Borrowed(&meta.causation),
+            event_type: event.event_type.as_str().into(),
+            schema_version: event.schema_version,
+            payload: std::borrow::Cow::Borrowed(&event.payload),
+            prev_hash,
+        };
+        let mut bytes = Vec::with_capacity(96 + event.payload.len() + stream.len());
+        bytes.push(RECORD_FORMAT_V1);
+        bincode::serde::encode_into_std_write(&body, &mut bytes, config())
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let hash: Hash = Sha256::digest(&bytes[1..]).into();
+        bytes.extend_from_slice(&hash);
+        let record = Record {
+            seq,
+            event_id: event.event_id,
+            stream: stream.to_owned(),
+            version,
+            recorded_at: meta.recorded_at,
+            actor: meta.actor.clone(),
+            correlation_id: meta.correlation_id,
+            causation: meta.causation.clone(),
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            payload: event.payload.clone(),
+            prev_hash,
+            hash,
+        };
+        Ok((record, bytes))
+    }
+
+    /// Decodes stored bytes. `Ok` also for a record whose hash does not match
+    /// its body: [`Record::hash_is_intact`] tells, so `verify` can name it.
+    pub(crate) fn open(bytes: &[u8]) -> Result<Record, String> {
+        let (&format, rest) = bytes.split_first().ok_or("empty record")?;
+        if format != RECORD_FORMAT_V1 {
+            return Err(format!("unknown record format {format}"));
+        }
+        if rest.len() < 32 {
+            return Err("record shorter than its hash".into());
+        }
+        let (body_bytes, hash) = rest.split_at(rest.len() - 32);
+        let (body, used): (Body<'_>, usize) = bincode::serde::borrow_decode_from_slice(body_bytes, config())
+            .map_err(|e| format!("undecodable record: {e}"))?;
+        if used != body_bytes.len() {
+            return Err("trailing bytes after the record body".into());
+        }
+        let mut stored_hash = [0; 32];
+        stored_hash.copy_from_slice(hash);
+        Ok(Record {
+            seq: body.seq,
+            event_id: Uuid::from_bytes(body.event_id),
+            stream: body.stream.into_owned(),
+            version: body.version,
+            recorded_at: from_nanos(body.recorded_at_nanos),
+            actor: body.actor.into_owned(),
+            correlation_id: Uuid::from_bytes(body.correlation_id),
+            causation: body.causation.into_owned(),
+            event_type: body.event_type.into_owned(),
+            schema_version: body.schema_version,
+            payload: body.payload.into_owned(),
+            prev_hash: body.prev_hash,
+            hash: stored_hash,
+        })
+    }
+
+    /// Whether the stored hash is the hash of the stored body.
+    pub(crate) fn hash_is_intact(bytes: &[u8]) -> bool {
+        bytes.len() > 33 && {
+            let (body, hash) = bytes[1..].split_at(bytes.len() - 33);
+            Sha256::digest(body).as_slice() == hash
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(payload: Vec<u8>) -> (NewEvent, Metadata) {
+        let event = NewEvent {
+            event_id: Uuid::from_u128(7),
+            event_type: "UserCreated".into(),
+            schema_version: 1,
+            payload,
+        };
+        let meta = Metadata {
+            recorded_at: DateTime::from_timestamp(1_700_000_000, 123).unwrap(),
+            actor: "admin@contoso.onmicrosoft.com".into(),
+            correlation_id: Uuid::from_u128(9),
+            causation: Causation::Process { name: "sync".into(), trigger: Some(4) },
+        };
+        (event, meta)
+    }
+
+    #[test]
+    fn a_sealed_record_opens_to_itself() {
+        let (event, meta) = sample(vec![1, 2, 3, 255]);
+        let (record, bytes) = Record::seal(5, "env/x", 2, &event, &meta, [3; 32]).unwrap();
+        assert!(Record::hash_is_intact(&bytes));
+        assert_eq!(Record::open(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn any_flipped_byte_breaks_the_hash_or_the_decoding() {
+        let (event, meta) = sample(b"payload".to_vec());
+        let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+        for i in 1..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(
+                !Record::hash_is_intact(&bad) || Record::open(&bad).is_err(),
+                "flipping byte {i} went unnoticed"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Record::open(&bytes);
+            let _ = Record::hash_is_intact(&bytes);
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The log's promises, one test each: atomic appends, optimistic concurrency,
+//! idempotent retries, durability across reopen, time travel reads,
+//! snapshots, tamper evidence (L3) and clear errors on foreign databases.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use store::{
+    Append, AppendRejection, Causation, Durability, EventStore, ExpectedVersion, Metadata, NewEvent,
+    OpenOptions, SledStore, Snapshot, StoreError,
+};
+use uuid::Uuid;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_750_000_000 + secs, 0).unwrap()
+}
+
+fn event(n: u128, payload: &[u8]) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::from_u128(n),
+        event_type: "Test".into(),
+        schema_version: 1,
+        payload: payload.to_vec(),
+    }
+}
+
+fn append(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>, time: DateTime<Utc>) -> Append {
+    Append {
+        stream: stream.into(),
+        expected,
+        events,
+        meta: Metadata {
+            recorded_at: time,
+            actor: "admin@contoso.onmicrosoft.com".into(),
+            correlation_id: Uuid::new_v4(),
+            causation: Causation::Command { name: "test".into() },
+        },
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> SledStore {
+    SledStore::open(dir.path().join("db"), OpenOptions::default()).unwrap()
+}
+
+async fn everything(store: &SledStore) -> Vec<store::Record> {
+    store.read_log(1, u64::MAX, usize::MAX).await.unwrap()
+}
+
+#[tokio::test]
+async fn sequence_numbers_are_gapless_from_one_and_streams_versioned() {
+    let store = SledStore::temporary().unwrap();
+    let a = store
+        .append(append("tenant", ExpectedVersion::Exactly(0), vec![event(1, b"a"), event(2, b"b")], at(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = store
+        .append(append("env/x", ExpectedVersion::Exactly(0), vec![event(3, b"c")], at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    let c = store
+        .append(append("tenant", ExpectedVersion::Exactly(2), vec![event(4, b"d")], at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.first_seq, a.last_seq, a.stream_version), (1, 2, 2));
+    assert_eq!((b.first_seq, b.last_seq, b.stream_version), (3, 3, 1));
+    assert_eq!((c.first_seq, c.last_seq, c.stream_version), (4, 4, 3));
+    let all = everything(&store).await;
+    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    let tenant = store.read_stream("tenant", 1).await.unwrap();
+    assert_eq!(tenant.iter().map(|r| (r.seq, r.version)).collect::<Vec<_>>(), vec![(1, 1), (2, 2), (4, 3)]);
+    assert_eq!(store.read_stream("tenant", 3).await.unwrap().len(), 1);
+    assert_eq!(store.stream_version("env/x").await.unwrap(), 1);
+    assert_eq!(store.stream_version("env/none").await.unwrap(), 0);
+    // Records chain: each carries the hash of the one before.
+    assert_eq!(all[0].prev_hash, store::GENESIS_HASH);
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_expected_version_names_both_versions_and_writes_nothing() {
+    let store = SledStore::temporary().unwrap();
+    store
+        .append(append("tenant", ExpectedVersion::Exactly(0), vec![event(1, b"a")], at(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = store
+        .append(append("tenant", ExpectedVersion::Exactly(0), vec![event(2, b"b")], at(1)))
+        .await
+        .unwrap();
+    let err = refused.unwrap_err();
+    assert_eq!(err, AppendRejection::Conflict { stream: "tenant".into(), expected: 0, actual: 1 });
+    assert_eq!(err.to_string(), "concurrency conflict on stream 'tenant': expected version 0, found 1");
+    assert_eq!(everything(&store).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_append_that_fails_half_way_leaves_nothing_behind() {
+    let store = SledStore::temporary().unwrap();
+    store
+        .append(append("env/b", ExpectedVersion::Exactly(0), vec![event(1, b"x")], at(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    let head_before = store.head().await.unwrap();
+    // The first append of the batch is fine; the second conflicts.
+    let batch = vec![
+        append("env/a", ExpectedVersion::Exactly(0), vec![event(10, b"1"), event(11, b"2")], at(1)),
+        append("env/b", ExpectedVersion::Exactly(5), vec![event(12, b"3")], at(1)),
+    ];
+    let refused = store.append_all(batch).await.unwrap();
+    assert!(matches!(refused, Err(AppendRejection::Conflict { .. })));
+    // A failure of the store itself half-way (a time it cannot encode) is the same.
+    let far = Utc.with_ymd_and_hms(2300, 1, 1, 0, 0, 0).unwrap();
+    let batch = vec![
+        append("env/a", ExpectedVersion::Exactly(0), vec![event(20, b"1")], at(2)),
+        append("env/c", ExpectedVersion::Any, vec![event(21, b"2")], far),
+    ];
+    assert!(matches!(store.append_all(batch).await, Err(StoreError::TimeOutOfRange(_))));
+    assert_eq!(store.head().await.unwrap(), head_before);
+    assert_eq!(everything(&store).await.len(), 1);
+    assert_eq!(store.stream_version("env/a").await.unwrap(), 0);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    // And the ids of the refused events are still free.
+    let ok = store
+        .append(append("env/a", ExpectedVersion::Exactly(0), vec![event(10, b"1")], at(3)))
+        .await
+        .unwrap();
+    assert_eq!(ok.unwrap().first_seq, 2);
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_original_positions() {
+    let store = SledStore::temporary().unwrap();
+    let first = append("tenant", ExpectedVersion::Exactly(0), vec![event(1, b"a"), event(2, b"b")], at(0));
+    let landed = store.append(first.clone()).await.unwrap().unwrap();
+    store
+        .append(append("tenant", ExpectedVersion::Exactly(2), vec![event(3, b"c")], at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    // The retry's expected version is stale by now: it still answers as before.
+    let retried = store.append(first).await.unwrap().unwrap();
+    assert!(retried.was_retry);
+    assert_eq!((retried.first_seq, retried.last_seq), (landed.first_seq, landed.last_seq));
+    assert_eq!(everything(&store).await.len(), 3);
+    // A mix of known and new ids is not a retry.
+    let mixed = append("tenant", ExpectedVersion::Any, vec![event(3, b"c"), event(4, b"d")], at(2));
+    assert_eq!(
+        store.append(mixed).await.unwrap(),
+        Err(AppendRejection::PartialRetry { event_id: Uuid::from_u128(4) })
+    );
+}
+
+#[tokio::test]
+async fn time_never_goes_backwards() {
+    let store = SledStore::temporary().unwrap();
+    store
+        .append(append("tenant", ExpectedVersion::Any, vec![event(1, b"a")], at(10)))
+        .await
+        .unwrap()
+        .unwrap();
+    let refused =
+        store.append(append("tenant", ExpectedVersion::Any, vec![event(2, b"b")], at(9))).await.unwrap();
+    assert_eq!(refused, Err(AppendRejection::TimeWentBackwards { last: at(10), given: at(9) }));
+    // The same time is fine: one command's events share it.
+    store
+        .append(append("tenant", ExpectedVersion::Any, vec![event(3, b"c")], at(10)))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_with_one_expected_version_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .append(append("env/race", ExpectedVersion::Exactly(0), vec![event(1, b"seed")], at(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    let tasks: Vec<_> = (0..16u128)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(append(
+                        "env/race",
+                        ExpectedVersion::Exactly(1),
+                        vec![event(100 + i, b"x")],
+                        at(1),
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Ok(appended) => {
+                wins += 1;
+                assert_eq!(appended.stream_version, 2);
+            }
+            Err(AppendRejection::Conflict { expected: 1, actual: 2, .. }) => {}
+            Err(other) => panic!("unexpected refusal: {other}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.stream_version("env/race").await.unwrap(), 2);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = {
+        let store = open(&dir);
+        for i in 0..50u128 {
+            let stream = format!("env/{}", i % 3);
+            store
+                .append(append(&stream, ExpectedVersion::Any, vec![event(i, &[i as u8; 40])], at(i as i64)))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        everything(&store).await
+    };
+    let store = open(&dir);
+    assert_eq!(everything(&store).await, written);
+    let head = store.head().await.unwrap().unwrap();
+    assert_eq!((head.seq, head.recorded_at), (50, at(49)));
+    assert_eq!(store.stream_version("env/1").await.unwrap(), 17);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    // Appends continue the same chain after a reopen.
+    let next = store
+        .append(append("env/1", ExpectedVersion::Exactly(17), vec![event(999, b"z")], at(60)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.first_seq, 51);
+    assert_eq!(store.verify().await.unwrap().records, 51);
+}
+
+#[tokio::test]
+async fn batched_durability_keeps_everything_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let options = OpenOptions { durability: Durability::Batched, ..OpenOptions::default() };
+        let store = SledStore::open(dir.path().join("db"), options).unwrap();
+        for i in 0..20u128 {
+            store
+                .append(append("tenant", ExpectedVersion::Exactly(i as u64), vec![event(i, b"b")], at(0)))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+    assert_eq!(everything(&open(&dir)).await.len(), 20);
+}
+
+#[tokio::test]
+async fn reads_by_time_include_records_at_the_time_and_none_after() {
+    let store = SledStore::temporary().unwrap();
+    assert_eq!(store.seq_at(at(0)).await.unwrap(), 0);
+    // Records 1-2 at t=10, 3 at t=20, 4-6 at t=30.
+    store
+        .append(append("a", ExpectedVersion::Any, vec![event(1, b""), event(2, b"")], at(10)))
+        .await
+        .unwrap()
+        .unwrap();
+    store.append(append("b", ExpectedVersion::Any, vec![event(3, b"")], at(20))).await.unwrap().unwrap();
+    store
+        .append(append("a", ExpectedVersion::Any, vec![event(4, b""), event(5, b"")], at(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    store.append(append("c", ExpectedVersion::Any, vec![event(6, b"")], at(30))).await.unwrap().unwrap();
+    let cases = [(9, 0), (10, 2), (15, 2), (20, 3), (29, 3), (30, 6), (1000, 6)];
+    for (secs, seq) in cases {
+        assert_eq!(store.seq_at(at(secs)).await.unwrap(), seq, "as of t={secs}");
+    }
+    // Sub-second precision holds: one nanosecond before t=20 is still record 2.
+    let just_before = at(20) - chrono::Duration::nanoseconds(1);
+    assert_eq!(store.seq_at(just_before).await.unwrap(), 2);
+    // Beyond the storable range: everything, or nothing.
+    assert_eq!(store.seq_at(Utc.with_ymd_and_hms(2400, 1, 1, 0, 0, 0).unwrap()).await.unwrap(), 6);
+    assert_eq!(store.seq_at(Utc.with_ymd_and_hms(1600, 1, 1, 0, 0, 0).unwrap()).await.unwrap(), 0);
+    // Everything up to a time is the log read up to that seq.
+    let upto = store.seq_at(at(25)).await.unwrap();
+    let past = store.read_log(1, upto, usize::MAX).await.unwrap();
+    assert!(past.iter().all(|r| r.recorded_at <= at(25)));
+    assert_eq!(past.len(), 3);
+}
+
+/// A stand-in for an aggregate or view: folds payload bytes into a sum.
+fn fold(state: u64, records: &[store::Record]) -> u64 {
+    records
+        .iter()
+        .fold(state, |s, r| s.wrapping_mul(31).wrapping_add(r.payload.iter().map(|&b| b as u64).sum()))
+}
+
+#[tokio::test]
+async fn a_snapshot_plus_the_records_after_it_equals_a_full_replay() {
+    let store = SledStore::temporary().unwrap();
+    for i in 0..100u128 {
+        store
+            .append(append("s", ExpectedVersion::Any, vec![event(i, &[i as u8, 7])], at(i as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+        let seq = i as u64 + 1;
+        if seq % 25 == 0 {
+            let state = fold(0, &store.read_log(1, seq, usize::MAX).await.unwrap());
+            store.save_snapshot("sum", Snapshot { seq, state: state.to_be_bytes().to_vec() }).await.unwrap();
+        }
+    }
+    for target in [0u64, 1, 24, 25, 26, 60, 99, 100] {
+        let full = fold(0, &store.read_log(1, target, usize::MAX).await.unwrap());
+        let (from, base) = match store.load_snapshot("sum", target).await.unwrap() {
+            Some(s) => (s.seq, u64::from_be_bytes(s.state.try_into().unwrap())),
+            None => (0, 0),
+        };
+        assert!(target < 25 || from >= target - target % 25, "the nearest snapshot is used");
+        let tail = store.read_log(from + 1, target, usize::MAX).await.unwrap();
+        assert!(tail.len() < 25, "only the records after the snapshot are replayed");
+        assert_eq!(fold(base, &tail), full, "state at seq {target}");
+    }
+    assert_eq!(store.load_snapshot("other", 100).await.unwrap(), None);
+}
+
+fn tampered_db_with(dir: &tempfile::TempDir, tamper: impl FnOnce(&sled::Tree, &sled::Tree)) -> SledStore {
+    {
+        let store = open(dir);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            for i in 0..10u128 {
+                store
+                    .append(append("tenant", ExpectedVersion::Any, vec![event(i, b"payload")], at(i as i64)))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            assert_eq!(store.verify().await.unwrap().problem, None);
+        });
+        let (log, index) = store.raw_trees();
+        tamper(&log, &index);
+        log.flush().unwrap();
+    }
+    open(dir)
+}
+
+#[test]
+fn l3_verify_names_a_record_rewritten_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tampered_db_with(&dir, |log, _| {
+        let key = 6u64.to_be_bytes();
+        let mut bytes = log.get(key).unwrap().unwrap().to_vec();
+        // Rewrite the payload "payload" -> "pAyload": same length, same shape.
+        let at = bytes.windows(7).position(|w| w == b"payload").unwrap();
+        bytes[at + 1] = b'A';
+        log.insert(key, bytes).unwrap();
+    });
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    let problem = report.problem.expect("tampering is caught");
+    assert_eq!(problem.seq, 6);
+    assert!(problem.what.contains("altered"), "{}", problem.what);
+}
+
+#[test]
+fn l3_verify_names_a_removed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tampered_db_with(&dir, |log, _| {
+        log.remove(4u64.to_be_bytes()).unwrap();
+    });
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    assert_eq!(report.problem.unwrap().seq, 4);
+}
+
+#[test]
+fn l3_verify_names_swapped_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tampered_db_with(&dir, |log, _| {
+        let a = log.get(3u64.to_be_bytes()).unwrap().unwrap();
+        let b = log.get(8u64.to_be_bytes()).unwrap().unwrap();
+        log.insert(3u64.to_be_bytes(), b).unwrap();
+        log.insert(8u64.to_be_bytes(), a).unwrap();
+    });
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    assert_eq!(report.problem.unwrap().seq, 3);
+}
+
+#[test]
+fn l3_verify_names_a_wrong_index_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tampered_db_with(&dir, |_, index| {
+        // Point event 5's id entry at record 2.
+        let mut key = vec![b'e'];
+        key.extend_from_slice(Uuid::from_u128(4).as_bytes());
+        index.insert(key, &2u64.to_be_bytes()[..]).unwrap();
+    });
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    let problem = report.problem.unwrap();
+    assert_eq!(problem.seq, 5);
+    assert!(problem.what.contains("event id index"), "{}", problem.what);
+}
+
+#[test]
+fn l3_verify_finds_a_stray_index_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tampered_db_with(&dir, |_, index| {
+        let mut key = vec![b'e'];
+        key.extend_from_slice(Uuid::from_u128(12345).as_bytes());
+        index.insert(key, &7u64.to_be_bytes()[..]).unwrap();
+    });
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    assert!(report.problem.is_some());
+}
+
+#[test]
+fn a_database_held_by_another_opener_waits_then_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _holder = open(&dir);
+    let started = Instant::now();
+    let options = OpenOptions { lock_timeout: Duration::from_millis(300), ..OpenOptions::default() };
+    let err = SledStore::open(dir.path().join("db"), options).err().expect("the second open fails");
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited the timeout");
+    assert!(matches!(err, StoreError::Locked { .. }));
+    assert!(err.to_string().contains("is locked by another process"), "{err}");
+}
+
+#[test]
+fn a_database_released_while_waiting_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = open(&dir);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(holder);
+    });
+    let options = OpenOptions { lock_timeout: Duration::from_secs(10), ..OpenOptions::default() };
+    assert!(SledStore::open(dir.path().join("db"), options).is_ok());
+    release.join().unwrap();
+}
+
+#[test]
+fn a_foreign_sled_database_is_not_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.insert("hello", "world").unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path().join("db"), OpenOptions::default()).err().unwrap();
+    assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
+}
+
+#[test]
+fn a_file_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "not a database").unwrap();
+    let err = SledStore::open(&file, OpenOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("is not a usertrail database"), "{err}");
+}
+
+#[test]
+fn a_newer_log_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        let (_, index) = store.raw_trees();
+        let mut mark = b"usertrail-log".to_vec();
+        mark.extend_from_slice(&99u32.to_be_bytes());
+        index.insert("mformat", mark).unwrap();
+        index.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path().join("db"), OpenOptions::default()).err().unwrap();
+    assert!(matches!(err, StoreError::NewerFormat { found: 99, .. }), "{err}");
+}
+
+#[test]
+fn damaged_storage_files_give_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    // Overwrite every storage file with garbage.
+    for entry in walk(&dir.path().join("db")) {
+        std::fs::write(entry, vec![0xA5; 4096]).unwrap();
+    }
+    let outcome = std::panic::catch_unwind(|| SledStore::open(dir.path().join("db"), OpenOptions::default()));
+    let outcome = outcome.expect("opening a damaged database must not panic");
+    assert!(outcome.is_err(), "a damaged database must not open as if it were fine");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
