@@ -1,0 +1,541 @@
+//! Rule tests of the tenant aggregate: given a directory, when a command is
+//! decided, then these events or this rejection. Each test names its rule.
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::rules::Refusal;
+
+const ADMIN: &str = "admin@contoso.onmicrosoft.com";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()
+}
+
+fn upn(text: &str) -> Upn {
+    Upn::parse(text).unwrap()
+}
+
+fn pw(n: u8) -> PasswordHash {
+    PasswordHash::new([n; 16], "Temp-Pass-1")
+}
+
+fn new_user(n: u128, who: &str) -> NewUser {
+    let mut profile = Profile::default();
+    profile.0.insert(ProfileField::GivenName, who.split('@').next().unwrap_or(who).to_owned());
+    NewUser {
+        id: Uuid::from_u128(n),
+        upn: upn(who),
+        profile,
+        licenses: vec![],
+        admin_roles: vec![],
+        guest: false,
+        home_licenses: vec![],
+        password: pw(n as u8),
+    }
+}
+
+/// A directory that has been through some commands, with a clock.
+struct World {
+    tenant: Tenant,
+    now: DateTime<Utc>,
+    next_id: u128,
+    /// Every event applied, with its time.
+    log: Vec<(TenantEvent, DateTime<Utc>)>,
+}
+
+impl World {
+    /// Contoso with its admin, a 2-seat Dynamics SKU, a 10-seat M365 SKU,
+    /// and users alice and bob.
+    fn contoso() -> World {
+        let mut w = World { tenant: Tenant::default(), now: t0(), next_id: 100, log: Vec::new() };
+        let init = TenantCommand::Init {
+            domain: "contoso.onmicrosoft.com".into(),
+            name: "Contoso".into(),
+            admin: new_user(1, ADMIN),
+        };
+        w.ok(ADMIN, init);
+        w.ok(ADMIN, TenantCommand::AddSku { sku: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 2 });
+        w.ok(
+            ADMIN,
+            TenantCommand::AddSku { sku: "ENTERPRISEPACK".into(), kind: SkuKind::M365Dataverse, seats: 10 },
+        );
+        w.create("alice@contoso.onmicrosoft.com");
+        w.create("bob@contoso.onmicrosoft.com");
+        w
+    }
+
+    fn when(&self, actor: &str, command: TenantCommand) -> Result<Vec<TenantEvent>, Rejection> {
+        decide(&self.tenant, &upn(actor), &command, self.now)
+    }
+
+    /// Decides and applies; panics (in tests only) if refused.
+    fn ok(&mut self, actor: &str, command: TenantCommand) -> Vec<TenantEvent> {
+        let events = self.when(actor, command).unwrap_or_else(|r| panic!("refused: {r}"));
+        for e in &events {
+            self.tenant.apply(e, self.now);
+            self.log.push((e.clone(), self.now));
+        }
+        events
+    }
+
+    fn create(&mut self, who: &str) -> Uuid {
+        self.next_id += 1;
+        let new = new_user(self.next_id, who);
+        self.ok(ADMIN, TenantCommand::CreateUser(new));
+        Uuid::from_u128(self.next_id)
+    }
+
+    fn user(&self, who: &str) -> &User {
+        self.tenant.user(&upn(who)).unwrap()
+    }
+
+    fn later(&mut self, days: i64) {
+        self.now += Duration::days(days);
+    }
+}
+
+fn assign(who: &str, sku: &str) -> TenantCommand {
+    TenantCommand::AssignLicense { upn: upn(who), sku: sku.into() }
+}
+
+fn refused_by(outcome: Result<Vec<TenantEvent>, Rejection>, rule: Rule) -> String {
+    match outcome {
+        Err(Rejection::Refused(Refusal { rule: r, reason })) if r == rule => reason,
+        other => panic!("expected a refusal by {rule}, got {other:?}"),
+    }
+}
+
+fn invalid_input(outcome: Result<Vec<TenantEvent>, Rejection>) -> String {
+    match outcome {
+        Err(Rejection::Invalid(reason)) => reason,
+        other => panic!("expected bad input, got {other:?}"),
+    }
+}
+
+const ALICE: &str = "alice@contoso.onmicrosoft.com";
+const BOB: &str = "bob@contoso.onmicrosoft.com";
+const CAROL: &str = "carol@contoso.onmicrosoft.com";
+
+#[test]
+fn init_creates_the_tenant_and_its_global_admin() {
+    let w = World::contoso();
+    let admin = w.user(ADMIN);
+    assert!(admin.admin_roles.contains(&AdminRole::Global));
+    assert_eq!(w.tenant.info.as_ref().unwrap().domain, "contoso.onmicrosoft.com");
+    let again =
+        TenantCommand::Init { domain: "x.com".into(), name: String::new(), admin: new_user(9, "a@x.com") };
+    assert!(invalid_input(w.when(ADMIN, again)).contains("already holds tenant"));
+}
+
+#[test]
+fn commands_before_init_are_bad_input() {
+    let outcome = decide(&Tenant::default(), &upn(ADMIN), &assign(ALICE, "X"), t0());
+    assert!(invalid_input(outcome).contains("run `usertrail init`"));
+}
+
+#[test]
+fn d1_upn_is_unique_compared_case_insensitively() {
+    let w = World::contoso();
+    let dup = TenantCommand::CreateUser(new_user(50, "ALICE@Contoso.onmicrosoft.com"));
+    let reason = refused_by(w.when(ADMIN, dup), Rule::D1);
+    assert!(reason.contains("already taken by alice@contoso.onmicrosoft.com"), "{reason}");
+}
+
+#[test]
+fn d1_members_live_in_the_tenant_domain() {
+    let w = World::contoso();
+    let outsider = TenantCommand::CreateUser(new_user(50, "eve@fabrikam.com"));
+    refused_by(w.when(ADMIN, outsider), Rule::D1);
+}
+
+#[test]
+fn d1_the_object_id_never_changes() {
+    let mut w = World::contoso();
+    let id = w.user(ALICE).id;
+    w.ok(
+        ADMIN,
+        TenantCommand::UpdateUser {
+            upn: upn(ALICE),
+            fields: vec![(ProfileField::DisplayName, Some("Alice B".into()))],
+        },
+    );
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    w.ok(ADMIN, TenantCommand::Restore { upn: upn(ALICE) });
+    assert_eq!(w.user(ALICE).id, id);
+    assert_eq!(w.tenant.users.len(), 3, "no user was created along the way");
+}
+
+#[test]
+fn d1_a_purged_users_upn_can_be_used_again() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    refused_by(w.when(ADMIN, TenantCommand::CreateUser(new_user(60, ALICE))), Rule::D1);
+    w.later(31);
+    w.ok(ADMIN, TenantCommand::CreateUser(new_user(60, ALICE)));
+    assert_eq!(w.user(ALICE).id, Uuid::from_u128(60));
+}
+
+#[test]
+fn d2_the_log_keeps_only_a_salted_hash() {
+    let w = World::contoso();
+    let mut new = new_user(70, CAROL);
+    new.password = PasswordHash::new([3; 16], "S3cret-Once!");
+    let events = w.when(ADMIN, TenantCommand::CreateUser(new)).unwrap();
+    let TenantEvent::UserCreated { password, .. } = &events[0] else { panic!("{events:?}") };
+    assert!(password.matches("S3cret-Once!"));
+    let encoded = crate::events::encode(&crate::Event::Tenant(events[0].clone()));
+    assert!(!encoded.windows(12).any(|w| w == b"S3cret-Once!"), "the password is not in the event");
+}
+
+#[test]
+fn d3_an_update_records_old_and_new_values_of_each_changed_field() {
+    let mut w = World::contoso();
+    let fields = vec![
+        (ProfileField::JobTitle, Some("Seller".into())),
+        (ProfileField::City, Some("Lyon".into())),
+        (ProfileField::GivenName, Some("alice".into())), // unchanged
+    ];
+    let events = w.ok(ADMIN, TenantCommand::UpdateUser { upn: upn(ALICE), fields });
+    let TenantEvent::UserUpdated { changes, .. } = &events[0] else { panic!("{events:?}") };
+    assert_eq!(
+        changes,
+        &vec![
+            FieldChange { field: ProfileField::JobTitle, old: None, new: Some("Seller".into()) },
+            FieldChange { field: ProfileField::City, old: None, new: Some("Lyon".into()) },
+        ]
+    );
+    let events =
+        w.ok(ADMIN, TenantCommand::UpdateUser { upn: upn(ALICE), fields: vec![(ProfileField::City, None)] });
+    let TenantEvent::UserUpdated { changes, .. } = &events[0] else { panic!("{events:?}") };
+    assert_eq!(
+        changes,
+        &vec![FieldChange { field: ProfileField::City, old: Some("Lyon".into()), new: None }]
+    );
+    assert_eq!(w.user(ALICE).profile.get(ProfileField::City), None);
+    assert_eq!(w.user(ALICE).profile.get(ProfileField::JobTitle), Some("Seller"));
+}
+
+#[test]
+fn d3_every_profile_field_can_be_set() {
+    let mut w = World::contoso();
+    let fields: Vec<_> =
+        ProfileField::ALL.iter().map(|f| (*f, Some(format!("v-{}", f.graph_name())))).collect();
+    w.ok(ADMIN, TenantCommand::UpdateUser { upn: upn(ALICE), fields });
+    for f in ProfileField::ALL {
+        assert_eq!(w.user(ALICE).profile.get(f), Some(format!("v-{}", f.graph_name()).as_str()));
+    }
+    assert!(
+        w.ok(ADMIN, TenantCommand::UpdateUser { upn: upn(ALICE), fields: vec![] }).is_empty(),
+        "no change, no event"
+    );
+}
+
+#[test]
+fn d4_assigning_with_no_free_seat_is_refused() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, assign(BOB, "dyn365_sales"));
+    w.create(CAROL);
+    let reason = refused_by(w.when(ADMIN, assign(CAROL, "DYN365_SALES")), Rule::D4);
+    assert!(reason.starts_with("no licenses available"), "{reason}");
+}
+
+#[test]
+fn d4_removing_a_license_or_deleting_its_user_frees_the_seat() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, assign(BOB, "DYN365_SALES"));
+    w.create(CAROL);
+    w.ok(ADMIN, TenantCommand::RemoveLicense { upn: upn(ALICE), sku: "DYN365_SALES".into() });
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 1);
+    w.ok(ADMIN, assign(CAROL, "DYN365_SALES"));
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 0);
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(BOB) });
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 1);
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+}
+
+#[test]
+fn d4_seats_cannot_drop_below_those_in_use() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, assign(BOB, "DYN365_SALES"));
+    let reason =
+        refused_by(w.when(ADMIN, TenantCommand::SetSeats { sku: "DYN365_SALES".into(), seats: 1 }), Rule::D4);
+    assert!(reason.contains("2 are in use"), "{reason}");
+    let events = w.ok(ADMIN, TenantCommand::SetSeats { sku: "DYN365_SALES".into(), seats: 5 });
+    assert_eq!(events, vec![TenantEvent::SkuSeatsChanged { sku: "DYN365_SALES".into(), old: 2, new: 5 }]);
+}
+
+#[test]
+fn d4_a_tenant_level_license_is_not_assigned_to_users() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::AddSku { sku: "MKT_TENANT".into(), kind: SkuKind::MarketingTenant, seats: 1 });
+    refused_by(w.when(ADMIN, assign(ALICE, "MKT_TENANT")), Rule::D4);
+}
+
+#[test]
+fn unknown_users_skus_and_groups_are_bad_input() {
+    let w = World::contoso();
+    assert_eq!(
+        invalid_input(w.when(ADMIN, assign("nobody@contoso.onmicrosoft.com", "DYN365_SALES"))),
+        "unknown user nobody@contoso.onmicrosoft.com"
+    );
+    assert_eq!(invalid_input(w.when(ADMIN, assign(ALICE, "NOPE"))), "unknown SKU NOPE");
+    let add = TenantCommand::AddMember { group: "Nope".into(), member: MemberRef::User(upn(ALICE)) };
+    assert_eq!(invalid_input(w.when(ADMIN, add)), "unknown group Nope");
+    assert!(invalid_input(w.when("ghost@contoso.onmicrosoft.com", assign(ALICE, "DYN365_SALES")))
+        .contains("unknown actor"));
+}
+
+fn invite(n: u128, who: &str, sku: Option<&str>) -> TenantCommand {
+    TenantCommand::Invite {
+        id: Uuid::from_u128(n),
+        upn: upn(who),
+        sku: sku.map(str::to_owned),
+        password: pw(1),
+    }
+}
+
+#[test]
+fn d5_an_invitation_holds_a_seat_until_accepted() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, invite(80, "jane@fabrikam.com", Some("DYN365_SALES")));
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 0, "the invitation holds the last seat");
+    refused_by(w.when(ADMIN, assign(BOB, "DYN365_SALES")), Rule::D4);
+    w.later(3);
+    let events = w.ok("jane@fabrikam.com", TenantCommand::AcceptInvite { upn: upn("jane@fabrikam.com") });
+    assert_eq!(
+        events,
+        vec![TenantEvent::InvitationAccepted { id: Uuid::from_u128(80), sku: Some("DYN365_SALES".into()) }]
+    );
+    assert!(w.user("jane@fabrikam.com").licenses.contains("DYN365_SALES"));
+    w.later(30);
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 0, "accepted: the seat stays taken");
+}
+
+#[test]
+fn d5_an_expired_invitation_frees_its_seat_and_cannot_be_accepted() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, invite(80, "jane@fabrikam.com", Some("DYN365_SALES")));
+    w.now += INVITATION_LIFETIME - Duration::seconds(1);
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 0, "still held one second before expiry");
+    w.now += Duration::seconds(1);
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 1, "free at expiry, with no timer");
+    w.ok(ADMIN, assign(BOB, "DYN365_SALES"));
+    let accept = TenantCommand::AcceptInvite { upn: upn("jane@fabrikam.com") };
+    assert!(refused_by(w.when("jane@fabrikam.com", accept), Rule::D5).contains("expired"));
+}
+
+#[test]
+fn d6_sign_in_can_be_blocked_and_unblocked() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) });
+    assert!(!w.user(ALICE).can_sign_in());
+    assert!(
+        w.ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) }).is_empty(),
+        "blocking twice changes nothing"
+    );
+    w.ok(ADMIN, TenantCommand::Unblock { upn: upn(ALICE) });
+    assert!(w.user(ALICE).can_sign_in());
+}
+
+#[test]
+fn d7_a_deleted_user_is_restored_within_30_days() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "ENTERPRISEPACK"));
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    assert!(!w.user(ALICE).can_sign_in());
+    refused_by(w.when(ADMIN, assign(ALICE, "DYN365_SALES")), Rule::D7);
+    w.later(29);
+    let events = w.ok(ADMIN, TenantCommand::Restore { upn: upn(ALICE) });
+    assert_eq!(
+        events,
+        vec![TenantEvent::UserRestored { id: w.user(ALICE).id, licenses_not_restored: vec![] }]
+    );
+    assert!(w.user(ALICE).can_sign_in());
+    assert!(w.user(ALICE).licenses.contains("ENTERPRISEPACK"));
+}
+
+#[test]
+fn d7_restore_after_30_days_is_refused() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    w.later(30);
+    let reason = refused_by(w.when(ADMIN, TenantCommand::Restore { upn: upn(ALICE) }), Rule::D7);
+    assert!(reason.contains("gone for good"), "{reason}");
+}
+
+#[test]
+fn d7_restore_retakes_seats_only_if_free() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, assign(ALICE, "ENTERPRISEPACK"));
+    w.ok(ADMIN, assign(BOB, "DYN365_SALES"));
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    w.create(CAROL);
+    w.ok(ADMIN, assign(CAROL, "DYN365_SALES"));
+    let events = w.ok(ADMIN, TenantCommand::Restore { upn: upn(ALICE) });
+    assert_eq!(
+        events,
+        vec![TenantEvent::UserRestored {
+            id: w.user(ALICE).id,
+            licenses_not_restored: vec!["DYN365_SALES".into()]
+        }]
+    );
+    assert_eq!(w.user(ALICE).licenses.iter().collect::<Vec<_>>(), vec!["ENTERPRISEPACK"]);
+    assert_eq!(w.tenant.seats_used("DYN365_SALES", w.now), 2, "never oversubscribed");
+}
+
+#[test]
+fn d8_only_global_and_user_admins_manage_users() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(ALICE), role: AdminRole::PowerPlatform });
+    let reason = refused_by(w.when(ALICE, TenantCommand::CreateUser(new_user(90, CAROL))), Rule::D8);
+    assert!(reason.contains("Power Platform Administrator"), "{reason}");
+    assert!(reason.contains("Global Administrator or User Administrator"), "{reason}");
+    refused_by(w.when(BOB, assign(ALICE, "DYN365_SALES")), Rule::D8);
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::UserAdmin });
+    w.ok(BOB, TenantCommand::CreateUser(new_user(90, CAROL)));
+    w.ok(BOB, assign(CAROL, "DYN365_SALES"));
+}
+
+#[test]
+fn d8_only_a_global_admin_assigns_admin_roles() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::UserAdmin });
+    refused_by(
+        w.when(BOB, TenantCommand::AddAdminRole { upn: upn(ALICE), role: AdminRole::UserAdmin }),
+        Rule::D8,
+    );
+    let mut with_role = new_user(91, CAROL);
+    with_role.admin_roles = vec![AdminRole::Dynamics365];
+    refused_by(w.when(BOB, TenantCommand::CreateUser(with_role)), Rule::D8);
+}
+
+#[test]
+fn d8_a_password_admin_may_only_reset_passwords_of_non_admins() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::PasswordAdmin });
+    w.ok(BOB, TenantCommand::ResetPassword { upn: upn(ALICE), password: pw(9) });
+    assert!(w.user(ALICE).password.matches("Temp-Pass-1"));
+    refused_by(w.when(BOB, TenantCommand::Block { upn: upn(ALICE) }), Rule::D8);
+    refused_by(w.when(BOB, TenantCommand::ResetPassword { upn: upn(ADMIN), password: pw(9) }), Rule::D8);
+}
+
+#[test]
+fn d8_a_user_admin_cannot_change_a_global_admin() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::UserAdmin });
+    refused_by(w.when(BOB, TenantCommand::Block { upn: upn(ADMIN) }), Rule::D8);
+    refused_by(w.when(BOB, TenantCommand::Delete { upn: upn(ADMIN) }), Rule::D8);
+}
+
+#[test]
+fn d8_the_last_global_admin_stays() {
+    let mut w = World::contoso();
+    refused_by(
+        w.when(ADMIN, TenantCommand::RemoveAdminRole { upn: upn(ADMIN), role: AdminRole::Global }),
+        Rule::D8,
+    );
+    refused_by(w.when(ADMIN, TenantCommand::Delete { upn: upn(ADMIN) }), Rule::D8);
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(ALICE), role: AdminRole::Global });
+    w.ok(ADMIN, TenantCommand::RemoveAdminRole { upn: upn(ADMIN), role: AdminRole::Global });
+}
+
+#[test]
+fn d8_a_blocked_admin_cannot_act() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(ALICE), role: AdminRole::Global });
+    w.ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) });
+    let reason = refused_by(w.when(ALICE, TenantCommand::Block { upn: upn(BOB) }), Rule::D8);
+    assert!(reason.contains("blocked"), "{reason}");
+}
+
+fn add_group(group: &str, inner: &str) -> TenantCommand {
+    TenantCommand::AddMember { group: group.into(), member: MemberRef::Group(inner.into()) }
+}
+
+#[test]
+fn d9_groups_hold_users_groups_and_owners() {
+    let mut w = World::contoso();
+    w.ok(
+        ADMIN,
+        TenantCommand::CreateGroup {
+            id: Uuid::from_u128(500),
+            name: "Sales-SG".into(),
+            owner: Some(upn(BOB)),
+        },
+    );
+    w.ok(
+        ADMIN,
+        TenantCommand::CreateGroup { id: Uuid::from_u128(501), name: "Sales-EU".into(), owner: None },
+    );
+    // The owner manages members without being an admin.
+    w.ok(BOB, TenantCommand::AddMember { group: "sales-sg".into(), member: MemberRef::User(upn(ALICE)) });
+    w.ok(BOB, add_group("Sales-SG", "Sales-EU"));
+    let group = w.tenant.group_named("Sales-SG").unwrap();
+    assert!(group.members.contains(&Member::User(w.user(ALICE).id)));
+    assert!(group.members.contains(&Member::Group(Uuid::from_u128(501))));
+    assert!(group.owners.contains(&w.user(BOB).id));
+    // Not an owner of Sales-EU, not an admin: refused.
+    refused_by(
+        w.when(
+            BOB,
+            TenantCommand::AddMember { group: "Sales-EU".into(), member: MemberRef::User(upn(ALICE)) },
+        ),
+        Rule::D8,
+    );
+    w.ok(BOB, TenantCommand::RemoveMember { group: "Sales-SG".into(), member: MemberRef::User(upn(ALICE)) });
+    assert!(!w.tenant.group_named("Sales-SG").unwrap().members.contains(&Member::User(w.user(ALICE).id)));
+}
+
+#[test]
+fn d9_a_group_in_itself_or_a_cycle_is_refused() {
+    let mut w = World::contoso();
+    for (n, name) in [(600, "A"), (601, "B"), (602, "C")] {
+        w.ok(ADMIN, TenantCommand::CreateGroup { id: Uuid::from_u128(n), name: name.into(), owner: None });
+    }
+    refused_by(w.when(ADMIN, add_group("A", "A")), Rule::D9);
+    w.ok(ADMIN, add_group("A", "B"));
+    w.ok(ADMIN, add_group("B", "C"));
+    let reason = refused_by(w.when(ADMIN, add_group("C", "A")), Rule::D9);
+    assert!(reason.contains("cycle"), "{reason}");
+}
+
+#[test]
+fn d10_a_guest_keeps_its_home_licenses_apart_from_this_tenants() {
+    let mut w = World::contoso();
+    let mut guest = new_user(95, "jane@fabrikam.com");
+    guest.guest = true;
+    guest.home_licenses = vec!["DYN365_SALES".into()];
+    w.ok(ADMIN, TenantCommand::CreateUser(guest));
+    let jane = w.user("jane@fabrikam.com");
+    assert_eq!(jane.user_type, UserType::Guest);
+    assert!(jane.licenses.is_empty(), "a home-tenant license is not a license here");
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 2, "and takes no seat here");
+    w.ok(ADMIN, assign("jane@fabrikam.com", "DYN365_SALES"));
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 1, "a license from this tenant takes a seat");
+}
+
+#[test]
+fn d10_a_guest_has_an_outside_address() {
+    let w = World::contoso();
+    let mut guest = new_user(96, "gina@contoso.onmicrosoft.com");
+    guest.guest = true;
+    assert!(invalid_input(w.when(ADMIN, TenantCommand::CreateUser(guest))).contains("own address"));
+}
+
+#[test]
+fn replaying_the_log_from_nothing_gives_the_same_directory() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(BOB) });
+    w.later(2);
+    w.ok(ADMIN, TenantCommand::Restore { upn: upn(BOB) });
+    let replayed = w.log.iter().fold(Tenant::default(), |t, (e, at)| evolve(t, e, *at));
+    assert_eq!(replayed, w.tenant);
+}
