@@ -1,1 +1,146 @@
-//! Shared helpers for the end-to-end tests live in `e2e/`; this library is empty on purpose.
+//! The harness of the end-to-end tests: a scratch database, and usertrail
+//! command lines run against it in-process, as a script would type them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// What one command line did.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code.
+    pub code: i32,
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+}
+
+/// A scratch database with a clock: each command is stamped one minute after
+/// the previous one unless the line says `--now`.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    clock: chrono::DateTime<chrono::Utc>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::new()
+    }
+}
+
+impl Sandbox {
+    /// An empty sandbox; its clock starts at 2026-01-05T09:00:00Z.
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let clock = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z").expect("a time").to_utc();
+        Sandbox { dir, clock }
+    }
+
+    /// A sandbox with Contoso initialized by admin@contoso.onmicrosoft.com.
+    pub fn contoso() -> Sandbox {
+        let mut sb = Sandbox::new();
+        sb.ok("init --tenant contoso.onmicrosoft.com --admin admin@contoso.onmicrosoft.com --name Contoso");
+        sb
+    }
+
+    /// The database directory.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("usertrail.db")
+    }
+
+    /// The scratch directory (for files a test writes next to the database).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Moves the clock forward.
+    pub fn advance_days(&mut self, days: i64) {
+        self.clock += chrono::Duration::days(days);
+    }
+
+    /// The time the next command will be stamped with.
+    pub fn now(&self) -> String {
+        (self.clock + chrono::Duration::minutes(1)).to_rfc3339()
+    }
+
+    /// Runs one command line (without the leading `usertrail`).
+    pub fn run(&mut self, line: &str) -> Run {
+        let mut args = vec!["usertrail".to_owned()];
+        args.extend(split(line));
+        if !args.iter().any(|a| a == "--db") {
+            args.extend(["--db".to_owned(), self.db().display().to_string()]);
+        }
+        if !args.iter().any(|a| a == "--now") {
+            self.clock += chrono::Duration::minutes(1);
+            args.extend(["--now".to_owned(), self.clock.to_rfc3339()]);
+        }
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let code = cli::run(args, &mut stdout, &mut stderr);
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Runs a line that must succeed; returns its stdout.
+    pub fn ok(&mut self, line: &str) -> String {
+        let run = self.run(line);
+        assert_eq!(run.code, 0, "`{line}` failed: {}", run.stderr);
+        run.stdout
+    }
+
+    /// Runs a line with `--json` that must succeed; returns the document.
+    pub fn json(&mut self, line: &str) -> Value {
+        let out = self.ok(&format!("{line} --json"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("`{line}` printed no JSON ({e}): {out}"))
+    }
+
+    /// Runs a line that must fail with `code`; returns its stderr, which must be one line.
+    pub fn fails(&mut self, line: &str, code: i32) -> String {
+        let run = self.run(line);
+        assert_eq!(
+            run.code, code,
+            "`{line}`: expected exit {code}; stdout {} stderr {}",
+            run.stdout, run.stderr
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "one line on stderr: {:?}", run.stderr);
+        run.stderr.trim_end().to_owned()
+    }
+
+    /// How many records the log holds.
+    pub fn records(&mut self) -> u64 {
+        self.json("verify")["records"].as_u64().unwrap_or(0)
+    }
+}
+
+/// Splits a command line on blanks; single quotes group words ('' is empty).
+pub fn split(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                word.get_or_insert_with(String::new);
+            }
+            c if c.is_whitespace() && !quoted => words.extend(word.take()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn split_handles_quotes_and_empty_values() {
+        assert_eq!(
+            super::split("user update --title '' --city 'New York'"),
+            ["user", "update", "--title", "", "--city", "New York"]
+        );
+    }
+}

@@ -1,1 +1,8 @@
-fn main() {}
+//! The `usertrail` binary: runs [`cli::run`] on the process's arguments.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let code = cli::run(std::env::args_os(), &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

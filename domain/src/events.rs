@@ -260,8 +260,9 @@ pub enum Member {
 /// A change to the tenant directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TenantEvent {
-    /// The tenant was set up with its primary domain (D1).
-    TenantInitialized { domain: String, name: String },
+    /// The tenant was set up with its primary domain (D1) and first Global
+    /// Administrator, the default actor of commands.
+    TenantInitialized { domain: String, name: String, admin: Uuid },
     /// A SKU was bought (D4).
     SkuAdded { sku: String, kind: SkuKind, seats: u32 },
     /// A SKU's seat count changed (D4).
@@ -409,7 +410,11 @@ mod tests {
         let change = (field(), proptest::option::of(text()), proptest::option::of(text()))
             .prop_map(|(field, old, new)| FieldChange { field, old, new });
         prop_oneof![
-            (text(), text()).prop_map(|(domain, name)| TenantEvent::TenantInitialized { domain, name }),
+            (text(), text(), uuid()).prop_map(|(domain, name, admin)| TenantEvent::TenantInitialized {
+                domain,
+                name,
+                admin
+            }),
             (text(), kind, any::<u32>()).prop_map(|(sku, kind, seats)| TenantEvent::SkuAdded {
                 sku,
                 kind,

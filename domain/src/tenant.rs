@@ -49,6 +49,8 @@ pub struct TenantInfo {
     pub domain: String,
     /// The organization's display name.
     pub name: String,
+    /// The first Global Administrator: the default actor.
+    pub admin: Uuid,
 }
 
 /// A directory user.
@@ -353,11 +355,22 @@ impl Tenant {
             .count()
     }
 
+    /// The UPN of the Global Administrator named at `init`.
+    pub fn default_actor(&self) -> Option<Upn> {
+        let info = self.info.as_ref()?;
+        Upn::parse(&self.users.get(&info.admin)?.upn).ok()
+    }
+
+    /// Users that are not gone for good at `now`, in UPN order.
+    pub fn live_users(&self, now: DateTime<Utc>) -> impl Iterator<Item = &User> {
+        self.upns.values().filter_map(|id| self.users.get(id)).filter(move |u| !u.is_purged(now))
+    }
+
     /// Folds one event into the state; `at` is the event's recorded time.
     pub fn apply(&mut self, event: &TenantEvent, at: DateTime<Utc>) {
         match event {
-            TenantEvent::TenantInitialized { domain, name } => {
-                self.info = Some(TenantInfo { domain: domain.clone(), name: name.clone() });
+            TenantEvent::TenantInitialized { domain, name, admin } => {
+                self.info = Some(TenantInfo { domain: domain.clone(), name: name.clone(), admin: *admin });
             }
             TenantEvent::SkuAdded { sku, kind, seats } => {
                 self.skus.insert(sku.to_lowercase(), Sku { part: sku.clone(), kind: *kind, seats: *seats });
@@ -530,7 +543,11 @@ fn decide_init(
     }
     let name = if name.trim().is_empty() { domain.split('.').next().unwrap_or(domain) } else { name.trim() };
     Ok(vec![
-        TenantEvent::TenantInitialized { domain: domain.to_lowercase(), name: name.to_owned() },
+        TenantEvent::TenantInitialized {
+            domain: domain.to_lowercase(),
+            name: name.to_owned(),
+            admin: admin.id,
+        },
         created(admin, UserType::Member),
         TenantEvent::AdminRoleAdded { id: admin.id, role: AdminRole::Global },
     ])

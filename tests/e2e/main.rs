@@ -1,1 +1,24 @@
-fn main() {}
+//! End-to-end tests: usertrail command lines against scratch databases.
+
+/// The common admin flows of the tenant directory, and its rules via the CLI.
+mod directory;
+/// Bad input, refused commands and store faults: exit codes, one line, nothing half-written.
+mod failures;
+/// The project's own habits: module docs, and what each crate may depend on.
+mod tidy;
+
+use domain::Event;
+use store::{OpenOptions, Record, SledStore};
+
+/// Every record of the sandbox's log, decoded.
+pub fn log(sb: &tests::Sandbox) -> Vec<(Record, Event)> {
+    let store = SledStore::open(sb.db(), OpenOptions::default()).expect("the database opens");
+    let records = store.read_log_blocking(1, u64::MAX, usize::MAX).expect("the log reads");
+    records
+        .into_iter()
+        .map(|r| {
+            let event = domain::events::decode(r.schema_version, &r.payload).expect("every record decodes");
+            (r, event)
+        })
+        .collect()
+}

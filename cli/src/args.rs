@@ -1,0 +1,413 @@
+//! The command line as typed: clap-derive types, checked only for form.
+//! Turning them into domain commands happens in the command modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use domain::Upn;
+
+/// usertrail: why can (or can't) a user reach a Power Platform environment, and since when?
+///
+/// Every admin and directory action is an event in an append-only, hash-chained
+/// log; every view can be asked as of any past time. Exit codes: 0 done,
+/// 1 rejected by a rule, 2 bad usage or input, 3 store problem.
+#[derive(Debug, Parser)]
+#[command(name = "usertrail", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The database directory [default: ./usertrail.db; for `demo`, ./usertrail-demo.db]
+    #[arg(long, env = "USERTRAIL_DB", global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The actor (UPN); default: the Global Administrator named at `init`
+    #[arg(long = "as", env = "USERTRAIL_AS", global = true, value_name = "UPN", value_parser = Upn::parse)]
+    pub actor: Option<Upn>,
+    /// Time stamped on new events (RFC 3339); default: the clock
+    #[arg(long, env = "USERTRAIL_NOW", global = true, value_name = "TIME")]
+    pub now: Option<String>,
+    /// Machine-readable output: one JSON document on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up the tenant and its first Global Administrator
+    #[command(
+        after_help = "Example:\n  usertrail init --tenant contoso.onmicrosoft.com --admin admin@contoso.onmicrosoft.com --name Contoso"
+    )]
+    Init(InitArgs),
+    /// Licenses (SKUs) and their seats
+    #[command(subcommand)]
+    Sku(SkuCommand),
+    /// Directory users: create, update, licenses, admin roles, block, delete, guests
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Security groups, their members and owners
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Check the hash chain and every index; report the first bad record
+    #[command(after_help = "Example:\n  usertrail verify --db ./usertrail.db")]
+    Verify,
+    /// Build a sample tenant with months of history and take a guided tour
+    #[command(after_help = "Example:\n  usertrail demo            # writes ./usertrail-demo.db afresh")]
+    Demo(DemoArgs),
+}
+
+/// `init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The tenant's primary domain
+    #[arg(long, value_name = "DOMAIN")]
+    pub tenant: String,
+    /// The first Global Administrator's UPN (in the tenant's domain)
+    #[arg(long, value_name = "UPN", value_parser = Upn::parse)]
+    pub admin: Upn,
+    /// The organization's name
+    #[arg(long, default_value = "")]
+    pub name: String,
+}
+
+/// `sku ...`
+#[derive(Debug, Subcommand)]
+pub enum SkuCommand {
+    /// Buy a SKU with a number of seats
+    #[command(
+        after_help = "Example:\n  usertrail sku add --sku DYN365_ENTERPRISE_SALES --kind d365 --seats 25"
+    )]
+    Add {
+        /// The SKU part number
+        #[arg(long)]
+        sku: String,
+        /// What it entitles: d365 | power-apps | m365-dataverse | office | marketing-tenant
+        #[arg(long, value_parser = parse_kind)]
+        kind: domain::events::SkuKind,
+        /// How many seats
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seats)]
+        seats: u32,
+    },
+    /// Change a SKU's seat count (never below the seats in use)
+    #[command(
+        name = "set-seats",
+        after_help = "Example:\n  usertrail sku set-seats --sku DYN365_ENTERPRISE_SALES --seats 30"
+    )]
+    SetSeats {
+        /// The SKU part number
+        #[arg(long)]
+        sku: String,
+        /// The new seat count
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seats)]
+        seats: u32,
+    },
+    /// List SKUs with seats used and free
+    #[command(after_help = "Example:\n  usertrail sku list --at 2026-03-01T00:00:00Z")]
+    List(AtArgs),
+}
+
+/// `--at WHEN` of the views.
+#[derive(Debug, Args)]
+pub struct AtArgs {
+    /// Answer as the view stood then: an RFC 3339 time, or seq:N
+    #[arg(long, value_name = "WHEN")]
+    pub at: Option<String>,
+}
+
+/// The profile flags of `user create` and `user update` (D3).
+#[derive(Debug, Args, Default)]
+pub struct ProfileArgs {
+    /// Display name (default: first and last name)
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Job title
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Department
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Email address
+    #[arg(long)]
+    pub mail: Option<String>,
+    /// Office phone
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Mobile phone
+    #[arg(long)]
+    pub mobile: Option<String>,
+    /// Fax number
+    #[arg(long)]
+    pub fax: Option<String>,
+    /// Street address
+    #[arg(long)]
+    pub street: Option<String>,
+    /// City
+    #[arg(long)]
+    pub city: Option<String>,
+    /// State or province
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Postal code
+    #[arg(long)]
+    pub postal: Option<String>,
+    /// Country or region
+    #[arg(long)]
+    pub country: Option<String>,
+}
+
+/// A `--upn` alone.
+#[derive(Debug, Args)]
+pub struct UpnArg {
+    /// The user's UPN
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+}
+
+/// A user and a SKU.
+#[derive(Debug, Args)]
+pub struct UserSku {
+    /// The user's UPN
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+    /// The SKU part number
+    #[arg(long)]
+    pub sku: String,
+}
+
+/// A user and an admin role.
+#[derive(Debug, Args)]
+pub struct UserRole {
+    /// The user's UPN
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+    /// global | power-platform | dynamics365 | user-admin | password-admin
+    #[arg(long, value_parser = parse_role)]
+    pub role: domain::events::AdminRole,
+}
+
+/// `user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints its temporary password once
+    #[command(
+        after_help = "Example:\n  usertrail user create --upn alice@contoso.onmicrosoft.com --first Alice --last Smith \\\n      --title Seller --license DYN365_ENTERPRISE_SALES"
+    )]
+    Create(CreateArgs),
+    /// Change profile fields (an empty value clears a field)
+    #[command(
+        after_help = "Example:\n  usertrail user update --upn alice@contoso.onmicrosoft.com --city Lyon --title ''"
+    )]
+    Update(UpdateArgs),
+    /// Assign or remove a license
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Give or take a directory admin role (Global Administrators only)
+    #[command(subcommand, name = "admin-role")]
+    AdminRole(AdminRoleCommand),
+    /// Block sign-in
+    #[command(after_help = "Example:\n  usertrail user block --upn alice@contoso.onmicrosoft.com")]
+    Block(UpnArg),
+    /// Allow sign-in again
+    #[command(after_help = "Example:\n  usertrail user unblock --upn alice@contoso.onmicrosoft.com")]
+    Unblock(UpnArg),
+    /// Soft-delete a user: seats are freed; restorable for 30 days
+    #[command(after_help = "Example:\n  usertrail user delete --upn alice@contoso.onmicrosoft.com")]
+    Delete(UpnArg),
+    /// Restore a soft-deleted user (licenses come back while seats are free)
+    #[command(after_help = "Example:\n  usertrail user restore --upn alice@contoso.onmicrosoft.com")]
+    Restore(UpnArg),
+    /// Set a new temporary password; prints it once
+    #[command(
+        name = "reset-password",
+        after_help = "Example:\n  usertrail user reset-password --upn alice@contoso.onmicrosoft.com"
+    )]
+    ResetPassword(UpnArg),
+    /// Invite a guest; a license's seat is held for 14 days
+    #[command(
+        after_help = "Example:\n  usertrail user invite --upn jane@fabrikam.com --license DYN365_ENTERPRISE_SALES"
+    )]
+    Invite {
+        /// The guest's own address
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        /// A license to hold for the guest
+        #[arg(long)]
+        license: Option<String>,
+    },
+    /// The guest accepts its invitation (done by the guest itself)
+    #[command(
+        name = "accept-invite",
+        after_help = "Example:\n  usertrail user accept-invite --upn jane@fabrikam.com"
+    )]
+    AcceptInvite(UpnArg),
+    /// List users (Graph-style with --json)
+    #[command(after_help = "Example:\n  usertrail user list --json --at seq:120")]
+    List(AtArgs),
+}
+
+/// `user create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The user principal name
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+    /// Given name
+    #[arg(long)]
+    pub first: String,
+    /// Surname
+    #[arg(long)]
+    pub last: String,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// A license to assign (repeatable)
+    #[arg(long, value_name = "SKU")]
+    pub license: Vec<String>,
+    /// An admin role to give (repeatable; Global Administrators only)
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub admin_role: Vec<domain::events::AdminRole>,
+    /// A guest from another tenant (its UPN is its own address)
+    #[arg(long)]
+    pub guest: bool,
+    /// A guest's license in its home tenant (repeatable); it does not count here (D10)
+    #[arg(long, value_name = "SKU", requires = "guest")]
+    pub home_license: Vec<String>,
+}
+
+/// `user update`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The user principal name
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+    /// Given name
+    #[arg(long)]
+    pub first: Option<String>,
+    /// Surname
+    #[arg(long)]
+    pub last: Option<String>,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+}
+
+/// `user license ...`
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Assign a license (rejected when no seat is free)
+    #[command(
+        after_help = "Example:\n  usertrail user license assign --upn alice@contoso.onmicrosoft.com --sku DYN365_ENTERPRISE_SALES"
+    )]
+    Assign(UserSku),
+    /// Remove a license; its seat is free again
+    #[command(
+        after_help = "Example:\n  usertrail user license remove --upn alice@contoso.onmicrosoft.com --sku DYN365_ENTERPRISE_SALES"
+    )]
+    Remove(UserSku),
+}
+
+/// `user admin-role ...`
+#[derive(Debug, Subcommand)]
+pub enum AdminRoleCommand {
+    /// Give an admin role
+    #[command(
+        after_help = "Example:\n  usertrail user admin-role add --upn bob@contoso.onmicrosoft.com --role power-platform"
+    )]
+    Add(UserRole),
+    /// Take an admin role away
+    #[command(
+        after_help = "Example:\n  usertrail user admin-role remove --upn bob@contoso.onmicrosoft.com --role power-platform"
+    )]
+    Remove(UserRole),
+}
+
+/// `group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a security group
+    #[command(
+        after_help = "Example:\n  usertrail group create --name Sales-SG --owner bob@contoso.onmicrosoft.com"
+    )]
+    Create {
+        /// The group's name, unique in the tenant
+        #[arg(long)]
+        name: String,
+        /// Its first owner
+        #[arg(long, value_parser = Upn::parse)]
+        owner: Option<Upn>,
+    },
+    /// Add a user or a group (nested) to a group
+    #[command(
+        name = "add-member",
+        after_help = "Example:\n  usertrail group add-member --group Sales-SG --upn alice@contoso.onmicrosoft.com"
+    )]
+    AddMember(MemberArgs),
+    /// Remove a user or a group from a group
+    #[command(
+        name = "remove-member",
+        after_help = "Example:\n  usertrail group remove-member --group Sales-SG --member-group Sales-EU"
+    )]
+    RemoveMember(MemberArgs),
+    /// Add an owner to a group
+    #[command(
+        name = "add-owner",
+        after_help = "Example:\n  usertrail group add-owner --group Sales-SG --upn bob@contoso.onmicrosoft.com"
+    )]
+    AddOwner {
+        /// The group's name
+        #[arg(long)]
+        group: String,
+        /// The new owner
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+    },
+    /// List groups with their members and owners
+    #[command(after_help = "Example:\n  usertrail group list --json")]
+    List(AtArgs),
+}
+
+/// A group and one member: a user or a group.
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    /// The group's name
+    #[arg(long)]
+    pub group: String,
+    /// A user member
+    #[arg(long, value_parser = Upn::parse, required_unless_present = "member_group", conflicts_with = "member_group")]
+    pub upn: Option<Upn>,
+    /// A nested group member
+    #[arg(long, value_name = "GROUP")]
+    pub member_group: Option<String>,
+}
+
+/// `demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many users the sample tenant gets
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(10..=100_000))]
+    pub users: u32,
+}
+
+fn parse_seats(text: &str) -> Result<u32, String> {
+    match text.parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("seats cannot be negative ({n})")),
+        Ok(n) => u32::try_from(n).map_err(|_| format!("{n} seats is more than usertrail counts")),
+        Err(_) => Err(format!("'{text}' is not a whole number of seats")),
+    }
+}
+
+fn parse_kind(text: &str) -> Result<domain::events::SkuKind, String> {
+    domain::events::SkuKind::from_cli(text).ok_or_else(|| {
+        format!("unknown SKU kind '{text}': d365 | power-apps | m365-dataverse | office | marketing-tenant")
+    })
+}
+
+fn parse_role(text: &str) -> Result<domain::events::AdminRole, String> {
+    domain::events::AdminRole::from_cli(text).ok_or_else(|| {
+        format!("unknown admin role '{text}': global | power-platform | dynamics365 | user-admin | password-admin")
+    })
+}

@@ -1,0 +1,358 @@
+//! `usertrail demo`: a realistic sample tenant with six months of history,
+//! written through the same commands an admin types, then a guided tour.
+//!
+//! It appends in the batched durability mode and flushes once at the end.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use domain::events::{AdminRole, Profile, ProfileField, SkuKind};
+use domain::password::PasswordHash;
+use domain::tenant::{MemberRef, NewUser, TenantCommand};
+use domain::Upn;
+use serde_json::json;
+use store::{Durability, EventStore};
+use uuid::Uuid;
+
+use crate::args::DemoArgs;
+use crate::error::{usage, CliError};
+use crate::output::Out;
+use crate::shell::{event_of, Done, Shell};
+
+/// Where the demo writes when `--db` is not given.
+pub const DEMO_DB: &str = "usertrail-demo.db";
+
+const DOMAIN: &str = "contoso.onmicrosoft.com";
+const SALES: &str = "DYN365_ENTERPRISE_SALES";
+const POWER_APPS: &str = "POWERAPPS_PER_USER";
+const M365: &str = "ENTERPRISEPACK";
+const OFFICE: &str = "O365_BUSINESS_ESSENTIALS";
+const MARKETING: &str = "DYN365_MARKETING_APP";
+
+const FIRST: [&str; 20] = [
+    "Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Gustav", "Hana", "Ivan", "Julia", "Kofi", "Lena",
+    "Mateo", "Nadia", "Oscar", "Priya", "Quentin", "Rosa", "Sven", "Tara",
+];
+const LAST: [&str; 20] = [
+    "Adams", "Berger", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Horvat", "Ito", "Jansen",
+    "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Quinn", "Rossi", "Schmidt", "Tanaka",
+];
+const DEPARTMENTS: [&str; 5] = ["Sales", "Customer Service", "Finance", "IT", "Marketing"];
+
+/// The demo's script runner: one shell, a clock that only moves forward.
+struct Demo {
+    shell: Shell,
+    start: DateTime<Utc>,
+}
+
+impl Demo {
+    /// Moves the clock to `days` (fractions allowed) after the start.
+    fn day(&mut self, days: f64) {
+        self.shell.now = Some(self.start + Duration::seconds((days * 86_400.0) as i64));
+    }
+
+    async fn run(&self, actor: &str, command: TenantCommand) -> Result<Done, CliError> {
+        let actor = upn(actor)?;
+        self.shell.execute(Some(&actor), &command).await
+    }
+}
+
+fn upn(text: &str) -> Result<Upn, CliError> {
+    Upn::parse(text).map_err(CliError::Usage)
+}
+
+fn person(
+    id: u128,
+    upn_text: &str,
+    first: &str,
+    last: &str,
+    fields: &[(ProfileField, &str)],
+) -> Result<NewUser, CliError> {
+    let mut profile = Profile::default();
+    profile.0.insert(ProfileField::GivenName, first.to_owned());
+    profile.0.insert(ProfileField::Surname, last.to_owned());
+    for (f, v) in fields {
+        profile.0.insert(*f, (*v).to_owned());
+    }
+    Ok(NewUser {
+        id: Uuid::from_u128(id),
+        upn: upn(upn_text)?,
+        profile,
+        licenses: vec![],
+        admin_roles: vec![],
+        guest: false,
+        home_licenses: vec![],
+        // Demo users never sign in; a fixed salt keeps the demo reproducible.
+        password: PasswordHash::new([id as u8; 16], &Uuid::new_v4().to_string()),
+    })
+}
+
+/// Removes a previous demo database at the default path; refuses to touch
+/// any other database that holds records.
+async fn prepare(path: &Path, is_default: bool, out: &mut Out<'_>) -> Result<(), CliError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let records = {
+        let store = crate::open(path, Durability::Batched)?;
+        store.head().await?.map_or(0, |h| h.seq)
+    };
+    if records == 0 {
+        return Ok(());
+    }
+    if !is_default {
+        return usage(format!(
+            "{} already holds {records} records; the demo writes a fresh database: remove it or pass another --db",
+            path.display()
+        ));
+    }
+    std::fs::remove_dir_all(path)
+        .map_err(|source| store::StoreError::Io { path: path.to_path_buf(), source })?;
+    if !out.json {
+        out.line(format!("(replacing the previous demo database at {})", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Builds the sample tenant and prints the tour.
+pub async fn run(
+    db: Option<&Path>,
+    now: Option<DateTime<Utc>>,
+    args: DemoArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let (path, is_default) = match db {
+        Some(p) => (p.to_path_buf(), false),
+        None => (PathBuf::from(DEMO_DB), true),
+    };
+    prepare(&path, is_default, out).await?;
+    let store = crate::open(&path, Durability::Batched)?;
+    let end = now.unwrap_or_else(Utc::now);
+    let mut demo = Demo { shell: Shell { store, now: None }, start: end - Duration::days(180) };
+    let people = script(&mut demo, args.users as usize).await?;
+    demo.shell.store.flush().await?;
+    tour(&demo.shell, &path, &people, out).await
+}
+
+/// The users the tour talks about.
+struct Cast {
+    users: usize,
+    moved_from: String,
+    moved_to: String,
+    deleted: String,
+}
+
+async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
+    let admin = format!("admin@{DOMAIN}");
+    demo.day(0.0);
+    let init = TenantCommand::Init {
+        domain: DOMAIN.into(),
+        name: "Contoso".into(),
+        admin: person(1, &admin, "Megan", "Bowen", &[(ProfileField::JobTitle, "IT Director")])?,
+    };
+    demo.run(&admin, init).await?;
+    let per_department = users.div_ceil(DEPARTMENTS.len()) as u32;
+    for (sku, kind, seats) in [
+        (SALES, SkuKind::D365, per_department + 2),
+        (POWER_APPS, SkuKind::PowerApps, per_department),
+        (M365, SkuKind::M365Dataverse, users as u32 + 10),
+        (OFFICE, SkuKind::Office, per_department + 5),
+        (MARKETING, SkuKind::MarketingTenant, 1),
+    ] {
+        demo.run(&admin, TenantCommand::AddSku { sku: sku.into(), kind, seats }).await?;
+    }
+    let helpers = [
+        (2, "pp-admin", "Patti", "Fernandez", AdminRole::PowerPlatform),
+        (3, "hr-admin", "Isaiah", "Langer", AdminRole::UserAdmin),
+        (4, "helpdesk", "Lynne", "Robbins", AdminRole::PasswordAdmin),
+    ];
+    for (n, name, first, last, role) in helpers {
+        demo.day(0.1 * n as f64);
+        let mut new =
+            person(n, &format!("{name}@{DOMAIN}"), first, last, &[(ProfileField::Department, "IT")])?;
+        new.licenses = vec![M365.into()];
+        new.admin_roles = vec![role];
+        demo.run(&admin, TenantCommand::CreateUser(new)).await?;
+    }
+
+    // Hiring: the HR admin creates everyone over three weeks.
+    let hr = format!("hr-admin@{DOMAIN}");
+    let mut taken = HashSet::new();
+    let mut by_department: Vec<Vec<String>> = vec![Vec::new(); DEPARTMENTS.len()];
+    for i in 0..users {
+        let (first, last) = (FIRST[i % FIRST.len()], LAST[(i / FIRST.len() * 7 + i) % LAST.len()]);
+        let mut name = format!("{}.{}", first.to_lowercase(), last.to_lowercase());
+        if !taken.insert(name.clone()) {
+            name = format!("{name}{i}");
+        }
+        let address = format!("{name}@{DOMAIN}");
+        let department = DEPARTMENTS[i % DEPARTMENTS.len()];
+        let title = match department {
+            "Sales" => "Account Executive",
+            "Customer Service" => "Support Agent",
+            "Finance" => "Analyst",
+            "IT" => "Engineer",
+            _ => "Campaign Manager",
+        };
+        let city = ["Seattle", "Lyon", "Berlin", "Osaka", "Lagos"][i % 5];
+        let mut new = person(
+            1000 + i as u128,
+            &address,
+            first,
+            last,
+            &[
+                (ProfileField::Department, department),
+                (ProfileField::JobTitle, title),
+                (ProfileField::City, city),
+            ],
+        )?;
+        new.licenses = match department {
+            "Sales" => vec![M365.into(), SALES.into()],
+            "Customer Service" => vec![M365.into(), POWER_APPS.into()],
+            "Finance" => vec![OFFICE.into()],
+            _ => vec![M365.into()],
+        };
+        demo.day(1.0 + 20.0 * i as f64 / users as f64);
+        demo.run(&hr, TenantCommand::CreateUser(new)).await?;
+        by_department[i % DEPARTMENTS.len()].push(address);
+    }
+    let [sales, service, finance, ..] = &by_department[..] else {
+        return usage("the demo needs at least three departments of users");
+    };
+
+    // Security groups for the environments of later chapters.
+    demo.day(21.0);
+    let groups = [("Sales-SG", 9001u128, sales), ("Service-SG", 9002, service)];
+    for (name, id, members) in groups {
+        let owner = upn(&members[0])?;
+        demo.run(
+            &hr,
+            TenantCommand::CreateGroup { id: Uuid::from_u128(id), name: name.into(), owner: Some(owner) },
+        )
+        .await?;
+        for m in members.iter() {
+            demo.run(&hr, TenantCommand::AddMember { group: name.into(), member: MemberRef::User(upn(m)?) })
+                .await?;
+        }
+    }
+    demo.run(
+        &hr,
+        TenantCommand::CreateGroup { id: Uuid::from_u128(9003), name: "Sales-EU".into(), owner: None },
+    )
+    .await?;
+    let nested = MemberRef::Group("Sales-EU".into());
+    demo.run(&hr, TenantCommand::AddMember { group: "Sales-SG".into(), member: nested }).await?;
+
+    // Months of ordinary administration.
+    demo.day(35.0);
+    let promoted = upn(&sales[0])?;
+    let fields = vec![(ProfileField::JobTitle, Some("Sales Manager".to_owned()))];
+    demo.run(&hr, TenantCommand::UpdateUser { upn: promoted, fields }).await?;
+
+    demo.day(60.0);
+    let (moved_from, moved_to) = (sales[1].clone(), finance[0].clone());
+    demo.run(&hr, TenantCommand::RemoveLicense { upn: upn(&moved_from)?, sku: SALES.into() }).await?;
+    demo.run(&hr, TenantCommand::AssignLicense { upn: upn(&moved_to)?, sku: SALES.into() }).await?;
+
+    demo.day(75.0);
+    demo.run(&hr, TenantCommand::Block { upn: upn(&service[1])? }).await?;
+    demo.day(78.0);
+    demo.run(&hr, TenantCommand::Unblock { upn: upn(&service[1])? }).await?;
+    demo.day(80.0);
+    demo.run(
+        &format!("helpdesk@{DOMAIN}"),
+        TenantCommand::ResetPassword {
+            upn: upn(&service[1])?,
+            password: PasswordHash::new([80; 16], &Uuid::new_v4().to_string()),
+        },
+    )
+    .await?;
+
+    demo.day(90.0);
+    let guest = upn("jane.doe@fabrikam.com")?;
+    let invite = TenantCommand::Invite {
+        id: Uuid::from_u128(5000),
+        upn: guest.clone(),
+        sku: Some(SALES.into()),
+        password: PasswordHash::new([90; 16], &Uuid::new_v4().to_string()),
+    };
+    demo.run(&hr, invite).await?;
+    demo.day(92.0);
+    demo.run(&guest.to_string(), TenantCommand::AcceptInvite { upn: guest }).await?;
+
+    demo.day(120.0);
+    let deleted = sales[2].clone();
+    demo.run(&hr, TenantCommand::Delete { upn: upn(&deleted)? }).await?;
+    demo.day(124.0);
+    demo.run(&hr, TenantCommand::Restore { upn: upn(&deleted)? }).await?;
+
+    // A refused command: its failure audit record is part of the history (L1).
+    demo.day(150.0);
+    let one_too_many = TenantCommand::AssignLicense { upn: upn(&finance[1])?, sku: POWER_APPS.into() };
+    match demo.run(&hr, one_too_many.clone()).await {
+        Err(CliError::Rejected(_)) => {}
+        other => return usage(format!("the demo expected a D4 refusal, got {other:?}")),
+    }
+    demo.day(151.0);
+    let seats = per_department + 5;
+    demo.run(&admin, TenantCommand::SetSeats { sku: POWER_APPS.into(), seats }).await?;
+    demo.run(&hr, one_too_many).await?;
+
+    Ok(Cast { users: users + 4, moved_from, moved_to, deleted })
+}
+
+async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Result<(), CliError> {
+    let head = shell.store.head().await?;
+    let records = head.map_or(0, |h| h.seq);
+    let report = shell.store.verify().await?;
+    if out.json {
+        return out.json(&json!({
+            "database": path.display().to_string(),
+            "records": records,
+            "users": cast.users,
+            "verified": report.problem.is_none(),
+        }));
+    }
+    let db = path.display();
+    out.line(format!(
+        "usertrail demo: Contoso, {} users, {records} log records over six months, in {db}",
+        cast.users
+    ))?;
+    out.line("")?;
+    out.line("== Licenses today (usertrail sku list) ==")?;
+    crate::directory::sku(shell, None, crate::args::SkuCommand::List(crate::args::AtArgs { at: None }), out)
+        .await?;
+    out.line("")?;
+    out.line("== The same, 100 days ago: time travel with --at (L4) ==")?;
+    let past = head.map(|h| (h.recorded_at - Duration::days(100)).to_rfc3339());
+    crate::directory::sku(shell, None, crate::args::SkuCommand::List(crate::args::AtArgs { at: past }), out)
+        .await?;
+    out.line("")?;
+    out.line("== The last records of the log: who did what, when ==")?;
+    let from = records.saturating_sub(11);
+    let rows = shell
+        .store
+        .read_log(from + 1, records, 12)
+        .await?
+        .iter()
+        .map(|r| {
+            let event = event_of(r).map(|e| e.type_name()).unwrap_or("?");
+            Ok(vec![
+                r.seq.to_string(),
+                r.recorded_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                r.actor.clone(),
+                event.to_owned(),
+            ])
+        })
+        .collect::<Result<Vec<_>, CliError>>()?;
+    out.table(&["seq", "time", "actor", "event"], rows)?;
+    out.line("")?;
+    out.line(format!("A license moved from {} to {} on day 60;", cast.moved_from, cast.moved_to))?;
+    out.line(format!("{} was deleted on day 120 and restored four days later.", cast.deleted))?;
+    out.line(format!("Try: usertrail --db {db} user list --at seq:{}", records / 2))?;
+    match report.problem {
+        None => out.line(format!("verify: {} records, hash chain and indexes intact (L3)", report.records)),
+        Some(p) => Err(CliError::Corrupt(format!("verify failed at record {}: {}", p.seq, p.what))),
+    }
+}

@@ -1,0 +1,37 @@
+//! Every way a command can fail, and the exit code each one gets.
+
+use domain::Refusal;
+use store::StoreError;
+
+/// A failed command. `main` prints it on one line and exits with [`CliError::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A rule forbids the command: exit 1; one failure audit record was appended.
+    #[error("{0}")]
+    Rejected(Refusal),
+    /// Bad usage or input: exit 2; nothing was appended.
+    #[error("error: {0}")]
+    Usage(String),
+    /// The store failed (locked, corrupt, I/O): exit 3; nothing was appended.
+    #[error("error: {0}")]
+    Store(#[from] StoreError),
+    /// The log holds something this usertrail cannot read: exit 3.
+    #[error("error: database is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl CliError {
+    /// The documented exit code (README, "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Rejected(_) => 1,
+            CliError::Usage(_) => 2,
+            CliError::Store(_) | CliError::Corrupt(_) => 3,
+        }
+    }
+}
+
+/// Shorthand for bad input.
+pub fn usage<T>(message: impl Into<String>) -> Result<T, CliError> {
+    Err(CliError::Usage(message.into()))
+}

@@ -1,0 +1,126 @@
+//! The usertrail command line, as a library so tests can run it in-process.
+//!
+//! # Layout
+//! - [`args`]: the command line as typed (clap derive).
+//! - [`shell`]: load an aggregate, decide, append all or nothing, audit refusals.
+//! - [`directory`]: the directory commands (`init`, `sku`, `user`, `group`).
+//! - [`demo`]: the sample tenant and its guided tour.
+//! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
+//!
+//! [`run`] is `main` minus the process: arguments in, exit code out.
+
+pub mod args;
+pub mod demo;
+pub mod directory;
+pub mod error;
+pub mod output;
+pub mod shell;
+pub mod time;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use serde_json::json;
+use store::{Durability, EventStore, OpenOptions, SledStore};
+
+use crate::args::{Cli, Command};
+use crate::error::{usage, CliError};
+use crate::output::Out;
+use crate::shell::Shell;
+
+/// The database used when `--db` is not given.
+pub const DEFAULT_DB: &str = "usertrail.db";
+
+/// Runs one command line; returns the process exit code (README, "Exit codes").
+pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e, stdout, stderr),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: cannot start the runtime: {e}");
+            return 3;
+        }
+    };
+    match runtime.block_on(dispatch(cli, stdout)) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(stderr, "{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Help and version go to stdout (exit 0); a usage error becomes one line on
+/// stderr (exit 2).
+fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
+    let rendered = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = write!(stdout, "{rendered}");
+            0
+        }
+        _ => {
+            let message = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
+            let message = message.split("\n\nFor more information").next().unwrap_or(message);
+            let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let _ = writeln!(stderr, "{one_line} (see --help)");
+            2
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, stdout: &mut dyn Write) -> Result<(), CliError> {
+    let Cli { global, command } = cli;
+    let mut out = Out { json: global.json, w: stdout };
+    let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
+    if let Command::Demo(args) = command {
+        return demo::run(global.db.as_deref(), now, args, &mut out).await;
+    }
+    let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    if !matches!(command, Command::Init(_)) && !path.exists() {
+        return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
+    }
+    let shell = Shell { store: open(&path, Durability::Immediate)?, now };
+    let actor = global.actor.as_ref();
+    match command {
+        Command::Init(args) => directory::init(&shell, args, &mut out).await,
+        Command::Sku(c) => directory::sku(&shell, actor, c, &mut out).await,
+        Command::User(c) => directory::user(&shell, actor, c, &mut out).await,
+        Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
+        Command::Verify => verify(&shell, &mut out).await,
+        Command::Demo(_) => Ok(()),
+    }
+}
+
+/// Opens the log, waiting for another process up to `USERTRAIL_LOCK_TIMEOUT_MS`
+/// (default 10 s).
+pub fn open(path: &Path, durability: Durability) -> Result<SledStore, CliError> {
+    let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let options = OpenOptions { lock_timeout: Duration::from_millis(wait), durability };
+    Ok(SledStore::open(path, options)?)
+}
+
+async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
+    let report = shell.store.verify().await?;
+    if out.json {
+        let problem = report.problem.as_ref().map(|p| json!({ "seq": p.seq, "what": p.what }));
+        out.json(&json!({ "records": report.records, "ok": report.problem.is_none(), "problem": problem }))?;
+    } else if report.problem.is_none() {
+        out.line(format!("verified {} records: hash chain and indexes intact", report.records))?;
+    }
+    match report.problem {
+        Some(p) => Err(CliError::Corrupt(format!("verify failed at record {}: {}", p.seq, p.what))),
+        None => Ok(()),
+    }
+}

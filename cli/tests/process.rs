@@ -1,0 +1,120 @@
+//! The real `usertrail` binary as a process: exit codes, help, and waiting
+//! for a database that another process holds.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn usertrail(db: &std::path::Path, args: &[&str], lock_wait_ms: u64) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_usertrail"))
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env("USERTRAIL_LOCK_TIMEOUT_MS", lock_wait_ms.to_string())
+        .env_remove("USERTRAIL_AS")
+        .env_remove("USERTRAIL_NOW")
+        .output()
+        .expect("the binary runs")
+}
+
+fn init(db: &std::path::Path) {
+    let out = usertrail(
+        db,
+        &[
+            "init",
+            "--tenant",
+            "contoso.onmicrosoft.com",
+            "--admin",
+            "admin@contoso.onmicrosoft.com",
+            "--now",
+            "2026-01-01T00:00:00Z",
+        ],
+        1000,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn exit_codes_of_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    init(&db);
+    let refused = usertrail(
+        &db,
+        &[
+            "user",
+            "admin-role",
+            "remove",
+            "--upn",
+            "admin@contoso.onmicrosoft.com",
+            "--role",
+            "global",
+            "--now",
+            "2026-01-02T00:00:00Z",
+        ],
+        1000,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).starts_with("rejected (D8)"));
+    let bad = usertrail(&db, &["user", "block", "--upn", "not-a-upn"], 1000);
+    assert_eq!(bad.status.code(), Some(2));
+    let help = usertrail(&db, &["user", "license", "assign", "--help"], 1000);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Example:"));
+}
+
+#[test]
+fn a_held_database_waits_then_exits_3_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    init(&db);
+    let holder = store::SledStore::open(&db, store::OpenOptions::default()).unwrap();
+    let started = Instant::now();
+    let out = usertrail(&db, &["user", "list"], 300);
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is locked by another process"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+    // Released while the next one waits: it goes through.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(holder);
+    });
+    let out = usertrail(&db, &["user", "list"], 10_000);
+    release.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn two_processes_at_once_both_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    init(&db);
+    let spawn = |who: &str| {
+        Command::new(env!("CARGO_BIN_EXE_usertrail"))
+            .args([
+                "user",
+                "create",
+                "--upn",
+                &format!("{who}@contoso.onmicrosoft.com"),
+                "--first",
+                who,
+                "--last",
+                "X",
+            ])
+            .arg("--db")
+            .arg(&db)
+            .env("USERTRAIL_LOCK_TIMEOUT_MS", "20000")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn("ann"), spawn("ben"));
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let list = usertrail(&db, &["user", "list", "--json"], 5000);
+    let users: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(users.as_array().map(Vec::len), Some(3));
+    let verify = usertrail(&db, &["verify"], 5000);
+    assert!(verify.status.success());
+}

@@ -1,0 +1,101 @@
+use tests::Sandbox;
+
+use crate::log;
+
+const ALICE: &str = "alice@contoso.onmicrosoft.com";
+
+#[test]
+fn bad_input_exits_2_with_one_line_and_appends_nothing() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 1");
+    sb.ok(&format!("user create --upn {ALICE} --first Alice --last Smith"));
+    sb.ok("group create --name Sales-SG");
+    let before = log(&sb).len();
+    let cases = [
+        ("user create --upn alice.contoso.com --first A --last B", "malformed UPN"),
+        (&format!("user license assign --upn {ALICE} --sku NOPE") as &str, "unknown SKU NOPE"),
+        ("user block --upn nobody@contoso.onmicrosoft.com", "unknown user nobody@contoso.onmicrosoft.com"),
+        ("group add-member --group Nope --upn alice@contoso.onmicrosoft.com", "unknown group Nope"),
+        ("sku add --sku X --kind d365 --seats -1", "seats cannot be negative"),
+        ("sku add --sku X --kind d365", "--seats"),
+        ("sku add --sku X --kind premium --seats 1", "unknown SKU kind 'premium'"),
+        ("user create --upn bob@contoso.onmicrosoft.com --last B", "--first"),
+        ("group add-member --group Sales-SG", "--upn"),
+        ("user block --upn bob@contoso.onmicrosoft.com --now yesterday", "bad --now 'yesterday'"),
+        (
+            "user block --upn bob@contoso.onmicrosoft.com --now 2020-01-01T00:00:00Z",
+            "time never goes backwards",
+        ),
+        ("user list --at seq:x", "bad --at"),
+        ("user frobnicate", "unrecognized subcommand"),
+        (
+            "user block --upn alice@contoso.onmicrosoft.com --as ghost@contoso.onmicrosoft.com",
+            "unknown actor",
+        ),
+    ];
+    for (line, says) in cases {
+        let err = sb.fails(line, 2);
+        assert!(err.contains(says), "`{line}` said: {err}");
+    }
+    assert_eq!(log(&sb).len(), before, "bad input appends nothing");
+}
+
+#[test]
+fn a_duplicate_upn_is_refused_with_d1() {
+    let mut sb = Sandbox::contoso();
+    sb.ok(&format!("user create --upn {ALICE} --first Alice --last Smith"));
+    let err = sb.fails("user create --upn Alice@CONTOSO.onmicrosoft.com --first A --last S", 1);
+    assert!(err.starts_with("rejected (D1): UPN Alice@CONTOSO.onmicrosoft.com is already taken"), "{err}");
+}
+
+#[test]
+fn commands_need_a_database_first() {
+    let mut sb = Sandbox::new();
+    let err = sb.fails("user list", 2);
+    assert!(err.contains("run `usertrail init` first"), "{err}");
+    assert!(!sb.db().exists(), "a read does not create a database");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_exits_3() {
+    let mut sb = Sandbox::new();
+    let file = sb.dir().join("notes.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let err = sb.fails(&format!("user list --db {}", file.display()), 3);
+    assert!(err.contains("is not a usertrail database"), "{err}");
+}
+
+#[test]
+fn damaged_database_files_exit_3_without_a_panic() {
+    let mut sb = Sandbox::contoso();
+    let mut files = vec![sb.db()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            std::fs::write(&path, vec![0x5A; 8192]).unwrap();
+        }
+    }
+    let run = sb.run("user list");
+    assert_eq!(run.code, 3, "stdout {} stderr {}", run.stdout, run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn l3_verify_exits_3_naming_a_tampered_record() {
+    let mut sb = Sandbox::contoso();
+    sb.ok(&format!("user create --upn {ALICE} --first Alice --last Smith --city Lyon"));
+    assert!(sb.ok("verify").contains("intact"));
+    {
+        let store = store::SledStore::open(sb.db(), store::OpenOptions::default()).unwrap();
+        let (log, _) = store.raw_trees();
+        let key = 4u64.to_be_bytes();
+        let mut bytes = log.get(key).unwrap().unwrap().to_vec();
+        let at = bytes.windows(4).position(|w| w == b"Lyon").expect("the city is in record 4");
+        bytes[at..at + 4].copy_from_slice(b"Nice");
+        log.insert(key, bytes).unwrap();
+        log.flush().unwrap();
+    }
+    let err = sb.fails("verify", 3);
+    assert!(err.contains("verify failed at record 4"), "{err}");
+}

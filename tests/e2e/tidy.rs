@@ -1,0 +1,79 @@
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("a readable directory") {
+        let path = entry.expect("an entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_dir() && !matches!(name, "target" | ".git" | "snapshots") {
+            rust_files(&path, found);
+        } else if name.ends_with(".rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_opens_with_a_module_doc() {
+    let mut files = Vec::new();
+    for krate in ["domain", "store", "projections", "cli", "tests"] {
+        rust_files(&root().join(krate), &mut files);
+    }
+    assert!(files.len() > 10, "the crates were found");
+    let undocumented: Vec<_> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            // Test modules declared with a `///` doc in their parent are documented there.
+            !(first.starts_with("//!") || first.starts_with("use ") || first.starts_with("#!"))
+        })
+        .collect();
+    assert!(undocumented.is_empty(), "add a `//!` line saying what each is for: {undocumented:?}");
+}
+
+fn dependencies(krate: &str) -> String {
+    let manifest = std::fs::read_to_string(root().join(krate).join("Cargo.toml")).expect("a manifest");
+    // Only the [dependencies] table: dev-dependencies may use anything.
+    manifest
+        .split("[dependencies]")
+        .nth(1)
+        .unwrap_or_default()
+        .split("\n[")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_domain_knows_nothing_of_storage_the_shell_or_the_clock() {
+    let deps = dependencies("domain");
+    for forbidden in ["sled", "clap", "tokio", "store", "async-trait", "comfy-table"] {
+        assert!(!deps.lines().any(|l| l.starts_with(forbidden)), "domain depends on {forbidden}");
+    }
+}
+
+#[test]
+fn the_store_knows_nothing_of_the_domain() {
+    let deps = dependencies("store");
+    assert!(!deps.lines().any(|l| l.starts_with("domain")), "store depends on domain");
+}
+
+#[test]
+fn the_domain_reads_no_clock_and_draws_no_random_ids() {
+    let mut files = Vec::new();
+    rust_files(&root().join("domain").join("src"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for forbidden in ["Utc::now", "new_v4", "SystemTime", "std::fs", "std::net"] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}: time and ids come in as arguments",
+                file.display()
+            );
+        }
+    }
+}
