@@ -116,7 +116,7 @@ impl Shell {
         let mut last_seq = snapshot_seq;
         for record in records.iter().take_while(|r| r.seq <= upto) {
             if let Event::Tenant(event) = event_of(record)? {
-                tenant.apply(&event, record.recorded_at);
+                tenant.apply(&event, domain::events::Stamp { seq: record.seq, at: record.recorded_at });
             }
             version = record.version;
             last_seq = record.seq;

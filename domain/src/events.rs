@@ -16,6 +16,16 @@ use uuid::Uuid;
 
 use crate::password::PasswordHash;
 
+/// Where and when an event landed: its log position and recorded time.
+/// Folds keep positions as evidence ("which record decided this?").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Stamp {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's time.
+    pub at: DateTime<Utc>,
+}
+
 /// The schema version written into every new record's envelope.
 pub const SCHEMA_VERSION: u16 = 1;
 
@@ -26,6 +36,8 @@ pub enum Event {
     Tenant(TenantEvent),
     /// A command that a rule turned down (stream `audit`, L1).
     CommandRejected(CommandRejected),
+    /// A change to one environment (stream `env/<id>`).
+    Environment(EnvEvent),
 }
 
 /// The failure audit record of a command a rule refused: it changes nothing.
@@ -309,6 +321,440 @@ pub enum TenantEvent {
     GroupMemberRemoved { group: Uuid, member: Member },
     /// A user became an owner of a group (D9).
     GroupOwnerAdded { group: Uuid, user: Uuid },
+    /// An environment was created; its own stream holds the rest (E1).
+    EnvironmentRegistered { id: Uuid, name: String },
+}
+
+/// The kind of an environment (E1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EnvType {
+    /// A production environment.
+    Production,
+    /// A sandbox.
+    Sandbox,
+    /// A trial: users are added on demand only (S1.1).
+    Trial,
+    /// A developer environment: only its creator is added (S1.2).
+    Developer,
+    /// The tenant's default environment.
+    Default,
+    /// Dataverse for Teams: users are added on first access (S1.3).
+    Teams,
+}
+
+impl EnvType {
+    /// Every type, in display order.
+    pub const ALL: [EnvType; 6] = [
+        EnvType::Production,
+        EnvType::Sandbox,
+        EnvType::Trial,
+        EnvType::Developer,
+        EnvType::Default,
+        EnvType::Teams,
+    ];
+
+    /// The name used on the command line.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            EnvType::Production => "production",
+            EnvType::Sandbox => "sandbox",
+            EnvType::Trial => "trial",
+            EnvType::Developer => "developer",
+            EnvType::Default => "default",
+            EnvType::Teams => "teams",
+        }
+    }
+
+    /// Reads a command-line name.
+    pub fn from_cli(name: &str) -> Option<EnvType> {
+        EnvType::ALL.into_iter().find(|t| t.cli_name() == name)
+    }
+}
+
+/// An app installed in an environment (E3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum App {
+    /// Dynamics 365 Sales.
+    Sales,
+    /// Customer Service Hub.
+    CustomerService,
+}
+
+impl App {
+    /// The name used on the command line.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            App::Sales => "sales",
+            App::CustomerService => "customer-service",
+        }
+    }
+
+    /// Reads a command-line name.
+    pub fn from_cli(name: &str) -> Option<App> {
+        [App::Sales, App::CustomerService].into_iter().find(|a| a.cli_name() == name)
+    }
+
+    /// The app-access role that licensed users get (S8).
+    pub fn access_role(self) -> &'static str {
+        match self {
+            App::Sales => "Sales app access",
+            App::CustomerService => "Customer Service app access",
+        }
+    }
+}
+
+/// A SystemUser's access mode and its stored value (A1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AccessMode {
+    /// 0: full access within the user's privileges.
+    ReadWrite,
+    /// 1: settings and administration only, no data (A5).
+    Administrative,
+    /// 2: read only.
+    Read,
+    /// 3: Microsoft support engineers.
+    SupportUser,
+    /// 4: API only, no web interface (A6); at most seven per environment (A3).
+    NonInteractive,
+    /// 5: partners' delegated admins.
+    DelegatedAdmin,
+}
+
+impl AccessMode {
+    /// The value Dataverse stores (A1).
+    pub fn value(self) -> u8 {
+        match self {
+            AccessMode::ReadWrite => 0,
+            AccessMode::Administrative => 1,
+            AccessMode::Read => 2,
+            AccessMode::SupportUser => 3,
+            AccessMode::NonInteractive => 4,
+            AccessMode::DelegatedAdmin => 5,
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            AccessMode::ReadWrite => "read-write",
+            AccessMode::Administrative => "administrative",
+            AccessMode::Read => "read",
+            AccessMode::SupportUser => "support",
+            AccessMode::NonInteractive => "non-interactive",
+            AccessMode::DelegatedAdmin => "delegated-admin",
+        }
+    }
+
+    /// Reads a command-line name.
+    pub fn from_cli(name: &str) -> Option<AccessMode> {
+        [
+            AccessMode::ReadWrite,
+            AccessMode::Administrative,
+            AccessMode::Read,
+            AccessMode::SupportUser,
+            AccessMode::NonInteractive,
+            AccessMode::DelegatedAdmin,
+        ]
+        .into_iter()
+        .find(|m| m.cli_name() == name)
+    }
+}
+
+/// What kind of SystemUser a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum UserKind {
+    /// A directory user, synchronized.
+    User,
+    /// An application user (P1).
+    Application,
+    /// A stub from data import (T1).
+    Stub,
+    /// The delegated-admin placeholder (E5).
+    DelegatedAdmin,
+    /// The support placeholder (E5).
+    Support,
+}
+
+impl UserKind {
+    /// The name used in views.
+    pub fn name(self) -> &'static str {
+        match self {
+            UserKind::User => "user",
+            UserKind::Application => "application",
+            UserKind::Stub => "stub",
+            UserKind::DelegatedAdmin => "delegated-admin",
+            UserKind::Support => "support",
+        }
+    }
+}
+
+/// A SystemUser column that sync writes (S6), by Dataverse logical name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Column {
+    /// firstname
+    FirstName,
+    /// lastname
+    LastName,
+    /// fullname: set at creation only (S6.1)
+    FullName,
+    /// jobtitle
+    JobTitle,
+    /// internalemailaddress: set at creation only (S6.2, S6.3)
+    InternalEmailAddress,
+    /// mobilephone
+    MobilePhone,
+    /// address1_telephone1
+    Telephone1,
+    /// address1_fax
+    Fax,
+    /// address1_line1
+    Line1,
+    /// address1_city
+    City,
+    /// address1_stateorprovince
+    StateOrProvince,
+    /// address1_postalcode
+    PostalCode,
+    /// address1_country
+    Country,
+}
+
+impl Column {
+    /// Every column, in display order.
+    pub const ALL: [Column; 13] = [
+        Column::FirstName,
+        Column::LastName,
+        Column::FullName,
+        Column::JobTitle,
+        Column::InternalEmailAddress,
+        Column::MobilePhone,
+        Column::Telephone1,
+        Column::Fax,
+        Column::Line1,
+        Column::City,
+        Column::StateOrProvince,
+        Column::PostalCode,
+        Column::Country,
+    ];
+
+    /// The Dataverse logical name.
+    pub fn logical_name(self) -> &'static str {
+        match self {
+            Column::FirstName => "firstname",
+            Column::LastName => "lastname",
+            Column::FullName => "fullname",
+            Column::JobTitle => "jobtitle",
+            Column::InternalEmailAddress => "internalemailaddress",
+            Column::MobilePhone => "mobilephone",
+            Column::Telephone1 => "address1_telephone1",
+            Column::Fax => "address1_fax",
+            Column::Line1 => "address1_line1",
+            Column::City => "address1_city",
+            Column::StateOrProvince => "address1_stateorprovince",
+            Column::PostalCode => "address1_postalcode",
+            Column::Country => "address1_country",
+        }
+    }
+
+    /// The directory field it is synchronized from (S6).
+    pub fn source(self) -> ProfileField {
+        match self {
+            Column::FirstName => ProfileField::GivenName,
+            Column::LastName => ProfileField::Surname,
+            Column::FullName => ProfileField::DisplayName,
+            Column::JobTitle => ProfileField::JobTitle,
+            Column::InternalEmailAddress => ProfileField::Mail,
+            Column::MobilePhone => ProfileField::MobilePhone,
+            Column::Telephone1 => ProfileField::OfficePhone,
+            Column::Fax => ProfileField::Fax,
+            Column::Line1 => ProfileField::StreetAddress,
+            Column::City => ProfileField::City,
+            Column::StateOrProvince => ProfileField::State,
+            Column::PostalCode => ProfileField::PostalCode,
+            Column::Country => ProfileField::Country,
+        }
+    }
+}
+
+/// One changed SystemUser column, with its old and new values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnChange {
+    /// Which column.
+    pub column: Column,
+    /// Before.
+    pub old: Option<String>,
+    /// After.
+    pub new: Option<String>,
+}
+
+/// How a SystemUser record came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AddedBy {
+    /// The background sync pass (S1).
+    Sync,
+    /// The user's own first access (S5).
+    Access,
+    /// An admin's on-demand add (S5).
+    AdminAdd,
+    /// Refresh user (S9).
+    Refresh,
+    /// Created with the environment (E5).
+    Placeholder,
+    /// An application user (P1).
+    AppUserCreate,
+    /// A stub from data import (T1).
+    Import,
+}
+
+/// What a user is entitled by in an environment (S2.2, S3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entitlement {
+    /// A Dynamics 365 or Power Apps license from this tenant.
+    License(String),
+    /// A Global, Power Platform or Dynamics 365 Administrator without a license (S3).
+    AdminWithoutLicense,
+    /// The record is non-interactive or administrative and keeps its mode (A4, S3).
+    KeptMode,
+    /// The free Dataverse plan of a Microsoft 365 license (S1.4, on demand only).
+    FreeDataversePlan(String),
+    /// The environment's app-pass capacity (S1.4, on demand only).
+    AppPass,
+    /// The tenant-level Marketing license (S1.4, on demand only).
+    MarketingTenant(String),
+}
+
+/// A table x operation privilege at an access level (R2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Privilege {
+    /// The table's logical name.
+    pub table: String,
+    /// The operation.
+    pub operation: Operation,
+    /// The access level.
+    pub level: Level,
+}
+
+/// An operation on a table (R2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Operation {
+    /// create
+    Create,
+    /// read
+    Read,
+    /// write
+    Write,
+    /// delete
+    Delete,
+    /// append
+    Append,
+    /// append-to
+    AppendTo,
+    /// assign
+    Assign,
+    /// share
+    Share,
+}
+
+/// An access level, lowest first (R2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Level {
+    /// None
+    None,
+    /// User: own records
+    User,
+    /// Business Unit
+    BusinessUnit,
+    /// Parent: Child Business Units
+    ParentChild,
+    /// Organization
+    Organization,
+}
+
+/// A change to one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvEvent {
+    /// The environment was created (E1-E3); E5's starting state follows as
+    /// its own events.
+    EnvironmentCreated {
+        id: Uuid,
+        name: String,
+        env_type: EnvType,
+        dataverse: bool,
+        security_group: Option<Uuid>,
+        app_pass: u32,
+        apps: Vec<App>,
+        /// The directory user who created it (the developer of S1.2).
+        creator: Uuid,
+    },
+    /// The security group was set or cleared (E2).
+    SecurityGroupChanged { old: Option<Uuid>, new: Option<Uuid> },
+    /// The app-pass capacity changed (E3).
+    AppPassChanged { old: u32, new: u32 },
+    /// A setting changed (E4, O1): name and value as text.
+    SettingChanged { name: String, old: Option<String>, new: Option<String> },
+    /// A business unit was created (R1); the root has no parent.
+    BusinessUnitCreated { id: Uuid, name: String, parent: Option<Uuid> },
+    /// A security role was created with its privileges (R2).
+    RoleCreated { id: Uuid, name: String, business_unit: Uuid, privileges: Vec<Privilege>, app_access: bool },
+    /// A SystemUser record was added.
+    SystemUserAdded {
+        id: Uuid,
+        kind: UserKind,
+        /// azureactivedirectoryobjectid: the directory user (or service principal).
+        object_id: Option<Uuid>,
+        /// applicationid, for application users.
+        application_id: Option<Uuid>,
+        domainname: String,
+        columns: Vec<(Column, String)>,
+        access_mode: AccessMode,
+        is_licensed: bool,
+        is_disabled: bool,
+        business_unit: Uuid,
+        added_by: AddedBy,
+        entitlement: Option<Entitlement>,
+    },
+    /// Columns changed (S6): old and new values.
+    SystemUserUpdated { id: Uuid, changes: Vec<ColumnChange> },
+    /// The record was enabled (S5), with what entitles it.
+    SystemUserEnabled { id: Uuid, entitlement: Option<Entitlement> },
+    /// The record was disabled (S4, P2), with the failing rules.
+    SystemUserDisabled { id: Uuid, reason: String },
+    /// islicensed changed.
+    LicensedChanged { id: Uuid, is_licensed: bool },
+    /// The access mode changed (A1-A4).
+    AccessModeChanged { id: Uuid, old: AccessMode, new: AccessMode },
+    /// A role was given to a user (S7, S8, T1.3, R*).
+    RoleAssigned { user: Uuid, role: Uuid },
+    /// A role was taken from a user.
+    RoleRemoved { user: Uuid, role: Uuid },
+    /// A customer edited internalemailaddress in the environment: sync never writes it again (S6.3).
+    EmailEditedInEnvironment { id: Uuid, old: Option<String>, new: Option<String> },
+    /// A stub's records were reassigned to another user (T1.4).
+    RecordsReassigned { from: Uuid, to: Uuid },
+}
+
+impl EnvEvent {
+    /// The event's type name, as recorded in the envelope.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EnvEvent::EnvironmentCreated { .. } => "EnvironmentCreated",
+            EnvEvent::SecurityGroupChanged { .. } => "SecurityGroupChanged",
+            EnvEvent::AppPassChanged { .. } => "AppPassChanged",
+            EnvEvent::SettingChanged { .. } => "SettingChanged",
+            EnvEvent::BusinessUnitCreated { .. } => "BusinessUnitCreated",
+            EnvEvent::RoleCreated { .. } => "RoleCreated",
+            EnvEvent::SystemUserAdded { .. } => "SystemUserAdded",
+            EnvEvent::SystemUserUpdated { .. } => "SystemUserUpdated",
+            EnvEvent::SystemUserEnabled { .. } => "SystemUserEnabled",
+            EnvEvent::SystemUserDisabled { .. } => "SystemUserDisabled",
+            EnvEvent::LicensedChanged { .. } => "LicensedChanged",
+            EnvEvent::AccessModeChanged { .. } => "AccessModeChanged",
+            EnvEvent::RoleAssigned { .. } => "RoleAssigned",
+            EnvEvent::RoleRemoved { .. } => "RoleRemoved",
+            EnvEvent::EmailEditedInEnvironment { .. } => "EmailEditedInEnvironment",
+            EnvEvent::RecordsReassigned { .. } => "RecordsReassigned",
+        }
+    }
 }
 
 impl Event {
@@ -337,7 +783,9 @@ impl Event {
                 TenantEvent::GroupMemberAdded { .. } => "GroupMemberAdded",
                 TenantEvent::GroupMemberRemoved { .. } => "GroupMemberRemoved",
                 TenantEvent::GroupOwnerAdded { .. } => "GroupOwnerAdded",
+                TenantEvent::EnvironmentRegistered { .. } => "EnvironmentRegistered",
             },
+            Event::Environment(e) => e.type_name(),
         }
     }
 }

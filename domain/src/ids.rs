@@ -71,6 +71,23 @@ pub fn check_domain(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A stable id derived from names: the same parts always give the same id.
+/// The domain has no randomness, so records it creates on its own (SystemUser
+/// records of a sync pass, default roles) get ids this way, which also makes
+/// a repeated pass idempotent.
+pub fn derive_id(parts: &[&[u8]]) -> uuid::Uuid {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 impl PartialEq for Upn {
     fn eq(&self, other: &Upn) -> bool {
         self.0.eq_ignore_ascii_case(&other.0)

@@ -6,14 +6,22 @@
 //! - [`ids`]: user principal names, checked once at the edge.
 //! - [`password`]: temporary passwords as salted hashes (D2).
 //! - [`tenant`]: the tenant aggregate (D1-D10): `decide` and `evolve`.
+//! - [`environment`]: an environment's state and its starting state (E1-E5).
+//! - [`eligibility`]: the one function that decides who is entitled (S1-S3, D10).
+//! - [`sync`]: what a sync pass or an on-demand add writes (S1-S8).
+//! - [`envcmd`]: the environment commands (E, S5, S9, A, P, T).
 //!
 //! Pure: no I/O, no clock, no randomness. Time and new ids come in as
 //! arguments; what comes out is events or a rejection.
 
+pub mod eligibility;
+pub mod envcmd;
+pub mod environment;
 pub mod events;
 pub mod ids;
 pub mod password;
 pub mod rules;
+pub mod sync;
 pub mod tenant;
 
 pub use events::{Event, SCHEMA_VERSION};

@@ -11,7 +11,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::events::{AdminRole, FieldChange, Member, Profile, ProfileField, SkuKind, TenantEvent, UserType};
+use crate::events::{
+    AdminRole, FieldChange, Member, Profile, ProfileField, SkuKind, Stamp, TenantEvent, UserType,
+};
 use crate::ids::{check_domain, Upn};
 use crate::password::PasswordHash;
 use crate::rules::{invalid, refuse, Rejection, Rule};
@@ -40,6 +42,8 @@ pub struct Tenant {
     upns: BTreeMap<String, Uuid>,
     /// Lower-case group name to group id.
     group_names: BTreeMap<String, Uuid>,
+    /// Environments by lower-case name: their ids (each has its own stream).
+    environments: BTreeMap<String, (Uuid, String)>,
 }
 
 /// The tenant's identity.
@@ -78,6 +82,24 @@ pub struct User {
     pub invitation: Option<Invitation>,
     /// The temporary password's salted hash (D2).
     pub password: PasswordHash,
+    /// The records that last changed each fact about the user.
+    pub evidence: UserEvidence,
+}
+
+/// Log positions of the records that last changed each fact about a user:
+/// the evidence behind every eligibility check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEvidence {
+    /// The user's creation.
+    pub created: u64,
+    /// The last change of whether it can sign in (create, block, unblock, delete, restore).
+    pub sign_in: u64,
+    /// The last change of its profile.
+    pub profile: u64,
+    /// The last assignment or removal of each license, by part number.
+    pub licenses: BTreeMap<String, u64>,
+    /// The last grant or removal of each admin role.
+    pub admin_roles: BTreeMap<AdminRole, u64>,
 }
 
 /// A guest invitation and the seat it holds (D5).
@@ -100,6 +122,8 @@ pub struct Sku {
     pub kind: SkuKind,
     /// How many seats were bought.
     pub seats: u32,
+    /// The record that bought it or last changed its seats.
+    pub changed: u64,
 }
 
 /// A security group (D9).
@@ -113,6 +137,8 @@ pub struct Group {
     pub members: BTreeSet<Member>,
     /// Owners (users).
     pub owners: BTreeSet<Uuid>,
+    /// The last record that added or removed each member, or made each owner.
+    pub changes: BTreeMap<Member, u64>,
 }
 
 /// A user to create: everything `user create` or `init` says about it.
@@ -361,23 +387,47 @@ impl Tenant {
         Upn::parse(&self.users.get(&info.admin)?.upn).ok()
     }
 
+    /// An environment's id and name, by name compared case-insensitively.
+    pub fn environment(&self, name: &str) -> Option<(Uuid, &str)> {
+        self.environments.get(&name.to_lowercase()).map(|(id, name)| (*id, name.as_str()))
+    }
+
+    /// Every environment's id and name, in name order.
+    pub fn environments(&self) -> impl Iterator<Item = (Uuid, &str)> {
+        self.environments.values().map(|(id, name)| (*id, name.as_str()))
+    }
+
+    /// A user by object id, unless gone for good at `now`.
+    pub fn user_by_id(&self, id: Uuid, now: DateTime<Utc>) -> Option<&User> {
+        self.users.get(&id).filter(|u| !u.is_purged(now))
+    }
+
+    /// Whether the user holds one of the admin roles that govern environments
+    /// (Global, Power Platform, Dynamics 365: S2.4, S3, S7, A2).
+    pub fn is_environment_admin(user: &User) -> bool {
+        user.is_privileged()
+    }
+
     /// Users that are not gone for good at `now`, in UPN order.
     pub fn live_users(&self, now: DateTime<Utc>) -> impl Iterator<Item = &User> {
         self.upns.values().filter_map(|id| self.users.get(id)).filter(move |u| !u.is_purged(now))
     }
 
-    /// Folds one event into the state; `at` is the event's recorded time.
-    pub fn apply(&mut self, event: &TenantEvent, at: DateTime<Utc>) {
+    /// Folds one event into the state; `stamp` is where and when it landed.
+    pub fn apply(&mut self, event: &TenantEvent, stamp: Stamp) {
+        let (seq, at) = (stamp.seq, stamp.at);
         match event {
             TenantEvent::TenantInitialized { domain, name, admin } => {
                 self.info = Some(TenantInfo { domain: domain.clone(), name: name.clone(), admin: *admin });
             }
             TenantEvent::SkuAdded { sku, kind, seats } => {
-                self.skus.insert(sku.to_lowercase(), Sku { part: sku.clone(), kind: *kind, seats: *seats });
+                let sku_entry = Sku { part: sku.clone(), kind: *kind, seats: *seats, changed: seq };
+                self.skus.insert(sku.to_lowercase(), sku_entry);
             }
             TenantEvent::SkuSeatsChanged { sku, new, .. } => {
                 if let Some(s) = self.skus.get_mut(&sku.to_lowercase()) {
                     s.seats = *new;
+                    s.changed = seq;
                 }
             }
             TenantEvent::UserCreated { id, upn, user_type, profile, password, home_licenses } => {
@@ -396,10 +446,17 @@ impl Tenant {
                         deleted_at: None,
                         invitation: None,
                         password: password.clone(),
+                        evidence: UserEvidence {
+                            created: seq,
+                            sign_in: seq,
+                            profile: seq,
+                            ..UserEvidence::default()
+                        },
                     },
                 );
             }
             TenantEvent::UserUpdated { id, changes } => self.with_user(id, |u| {
+                u.evidence.profile = seq;
                 for change in changes {
                     match &change.new {
                         Some(v) => u.profile.0.insert(change.field, v.clone()),
@@ -409,23 +466,38 @@ impl Tenant {
             }),
             TenantEvent::LicenseAssigned { id, sku } => self.with_user(id, |u| {
                 u.licenses.insert(sku.clone());
+                u.evidence.licenses.insert(sku.clone(), seq);
             }),
             TenantEvent::LicenseRemoved { id, sku } => self.with_user(id, |u| {
                 u.licenses.remove(sku);
+                u.evidence.licenses.insert(sku.clone(), seq);
             }),
             TenantEvent::AdminRoleAdded { id, role } => self.with_user(id, |u| {
                 u.admin_roles.insert(*role);
+                u.evidence.admin_roles.insert(*role, seq);
             }),
             TenantEvent::AdminRoleRemoved { id, role } => self.with_user(id, |u| {
                 u.admin_roles.remove(role);
+                u.evidence.admin_roles.insert(*role, seq);
             }),
-            TenantEvent::UserBlocked { id } => self.with_user(id, |u| u.account_enabled = false),
-            TenantEvent::UserUnblocked { id } => self.with_user(id, |u| u.account_enabled = true),
-            TenantEvent::UserDeleted { id } => self.with_user(id, |u| u.deleted_at = Some(at)),
+            TenantEvent::UserBlocked { id } => self.with_user(id, |u| {
+                u.account_enabled = false;
+                u.evidence.sign_in = seq;
+            }),
+            TenantEvent::UserUnblocked { id } => self.with_user(id, |u| {
+                u.account_enabled = true;
+                u.evidence.sign_in = seq;
+            }),
+            TenantEvent::UserDeleted { id } => self.with_user(id, |u| {
+                u.deleted_at = Some(at);
+                u.evidence.sign_in = seq;
+            }),
             TenantEvent::UserRestored { id, licenses_not_restored } => self.with_user(id, |u| {
                 u.deleted_at = None;
+                u.evidence.sign_in = seq;
                 for sku in licenses_not_restored {
                     u.licenses.remove(sku);
+                    u.evidence.licenses.insert(sku.clone(), seq);
                 }
             }),
             TenantEvent::PasswordReset { id, password } => {
@@ -441,24 +513,37 @@ impl Tenant {
                 }
                 if let Some(sku) = sku {
                     u.licenses.insert(sku.clone());
+                    u.evidence.licenses.insert(sku.clone(), seq);
                 }
             }),
             TenantEvent::GroupCreated { id, name } => {
                 self.group_names.insert(name.to_lowercase(), *id);
                 self.groups.insert(
                     *id,
-                    Group { id: *id, name: name.clone(), members: BTreeSet::new(), owners: BTreeSet::new() },
+                    Group {
+                        id: *id,
+                        name: name.clone(),
+                        members: BTreeSet::new(),
+                        owners: BTreeSet::new(),
+                        changes: BTreeMap::new(),
+                    },
                 );
             }
             TenantEvent::GroupMemberAdded { group, member } => self.with_group(group, |g| {
                 g.members.insert(*member);
+                g.changes.insert(*member, seq);
             }),
             TenantEvent::GroupMemberRemoved { group, member } => self.with_group(group, |g| {
                 g.members.remove(member);
+                g.changes.insert(*member, seq);
             }),
             TenantEvent::GroupOwnerAdded { group, user } => self.with_group(group, |g| {
                 g.owners.insert(*user);
+                g.changes.entry(Member::User(*user)).or_insert(seq);
             }),
+            TenantEvent::EnvironmentRegistered { id, name } => {
+                self.environments.insert(name.to_lowercase(), (*id, name.clone()));
+            }
         }
     }
 
@@ -476,8 +561,8 @@ impl Tenant {
 }
 
 /// Folds an event into a state: `evolve(state, event) -> state`.
-pub fn evolve(mut tenant: Tenant, event: &TenantEvent, at: DateTime<Utc>) -> Tenant {
-    tenant.apply(event, at);
+pub fn evolve(mut tenant: Tenant, event: &TenantEvent, stamp: Stamp) -> Tenant {
+    tenant.apply(event, stamp);
     tenant
 }
 

@@ -40,8 +40,8 @@ struct World {
     tenant: Tenant,
     now: DateTime<Utc>,
     next_id: u128,
-    /// Every event applied, with its time.
-    log: Vec<(TenantEvent, DateTime<Utc>)>,
+    /// Every event applied, with its stamp.
+    log: Vec<(TenantEvent, Stamp)>,
 }
 
 impl World {
@@ -73,8 +73,9 @@ impl World {
     fn ok(&mut self, actor: &str, command: TenantCommand) -> Vec<TenantEvent> {
         let events = self.when(actor, command).unwrap_or_else(|r| panic!("refused: {r}"));
         for e in &events {
-            self.tenant.apply(e, self.now);
-            self.log.push((e.clone(), self.now));
+            let stamp = Stamp { seq: self.log.len() as u64 + 1, at: self.now };
+            self.tenant.apply(e, stamp);
+            self.log.push((e.clone(), stamp));
         }
         events
     }
@@ -536,6 +537,6 @@ fn replaying_the_log_from_nothing_gives_the_same_directory() {
     w.ok(ADMIN, TenantCommand::Delete { upn: upn(BOB) });
     w.later(2);
     w.ok(ADMIN, TenantCommand::Restore { upn: upn(BOB) });
-    let replayed = w.log.iter().fold(Tenant::default(), |t, (e, at)| evolve(t, e, *at));
+    let replayed = w.log.iter().fold(Tenant::default(), |t, (e, stamp)| evolve(t, e, *stamp));
     assert_eq!(replayed, w.tenant);
 }

@@ -1,0 +1,330 @@
+//! Eligibility: the one function that says whether a directory user may be
+//! in an environment, returning every check it made (rules E1, S1-S3, D10)
+//! with the log records that decided it. Sync, Refresh, access attempts,
+//! on-demand adds and diagnostics all use [`eligibility`]; no other code
+//! decides these rules.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::environment::Environment;
+use crate::events::{AdminRole, Entitlement, EnvType, Member, SkuKind, UserType};
+use crate::rules::Rule;
+use crate::tenant::{Tenant, User};
+
+/// How the user is being considered: it changes the S1 exceptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum How {
+    /// The background sync pass (S1).
+    Sync,
+    /// Refresh user: the sync for one user, at once (S9).
+    Refresh,
+    /// The user's own access attempt (S5).
+    Access,
+    /// An admin's on-demand add (S5).
+    AdminAdd,
+}
+
+impl How {
+    /// An on-demand action (S1.4, S2.4's owner clause).
+    pub fn on_demand(self) -> bool {
+        matches!(self, How::Access | How::AdminAdd)
+    }
+}
+
+/// One check: its rule, whether it passed, why, and the records behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The rule checked.
+    pub rule: Rule,
+    /// A short name (`license`, `security group`).
+    pub name: &'static str,
+    /// Whether it passed.
+    pub passed: bool,
+    /// A human sentence.
+    pub detail: String,
+    /// The log records that decided it.
+    pub evidence: Vec<u64>,
+}
+
+/// Every check made, and what the user is entitled by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Eligibility {
+    /// The checks, in the order they were made.
+    pub checks: Vec<Check>,
+    /// What entitles the user, if anything.
+    pub entitlement: Option<Entitlement>,
+    /// Holds a Dynamics 365 or Power Apps license from this tenant (islicensed).
+    pub licensed: bool,
+}
+
+/// The name of the check on adding a missing record (S1 and its exceptions).
+pub const ADD_CHECK: &str = "added to the environment";
+
+impl Eligibility {
+    /// Entitled to an enabled record: every check but the add check passed (S2).
+    pub fn entitled(&self) -> bool {
+        self.checks.iter().filter(|c| c.name != ADD_CHECK).all(|c| c.passed)
+    }
+
+    /// May be added now: entitled, and the add check passed too (S1).
+    pub fn may_add(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The checks that failed.
+    pub fn failing(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.passed)
+    }
+
+    /// The failing checks, one clause each: `S2.2: no license ...; S2.4: ...`.
+    pub fn failing_summary(&self) -> String {
+        self.failing().map(|c| format!("{}: {}", c.rule, c.detail)).collect::<Vec<_>>().join("; ")
+    }
+
+    /// The newest record behind any check: what triggered a change.
+    pub fn newest_evidence(&self) -> u64 {
+        self.checks.iter().flat_map(|c| c.evidence.iter().copied()).max().unwrap_or(0)
+    }
+
+    /// Whether the entitlement only counts on demand (S1.4).
+    pub fn on_demand_only(&self) -> bool {
+        matches!(
+            self.entitlement,
+            Some(Entitlement::FreeDataversePlan(_) | Entitlement::AppPass | Entitlement::MarketingTenant(_))
+        )
+    }
+}
+
+fn check(rule: Rule, name: &'static str, passed: bool, detail: String, evidence: Vec<u64>) -> Check {
+    let mut evidence: Vec<u64> = evidence.into_iter().filter(|&s| s > 0).collect();
+    evidence.sort_unstable();
+    evidence.dedup();
+    Check { rule, name, passed, detail, evidence }
+}
+
+/// Decides whether `user` is entitled to `env` at `now`, considered as `how`.
+pub fn eligibility(
+    tenant: &Tenant,
+    env: &Environment,
+    user: &User,
+    how: How,
+    now: DateTime<Utc>,
+) -> Eligibility {
+    let mut checks = vec![
+        check(
+            Rule::E1,
+            "database",
+            env.dataverse,
+            if env.dataverse {
+                format!("{} has a Dataverse database", env.name)
+            } else {
+                format!("{} has no Dataverse database: no user can be added", env.name)
+            },
+            vec![env.evidence.created],
+        ),
+        sign_in(user, now),
+    ];
+    let (license, entitlement, licensed) = license(tenant, env, user);
+    checks.push(license);
+    checks.push(guest(user, licensed || entitlement.is_some()));
+    checks.push(security_group(tenant, env, user, how));
+    let eligibility = Eligibility { checks, entitlement, licensed };
+    let add = add_check(tenant, env, user, how, &eligibility);
+    let mut eligibility = eligibility;
+    eligibility.checks.push(add);
+    eligibility
+}
+
+fn sign_in(user: &User, now: DateTime<Utc>) -> Check {
+    let (passed, detail) = match (user.deleted_at, user.account_enabled) {
+        (Some(at), _) if user.is_purged(now) => {
+            (false, format!("{} was deleted on {} and is gone for good", user.upn, at.format("%Y-%m-%d")))
+        }
+        (Some(at), _) => {
+            (false, format!("{} is deleted in the directory (since {})", user.upn, at.format("%Y-%m-%d")))
+        }
+        (None, false) => (false, format!("{} is blocked from signing in", user.upn)),
+        (None, true) => (true, format!("{} exists and may sign in", user.upn)),
+    };
+    check(Rule::S2_1, "sign-in", passed, detail, vec![user.evidence.sign_in])
+}
+
+fn is_paid(kind: SkuKind) -> bool {
+    matches!(kind, SkuKind::D365 | SkuKind::PowerApps)
+}
+
+/// S2.2 with the exceptions of S3: what entitles the user, if anything.
+fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<Entitlement>, bool) {
+    let held: Vec<_> = user.licenses.iter().filter_map(|l| tenant.sku(l)).collect();
+    let license_evidence: Vec<u64> = user.evidence.licenses.values().copied().collect();
+    let role_evidence: Vec<u64> = user.evidence.admin_roles.values().copied().collect();
+    let record = env.user_by_object(user.id);
+    let pass = |detail: String, entitlement, evidence| {
+        (check(Rule::S2_2, "license", true, detail, evidence), Some(entitlement))
+    };
+
+    let (result, licensed) = if let Some(sku) = held.iter().find(|s| is_paid(s.kind)) {
+        let evidence = vec![user.evidence.licenses.get(&sku.part).copied().unwrap_or(0)];
+        (pass(format!("licensed: {}", sku.part), Entitlement::License(sku.part.clone()), evidence), true)
+    } else if let Some(role) = [AdminRole::Global, AdminRole::PowerPlatform, AdminRole::Dynamics365]
+        .into_iter()
+        .find(|r| user.admin_roles.contains(r))
+    {
+        let detail = format!("no license needed: {role} (S3); added as a setup user in Administrative mode");
+        (pass(detail, Entitlement::AdminWithoutLicense, role_evidence.clone()), false)
+    } else if let Some(r) = record.filter(|r| {
+        matches!(
+            r.access_mode,
+            crate::events::AccessMode::NonInteractive | crate::events::AccessMode::Administrative
+        )
+    }) {
+        let detail =
+            format!("no license needed: the record is {} and keeps its mode (A4)", r.access_mode.cli_name());
+        (pass(detail, Entitlement::KeptMode, vec![r.evidence.access_mode]), false)
+    } else if let Some(sku) = held.iter().find(|s| s.kind == SkuKind::M365Dataverse) {
+        let detail = format!("free Dataverse plan of {} (on demand only, S1.4)", sku.part);
+        let evidence = vec![user.evidence.licenses.get(&sku.part).copied().unwrap_or(0)];
+        (pass(detail, Entitlement::FreeDataversePlan(sku.part.clone()), evidence), false)
+    } else if env.app_pass > env.app_pass_in_use(record.map(|r| r.id)) {
+        let detail = format!(
+            "app-pass capacity of {} ({} of {} in use; on demand only, S1.4)",
+            env.name,
+            env.app_pass_in_use(None),
+            env.app_pass
+        );
+        (pass(detail, Entitlement::AppPass, vec![env.evidence.app_pass]), false)
+    } else if let Some(sku) = tenant.skus.values().find(|s| s.kind == SkuKind::MarketingTenant && s.seats > 0)
+    {
+        let detail = format!("the tenant's Marketing license {} (on demand only, S1.4)", sku.part);
+        (pass(detail, Entitlement::MarketingTenant(sku.part.clone()), vec![sku.changed]), false)
+    } else {
+        let office: Vec<&str> =
+            held.iter().filter(|s| s.kind == SkuKind::Office).map(|s| s.part.as_str()).collect();
+        let mut detail = "no license that entitles Dataverse".to_owned();
+        if !office.is_empty() {
+            detail.push_str(&format!(" ({} is Office-only)", office.join(", ")));
+        }
+        if env.app_pass > 0 {
+            detail.push_str(&format!(
+                "; the app-pass capacity is used up ({} of {})",
+                env.app_pass_in_use(None),
+                env.app_pass
+            ));
+        }
+        let mut evidence = license_evidence;
+        evidence.push(user.evidence.created);
+        ((check(Rule::S2_2, "license", false, detail, evidence), None), false)
+    };
+    (result.0, result.1, licensed)
+}
+
+fn guest(user: &User, entitled_here: bool) -> Check {
+    if user.user_type == UserType::Member {
+        return check(
+            Rule::S2_3,
+            "guest license",
+            true,
+            "a member of this tenant".into(),
+            vec![user.evidence.created],
+        );
+    }
+    let home = if user.home_licenses.is_empty() {
+        String::new()
+    } else {
+        format!("; its home-tenant licenses ({}) do not count here", user.home_licenses.join(", "))
+    };
+    let mut evidence: Vec<u64> = user.evidence.licenses.values().copied().collect();
+    evidence.push(user.evidence.created);
+    let detail = if entitled_here {
+        format!("a guest entitled by this tenant{home}")
+    } else {
+        format!("a guest needs a license from this tenant (D10){home}")
+    };
+    check(Rule::S2_3, "guest license", entitled_here, detail, evidence)
+}
+
+fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> Check {
+    let Some(group) = env.security_group.and_then(|g| tenant.groups.get(&g)) else {
+        let detail = format!("{} has no security group", env.name);
+        return check(Rule::S2_4, "security group", true, detail, vec![env.evidence.security_group]);
+    };
+    let sg = env.evidence.security_group;
+    let member = Member::User(user.id);
+    let changed = group.changes.get(&member).copied().unwrap_or(0);
+    if let Some(role) =
+        [AdminRole::Global, AdminRole::PowerPlatform].into_iter().find(|r| user.admin_roles.contains(r))
+    {
+        let evidence = vec![sg, user.evidence.admin_roles.get(&role).copied().unwrap_or(0)];
+        return check(
+            Rule::S2_4,
+            "security group",
+            true,
+            format!("exempt from {} as a {role}", group.name),
+            evidence,
+        );
+    }
+    if group.members.contains(&member) {
+        return check(
+            Rule::S2_4,
+            "security group",
+            true,
+            format!("a direct member of {}", group.name),
+            vec![sg, changed],
+        );
+    }
+    if how.on_demand() && group.owners.contains(&user.id) {
+        let detail = format!("an owner of {}: counts as a member when added on demand", group.name);
+        return check(Rule::S2_4, "security group", true, detail, vec![sg, changed]);
+    }
+    let nested = group.members.iter().find_map(|m| match m {
+        Member::Group(g) => tenant.groups.get(g).filter(|inner| inner.members.contains(&member)),
+        Member::User(_) => None,
+    });
+    let mut detail = match nested {
+        Some(inner) => {
+            format!("only in {} through nested group {}, which is ignored (D9)", group.name, inner.name)
+        }
+        None => format!("not a member of {}", group.name),
+    };
+    if user.admin_roles.contains(&AdminRole::Dynamics365) {
+        detail.push_str("; Dynamics 365 Administrators must be members too");
+    }
+    check(Rule::S2_4, "security group", false, detail, vec![sg, changed])
+}
+
+/// S1: whether a missing record may be added now, by environment type and entitlement.
+fn add_check(tenant: &Tenant, env: &Environment, user: &User, how: How, e: &Eligibility) -> Check {
+    let created = env.evidence.created;
+    if let Some(record) = env.user_by_object(user.id) {
+        let detail = format!("already in {} (since record {})", env.name, record.evidence.added);
+        return check(Rule::S1, ADD_CHECK, true, detail, vec![record.evidence.added]);
+    }
+    let refuse = |rule, detail: String| check(rule, ADD_CHECK, false, detail, vec![created]);
+    match env.env_type {
+        Some(EnvType::Developer) if user.id != env.creator => {
+            let creator = tenant.users.get(&env.creator).map_or("its creator", |u| u.upn.as_str());
+            return refuse(Rule::S1_2, format!("a developer environment adds only its creator ({creator})"));
+        }
+        Some(EnvType::Trial) if !how.on_demand() => {
+            return refuse(
+                Rule::S1_1,
+                "a trial environment adds users on demand only (user access or env add-user)".into(),
+            );
+        }
+        Some(EnvType::Teams) if how != How::Access => {
+            return refuse(Rule::S1_3, "Dataverse for Teams adds users on their first access only".into());
+        }
+        _ => {}
+    }
+    if e.on_demand_only() && !how.on_demand() {
+        let by = match &e.entitlement {
+            Some(Entitlement::FreeDataversePlan(p)) => format!("the free Dataverse plan of {p}"),
+            Some(Entitlement::MarketingTenant(p)) => format!("the tenant's Marketing license {p}"),
+            _ => "the app-pass capacity".to_owned(),
+        };
+        return refuse(Rule::S1_4, format!("entitled only by {by}: added on demand only"));
+    }
+    let detail = if how.on_demand() { "may be added on demand" } else { "added automatically by sync" };
+    check(Rule::S1, ADD_CHECK, true, detail.into(), vec![created])
+}

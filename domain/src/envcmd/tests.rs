@@ -1,0 +1,1043 @@
+//! Rule tests of environments, eligibility and sync: given a directory and an
+//! environment, when a command or a sync pass is decided, then these events
+//! or this refusal. Each test names its rule.
+
+use chrono::{Duration, TimeZone};
+
+use super::*;
+use crate::eligibility::{eligibility, ADD_CHECK};
+use crate::environment::{DELEGATED_ADMIN_UPN, SUPPORT_UPN};
+use crate::events::{AdminRole, Entitlement, Event, Member, Profile, ProfileField, SkuKind, Stamp};
+use crate::password::PasswordHash;
+use crate::rules::Refusal;
+use crate::sync::sync_pass;
+use crate::tenant::{MemberRef, NewUser, TenantCommand};
+
+const ADMIN: &str = "admin@contoso.onmicrosoft.com";
+const ALICE: &str = "alice@contoso.onmicrosoft.com";
+const BOB: &str = "bob@contoso.onmicrosoft.com";
+const SALES_SKU: &str = "DYN365_SALES";
+const E3: &str = "ENTERPRISEPACK";
+const OFFICE: &str = "O365_ESSENTIALS";
+
+fn upn(text: &str) -> Upn {
+    Upn::parse(text).unwrap()
+}
+
+/// A tenant with environments, folded from a log kept in memory.
+struct World {
+    tenant: Tenant,
+    envs: Vec<Environment>,
+    now: DateTime<Utc>,
+    seq: u64,
+    next: u128,
+}
+
+impl World {
+    /// Contoso: the admin, a 10-seat Dynamics SKU, an M365 SKU, an Office
+    /// SKU, group Sales-SG, and users alice and bob without licenses.
+    fn contoso() -> World {
+        let mut w = World {
+            tenant: Tenant::default(),
+            envs: Vec::new(),
+            now: Utc.with_ymd_and_hms(2026, 2, 2, 9, 0, 0).unwrap(),
+            seq: 0,
+            next: 10,
+        };
+        let admin = w.new_user(ADMIN);
+        w.tenant_ok(
+            ADMIN,
+            TenantCommand::Init { domain: "contoso.onmicrosoft.com".into(), name: "Contoso".into(), admin },
+        );
+        for (sku, kind) in
+            [(SALES_SKU, SkuKind::D365), (E3, SkuKind::M365Dataverse), (OFFICE, SkuKind::Office)]
+        {
+            w.tenant_ok(ADMIN, TenantCommand::AddSku { sku: sku.into(), kind, seats: 10 });
+        }
+        w.user(ALICE);
+        w.user(BOB);
+        w.tenant_ok(
+            ADMIN,
+            TenantCommand::CreateGroup { id: Uuid::from_u128(900), name: "Sales-SG".into(), owner: None },
+        );
+        w
+    }
+
+    fn new_user(&mut self, who: &str) -> NewUser {
+        self.next += 1;
+        let mut profile = Profile::default();
+        profile.0.insert(ProfileField::GivenName, who.split('@').next().unwrap_or_default().to_owned());
+        profile.0.insert(ProfileField::Surname, "Tester".into());
+        profile.0.insert(ProfileField::Mail, who.to_owned());
+        NewUser {
+            id: Uuid::from_u128(self.next),
+            upn: upn(who),
+            profile,
+            licenses: vec![],
+            admin_roles: vec![],
+            guest: false,
+            home_licenses: vec![],
+            password: PasswordHash::new([1; 16], "x"),
+        }
+    }
+
+    fn stamp(&mut self) -> Stamp {
+        self.seq += 1;
+        Stamp { seq: self.seq, at: self.now }
+    }
+
+    fn tenant_ok(&mut self, actor: &str, command: TenantCommand) {
+        let events = crate::tenant::decide(&self.tenant, &upn(actor), &command, self.now)
+            .unwrap_or_else(|r| panic!("{r}"));
+        for e in events {
+            let stamp = self.stamp();
+            self.tenant.apply(&e, stamp);
+        }
+    }
+
+    fn user(&mut self, who: &str) {
+        let new = self.new_user(who);
+        self.tenant_ok(ADMIN, TenantCommand::CreateUser(new));
+    }
+
+    fn license(&mut self, who: &str, sku: &str) {
+        self.tenant_ok(ADMIN, TenantCommand::AssignLicense { upn: upn(who), sku: sku.into() });
+    }
+
+    fn unlicense(&mut self, who: &str, sku: &str) {
+        self.tenant_ok(ADMIN, TenantCommand::RemoveLicense { upn: upn(who), sku: sku.into() });
+    }
+
+    fn join(&mut self, who: &str) {
+        self.tenant_ok(
+            ADMIN,
+            TenantCommand::AddMember { group: "Sales-SG".into(), member: MemberRef::User(upn(who)) },
+        );
+    }
+
+    /// Creates an environment; returns its index in `envs`.
+    fn env(
+        &mut self,
+        actor: &str,
+        name: &str,
+        env_type: EnvType,
+        configure: impl FnOnce(&mut NewEnvironment),
+    ) -> usize {
+        self.next += 1;
+        let mut new = NewEnvironment {
+            id: Uuid::from_u128(self.next),
+            name: name.into(),
+            env_type,
+            dataverse: true,
+            security_group: None,
+            app_pass: 0,
+            apps: vec![],
+        };
+        configure(&mut new);
+        let (registered, events) =
+            decide_create(&self.tenant, &upn(actor), &new, self.now).unwrap_or_else(|r| panic!("{r}"));
+        let stamp = self.stamp();
+        self.tenant.apply(&registered, stamp);
+        let mut env = Environment::default();
+        for e in &events {
+            let stamp = self.stamp();
+            env.apply(e, stamp);
+        }
+        self.envs.push(env);
+        self.envs.len() - 1
+    }
+
+    fn when(&self, env: usize, actor: &str, command: EnvCommand) -> Decided {
+        decide(&self.tenant, &self.envs[env], &upn(actor), &command, self.now)
+    }
+
+    fn apply(&mut self, env: usize, events: &[EnvEvent]) {
+        for e in events {
+            let stamp = self.stamp();
+            self.envs[env].apply(e, stamp);
+        }
+    }
+
+    fn ok(&mut self, env: usize, actor: &str, command: EnvCommand) -> Vec<EnvEvent> {
+        let events = self.when(env, actor, command).unwrap_or_else(|r| panic!("refused: {r}"));
+        self.apply(env, &events);
+        events
+    }
+
+    /// Runs a sync pass; returns the events it wrote.
+    fn sync(&mut self, env: usize) -> Vec<EnvEvent> {
+        let changes = sync_pass(&self.tenant, &self.envs[env], self.now);
+        let events: Vec<EnvEvent> = changes.into_iter().flat_map(|c| c.events).collect();
+        self.apply(env, &events);
+        events
+    }
+
+    fn record(&self, env: usize, who: &str) -> Option<&SystemUser> {
+        let user = self.tenant.user(&upn(who))?;
+        self.envs[env].user_by_object(user.id)
+    }
+
+    fn roles_of(&self, env: usize, who: &str) -> Vec<String> {
+        let record = self.record(env, who).expect("a record");
+        let mut names: Vec<String> =
+            record.roles.iter().map(|r| self.envs[env].roles[r].name.clone()).collect();
+        names.sort();
+        names
+    }
+}
+
+fn refused_by(outcome: Decided, rule: Rule) -> String {
+    match outcome {
+        Err(Rejection::Refused(Refusal { rule: r, reason })) if r == rule => reason,
+        other => panic!("expected a refusal by {rule}, got {other:?}"),
+    }
+}
+
+fn production(w: &mut World) -> usize {
+    w.env(ADMIN, "Sales", EnvType::Production, |_| {})
+}
+
+#[test]
+fn e1_an_environment_without_a_database_rejects_every_add() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = w.env(ADMIN, "Flows", EnvType::Production, |e| e.dataverse = false);
+    assert!(w.envs[env].users.is_empty(), "no placeholders without a database");
+    assert!(w.sync(env).is_empty(), "sync adds nobody");
+    for command in [
+        EnvCommand::AddUser { upn: upn(ALICE) },
+        EnvCommand::CreateAppUser {
+            app_id: Uuid::from_u128(5),
+            name: "ERP".into(),
+            business_unit: None,
+            roles: vec![],
+        },
+        EnvCommand::ImportStubs {
+            rows: vec![StubRow {
+                line: 2,
+                domainname: "x@contoso.com".into(),
+                firstname: "X".into(),
+                lastname: "Y".into(),
+            }],
+        },
+    ] {
+        let reason = refused_by(w.when(env, ADMIN, command), Rule::E1);
+        assert!(reason.contains("no Dataverse database"), "{reason}");
+    }
+    refused_by(w.when(env, ALICE, EnvCommand::Access { upn: upn(ALICE) }), Rule::E1);
+}
+
+#[test]
+fn e2_default_and_developer_environments_take_no_security_group() {
+    let mut w = World::contoso();
+    for env_type in [EnvType::Default, EnvType::Developer] {
+        let new = NewEnvironment {
+            id: Uuid::from_u128(77),
+            name: "X".into(),
+            env_type,
+            dataverse: true,
+            security_group: Some("Sales-SG".into()),
+            app_pass: 0,
+            apps: vec![],
+        };
+        assert!(matches!(
+            decide_create(&w.tenant, &upn(ADMIN), &new, w.now),
+            Err(Rejection::Refused(Refusal { rule: Rule::E2, .. }))
+        ));
+    }
+    let default = w.env(ADMIN, "Contoso (default)", EnvType::Default, |_| {});
+    let set =
+        EnvCommand::Set { security_group: Some(Some("Sales-SG".into())), app_pass: None, settings: vec![] };
+    refused_by(w.when(default, ADMIN, set), Rule::E2);
+}
+
+#[test]
+fn e2_changing_the_security_group_changes_who_is_eligible_at_the_next_sync() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.license(BOB, SALES_SKU);
+    w.join(ALICE);
+    let env = production(&mut w);
+    w.sync(env);
+    assert!(!w.record(env, BOB).unwrap().is_disabled);
+    w.ok(
+        env,
+        ADMIN,
+        EnvCommand::Set { security_group: Some(Some("Sales-SG".into())), app_pass: None, settings: vec![] },
+    );
+    w.sync(env);
+    assert!(!w.record(env, ALICE).unwrap().is_disabled, "a member stays");
+    assert!(w.record(env, BOB).unwrap().is_disabled, "S4: bob is no longer entitled");
+    w.ok(env, ADMIN, EnvCommand::Set { security_group: Some(None), app_pass: None, settings: vec![] });
+    w.sync(env);
+    assert!(!w.record(env, BOB).unwrap().is_disabled, "cleared: bob is entitled again");
+}
+
+#[test]
+fn e3_installed_apps_decide_default_roles_and_e4_settings_change() {
+    let mut w = World::contoso();
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| {
+        e.apps = vec![App::Sales, App::CustomerService];
+        e.app_pass = 2;
+    });
+    let names: Vec<&str> = w.envs[env].roles.values().map(|r| r.name.as_str()).collect();
+    for expected in ["Salesperson", "Sales app access", "Customer Service app access"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert_eq!(w.envs[env].app_pass, 2);
+    let settings = vec![(ALLOW_ROLE_ASSIGNMENT_ON_DISABLED.to_owned(), Some("true".to_owned()))];
+    let events = w.ok(env, ADMIN, EnvCommand::Set { security_group: None, app_pass: Some(5), settings });
+    assert_eq!(events.len(), 2);
+    assert!(w.envs[env].flag(ALLOW_ROLE_ASSIGNMENT_ON_DISABLED));
+    assert_eq!(w.envs[env].app_pass, 5);
+    let unknown = vec![("frobnicate".to_owned(), Some("1".to_owned()))];
+    assert!(matches!(
+        w.when(env, ADMIN, EnvCommand::Set { security_group: None, app_pass: None, settings: unknown }),
+        Err(Rejection::Invalid(_))
+    ));
+}
+
+#[test]
+fn e5_a_new_environment_starts_with_root_unit_default_roles_and_two_placeholders() {
+    let mut w = World::contoso();
+    let env = production(&mut w);
+    let env = &w.envs[env];
+    assert_eq!(env.business_units.len(), 1);
+    assert_eq!(env.business_units[&env.root_business_unit].parent, None);
+    let names: Vec<&str> = env.roles.values().map(|r| r.name.as_str()).collect();
+    for expected in ["System Administrator", "System Customizer", "Basic User", "Environment Maker"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert!(!names.contains(&"Salesperson"), "Salesperson only where Sales is installed");
+    let delegated = env.users_named(DELEGATED_ADMIN_UPN).next().unwrap();
+    assert_eq!((delegated.kind, delegated.access_mode.value()), (UserKind::DelegatedAdmin, 5));
+    assert!(delegated.roles.contains(&env.role_named("System Administrator").unwrap().id));
+    let support = env.users_named(SUPPORT_UPN).next().unwrap();
+    assert_eq!((support.kind, support.access_mode.value()), (UserKind::Support, 3));
+}
+
+#[test]
+fn e5_placeholders_are_never_synced_nor_counted() {
+    let mut w = World::contoso();
+    let env = production(&mut w);
+    w.sync(env);
+    assert_eq!(w.envs[env].non_interactive_count(), 0);
+    let placeholders: Vec<_> =
+        w.envs[env].users.values().filter(|u| u.added_by == AddedBy::Placeholder).collect();
+    assert_eq!(placeholders.len(), 2);
+    assert!(placeholders.iter().all(|p| p.object_id.is_none()), "not linked to the directory");
+    assert_eq!(w.sync(env), vec![], "a second pass changes nothing");
+}
+
+#[test]
+fn s1_sync_adds_licensed_users_and_a_second_pass_changes_nothing() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    let events = w.sync(env);
+    assert!(matches!(&events[0], EnvEvent::SystemUserAdded { added_by: AddedBy::Sync, .. }));
+    let alice = w.record(env, ALICE).unwrap();
+    assert!(!alice.is_disabled && alice.is_licensed);
+    assert_eq!(alice.access_mode, AccessMode::ReadWrite, "A1: licensed users are Read-Write");
+    assert!(w.record(env, BOB).is_none(), "bob has no license");
+    assert!(w.sync(env).is_empty());
+}
+
+#[test]
+fn s1_1_a_trial_adds_on_demand_only_but_keeps_records_up_to_date() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = w.env(ADMIN, "Trial", EnvType::Trial, |_| {});
+    assert!(w.sync(env).is_empty());
+    let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)).unwrap(), How::Sync, w.now);
+    let add = e.checks.iter().find(|c| c.name == ADD_CHECK).unwrap();
+    assert_eq!((add.rule, add.passed), (Rule::S1_1, false));
+    w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) });
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser {
+            upn: upn(ALICE),
+            fields: vec![(ProfileField::City, Some("Oslo".into()))],
+        },
+    );
+    w.sync(env);
+    assert_eq!(w.record(env, ALICE).unwrap().column(Column::City), Some("Oslo"), "the pass still updates");
+}
+
+#[test]
+fn s1_2_a_developer_environment_adds_only_its_creator() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.license(BOB, SALES_SKU);
+    let env = w.env(ALICE, "Alice dev", EnvType::Developer, |_| {});
+    w.sync(env);
+    assert!(w.record(env, ALICE).is_some());
+    assert!(w.record(env, BOB).is_none());
+    refused_by(w.when(env, ADMIN, EnvCommand::AddUser { upn: upn(BOB) }), Rule::S1_2);
+}
+
+#[test]
+fn s1_3_teams_adds_users_on_their_first_access_only() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = w.env(ADMIN, "Team", EnvType::Teams, |_| {});
+    assert!(w.sync(env).is_empty());
+    refused_by(w.when(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) }), Rule::S1_3);
+    let events = w.ok(env, ALICE, EnvCommand::Access { upn: upn(ALICE) });
+    assert!(matches!(&events[0], EnvEvent::SystemUserAdded { added_by: AddedBy::Access, .. }));
+}
+
+#[test]
+fn s1_4_free_plan_app_pass_and_marketing_entitle_on_demand_only() {
+    let mut w = World::contoso();
+    w.license(ALICE, E3);
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.app_pass = 1);
+    w.sync(env);
+    assert!(
+        w.record(env, ALICE).is_none() && w.record(env, BOB).is_none(),
+        "sync adds neither the free plan nor app-pass users"
+    );
+    let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)).unwrap(), How::Sync, w.now);
+    assert_eq!(e.entitlement, Some(Entitlement::FreeDataversePlan(E3.into())));
+    assert!(e.entitled() && !e.may_add());
+    w.ok(env, ALICE, EnvCommand::Access { upn: upn(ALICE) });
+    assert!(!w.record(env, ALICE).unwrap().is_disabled);
+    // Bob has nothing but the environment's app pass; the capacity is one.
+    w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(BOB) });
+    assert_eq!(w.record(env, BOB).unwrap().entitlement, Some(Entitlement::AppPass));
+    w.user("carol@contoso.onmicrosoft.com");
+    let reason = refused_by(
+        w.when(env, ADMIN, EnvCommand::AddUser { upn: upn("carol@contoso.onmicrosoft.com") }),
+        Rule::S2_2,
+    );
+    assert!(reason.contains("app-pass capacity is used up (1 of 1)"), "{reason}");
+    // The tenant-level Marketing license entitles carol on demand.
+    w.tenant_ok(ADMIN, TenantCommand::AddSku { sku: "MKT".into(), kind: SkuKind::MarketingTenant, seats: 1 });
+    w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn("carol@contoso.onmicrosoft.com") });
+    assert_eq!(
+        w.record(env, "carol@contoso.onmicrosoft.com").unwrap().entitlement,
+        Some(Entitlement::MarketingTenant("MKT".into()))
+    );
+}
+
+#[test]
+fn s2_1_a_blocked_or_deleted_user_is_disabled_s4_never_deleted() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.license(BOB, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.tenant_ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) });
+    w.tenant_ok(ADMIN, TenantCommand::Delete { upn: upn(BOB) });
+    let events = w.sync(env);
+    assert_eq!(events.iter().filter(|e| matches!(e, EnvEvent::SystemUserDisabled { .. })).count(), 2);
+    assert!(w.record(env, ALICE).unwrap().is_disabled);
+    assert!(w.record(env, BOB).unwrap().is_disabled, "S4: a deleted user's record stays, disabled");
+    w.now += Duration::days(40);
+    assert!(w.sync(env).is_empty(), "purged: still there, still disabled");
+    assert_eq!(w.envs[env].users.len(), 5, "two placeholders, the admin as setup user, alice, bob");
+}
+
+#[test]
+fn s2_2_removing_the_license_disables_and_reassigning_reenables() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.unlicense(ALICE, SALES_SKU);
+    let removal = w.seq;
+    let changes = sync_pass(&w.tenant, &w.envs[env], w.now);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].trigger, removal, "the pass names the record that triggered it");
+    let events = w.sync(env);
+    let EnvEvent::SystemUserDisabled { reason, .. } = &events[1] else { panic!("{events:?}") };
+    assert!(reason.starts_with("S2.2: no license"), "{reason}");
+    w.license(ALICE, SALES_SKU);
+    w.sync(env);
+    assert!(!w.record(env, ALICE).unwrap().is_disabled);
+}
+
+#[test]
+fn s2_2_an_office_license_entitles_nothing() {
+    let mut w = World::contoso();
+    w.license(ALICE, OFFICE);
+    let env = production(&mut w);
+    let reason = refused_by(w.when(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) }), Rule::S2_2);
+    assert!(reason.contains("O365_ESSENTIALS is Office-only"), "{reason}");
+}
+
+#[test]
+fn s2_3_a_guest_needs_a_license_from_this_tenant() {
+    let mut w = World::contoso();
+    let mut jane = w.new_user("jane@fabrikam.com");
+    jane.guest = true;
+    jane.home_licenses = vec![SALES_SKU.into()];
+    w.tenant_ok(ADMIN, TenantCommand::CreateUser(jane));
+    let env = production(&mut w);
+    let outcome = w.when(env, ADMIN, EnvCommand::AddUser { upn: upn("jane@fabrikam.com") });
+    let reason = refused_by(outcome, Rule::S2_2);
+    assert!(reason.contains("S2.3: a guest needs a license from this tenant (D10); its home-tenant licenses (DYN365_SALES) do not count here"), "{reason}");
+    w.license("jane@fabrikam.com", SALES_SKU);
+    w.sync(env);
+    assert!(w.record(env, "jane@fabrikam.com").is_some());
+}
+
+#[test]
+fn s2_4_security_group_members_admins_and_owners() {
+    let mut w = World::contoso();
+    for who in [ALICE, BOB] {
+        w.license(who, SALES_SKU);
+    }
+    w.user("dyn@contoso.onmicrosoft.com");
+    w.user("pp@contoso.onmicrosoft.com");
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::AddAdminRole { upn: upn("dyn@contoso.onmicrosoft.com"), role: AdminRole::Dynamics365 },
+    );
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::AddAdminRole {
+            upn: upn("pp@contoso.onmicrosoft.com"),
+            role: AdminRole::PowerPlatform,
+        },
+    );
+    w.join(ALICE);
+    w.tenant_ok(ADMIN, TenantCommand::AddOwner { group: "Sales-SG".into(), upn: upn(BOB) });
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.security_group = Some("Sales-SG".into()));
+    w.sync(env);
+    assert!(w.record(env, ALICE).is_some(), "a direct member");
+    assert!(
+        w.record(env, "pp@contoso.onmicrosoft.com").is_some(),
+        "a Power Platform Administrator is exempt"
+    );
+    assert!(w.record(env, ADMIN).is_some(), "a Global Administrator is exempt");
+    assert!(
+        w.record(env, "dyn@contoso.onmicrosoft.com").is_none(),
+        "a Dynamics 365 Administrator must be a member"
+    );
+    assert!(w.record(env, BOB).is_none(), "an owner is not added by sync");
+    w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(BOB) });
+    assert!(w.record(env, BOB).is_some(), "the owner counts as a member on demand");
+}
+
+#[test]
+fn s2_4_nested_group_members_are_ignored_and_the_check_says_so() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::CreateGroup { id: Uuid::from_u128(901), name: "Sales-EU".into(), owner: None },
+    );
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::AddMember { group: "Sales-EU".into(), member: MemberRef::User(upn(ALICE)) },
+    );
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::AddMember { group: "Sales-SG".into(), member: MemberRef::Group("Sales-EU".into()) },
+    );
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.security_group = Some("Sales-SG".into()));
+    let reason = refused_by(w.when(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) }), Rule::S2_4);
+    assert!(reason.contains("through nested group Sales-EU, which is ignored (D9)"), "{reason}");
+}
+
+#[test]
+fn eligibility_returns_every_check_with_its_evidence() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let assigned = w.seq;
+    w.join(ALICE);
+    let joined = w.seq;
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.security_group = Some("Sales-SG".into()));
+    let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)).unwrap(), How::Sync, w.now);
+    let rules: Vec<Rule> = e.checks.iter().map(|c| c.rule).collect();
+    assert_eq!(rules, vec![Rule::E1, Rule::S2_1, Rule::S2_2, Rule::S2_3, Rule::S2_4, Rule::S1]);
+    assert!(e.checks.iter().all(|c| c.passed && !c.evidence.is_empty()));
+    let license = &e.checks[2];
+    assert_eq!(
+        (license.detail.as_str(), license.evidence.as_slice()),
+        ("licensed: DYN365_SALES", &[assigned][..])
+    );
+    assert!(e.checks[4].evidence.contains(&joined));
+}
+
+#[test]
+fn s5_an_access_attempt_enables_a_disabled_record_when_entitled_and_is_refused_otherwise() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.tenant_ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) });
+    w.sync(env);
+    let reason = refused_by(w.when(env, ALICE, EnvCommand::Access { upn: upn(ALICE) }), Rule::S2_1);
+    assert!(reason.contains("is blocked from signing in"), "{reason}");
+    w.tenant_ok(ADMIN, TenantCommand::Unblock { upn: upn(ALICE) });
+    let events = w.ok(env, ALICE, EnvCommand::Access { upn: upn(ALICE) });
+    assert!(events.iter().any(|e| matches!(e, EnvEvent::SystemUserEnabled { .. })));
+    let bob = w.when(env, BOB, EnvCommand::Access { upn: upn(BOB) });
+    assert!(refused_by(bob, Rule::S2_2).contains("cannot access Sales"));
+}
+
+#[test]
+fn s6_sync_maps_directory_fields_to_systemuser_columns() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let fields = vec![
+        (ProfileField::JobTitle, Some("Seller".into())),
+        (ProfileField::OfficePhone, Some("+1 555 0100".into())),
+        (ProfileField::MobilePhone, Some("+1 555 0101".into())),
+        (ProfileField::Fax, Some("+1 555 0102".into())),
+        (ProfileField::StreetAddress, Some("1 Main St".into())),
+        (ProfileField::City, Some("Seattle".into())),
+        (ProfileField::State, Some("WA".into())),
+        (ProfileField::PostalCode, Some("98101".into())),
+        (ProfileField::Country, Some("US".into())),
+        (ProfileField::Department, Some("Sales".into())),
+    ];
+    w.tenant_ok(ADMIN, TenantCommand::UpdateUser { upn: upn(ALICE), fields });
+    let env = production(&mut w);
+    w.sync(env);
+    let record = w.record(env, ALICE).unwrap();
+    let columns: Vec<(&str, &str)> =
+        record.columns.iter().map(|(c, v)| (c.logical_name(), v.as_str())).collect();
+    assert_eq!(
+        columns,
+        vec![
+            ("firstname", "alice"),
+            ("lastname", "Tester"),
+            ("fullname", "alice Tester"),
+            ("jobtitle", "Seller"),
+            ("internalemailaddress", ALICE),
+            ("mobilephone", "+1 555 0101"),
+            ("address1_telephone1", "+1 555 0100"),
+            ("address1_fax", "+1 555 0102"),
+            ("address1_line1", "1 Main St"),
+            ("address1_city", "Seattle"),
+            ("address1_stateorprovince", "WA"),
+            ("address1_postalcode", "98101"),
+            ("address1_country", "US"),
+        ]
+    );
+    assert_eq!(record.domainname, ALICE);
+    assert_eq!(
+        record.object_id,
+        Some(w.tenant.user(&upn(ALICE)).unwrap().id),
+        "azureactivedirectoryobjectid"
+    );
+}
+
+#[test]
+fn s6_1_fullname_is_set_at_creation_and_not_updated() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser {
+            upn: upn(ALICE),
+            fields: vec![(ProfileField::DisplayName, Some("Alice the Great".into()))],
+        },
+    );
+    assert!(w.sync(env).is_empty());
+    assert_eq!(w.record(env, ALICE).unwrap().column(Column::FullName), Some("alice Tester"));
+}
+
+#[test]
+fn s6_2_the_primary_email_is_set_at_creation_and_not_updated() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser {
+            upn: upn(ALICE),
+            fields: vec![(ProfileField::Mail, Some("a.new@contoso.com".into()))],
+        },
+    );
+    w.sync(env);
+    assert_eq!(w.record(env, ALICE).unwrap().column(Column::InternalEmailAddress), Some(ALICE));
+    // A record created with no email gets one: nothing can be lost.
+    w.tenant_ok(ADMIN, TenantCommand::UpdateUser { upn: upn(BOB), fields: vec![(ProfileField::Mail, None)] });
+    w.license(BOB, SALES_SKU);
+    w.sync(env);
+    assert_eq!(w.record(env, BOB).unwrap().column(Column::InternalEmailAddress), None);
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser {
+            upn: upn(BOB),
+            fields: vec![(ProfileField::Mail, Some("bob@contoso.com".into()))],
+        },
+    );
+    w.sync(env);
+    assert_eq!(w.record(env, BOB).unwrap().column(Column::InternalEmailAddress), Some("bob@contoso.com"));
+}
+
+#[test]
+fn s6_3_once_a_customer_edits_the_email_sync_never_writes_it() {
+    let mut w = World::contoso();
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser { upn: upn(ALICE), fields: vec![(ProfileField::Mail, None)] },
+    );
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.ok(env, ADMIN, EnvCommand::EditEmail { upn: upn(ALICE), email: None });
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser {
+            upn: upn(ALICE),
+            fields: vec![(ProfileField::Mail, Some("a@contoso.com".into()))],
+        },
+    );
+    assert!(w.sync(env).is_empty(), "even a blank edited email stays blank");
+    w.ok(
+        env,
+        ADMIN,
+        EnvCommand::EditEmail { upn: upn(ALICE), email: Some("sales.alice@contoso.com".into()) },
+    );
+    w.sync(env);
+    assert_eq!(
+        w.record(env, ALICE).unwrap().column(Column::InternalEmailAddress),
+        Some("sales.alice@contoso.com")
+    );
+}
+
+#[test]
+fn s6_4_a_blank_first_name_becomes_a_hash() {
+    let mut w = World::contoso();
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser { upn: upn(ALICE), fields: vec![(ProfileField::GivenName, None)] },
+    );
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    assert_eq!(w.record(env, ALICE).unwrap().column(Column::FirstName), Some("#"));
+}
+
+#[test]
+fn s6_5_fields_outside_the_mapping_are_never_synchronized() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::UpdateUser {
+            upn: upn(ALICE),
+            fields: vec![(ProfileField::Department, Some("Finance".into()))],
+        },
+    );
+    assert!(w.sync(env).is_empty(), "department is not a SystemUser column of the mapping");
+    assert!(w.record(env, ALICE).unwrap().columns.values().all(|v| v != "Finance"));
+}
+
+#[test]
+fn s7_a_licensed_admin_is_read_write_with_system_administrator_and_an_unlicensed_one_a_setup_user() {
+    let mut w = World::contoso();
+    for who in [ALICE, BOB] {
+        w.tenant_ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(who), role: AdminRole::PowerPlatform });
+    }
+    w.license(ALICE, SALES_SKU);
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.app_pass = 5);
+    w.sync(env);
+    let alice = w.record(env, ALICE).unwrap();
+    assert_eq!(alice.access_mode, AccessMode::ReadWrite);
+    assert_eq!(w.roles_of(env, ALICE), vec!["System Administrator"]);
+    let bob = w.record(env, BOB).unwrap();
+    assert_eq!(bob.access_mode, AccessMode::Administrative, "S3: a setup user, whatever app passes exist");
+    assert!(bob.roles.is_empty());
+    // Losing the license makes a licensed admin a setup user too.
+    w.unlicense(ALICE, SALES_SKU);
+    w.sync(env);
+    assert_eq!(w.record(env, ALICE).unwrap().access_mode, AccessMode::Administrative);
+    assert!(!w.record(env, ALICE).unwrap().is_disabled);
+}
+
+#[test]
+fn s8_licensed_users_get_the_app_access_role_of_each_installed_app() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = w.env(ADMIN, "Service", EnvType::Production, |e| e.apps = vec![App::CustomerService]);
+    w.sync(env);
+    assert_eq!(w.roles_of(env, ALICE), vec!["Customer Service app access"]);
+    let role = w.envs[env].role_named("Customer Service app access").unwrap();
+    assert!(role.privileges.is_empty() && role.app_access, "no data privileges");
+}
+
+#[test]
+fn s9_refresh_syncs_one_user_at_once_and_is_refused_for_stubs() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    let events = w.ok(env, ADMIN, EnvCommand::Refresh { upn: upn(ALICE) });
+    assert!(matches!(&events[0], EnvEvent::SystemUserAdded { added_by: AddedBy::Refresh, .. }));
+    let rows = vec![StubRow {
+        line: 2,
+        domainname: "old.rep@contoso.com".into(),
+        firstname: "Old".into(),
+        lastname: "Rep".into(),
+    }];
+    w.ok(env, ADMIN, EnvCommand::ImportStubs { rows });
+    let reason =
+        refused_by(w.when(env, ADMIN, EnvCommand::Refresh { upn: upn("old.rep@contoso.com") }), Rule::T1_2);
+    assert!(reason.contains("not available for stub users"), "{reason}");
+}
+
+#[test]
+fn a1_access_modes_have_their_stored_values() {
+    let values: Vec<u8> = [
+        AccessMode::ReadWrite,
+        AccessMode::Administrative,
+        AccessMode::Read,
+        AccessMode::SupportUser,
+        AccessMode::NonInteractive,
+        AccessMode::DelegatedAdmin,
+    ]
+    .map(AccessMode::value)
+    .to_vec();
+    assert_eq!(values, vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a2_changing_an_access_mode_takes_system_administrator_or_a_tenant_admin() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.license(BOB, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let mode = |who: &str| EnvCommand::SetAccessMode { upn: upn(who), mode: AccessMode::Read };
+    let reason = refused_by(w.when(env, BOB, mode(ALICE)), Rule::A2);
+    assert!(reason.contains("System Administrator"), "{reason}");
+    let sysadmin = w.envs[env].role_named("System Administrator").unwrap().id;
+    let bob_id = w.record(env, BOB).unwrap().id;
+    w.apply(env, &[EnvEvent::RoleAssigned { user: bob_id, role: sysadmin }]);
+    w.ok(env, BOB, mode(ALICE));
+    assert_eq!(w.record(env, ALICE).unwrap().access_mode, AccessMode::Read);
+}
+
+fn non_interactive(w: &mut World, env: usize, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let who = format!("svc{i}@contoso.onmicrosoft.com");
+            w.user(&who);
+            w.license(&who, SALES_SKU);
+            w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(&who) });
+            who
+        })
+        .collect()
+}
+
+#[test]
+fn a3_the_eighth_non_interactive_user_is_refused() {
+    let mut w = World::contoso();
+    w.tenant_ok(ADMIN, TenantCommand::SetSeats { sku: SALES_SKU.into(), seats: 20 });
+    let env = production(&mut w);
+    let users = non_interactive(&mut w, env, 8);
+    for who in &users[..7] {
+        w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(who), mode: AccessMode::NonInteractive });
+    }
+    let reason = refused_by(
+        w.when(
+            env,
+            ADMIN,
+            EnvCommand::SetAccessMode { upn: upn(&users[7]), mode: AccessMode::NonInteractive },
+        ),
+        Rule::A3,
+    );
+    assert_eq!(reason, "environment 'Sales' already has 7 non-interactive users");
+    // Application users do not count (P1).
+    w.ok(
+        env,
+        ADMIN,
+        EnvCommand::CreateAppUser {
+            app_id: Uuid::from_u128(1),
+            name: "ERP".into(),
+            business_unit: None,
+            roles: vec![],
+        },
+    );
+    assert_eq!(w.envs[env].non_interactive_count(), 7);
+}
+
+#[test]
+fn a4_an_administrative_or_non_interactive_user_keeps_its_mode_without_a_license() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.license(BOB, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::Administrative });
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(BOB), mode: AccessMode::NonInteractive });
+    w.unlicense(ALICE, SALES_SKU);
+    w.unlicense(BOB, SALES_SKU);
+    w.sync(env);
+    for who in [ALICE, BOB] {
+        let record = w.record(env, who).unwrap();
+        assert!(!record.is_disabled, "{who} stays enabled");
+        assert!(!record.is_licensed);
+    }
+    assert_eq!(w.record(env, ALICE).unwrap().access_mode, AccessMode::Administrative);
+    assert_eq!(w.record(env, BOB).unwrap().access_mode, AccessMode::NonInteractive);
+}
+
+#[test]
+fn a6_a_non_interactive_user_cannot_sign_in_to_the_web_interface() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::NonInteractive });
+    let reason = refused_by(w.when(env, ALICE, EnvCommand::Access { upn: upn(ALICE) }), Rule::A6);
+    assert!(reason.contains("API only"), "{reason}");
+}
+
+#[test]
+fn p1_application_users_are_enabled_non_interactive_and_uncounted() {
+    let mut w = World::contoso();
+    let env = production(&mut w);
+    for n in 0..9u128 {
+        let create = EnvCommand::CreateAppUser {
+            app_id: Uuid::from_u128(100 + n),
+            name: format!("App {n}"),
+            business_unit: None,
+            roles: vec!["Basic User".into()],
+        };
+        w.ok(env, ADMIN, create);
+    }
+    let app = w.envs[env].user_by_application(Uuid::from_u128(100)).unwrap();
+    assert_eq!(
+        (app.kind, app.access_mode, app.is_disabled),
+        (UserKind::Application, AccessMode::NonInteractive, false)
+    );
+    assert_eq!(app.column(Column::FirstName), Some("#"));
+    assert_eq!(w.envs[env].non_interactive_count(), 0, "no limit on their number");
+    let again = EnvCommand::CreateAppUser {
+        app_id: Uuid::from_u128(100),
+        name: "Dup".into(),
+        business_unit: None,
+        roles: vec![],
+    };
+    assert!(matches!(w.when(env, ADMIN, again), Err(Rejection::Invalid(_))));
+}
+
+#[test]
+fn p2_application_user_status_changes_only_where_allowed_and_says_what_breaks() {
+    let mut w = World::contoso();
+    let env = production(&mut w);
+    let app_id = Uuid::from_u128(42);
+    w.ok(
+        env,
+        ADMIN,
+        EnvCommand::CreateAppUser {
+            app_id,
+            name: "ERP connector".into(),
+            business_unit: None,
+            roles: vec![],
+        },
+    );
+    let disable = EnvCommand::SetAppUserStatus { app_id, enabled: false };
+    let reason = refused_by(w.when(env, ADMIN, disable.clone()), Rule::P2);
+    assert!(reason.contains("allowApplicationUserStatusChange=true"), "{reason}");
+    let settings = vec![(ALLOW_APP_USER_STATUS_CHANGE.to_owned(), Some("true".to_owned()))];
+    w.ok(env, ADMIN, EnvCommand::Set { security_group: None, app_pass: None, settings });
+    let events = w.ok(env, ADMIN, disable);
+    let EnvEvent::SystemUserDisabled { reason, .. } = &events[0] else { panic!("{events:?}") };
+    assert!(reason.contains("every integration that uses application"), "{reason}");
+}
+
+#[test]
+fn t1_stub_import_gives_disabled_placeholders_a_default_role() {
+    let mut w = World::contoso();
+    let sales = w.env(ADMIN, "Sales", EnvType::Production, |e| e.apps = vec![App::Sales]);
+    let plain = w.env(ADMIN, "Ops", EnvType::Production, |_| {});
+    w.sync(sales);
+    let rows = |n: usize| {
+        (0..n)
+            .map(|i| StubRow {
+                line: i + 2,
+                domainname: format!("rep{i}@old.contoso.com"),
+                firstname: String::new(),
+                lastname: format!("Rep {i}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    w.ok(sales, ADMIN, EnvCommand::ImportStubs { rows: rows(2) });
+    w.ok(plain, ADMIN, EnvCommand::ImportStubs { rows: rows(1) });
+    let stub = w.envs[sales].users_named("rep0@old.contoso.com").next().unwrap();
+    assert!(stub.is_disabled, "T1.1: cannot be enabled");
+    assert_eq!(stub.column(Column::FirstName), Some("#"));
+    let role_of =
+        |env: usize, stub: &SystemUser| w.envs[env].roles[stub.roles.iter().next().unwrap()].name.clone();
+    assert_eq!(role_of(sales, stub), "Salesperson", "T1.3 where Sales is installed");
+    assert_eq!(
+        role_of(plain, w.envs[plain].users_named("rep0@old.contoso.com").next().unwrap()),
+        "Basic User"
+    );
+    assert!(w.sync(sales).is_empty(), "T1.1: never synchronized");
+    let dup = vec![StubRow {
+        line: 7,
+        domainname: "REP1@old.contoso.com".into(),
+        firstname: "R".into(),
+        lastname: "1".into(),
+    }];
+    match w.when(sales, ADMIN, EnvCommand::ImportStubs { rows: dup }) {
+        Err(Rejection::Invalid(reason)) => assert!(reason.starts_with("line 7:"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn t1_1_a_stub_cannot_sign_in_and_t1_4_its_records_can_be_reassigned() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let rows = vec![StubRow {
+        line: 2,
+        domainname: "old.rep@contoso.onmicrosoft.com".into(),
+        firstname: "Old".into(),
+        lastname: "Rep".into(),
+    }];
+    w.ok(env, ADMIN, EnvCommand::ImportStubs { rows });
+    refused_by(
+        w.when(
+            env,
+            "old.rep@contoso.onmicrosoft.com",
+            EnvCommand::Access { upn: upn("old.rep@contoso.onmicrosoft.com") },
+        ),
+        Rule::T1_1,
+    );
+    let events = w.ok(
+        env,
+        ADMIN,
+        EnvCommand::ReassignRecords { from: upn("old.rep@contoso.onmicrosoft.com"), to: upn(ALICE) },
+    );
+    assert!(matches!(events[0], EnvEvent::RecordsReassigned { .. }));
+    refused_by(
+        w.when(
+            env,
+            ADMIN,
+            EnvCommand::SetAccessMode { upn: upn("old.rep@contoso.onmicrosoft.com"), mode: AccessMode::Read },
+        ),
+        Rule::T1_1,
+    );
+}
+
+#[test]
+fn environment_events_round_trip_through_the_codec() {
+    let mut w = World::contoso();
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.apps = vec![App::Sales]);
+    let id = w.envs[env].id;
+    for event in crate::environment::starting_state(id, "Sales", &[App::Sales]) {
+        let wrapped = Event::Environment(event);
+        assert_eq!(
+            crate::events::decode(crate::SCHEMA_VERSION, &crate::events::encode(&wrapped)),
+            Ok(wrapped)
+        );
+    }
+    let _ = Member::User(id);
+}
