@@ -54,6 +54,31 @@ pub enum Command {
     /// Security groups, their members and owners
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Environments: create, configure, list, add users on demand
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Run the background directory sync pass (every environment when --env is absent)
+    #[command(after_help = "Example:\n  usertrail sync --env Sales")]
+    Sync {
+        /// Only this environment
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Application users (server-to-server identities) of an environment
+    #[command(subcommand, name = "app-user")]
+    AppUser(AppUserCommand),
+    /// Import data into an environment
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// The SystemUser table of an environment (Dataverse logical names with --json)
+    #[command(after_help = "Example:\n  usertrail systemusers --env Sales --at 2026-03-01T00:00:00Z")]
+    Systemusers {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        #[command(flatten)]
+        at: AtArgs,
+    },
     /// Check the hash chain and every index; report the first bad record
     #[command(after_help = "Example:\n  usertrail verify --db ./usertrail.db")]
     Verify,
@@ -249,6 +274,204 @@ pub enum UserCommand {
     /// List users (Graph-style with --json)
     #[command(after_help = "Example:\n  usertrail user list --json --at seq:120")]
     List(AtArgs),
+    /// Refresh user: sync one user into one environment at once (S9)
+    #[command(
+        after_help = "Example:\n  usertrail user refresh --env Sales --upn alice@contoso.onmicrosoft.com"
+    )]
+    Refresh(EnvUser),
+    /// The user's own access attempt (S5): adds or enables an entitled user
+    #[command(
+        after_help = "Example:\n  usertrail user access --env Sales --upn alice@contoso.onmicrosoft.com"
+    )]
+    Access(EnvUser),
+    /// Change a user's access mode in an environment (at most 7 non-interactive)
+    #[command(
+        name = "set-access-mode",
+        after_help = "Example:\n  usertrail user set-access-mode --env Sales --upn svc-erp@contoso.onmicrosoft.com --mode non-interactive"
+    )]
+    SetAccessMode {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The user
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        /// read-write | administrative | read | support | non-interactive
+        #[arg(long, value_parser = parse_mode)]
+        mode: domain::events::AccessMode,
+    },
+    /// Reassign a (stub) user's records to another user (T1.4)
+    #[command(
+        name = "reassign-records",
+        after_help = "Example:\n  usertrail user reassign-records --env Sales --from old.rep@contoso.com --to alice@contoso.onmicrosoft.com"
+    )]
+    ReassignRecords {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// Whose records
+        #[arg(long, value_parser = Upn::parse)]
+        from: Upn,
+        /// To whom
+        #[arg(long, value_parser = Upn::parse)]
+        to: Upn,
+    },
+    /// Edit a user's primary email in the environment; sync never writes it again (S6.3)
+    #[command(
+        name = "set-email",
+        after_help = "Example:\n  usertrail user set-email --env Sales --upn alice@contoso.onmicrosoft.com --email sales.alice@contoso.com"
+    )]
+    SetEmail {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The user
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        /// The new address (empty clears it)
+        #[arg(long)]
+        email: String,
+    },
+}
+
+/// An environment and a user.
+#[derive(Debug, Args)]
+pub struct EnvUser {
+    /// The environment
+    #[arg(long)]
+    pub env: String,
+    /// The user
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+}
+
+/// `env ...`
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment (developer: the actor is its creator)
+    #[command(
+        after_help = "Example:\n  usertrail env create --name Sales --type production --security-group Sales-SG --app sales"
+    )]
+    Create {
+        /// Its name, unique in the tenant
+        #[arg(long)]
+        name: String,
+        /// production | sandbox | trial | developer | default | teams
+        #[arg(long = "type", value_parser = parse_env_type)]
+        env_type: domain::events::EnvType,
+        /// Without a Dataverse database (no user can be added)
+        #[arg(long)]
+        no_dataverse: bool,
+        /// The security group that gates it
+        #[arg(long, value_name = "GROUP")]
+        security_group: Option<String>,
+        /// App-pass capacity
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = parse_count)]
+        app_pass: u32,
+        /// An installed app (repeatable): sales | customer-service
+        #[arg(long, value_parser = parse_app)]
+        app: Vec<domain::events::App>,
+    },
+    /// Change an environment's security group, app passes and settings
+    #[command(
+        after_help = "Example:\n  usertrail env set --env Sales --clear-security-group --setting allowRoleAssignmentOnDisabledUsers=true --session-timeout 8h"
+    )]
+    Set {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// Tie it to this security group
+        #[arg(long, value_name = "GROUP", conflicts_with = "clear_security_group")]
+        security_group: Option<String>,
+        /// Remove its security group
+        #[arg(long)]
+        clear_security_group: bool,
+        /// App-pass capacity
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_count)]
+        app_pass: Option<u32>,
+        /// allowRoleAssignmentOnDisabledUsers=true|false, allowApplicationUserStatusChange=true|false (repeatable)
+        #[arg(long, value_name = "NAME=VALUE", value_parser = parse_setting)]
+        setting: Vec<(String, String)>,
+        /// Session timeout: 90m, 8h, 1d, or off
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        session_timeout: Option<Duration>,
+        /// Inactivity timeout: 90m, 8h, 1d, or off
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        inactivity_timeout: Option<Duration>,
+    },
+    /// List environments
+    #[command(after_help = "Example:\n  usertrail env list --json")]
+    List(AtArgs),
+    /// Add a user on demand, or enable its record (S5)
+    #[command(
+        name = "add-user",
+        after_help = "Example:\n  usertrail env add-user --env Trial --upn alice@contoso.onmicrosoft.com"
+    )]
+    AddUser(EnvUser),
+}
+
+/// A duration setting: minutes, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub Option<u32>);
+
+/// `app-user ...`
+#[derive(Debug, Subcommand)]
+pub enum AppUserCommand {
+    /// Create an application user: enabled, non-interactive, not counted (P1)
+    #[command(
+        after_help = "Example:\n  usertrail app-user create --env Sales --app-id 6f1c0b5e-8f3a-4a59-9c7e-2a1d3b4c5d6e --name 'ERP connector' --role 'Basic User'"
+    )]
+    Create {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The application (client) id
+        #[arg(long, value_parser = parse_uuid)]
+        app_id: uuid::Uuid,
+        /// Its name
+        #[arg(long)]
+        name: String,
+        /// Its business unit (default: the root)
+        #[arg(long)]
+        bu: Option<String>,
+        /// A security role (repeatable)
+        #[arg(long)]
+        role: Vec<String>,
+    },
+    /// Enable or disable an application user, where the environment allows it (P2)
+    #[command(
+        name = "set-status",
+        after_help = "Example:\n  usertrail app-user set-status --env Sales --app-id 6f1c0b5e-8f3a-4a59-9c7e-2a1d3b4c5d6e --enabled false"
+    )]
+    SetStatus {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The application (client) id
+        #[arg(long, value_parser = parse_uuid)]
+        app_id: uuid::Uuid,
+        /// true or false
+        #[arg(long, action = clap::ArgAction::Set)]
+        enabled: bool,
+    },
+}
+
+/// `import ...`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import stub users from a CSV file (header: domainname,firstname,lastname)
+    #[command(
+        name = "stub-users",
+        after_help = "Example:\n  usertrail import stub-users --env Sales --file legacy-owners.csv"
+    )]
+    StubUsers {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The CSV file
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 /// `user create`
@@ -388,8 +611,76 @@ pub struct MemberArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// How many users the sample tenant gets
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(10..=100_000))]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(15..=100_000))]
     pub users: u32,
+}
+
+fn parse_count(text: &str) -> Result<u32, String> {
+    match text.parse::<i64>() {
+        Ok(n) if n < 0 => Err(format!("cannot be negative ({n})")),
+        Ok(n) => u32::try_from(n).map_err(|_| format!("{n} is too large")),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+fn parse_env_type(text: &str) -> Result<domain::events::EnvType, String> {
+    domain::events::EnvType::from_cli(text).ok_or_else(|| {
+        format!(
+            "unknown environment type '{text}': production | sandbox | trial | developer | default | teams"
+        )
+    })
+}
+
+fn parse_app(text: &str) -> Result<domain::events::App, String> {
+    domain::events::App::from_cli(text)
+        .ok_or_else(|| format!("unknown app '{text}': sales | customer-service"))
+}
+
+fn parse_mode(text: &str) -> Result<domain::events::AccessMode, String> {
+    domain::events::AccessMode::from_cli(text)
+        .filter(|m| *m != domain::events::AccessMode::DelegatedAdmin)
+        .ok_or_else(|| format!("unknown access mode '{text}': read-write | administrative | read | support | non-interactive"))
+}
+
+fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(text.trim()).map_err(|e| format!("'{text}' is not a UUID: {e}"))
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = text.split_once('=') else {
+        return Err(format!("'{text}' is not NAME=VALUE"));
+    };
+    let known = ["allowRoleAssignmentOnDisabledUsers", "allowApplicationUserStatusChange"];
+    let Some(name) = known.iter().find(|k| k.eq_ignore_ascii_case(name.trim())) else {
+        return Err(format!("unknown setting '{}': {}", name.trim(), known.join(" | ")));
+    };
+    match value.trim() {
+        v @ ("true" | "false") => Ok(((*name).to_owned(), v.to_owned())),
+        other => Err(format!("{name} takes true or false, not '{other}'")),
+    }
+}
+
+/// `90m`, `8h`, `1d`, or `off`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Duration(None));
+    }
+    let bad = || format!("'{text}' is not a duration: use 90m, 8h, 1d or off");
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u32 = number.parse().map_err(|_| bad())?;
+    let minutes = match unit {
+        "m" => Some(n),
+        "h" => n.checked_mul(60),
+        "d" => n.checked_mul(24 * 60),
+        _ => None,
+    };
+    match minutes {
+        Some(0) => Err("a timeout of 0 would sign everyone out at once: use off to unset it".into()),
+        Some(m) => Ok(Duration(Some(m))),
+        None => Err(bad()),
+    }
 }
 
 fn parse_seats(text: &str) -> Result<u32, String> {

@@ -171,6 +171,13 @@ pub async fn user(
     let (domain_command, summary, password) = match command {
         UserCommand::Create(args) => return create(shell, actor, args, out).await,
         UserCommand::List(at) => return user_list(shell, at, out).await,
+        env_command @ (UserCommand::Refresh(_)
+        | UserCommand::Access(_)
+        | UserCommand::SetAccessMode { .. }
+        | UserCommand::ReassignRecords { .. }
+        | UserCommand::SetEmail { .. }) => {
+            return crate::environments::user(shell, actor, env_command, out).await
+        }
         UserCommand::Update(UpdateArgs { upn, first, last, profile }) => {
             let fields = profile_fields(first.as_deref(), last.as_deref(), &profile);
             let summary = format!("updated {upn}");
@@ -235,7 +242,11 @@ pub async fn user(
     let mut extra = json!({});
     let mut notes = Vec::new();
     for event in &done.events {
-        if let domain::events::TenantEvent::UserRestored { licenses_not_restored, .. } = event {
+        if let domain::Event::Tenant(domain::events::TenantEvent::UserRestored {
+            licenses_not_restored,
+            ..
+        }) = event
+        {
             extra["licensesNotRestored"] = json!(licenses_not_restored);
             if !licenses_not_restored.is_empty() {
                 notes.push(format!(

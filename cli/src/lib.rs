@@ -4,6 +4,7 @@
 //! - [`args`]: the command line as typed (clap derive).
 //! - [`shell`]: load an aggregate, decide, append all or nothing, audit refusals.
 //! - [`directory`]: the directory commands (`init`, `sku`, `user`, `group`).
+//! - [`environments`]: environments, sync, application and stub users, `systemusers`.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
 //!
@@ -12,6 +13,7 @@
 pub mod args;
 pub mod demo;
 pub mod directory;
+pub mod environments;
 pub mod error;
 pub mod output;
 pub mod shell;
@@ -97,6 +99,11 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write) -> Result<(), CliError> {
         Command::Init(args) => directory::init(&shell, args, &mut out).await,
         Command::Sku(c) => directory::sku(&shell, actor, c, &mut out).await,
         Command::User(c) => directory::user(&shell, actor, c, &mut out).await,
+        Command::Env(c) => environments::env(&shell, actor, c, &mut out).await,
+        Command::Sync { env } => environments::sync(&shell, env, &mut out).await,
+        Command::AppUser(c) => environments::app_user(&shell, actor, c, &mut out).await,
+        Command::Import(c) => environments::import(&shell, actor, c, &mut out).await,
+        Command::Systemusers { env, at } => environments::systemusers(&shell, &env, at, &mut out).await,
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify => verify(&shell, &mut out).await,
         Command::Demo(_) => Ok(()),

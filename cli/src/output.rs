@@ -51,7 +51,7 @@ impl Out<'_> {
                 "correlationId": done.correlation_id,
                 "firstSeq": done.appended.as_ref().map(|a| a.first_seq),
                 "lastSeq": done.appended.as_ref().map(|a| a.last_seq),
-                "events": done.events.iter().map(|e| domain::Event::Tenant(e.clone()).type_name()).collect::<Vec<_>>(),
+                "events": done.events.iter().map(|e| e.type_name()).collect::<Vec<_>>(),
             });
             if let (Some(doc), Value::Object(extra)) = (doc.as_object_mut(), extra) {
                 doc.extend(extra);

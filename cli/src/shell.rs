@@ -3,9 +3,13 @@
 //! record refusals (L1).
 
 use chrono::{DateTime, Utc};
-use domain::events::{self, CommandRejected, Event, TenantEvent};
+use domain::envcmd::{self, EnvCommand, NewEnvironment};
+use domain::environment::{self, Environment};
+use domain::events::{self, CommandRejected, Event, Stamp};
+use domain::sync;
 use domain::tenant::{self, Tenant, TenantCommand};
-use domain::{Rejection, Upn};
+use domain::{Refusal, Rejection, Upn};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use store::{
     Append, AppendRejection, Appended, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, Record,
@@ -18,8 +22,6 @@ use crate::time::At;
 
 /// The stream of failure audit records.
 pub const AUDIT_STREAM: &str = "audit";
-
-const TENANT_SNAPSHOT: &str = "aggregate/tenant";
 
 /// Replaying more records than this saves a snapshot for next time.
 const SNAPSHOT_AFTER: usize = 256;
@@ -39,23 +41,56 @@ pub struct Shell {
 #[derive(Debug)]
 pub struct Done {
     /// The events appended (empty: nothing to change).
-    pub events: Vec<TenantEvent>,
+    pub events: Vec<Event>,
     /// Where they landed (`None` when there was nothing to append).
     pub appended: Option<Appended>,
     /// Shared by the command's events.
     pub correlation_id: Uuid,
 }
 
+/// A state folded from one stream: the tenant, or an environment.
+pub trait Aggregate: Default + Serialize + DeserializeOwned {
+    /// Folds one decoded record into the state.
+    fn fold(&mut self, event: Event, stamp: Stamp);
+}
+
+impl Aggregate for Tenant {
+    fn fold(&mut self, event: Event, stamp: Stamp) {
+        if let Event::Tenant(e) = event {
+            self.apply(&e, stamp);
+        }
+    }
+}
+
+impl Aggregate for Environment {
+    fn fold(&mut self, event: Event, stamp: Stamp) {
+        if let Event::Environment(e) = event {
+            self.apply(&e, stamp);
+        }
+    }
+}
+
+/// Snapshots are caches of our own making, but a damaged one must not ask
+/// for an impossible allocation.
+fn snapshot_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 1 << 30 }>()
+}
+
 #[derive(Serialize, Deserialize)]
-struct TenantSnapshot {
+struct Snapshotted<A> {
     version: u64,
-    tenant: Tenant,
+    state: A,
 }
 
 /// Decodes a record's payload, or names the record that cannot be read.
 pub fn event_of(record: &Record) -> Result<Event, CliError> {
     events::decode(record.schema_version, &record.payload)
         .map_err(|e| CliError::Corrupt(format!("record {}: {e}", record.seq)))
+}
+
+/// Where and when a record landed.
+pub fn stamp_of(record: &Record) -> Stamp {
+    Stamp { seq: record.seq, at: record.recorded_at }
 }
 
 impl Shell {
@@ -100,41 +135,65 @@ impl Shell {
         Ok(record.first().map_or(DateTime::UNIX_EPOCH, |r| r.recorded_at))
     }
 
-    /// The directory as of log position `upto`, and the tenant stream's version then.
-    pub async fn tenant_at(&self, upto: u64) -> Result<(Tenant, u64), CliError> {
-        let snapshot = self.store.load_snapshot(TENANT_SNAPSHOT, upto).await?;
+    /// A stream's state as of log position `upto`, and the stream's version
+    /// then: the nearest snapshot, plus the stream's records after it.
+    pub async fn load<A: Aggregate>(&self, stream: &str, upto: u64) -> Result<(A, u64), CliError> {
+        let name = format!("aggregate/{stream}");
+        let snapshot = self.store.load_snapshot(&name, upto).await?;
+        // A snapshot that no longer decodes is only a cache: replay instead.
         let base = snapshot.as_ref().and_then(|s| {
-            // A snapshot that no longer decodes is only a cache: replay instead.
-            bincode::serde::decode_from_slice::<TenantSnapshot, _>(&s.state, bincode::config::standard()).ok()
+            bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&s.state, snapshot_config()).ok()
         });
-        let (mut tenant, mut version, snapshot_seq) = match (base, snapshot) {
-            (Some((s, _)), Some(snap)) => (s.tenant, s.version, snap.seq),
-            _ => (Tenant::default(), 0, 0),
+        let (mut state, mut version) = match base {
+            Some((s, _)) => (s.state, s.version),
+            None => (A::default(), 0),
         };
-        let records = self.store.read_stream(tenant::STREAM, version + 1).await?;
+        let records = self.store.read_stream(stream, version + 1).await?;
         let mut replayed = 0;
-        let mut last_seq = snapshot_seq;
+        let mut last_seq = 0;
         for record in records.iter().take_while(|r| r.seq <= upto) {
-            if let Event::Tenant(event) = event_of(record)? {
-                tenant.apply(&event, domain::events::Stamp { seq: record.seq, at: record.recorded_at });
-            }
+            state.fold(event_of(record)?, stamp_of(record));
             version = record.version;
             last_seq = record.seq;
             replayed += 1;
         }
         if replayed >= SNAPSHOT_AFTER {
-            let state = TenantSnapshot { version, tenant };
-            let bytes = bincode::serde::encode_to_vec(&state, bincode::config::standard())
+            let saved = Snapshotted { version, state };
+            let bytes = bincode::serde::encode_to_vec(&saved, bincode::config::standard())
                 .map_err(|e| CliError::Corrupt(format!("cannot encode a snapshot: {e}")))?;
-            self.store.save_snapshot(TENANT_SNAPSHOT, Snapshot { seq: last_seq, state: bytes }).await?;
-            return Ok((state.tenant, version));
+            self.store.save_snapshot(&name, Snapshot { seq: last_seq, state: bytes }).await?;
+            return Ok((saved.state, version));
         }
-        Ok((tenant, version))
+        Ok((state, version))
+    }
+
+    /// The directory as of log position `upto`, and the tenant stream's version then.
+    pub async fn tenant_at(&self, upto: u64) -> Result<(Tenant, u64), CliError> {
+        self.load(tenant::STREAM, upto).await
     }
 
     /// The directory now.
     pub async fn tenant(&self) -> Result<(Tenant, u64), CliError> {
         self.tenant_at(u64::MAX).await
+    }
+
+    /// An environment by name, as of `upto`, with its stream version.
+    pub async fn environment_at(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        upto: u64,
+    ) -> Result<(Environment, u64), CliError> {
+        let Some((id, _)) = tenant.environment(name) else {
+            let known: Vec<&str> = tenant.environments().map(|(_, n)| n).collect();
+            let hint = if known.is_empty() {
+                "none exists yet".to_owned()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            return usage(format!("unknown environment {name} ({hint})"));
+        };
+        self.load(&environment::stream(id), upto).await
     }
 
     /// The actor of a command: `--as`, or the Global Administrator named at `init`.
@@ -147,10 +206,81 @@ impl Shell {
         }
     }
 
+    fn meta(actor: &str, command: &str, correlation_id: Uuid, now: DateTime<Utc>) -> Metadata {
+        Metadata {
+            recorded_at: now,
+            actor: actor.to_owned(),
+            correlation_id,
+            causation: Causation::Command { name: command.to_owned() },
+        }
+    }
+
+    /// Ends one try of a command: bad input ends it with nothing appended; a
+    /// refusal with one audit record (L1); events are appended in one
+    /// transaction. `None` means another writer won the race: try again.
+    async fn conclude(
+        &self,
+        attempted: &Attempted,
+        meta: Metadata,
+        decided: Result<(Vec<Event>, Vec<Append>), Rejection>,
+    ) -> Result<Option<Done>, CliError> {
+        let correlation_id = meta.correlation_id;
+        let (events, appends) = match decided {
+            Ok(planned) => planned,
+            Err(Rejection::Invalid(reason)) => return usage(reason),
+            Err(Rejection::Refused(refusal)) => return Err(self.refused(attempted, refusal, meta).await),
+        };
+        if events.is_empty() {
+            return Ok(Some(Done { events, appended: None, correlation_id }));
+        }
+        match self.store.append_all(appends).await? {
+            Ok(appended) => {
+                let first = appended.iter().map(|a| a.first_seq).min();
+                let last = appended.iter().map(|a| a.last_seq).max();
+                let appended = first.zip(last).map(|(first_seq, last_seq)| Appended {
+                    first_seq,
+                    last_seq,
+                    stream_version: appended.last().map_or(0, |a| a.stream_version),
+                    was_retry: false,
+                });
+                Ok(Some(Done { events, appended, correlation_id }))
+            }
+            Err(AppendRejection::Conflict { .. }) => Ok(None),
+            Err(other) => usage(other.to_string()),
+        }
+    }
+
+    /// Records a refusal (L1) and returns the error that reports it.
+    async fn refused(&self, attempted: &Attempted, refusal: Refusal, meta: Metadata) -> CliError {
+        let record = CommandRejected {
+            command: attempted.command.to_owned(),
+            rule: refusal.rule.to_string(),
+            reason: refusal.reason.clone(),
+            targets: attempted.targets.clone(),
+            environment: attempted.environment.clone(),
+        };
+        let append = Append {
+            stream: AUDIT_STREAM.to_owned(),
+            expected: ExpectedVersion::Any,
+            events: vec![new_event(&Event::CommandRejected(record))],
+            meta,
+        };
+        match self.store.append(append).await {
+            Ok(Ok(_)) => CliError::Rejected(refusal),
+            Ok(Err(other)) => CliError::Usage(other.to_string()),
+            Err(e) => CliError::Store(e),
+        }
+    }
+
+    fn gave_up<T>(what: &str) -> Result<T, CliError> {
+        usage(format!("gave up after {CONFLICT_RETRIES} tries: other writers keep changing {what}"))
+    }
+
     /// Decides a tenant command and appends its events, all or none. A lost
     /// race re-decides on the newer state; a refusal leaves one audit record.
     pub async fn execute(&self, actor: Option<&Upn>, command: &TenantCommand) -> Result<Done, CliError> {
         let correlation_id = Uuid::new_v4();
+        let attempted = Attempted { command: command.name(), targets: command.targets(), environment: None };
         for _ in 0..CONFLICT_RETRIES {
             let (tenant, version) = self.tenant().await?;
             let actor = match command {
@@ -159,57 +289,188 @@ impl Shell {
                 _ => Shell::actor(&tenant, actor)?,
             };
             let now = self.now().await?;
-            let meta = Metadata {
-                recorded_at: now,
-                actor: actor.to_string(),
-                correlation_id,
-                causation: Causation::Command { name: command.name().to_owned() },
-            };
-            let events = match tenant::decide(&tenant, &actor, command, now) {
-                Ok(events) => events,
-                Err(Rejection::Invalid(reason)) => return usage(reason),
-                Err(Rejection::Refused(refusal)) => {
-                    let record = CommandRejected {
-                        command: command.name().to_owned(),
-                        rule: refusal.rule.to_string(),
-                        reason: refusal.reason.clone(),
-                        targets: command.targets(),
-                        environment: None,
-                    };
-                    self.record_refusal(record, meta).await?;
-                    return Err(CliError::Rejected(refusal));
-                }
-            };
-            if events.is_empty() {
-                return Ok(Done { events, appended: None, correlation_id });
+            let meta = Shell::meta(actor.as_str(), command.name(), correlation_id, now);
+            let decided = tenant::decide(&tenant, &actor, command, now).map(|events| {
+                let events: Vec<Event> = events.into_iter().map(Event::Tenant).collect();
+                let append = Append {
+                    stream: tenant::STREAM.to_owned(),
+                    expected: ExpectedVersion::Exactly(version),
+                    events: events.iter().map(new_event).collect(),
+                    meta: meta.clone(),
+                };
+                (events, vec![append])
+            });
+            if let Some(done) = self.conclude(&attempted, meta, decided).await? {
+                return Ok(done);
             }
-            let append = Append {
-                stream: tenant::STREAM.to_owned(),
-                expected: ExpectedVersion::Exactly(version),
-                events: events.iter().map(|e| new_event(&Event::Tenant(e.clone()))).collect(),
-                meta,
+        }
+        Shell::gave_up("the tenant")
+    }
+
+    /// Creates an environment: its registry entry on the tenant stream and its
+    /// own stream, in one transaction.
+    pub async fn create_environment(
+        &self,
+        actor: Option<&Upn>,
+        new: &NewEnvironment,
+    ) -> Result<Done, CliError> {
+        let correlation_id = Uuid::new_v4();
+        let attempted = Attempted {
+            command: "env create",
+            targets: vec![new.name.clone()],
+            environment: Some(new.name.clone()),
+        };
+        for _ in 0..CONFLICT_RETRIES {
+            let (tenant, version) = self.tenant().await?;
+            let actor = Shell::actor(&tenant, actor)?;
+            let now = self.now().await?;
+            let meta = Shell::meta(actor.as_str(), attempted.command, correlation_id, now);
+            let decided = envcmd::decide_create(&tenant, &actor, new, now).map(|(registered, env_events)| {
+                let registered = Event::Tenant(registered);
+                let env_events: Vec<Event> = env_events.into_iter().map(Event::Environment).collect();
+                let appends = vec![
+                    Append {
+                        stream: tenant::STREAM.to_owned(),
+                        expected: ExpectedVersion::Exactly(version),
+                        events: vec![new_event(&registered)],
+                        meta: meta.clone(),
+                    },
+                    Append {
+                        stream: environment::stream(new.id),
+                        expected: ExpectedVersion::Exactly(0),
+                        events: env_events.iter().map(new_event).collect(),
+                        meta: meta.clone(),
+                    },
+                ];
+                (std::iter::once(registered).chain(env_events).collect(), appends)
+            });
+            if let Some(done) = self.conclude(&attempted, meta, decided).await? {
+                return Ok(done);
+            }
+        }
+        Shell::gave_up("the tenant")
+    }
+
+    /// Decides a command on one environment and appends its events, all or
+    /// none, re-deciding after a lost race (this is what holds A3 under
+    /// concurrency).
+    pub async fn execute_env(
+        &self,
+        actor: Option<&Upn>,
+        env_name: &str,
+        command: &EnvCommand,
+    ) -> Result<Done, CliError> {
+        let correlation_id = Uuid::new_v4();
+        for _ in 0..CONFLICT_RETRIES {
+            let (tenant, _) = self.tenant().await?;
+            let (env, version) = self.environment_at(&tenant, env_name, u64::MAX).await?;
+            let attempted = Attempted {
+                command: command.name(),
+                targets: command.targets(),
+                environment: Some(env.name.clone()),
             };
-            match self.store.append(append).await? {
-                Ok(appended) => return Ok(Done { events, appended: Some(appended), correlation_id }),
+            let actor = match command {
+                EnvCommand::Access { upn } => upn.clone(),
+                _ => Shell::actor(&tenant, actor)?,
+            };
+            let now = self.now().await?;
+            let meta = Shell::meta(actor.as_str(), command.name(), correlation_id, now);
+            let decided = envcmd::decide(&tenant, &env, &actor, command, now).map(|events| {
+                let events: Vec<Event> = events.into_iter().map(Event::Environment).collect();
+                let append = Append {
+                    stream: environment::stream(env.id),
+                    expected: ExpectedVersion::Exactly(version),
+                    events: events.iter().map(new_event).collect(),
+                    meta: meta.clone(),
+                };
+                (events, vec![append])
+            });
+            if let Some(done) = self.conclude(&attempted, meta, decided).await? {
+                return Ok(done);
+            }
+        }
+        Shell::gave_up(env_name)
+    }
+
+    /// A background sync pass over one environment (S1): every changed
+    /// SystemUser is one append with its own correlation id, caused by the
+    /// sync process and the directory record that triggered it; the whole pass
+    /// lands in one transaction.
+    pub async fn sync(&self, env_name: &str) -> Result<SyncReport, CliError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let (tenant, _) = self.tenant().await?;
+            let (env, version) = self.environment_at(&tenant, env_name, u64::MAX).await?;
+            let now = self.now().await?;
+            let changes = sync::sync_pass(&tenant, &env, now);
+            let mut expected = version;
+            let appends: Vec<Append> = changes
+                .iter()
+                .map(|change| {
+                    let append = Append {
+                        stream: environment::stream(env.id),
+                        expected: ExpectedVersion::Exactly(expected),
+                        events: change
+                            .events
+                            .iter()
+                            .map(|e| new_event(&Event::Environment(e.clone())))
+                            .collect(),
+                        meta: Metadata {
+                            recorded_at: now,
+                            actor: SYNC_ACTOR.to_owned(),
+                            correlation_id: Uuid::new_v4(),
+                            causation: Causation::Process {
+                                name: SYNC_ACTOR.to_owned(),
+                                trigger: Some(change.trigger),
+                            },
+                        },
+                    };
+                    expected += change.events.len() as u64;
+                    append
+                })
+                .collect();
+            let report = |appended: &[Appended]| SyncReport {
+                environment: env.name.clone(),
+                changed: changes.iter().map(|c| c.upn.clone()).collect(),
+                first_seq: appended.first().map(|a| a.first_seq),
+                last_seq: appended.last().map(|a| a.last_seq),
+                dataverse: env.dataverse,
+            };
+            if appends.is_empty() {
+                return Ok(report(&[]));
+            }
+            match self.store.append_all(appends).await? {
+                Ok(appended) => return Ok(report(&appended)),
                 Err(AppendRejection::Conflict { .. }) => continue,
                 Err(other) => return usage(other.to_string()),
             }
         }
-        usage(format!("gave up after {CONFLICT_RETRIES} tries: other writers keep changing the tenant"))
+        Shell::gave_up(env_name)
     }
+}
 
-    async fn record_refusal(&self, record: CommandRejected, meta: Metadata) -> Result<(), CliError> {
-        let append = Append {
-            stream: AUDIT_STREAM.to_owned(),
-            expected: ExpectedVersion::Any,
-            events: vec![new_event(&Event::CommandRejected(record))],
-            meta,
-        };
-        match self.store.append(append).await? {
-            Ok(_) => Ok(()),
-            Err(other) => usage(other.to_string()),
-        }
-    }
+/// What a refusal's audit record says about the command.
+struct Attempted {
+    command: &'static str,
+    targets: Vec<String>,
+    environment: Option<String>,
+}
+
+/// The actor name of the sync process in the log (`initiatedBy.app`).
+pub const SYNC_ACTOR: &str = "sync";
+
+/// What one environment's sync pass changed.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// The environment's name.
+    pub environment: String,
+    /// The UPNs whose records changed.
+    pub changed: Vec<String>,
+    /// The first record written.
+    pub first_seq: Option<u64>,
+    /// The last record written.
+    pub last_seq: Option<u64>,
+    /// Whether it has a database (a pass over one without does nothing).
+    pub dataverse: bool,
 }
 
 /// Wraps an event for the log, with a fresh id.

@@ -801,6 +801,14 @@ pub enum DecodeError {
     Malformed(String),
 }
 
+/// The largest payload we decode: a corrupt length prefix must not ask for
+/// an impossible allocation.
+const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_PAYLOAD>()
+}
+
 /// Encodes an event for the log.
 pub fn encode(event: &Event) -> Vec<u8> {
     // Encoding into a Vec cannot fail for these plain types; an empty payload
@@ -813,7 +821,7 @@ pub fn decode(schema_version: u16, bytes: &[u8]) -> Result<Event, DecodeError> {
     if schema_version > SCHEMA_VERSION {
         return Err(DecodeError::NewerSchema(schema_version));
     }
-    let (event, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+    let (event, used) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if used != bytes.len() {
         return Err(DecodeError::Malformed(format!("{} trailing bytes", bytes.len() - used)));
@@ -922,6 +930,12 @@ mod tests {
         fn garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode(SCHEMA_VERSION, &bytes);
         }
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_an_error_not_a_panic() {
+        let bytes = [1, 253, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(decode(SCHEMA_VERSION, &bytes), Err(DecodeError::Malformed(_))));
     }
 
     #[test]

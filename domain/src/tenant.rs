@@ -325,7 +325,7 @@ impl Tenant {
 
     /// A SKU by part number, compared case-insensitively.
     pub fn sku(&self, part: &str) -> Option<&Sku> {
-        self.skus.get(&part.to_lowercase())
+        self.skus.get(&part.trim().to_lowercase())
     }
 
     /// A group by name, compared case-insensitively.
@@ -498,6 +498,10 @@ impl Tenant {
                 for sku in licenses_not_restored {
                     u.licenses.remove(sku);
                     u.evidence.licenses.insert(sku.clone(), seq);
+                    // A pending invitation loses the hold on a seat that was taken meanwhile.
+                    if let Some(i) = u.invitation.as_mut().filter(|i| i.sku.as_ref() == Some(sku)) {
+                        i.sku = None;
+                    }
                 }
             }),
             TenantEvent::PasswordReset { id, password } => {
@@ -784,8 +788,11 @@ impl<'a> Decision<'a> {
 
     fn add_sku(&self, part: &str, kind: SkuKind, seats: u32) -> Decided {
         self.require(GLOBAL_ONLY, "buy licenses")?;
-        if part.trim().is_empty() {
-            return invalid("a SKU needs a part number");
+        let part = part.trim();
+        if part.is_empty() || part.contains(char::is_whitespace) {
+            return invalid(format!(
+                "'{part}' is not a SKU part number: one word, like DYN365_ENTERPRISE_SALES"
+            ));
         }
         if let Some(existing) = self.tenant.sku(part) {
             return invalid(format!(
@@ -793,7 +800,7 @@ impl<'a> Decision<'a> {
                 existing.part
             ));
         }
-        Ok(vec![TenantEvent::SkuAdded { sku: part.trim().to_owned(), kind, seats }])
+        Ok(vec![TenantEvent::SkuAdded { sku: part.to_owned(), kind, seats }])
     }
 
     fn set_seats(&self, part: &str, seats: u32) -> Decided {
@@ -971,20 +978,15 @@ impl<'a> Decision<'a> {
             );
         }
         self.may_change(user, "restore")?;
-        // Licenses come back while seats are free, in name order (D7).
-        let mut retaken = 0;
-        let mut not_restored = Vec::new();
-        for part in &user.licenses {
-            let free = self
-                .tenant
-                .sku(part)
-                .is_some_and(|s| self.tenant.seats_used(part, self.now) + retaken < s.seats);
-            if free {
-                retaken += 1;
-            } else {
-                not_restored.push(part.clone());
-            }
-        }
+        // A license, or the seat a pending invitation held, comes back only
+        // if its SKU has a free seat now (D7, D5). The user, deleted, holds
+        // none of them while this is judged.
+        let held = user.pending_invitation(self.now).and_then(|i| i.sku.as_ref());
+        let free = |part: &String| {
+            self.tenant.sku(part).is_some_and(|s| self.tenant.seats_used(part, self.now) < s.seats)
+        };
+        let not_restored: Vec<String> =
+            user.licenses.iter().chain(held).filter(|p| !free(p)).cloned().collect();
         Ok(vec![TenantEvent::UserRestored { id: user.id, licenses_not_restored: not_restored }])
     }
 
@@ -1004,7 +1006,9 @@ impl<'a> Decision<'a> {
 
     fn invite(&self, id: Uuid, upn: &Upn, sku: Option<&str>, password: &PasswordHash) -> Decided {
         self.require(USER_MANAGERS, "invite guests")?;
-        self.upn_free(upn)?;
+        if let Some(guest) = self.tenant.live_user(upn, self.now) {
+            return self.reinvite(guest, sku, password);
+        }
         if upn.domain() == self.info.domain {
             return invalid(format!("{upn} is in this tenant's domain: create a member, invite outsiders"));
         }
@@ -1023,6 +1027,24 @@ impl<'a> Decision<'a> {
             created(&new, UserType::Guest),
             TenantEvent::InvitationIssued {
                 id,
+                sku: sku.map(|s| s.part.clone()),
+                expires_at: self.now + INVITATION_LIFETIME,
+            },
+        ])
+    }
+
+    /// A guest whose invitation expired unaccepted can be invited again (D5).
+    fn reinvite(&self, guest: &User, sku: Option<&str>, password: &PasswordHash) -> Decided {
+        let expired = guest.invitation.as_ref().is_some_and(|i| !i.accepted && self.now >= i.expires_at);
+        if !expired || guest.is_deleted() {
+            let state = if guest.is_deleted() { " (soft-deleted, restorable)" } else { "" };
+            return refuse(Rule::D1, format!("UPN {} is already taken by {}{state}", guest.upn, guest.upn));
+        }
+        let sku = sku.map(|part| self.assignable(part, 0)).transpose()?;
+        Ok(vec![
+            TenantEvent::PasswordReset { id: guest.id, password: password.clone() },
+            TenantEvent::InvitationIssued {
+                id: guest.id,
                 sku: sku.map(|s| s.part.clone()),
                 expires_at: self.now + INVITATION_LIFETIME,
             },

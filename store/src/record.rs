@@ -136,8 +136,12 @@ mod serde_bytes_compat {
     }
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// The largest record body we read or write. A limit also keeps a corrupt
+/// length prefix from asking for an impossible allocation.
+const MAX_RECORD: usize = 64 * 1024 * 1024;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_RECORD>()
 }
 
 /// Nanoseconds since the epoch, or an error for times chrono cannot count so.

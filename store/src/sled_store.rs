@@ -116,6 +116,15 @@ fn bad(seq: u64, what: impl Into<String>) -> Result<Option<Problem>, StoreError>
     Ok(Some(Problem { seq, what: what.into() }))
 }
 
+/// A non-empty directory without sled's own files: never ours to write into.
+fn is_foreign_directory(path: &Path) -> bool {
+    let Ok(mut entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let non_empty = entries.next().is_some();
+    non_empty && !path.join("conf").is_file() && !path.join("db").is_file()
+}
+
 fn corrupt_seq(seq: u64, what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("record {seq}: {what}"))
 }
@@ -129,6 +138,14 @@ impl SledStore {
             return Err(StoreError::NotOurs {
                 path,
                 reason: "it is a file; a database is a directory".into(),
+            });
+        }
+        if is_foreign_directory(&path) {
+            return Err(StoreError::NotOurs {
+                path,
+                reason:
+                    "it is a directory that holds other files; point --db at a new or a usertrail directory"
+                        .into(),
             });
         }
         let started = Instant::now();
@@ -487,6 +504,12 @@ impl Inner {
             }
         }
         let count = |tag| counts.get(&tag).copied().unwrap_or(0);
+        if count(keys::TAG_HEAD) != versions.len() as u64 {
+            return Ok(Some(Problem {
+                seq: last.max(1),
+                what: format!("{} stream heads for {} streams", count(keys::TAG_HEAD), versions.len()),
+            }));
+        }
         if count(keys::TAG_STREAM) != last || count(keys::TAG_EVENT) != last {
             return Ok(Some(Problem {
                 seq: last.max(1),
@@ -515,7 +538,7 @@ fn append_in_transaction(
     let mut results = Vec::with_capacity(appends.len());
     let mut seen_ids = HashSet::new();
     for append in appends {
-        if let Some(retry) = earlier_append(index, append)? {
+        if let Some(retry) = earlier_append(log, index, append)? {
             results.push(retry);
             continue;
         }
@@ -566,22 +589,31 @@ fn append_in_transaction(
 }
 
 /// If the append's events are all in the log already, where they landed.
+/// Some known and some new, in any order, is not a retry but a mistake.
 fn earlier_append(
+    log: &TransactionalTree,
     index: &TransactionalTree,
     append: &Append,
 ) -> Result<Option<Appended>, ConflictableTransactionError<Abort>> {
-    let mut positions = Vec::with_capacity(append.events.len());
+    let mut known = Vec::with_capacity(append.events.len());
+    let mut any_new = false;
     for event in &append.events {
         match index.get(keys::event_key(&event.event_id))? {
-            Some(seq) => positions.push(be_u64(&seq).unwrap_or_default()),
-            None if positions.is_empty() => return Ok(None),
-            None => return reject(AppendRejection::PartialRetry { event_id: event.event_id }),
+            Some(seq) => known.push((event.event_id, be_u64(&seq).unwrap_or_default())),
+            None => any_new = true,
         }
     }
-    let (Some(&first_seq), Some(&last_seq)) = (positions.first(), positions.last()) else {
+    let (Some(&(first_id, first_seq)), Some(&(_, last_seq))) = (known.first(), known.last()) else {
         return Ok(None);
     };
-    let stream_version = index.get(keys::head_key(&append.stream))?.and_then(|v| be_u64(&v)).unwrap_or(0);
+    if any_new {
+        return reject(AppendRejection::PartialRetry { event_id: first_id });
+    }
+    // The stream's version right after the original append, not now.
+    let stream_version = match log.get(keys::seq_key(last_seq))? {
+        Some(bytes) => Record::open(&bytes).map_err(|e| corrupt_seq(last_seq, e))?.version,
+        None => return Err(corrupt_seq(last_seq, "indexed but missing from the log").into()),
+    };
     Ok(Some(Appended { first_seq, last_seq, stream_version, was_retry: true }))
 }
 

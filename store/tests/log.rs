@@ -153,8 +153,30 @@ async fn an_idempotent_retry_returns_the_original_positions() {
     let mixed = append("tenant", ExpectedVersion::Any, vec![event(3, b"c"), event(4, b"d")], at(2));
     assert_eq!(
         store.append(mixed).await.unwrap(),
-        Err(AppendRejection::PartialRetry { event_id: Uuid::from_u128(4) })
+        Err(AppendRejection::PartialRetry { event_id: Uuid::from_u128(3) })
     );
+    // In any order: a new id before a known one is refused too, and nothing is written twice.
+    let mixed = append("tenant", ExpectedVersion::Any, vec![event(5, b"e"), event(1, b"a")], at(2));
+    assert_eq!(
+        store.append(mixed).await.unwrap(),
+        Err(AppendRejection::PartialRetry { event_id: Uuid::from_u128(1) })
+    );
+    assert_eq!(everything(&store).await.len(), 3);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+}
+
+#[tokio::test]
+async fn a_retry_reports_the_stream_version_right_after_the_original_append() {
+    let store = SledStore::temporary().unwrap();
+    let first = append("tenant", ExpectedVersion::Exactly(0), vec![event(1, b"a")], at(0));
+    store.append(first.clone()).await.unwrap().unwrap();
+    store
+        .append(append("tenant", ExpectedVersion::Exactly(1), vec![event(2, b"b")], at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    let retried = store.append(first).await.unwrap().unwrap();
+    assert_eq!((retried.last_seq, retried.stream_version), (1, 1));
 }
 
 #[tokio::test]
@@ -421,6 +443,45 @@ fn l3_verify_finds_a_stray_index_entry() {
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     assert!(report.problem.is_some());
+}
+
+#[test]
+fn l3_verify_names_a_missing_stream_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tampered_db_with(&dir, |_, index| {
+        index.remove("htenant").unwrap();
+    });
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    assert!(report.problem.expect("a missing head is caught").what.contains("stream heads"));
+}
+
+#[test]
+fn a_huge_length_in_a_stored_record_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tampered_db_with(&dir, |log, _| {
+        // Format byte, then seq 1, then a 16-byte event id, then a string
+        // length prefix of u64::MAX (varint marker 253 + 8 bytes).
+        let mut bytes = vec![1u8, 1];
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.push(253);
+        bytes.extend_from_slice(&[0xff; 8]);
+        bytes.extend_from_slice(&[0; 32]);
+        log.insert(3u64.to_be_bytes(), bytes).unwrap();
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(store.verify()).unwrap();
+    assert_eq!(report.problem.unwrap().seq, 3);
+    assert!(matches!(rt.block_on(store.read_log(1, 10, 10)), Err(StoreError::Corrupt(_))));
+}
+
+#[test]
+fn a_directory_of_other_files_is_not_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let err = SledStore::open(dir.path(), OpenOptions::default()).err().unwrap();
+    assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("notes.txt")], "nothing was written");
 }
 
 #[test]

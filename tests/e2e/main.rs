@@ -2,6 +2,8 @@
 
 /// The common admin flows of the tenant directory, and its rules via the CLI.
 mod directory;
+/// Environments, sync and the SystemUser lifecycle (E, S, A, P, T rules).
+mod environments;
 /// Bad input, refused commands and store faults: exit codes, one line, nothing half-written.
 mod failures;
 /// The project's own habits: module docs, and what each crate may depend on.

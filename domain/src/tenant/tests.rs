@@ -332,6 +332,61 @@ fn d5_an_expired_invitation_frees_its_seat_and_cannot_be_accepted() {
 }
 
 #[test]
+fn d5_an_expired_guest_can_be_invited_again() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, invite(80, "jane@fabrikam.com", Some("DYN365_SALES")));
+    refused_by(w.when(ADMIN, invite(81, "jane@fabrikam.com", None)), Rule::D1);
+    w.later(15);
+    let events = w.ok(ADMIN, invite(81, "jane@fabrikam.com", Some("DYN365_SALES")));
+    assert!(
+        matches!(events[1], TenantEvent::InvitationIssued { id, .. } if id == Uuid::from_u128(80)),
+        "the same guest"
+    );
+    w.later(1);
+    w.ok("jane@fabrikam.com", TenantCommand::AcceptInvite { upn: upn("jane@fabrikam.com") });
+    assert!(w.user("jane@fabrikam.com").licenses.contains("DYN365_SALES"));
+}
+
+#[test]
+fn d5_restoring_an_invited_guest_never_oversubscribes() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, invite(80, "jane@fabrikam.com", Some("DYN365_SALES")));
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn("jane@fabrikam.com") });
+    w.ok(ADMIN, assign(BOB, "DYN365_SALES"));
+    let events = w.ok(ADMIN, TenantCommand::Restore { upn: upn("jane@fabrikam.com") });
+    assert!(
+        matches!(&events[0], TenantEvent::UserRestored { licenses_not_restored, .. } if licenses_not_restored == &vec!["DYN365_SALES".to_owned()])
+    );
+    w.ok("jane@fabrikam.com", TenantCommand::AcceptInvite { upn: upn("jane@fabrikam.com") });
+    assert_eq!(w.tenant.seats_used("DYN365_SALES", w.now), 2, "2 seats, 2 used");
+    assert!(w.user("jane@fabrikam.com").licenses.is_empty());
+}
+
+#[test]
+fn d7_restore_judges_each_sku_on_its_own_seats() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, assign(ALICE, "ENTERPRISEPACK"));
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    w.ok(ADMIN, TenantCommand::SetSeats { sku: "ENTERPRISEPACK".into(), seats: 1 });
+    let events = w.ok(ADMIN, TenantCommand::Restore { upn: upn(ALICE) });
+    assert!(
+        matches!(&events[0], TenantEvent::UserRestored { licenses_not_restored, .. } if licenses_not_restored.is_empty())
+    );
+}
+
+#[test]
+fn d4_a_sku_name_with_blanks_never_replaces_one_in_use() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    let sneaky = TenantCommand::AddSku { sku: " DYN365_SALES".into(), kind: SkuKind::Office, seats: 0 };
+    assert!(invalid_input(w.when(ADMIN, sneaky)).contains("exists already"));
+    let spaced = TenantCommand::AddSku { sku: "DYN 365".into(), kind: SkuKind::Office, seats: 0 };
+    assert!(invalid_input(w.when(ADMIN, spaced)).contains("one word"));
+}
+
+#[test]
 fn d6_sign_in_can_be_blocked_and_unblocked() {
     let mut w = World::contoso();
     w.ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) });
@@ -421,8 +476,10 @@ fn d8_only_a_global_admin_assigns_admin_roles() {
 fn d8_a_password_admin_may_only_reset_passwords_of_non_admins() {
     let mut w = World::contoso();
     w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::PasswordAdmin });
-    w.ok(BOB, TenantCommand::ResetPassword { upn: upn(ALICE), password: pw(9) });
-    assert!(w.user(ALICE).password.matches("Temp-Pass-1"));
+    let new = PasswordHash::new([9; 16], "Another-Pass-2");
+    w.ok(BOB, TenantCommand::ResetPassword { upn: upn(ALICE), password: new.clone() });
+    assert_eq!(w.user(ALICE).password, new);
+    assert!(!w.user(ALICE).password.matches("Temp-Pass-1"));
     refused_by(w.when(BOB, TenantCommand::Block { upn: upn(ALICE) }), Rule::D8);
     refused_by(w.when(BOB, TenantCommand::ResetPassword { upn: upn(ADMIN), password: pw(9) }), Rule::D8);
 }

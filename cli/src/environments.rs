@@ -1,0 +1,414 @@
+//! The "Environments and sync" commands, and the `systemusers` view: each
+//! turns its arguments into one domain command, runs it through the shell,
+//! and prints what happened.
+
+use std::path::Path;
+
+use domain::envcmd::{EnvCommand as DomainCommand, NewEnvironment, StubRow};
+use domain::environment::{Environment, INACTIVITY_TIMEOUT, SESSION_TIMEOUT};
+use domain::events::{Column, EnvEvent, Event};
+use domain::Upn;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::args::{AppUserCommand, AtArgs, EnvCommand, ImportCommand, UserCommand};
+use crate::error::{usage, CliError};
+use crate::output::Out;
+use crate::shell::{Done, Shell};
+use crate::time::{parse_at, At};
+
+/// `env ...`
+pub async fn env(
+    shell: &Shell,
+    actor: Option<&Upn>,
+    command: EnvCommand,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    match command {
+        EnvCommand::Create { name, env_type, no_dataverse, security_group, app_pass, app } => {
+            let new = NewEnvironment {
+                id: Uuid::new_v4(),
+                name: name.clone(),
+                env_type,
+                dataverse: !no_dataverse,
+                security_group,
+                app_pass,
+                apps: app,
+            };
+            let done = shell.create_environment(actor, &new).await?;
+            let database =
+                if new.dataverse { "with a Dataverse database" } else { "without a Dataverse database" };
+            let summary =
+                format!("created {} environment {name} {database} (id {})", env_type.cli_name(), new.id);
+            out.done("env create", &done, &summary, json!({ "id": new.id, "name": name }))
+        }
+        EnvCommand::Set {
+            env,
+            security_group,
+            clear_security_group,
+            app_pass,
+            setting,
+            session_timeout,
+            inactivity_timeout,
+        } => {
+            let group = match (security_group, clear_security_group) {
+                (Some(g), _) => Some(Some(g)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            let mut settings: Vec<(String, Option<String>)> =
+                setting.into_iter().map(|(n, v)| (n, Some(v))).collect();
+            let minutes = |d: crate::args::Duration| d.0.map(|m| m.to_string());
+            if let Some(d) = session_timeout {
+                settings.push((SESSION_TIMEOUT.to_owned(), minutes(d)));
+            }
+            if let Some(d) = inactivity_timeout {
+                settings.push((INACTIVITY_TIMEOUT.to_owned(), minutes(d)));
+            }
+            let command = DomainCommand::Set { security_group: group, app_pass, settings };
+            let done = shell.execute_env(actor, &env, &command).await?;
+            out.done(command.name(), &done, &format!("updated {env}"), Value::Null)
+        }
+        EnvCommand::List(at) => env_list(shell, at, out).await,
+        EnvCommand::AddUser(a) => {
+            let command = DomainCommand::AddUser { upn: a.upn.clone() };
+            let done = shell.execute_env(actor, &a.env, &command).await?;
+            let summary = describe(&done, &a.upn, &a.env);
+            out.done(command.name(), &done, &summary, Value::Null)
+        }
+    }
+}
+
+/// One line saying what happened to a user's record.
+fn describe(done: &Done, upn: &Upn, env: &str) -> String {
+    let mut said = Vec::new();
+    for event in &done.events {
+        let Event::Environment(e) = event else { continue };
+        match e {
+            EnvEvent::SystemUserAdded { access_mode, .. } => {
+                said.push(format!("added {upn} to {env} ({})", access_mode.cli_name()))
+            }
+            EnvEvent::SystemUserEnabled { .. } => said.push(format!("enabled {upn} in {env}")),
+            EnvEvent::SystemUserDisabled { .. } => said.push(format!("disabled {upn} in {env}")),
+            EnvEvent::SystemUserUpdated { changes, .. } => {
+                let columns: Vec<&str> = changes.iter().map(|c| c.column.logical_name()).collect();
+                said.push(format!("updated {}", columns.join(", ")));
+            }
+            EnvEvent::AccessModeChanged { old, new, .. } => {
+                said.push(format!("access mode {} -> {}", old.cli_name(), new.cli_name()));
+            }
+            _ => {}
+        }
+    }
+    if said.is_empty() {
+        format!("{upn} in {env}")
+    } else {
+        said.join("; ")
+    }
+}
+
+async fn env_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+    let seq = shell.resolve(at.at.as_deref().map(parse_at).transpose()?).await?;
+    let (tenant, _) = shell.tenant_at(seq).await?;
+    let mut envs = Vec::new();
+    for (_, name) in tenant.environments() {
+        envs.push(shell.environment_at(&tenant, name, seq).await?.0);
+    }
+    let group_name =
+        |env: &Environment| env.security_group.and_then(|g| tenant.groups.get(&g)).map(|g| g.name.clone());
+    let enabled = |env: &Environment| env.users.values().filter(|u| !u.is_disabled).count();
+    if out.json {
+        let doc: Vec<Value> = envs
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "name": e.name,
+                    "type": e.env_type.map(|t| t.cli_name()),
+                    "dataverse": e.dataverse,
+                    "securityGroup": group_name(e),
+                    "appPassCapacity": e.app_pass,
+                    "apps": e.apps.iter().map(|a| a.cli_name()).collect::<Vec<_>>(),
+                    "settings": e.settings,
+                    "systemUsers": e.users.len(),
+                    "enabledUsers": enabled(e),
+                })
+            })
+            .collect();
+        return out.json(&Value::Array(doc));
+    }
+    let rows = envs
+        .iter()
+        .map(|e| {
+            vec![
+                e.name.clone(),
+                e.env_type.map_or("", |t| t.cli_name()).to_owned(),
+                if e.dataverse { "yes" } else { "no" }.to_owned(),
+                group_name(e).unwrap_or_default(),
+                e.app_pass.to_string(),
+                e.apps.iter().map(|a| a.cli_name()).collect::<Vec<_>>().join(","),
+                format!("{}/{}", enabled(e), e.users.len()),
+            ]
+        })
+        .collect();
+    out.table(
+        &["environment", "type", "dataverse", "security group", "app passes", "apps", "enabled/users"],
+        rows,
+    )
+}
+
+/// `sync [--env E]`
+pub async fn sync(shell: &Shell, env: Option<String>, out: &mut Out<'_>) -> Result<(), CliError> {
+    let names: Vec<String> = match env {
+        Some(name) => vec![name],
+        None => shell.tenant().await?.0.environments().map(|(_, n)| n.to_owned()).collect(),
+    };
+    let mut reports = Vec::new();
+    for name in names {
+        reports.push(shell.sync(&name).await?);
+    }
+    if out.json {
+        let doc: Vec<Value> = reports
+            .iter()
+            .map(|r| json!({ "environment": r.environment, "changed": r.changed, "firstSeq": r.first_seq, "lastSeq": r.last_seq }))
+            .collect();
+        return out.json(&Value::Array(doc));
+    }
+    if reports.is_empty() {
+        return out.line("no environments to sync");
+    }
+    for r in reports {
+        let line = match (r.first_seq, r.last_seq) {
+            _ if !r.dataverse => format!("{}: no Dataverse database, nothing to sync", r.environment),
+            (Some(first), Some(last)) => format!(
+                "{}: {} record{} changed (seq {first}-{last}): {}",
+                r.environment,
+                r.changed.len(),
+                if r.changed.len() == 1 { "" } else { "s" },
+                r.changed.join(", ")
+            ),
+            _ => format!("{}: up to date", r.environment),
+        };
+        out.line(line)?;
+    }
+    Ok(())
+}
+
+/// The environment commands that live under `user ...`.
+pub async fn user(
+    shell: &Shell,
+    actor: Option<&Upn>,
+    command: UserCommand,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let (env, upn, command) = match command {
+        UserCommand::Refresh(a) => (a.env, a.upn.clone(), DomainCommand::Refresh { upn: a.upn }),
+        UserCommand::Access(a) => (a.env, a.upn.clone(), DomainCommand::Access { upn: a.upn }),
+        UserCommand::SetAccessMode { env, upn, mode } => {
+            (env, upn.clone(), DomainCommand::SetAccessMode { upn, mode })
+        }
+        UserCommand::ReassignRecords { env, from, to } => {
+            let command = DomainCommand::ReassignRecords { from: from.clone(), to: to.clone() };
+            let done = shell.execute_env(actor, &env, &command).await?;
+            return out.done(
+                command.name(),
+                &done,
+                &format!("reassigned the records of {from} to {to} in {env}"),
+                Value::Null,
+            );
+        }
+        UserCommand::SetEmail { env, upn, email } => {
+            let email = Some(email).filter(|e| !e.trim().is_empty());
+            (env, upn.clone(), DomainCommand::EditEmail { upn, email })
+        }
+        _ => return usage("not an environment command"),
+    };
+    let done = shell.execute_env(actor, &env, &command).await?;
+    if done.events.is_empty() && !out.json {
+        return out.line(match command {
+            DomainCommand::Access { .. } => format!("{upn} can access {env}: its record is enabled"),
+            DomainCommand::Refresh { .. } => format!("no change: {upn}'s record in {env} is up to date"),
+            _ => format!("no change: {} had nothing to do", command.name()),
+        });
+    }
+    out.done(command.name(), &done, &describe(&done, &upn, &env), Value::Null)
+}
+
+/// `app-user ...`
+pub async fn app_user(
+    shell: &Shell,
+    actor: Option<&Upn>,
+    command: AppUserCommand,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    match command {
+        AppUserCommand::Create { env, app_id, name, bu, role } => {
+            let command =
+                DomainCommand::CreateAppUser { app_id, name: name.clone(), business_unit: bu, roles: role };
+            let done = shell.execute_env(actor, &env, &command).await?;
+            let summary =
+                format!("created application user {name} for {app_id} in {env} (enabled, non-interactive)");
+            out.done(command.name(), &done, &summary, Value::Null)
+        }
+        AppUserCommand::SetStatus { env, app_id, enabled } => {
+            let command = DomainCommand::SetAppUserStatus { app_id, enabled };
+            let done = shell.execute_env(actor, &env, &command).await?;
+            let state = if enabled { "enabled" } else { "disabled" };
+            let mut extra = json!({});
+            if !enabled && !done.events.is_empty() {
+                extra["warning"] =
+                    json!("every integration that uses this application user stops working (P2)");
+            }
+            if out.json {
+                return out.done(command.name(), &done, "", extra);
+            }
+            out.done(
+                command.name(),
+                &done,
+                &format!("{state} the application user of {app_id} in {env}"),
+                Value::Null,
+            )?;
+            if !enabled && !done.events.is_empty() {
+                out.line("warning: every integration that uses this application user stops working (P2)")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `import stub-users`
+pub async fn import(
+    shell: &Shell,
+    actor: Option<&Upn>,
+    command: ImportCommand,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let ImportCommand::StubUsers { env, file } = command;
+    let rows = read_stub_csv(&file)?;
+    let count = rows.len();
+    let command = DomainCommand::ImportStubs { rows };
+    let done = shell.execute_env(actor, &env, &command).await?;
+    out.done(
+        command.name(),
+        &done,
+        &format!("imported {count} stub users into {env}"),
+        json!({ "imported": count }),
+    )
+}
+
+/// Reads the stub-user CSV (RFC 4180; header `domainname,firstname,lastname`).
+/// Any bad row rejects the whole file, naming its line.
+pub fn read_stub_csv(path: &Path) -> Result<Vec<StubRow>, CliError> {
+    let file = path.display();
+    let text = std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read {file}: {e}")))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_slice());
+    let mut rows = Vec::new();
+    let mut header_seen = false;
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            CliError::Usage(format!("{file} line {line}: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let fields: Vec<&str> = record.iter().map(str::trim).collect();
+        if !header_seen {
+            let header: Vec<String> =
+                fields.iter().map(|f| f.trim_start_matches('\u{feff}').to_lowercase()).collect();
+            if header != ["domainname", "firstname", "lastname"] {
+                return usage(format!(
+                    "{file} line {line}: the header must be domainname,firstname,lastname"
+                ));
+            }
+            header_seen = true;
+            continue;
+        }
+        if fields.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        let [domainname, firstname, lastname] = fields[..] else {
+            return usage(format!(
+                "{file} line {line}: expected 3 fields (domainname,firstname,lastname), found {}",
+                fields.len()
+            ));
+        };
+        let domainname =
+            Upn::parse(domainname).map_err(|e| CliError::Usage(format!("{file} line {line}: {e}")))?;
+        if lastname.is_empty() {
+            return usage(format!("{file} line {line}: lastname is empty"));
+        }
+        rows.push(StubRow {
+            line,
+            domainname: domainname.to_string(),
+            firstname: firstname.to_owned(),
+            lastname: lastname.to_owned(),
+        });
+    }
+    if !header_seen {
+        return usage(format!(
+            "{file} line 1: the file is empty; expected the header domainname,firstname,lastname"
+        ));
+    }
+    if rows.is_empty() {
+        return usage(format!("{file}: no rows after the header"));
+    }
+    Ok(rows)
+}
+
+/// `systemusers --env E [--at WHEN]`
+pub async fn systemusers(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+    let at = at.at.as_deref().map(parse_at).transpose()?;
+    let seq = shell.resolve(at).await?;
+    let (tenant, _) = shell.tenant_at(seq).await?;
+    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let _ = matches!(at, Some(At::Time(_)));
+    let mut users: Vec<_> = environment.users.values().collect();
+    users.sort_by_key(|u| (u.domainname.to_lowercase(), u.id));
+    let role_names = |u: &domain::environment::SystemUser| {
+        let mut names: Vec<String> =
+            u.roles.iter().filter_map(|r| environment.roles.get(r)).map(|r| r.name.clone()).collect();
+        names.sort();
+        names
+    };
+    let unit = |u: &domain::environment::SystemUser| {
+        environment.business_units.get(&u.business_unit).map(|b| b.name.clone()).unwrap_or_default()
+    };
+    if out.json {
+        let doc: Vec<Value> = users
+            .iter()
+            .map(|u| {
+                let mut row = serde_json::Map::new();
+                row.insert("systemuserid".into(), json!(u.id));
+                row.insert("domainname".into(), json!(u.domainname));
+                for column in Column::ALL {
+                    row.insert(column.logical_name().into(), json!(u.column(column)));
+                }
+                row.insert("azureactivedirectoryobjectid".into(), json!(u.object_id));
+                row.insert("applicationid".into(), json!(u.application_id));
+                row.insert("isdisabled".into(), json!(u.is_disabled));
+                row.insert("accessmode".into(), json!(u.access_mode.value()));
+                row.insert("islicensed".into(), json!(u.is_licensed));
+                row.insert("issyncwithdirectory".into(), json!(u.is_directory_user()));
+                row.insert("businessunit".into(), json!(unit(u)));
+                row.insert("roles".into(), json!(role_names(u)));
+                row.insert("kind".into(), json!(u.kind.name()));
+                Value::Object(row)
+            })
+            .collect();
+        return out.json(&Value::Array(doc));
+    }
+    let rows = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.domainname.clone(),
+                u.column(Column::FullName).unwrap_or_default().to_owned(),
+                u.kind.name().to_owned(),
+                if u.is_disabled { "disabled" } else { "enabled" }.to_owned(),
+                format!("{} ({})", u.access_mode.cli_name(), u.access_mode.value()),
+                if u.is_licensed { "yes" } else { "no" }.to_owned(),
+                role_names(u).join(", "),
+            ]
+        })
+        .collect();
+    out.table(&["domainname", "fullname", "kind", "status", "access mode", "licensed", "roles"], rows)
+}
