@@ -118,3 +118,61 @@ fn two_processes_at_once_both_land() {
     let verify = usertrail(&db, &["verify"], 5000);
     assert!(verify.status.success());
 }
+
+#[test]
+fn a3_three_processes_racing_for_the_last_non_interactive_seat() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    init(&db);
+    let run = |line: &str| {
+        let args: Vec<&str> = line.split(' ').collect();
+        let out = usertrail(&db, &args, 10_000);
+        assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run("sku add --sku DYN365_SALES --kind d365 --seats 20");
+    run("env create --name Sales --type production");
+    for i in 0..9 {
+        run(&format!(
+            "user create --upn svc{i}@contoso.onmicrosoft.com --first Svc --last N{i} --license DYN365_SALES"
+        ));
+    }
+    run("sync");
+    for i in 0..6 {
+        run(&format!(
+            "user set-access-mode --env Sales --upn svc{i}@contoso.onmicrosoft.com --mode non-interactive"
+        ));
+    }
+    let children: Vec<_> = (6..9)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_usertrail"))
+                .args([
+                    "user",
+                    "set-access-mode",
+                    "--env",
+                    "Sales",
+                    "--upn",
+                    &format!("svc{i}@contoso.onmicrosoft.com"),
+                ])
+                .args(["--mode", "non-interactive", "--db"])
+                .arg(&db)
+                .env("USERTRAIL_LOCK_TIMEOUT_MS", "20000")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let winners = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "one process gets the 7th seat");
+    for loser in outcomes.iter().filter(|o| !o.status.success()) {
+        assert_eq!(loser.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&loser.stderr);
+        assert_eq!(stderr.trim(), "rejected (A3): environment 'Sales' already has 7 non-interactive users");
+    }
+    let table = usertrail(&db, &["systemusers", "--env", "Sales", "--json"], 5000);
+    let table: serde_json::Value = serde_json::from_slice(&table.stdout).unwrap();
+    let count =
+        table.as_array().unwrap().iter().filter(|r| r["accessmode"] == 4 && r["kind"] == "user").count();
+    assert_eq!(count, 7);
+}

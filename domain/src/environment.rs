@@ -175,7 +175,33 @@ pub struct SystemUserEvidence {
     pub roles: BTreeMap<Uuid, u64>,
 }
 
+/// What a record's access mode lets it reach (A5, A6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    /// Signs in to the web interface and admin portals.
+    pub web: bool,
+    /// Calls the API.
+    pub api: bool,
+    /// Touches data at all (its roles' privileges apply).
+    pub data: bool,
+    /// Writes data (its roles' write privileges apply).
+    pub write: bool,
+}
+
 impl SystemUser {
+    /// What the access mode lets this record reach: Administrative users get
+    /// no data whatever their roles (A5); non-interactive ones no web sign-in (A6).
+    pub fn reach(&self) -> Reach {
+        match self.access_mode {
+            AccessMode::ReadWrite | AccessMode::DelegatedAdmin | AccessMode::SupportUser => {
+                Reach { web: true, api: true, data: true, write: true }
+            }
+            AccessMode::Administrative => Reach { web: true, api: true, data: false, write: false },
+            AccessMode::Read => Reach { web: true, api: true, data: true, write: false },
+            AccessMode::NonInteractive => Reach { web: false, api: true, data: true, write: true },
+        }
+    }
+
     /// A column's value.
     pub fn column(&self, column: Column) -> Option<&str> {
         self.columns.get(&column).map(String::as_str)

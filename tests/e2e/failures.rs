@@ -99,3 +99,22 @@ fn l3_verify_exits_3_naming_a_tampered_record() {
     let err = sb.fails("verify", 3);
     assert!(err.contains("verify failed at record 4"), "{err}");
 }
+
+#[test]
+fn a_directory_of_other_files_is_never_turned_into_a_database() {
+    let mut sb = Sandbox::new();
+    let documents = sb.dir().join("Documents");
+    std::fs::create_dir(&documents).unwrap();
+    std::fs::write(documents.join("notes.txt"), "mine").unwrap();
+    let err = sb.fails(&format!("user list --db {}", documents.display()), 3);
+    assert!(err.contains("is not a usertrail database"), "{err}");
+    let err = sb.fails(
+        &format!(
+            "init --tenant contoso.onmicrosoft.com --admin admin@contoso.onmicrosoft.com --db {}",
+            documents.display()
+        ),
+        3,
+    );
+    assert!(err.contains("holds other files"), "{err}");
+    assert_eq!(std::fs::read_dir(&documents).unwrap().count(), 1, "nothing was written next to notes.txt");
+}

@@ -1,5 +1,7 @@
 //! End-to-end tests: usertrail command lines against scratch databases.
 
+/// Many writers at once on one store: invariants hold, nothing is lost (A3).
+mod concurrency;
 /// The common admin flows of the tenant directory, and its rules via the CLI.
 mod directory;
 /// Environments, sync and the SystemUser lifecycle (E, S, A, P, T rules).

@@ -885,6 +885,23 @@ fn a4_an_administrative_or_non_interactive_user_keeps_its_mode_without_a_license
 }
 
 #[test]
+fn a5_an_administrative_user_reaches_no_data_whatever_its_roles() {
+    let mut w = World::contoso();
+    w.tenant_ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(ALICE), role: AdminRole::Dynamics365 });
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    assert_eq!(w.roles_of(env, ALICE), vec!["System Administrator"], "S7");
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::Administrative });
+    let reach = w.record(env, ALICE).unwrap().reach();
+    assert!(!reach.data && !reach.write, "System Administrator or not, no data (A5)");
+    assert!(reach.web, "settings and administration stay reachable");
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::NonInteractive });
+    let reach = w.record(env, ALICE).unwrap().reach();
+    assert!(!reach.web && reach.api && reach.data, "A6: API only");
+}
+
+#[test]
 fn a6_a_non_interactive_user_cannot_sign_in_to_the_web_interface() {
     let mut w = World::contoso();
     w.license(ALICE, SALES_SKU);

@@ -1,0 +1,108 @@
+use std::sync::Arc;
+
+use cli::error::CliError;
+use cli::shell::Shell;
+use domain::envcmd::EnvCommand;
+use domain::events::AccessMode;
+use domain::Upn;
+use store::{OpenOptions, SledStore};
+use tests::Sandbox;
+
+/// Contoso with environment Sales, `seated` users already non-interactive
+/// there, and `candidates` more users synced in Read-Write.
+fn sales_with(seated: usize, candidates: usize) -> Sandbox {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 50");
+    sb.ok("env create --name Sales --type production");
+    for i in 0..seated + candidates {
+        sb.ok(&format!(
+            "user create --upn svc{i}@contoso.onmicrosoft.com --first Svc --last {i} --license DYN365_SALES"
+        ));
+    }
+    sb.ok("sync");
+    for i in 0..seated {
+        sb.ok(&format!(
+            "user set-access-mode --env Sales --upn svc{i}@contoso.onmicrosoft.com --mode non-interactive"
+        ));
+    }
+    sb
+}
+
+fn non_interactive(sb: &mut Sandbox) -> usize {
+    let table = sb.json("systemusers --env Sales");
+    table.as_array().unwrap().iter().filter(|r| r["accessmode"] == 4 && r["kind"] == "user").count()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap()
+}
+
+#[test]
+fn a3_tasks_racing_for_the_7th_8th_and_9th_seat_leave_at_most_seven() {
+    let mut sb = sales_with(6, 3);
+    runtime().block_on(race_for_the_last_seat(&sb));
+    assert_eq!(non_interactive(&mut sb), 7);
+    assert_eq!(sb.json("verify")["ok"], true);
+}
+
+async fn race_for_the_last_seat(sb: &Sandbox) {
+    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
+    let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
+    let shell = Arc::new(Shell { store, now: Some(now) });
+    let tasks: Vec<_> = (6..9)
+        .map(|i| {
+            let (shell, admin) = (Arc::clone(&shell), admin.clone());
+            tokio::spawn(async move {
+                let upn = Upn::parse(&format!("svc{i}@contoso.onmicrosoft.com")).unwrap();
+                let command = EnvCommand::SetAccessMode { upn, mode: AccessMode::NonInteractive };
+                shell.execute_env(Some(&admin), "Sales", &command).await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(CliError::Rejected(refusal)) => {
+                assert_eq!(
+                    refusal.to_string(),
+                    "rejected (A3): environment 'Sales' already has 7 non-interactive users"
+                );
+            }
+            Err(other) => panic!("a loser gets the A3 refusal, not {other}"),
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+#[test]
+fn racing_syncs_and_commands_lose_nothing() {
+    let mut sb = sales_with(0, 4);
+    runtime().block_on(race_syncs_and_commands(&sb));
+    let table = sb.json("systemusers --env Sales");
+    let read = table.as_array().unwrap().iter().filter(|r| r["accessmode"] == 2).count();
+    assert_eq!(read, 4, "every access-mode change landed");
+    assert_eq!(sb.json("verify")["ok"], true);
+}
+
+async fn race_syncs_and_commands(sb: &Sandbox) {
+    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
+    let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
+    let shell = Arc::new(Shell { store, now: Some(now) });
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let (writer, admin) = (Arc::clone(&shell), admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let upn = Upn::parse(&format!("svc{i}@contoso.onmicrosoft.com")).unwrap();
+            let command = EnvCommand::SetAccessMode { upn, mode: AccessMode::Read };
+            writer.execute_env(Some(&admin), "Sales", &command).await.map(drop)
+        }));
+        let syncer = Arc::clone(&shell);
+        tasks.push(tokio::spawn(async move { syncer.sync("Sales").await.map(drop) }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+}
