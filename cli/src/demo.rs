@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
+use domain::envcmd::{EnvCommand, NewEnvironment, StubRow};
+use domain::events::{AccessMode, App, EnvType};
 use domain::events::{AdminRole, Profile, ProfileField, SkuKind};
 use domain::password::PasswordHash;
 use domain::tenant::{MemberRef, NewUser, TenantCommand};
@@ -38,6 +40,7 @@ const LAST: [&str; 20] = [
     "Adams", "Berger", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Horvat", "Ito", "Jansen",
     "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Quinn", "Rossi", "Schmidt", "Tanaka",
 ];
+const ENVIRONMENTS: [&str; 4] = ["Sales", "Service", "Pilot", "Dev"];
 const DEPARTMENTS: [&str; 5] = ["Sales", "Customer Service", "Finance", "IT", "Marketing"];
 
 /// The demo's script runner: one shell, a clock that only moves forward.
@@ -55,6 +58,20 @@ impl Demo {
     async fn run(&self, actor: &str, command: TenantCommand) -> Result<Done, CliError> {
         let actor = upn(actor)?;
         self.shell.execute(Some(&actor), &command).await
+    }
+
+    async fn env(&self, actor: &str, env: &str, command: EnvCommand) -> Result<Done, CliError> {
+        let actor = upn(actor)?;
+        self.shell.execute_env(Some(&actor), env, &command).await
+    }
+
+    /// The background sync pass over every environment, on `day`.
+    async fn sync(&mut self, day: f64) -> Result<(), CliError> {
+        self.day(day);
+        for env in ENVIRONMENTS {
+            self.shell.sync(env).await?;
+        }
+        Ok(())
     }
 }
 
@@ -90,16 +107,17 @@ fn person(
 
 /// Removes a previous demo database at the default path; refuses to touch
 /// any other database that holds records.
-async fn prepare(path: &Path, is_default: bool, out: &mut Out<'_>) -> Result<(), CliError> {
+/// Returns whether a previous demo database was replaced.
+async fn prepare(path: &Path, is_default: bool) -> Result<bool, CliError> {
     if !path.exists() {
-        return Ok(());
+        return Ok(false);
     }
     let records = {
         let store = crate::open(path, Durability::Batched)?;
         store.head().await?.map_or(0, |h| h.seq)
     };
     if records == 0 {
-        return Ok(());
+        return Ok(false);
     }
     if !is_default {
         return usage(format!(
@@ -109,10 +127,7 @@ async fn prepare(path: &Path, is_default: bool, out: &mut Out<'_>) -> Result<(),
     }
     std::fs::remove_dir_all(path)
         .map_err(|source| store::StoreError::Io { path: path.to_path_buf(), source })?;
-    if !out.json {
-        out.line(format!("(replacing the previous demo database at {})", path.display()))?;
-    }
-    Ok(())
+    Ok(true)
 }
 
 /// Builds the sample tenant and prints the tour.
@@ -126,12 +141,15 @@ pub async fn run(
         Some(p) => (p.to_path_buf(), false),
         None => (PathBuf::from(DEMO_DB), true),
     };
-    prepare(&path, is_default, out).await?;
+    let replaced = prepare(&path, is_default).await?;
     let store = crate::open(&path, Durability::Batched)?;
     let end = now.unwrap_or_else(Utc::now);
     let mut demo = Demo { shell: Shell { store, now: None }, start: end - Duration::days(180) };
     let people = script(&mut demo, args.users as usize).await?;
     demo.shell.store.flush().await?;
+    if replaced && !out.json {
+        out.line(format!("(replaced the previous demo database at {})", path.display()))?;
+    }
     tour(&demo.shell, &path, &people, out).await
 }
 
@@ -141,6 +159,8 @@ struct Cast {
     moved_from: String,
     moved_to: String,
     deleted: String,
+    /// The log position just before the license moved.
+    before_move: u64,
 }
 
 async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
@@ -156,7 +176,7 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     let in_department = |d: usize| ((users + DEPARTMENTS.len() - 1 - d) / DEPARTMENTS.len()) as u32;
     let (sales_count, service_count, finance_count) = (in_department(0), in_department(1), in_department(2));
     for (sku, kind, seats) in [
-        (SALES, SkuKind::D365, sales_count + 2),
+        (SALES, SkuKind::D365, sales_count + 3),
         (POWER_APPS, SkuKind::PowerApps, service_count),
         (M365, SkuKind::M365Dataverse, users as u32 + 10),
         (OFFICE, SkuKind::Office, finance_count + 5),
@@ -246,21 +266,101 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     let nested = MemberRef::Group("Sales-EU".into());
     demo.run(&hr, TenantCommand::AddMember { group: "Sales-SG".into(), member: nested }).await?;
 
+    // Environments of every kind, and the first sync pass.
+    demo.day(22.0);
+    let manager = sales[0].clone();
+    let environments = [
+        ("Sales", EnvType::Production, Some("Sales-SG"), vec![App::Sales], 0, admin.clone()),
+        ("Service", EnvType::Sandbox, Some("Service-SG"), vec![App::CustomerService], 2, admin.clone()),
+        ("Pilot", EnvType::Trial, None, vec![], 0, admin.clone()),
+        ("Dev", EnvType::Developer, None, vec![], 0, manager.clone()),
+    ];
+    for (n, (name, env_type, group, apps, app_pass, creator)) in environments.into_iter().enumerate() {
+        let new = NewEnvironment {
+            id: Uuid::from_u128(7000 + n as u128),
+            name: name.into(),
+            env_type,
+            dataverse: true,
+            security_group: group.map(str::to_owned),
+            app_pass,
+            apps,
+        };
+        demo.shell.create_environment(Some(&upn(&creator)?), &new).await?;
+    }
+    demo.sync(22.5).await?;
+
+    // An integration: an application user, and legacy owners as stubs.
+    demo.day(23.0);
+    let erp = EnvCommand::CreateAppUser {
+        app_id: Uuid::from_u128(0x6f1c_0b5e_8f3a_4a59_9c7e_2a1d_3b4c_5d6e),
+        name: "ERP connector".into(),
+        business_unit: None,
+        roles: vec!["Basic User".into()],
+    };
+    demo.env(&admin, "Sales", erp).await?;
+    let rows = ["legacy.rep1", "legacy.rep2", "legacy.rep3"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| StubRow {
+            line: i + 2,
+            domainname: format!("{name}@contoso.com"),
+            firstname: "Legacy".into(),
+            lastname: format!("Rep {}", i + 1),
+        })
+        .collect();
+    demo.env(&admin, "Sales", EnvCommand::ImportStubs { rows }).await?;
+    let reassign = EnvCommand::ReassignRecords { from: upn("legacy.rep1@contoso.com")?, to: upn(&manager)? };
+    demo.env(&admin, "Sales", reassign).await?;
+
+    // The documented non-interactive set-up: license, sync, set the mode, remove the license (A4).
+    demo.day(24.0);
+    let service_account = format!("svc-integration@{DOMAIN}");
+    let mut svc =
+        person(900, &service_account, "Integration", "Service", &[(ProfileField::Department, "IT")])?;
+    svc.licenses = vec![SALES.into()];
+    demo.run(&admin, TenantCommand::CreateUser(svc)).await?;
+    demo.run(
+        &admin,
+        TenantCommand::AddMember {
+            group: "Sales-SG".into(),
+            member: MemberRef::User(upn(&service_account)?),
+        },
+    )
+    .await?;
+    demo.sync(24.1).await?;
+    let mode = EnvCommand::SetAccessMode { upn: upn(&service_account)?, mode: AccessMode::NonInteractive };
+    demo.env(&admin, "Sales", mode).await?;
+    demo.day(24.2);
+    demo.run(&admin, TenantCommand::RemoveLicense { upn: upn(&service_account)?, sku: SALES.into() }).await?;
+    demo.sync(24.3).await?;
+    // A trial adds users on demand only (S1.1).
+    demo.day(25.0);
+    demo.env(&admin, "Pilot", EnvCommand::AddUser { upn: upn(&manager)? }).await?;
+
     // Months of ordinary administration.
     demo.day(35.0);
     let promoted = upn(&sales[0])?;
     let fields = vec![(ProfileField::JobTitle, Some("Sales Manager".to_owned()))];
     demo.run(&hr, TenantCommand::UpdateUser { upn: promoted, fields }).await?;
+    demo.sync(36.0).await?;
 
     demo.day(60.0);
+    let before_move = demo.shell.store.head().await?.map_or(0, |h| h.seq);
     let (moved_from, moved_to) = (sales[1].clone(), finance[0].clone());
     demo.run(&hr, TenantCommand::RemoveLicense { upn: upn(&moved_from)?, sku: SALES.into() }).await?;
     demo.run(&hr, TenantCommand::AssignLicense { upn: upn(&moved_to)?, sku: SALES.into() }).await?;
+    // She moves to Finance: out of the Sales security group too.
+    let left =
+        TenantCommand::RemoveMember { group: "Sales-SG".into(), member: MemberRef::User(upn(&moved_from)?) };
+    demo.run(&hr, left).await?;
+    demo.sync(61.0).await?;
 
     demo.day(75.0);
     demo.run(&hr, TenantCommand::Block { upn: upn(&service[1])? }).await?;
+    demo.sync(75.5).await?;
     demo.day(78.0);
     demo.run(&hr, TenantCommand::Unblock { upn: upn(&service[1])? }).await?;
+    demo.sync(78.5).await?;
     demo.day(80.0);
     demo.run(
         &format!("helpdesk@{DOMAIN}"),
@@ -282,12 +382,15 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     demo.run(&hr, invite).await?;
     demo.day(92.0);
     demo.run(&guest.to_string(), TenantCommand::AcceptInvite { upn: guest }).await?;
+    demo.sync(92.5).await?;
 
     demo.day(120.0);
     let deleted = sales[2].clone();
     demo.run(&hr, TenantCommand::Delete { upn: upn(&deleted)? }).await?;
+    demo.sync(120.5).await?;
     demo.day(124.0);
     demo.run(&hr, TenantCommand::Restore { upn: upn(&deleted)? }).await?;
+    demo.sync(124.5).await?;
 
     // A refused command: its failure audit record is part of the history (L1).
     demo.day(150.0);
@@ -300,8 +403,25 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     let seats = service_count + 5;
     demo.run(&admin, TenantCommand::SetSeats { sku: POWER_APPS.into(), seats }).await?;
     demo.run(&hr, one_too_many).await?;
+    demo.sync(151.5).await?;
 
-    Ok(Cast { users: users + 4, moved_from, moved_to, deleted })
+    Ok(Cast { users: users + 5, moved_from, moved_to, deleted, before_move })
+}
+
+/// One user's Sales record as of `seq`, in a line.
+async fn record_line(shell: &Shell, who: &str, seq: u64) -> Result<String, CliError> {
+    let (tenant, _) = shell.tenant_at(seq).await?;
+    let (env, _) = shell.environment_at(&tenant, "Sales", seq).await?;
+    let record = tenant.user(&upn(who)?).and_then(|u| env.user_by_object(u.id));
+    Ok(match record {
+        None => "no record in Sales".to_owned(),
+        Some(r) => format!(
+            "{}, {}, {}",
+            if r.is_disabled { "disabled" } else { "enabled" },
+            r.access_mode.cli_name(),
+            if r.is_licensed { "licensed" } else { "not licensed" }
+        ),
+    })
 }
 
 async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Result<(), CliError> {
@@ -350,9 +470,20 @@ async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Res
         .collect::<Result<Vec<_>, CliError>>()?;
     out.table(&["seq", "time", "actor", "event"], rows)?;
     out.line("")?;
-    out.line(format!("A license moved from {} to {} on day 60;", cast.moved_from, cast.moved_to))?;
+    out.line("== The SystemUser table of Sales (usertrail systemusers --env Sales) ==")?;
+    crate::environments::systemusers(shell, "Sales", crate::args::AtArgs { at: None }, out).await?;
+    out.line("")?;
+    out.line(format!("== Why can't {} reach Sales any more, and since when? ==", cast.moved_from))?;
+    for (when, seq) in [("before the move", cast.before_move), ("now", records)] {
+        out.line(format!("{when} (seq {seq}): {}", record_line(shell, &cast.moved_from, seq).await?))?;
+    }
+    out.line(format!(
+        "On day 60 {} moved to Finance: the DYN365_ENTERPRISE_SALES license went to {} and she left Sales-SG.",
+        cast.moved_from, cast.moved_to
+    ))?;
+    out.line("The next sync pass disabled her Sales record (S2.4, S4); her Office 365 E3 alone would have kept it (S1.4).")?;
     out.line(format!("{} was deleted on day 120 and restored four days later.", cast.deleted))?;
-    out.line(format!("Try: usertrail --db {db} user list --at seq:{}", records / 2))?;
+    out.line(format!("Try: usertrail --db {db} systemusers --env Sales --at seq:{}", cast.before_move))?;
     match report.problem {
         None => out.line(format!("verify: {} records, hash chain and indexes intact (L3)", report.records)),
         Some(p) => Err(CliError::Corrupt(format!("verify failed at record {}: {}", p.seq, p.what))),

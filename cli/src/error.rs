@@ -18,6 +18,9 @@ pub enum CliError {
     /// The log holds something this usertrail cannot read: exit 3.
     #[error("error: database is corrupt: {0}")]
     Corrupt(String),
+    /// Whoever read our output went away (`usertrail ... | head`): stop quietly.
+    #[error("")]
+    OutputClosed,
 }
 
 impl CliError {
@@ -27,6 +30,7 @@ impl CliError {
             CliError::Rejected(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Store(_) | CliError::Corrupt(_) => 3,
+            CliError::OutputClosed => 0,
         }
     }
 }

@@ -56,6 +56,7 @@ where
     };
     match runtime.block_on(dispatch(cli, stdout)) {
         Ok(()) => 0,
+        Err(CliError::OutputClosed) => 0,
         Err(e) => {
             let _ = writeln!(stderr, "{e}");
             e.exit_code()

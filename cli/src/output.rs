@@ -66,7 +66,11 @@ impl Out<'_> {
     }
 }
 
-/// Writing to a closed pipe (`usertrail user list | head`) is not a store problem.
+/// A closed pipe (`usertrail user list | head`) ends the command quietly;
+/// any other failure to write is reported.
 fn broken_pipe(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return CliError::OutputClosed;
+    }
     CliError::Usage(format!("cannot write output: {e}"))
 }

@@ -160,6 +160,7 @@ fn d5_an_invitation_holds_its_seat_for_14_days() {
 
 #[test]
 fn d8_a_forbidden_command_leaves_one_failure_audit_record_and_nothing_else() {
+    // R: D8, L1
     let mut sb = Sandbox::contoso();
     sb.ok(&format!("user create --upn {ALICE} --first Alice --last Smith"));
     sb.ok(&format!("user admin-role add --upn {ALICE} --role power-platform"));

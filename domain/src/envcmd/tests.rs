@@ -275,6 +275,7 @@ fn e2_changing_the_security_group_changes_who_is_eligible_at_the_next_sync() {
 
 #[test]
 fn e3_installed_apps_decide_default_roles_and_e4_settings_change() {
+    // R: E3, E4
     let mut w = World::contoso();
     let env = w.env(ADMIN, "Sales", EnvType::Production, |e| {
         e.apps = vec![App::Sales, App::CustomerService];
@@ -1009,6 +1010,7 @@ fn t1_stub_import_gives_disabled_placeholders_a_default_role() {
 
 #[test]
 fn t1_1_a_stub_cannot_sign_in_and_t1_4_its_records_can_be_reassigned() {
+    // R: T1.1, T1.4
     let mut w = World::contoso();
     w.license(ALICE, SALES_SKU);
     let env = production(&mut w);
