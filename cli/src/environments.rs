@@ -181,10 +181,11 @@ pub async fn sync(shell: &Shell, env: Option<String>, out: &mut Out<'_>) -> Resu
         let line = match (r.first_seq, r.last_seq) {
             _ if !r.dataverse => format!("{}: no Dataverse database, nothing to sync", r.environment),
             (Some(first), Some(last)) => format!(
-                "{}: {} record{} changed (seq {first}-{last}): {}",
+                "{}: {} record{} changed (seq {}): {}",
                 r.environment,
                 r.changed.len(),
                 if r.changed.len() == 1 { "" } else { "s" },
+                if first == last { first.to_string() } else { format!("{first}-{last}") },
                 r.changed.join(", ")
             ),
             _ => format!("{}: up to date", r.environment),
