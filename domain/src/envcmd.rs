@@ -7,13 +7,16 @@ use uuid::Uuid;
 
 use crate::eligibility::{Eligibility, How};
 use crate::environment::{
-    self, Environment, SystemUser, ALLOW_APP_USER_STATUS_CHANGE, ALLOW_ROLE_ASSIGNMENT_ON_DISABLED,
-    BASIC_USER, INACTIVITY_TIMEOUT, NON_INTERACTIVE_LIMIT, SALESPERSON, SESSION_TIMEOUT,
-    SYSTEM_ADMINISTRATOR,
+    self, Environment, Role, SystemUser, Team, ALLOW_APP_USER_STATUS_CHANGE,
+    ALLOW_ROLE_ASSIGNMENT_ON_DISABLED, BASIC_USER, INACTIVITY_TIMEOUT, NON_INTERACTIVE_LIMIT, SALESPERSON,
+    SESSION_TIMEOUT, SYSTEM_ADMINISTRATOR,
 };
-use crate::events::{AccessMode, AddedBy, App, Column, EnvEvent, EnvType, TenantEvent, UserKind};
+use crate::events::{
+    AccessMode, AddedBy, App, Column, EnvEvent, EnvType, Level, Operation, Privilege, TenantEvent, UserKind,
+};
 use crate::ids::{derive_id, Upn};
 use crate::rules::{invalid, refuse, Rejection, Rule};
+use crate::security;
 use crate::sync::sync_user;
 use crate::tenant::{Tenant, User};
 
@@ -76,6 +79,34 @@ pub enum EnvCommand {
     ReassignRecords { from: Upn, to: Upn },
     /// A customer edits internalemailaddress in the environment (S6.3).
     EditEmail { upn: Upn, email: Option<String> },
+    /// Creates a business unit under a parent (the root by default) (R1).
+    CreateBusinessUnit { id: Uuid, name: String, parent: Option<String> },
+    /// Moves a user to another business unit (R1).
+    SetBusinessUnit { upn: Upn, business_unit: String },
+    /// Copies a role under a new name (R2).
+    CopyRole { id: Uuid, from: String, name: String, business_unit: Option<String> },
+    /// Sets a role's level on a table and operation (R2, R6).
+    SetPrivilege { role: String, table: String, operation: Operation, level: Level },
+    /// Gives a user a role (R1, R5, R6).
+    AssignRole { upn: Upn, role: String },
+    /// Takes a role from a user.
+    RemoveRole { upn: Upn, role: String },
+    /// Creates an owner team, or a group team tied to a directory group (R7).
+    CreateTeam { id: Uuid, name: String, business_unit: Option<String>, group: Option<String> },
+    /// Adds a user to an owner team.
+    AddTeamMember { team: String, upn: Upn },
+    /// Removes a user from an owner team.
+    RemoveTeamMember { team: String, upn: Upn },
+    /// Gives a team a role (R1, R6).
+    AssignTeamRole { team: String, role: String },
+    /// Takes a role from a team.
+    RemoveTeamRole { team: String, role: String },
+    /// Tests and enables a user's mailbox (O2).
+    MailboxTestEnable { upn: Upn },
+    /// Provisions unified routing, with a tenant admin's consent (O3).
+    EnableUnifiedRouting,
+    /// Tries to turn unified routing off: never possible once on (O3).
+    DisableUnifiedRouting,
 }
 
 impl EnvCommand {
@@ -92,6 +123,20 @@ impl EnvCommand {
             EnvCommand::ImportStubs { .. } => "import stub-users",
             EnvCommand::ReassignRecords { .. } => "user reassign-records",
             EnvCommand::EditEmail { .. } => "user set-email",
+            EnvCommand::CreateBusinessUnit { .. } => "bu create",
+            EnvCommand::SetBusinessUnit { .. } => "user set-bu",
+            EnvCommand::CopyRole { .. } => "role copy",
+            EnvCommand::SetPrivilege { .. } => "role set-privilege",
+            EnvCommand::AssignRole { .. } => "role assign",
+            EnvCommand::RemoveRole { .. } => "role remove",
+            EnvCommand::CreateTeam { .. } => "team create",
+            EnvCommand::AddTeamMember { .. } => "team add-member",
+            EnvCommand::RemoveTeamMember { .. } => "team remove-member",
+            EnvCommand::AssignTeamRole { .. } => "team role assign",
+            EnvCommand::RemoveTeamRole { .. } => "team role remove",
+            EnvCommand::MailboxTestEnable { .. } => "mailbox test-enable",
+            EnvCommand::EnableUnifiedRouting => "env unified-routing enable",
+            EnvCommand::DisableUnifiedRouting => "env unified-routing disable",
         }
     }
 
@@ -108,6 +153,26 @@ impl EnvCommand {
                 vec![app_id.to_string()]
             }
             EnvCommand::ReassignRecords { from, to } => vec![from.to_string(), to.to_string()],
+            EnvCommand::SetBusinessUnit { upn, business_unit } => {
+                vec![upn.to_string(), business_unit.clone()]
+            }
+            EnvCommand::AssignRole { upn, role } | EnvCommand::RemoveRole { upn, role } => {
+                vec![upn.to_string(), role.clone()]
+            }
+            EnvCommand::MailboxTestEnable { upn } => vec![upn.to_string()],
+            EnvCommand::AddTeamMember { team, upn } | EnvCommand::RemoveTeamMember { team, upn } => {
+                vec![team.clone(), upn.to_string()]
+            }
+            EnvCommand::AssignTeamRole { team, role } | EnvCommand::RemoveTeamRole { team, role } => {
+                vec![team.clone(), role.clone()]
+            }
+            EnvCommand::CreateBusinessUnit { name, .. }
+            | EnvCommand::CopyRole { name, .. }
+            | EnvCommand::CreateTeam { name, .. } => {
+                vec![name.clone()]
+            }
+            EnvCommand::SetPrivilege { role, .. } => vec![role.clone()],
+            EnvCommand::EnableUnifiedRouting | EnvCommand::DisableUnifiedRouting => vec![],
         }
     }
 }
@@ -125,26 +190,65 @@ fn authenticate<'a>(tenant: &'a Tenant, actor: &Upn, now: DateTime<Utc>) -> Resu
     Ok(user)
 }
 
-/// A2: environment administration takes a tenant admin role, or the System
-/// Administrator role held by the actor's enabled record in the environment.
+/// A2: environment administration takes a tenant admin role acting through
+/// the admin center, or, in the environment, the System Administrator role or
+/// Write on the systemuser table at Organization level (direct or through a team).
 fn administer(env: &Environment, actor: &User, what: &str) -> Result<(), Rejection> {
     if Tenant::is_environment_admin(actor) {
         return Ok(());
     }
-    let system_admin = env.role_named(SYSTEM_ADMINISTRATOR).map(|r| r.id);
-    let holds = env
-        .user_by_object(actor.id)
-        .is_some_and(|r| !r.is_disabled && system_admin.is_some_and(|sa| r.roles.contains(&sa)));
-    if holds {
+    let allowed = env.user_by_object(actor.id).filter(|r| !r.is_disabled).is_some_and(|r| {
+        security::is_system_administrator(env, r)
+            || security::level_of(&security::effective_privileges(env, r), "systemuser", Operation::Write)
+                == Level::Organization
+    });
+    if allowed {
         return Ok(());
     }
     refuse(
         Rule::A2,
         format!(
-            "{} may not {what} in {}: it takes the System Administrator role there, or a Global, Power Platform or Dynamics 365 Administrator role",
+            "{} may not {what} in {}: it takes the System Administrator role there (or Write on systemuser at Organization level), or a Global, Power Platform or Dynamics 365 Administrator role",
             actor.upn, env.name
         ),
     )
+}
+
+/// R6: the actor may grant only what it holds itself at the same or a higher
+/// level; System Administrators and tenant admins may grant anything.
+fn no_elevation<'a>(
+    env: &Environment,
+    actor: &User,
+    privileges: impl IntoIterator<Item = (&'a (String, Operation), &'a Level)>,
+    what: &str,
+) -> Result<(), Rejection> {
+    if Tenant::is_environment_admin(actor) {
+        return Ok(());
+    }
+    let Some(record) = env.user_by_object(actor.id) else {
+        return refuse(
+            Rule::R6,
+            format!("{} has no record in {} and holds no privileges to {what}", actor.upn, env.name),
+        );
+    };
+    if security::is_system_administrator(env, record) {
+        return Ok(());
+    }
+    let grants = security::effective_privileges(env, record);
+    match security::shortfall(&grants, privileges) {
+        None => Ok(()),
+        Some(s) => refuse(
+            Rule::R6,
+            format!(
+                "{} may not {what}: it needs {} on {} at {} level and holds {} (no elevation)",
+                actor.upn,
+                s.operation.cli_name(),
+                s.table,
+                s.needed.cli_name(),
+                s.held.cli_name()
+            ),
+        ),
+    }
 }
 
 fn needs_database(env: &Environment) -> Result<(), Rejection> {
@@ -260,6 +364,67 @@ pub fn decide(
         EnvCommand::EditEmail { upn, email } => {
             administer(env, actor, "edit users")?;
             d.edit_email(upn, email.as_deref())
+        }
+        EnvCommand::CreateBusinessUnit { id, name, parent } => {
+            administer(env, actor, "create business units")?;
+            d.create_business_unit(*id, name, parent.as_deref())
+        }
+        EnvCommand::SetBusinessUnit { upn, business_unit } => {
+            administer(env, actor, "move users between business units")?;
+            d.set_business_unit(upn, business_unit)
+        }
+        EnvCommand::CopyRole { id, from, name, business_unit } => {
+            administer(env, actor, "create roles")?;
+            d.copy_role(*id, from, name, business_unit.as_deref())
+        }
+        EnvCommand::SetPrivilege { role, table, operation, level } => {
+            administer(env, actor, "edit roles")?;
+            d.set_privilege(actor, role, table, *operation, *level)
+        }
+        EnvCommand::AssignRole { upn, role } => {
+            administer(env, actor, "assign roles")?;
+            d.assign_role(actor, upn, role)
+        }
+        EnvCommand::RemoveRole { upn, role } => {
+            administer(env, actor, "remove roles")?;
+            d.remove_role(upn, role)
+        }
+        EnvCommand::CreateTeam { id, name, business_unit, group } => {
+            administer(env, actor, "create teams")?;
+            d.create_team(*id, name, business_unit.as_deref(), group.as_deref())
+        }
+        EnvCommand::AddTeamMember { team, upn } => {
+            administer(env, actor, "change teams")?;
+            d.team_member(team, upn, true)
+        }
+        EnvCommand::RemoveTeamMember { team, upn } => {
+            administer(env, actor, "change teams")?;
+            d.team_member(team, upn, false)
+        }
+        EnvCommand::AssignTeamRole { team, role } => {
+            administer(env, actor, "assign roles")?;
+            d.team_role(actor, team, role, true)
+        }
+        EnvCommand::RemoveTeamRole { team, role } => {
+            administer(env, actor, "remove roles")?;
+            d.team_role(actor, team, role, false)
+        }
+        EnvCommand::MailboxTestEnable { upn } => {
+            administer(env, actor, "enable mailboxes")?;
+            d.mailbox(upn)
+        }
+        EnvCommand::EnableUnifiedRouting => d.enable_unified_routing(actor),
+        EnvCommand::DisableUnifiedRouting => {
+            if env.unified_routing {
+                return refuse(
+                    Rule::O3,
+                    format!(
+                        "unified routing in {} is on and cannot be turned off from the application",
+                        env.name
+                    ),
+                );
+            }
+            invalid(format!("unified routing is not on in {}", env.name))
         }
     }
 }
@@ -442,25 +607,6 @@ impl<'a> Decision<'a> {
         }
     }
 
-    /// Whether `unit` is `ancestor` or below it (roles are inherited downwards, R1).
-    fn within(&self, unit: Uuid, ancestor: Uuid) -> bool {
-        let mut at = Some(unit);
-        let mut steps = 0;
-        while let Some(u) = at {
-            if u == ancestor {
-                return true;
-            }
-            steps += 1;
-            at = self
-                .env
-                .business_units
-                .get(&u)
-                .and_then(|b| b.parent)
-                .filter(|_| steps <= self.env.business_units.len());
-        }
-        false
-    }
-
     /// P1: enabled at once, non-interactive, first name "#", not counted by A3.
     fn create_app_user(
         &self,
@@ -504,7 +650,7 @@ impl<'a> Decision<'a> {
             let Some(role) = self.env.role_named(role_name) else {
                 return invalid(format!("unknown role {role_name} in {}", self.env.name));
             };
-            if !self.within(unit, role.business_unit) {
+            if !self.env.within(unit, role.business_unit) {
                 return refuse(
                     Rule::R1,
                     format!("role {} belongs to another business unit than the user's", role.name),
@@ -601,6 +747,275 @@ impl<'a> Decision<'a> {
             return invalid("records are reassigned to another user, not the same one");
         }
         Ok(vec![EnvEvent::RecordsReassigned { from: source.id, to: target.id }])
+    }
+
+    fn role(&self, name: &str) -> Result<&'a Role, Rejection> {
+        match self.env.role_named(name) {
+            Some(r) => Ok(r),
+            None => invalid(format!("unknown role {name} in {}", self.env.name)),
+        }
+    }
+
+    fn team(&self, name: &str) -> Result<&'a Team, Rejection> {
+        match self.env.team_named(name) {
+            Some(t) => Ok(t),
+            None => invalid(format!("unknown team {name} in {}", self.env.name)),
+        }
+    }
+
+    /// R1: names are unique among siblings; the tree only grows under existing units.
+    fn create_business_unit(&self, id: Uuid, name: &str, parent: Option<&str>) -> Decided {
+        let name = name.trim();
+        if name.is_empty() {
+            return invalid("a business unit needs a name");
+        }
+        let parent = self.business_unit(parent)?;
+        let sibling = self
+            .env
+            .business_units
+            .values()
+            .any(|b| b.parent == Some(parent) && b.name.eq_ignore_ascii_case(name));
+        if sibling
+            || self
+                .env
+                .business_units
+                .get(&parent)
+                .is_some_and(|p| p.name.eq_ignore_ascii_case(name) && p.parent.is_none())
+        {
+            let parent_name = self.env.business_units.get(&parent).map_or("", |b| b.name.as_str());
+            return refuse(
+                Rule::R1,
+                format!("a business unit named {name} already exists under {parent_name}"),
+            );
+        }
+        Ok(vec![EnvEvent::BusinessUnitCreated { id, name: name.to_owned(), parent: Some(parent) }])
+    }
+
+    /// R1: one business unit per user; direct roles that the new unit cannot
+    /// hold (neither its own nor inherited from above) are removed.
+    fn set_business_unit(&self, upn: &Upn, business_unit: &str) -> Decided {
+        let record = self.record(upn)?;
+        let unit = self.business_unit(Some(business_unit))?;
+        if record.business_unit == unit {
+            return Ok(vec![]);
+        }
+        let mut events =
+            vec![EnvEvent::UserBusinessUnitChanged { user: record.id, old: record.business_unit, new: unit }];
+        for role in record.roles.iter().filter_map(|r| self.env.roles.get(r)) {
+            if !self.env.within(unit, role.business_unit) {
+                events.push(EnvEvent::RoleRemoved { user: record.id, role: role.id });
+            }
+        }
+        Ok(events)
+    }
+
+    /// R2: new roles are copies of existing ones under a new name.
+    fn copy_role(&self, id: Uuid, from: &str, name: &str, business_unit: Option<&str>) -> Decided {
+        let source = self.role(from)?;
+        let name = name.trim();
+        if name.is_empty() {
+            return invalid("a role needs a name");
+        }
+        let unit = self.business_unit(business_unit)?;
+        if self.env.roles.values().any(|r| r.business_unit == unit && r.name.eq_ignore_ascii_case(name)) {
+            return invalid(format!("a role named {name} exists already in that business unit"));
+        }
+        let privileges = source
+            .privileges
+            .iter()
+            .map(|((table, operation), level)| Privilege {
+                table: table.clone(),
+                operation: *operation,
+                level: *level,
+            })
+            .collect();
+        Ok(vec![EnvEvent::RoleCreated {
+            id,
+            name: name.to_owned(),
+            business_unit: unit,
+            privileges,
+            app_access: source.app_access,
+        }])
+    }
+
+    /// R2 and R6: an actor edits a privilege only up to the level it holds.
+    fn set_privilege(
+        &self,
+        actor: &User,
+        role: &str,
+        table: &str,
+        operation: Operation,
+        level: Level,
+    ) -> Decided {
+        let role = self.role(role)?;
+        let table = table.trim().to_lowercase();
+        if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return invalid(format!("'{table}' is not a table's logical name"));
+        }
+        if role.name == SYSTEM_ADMINISTRATOR && role.business_unit == self.env.root_business_unit {
+            return refuse(Rule::R2, "the System Administrator role cannot be edited");
+        }
+        let key = (table.clone(), operation);
+        no_elevation(
+            self.env,
+            actor,
+            [(&key, &level)],
+            &format!("set {} on {table} to {} in {}", operation.cli_name(), level.cli_name(), role.name),
+        )?;
+        let old = role.privileges.get(&key).copied().unwrap_or(Level::None);
+        if old == level {
+            return Ok(vec![]);
+        }
+        Ok(vec![EnvEvent::RolePrivilegeSet { role: role.id, table, operation, old, new: level }])
+    }
+
+    /// R1, R5, R6: a role of the user's unit (or above), to an enabled user
+    /// unless the environment allows otherwise, and only what the actor holds.
+    fn assign_role(&self, actor: &User, upn: &Upn, role: &str) -> Decided {
+        let record = self.record(upn)?;
+        let role = self.role(role)?;
+        if matches!(record.kind, UserKind::DelegatedAdmin | UserKind::Support) {
+            return refuse(Rule::E5, format!("{upn} is a placeholder whose roles never change"));
+        }
+        if !self.env.within(record.business_unit, role.business_unit) {
+            let unit = self.env.business_units.get(&record.business_unit).map_or("?", |b| b.name.as_str());
+            return refuse(
+                Rule::R1,
+                format!("role {} belongs to another business unit than {upn}'s ({unit})", role.name),
+            );
+        }
+        if record.is_disabled && !self.env.flag(ALLOW_ROLE_ASSIGNMENT_ON_DISABLED) {
+            return refuse(
+                Rule::R5,
+                format!("{upn} is disabled in {}: roles go to enabled users unless {ALLOW_ROLE_ASSIGNMENT_ON_DISABLED} is on", self.env.name),
+            );
+        }
+        no_elevation(self.env, actor, &role.privileges, &format!("assign {}", role.name))?;
+        if record.roles.contains(&role.id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![EnvEvent::RoleAssigned { user: record.id, role: role.id }])
+    }
+
+    fn remove_role(&self, upn: &Upn, role: &str) -> Decided {
+        let record = self.record(upn)?;
+        let role = self.role(role)?;
+        if !record.roles.contains(&role.id) {
+            let through = self.env.teams_of(record.id).find(|t| t.roles.contains(&role.id));
+            return invalid(match through {
+                Some(team) => {
+                    format!("{upn} holds {} through team {}: remove it from the team", role.name, team.name)
+                }
+                None => format!("{upn} does not hold {}", role.name),
+            });
+        }
+        Ok(vec![EnvEvent::RoleRemoved { user: record.id, role: role.id }])
+    }
+
+    /// R7: owner teams, and group teams that follow a directory group.
+    fn create_team(&self, id: Uuid, name: &str, business_unit: Option<&str>, group: Option<&str>) -> Decided {
+        let name = name.trim();
+        if name.is_empty() {
+            return invalid("a team needs a name");
+        }
+        if let Some(existing) = self.env.team_named(name) {
+            return invalid(format!("a team named {} exists already in {}", existing.name, self.env.name));
+        }
+        let unit = self.business_unit(business_unit)?;
+        let group = match group {
+            None => None,
+            Some(g) => match self.tenant.group_named(g) {
+                Some(group) => Some(group.id),
+                None => return invalid(format!("unknown group {g}")),
+            },
+        };
+        Ok(vec![EnvEvent::TeamCreated { id, name: name.to_owned(), business_unit: unit, group }])
+    }
+
+    fn team_member(&self, team: &str, upn: &Upn, add: bool) -> Decided {
+        let team = self.team(team)?;
+        if let Some(group) = team.group.and_then(|g| self.tenant.groups.get(&g)) {
+            return refuse(
+                Rule::R7,
+                format!(
+                    "{} is a group team: its members follow the directory group {}; change the group instead",
+                    team.name, group.name
+                ),
+            );
+        }
+        let record = self.record(upn)?;
+        if !matches!(record.kind, UserKind::User | UserKind::Application) {
+            return invalid(format!("{upn} cannot be a team member"));
+        }
+        match (add, team.members.contains(&record.id)) {
+            (true, true) => Ok(vec![]),
+            (true, false) => Ok(vec![EnvEvent::TeamMemberAdded { team: team.id, user: record.id }]),
+            (false, true) => Ok(vec![EnvEvent::TeamMemberRemoved { team: team.id, user: record.id }]),
+            (false, false) => invalid(format!("{upn} is not a member of {}", team.name)),
+        }
+    }
+
+    fn team_role(&self, actor: &User, team: &str, role: &str, add: bool) -> Decided {
+        let team = self.team(team)?;
+        let role = self.role(role)?;
+        if !add {
+            if !team.roles.contains(&role.id) {
+                return invalid(format!("team {} does not hold {}", team.name, role.name));
+            }
+            return Ok(vec![EnvEvent::TeamRoleRemoved { team: team.id, role: role.id }]);
+        }
+        if !self.env.within(team.business_unit, role.business_unit) {
+            return refuse(
+                Rule::R1,
+                format!("role {} belongs to another business unit than team {}'s", role.name, team.name),
+            );
+        }
+        no_elevation(
+            self.env,
+            actor,
+            &role.privileges,
+            &format!("assign {} to team {}", role.name, team.name),
+        )?;
+        if team.roles.contains(&role.id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![EnvEvent::TeamRoleAssigned { team: team.id, role: role.id }])
+    }
+
+    /// O2: the test is scheduled, then the mailbox is enabled.
+    fn mailbox(&self, upn: &Upn) -> Decided {
+        let record = self.record(upn)?;
+        if record.kind != UserKind::User {
+            return invalid(format!("{upn} has no mailbox: only users do"));
+        }
+        if record.is_disabled {
+            return refuse(
+                Rule::O2,
+                format!("{upn} is disabled in {}: enable the user before its mailbox", self.env.name),
+            );
+        }
+        if record.mailbox_enabled {
+            return Ok(vec![]);
+        }
+        Ok(vec![
+            EnvEvent::MailboxTestScheduled { user: record.id },
+            EnvEvent::MailboxEnabled { user: record.id },
+        ])
+    }
+
+    /// O3: provisioning needs a tenant admin's consent; it never turns off.
+    fn enable_unified_routing(&self, actor: &User) -> Decided {
+        needs_database(self.env)?;
+        if !Tenant::is_environment_admin(actor) {
+            return refuse(
+                Rule::O3,
+                format!("provisioning unified routing in {} needs the consent of a Global, Power Platform or Dynamics 365 Administrator; {} is none", self.env.name, actor.upn),
+            );
+        }
+        if self.env.unified_routing {
+            return Ok(vec![]);
+        }
+        Ok(vec![EnvEvent::UnifiedRoutingEnabled { consented_by: actor.id }])
     }
 
     /// S6.3: a customer's own edit of the primary email.

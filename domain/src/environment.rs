@@ -86,6 +86,10 @@ pub struct Environment {
     pub roles: BTreeMap<Uuid, Role>,
     /// The SystemUser table, by systemuserid.
     pub users: BTreeMap<Uuid, SystemUser>,
+    /// Teams by id (R7).
+    pub teams: BTreeMap<Uuid, Team>,
+    /// Unified routing is provisioned (O3).
+    pub unified_routing: bool,
     /// The records that last changed the environment's own settings.
     pub evidence: EnvEvidence,
 }
@@ -121,10 +125,31 @@ pub struct Role {
     pub name: String,
     /// The business unit it belongs to.
     pub business_unit: Uuid,
-    /// Its privileges.
-    pub privileges: BTreeSet<Privilege>,
+    /// Its privileges: the level of each table and operation it grants.
+    pub privileges: BTreeMap<(String, Operation), Level>,
     /// An app-access role: grants no data privileges (S8).
     pub app_access: bool,
+}
+
+/// A team (R7): an owner team, or a group team that follows a directory group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name, unique in the environment.
+    pub name: String,
+    /// Its business unit.
+    pub business_unit: Uuid,
+    /// The directory group it follows, for a group team.
+    pub group: Option<Uuid>,
+    /// Members (systemuserids).
+    pub members: BTreeSet<Uuid>,
+    /// Roles its members get.
+    pub roles: BTreeSet<Uuid>,
+    /// The last record that added or removed each member.
+    pub member_changes: BTreeMap<Uuid, u64>,
+    /// The last record that gave or took each role.
+    pub role_changes: BTreeMap<Uuid, u64>,
 }
 
 /// A SystemUser record.
@@ -158,6 +183,8 @@ pub struct SystemUser {
     pub added_by: AddedBy,
     /// What entitled it when it was last added or enabled.
     pub entitlement: Option<Entitlement>,
+    /// Its mailbox is enabled for email processing (O2).
+    pub mailbox_enabled: bool,
     /// The records behind its state.
     pub evidence: SystemUserEvidence,
 }
@@ -173,6 +200,8 @@ pub struct SystemUserEvidence {
     pub access_mode: u64,
     /// The last assignment or removal of each role.
     pub roles: BTreeMap<Uuid, u64>,
+    /// The last change of its business unit (or the creation).
+    pub business_unit: u64,
 }
 
 /// What a record's access mode lets it reach (A5, A6).
@@ -246,6 +275,29 @@ impl Environment {
                 .find(|r| r.business_unit == self.root_business_unit)
                 .unwrap_or(first),
         )
+    }
+
+    /// A team by name (case-insensitive).
+    pub fn team_named(&self, name: &str) -> Option<&Team> {
+        self.teams.values().find(|t| t.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The teams a record belongs to.
+    pub fn teams_of(&self, user: Uuid) -> impl Iterator<Item = &Team> {
+        self.teams.values().filter(move |t| t.members.contains(&user))
+    }
+
+    /// Whether `unit` is `ancestor` or below it: roles are inherited by child units (R1).
+    pub fn within(&self, unit: Uuid, ancestor: Uuid) -> bool {
+        let mut at = Some(unit);
+        for _ in 0..=self.business_units.len() {
+            match at {
+                Some(u) if u == ancestor => return true,
+                Some(u) => at = self.business_units.get(&u).and_then(|b| b.parent),
+                None => return false,
+            }
+        }
+        false
     }
 
     /// A business unit by name (case-insensitive).
@@ -327,7 +379,10 @@ impl Environment {
                     id: *id,
                     name: name.clone(),
                     business_unit: *business_unit,
-                    privileges: privileges.iter().cloned().collect(),
+                    privileges: privileges
+                        .iter()
+                        .map(|p| ((p.table.clone(), p.operation), p.level))
+                        .collect(),
                     app_access: *app_access,
                 };
                 self.roles.insert(*id, role);
@@ -361,11 +416,13 @@ impl Environment {
                     roles: BTreeSet::new(),
                     added_by: *added_by,
                     entitlement: entitlement.clone(),
+                    mailbox_enabled: false,
                     evidence: SystemUserEvidence {
                         added: seq,
                         status: seq,
                         access_mode: seq,
                         roles: BTreeMap::new(),
+                        business_unit: seq,
                     },
                 };
                 self.users.insert(*id, record);
@@ -409,7 +466,56 @@ impl Environment {
                     None => u.columns.remove(&Column::InternalEmailAddress),
                 };
             }),
-            EnvEvent::RecordsReassigned { .. } => {}
+            EnvEvent::RecordsReassigned { .. } | EnvEvent::MailboxTestScheduled { .. } => {}
+            EnvEvent::UserBusinessUnitChanged { user, new, .. } => self.with_user(user, |u| {
+                u.business_unit = *new;
+                u.evidence.business_unit = seq;
+            }),
+            EnvEvent::RolePrivilegeSet { role, table, operation, new, .. } => {
+                if let Some(r) = self.roles.get_mut(role) {
+                    match new {
+                        Level::None => r.privileges.remove(&(table.clone(), *operation)),
+                        level => r.privileges.insert((table.clone(), *operation), *level),
+                    };
+                }
+            }
+            EnvEvent::TeamCreated { id, name, business_unit, group } => {
+                let team = Team {
+                    id: *id,
+                    name: name.clone(),
+                    business_unit: *business_unit,
+                    group: *group,
+                    members: BTreeSet::new(),
+                    roles: BTreeSet::new(),
+                    member_changes: BTreeMap::new(),
+                    role_changes: BTreeMap::new(),
+                };
+                self.teams.insert(*id, team);
+            }
+            EnvEvent::TeamMemberAdded { team, user } => self.with_team(team, |t| {
+                t.members.insert(*user);
+                t.member_changes.insert(*user, seq);
+            }),
+            EnvEvent::TeamMemberRemoved { team, user } => self.with_team(team, |t| {
+                t.members.remove(user);
+                t.member_changes.insert(*user, seq);
+            }),
+            EnvEvent::TeamRoleAssigned { team, role } => self.with_team(team, |t| {
+                t.roles.insert(*role);
+                t.role_changes.insert(*role, seq);
+            }),
+            EnvEvent::TeamRoleRemoved { team, role } => self.with_team(team, |t| {
+                t.roles.remove(role);
+                t.role_changes.insert(*role, seq);
+            }),
+            EnvEvent::MailboxEnabled { user } => self.with_user(user, |u| u.mailbox_enabled = true),
+            EnvEvent::UnifiedRoutingEnabled { .. } => self.unified_routing = true,
+        }
+    }
+
+    fn with_team(&mut self, id: &Uuid, f: impl FnOnce(&mut Team)) {
+        if let Some(t) = self.teams.get_mut(id) {
+            f(t);
         }
     }
 

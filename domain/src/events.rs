@@ -655,6 +655,39 @@ pub enum Operation {
     Share,
 }
 
+impl Operation {
+    /// Every operation, in order.
+    pub const ALL: [Operation; 8] = [
+        Operation::Create,
+        Operation::Read,
+        Operation::Write,
+        Operation::Delete,
+        Operation::Append,
+        Operation::AppendTo,
+        Operation::Assign,
+        Operation::Share,
+    ];
+
+    /// The name used on the command line.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Delete => "delete",
+            Operation::Append => "append",
+            Operation::AppendTo => "append-to",
+            Operation::Assign => "assign",
+            Operation::Share => "share",
+        }
+    }
+
+    /// Reads a command-line name.
+    pub fn from_cli(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.cli_name() == name)
+    }
+}
+
 /// An access level, lowest first (R2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Level {
@@ -668,6 +701,28 @@ pub enum Level {
     ParentChild,
     /// Organization
     Organization,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 5] =
+        [Level::None, Level::User, Level::BusinessUnit, Level::ParentChild, Level::Organization];
+
+    /// The name used on the command line.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            Level::None => "none",
+            Level::User => "user",
+            Level::BusinessUnit => "bu",
+            Level::ParentChild => "parent-child",
+            Level::Organization => "org",
+        }
+    }
+
+    /// Reads a command-line name.
+    pub fn from_cli(name: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.cli_name() == name)
+    }
 }
 
 /// A change to one environment.
@@ -731,6 +786,26 @@ pub enum EnvEvent {
     EmailEditedInEnvironment { id: Uuid, old: Option<String>, new: Option<String> },
     /// A stub's records were reassigned to another user (T1.4).
     RecordsReassigned { from: Uuid, to: Uuid },
+    /// A user moved to another business unit; its direct roles were re-checked (R1).
+    UserBusinessUnitChanged { user: Uuid, old: Uuid, new: Uuid },
+    /// A role's privilege on a table and operation changed level (R2).
+    RolePrivilegeSet { role: Uuid, table: String, operation: Operation, old: Level, new: Level },
+    /// A team was created: an owner team, or a group team tied to a directory group (R7).
+    TeamCreated { id: Uuid, name: String, business_unit: Uuid, group: Option<Uuid> },
+    /// A user joined a team (by an admin, or following its group at sync, R7).
+    TeamMemberAdded { team: Uuid, user: Uuid },
+    /// A user left a team.
+    TeamMemberRemoved { team: Uuid, user: Uuid },
+    /// A role was given to a team: its members get it (R3, R7).
+    TeamRoleAssigned { team: Uuid, role: Uuid },
+    /// A role was taken from a team.
+    TeamRoleRemoved { team: Uuid, role: Uuid },
+    /// A mailbox test was scheduled (O2).
+    MailboxTestScheduled { user: Uuid },
+    /// The test passed and the mailbox is enabled for email processing (O2).
+    MailboxEnabled { user: Uuid },
+    /// Unified routing was provisioned with a tenant admin's consent; it stays on (O3).
+    UnifiedRoutingEnabled { consented_by: Uuid },
 }
 
 impl EnvEvent {
@@ -753,6 +828,16 @@ impl EnvEvent {
             EnvEvent::RoleRemoved { .. } => "RoleRemoved",
             EnvEvent::EmailEditedInEnvironment { .. } => "EmailEditedInEnvironment",
             EnvEvent::RecordsReassigned { .. } => "RecordsReassigned",
+            EnvEvent::UserBusinessUnitChanged { .. } => "UserBusinessUnitChanged",
+            EnvEvent::RolePrivilegeSet { .. } => "RolePrivilegeSet",
+            EnvEvent::TeamCreated { .. } => "TeamCreated",
+            EnvEvent::TeamMemberAdded { .. } => "TeamMemberAdded",
+            EnvEvent::TeamMemberRemoved { .. } => "TeamMemberRemoved",
+            EnvEvent::TeamRoleAssigned { .. } => "TeamRoleAssigned",
+            EnvEvent::TeamRoleRemoved { .. } => "TeamRoleRemoved",
+            EnvEvent::MailboxTestScheduled { .. } => "MailboxTestScheduled",
+            EnvEvent::MailboxEnabled { .. } => "MailboxEnabled",
+            EnvEvent::UnifiedRoutingEnabled { .. } => "UnifiedRoutingEnabled",
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - [`environment`]: an environment's state and its starting state (E1-E5).
 //! - [`eligibility`]: the one function that decides who is entitled (S1-S3, D10).
 //! - [`sync`]: what a sync pass or an on-demand add writes (S1-S8).
-//! - [`envcmd`]: the environment commands (E, S5, S9, A, P, T).
+//! - [`envcmd`]: the environment commands (E, S5, S9, A, P, T, R, O).
+//! - [`security`]: effective privileges (R3, A5) and no elevation (R6).
 //!
 //! Pure: no I/O, no clock, no randomness. Time and new ids come in as
 //! arguments; what comes out is events or a rejection.
@@ -21,6 +22,7 @@ pub mod events;
 pub mod ids;
 pub mod password;
 pub mod rules;
+pub mod security;
 pub mod sync;
 pub mod tenant;
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::eligibility::{eligibility, Eligibility, How};
 use crate::environment::{Environment, SystemUser, SYSTEM_ADMINISTRATOR};
-use crate::events::{AccessMode, AddedBy, Column, ColumnChange, Entitlement, EnvEvent, UserKind};
+use crate::events::{AccessMode, AddedBy, Column, ColumnChange, Entitlement, EnvEvent, Member, UserKind};
 use crate::ids::derive_id;
 use crate::tenant::{Tenant, User};
 
@@ -87,12 +87,31 @@ pub fn sync_user(
     now: DateTime<Utc>,
 ) -> (Eligibility, Vec<EnvEvent>) {
     let e = eligibility(tenant, env, user, how, now);
-    let events = match env.user_by_object(user.id) {
+    let mut events = match env.user_by_object(user.id) {
         None if e.may_add() => add(env, user, how, &e),
-        None => Vec::new(),
+        None => return (e, Vec::new()),
         Some(record) => update(env, user, record, how, &e),
     };
+    events.extend(group_teams(tenant, env, user));
     (e, events)
+}
+
+/// R7: a group team's members follow its directory group, direct members
+/// only (nested groups are ignored, D9).
+fn group_teams(tenant: &Tenant, env: &Environment, user: &User) -> Vec<EnvEvent> {
+    let record = systemuser_id(env.id, user.id);
+    env.teams
+        .values()
+        .filter_map(|team| {
+            let group = tenant.groups.get(&team.group?)?;
+            let should = group.members.contains(&Member::User(user.id));
+            match (should, team.members.contains(&record)) {
+                (true, false) => Some(EnvEvent::TeamMemberAdded { team: team.id, user: record }),
+                (false, true) => Some(EnvEvent::TeamMemberRemoved { team: team.id, user: record }),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn add(env: &Environment, user: &User, how: How, e: &Eligibility) -> Vec<EnvEvent> {

@@ -1060,3 +1060,352 @@ fn environment_events_round_trip_through_the_codec() {
     }
     let _ = Member::User(id);
 }
+
+// ---- Security: business units, roles, teams, no elevation (R1-R7, A2, A5, O1-O3) ----
+
+fn give(w: &mut World, env: usize, who: &str, role: &str) {
+    w.ok(env, ADMIN, EnvCommand::AssignRole { upn: upn(who), role: role.into() });
+}
+
+fn bu(w: &mut World, env: usize, id: u128, name: &str, parent: Option<&str>) {
+    let command = EnvCommand::CreateBusinessUnit {
+        id: Uuid::from_u128(id),
+        name: name.into(),
+        parent: parent.map(str::to_owned),
+    };
+    w.ok(env, ADMIN, command);
+}
+
+fn copy(w: &mut World, env: usize, id: u128, from: &str, name: &str, unit: Option<&str>) {
+    let command = EnvCommand::CopyRole {
+        id: Uuid::from_u128(id),
+        from: from.into(),
+        name: name.into(),
+        business_unit: unit.map(str::to_owned),
+    };
+    w.ok(env, ADMIN, command);
+}
+
+fn set(role: &str, table: &str, operation: Operation, level: Level) -> EnvCommand {
+    EnvCommand::SetPrivilege { role: role.into(), table: table.into(), operation, level }
+}
+
+/// Sales with alice and bob synced (licensed, no roles but the app-access ones).
+fn secured() -> (World, usize) {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.license(BOB, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    (w, env)
+}
+
+#[test]
+fn r1_business_units_form_a_tree_with_unique_sibling_names() {
+    let (mut w, env) = secured();
+    bu(&mut w, env, 300, "Europe", None);
+    bu(&mut w, env, 301, "France", Some("Europe"));
+    let dup = EnvCommand::CreateBusinessUnit {
+        id: Uuid::from_u128(302),
+        name: "france".into(),
+        parent: Some("Europe".into()),
+    };
+    refused_by(w.when(env, ADMIN, dup), Rule::R1);
+    let unknown = EnvCommand::CreateBusinessUnit {
+        id: Uuid::from_u128(303),
+        name: "Lyon".into(),
+        parent: Some("Nowhere".into()),
+    };
+    assert!(matches!(w.when(env, ADMIN, unknown), Err(Rejection::Invalid(_))));
+    let france = w.envs[env].business_unit_named("France").unwrap();
+    assert_eq!(france.parent, Some(Uuid::from_u128(300)));
+}
+
+#[test]
+fn r1_only_roles_of_the_users_unit_or_above_can_be_assigned() {
+    let (mut w, env) = secured();
+    bu(&mut w, env, 300, "Europe", None);
+    bu(&mut w, env, 301, "France", Some("Europe"));
+    copy(&mut w, env, 400, "Basic User", "France Seller", Some("France"));
+    copy(&mut w, env, 401, "Basic User", "Europe Seller", Some("Europe"));
+    refused_by(
+        w.when(env, ADMIN, EnvCommand::AssignRole { upn: upn(ALICE), role: "France Seller".into() }),
+        Rule::R1,
+    );
+    w.ok(env, ADMIN, EnvCommand::SetBusinessUnit { upn: upn(ALICE), business_unit: "France".into() });
+    give(&mut w, env, ALICE, "France Seller");
+    give(&mut w, env, ALICE, "Europe Seller"); // inherited from the parent unit
+    give(&mut w, env, ALICE, "Basic User"); // and from the root
+                                            // Moving up to Europe drops the role France's users alone could hold.
+    let events =
+        w.ok(env, ADMIN, EnvCommand::SetBusinessUnit { upn: upn(ALICE), business_unit: "Europe".into() });
+    assert!(events.contains(&EnvEvent::RoleRemoved {
+        user: w.record(env, ALICE).unwrap().id,
+        role: Uuid::from_u128(400)
+    }));
+    assert!(w.roles_of(env, ALICE).contains(&"Europe Seller".to_owned()));
+}
+
+#[test]
+fn r2_roles_are_copied_then_edited_and_system_administrator_is_fixed() {
+    let (mut w, env) = secured();
+    copy(&mut w, env, 400, "Basic User", "Seller", None);
+    let seller = w.envs[env].role_named("Seller").unwrap().clone();
+    let basic = w.envs[env].role_named("Basic User").unwrap().clone();
+    assert_eq!(seller.privileges, basic.privileges, "a copy starts with the same privileges");
+    w.ok(env, ADMIN, set("Seller", "opportunity", Operation::Read, Level::BusinessUnit));
+    assert_eq!(
+        w.envs[env].role_named("Seller").unwrap().privileges[&("opportunity".to_owned(), Operation::Read)],
+        Level::BusinessUnit
+    );
+    assert_ne!(
+        w.envs[env].role_named("Basic User").unwrap().privileges,
+        w.envs[env].role_named("Seller").unwrap().privileges
+    );
+    refused_by(
+        w.when(env, ADMIN, set("System Administrator", "account", Operation::Read, Level::User)),
+        Rule::R2,
+    );
+    let sysadmin = &w.envs[env].role_named("System Administrator").unwrap().privileges;
+    assert!(
+        sysadmin.values().all(|l| *l == Level::Organization),
+        "System Administrator: everything at Organization"
+    );
+    assert!(
+        w.envs[env]
+            .role_named("Basic User")
+            .unwrap()
+            .privileges
+            .iter()
+            .any(|((t, _), l)| t == "account" && *l == Level::User),
+        "Basic User: own records"
+    );
+}
+
+#[test]
+fn r3_privileges_are_the_union_of_direct_and_team_roles_at_the_highest_level() {
+    let (mut w, env) = secured();
+    copy(&mut w, env, 400, "Basic User", "Account Reader", None);
+    w.ok(env, ADMIN, set("Account Reader", "account", Operation::Read, Level::Organization));
+    give(&mut w, env, ALICE, "Basic User");
+    w.ok(
+        env,
+        ADMIN,
+        EnvCommand::CreateTeam {
+            id: Uuid::from_u128(500),
+            name: "Readers".into(),
+            business_unit: None,
+            group: None,
+        },
+    );
+    w.ok(env, ADMIN, EnvCommand::AssignTeamRole { team: "Readers".into(), role: "Account Reader".into() });
+    w.ok(env, ADMIN, EnvCommand::AddTeamMember { team: "Readers".into(), upn: upn(ALICE) });
+    let record = w.record(env, ALICE).unwrap().clone();
+    let grants = crate::security::effective_privileges(&w.envs[env], &record);
+    let read = grants.iter().find(|g| g.table == "account" && g.operation == Operation::Read).unwrap();
+    assert_eq!(read.level, Level::Organization, "the highest level wins");
+    assert_eq!(
+        read.from,
+        vec![crate::security::Source { role: "Account Reader".into(), team: Some("Readers".into()) }]
+    );
+    let write = grants.iter().find(|g| g.table == "account" && g.operation == Operation::Write).unwrap();
+    let sources: Vec<(&str, Option<&str>)> =
+        write.from.iter().map(|s| (s.role.as_str(), s.team.as_deref())).collect();
+    assert_eq!(write.level, Level::User);
+    assert_eq!(
+        sources,
+        vec![("Account Reader", Some("Readers")), ("Basic User", None)],
+        "every role granting the top level"
+    );
+}
+
+#[test]
+fn r4_a_user_without_any_role_stays_enabled_and_licensed() {
+    let (mut w, env) = secured();
+    let record = w.record(env, ALICE).unwrap().clone();
+    let sales_app = record.roles.iter().copied().collect::<Vec<_>>();
+    for role in sales_app {
+        w.apply(env, &[EnvEvent::RoleRemoved { user: record.id, role }]);
+    }
+    let record = w.record(env, ALICE).unwrap().clone();
+    assert!(!crate::security::has_any_role(&w.envs[env], &record));
+    assert!(w.sync(env).is_empty(), "sync does not disable it");
+    assert!(!record.is_disabled && record.is_licensed);
+}
+
+#[test]
+fn r5_roles_go_to_enabled_users_unless_the_setting_allows() {
+    let (mut w, env) = secured();
+    w.tenant_ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) });
+    w.sync(env);
+    let reason = refused_by(
+        w.when(env, ADMIN, EnvCommand::AssignRole { upn: upn(ALICE), role: "Basic User".into() }),
+        Rule::R5,
+    );
+    assert!(reason.contains("allowRoleAssignmentOnDisabledUsers"), "{reason}");
+    let on = vec![(ALLOW_ROLE_ASSIGNMENT_ON_DISABLED.to_owned(), Some("true".to_owned()))];
+    w.ok(env, ADMIN, EnvCommand::Set { security_group: None, app_pass: None, settings: on });
+    give(&mut w, env, ALICE, "Basic User");
+}
+
+/// Bob administers Sales through a copy of Basic User that adds Write on
+/// systemuser at Organization level (A2), without being System Administrator.
+fn delegated_admin() -> (World, usize) {
+    let (mut w, env) = secured();
+    copy(&mut w, env, 410, "Basic User", "User Manager", None);
+    w.ok(env, ADMIN, set("User Manager", "systemuser", Operation::Write, Level::Organization));
+    give(&mut w, env, BOB, "User Manager");
+    (w, env)
+}
+
+#[test]
+fn r6_an_actor_assigns_only_what_it_holds_and_the_refusal_says_what_is_missing() {
+    let (mut w, env) = delegated_admin();
+    w.ok(env, BOB, EnvCommand::AssignRole { upn: upn(ALICE), role: "Basic User".into() });
+    let reason = refused_by(
+        w.when(env, BOB, EnvCommand::AssignRole { upn: upn(ALICE), role: "System Administrator".into() }),
+        Rule::R6,
+    );
+    assert!(reason.contains("needs create on account at org level and holds user"), "{reason}");
+    w.ok(
+        env,
+        ADMIN,
+        EnvCommand::CreateTeam {
+            id: Uuid::from_u128(501),
+            name: "Admins".into(),
+            business_unit: None,
+            group: None,
+        },
+    );
+    refused_by(
+        w.when(
+            env,
+            BOB,
+            EnvCommand::AssignTeamRole { team: "Admins".into(), role: "System Administrator".into() },
+        ),
+        Rule::R6,
+    );
+    // Editing: only up to the level the actor holds.
+    copy(&mut w, env, 411, "Basic User", "Seller", None);
+    w.ok(env, BOB, set("Seller", "account", Operation::Read, Level::User));
+    refused_by(w.when(env, BOB, set("Seller", "account", Operation::Read, Level::Organization)), Rule::R6);
+    // A System Administrator may do anything.
+    w.ok(env, ADMIN, EnvCommand::AssignRole { upn: upn(BOB), role: "System Administrator".into() });
+    w.ok(env, BOB, EnvCommand::AssignRole { upn: upn(ALICE), role: "System Administrator".into() });
+}
+
+#[test]
+fn a2_write_on_systemuser_at_organization_level_allows_changing_access_modes() {
+    let (mut w, env) = delegated_admin();
+    w.ok(env, BOB, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::Read });
+    w.ok(env, ADMIN, set("User Manager", "systemuser", Operation::Write, Level::BusinessUnit));
+    refused_by(
+        w.when(env, BOB, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::ReadWrite }),
+        Rule::A2,
+    );
+}
+
+#[test]
+fn a5_an_administrative_user_has_no_data_privileges_whatever_its_roles() {
+    let (mut w, env) = secured();
+    give(&mut w, env, ALICE, "System Administrator");
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::Administrative });
+    let record = w.record(env, ALICE).unwrap().clone();
+    let grants = crate::security::effective_privileges(&w.envs[env], &record);
+    assert!(
+        grants.iter().all(|g| crate::security::ADMINISTRATION_TABLES.contains(&g.table.as_str())),
+        "no data tables"
+    );
+    assert!(
+        grants.iter().any(|g| g.table == "systemuser" && g.operation == Operation::Write),
+        "administration stays"
+    );
+}
+
+#[test]
+fn r7_group_team_members_follow_the_directory_group_at_each_sync() {
+    let (mut w, env) = secured();
+    w.join(ALICE);
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::CreateGroup { id: Uuid::from_u128(950), name: "Sales-EU".into(), owner: None },
+    );
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::AddMember { group: "Sales-EU".into(), member: MemberRef::User(upn(BOB)) },
+    );
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::AddMember { group: "Sales-SG".into(), member: MemberRef::Group("Sales-EU".into()) },
+    );
+    w.ok(
+        env,
+        ADMIN,
+        EnvCommand::CreateTeam {
+            id: Uuid::from_u128(502),
+            name: "Sales team".into(),
+            business_unit: None,
+            group: Some("Sales-SG".into()),
+        },
+    );
+    w.ok(env, ADMIN, EnvCommand::AssignTeamRole { team: "Sales team".into(), role: "Basic User".into() });
+    w.sync(env);
+    let team = w.envs[env].team_named("Sales team").unwrap();
+    let alice = w.record(env, ALICE).unwrap().id;
+    assert_eq!(
+        team.members.iter().copied().collect::<Vec<_>>(),
+        vec![alice],
+        "bob is only in a nested group (D9)"
+    );
+    let reason = refused_by(
+        w.when(env, ADMIN, EnvCommand::AddTeamMember { team: "Sales team".into(), upn: upn(BOB) }),
+        Rule::R7,
+    );
+    assert!(reason.contains("follow the directory group Sales-SG"), "{reason}");
+    w.tenant_ok(
+        ADMIN,
+        TenantCommand::RemoveMember { group: "Sales-SG".into(), member: MemberRef::User(upn(ALICE)) },
+    );
+    w.sync(env);
+    assert!(w.envs[env].team_named("Sales team").unwrap().members.is_empty());
+}
+
+#[test]
+fn o1_session_and_inactivity_timeouts_are_settings() {
+    let (mut w, env) = secured();
+    let settings = vec![
+        (SESSION_TIMEOUT.to_owned(), Some("480".to_owned())),
+        (INACTIVITY_TIMEOUT.to_owned(), Some("60".to_owned())),
+    ];
+    w.ok(env, ADMIN, EnvCommand::Set { security_group: None, app_pass: None, settings });
+    assert_eq!(w.envs[env].settings.get(SESSION_TIMEOUT).map(String::as_str), Some("480"));
+    let off = vec![(INACTIVITY_TIMEOUT.to_owned(), None)];
+    w.ok(env, ADMIN, EnvCommand::Set { security_group: None, app_pass: None, settings: off });
+    assert!(!w.envs[env].settings.contains_key(INACTIVITY_TIMEOUT), "off: the directory's policy applies");
+}
+
+#[test]
+fn o2_a_mailbox_test_is_scheduled_then_the_mailbox_enabled() {
+    let (mut w, env) = secured();
+    let events = w.ok(env, ADMIN, EnvCommand::MailboxTestEnable { upn: upn(ALICE) });
+    let id = w.record(env, ALICE).unwrap().id;
+    assert_eq!(
+        events,
+        vec![EnvEvent::MailboxTestScheduled { user: id }, EnvEvent::MailboxEnabled { user: id }]
+    );
+    assert!(w.record(env, ALICE).unwrap().mailbox_enabled);
+    w.tenant_ok(ADMIN, TenantCommand::Block { upn: upn(BOB) });
+    w.sync(env);
+    refused_by(w.when(env, ADMIN, EnvCommand::MailboxTestEnable { upn: upn(BOB) }), Rule::O2);
+}
+
+#[test]
+fn o3_unified_routing_needs_a_tenant_admins_consent_and_never_turns_off() {
+    let (mut w, env) = delegated_admin();
+    let reason = refused_by(w.when(env, BOB, EnvCommand::EnableUnifiedRouting), Rule::O3);
+    assert!(reason.contains("consent"), "{reason}");
+    w.ok(env, ADMIN, EnvCommand::EnableUnifiedRouting);
+    assert!(w.envs[env].unified_routing);
+    let reason = refused_by(w.when(env, ADMIN, EnvCommand::DisableUnifiedRouting), Rule::O3);
+    assert!(reason.contains("cannot be turned off"), "{reason}");
+}
