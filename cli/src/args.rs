@@ -79,6 +79,32 @@ pub enum Command {
         #[command(flatten)]
         at: AtArgs,
     },
+    /// Business units of an environment
+    #[command(subcommand)]
+    Bu(BuCommand),
+    /// Security roles: copy, set privileges, assign to users
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Teams: owner teams and group teams, their members and roles
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Mailboxes of users
+    #[command(subcommand)]
+    Mailbox(MailboxCommand),
+    /// A user's effective privileges, each with the roles (and teams) it comes from
+    #[command(
+        after_help = "Example:\n  usertrail privileges --env Sales --upn alice@contoso.onmicrosoft.com --at seq:120"
+    )]
+    Privileges {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The user
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        #[command(flatten)]
+        at: AtArgs,
+    },
     /// Check the hash chain and every index; report the first bad record
     #[command(after_help = "Example:\n  usertrail verify --db ./usertrail.db")]
     Verify,
@@ -316,6 +342,22 @@ pub enum UserCommand {
         #[arg(long, value_parser = Upn::parse)]
         to: Upn,
     },
+    /// Move a user to another business unit (roles it can no longer hold are removed)
+    #[command(
+        name = "set-bu",
+        after_help = "Example:\n  usertrail user set-bu --env Sales --upn alice@contoso.onmicrosoft.com --bu France"
+    )]
+    SetBu {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The user
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        /// The business unit
+        #[arg(long)]
+        bu: String,
+    },
     /// Edit a user's primary email in the environment; sync never writes it again (S6.3)
     #[command(
         name = "set-email",
@@ -408,6 +450,207 @@ pub enum EnvCommand {
         after_help = "Example:\n  usertrail env add-user --env Trial --upn alice@contoso.onmicrosoft.com"
     )]
     AddUser(EnvUser),
+    /// Unified routing: provisioned with a tenant admin's consent, never turned off (O3)
+    #[command(subcommand, name = "unified-routing")]
+    UnifiedRouting(UnifiedRoutingCommand),
+}
+
+/// `env unified-routing ...`
+#[derive(Debug, Subcommand)]
+pub enum UnifiedRoutingCommand {
+    /// Provision unified routing (a Global, Power Platform or Dynamics 365 Administrator consents)
+    #[command(after_help = "Example:\n  usertrail env unified-routing enable --env Service")]
+    Enable(EnvArg),
+    /// Turn unified routing off: always refused once it is on (O3)
+    #[command(after_help = "Example:\n  usertrail env unified-routing disable --env Service")]
+    Disable(EnvArg),
+}
+
+/// An environment alone.
+#[derive(Debug, Args)]
+pub struct EnvArg {
+    /// The environment
+    #[arg(long)]
+    pub env: String,
+}
+
+/// `bu ...`
+#[derive(Debug, Subcommand)]
+pub enum BuCommand {
+    /// Create a business unit (under the root unless --parent)
+    #[command(after_help = "Example:\n  usertrail bu create --env Sales --name France --parent Europe")]
+    Create {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// Its name, unique among its siblings
+        #[arg(long)]
+        name: String,
+        /// Its parent unit
+        #[arg(long)]
+        parent: Option<String>,
+    },
+}
+
+/// `role ...`
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Copy a role under a new name (in --bu, the root by default)
+    #[command(
+        after_help = "Example:\n  usertrail role copy --env Sales --from Salesperson --name 'Senior Salesperson'"
+    )]
+    Copy {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The role to copy
+        #[arg(long)]
+        from: String,
+        /// The new role's name
+        #[arg(long)]
+        name: String,
+        /// The new role's business unit
+        #[arg(long)]
+        bu: Option<String>,
+    },
+    /// Set a role's level on a table and operation (no higher than you hold, R6)
+    #[command(
+        name = "set-privilege",
+        after_help = "Example:\n  usertrail role set-privilege --env Sales --role 'Senior Salesperson' --table opportunity --op read --level bu"
+    )]
+    SetPrivilege {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The role
+        #[arg(long)]
+        role: String,
+        /// The table's logical name
+        #[arg(long)]
+        table: String,
+        /// create | read | write | delete | append | append-to | assign | share
+        #[arg(long, value_parser = parse_operation)]
+        op: domain::events::Operation,
+        /// none | user | bu | parent-child | org
+        #[arg(long, value_parser = parse_level)]
+        level: domain::events::Level,
+    },
+    /// Give a user a role (of its business unit or above; what you hold yourself)
+    #[command(
+        after_help = "Example:\n  usertrail role assign --env Sales --upn alice@contoso.onmicrosoft.com --role Salesperson"
+    )]
+    Assign(EnvUserRole),
+    /// Take a role from a user
+    #[command(
+        after_help = "Example:\n  usertrail role remove --env Sales --upn alice@contoso.onmicrosoft.com --role Salesperson"
+    )]
+    Remove(EnvUserRole),
+}
+
+/// An environment, a user and a role.
+#[derive(Debug, Args)]
+pub struct EnvUserRole {
+    /// The environment
+    #[arg(long)]
+    pub env: String,
+    /// The user
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+    /// The role
+    #[arg(long)]
+    pub role: String,
+}
+
+/// `team ...`
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create an owner team, or a group team with --group
+    #[command(
+        after_help = "Example:\n  usertrail team create --env Sales --name 'Sales team' --group Sales-SG"
+    )]
+    Create {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// Its name, unique in the environment
+        #[arg(long)]
+        name: String,
+        /// Its business unit
+        #[arg(long)]
+        bu: Option<String>,
+        /// The directory group it follows (a group team)
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Add a user to an owner team
+    #[command(
+        name = "add-member",
+        after_help = "Example:\n  usertrail team add-member --env Sales --team Reviewers --upn alice@contoso.onmicrosoft.com"
+    )]
+    AddMember(EnvTeamUser),
+    /// Remove a user from an owner team
+    #[command(
+        name = "remove-member",
+        after_help = "Example:\n  usertrail team remove-member --env Sales --team Reviewers --upn alice@contoso.onmicrosoft.com"
+    )]
+    RemoveMember(EnvTeamUser),
+    /// Give or take a team's roles
+    #[command(subcommand)]
+    Role(TeamRoleCommand),
+}
+
+/// An environment, a team and a user.
+#[derive(Debug, Args)]
+pub struct EnvTeamUser {
+    /// The environment
+    #[arg(long)]
+    pub env: String,
+    /// The team
+    #[arg(long)]
+    pub team: String,
+    /// The user
+    #[arg(long, value_parser = Upn::parse)]
+    pub upn: Upn,
+}
+
+/// `team role ...`
+#[derive(Debug, Subcommand)]
+pub enum TeamRoleCommand {
+    /// Give a team a role: its members get it
+    #[command(
+        after_help = "Example:\n  usertrail team role assign --env Sales --team 'Sales team' --role Salesperson"
+    )]
+    Assign(EnvTeamRole),
+    /// Take a role from a team
+    #[command(
+        after_help = "Example:\n  usertrail team role remove --env Sales --team 'Sales team' --role Salesperson"
+    )]
+    Remove(EnvTeamRole),
+}
+
+/// An environment, a team and a role.
+#[derive(Debug, Args)]
+pub struct EnvTeamRole {
+    /// The environment
+    #[arg(long)]
+    pub env: String,
+    /// The team
+    #[arg(long)]
+    pub team: String,
+    /// The role
+    #[arg(long)]
+    pub role: String,
+}
+
+/// `mailbox ...`
+#[derive(Debug, Subcommand)]
+pub enum MailboxCommand {
+    /// Test and enable a user's mailbox: the test is scheduled, then the mailbox enabled (O2)
+    #[command(
+        name = "test-enable",
+        after_help = "Example:\n  usertrail mailbox test-enable --env Sales --upn alice@contoso.onmicrosoft.com"
+    )]
+    TestEnable(EnvUser),
 }
 
 /// A duration setting: minutes, or off.
@@ -640,6 +883,17 @@ fn parse_mode(text: &str) -> Result<domain::events::AccessMode, String> {
     domain::events::AccessMode::from_cli(text)
         .filter(|m| *m != domain::events::AccessMode::DelegatedAdmin)
         .ok_or_else(|| format!("unknown access mode '{text}': read-write | administrative | read | support | non-interactive"))
+}
+
+fn parse_operation(text: &str) -> Result<domain::events::Operation, String> {
+    domain::events::Operation::from_cli(text).ok_or_else(|| {
+        format!("unknown operation '{text}': create | read | write | delete | append | append-to | assign | share")
+    })
+}
+
+fn parse_level(text: &str) -> Result<domain::events::Level, String> {
+    domain::events::Level::from_cli(text)
+        .ok_or_else(|| format!("unknown access level '{text}': none | user | bu | parent-child | org"))
 }
 
 fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {

@@ -175,7 +175,8 @@ pub async fn user(
         | UserCommand::Access(_)
         | UserCommand::SetAccessMode { .. }
         | UserCommand::ReassignRecords { .. }
-        | UserCommand::SetEmail { .. }) => {
+        | UserCommand::SetEmail { .. }
+        | UserCommand::SetBu { .. }) => {
             return crate::environments::user(shell, actor, env_command, out).await
         }
         UserCommand::Update(UpdateArgs { upn, first, last, profile }) => {

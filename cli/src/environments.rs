@@ -11,7 +11,7 @@ use domain::Upn;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::args::{AppUserCommand, AtArgs, EnvCommand, ImportCommand, UserCommand};
+use crate::args::{AppUserCommand, AtArgs, EnvCommand, ImportCommand, UnifiedRoutingCommand, UserCommand};
 use crate::error::{usage, CliError};
 use crate::output::Out;
 use crate::shell::{Done, Shell};
@@ -70,6 +70,20 @@ pub async fn env(
             out.done(command.name(), &done, &format!("updated {env}"), Value::Null)
         }
         EnvCommand::List(at) => env_list(shell, at, out).await,
+        EnvCommand::UnifiedRouting(UnifiedRoutingCommand::Enable(a)) => {
+            let command = DomainCommand::EnableUnifiedRouting;
+            let done = shell.execute_env(actor, &a.env, &command).await?;
+            out.done(
+                command.name(),
+                &done,
+                &format!("unified routing is on in {} (it cannot be turned off)", a.env),
+                Value::Null,
+            )
+        }
+        EnvCommand::UnifiedRouting(UnifiedRoutingCommand::Disable(a)) => {
+            let done = shell.execute_env(actor, &a.env, &DomainCommand::DisableUnifiedRouting).await?;
+            out.done("env unified-routing disable", &done, "", Value::Null)
+        }
         EnvCommand::AddUser(a) => {
             let command = DomainCommand::AddUser { upn: a.upn.clone() };
             let done = shell.execute_env(actor, &a.env, &command).await?;
@@ -215,6 +229,16 @@ pub async fn user(
                 command.name(),
                 &done,
                 &format!("reassigned the records of {from} to {to} in {env}"),
+                Value::Null,
+            );
+        }
+        UserCommand::SetBu { env, upn, bu } => {
+            let command = DomainCommand::SetBusinessUnit { upn: upn.clone(), business_unit: bu.clone() };
+            let done = shell.execute_env(actor, &env, &command).await?;
+            return out.done(
+                command.name(),
+                &done,
+                &format!("moved {upn} to business unit {bu} in {env}"),
                 Value::Null,
             );
         }
@@ -365,9 +389,11 @@ pub async fn systemusers(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>
     let mut users: Vec<_> = environment.users.values().collect();
     users.sort_by_key(|u| (u.domainname.to_lowercase(), u.id));
     let role_names = |u: &domain::environment::SystemUser| {
+        // Direct roles and those that come through teams (R3).
         let mut names: Vec<String> =
-            u.roles.iter().filter_map(|r| environment.roles.get(r)).map(|r| r.name.clone()).collect();
+            domain::security::roles_of(&environment, u).into_iter().map(|(r, _)| r.name.clone()).collect();
         names.sort();
+        names.dedup();
         names
     };
     let unit = |u: &domain::environment::SystemUser| {

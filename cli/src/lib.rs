@@ -5,6 +5,7 @@
 //! - [`shell`]: load an aggregate, decide, append all or nothing, audit refusals.
 //! - [`directory`]: the directory commands (`init`, `sku`, `user`, `group`).
 //! - [`environments`]: environments, sync, application and stub users, `systemusers`.
+//! - [`security`]: business units, roles, teams, mailboxes, `privileges`.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
 //!
@@ -16,6 +17,7 @@ pub mod directory;
 pub mod environments;
 pub mod error;
 pub mod output;
+pub mod security;
 pub mod shell;
 pub mod time;
 
@@ -105,6 +107,11 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write) -> Result<(), CliError> {
         Command::AppUser(c) => environments::app_user(&shell, actor, c, &mut out).await,
         Command::Import(c) => environments::import(&shell, actor, c, &mut out).await,
         Command::Systemusers { env, at } => environments::systemusers(&shell, &env, at, &mut out).await,
+        Command::Bu(c) => security::bu(&shell, actor, c, &mut out).await,
+        Command::Role(c) => security::role(&shell, actor, c, &mut out).await,
+        Command::Team(c) => security::team(&shell, actor, c, &mut out).await,
+        Command::Mailbox(c) => security::mailbox(&shell, actor, c, &mut out).await,
+        Command::Privileges { env, upn, at } => security::privileges(&shell, &env, &upn, at, &mut out).await,
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify => verify(&shell, &mut out).await,
         Command::Demo(_) => Ok(()),

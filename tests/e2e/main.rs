@@ -8,6 +8,8 @@ mod directory;
 mod environments;
 /// Bad input, refused commands and store faults: exit codes, one line, nothing half-written.
 mod failures;
+/// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
+mod security;
 /// The project's own habits: module docs, and what each crate may depend on.
 mod tidy;
 
