@@ -287,6 +287,16 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
         };
         demo.shell.create_environment(Some(&upn(&creator)?), &new).await?;
     }
+    // Sales users get their role through a group team that follows Sales-SG (R7).
+    let team = EnvCommand::CreateTeam {
+        id: Uuid::from_u128(8000),
+        name: "Sales team".into(),
+        business_unit: None,
+        group: Some("Sales-SG".into()),
+    };
+    demo.env(&admin, "Sales", team).await?;
+    let role = EnvCommand::AssignTeamRole { team: "Sales team".into(), role: "Salesperson".into() };
+    demo.env(&admin, "Sales", role).await?;
     demo.sync(22.5).await?;
 
     // An integration: an application user, and legacy owners as stubs.
