@@ -144,7 +144,7 @@ pub async fn run(
     let replaced = prepare(&path, is_default).await?;
     let store = crate::open(&path, Durability::Batched)?;
     let end = now.unwrap_or_else(Utc::now);
-    let mut demo = Demo { shell: Shell { store, now: None }, start: end - Duration::days(180) };
+    let mut demo = Demo { shell: Shell::new(store, None), start: end - Duration::days(180) };
     let people = script(&mut demo, args.users as usize).await?;
     demo.shell.store.flush().await?;
     if replaced && !out.json {

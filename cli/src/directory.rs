@@ -15,14 +15,14 @@ use crate::args::{
 };
 use crate::error::CliError;
 use crate::output::Out;
-use crate::shell::Shell;
+use crate::shell::{Ids, Shell};
 use crate::time::parse_at;
 
 /// A new temporary password and its salted hash. The text goes to the actor
 /// once; only the hash reaches the log (D2).
-fn temporary_password() -> (String, PasswordHash) {
+fn temporary_password(ids: &Ids) -> (String, PasswordHash) {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let random = [Uuid::new_v4(), Uuid::new_v4()];
+    let random = [ids.next(), ids.next()];
     let bytes: Vec<u8> = random.iter().flat_map(|u| *u.as_bytes()).collect();
     let pick = |b: &u8| ALPHABET[*b as usize % ALPHABET.len()] as char;
     let text: String = bytes[..12].iter().map(pick).collect();
@@ -62,10 +62,15 @@ fn profile_fields(
         .collect()
 }
 
-fn new_user(upn: Upn, fields: Vec<(ProfileField, Option<String>)>, password: PasswordHash) -> NewUser {
+fn new_user(
+    id: Uuid,
+    upn: Upn,
+    fields: Vec<(ProfileField, Option<String>)>,
+    password: PasswordHash,
+) -> NewUser {
     let profile = domain::events::Profile(fields.into_iter().filter_map(|(f, v)| Some((f, v?))).collect());
     NewUser {
-        id: Uuid::new_v4(),
+        id,
         upn,
         profile,
         licenses: vec![],
@@ -78,8 +83,8 @@ fn new_user(upn: Upn, fields: Vec<(ProfileField, Option<String>)>, password: Pas
 
 /// `init`
 pub async fn init(shell: &Shell, args: InitArgs, out: &mut Out<'_>) -> Result<(), CliError> {
-    let (password, hash) = temporary_password();
-    let admin = new_user(args.admin.clone(), vec![], hash);
+    let (password, hash) = temporary_password(&shell.ids);
+    let admin = new_user(shell.ids.next(), args.admin.clone(), vec![], hash);
     let id = admin.id;
     let command = TenantCommand::Init { domain: args.tenant.clone(), name: args.name, admin };
     let done = shell.execute(None, &command).await?;
@@ -215,7 +220,7 @@ pub async fn user(
             (TenantCommand::Restore { upn: a.upn.clone() }, format!("restored {}", a.upn), None)
         }
         UserCommand::ResetPassword(a) => {
-            let (text, hash) = temporary_password();
+            let (text, hash) = temporary_password(&shell.ids);
             (
                 TenantCommand::ResetPassword { upn: a.upn.clone(), password: hash },
                 format!("reset the password of {}", a.upn),
@@ -223,12 +228,17 @@ pub async fn user(
             )
         }
         UserCommand::Invite { upn, license } => {
-            let (text, hash) = temporary_password();
+            let (text, hash) = temporary_password(&shell.ids);
             let held =
                 license.as_ref().map_or(String::new(), |l| format!("; a {l} seat is held for 14 days"));
             let summary = format!("invited {upn}{held}");
             (
-                TenantCommand::Invite { id: Uuid::new_v4(), upn: upn.clone(), sku: license, password: hash },
+                TenantCommand::Invite {
+                    id: shell.ids.next(),
+                    upn: upn.clone(),
+                    sku: license,
+                    password: hash,
+                },
                 summary,
                 Some((upn, text)),
             )
@@ -274,9 +284,9 @@ async fn create(
     args: CreateArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let (text, hash) = temporary_password();
+    let (text, hash) = temporary_password(&shell.ids);
     let fields = profile_fields(Some(&args.first), Some(&args.last), &args.profile);
-    let mut new = new_user(args.upn.clone(), fields, hash);
+    let mut new = new_user(shell.ids.next(), args.upn.clone(), fields, hash);
     new.licenses = args.license;
     new.admin_roles = args.admin_role;
     new.guest = args.guest;
@@ -357,7 +367,7 @@ pub async fn group(
         GroupCommand::List(at) => return group_list(shell, at, out).await,
         GroupCommand::Create { name, owner } => {
             let summary = format!("created group {name}");
-            (TenantCommand::CreateGroup { id: Uuid::new_v4(), name, owner }, summary)
+            (TenantCommand::CreateGroup { id: shell.ids.next(), name, owner }, summary)
         }
         GroupCommand::AddMember(m) => {
             let (group, member, name) = member(m);

@@ -9,7 +9,6 @@ use domain::environment::{Environment, INACTIVITY_TIMEOUT, SESSION_TIMEOUT};
 use domain::events::{Column, EnvEvent, Event};
 use domain::Upn;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use crate::args::{AppUserCommand, AtArgs, EnvCommand, ImportCommand, UnifiedRoutingCommand, UserCommand};
 use crate::error::{usage, CliError};
@@ -27,7 +26,7 @@ pub async fn env(
     match command {
         EnvCommand::Create { name, env_type, no_dataverse, security_group, app_pass, app } => {
             let new = NewEnvironment {
-                id: Uuid::new_v4(),
+                id: shell.ids.next(),
                 name: name.clone(),
                 env_type,
                 dataverse: !no_dataverse,

@@ -39,8 +39,25 @@ use crate::shell::Shell;
 /// The database used when `--db` is not given.
 pub const DEFAULT_DB: &str = "usertrail.db";
 
+/// How a run differs from the binary's defaults (for tests and scripted demos).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Derive new ids from this seed and the log's head instead of at random,
+    /// so the same script writes the same log (insta snapshots rely on it).
+    pub id_seed: Option<u64>,
+}
+
 /// Runs one command line; returns the process exit code (README, "Exit codes").
 pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_with(args, stdout, stderr, RunOptions::default())
+}
+
+/// [`run`] with options.
+pub fn run_with<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write, options: RunOptions) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -56,7 +73,7 @@ where
             return 3;
         }
     };
-    match runtime.block_on(dispatch(cli, stdout)) {
+    match runtime.block_on(dispatch(cli, stdout, options)) {
         Ok(()) => 0,
         Err(CliError::OutputClosed) => 0,
         Err(e) => {
@@ -85,7 +102,7 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     }
 }
 
-async fn dispatch(cli: Cli, stdout: &mut dyn Write) -> Result<(), CliError> {
+async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Result<(), CliError> {
     let Cli { global, command } = cli;
     let mut out = Out { json: global.json, w: stdout };
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
@@ -96,7 +113,12 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write) -> Result<(), CliError> {
     if !matches!(command, Command::Init(_)) && !path.exists() {
         return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
     }
-    let shell = Shell { store: open(&path, Durability::Immediate)?, now };
+    let store = open(&path, Durability::Immediate)?;
+    let ids = match options.id_seed {
+        Some(seed) => shell::Ids::seeded(seed, store.head().await?.map_or(0, |h| h.seq)),
+        None => shell::Ids::random(),
+    };
+    let shell = Shell { store, now, ids };
     let actor = global.actor.as_ref();
     match command {
         Command::Init(args) => directory::init(&shell, args, &mut out).await,

@@ -5,7 +5,6 @@ use domain::envcmd::EnvCommand as DomainCommand;
 use domain::security;
 use domain::Upn;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use crate::args::{AtArgs, BuCommand, MailboxCommand, RoleCommand, TeamCommand, TeamRoleCommand};
 use crate::error::{usage, CliError};
@@ -40,7 +39,7 @@ pub async fn bu(
         shell,
         actor,
         &env,
-        DomainCommand::CreateBusinessUnit { id: Uuid::new_v4(), name, parent },
+        DomainCommand::CreateBusinessUnit { id: shell.ids.next(), name, parent },
         summary,
         out,
     )
@@ -61,7 +60,7 @@ pub async fn role(
                 shell,
                 actor,
                 &env,
-                DomainCommand::CopyRole { id: Uuid::new_v4(), from, name, business_unit: bu },
+                DomainCommand::CopyRole { id: shell.ids.next(), from, name, business_unit: bu },
                 summary,
                 out,
             )
@@ -110,7 +109,7 @@ pub async fn team(
                 shell,
                 actor,
                 &env,
-                DomainCommand::CreateTeam { id: Uuid::new_v4(), name, business_unit: bu, group },
+                DomainCommand::CreateTeam { id: shell.ids.next(), name, business_unit: bu, group },
                 summary,
                 out,
             )

@@ -29,12 +29,64 @@ const SNAPSHOT_AFTER: usize = 256;
 /// How often a command is re-decided after losing a race to another writer.
 const CONFLICT_RETRIES: usize = 32;
 
-/// An open database, and what every command shares: the time override.
+/// An open database, and what every command shares: the time override and
+/// the source of new ids.
 pub struct Shell {
     /// The log.
     pub store: SledStore,
     /// `--now`, if given.
     pub now: Option<DateTime<Utc>>,
+    /// Where new ids come from.
+    pub ids: Ids,
+}
+
+/// Where new ids come from: random in normal use; derived from a seed, the
+/// log's head when the run started, and a counter when output must be
+/// reproducible (snapshot tests, scripted demos). Derived ids never repeat
+/// within one log: every run that appends moves the head.
+pub struct Ids {
+    seed: Option<(u64, u64)>,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl Ids {
+    /// Random ids (version 4).
+    pub fn random() -> Ids {
+        Ids { seed: None, counter: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Reproducible ids for a run that starts with the log's head at `head`.
+    pub fn seeded(seed: u64, head: u64) -> Ids {
+        Ids { seed: Some((seed, head)), counter: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// A new id.
+    pub fn next(&self) -> Uuid {
+        match self.seed {
+            None => Uuid::new_v4(),
+            Some((seed, head)) => {
+                let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                domain::ids::derive_id(&[&seed.to_be_bytes(), &head.to_be_bytes(), &n.to_be_bytes()])
+            }
+        }
+    }
+}
+
+impl Shell {
+    /// A shell over `store` with random ids.
+    pub fn new(store: SledStore, now: Option<DateTime<Utc>>) -> Shell {
+        Shell { store, now, ids: Ids::random() }
+    }
+
+    /// Wraps an event for the log, with a new id.
+    pub fn new_event(&self, event: &Event) -> NewEvent {
+        NewEvent {
+            event_id: self.ids.next(),
+            event_type: event.type_name().to_owned(),
+            schema_version: domain::SCHEMA_VERSION,
+            payload: events::encode(event),
+        }
+    }
 }
 
 /// A command that went through: its events and where they landed.
@@ -262,7 +314,7 @@ impl Shell {
         let append = Append {
             stream: AUDIT_STREAM.to_owned(),
             expected: ExpectedVersion::Any,
-            events: vec![new_event(&Event::CommandRejected(record))],
+            events: vec![self.new_event(&Event::CommandRejected(record))],
             meta,
         };
         match self.store.append(append).await {
@@ -279,7 +331,7 @@ impl Shell {
     /// Decides a tenant command and appends its events, all or none. A lost
     /// race re-decides on the newer state; a refusal leaves one audit record.
     pub async fn execute(&self, actor: Option<&Upn>, command: &TenantCommand) -> Result<Done, CliError> {
-        let correlation_id = Uuid::new_v4();
+        let correlation_id = self.ids.next();
         let attempted = Attempted { command: command.name(), targets: command.targets(), environment: None };
         for _ in 0..CONFLICT_RETRIES {
             let (tenant, version) = self.tenant().await?;
@@ -295,7 +347,7 @@ impl Shell {
                 let append = Append {
                     stream: tenant::STREAM.to_owned(),
                     expected: ExpectedVersion::Exactly(version),
-                    events: events.iter().map(new_event).collect(),
+                    events: events.iter().map(|e| self.new_event(e)).collect(),
                     meta: meta.clone(),
                 };
                 (events, vec![append])
@@ -314,7 +366,7 @@ impl Shell {
         actor: Option<&Upn>,
         new: &NewEnvironment,
     ) -> Result<Done, CliError> {
-        let correlation_id = Uuid::new_v4();
+        let correlation_id = self.ids.next();
         let attempted = Attempted {
             command: "env create",
             targets: vec![new.name.clone()],
@@ -332,13 +384,13 @@ impl Shell {
                     Append {
                         stream: tenant::STREAM.to_owned(),
                         expected: ExpectedVersion::Exactly(version),
-                        events: vec![new_event(&registered)],
+                        events: vec![self.new_event(&registered)],
                         meta: meta.clone(),
                     },
                     Append {
                         stream: environment::stream(new.id),
                         expected: ExpectedVersion::Exactly(0),
-                        events: env_events.iter().map(new_event).collect(),
+                        events: env_events.iter().map(|e| self.new_event(e)).collect(),
                         meta: meta.clone(),
                     },
                 ];
@@ -360,7 +412,7 @@ impl Shell {
         env_name: &str,
         command: &EnvCommand,
     ) -> Result<Done, CliError> {
-        let correlation_id = Uuid::new_v4();
+        let correlation_id = self.ids.next();
         for _ in 0..CONFLICT_RETRIES {
             let (tenant, _) = self.tenant().await?;
             let (env, version) = self.environment_at(&tenant, env_name, u64::MAX).await?;
@@ -380,7 +432,7 @@ impl Shell {
                 let append = Append {
                     stream: environment::stream(env.id),
                     expected: ExpectedVersion::Exactly(version),
-                    events: events.iter().map(new_event).collect(),
+                    events: events.iter().map(|e| self.new_event(e)).collect(),
                     meta: meta.clone(),
                 };
                 (events, vec![append])
@@ -412,12 +464,12 @@ impl Shell {
                         events: change
                             .events
                             .iter()
-                            .map(|e| new_event(&Event::Environment(e.clone())))
+                            .map(|e| self.new_event(&Event::Environment(e.clone())))
                             .collect(),
                         meta: Metadata {
                             recorded_at: now,
                             actor: SYNC_ACTOR.to_owned(),
-                            correlation_id: Uuid::new_v4(),
+                            correlation_id: self.ids.next(),
                             causation: Causation::Process {
                                 name: SYNC_ACTOR.to_owned(),
                                 trigger: Some(change.trigger),
@@ -471,14 +523,4 @@ pub struct SyncReport {
     pub last_seq: Option<u64>,
     /// Whether it has a database (a pass over one without does nothing).
     pub dataverse: bool,
-}
-
-/// Wraps an event for the log, with a fresh id.
-pub fn new_event(event: &Event) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: event.type_name().to_owned(),
-        schema_version: domain::SCHEMA_VERSION,
-        payload: events::encode(event),
-    }
 }

@@ -49,7 +49,7 @@ async fn race_for_the_last_seat(sb: &Sandbox) {
     let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
     let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
-    let shell = Arc::new(Shell { store, now: Some(now) });
+    let shell = Arc::new(Shell::new(store, Some(now)));
     let tasks: Vec<_> = (6..9)
         .map(|i| {
             let (shell, admin) = (Arc::clone(&shell), admin.clone());
@@ -90,7 +90,7 @@ async fn race_syncs_and_commands(sb: &Sandbox) {
     let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
     let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
-    let shell = Arc::new(Shell { store, now: Some(now) });
+    let shell = Arc::new(Shell::new(store, Some(now)));
     let mut tasks = Vec::new();
     for i in 0..4 {
         let (writer, admin) = (Arc::clone(&shell), admin.clone());
