@@ -105,6 +105,55 @@ pub enum Command {
         #[command(flatten)]
         at: AtArgs,
     },
+    /// The audit history: one record per command, newest first (Graph directoryAudit with --json)
+    #[command(
+        after_help = "Example:\n  usertrail history --user alice@contoso.onmicrosoft.com --env Sales --since 2026-03-01T00:00:00Z --limit 20"
+    )]
+    History {
+        /// Records that concern this user (as actor or target)
+        #[arg(long, value_parser = Upn::parse)]
+        user: Option<Upn>,
+        /// Records of this environment
+        #[arg(long)]
+        env: Option<String>,
+        /// From this time (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Up to this time (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// At most this many records
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        at: AtArgs,
+    },
+    /// Run diagnostics: every check with the records behind it, and what would fix it
+    #[command(
+        after_help = "Example:\n  usertrail diagnose --env Sales --upn alice@contoso.onmicrosoft.com --at 2026-03-01T00:00:00Z"
+    )]
+    Diagnose {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The user
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        #[command(flatten)]
+        at: AtArgs,
+    },
+    /// A user's access intervals in an environment, each with the record that opened it
+    #[command(after_help = "Example:\n  usertrail timeline --env Sales --upn alice@contoso.onmicrosoft.com")]
+    Timeline {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The user
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        #[command(flatten)]
+        at: AtArgs,
+    },
     /// Check the hash chain and every index; report the first bad record
     #[command(after_help = "Example:\n  usertrail verify --db ./usertrail.db")]
     Verify,

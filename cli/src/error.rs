@@ -23,6 +23,15 @@ pub enum CliError {
     OutputClosed,
 }
 
+impl From<projections::Error> for CliError {
+    fn from(e: projections::Error) -> CliError {
+        match e {
+            projections::Error::Store(e) => CliError::Store(e),
+            projections::Error::Corrupt(what) => CliError::Corrupt(what),
+        }
+    }
+}
+
 impl CliError {
     /// The documented exit code (README, "Exit codes").
     pub fn exit_code(&self) -> i32 {

@@ -6,6 +6,7 @@
 //! - [`directory`]: the directory commands (`init`, `sku`, `user`, `group`).
 //! - [`environments`]: environments, sync, application and stub users, `systemusers`.
 //! - [`security`]: business units, roles, teams, mailboxes, `privileges`.
+//! - [`views`]: `history`, `diagnose`, `timeline`.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
 //!
@@ -20,6 +21,7 @@ pub mod output;
 pub mod security;
 pub mod shell;
 pub mod time;
+pub mod views;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -134,6 +136,12 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
         Command::Team(c) => security::team(&shell, actor, c, &mut out).await,
         Command::Mailbox(c) => security::mailbox(&shell, actor, c, &mut out).await,
         Command::Privileges { env, upn, at } => security::privileges(&shell, &env, &upn, at, &mut out).await,
+        Command::History { user, env, since, until, limit, at } => {
+            let filter = projections::audit::Filter { user: user.map(|u| u.to_string()), environment: env };
+            views::history(&shell, filter, since.as_deref(), until.as_deref(), limit, at, &mut out).await
+        }
+        Command::Diagnose { env, upn, at } => views::diagnose(&shell, &env, &upn, at, &mut out).await,
+        Command::Timeline { env, upn, at } => views::timeline(&shell, &env, &upn, at, &mut out).await,
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify => verify(&shell, &mut out).await,
         Command::Demo(_) => Ok(()),

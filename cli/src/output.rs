@@ -37,8 +37,9 @@ impl Out<'_> {
             table.add_row(row);
         }
         // comfy-table pads every cell; trailing blanks only get in the way of diffs.
+        // comfy-table pads each cell with one blank on either side: drop the first.
         let text: Vec<String> =
-            table.lines().map(|l| l.trim_end().trim_start_matches(' ').to_owned()).collect();
+            table.lines().map(|l| l.strip_prefix(' ').unwrap_or(&l).trim_end().to_owned()).collect();
         self.line(text.join("\n"))
     }
 

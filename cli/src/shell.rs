@@ -5,15 +5,12 @@
 use chrono::{DateTime, Utc};
 use domain::envcmd::{self, EnvCommand, NewEnvironment};
 use domain::environment::{self, Environment};
-use domain::events::{self, CommandRejected, Event, Stamp};
+use domain::events::{self, CommandRejected, Event};
 use domain::sync;
 use domain::tenant::{self, Tenant, TenantCommand};
 use domain::{Refusal, Rejection, Upn};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use store::{
-    Append, AppendRejection, Appended, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, Record,
-    SledStore, Snapshot,
+    Append, AppendRejection, Appended, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, SledStore,
 };
 use uuid::Uuid;
 
@@ -22,9 +19,6 @@ use crate::time::At;
 
 /// The stream of failure audit records.
 pub const AUDIT_STREAM: &str = "audit";
-
-/// Replaying more records than this saves a snapshot for next time.
-const SNAPSHOT_AFTER: usize = 256;
 
 /// How often a command is re-decided after losing a race to another writer.
 const CONFLICT_RETRIES: usize = 32;
@@ -100,50 +94,7 @@ pub struct Done {
     pub correlation_id: Uuid,
 }
 
-/// A state folded from one stream: the tenant, or an environment.
-pub trait Aggregate: Default + Serialize + DeserializeOwned {
-    /// Folds one decoded record into the state.
-    fn fold(&mut self, event: Event, stamp: Stamp);
-}
-
-impl Aggregate for Tenant {
-    fn fold(&mut self, event: Event, stamp: Stamp) {
-        if let Event::Tenant(e) = event {
-            self.apply(&e, stamp);
-        }
-    }
-}
-
-impl Aggregate for Environment {
-    fn fold(&mut self, event: Event, stamp: Stamp) {
-        if let Event::Environment(e) = event {
-            self.apply(&e, stamp);
-        }
-    }
-}
-
-/// Snapshots are caches of our own making, but a damaged one must not ask
-/// for an impossible allocation.
-fn snapshot_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ 1 << 30 }>()
-}
-
-#[derive(Serialize, Deserialize)]
-struct Snapshotted<A> {
-    version: u64,
-    state: A,
-}
-
-/// Decodes a record's payload, or names the record that cannot be read.
-pub fn event_of(record: &Record) -> Result<Event, CliError> {
-    events::decode(record.schema_version, &record.payload)
-        .map_err(|e| CliError::Corrupt(format!("record {}: {e}", record.seq)))
-}
-
-/// Where and when a record landed.
-pub fn stamp_of(record: &Record) -> Stamp {
-    Stamp { seq: record.seq, at: record.recorded_at }
-}
+pub use projections::fold::{event_of, stamp_of, Aggregate};
 
 impl Shell {
     /// The time to stamp on new events: `--now` or the clock, never earlier
@@ -190,33 +141,7 @@ impl Shell {
     /// A stream's state as of log position `upto`, and the stream's version
     /// then: the nearest snapshot, plus the stream's records after it.
     pub async fn load<A: Aggregate>(&self, stream: &str, upto: u64) -> Result<(A, u64), CliError> {
-        let name = format!("aggregate/{stream}");
-        let snapshot = self.store.load_snapshot(&name, upto).await?;
-        // A snapshot that no longer decodes is only a cache: replay instead.
-        let base = snapshot.as_ref().and_then(|s| {
-            bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&s.state, snapshot_config()).ok()
-        });
-        let (mut state, mut version) = match base {
-            Some((s, _)) => (s.state, s.version),
-            None => (A::default(), 0),
-        };
-        let records = self.store.read_stream(stream, version + 1).await?;
-        let mut replayed = 0;
-        let mut last_seq = 0;
-        for record in records.iter().take_while(|r| r.seq <= upto) {
-            state.fold(event_of(record)?, stamp_of(record));
-            version = record.version;
-            last_seq = record.seq;
-            replayed += 1;
-        }
-        if replayed >= SNAPSHOT_AFTER {
-            let saved = Snapshotted { version, state };
-            let bytes = bincode::serde::encode_to_vec(&saved, bincode::config::standard())
-                .map_err(|e| CliError::Corrupt(format!("cannot encode a snapshot: {e}")))?;
-            self.store.save_snapshot(&name, Snapshot { seq: last_seq, state: bytes }).await?;
-            return Ok((saved.state, version));
-        }
-        Ok((state, version))
+        Ok(projections::fold::load(&self.store, stream, upto, projections::fold::Snapshots::Use).await?)
     }
 
     /// The directory as of log position `upto`, and the tenant stream's version then.

@@ -1,9 +1,34 @@
 //! Read models built from the log: the SystemUser table, the audit history,
-//! diagnostics and timelines, each rebuildable and answerable as of any past
-//! point (L4).
+//! diagnostics and timelines. Each is a pure function of folded states and
+//! decoded records, so every view can be asked as of any past point (L4).
 //!
-//! The crate is part of the layout from the start so that the dependency
-//! rules hold from day one (it may depend on `domain` and `store`; nothing
-//! but `cli` depends on it). Its views arrive with the views issue; until
-//! then the directory views (`user list`, `sku list`, `group list`) are read
-//! from the tenant aggregate, folded as of `--at`.
+//! # Layout
+//! - [`fold`]: states as of any log position, from the nearest snapshot (checkpointed).
+//! - [`systemusers`]: the SystemUser table with Dataverse logical names.
+//! - [`audit`]: one audit record per command, shaped like Graph's directoryAudit (L1, L2).
+//! - [`diagnose`]: Run diagnostics: every check with its evidence, and advice.
+//! - [`timeline`]: a user's access intervals in an environment, each with its cause.
+//! - [`activity`]: display names and categories of commands and processes.
+
+pub mod activity;
+pub mod audit;
+pub mod diagnose;
+pub mod fold;
+pub mod systemusers;
+pub mod timeline;
+
+/// Why a view could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The log holds a record this usertrail cannot read.
+    #[error("database is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// RFC 3339 with seconds and a Z, as every view prints times.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}

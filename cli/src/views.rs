@@ -1,0 +1,236 @@
+//! The views of the log: `history`, `diagnose`, `timeline`. Each answers as
+//! of `--at` (L4) from states folded up to that point.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use domain::events::Event;
+use domain::Upn;
+use projections::audit::{self, AuditRecord, Filter, Names};
+use projections::diagnose::{self, NotOffered};
+use projections::timeline::{self, Subject};
+use serde_json::Value;
+use store::EventStore;
+
+use crate::args::AtArgs;
+use crate::error::{usage, CliError};
+use crate::output::Out;
+use crate::shell::{event_of, Shell};
+use crate::time::{parse_at, parse_time, At};
+
+/// How many records a page of the backward history scan reads.
+const PAGE: u64 = 4096;
+
+/// The point a view answers as of: its log position and its time.
+async fn point(shell: &Shell, at: &AtArgs) -> Result<(u64, DateTime<Utc>), CliError> {
+    let at = at.at.as_deref().map(parse_at).transpose()?;
+    let seq = shell.resolve(at).await?;
+    let time = match at {
+        Some(At::Time(t)) => t,
+        _ => shell.time_of(seq).await?,
+    };
+    Ok((seq, time))
+}
+
+/// `history [--user U] [--env E] [--since T] [--until T] [--limit N] [--at WHEN]`
+pub async fn history(
+    shell: &Shell,
+    filter: Filter,
+    since: Option<&str>,
+    until: Option<&str>,
+    limit: usize,
+    at: AtArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let (upto, _) = point(shell, &at).await?;
+    let mut to = upto;
+    if let Some(until) = until {
+        to = to.min(shell.store.seq_at(parse_time(until, "--until")?).await?);
+    }
+    let from = match since {
+        // The first record stamped at or after `since`.
+        Some(since) => {
+            shell.store.seq_at(parse_time(since, "--since")? - Duration::nanoseconds(1)).await? + 1
+        }
+        None => 1,
+    };
+    let (tenant, _) = shell.tenant_at(upto).await?;
+    if let Some(env) = &filter.environment {
+        shell.environment_at(&tenant, env, upto).await?;
+    }
+    let mut envs = BTreeMap::new();
+    for (id, name) in tenant.environments() {
+        envs.insert(id, shell.environment_at(&tenant, name, upto).await?.0);
+    }
+    let names = Names { tenant: &tenant, envs: &envs };
+    let records = newest_first(shell, from, to, limit, &filter, &names).await?;
+    if out.json {
+        return out.json(&serde_json::to_value(&records).unwrap_or(Value::Null));
+    }
+    if records.is_empty() {
+        return out.line("no audit records");
+    }
+    let rows = records
+        .iter()
+        .map(|r| {
+            let by = r.initiated_by.user.as_ref().map(|u| u.user_principal_name.clone());
+            let by = by
+                .or_else(|| r.initiated_by.app.as_ref().map(|a| format!("{} (app)", a.display_name)))
+                .unwrap_or_default();
+            let targets: Vec<String> = r
+                .target_resources
+                .iter()
+                .map(|t| t.user_principal_name.clone().or_else(|| t.display_name.clone()).unwrap_or_default())
+                .collect();
+            let result = match &r.result_reason {
+                Some(reason) => reason.clone(),
+                None => r.result.to_owned(),
+            };
+            vec![
+                r.seq.to_string(),
+                r.activity_date_time.clone(),
+                by,
+                r.activity_display_name.clone(),
+                r.environment.clone().unwrap_or_default(),
+                targets.join(", "),
+                result,
+            ]
+        })
+        .collect();
+    out.table(&["seq", "time", "initiated by", "activity", "environment", "targets", "result"], rows)
+}
+
+/// Reads the log backwards from `to`, page by page, and builds the audit
+/// records of whole commands (a command never straddles a page: the oldest
+/// group of a page waits for the page before it).
+async fn newest_first(
+    shell: &Shell,
+    from: u64,
+    to: u64,
+    limit: usize,
+    filter: &Filter,
+    names: &Names<'_>,
+) -> Result<Vec<AuditRecord>, CliError> {
+    let mut found = Vec::new();
+    let mut carry: Vec<(store::Record, Event)> = Vec::new();
+    let mut hi = to;
+    while hi >= from && hi > 0 && found.len() < limit {
+        let lo = hi.saturating_sub(PAGE - 1).max(from).max(1);
+        let mut page = Vec::new();
+        for record in shell.store.read_log(lo, hi, usize::MAX).await? {
+            let event = event_of(&record)?;
+            page.push((record, event));
+        }
+        page.append(&mut carry);
+        let mut groups = audit::commands(page);
+        if lo > from && lo > 1 && !groups.is_empty() {
+            carry = groups.remove(0);
+        }
+        for group in groups.iter().rev() {
+            if let Some(record) = audit::record(group, names).filter(|r| r.matches(filter)) {
+                found.push(record);
+                if found.len() == limit {
+                    return Ok(found);
+                }
+            }
+        }
+        hi = lo - 1;
+    }
+    if !carry.is_empty() && found.len() < limit {
+        if let Some(record) = audit::record(&carry, names).filter(|r| r.matches(filter)) {
+            found.push(record);
+        }
+    }
+    Ok(found)
+}
+
+/// `diagnose --env E --upn U [--at WHEN]`
+pub async fn diagnose(
+    shell: &Shell,
+    env: &str,
+    upn: &Upn,
+    at: AtArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let (seq, time) = point(shell, &at).await?;
+    let (tenant, _) = shell.tenant_at(seq).await?;
+    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let diagnosis = match diagnose::diagnose(&tenant, &environment, upn, time) {
+        Ok(d) => d,
+        Err(NotOffered::Stub) => {
+            return usage(format!("{upn} is a stub user: diagnostics are not offered for stub users (T1.2)"))
+        }
+        Err(NotOffered::Unknown) => {
+            return usage(format!("unknown user {upn}: no directory user and no record in {env}"))
+        }
+    };
+    if out.json {
+        return out.json(&serde_json::to_value(&diagnosis).unwrap_or(Value::Null));
+    }
+    let verdict = if diagnosis.can_access { "can access" } else { "cannot access" };
+    out.line(format!("{upn} {verdict} {} (as of {}, seq {seq})", diagnosis.environment, diagnosis.at))?;
+    let rows = diagnosis
+        .checks
+        .iter()
+        .map(|c| {
+            let evidence: Vec<String> = c.evidence.iter().map(u64::to_string).collect();
+            vec![
+                if c.passed { "ok" } else { "FAIL" }.to_owned(),
+                c.rule.clone(),
+                c.name.clone(),
+                c.detail.clone(),
+                evidence.join(","),
+            ]
+        })
+        .collect();
+    out.table(&["result", "rule", "check", "detail", "evidence (seq)"], rows)?;
+    for advice in &diagnosis.advice {
+        out.line(format!("advice: {advice}"))?;
+    }
+    Ok(())
+}
+
+/// `timeline --env E --upn U [--at WHEN]`
+pub async fn timeline(
+    shell: &Shell,
+    env: &str,
+    upn: &Upn,
+    at: AtArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let (seq, _) = point(shell, &at).await?;
+    let (tenant, _) = shell.tenant_at(seq).await?;
+    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let subject = match tenant.user(upn) {
+        Some(user) => Subject::Directory(user.id),
+        None if environment.users_named(upn.as_str()).next().is_some() => Subject::Named(upn.to_string()),
+        None => return usage(format!("unknown user {upn}: no directory user and no record in {env}")),
+    };
+    let mut records = Vec::new();
+    for record in shell.store.read_stream(&domain::environment::stream(environment.id), 1).await? {
+        if record.seq > seq {
+            break;
+        }
+        if let Event::Environment(e) = event_of(&record)? {
+            records.push((record, e));
+        }
+    }
+    let intervals = timeline::timeline(&records, &subject);
+    if out.json {
+        return out.json(&serde_json::to_value(&intervals).unwrap_or(Value::Null));
+    }
+    let rows = intervals
+        .iter()
+        .map(|i| {
+            vec![
+                i.from.clone(),
+                i.to.clone().unwrap_or_else(|| "now".into()),
+                i.state.to_owned(),
+                i.accessmode.map_or_else(String::new, |m| m.to_string()),
+                if i.can_access { "yes" } else { "no" }.to_owned(),
+                format!("seq {} {}", i.cause.seq, i.cause.activity_display_name),
+            ]
+        })
+        .collect();
+    out.table(&["from", "to", "state", "mode", "can access", "cause"], rows)
+}

@@ -1,0 +1,106 @@
+//! A user's timeline in an environment: intervals of absent, enabled or
+//! disabled, with the access mode and whether the user could get in, each
+//! opened by the record that changed it.
+
+use domain::environment::{Environment, SystemUser};
+use domain::events::{AccessMode, EnvEvent, Stamp, UserKind};
+use domain::security;
+use serde::Serialize;
+use store::Record;
+use uuid::Uuid;
+
+/// One interval of `timeline --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interval {
+    /// When it began (RFC 3339).
+    pub from: String,
+    /// When it ended; `None` while it lasts.
+    pub to: Option<String>,
+    /// `absent`, `enabled` or `disabled`.
+    pub state: &'static str,
+    /// The access mode's value (A1), while there is a record.
+    pub accessmode: Option<u8>,
+    /// An enabled record with a role whose mode allows signing in (R4, A6).
+    #[serde(rename = "canAccess")]
+    pub can_access: bool,
+    /// The record that opened the interval.
+    pub cause: Cause,
+}
+
+/// The record that opened an interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cause {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The activity of the command (or process) that wrote it.
+    #[serde(rename = "activityDisplayName")]
+    pub activity_display_name: String,
+}
+
+/// Whose record to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A directory user, by object id.
+    Directory(Uuid),
+    /// A record by domainname (application users, stubs, placeholders).
+    Named(String),
+}
+
+fn find<'a>(env: &'a Environment, subject: &Subject) -> Option<&'a SystemUser> {
+    match subject {
+        Subject::Directory(id) => env.user_by_object(*id),
+        Subject::Named(name) => env.users_named(name).next(),
+    }
+}
+
+/// Whether a record lets its user in through the web interface now.
+pub fn can_access(env: &Environment, r: &SystemUser) -> bool {
+    !r.is_disabled
+        && r.kind != UserKind::Stub
+        && r.access_mode != AccessMode::NonInteractive
+        && security::has_any_role(env, r)
+}
+
+/// The timeline of `subject` over an environment stream's records, in order.
+/// State is judged when a command (or one sync change) is complete, so an
+/// interval's cause is that command's last record: the `seq` of its audit record.
+pub fn timeline(records: &[(Record, EnvEvent)], subject: &Subject) -> Vec<Interval> {
+    let mut env = Environment::default();
+    let mut intervals: Vec<Interval> = Vec::new();
+    for (i, (record, event)) in records.iter().enumerate() {
+        env.apply(event, Stamp { seq: record.seq, at: record.recorded_at });
+        let command_ends =
+            records.get(i + 1).is_none_or(|(next, _)| next.correlation_id != record.correlation_id);
+        if !command_ends {
+            continue;
+        }
+        let (state, accessmode, can) = match find(&env, subject) {
+            None => ("absent", None, false),
+            Some(r) => (
+                if r.is_disabled { "disabled" } else { "enabled" },
+                Some(r.access_mode.value()),
+                can_access(&env, r),
+            ),
+        };
+        let same = intervals
+            .last()
+            .is_some_and(|i| i.state == state && i.accessmode == accessmode && i.can_access == can);
+        if same {
+            continue;
+        }
+        let at = crate::rfc3339(record.recorded_at);
+        if let Some(last) = intervals.last_mut() {
+            last.to = Some(at.clone());
+        }
+        let (activity, _) = crate::activity::of_record(record);
+        intervals.push(Interval {
+            from: at,
+            to: None,
+            state,
+            accessmode,
+            can_access: can,
+            cause: Cause { seq: record.seq, activity_display_name: activity },
+        });
+    }
+    intervals
+}
