@@ -970,7 +970,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration(None));
     }
     let bad = || format!("'{text}' is not a duration: use 90m, 8h, 1d or off");
-    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    // The unit is the last character, whatever its width in bytes.
+    let split = text.char_indices().last().map(|(i, _)| i).ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
     let n: u32 = number.parse().map_err(|_| bad())?;
     let minutes = match unit {

@@ -68,9 +68,8 @@ impl Demo {
     /// The background sync pass over every environment, on `day`.
     async fn sync(&mut self, day: f64) -> Result<(), CliError> {
         self.day(day);
-        for env in ENVIRONMENTS {
-            self.shell.sync(env).await?;
-        }
+        let all: Vec<String> = ENVIRONMENTS.iter().map(|e| (*e).to_owned()).collect();
+        self.shell.sync(&all).await?;
         Ok(())
     }
 }
@@ -491,7 +490,7 @@ async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Res
         "On day 60 {} moved to Finance: the DYN365_ENTERPRISE_SALES license went to {} and she left Sales-SG.",
         cast.moved_from, cast.moved_to
     ))?;
-    out.line("The next sync pass disabled her Sales record (S2.4, S4); her Office 365 E3 alone would have kept it (S1.4).")?;
+    out.line("The next sync pass disabled her Sales record (S2.4, S4). Her Office 365 E3 alone would count only on demand (S1.4).")?;
     out.line(format!("{} was deleted on day 120 and restored four days later.", cast.deleted))?;
     out.line(format!("Try: usertrail --db {db} systemusers --env Sales --at seq:{}", cast.before_move))?;
     match report.problem {

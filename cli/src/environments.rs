@@ -129,7 +129,28 @@ async fn env_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), Cl
     }
     let group_name =
         |env: &Environment| env.security_group.and_then(|g| tenant.groups.get(&g)).map(|g| g.name.clone());
-    let enabled = |env: &Environment| env.users.values().filter(|u| !u.is_disabled).count();
+    // The placeholders are never counted anywhere (E5).
+    let counted = |env: &Environment| {
+        env.users
+            .values()
+            .filter(|u| {
+                u.kind != domain::events::UserKind::DelegatedAdmin
+                    && u.kind != domain::events::UserKind::Support
+            })
+            .count()
+    };
+    let enabled = |env: &Environment| {
+        env.users
+            .values()
+            .filter(|u| {
+                !u.is_disabled
+                    && !matches!(
+                        u.kind,
+                        domain::events::UserKind::DelegatedAdmin | domain::events::UserKind::Support
+                    )
+            })
+            .count()
+    };
     if out.json {
         let doc: Vec<Value> = envs
             .iter()
@@ -143,7 +164,7 @@ async fn env_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), Cl
                     "appPassCapacity": e.app_pass,
                     "apps": e.apps.iter().map(|a| a.cli_name()).collect::<Vec<_>>(),
                     "settings": e.settings,
-                    "systemUsers": e.users.len(),
+                    "systemUsers": counted(e),
                     "enabledUsers": enabled(e),
                 })
             })
@@ -160,7 +181,7 @@ async fn env_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), Cl
                 group_name(e).unwrap_or_default(),
                 e.app_pass.to_string(),
                 e.apps.iter().map(|a| a.cli_name()).collect::<Vec<_>>().join(","),
-                format!("{}/{}", enabled(e), e.users.len()),
+                format!("{}/{}", enabled(e), counted(e)),
             ]
         })
         .collect();
@@ -176,10 +197,7 @@ pub async fn sync(shell: &Shell, env: Option<String>, out: &mut Out<'_>) -> Resu
         Some(name) => vec![name],
         None => shell.tenant().await?.0.environments().map(|(_, n)| n.to_owned()).collect(),
     };
-    let mut reports = Vec::new();
-    for name in names {
-        reports.push(shell.sync(&name).await?);
-    }
+    let reports = shell.sync(&names).await?;
     if out.json {
         let doc: Vec<Value> = reports
             .iter()

@@ -79,7 +79,8 @@ where
         Ok(()) => 0,
         Err(CliError::OutputClosed) => 0,
         Err(e) => {
-            let _ = writeln!(stderr, "{e}");
+            // One line, whatever a name in the message holds.
+            let _ = writeln!(stderr, "{}", e.to_string().replace(['\n', '\r'], " "));
             e.exit_code()
         }
     }

@@ -223,12 +223,15 @@ impl Shell {
                 Ok(Some(Done { events, appended, correlation_id }))
             }
             Err(AppendRejection::Conflict { .. }) => Ok(None),
+            // Another writer on the clock got in first with a later time: read
+            // the clock again and re-decide, as after a conflict.
+            Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => Ok(None),
             Err(other) => usage(other.to_string()),
         }
     }
 
     /// Records a refusal (L1) and returns the error that reports it.
-    async fn refused(&self, attempted: &Attempted, refusal: Refusal, meta: Metadata) -> CliError {
+    async fn refused(&self, attempted: &Attempted, refusal: Refusal, mut meta: Metadata) -> CliError {
         let record = CommandRejected {
             command: attempted.command.to_owned(),
             rule: refusal.rule.to_string(),
@@ -236,17 +239,25 @@ impl Shell {
             targets: attempted.targets.clone(),
             environment: attempted.environment.clone(),
         };
-        let append = Append {
-            stream: AUDIT_STREAM.to_owned(),
-            expected: ExpectedVersion::Any,
-            events: vec![self.new_event(&Event::CommandRejected(record))],
-            meta,
-        };
-        match self.store.append(append).await {
-            Ok(Ok(_)) => CliError::Rejected(refusal),
-            Ok(Err(other)) => CliError::Usage(other.to_string()),
-            Err(e) => CliError::Store(e),
+        let event = self.new_event(&Event::CommandRejected(record));
+        for _ in 0..CONFLICT_RETRIES {
+            let append = Append {
+                stream: AUDIT_STREAM.to_owned(),
+                expected: ExpectedVersion::Any,
+                events: vec![event.clone()],
+                meta: meta.clone(),
+            };
+            match self.store.append(append).await {
+                Ok(Ok(_)) => return CliError::Rejected(refusal),
+                // On the clock, a later writer got in first: stamp the record anew.
+                Ok(Err(AppendRejection::TimeWentBackwards { last, .. })) if self.now.is_none() => {
+                    meta.recorded_at = Utc::now().max(last);
+                }
+                Ok(Err(other)) => return CliError::Usage(other.to_string()),
+                Err(e) => return CliError::Store(e),
+            }
         }
+        CliError::Usage(format!("gave up recording the refusal after {CONFLICT_RETRIES} tries"))
     }
 
     fn gave_up<T>(what: &str) -> Result<T, CliError> {
@@ -369,21 +380,23 @@ impl Shell {
         Shell::gave_up(env_name)
     }
 
-    /// A background sync pass over one environment (S1): every changed
+    /// Background sync passes over environments (S1): every changed
     /// SystemUser is one append with its own correlation id, caused by the
-    /// sync process and the directory record that triggered it; the whole pass
-    /// lands in one transaction.
-    pub async fn sync(&self, env_name: &str) -> Result<SyncReport, CliError> {
+    /// sync process and the directory record that triggered it; the passes of
+    /// every environment named land in one transaction, or none does.
+    pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
         for _ in 0..CONFLICT_RETRIES {
             let (tenant, _) = self.tenant().await?;
-            let (env, version) = self.environment_at(&tenant, env_name, u64::MAX).await?;
             let now = self.now().await?;
-            let changes = sync::sync_pass(&tenant, &env, now);
-            let mut expected = version;
-            let appends: Vec<Append> = changes
-                .iter()
-                .map(|change| {
-                    let append = Append {
+            let mut appends = Vec::new();
+            let mut reports = Vec::new();
+            for name in env_names {
+                let (env, version) = self.environment_at(&tenant, name, u64::MAX).await?;
+                let changes = sync::sync_pass(&tenant, &env, now);
+                let mut expected = version;
+                let first = appends.len();
+                for change in &changes {
+                    appends.push(Append {
                         stream: environment::stream(env.id),
                         expected: ExpectedVersion::Exactly(expected),
                         events: change
@@ -400,28 +413,44 @@ impl Shell {
                                 trigger: Some(change.trigger),
                             },
                         },
-                    };
+                    });
                     expected += change.events.len() as u64;
-                    append
-                })
-                .collect();
-            let report = |appended: &[Appended]| SyncReport {
-                environment: env.name.clone(),
-                changed: changes.iter().map(|c| c.upn.clone()).collect(),
-                first_seq: appended.first().map(|a| a.first_seq),
-                last_seq: appended.last().map(|a| a.last_seq),
-                dataverse: env.dataverse,
-            };
+                }
+                let report = SyncReport {
+                    environment: env.name.clone(),
+                    changed: changes.iter().map(|c| c.upn.clone()).collect(),
+                    first_seq: None,
+                    last_seq: None,
+                    dataverse: env.dataverse,
+                };
+                reports.push((report, first..appends.len()));
+            }
             if appends.is_empty() {
-                return Ok(report(&[]));
+                return Ok(reports.into_iter().map(|(r, _)| r).collect());
             }
             match self.store.append_all(appends).await? {
-                Ok(appended) => return Ok(report(&appended)),
+                Ok(appended) => {
+                    return Ok(reports
+                        .into_iter()
+                        .map(|(mut report, range)| {
+                            report.first_seq =
+                                appended.get(range.start).map(|a| a.first_seq).filter(|_| !range.is_empty());
+                            report.last_seq = range
+                                .end
+                                .checked_sub(1)
+                                .and_then(|i| appended.get(i))
+                                .map(|a| a.last_seq)
+                                .filter(|_| !range.is_empty());
+                            report
+                        })
+                        .collect())
+                }
                 Err(AppendRejection::Conflict { .. }) => continue,
+                Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => continue,
                 Err(other) => return usage(other.to_string()),
             }
         }
-        Shell::gave_up(env_name)
+        Shell::gave_up("the environments")
     }
 }
 

@@ -174,10 +174,11 @@ fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<En
         let detail = format!("no license needed: {role} (S3); added as a setup user in Administrative mode");
         (pass(detail, Entitlement::AdminWithoutLicense, role_evidence.clone()), false)
     } else if let Some(r) = record.filter(|r| {
-        matches!(
-            r.access_mode,
-            crate::events::AccessMode::NonInteractive | crate::events::AccessMode::Administrative
-        )
+        !r.setup_user
+            && matches!(
+                r.access_mode,
+                crate::events::AccessMode::NonInteractive | crate::events::AccessMode::Administrative
+            )
     }) {
         let detail =
             format!("no license needed: the record is {} and keeps its mode (A4)", r.access_mode.cli_name());
@@ -186,7 +187,7 @@ fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<En
         let detail = format!("free Dataverse plan of {} (on demand only, S1.4)", sku.part);
         let evidence = vec![user.evidence.licenses.get(&sku.part).copied().unwrap_or(0)];
         (pass(detail, Entitlement::FreeDataversePlan(sku.part.clone()), evidence), false)
-    } else if env.app_pass > env.app_pass_in_use(record.map(|r| r.id)) {
+    } else if holds_app_pass(env, record) {
         let detail = format!(
             "app-pass capacity of {} ({} of {} in use; on demand only, S1.4)",
             env.name,
@@ -217,6 +218,16 @@ fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<En
         ((check(Rule::S2_2, "license", false, detail, evidence), None), false)
     };
     (result.0, result.1, licensed)
+}
+
+/// The app-pass capacity goes to the earliest holders first; a newcomer gets a
+/// pass only while one is free (S1.4).
+fn holds_app_pass(env: &Environment, record: Option<&crate::environment::SystemUser>) -> bool {
+    let holders = env.app_pass_holders();
+    match record.and_then(|r| holders.iter().position(|h| h.id == r.id)) {
+        Some(rank) => (rank as u32) < env.app_pass,
+        None => (holders.len() as u32) < env.app_pass,
+    }
 }
 
 fn guest(user: &User, entitled_here: bool) -> Check {
@@ -273,7 +284,9 @@ fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> 
             vec![sg, changed],
         );
     }
-    if how.on_demand() && group.owners.contains(&user.id) {
+    // The owner counts as a member when added on demand, and so stays once in.
+    let in_environment = env.user_by_object(user.id).is_some();
+    if (how.on_demand() || in_environment) && group.owners.contains(&user.id) {
         let detail = format!("an owner of {}: counts as a member when added on demand", group.name);
         return check(Rule::S2_4, "security group", true, detail, vec![sg, changed]);
     }

@@ -179,6 +179,19 @@ impl EnvCommand {
 
 type Decided = Result<Vec<EnvEvent>, Rejection>;
 
+/// A name people type and read: not empty, no control characters (a newline
+/// in a name would forge lines in every message that quotes it).
+pub fn check_name<'a>(what: &str, name: &'a str) -> Result<&'a str, Rejection> {
+    let name = name.trim();
+    if name.is_empty() {
+        return invalid(format!("{what} needs a name"));
+    }
+    if name.chars().any(char::is_control) {
+        return invalid(format!("{what} name {name:?} holds a control character"));
+    }
+    Ok(name)
+}
+
 /// The actor as a directory user who can sign in.
 fn authenticate<'a>(tenant: &'a Tenant, actor: &Upn, now: DateTime<Utc>) -> Result<&'a User, Rejection> {
     let Some(user) = tenant.live_user(actor, now) else {
@@ -266,10 +279,7 @@ pub fn decide_create(
     now: DateTime<Utc>,
 ) -> Result<(TenantEvent, Vec<EnvEvent>), Rejection> {
     let actor = authenticate(tenant, actor, now)?;
-    let name = new.name.trim();
-    if name.is_empty() {
-        return invalid("an environment needs a name");
-    }
+    let name = check_name("an environment", &new.name)?;
     if let Some((_, existing)) = tenant.environment(name) {
         return invalid(format!("an environment named {existing} exists already"));
     }
@@ -552,6 +562,11 @@ impl<'a> Decision<'a> {
 
     /// S5: an admin adds an entitled user on demand, or enables its record.
     fn add_user(&self, upn: &Upn) -> Decided {
+        if self.tenant.live_user(upn, self.now).is_none()
+            && self.env.users_named(upn.as_str()).any(|r| r.kind == UserKind::Stub)
+        {
+            return refuse(Rule::T1_1, format!("{upn} is a stub user: it cannot be enabled or synchronized"));
+        }
         let user = self.directory_user(upn)?;
         needs_database(self.env)?;
         let (e, events) = sync_user(self.tenant, self.env, user, How::AdminAdd, self.now);
@@ -616,10 +631,7 @@ impl<'a> Decision<'a> {
         roles: &[String],
     ) -> Decided {
         needs_database(self.env)?;
-        let name = name.trim();
-        if name.is_empty() {
-            return invalid("an application user needs a name");
-        }
+        let name = check_name("an application user", name)?;
         if self.env.user_by_application(app_id).is_some() {
             return invalid(format!(
                 "application {app_id} already has an application user in {}",
@@ -765,10 +777,7 @@ impl<'a> Decision<'a> {
 
     /// R1: names are unique among siblings; the tree only grows under existing units.
     fn create_business_unit(&self, id: Uuid, name: &str, parent: Option<&str>) -> Decided {
-        let name = name.trim();
-        if name.is_empty() {
-            return invalid("a business unit needs a name");
-        }
+        let name = check_name("a business unit", name)?;
         let parent = self.business_unit(parent)?;
         let sibling = self
             .env
@@ -812,10 +821,7 @@ impl<'a> Decision<'a> {
     /// R2: new roles are copies of existing ones under a new name.
     fn copy_role(&self, id: Uuid, from: &str, name: &str, business_unit: Option<&str>) -> Decided {
         let source = self.role(from)?;
-        let name = name.trim();
-        if name.is_empty() {
-            return invalid("a role needs a name");
-        }
+        let name = check_name("a role", name)?;
         let unit = self.business_unit(business_unit)?;
         if self.env.roles.values().any(|r| r.business_unit == unit && r.name.eq_ignore_ascii_case(name)) {
             return invalid(format!("a role named {name} exists already in that business unit"));
@@ -914,10 +920,7 @@ impl<'a> Decision<'a> {
 
     /// R7: owner teams, and group teams that follow a directory group.
     fn create_team(&self, id: Uuid, name: &str, business_unit: Option<&str>, group: Option<&str>) -> Decided {
-        let name = name.trim();
-        if name.is_empty() {
-            return invalid("a team needs a name");
-        }
+        let name = check_name("a team", name)?;
         if let Some(existing) = self.env.team_named(name) {
             return invalid(format!("a team named {} exists already in {}", existing.name, self.env.name));
         }

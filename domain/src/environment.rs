@@ -185,6 +185,9 @@ pub struct SystemUser {
     pub entitlement: Option<Entitlement>,
     /// Its mailbox is enabled for email processing (O2).
     pub mailbox_enabled: bool,
+    /// A setup user: sync chose its Administrative mode (S3), not an admin,
+    /// so the mode does not keep it entitled (A4 is for modes admins set).
+    pub setup_user: bool,
     /// The records behind its state.
     pub evidence: SystemUserEvidence,
 }
@@ -319,12 +322,20 @@ impl Environment {
             .count()
     }
 
-    /// Enabled records entitled only by the app-pass capacity, other than `except`.
-    pub fn app_pass_in_use(&self, except: Option<Uuid>) -> u32 {
-        self.users
+    /// Enabled records entitled by the app-pass capacity, earliest first.
+    pub fn app_pass_holders(&self) -> Vec<&SystemUser> {
+        let mut holders: Vec<&SystemUser> = self
+            .users
             .values()
-            .filter(|u| Some(u.id) != except && !u.is_disabled && u.entitlement == Some(Entitlement::AppPass))
-            .count() as u32
+            .filter(|u| !u.is_disabled && u.entitlement == Some(Entitlement::AppPass))
+            .collect();
+        holders.sort_by_key(|u| (u.evidence.status, u.id));
+        holders
+    }
+
+    /// Enabled records entitled by the app-pass capacity, other than `except`.
+    pub fn app_pass_in_use(&self, except: Option<Uuid>) -> u32 {
+        self.app_pass_holders().iter().filter(|u| Some(u.id) != except).count() as u32
     }
 
     /// Folds one event into the state.
@@ -417,6 +428,8 @@ impl Environment {
                     added_by: *added_by,
                     entitlement: entitlement.clone(),
                     mailbox_enabled: false,
+                    setup_user: *access_mode == AccessMode::Administrative
+                        && *added_by != AddedBy::Placeholder,
                     evidence: SystemUserEvidence {
                         added: seq,
                         status: seq,
@@ -449,8 +462,17 @@ impl Environment {
             }
             EnvEvent::AccessModeChanged { id, new, .. } => self.with_user(id, |u| {
                 u.access_mode = *new;
+                u.setup_user = false;
                 u.evidence.access_mode = seq;
             }),
+            EnvEvent::SetupModeChanged { id, new, .. } => self.with_user(id, |u| {
+                u.access_mode = *new;
+                u.setup_user = *new == AccessMode::Administrative;
+                u.evidence.access_mode = seq;
+            }),
+            EnvEvent::EntitlementChanged { id, new, .. } => {
+                self.with_user(id, |u| u.entitlement = new.clone())
+            }
             EnvEvent::RoleAssigned { user, role } => self.with_user(user, |u| {
                 u.roles.insert(*role);
                 u.evidence.roles.insert(*role, seq);

@@ -806,6 +806,11 @@ pub enum EnvEvent {
     MailboxEnabled { user: Uuid },
     /// Unified routing was provisioned with a tenant admin's consent; it stays on (O3).
     UnifiedRoutingEnabled { consented_by: Uuid },
+    /// What entitles an enabled record changed (an app-pass user got a license, S2.2).
+    EntitlementChanged { id: Uuid, old: Option<Entitlement>, new: Option<Entitlement> },
+    /// Sync moved a setup user's mode: Administrative when an unlicensed tenant
+    /// admin is added or loses its license (S3), Read-Write once licensed (S7).
+    SetupModeChanged { id: Uuid, old: AccessMode, new: AccessMode },
 }
 
 impl EnvEvent {
@@ -838,6 +843,8 @@ impl EnvEvent {
             EnvEvent::MailboxTestScheduled { .. } => "MailboxTestScheduled",
             EnvEvent::MailboxEnabled { .. } => "MailboxEnabled",
             EnvEvent::UnifiedRoutingEnabled { .. } => "UnifiedRoutingEnabled",
+            EnvEvent::EntitlementChanged { .. } => "EntitlementChanged",
+            EnvEvent::SetupModeChanged { .. } => "SetupModeChanged",
         }
     }
 }

@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use crate::eligibility::{eligibility, Eligibility, How};
 use crate::environment::{Environment, SystemUser, SYSTEM_ADMINISTRATOR};
-use crate::events::{AccessMode, AddedBy, Column, ColumnChange, Entitlement, EnvEvent, Member, UserKind};
+use crate::events::{
+    AccessMode, AddedBy, Column, ColumnChange, Entitlement, EnvEvent, EnvType, Member, UserKind,
+};
 use crate::ids::derive_id;
 use crate::tenant::{Tenant, User};
 
@@ -62,14 +64,17 @@ fn added_by(how: How) -> AddedBy {
 /// admin (S7), and the app-access role of each installed app for a licensed
 /// user (S8). Returns those it does not hold yet.
 fn automatic_roles(env: &Environment, user: &User, e: &Eligibility, held: &[Uuid]) -> Vec<Uuid> {
-    if !e.licensed {
-        return Vec::new();
-    }
     let mut names: Vec<&str> = Vec::new();
-    if Tenant::is_environment_admin(user) {
+    // The creator of a developer environment administers it.
+    if env.env_type == Some(EnvType::Developer) && env.creator == user.id {
         names.push(SYSTEM_ADMINISTRATOR);
     }
-    names.extend(env.apps.iter().map(|a| a.access_role()));
+    if e.licensed && Tenant::is_environment_admin(user) && !names.contains(&SYSTEM_ADMINISTRATOR) {
+        names.push(SYSTEM_ADMINISTRATOR);
+    }
+    if e.licensed {
+        names.extend(env.apps.iter().map(|a| a.access_role()));
+    }
     names
         .into_iter()
         .filter_map(|n| env.role_named(n).map(|r| r.id))
@@ -153,9 +158,20 @@ fn update(env: &Environment, user: &User, record: &SystemUser, how: How, e: &Eli
     if record.is_licensed != e.licensed {
         events.push(EnvEvent::LicensedChanged { id, is_licensed: e.licensed });
     }
-    let entitled = e.entitled();
+    // An entitlement that counts on demand only keeps a record in a pass only
+    // if the record was admitted under it; otherwise the user's next access
+    // (or an admin's add) brings it back (S1.4, S5).
+    let demoted =
+        e.entitled() && e.on_demand_only() && !how.on_demand() && record.entitlement != e.entitlement;
+    let entitled = e.entitled() && !demoted;
     if !entitled && !record.is_disabled {
-        events.push(EnvEvent::SystemUserDisabled { id, reason: e.failing_summary() });
+        let reason = if demoted {
+            let by = e.entitlement.as_ref().map_or_else(String::new, |en| format!("{en:?}"));
+            format!("S1.4: entitled now only by {by}, which counts on demand only: the user's next access enables it again")
+        } else {
+            e.failing_summary()
+        };
+        events.push(EnvEvent::SystemUserDisabled { id, reason });
         return events;
     }
     if !entitled {
@@ -166,16 +182,26 @@ fn update(env: &Environment, user: &User, record: &SystemUser, how: How, e: &Eli
         events.push(EnvEvent::SystemUserEnabled { id, entitlement: e.entitlement.clone() });
     } else if record.is_disabled {
         return events;
+    } else if record.entitlement != e.entitlement {
+        events.push(EnvEvent::EntitlementChanged {
+            id,
+            old: record.entitlement.clone(),
+            new: e.entitlement.clone(),
+        });
     }
-    // A tenant admin who loses its license becomes a setup user (S3); the
-    // other way is left to admins, who may be midway through A4's set-up.
+    // A tenant admin without a license is a setup user (S3); licensed, it is
+    // Read-Write (S7). Sync moves only the modes it set itself: an admin may
+    // be midway through A4's set-up.
     if e.entitlement == Some(Entitlement::AdminWithoutLicense) && record.access_mode == AccessMode::ReadWrite
     {
-        events.push(EnvEvent::AccessModeChanged {
+        events.push(EnvEvent::SetupModeChanged {
             id,
             old: record.access_mode,
             new: AccessMode::Administrative,
         });
+    }
+    if record.setup_user && record.access_mode == AccessMode::Administrative && e.licensed {
+        events.push(EnvEvent::SetupModeChanged { id, old: record.access_mode, new: AccessMode::ReadWrite });
     }
     let held: Vec<Uuid> = record.roles.iter().copied().collect();
     events.extend(

@@ -1078,10 +1078,7 @@ impl<'a> Decision<'a> {
 
     fn create_group(&self, id: Uuid, name: &str, owner: Option<&Upn>) -> Decided {
         self.require(USER_MANAGERS, "create groups")?;
-        let name = name.trim();
-        if name.is_empty() {
-            return invalid("a group needs a name");
-        }
+        let name = crate::envcmd::check_name("a group", name)?;
         if let Some(existing) = self.tenant.group_named(name) {
             return invalid(format!("a group named {} exists already", existing.name));
         }

@@ -561,6 +561,14 @@ impl Targets<'_> {
             EnvEvent::MailboxTestScheduled { user } => {
                 change(self.system_user(env, *user), "mailbox", None, text("test scheduled"))
             }
+            EnvEvent::EntitlementChanged { id, old, new } => {
+                let (old, new) =
+                    (old.as_ref().map(|e| format!("{e:?}")), new.as_ref().map(|e| format!("{e:?}")));
+                change(self.system_user(env, *id), "entitlement", old, new)
+            }
+            EnvEvent::SetupModeChanged { id, old, new } => {
+                change(self.system_user(env, *id), "accessmode", text(old.value()), text(new.value()))
+            }
             EnvEvent::MailboxEnabled { user } => {
                 change(self.system_user(env, *user), "mailbox", text("disabled"), text("enabled"))
             }

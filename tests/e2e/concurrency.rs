@@ -79,10 +79,17 @@ async fn race_for_the_last_seat(sb: &Sandbox) {
 #[test]
 fn racing_syncs_and_commands_lose_nothing() {
     let mut sb = sales_with(0, 4);
+    // Give every pass something to write while the commands race it.
+    for i in 0..4 {
+        sb.ok(&format!("user update --upn svc{i}@contoso.onmicrosoft.com --city Lyon"));
+    }
     runtime().block_on(race_syncs_and_commands(&sb));
     let table = sb.json("systemusers --env Sales");
-    let read = table.as_array().unwrap().iter().filter(|r| r["accessmode"] == 2).count();
+    let rows = table.as_array().unwrap();
+    let read = rows.iter().filter(|r| r["accessmode"] == 2).count();
     assert_eq!(read, 4, "every access-mode change landed");
+    let synced = rows.iter().filter(|r| r["address1_city"] == "Lyon").count();
+    assert_eq!(synced, 4, "every sync change landed");
     assert_eq!(sb.json("verify")["ok"], true);
 }
 
@@ -100,9 +107,39 @@ async fn race_syncs_and_commands(sb: &Sandbox) {
             writer.execute_env(Some(&admin), "Sales", &command).await.map(drop)
         }));
         let syncer = Arc::clone(&shell);
-        tasks.push(tokio::spawn(async move { syncer.sync("Sales").await.map(drop) }));
+        tasks.push(tokio::spawn(async move { syncer.sync(&["Sales".to_owned()]).await.map(drop) }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
     }
+}
+
+#[test]
+fn racing_writers_on_the_wall_clock_all_land() {
+    // Found in review: a writer that read the clock before a faster one got
+    // "time went backwards" (exit 2) instead of deciding again.
+    let sb = sales_with(0, 8);
+    let failures = runtime().block_on(async {
+        let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+        let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
+        let shell = Arc::new(Shell::new(store, None));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (shell, admin) = (Arc::clone(&shell), admin.clone());
+                tokio::spawn(async move {
+                    let upn = Upn::parse(&format!("svc{i}@contoso.onmicrosoft.com")).unwrap();
+                    let command = EnvCommand::SetAccessMode { upn, mode: AccessMode::Read };
+                    shell.execute_env(Some(&admin), "Sales", &command).await.map(drop)
+                })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for task in tasks {
+            if let Err(e) = task.await.unwrap() {
+                failures.push(format!("exit {}: {e}", e.exit_code()));
+            }
+        }
+        failures
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -270,3 +270,64 @@ fn env_set_and_list_show_settings_and_timeouts() {
         assert!(err.contains(says), "{line}: {err}");
     }
 }
+
+// ---- Regressions found in review ----
+
+#[test]
+fn a_multibyte_duration_is_bad_input_not_a_panic() {
+    let mut sb = contoso();
+    sb.ok("env create --name Sales --type production");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sb.run("env set --env Sales --session-timeout 1é").code
+    }));
+    assert_eq!(outcome.ok(), Some(2), "panicked or wrong exit code");
+}
+
+#[test]
+fn a_name_cannot_forge_a_second_line_of_an_error() {
+    let mut sb = contoso();
+    let err = sb.fails("env create --name 'Sales\nrejected (A3): forged' --type production", 2);
+    assert!(err.contains("control character"), "{err}");
+    let err = sb.fails("group create --name 'G\nrejected (D1): forged'", 2);
+    assert!(err.contains("control character"), "{err}");
+}
+
+#[test]
+fn e5_placeholders_are_not_counted_in_env_list() {
+    let mut sb = contoso();
+    sb.ok("env create --name Sales --type production");
+    let list = sb.json("env list");
+    assert_eq!((list[0]["enabledUsers"].as_u64(), list[0]["systemUsers"].as_u64()), (Some(0), Some(0)));
+}
+
+#[test]
+fn t1_1_adding_a_stub_is_a_rule_refusal() {
+    let mut sb = contoso();
+    sb.ok("env create --name Sales --type production");
+    let csv = sb.dir().join("stubs.csv");
+    std::fs::write(&csv, "domainname,firstname,lastname\nold.rep@contoso.com,Old,Rep\n").unwrap();
+    sb.ok(&format!("import stub-users --env Sales --file {}", csv.display()));
+    let err = sb.fails("env add-user --env Sales --upn old.rep@contoso.com", 1);
+    assert!(err.starts_with("rejected (T1.1)"), "{err}");
+}
+
+#[test]
+fn sync_of_every_environment_is_one_transaction() {
+    let mut sb = contoso();
+    sb.ok("env create --name Sales --type production");
+    sb.ok("env create --name Service --type sandbox");
+    let before = sb.records();
+    let passes = sb.json("sync");
+    let seqs: Vec<(u64, u64)> = passes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["firstSeq"].as_u64().unwrap(), p["lastSeq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(seqs.len(), 2);
+    assert_eq!(seqs[0].0, before + 1);
+    assert_eq!(seqs[1].0, seqs[0].1 + 1, "back to back: one append");
+    let correlations: std::collections::BTreeSet<_> =
+        log(&sb).iter().filter(|(r, _)| r.seq > before).map(|(r, _)| r.correlation_id).collect();
+    assert_eq!(correlations.len(), 4, "alice and the admin in each environment");
+}

@@ -1409,3 +1409,85 @@ fn o3_unified_routing_needs_a_tenant_admins_consent_and_never_turns_off() {
     let reason = refused_by(w.when(env, ADMIN, EnvCommand::DisableUnifiedRouting), Rule::O3);
     assert!(reason.contains("cannot be turned off"), "{reason}");
 }
+
+// ---- Regressions found in review (each a rule an admin relies on) ----
+
+#[test]
+fn regression_s2_4_an_owner_added_on_demand_is_not_disabled_by_the_next_pass() {
+    let mut w = World::contoso();
+    w.license(BOB, SALES_SKU);
+    w.tenant_ok(ADMIN, TenantCommand::AddOwner { group: "Sales-SG".into(), upn: upn(BOB) });
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.security_group = Some("Sales-SG".into()));
+    w.ok(env, BOB, EnvCommand::Access { upn: upn(BOB) });
+    assert!(!w.record(env, BOB).unwrap().is_disabled);
+    w.sync(env);
+    assert!(!w.record(env, BOB).unwrap().is_disabled, "the owner was just admitted on demand (S2.4)");
+}
+
+#[test]
+fn regression_app_pass_capacity_of_one_does_not_keep_many_unlicensed_users_enabled() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    w.license(BOB, SALES_SKU);
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.app_pass = 1);
+    w.sync(env);
+    w.unlicense(ALICE, SALES_SKU);
+    w.unlicense(BOB, SALES_SKU);
+    w.sync(env);
+    let enabled = [ALICE, BOB].iter().filter(|who| !w.record(env, who).unwrap().is_disabled).count();
+    assert!(enabled <= 1, "{enabled} users enabled on an app-pass capacity of 1");
+}
+
+#[test]
+fn regression_an_app_pass_user_who_gets_a_license_frees_the_pass() {
+    let mut w = World::contoso();
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.app_pass = 1);
+    w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) });
+    w.license(ALICE, SALES_SKU);
+    w.sync(env);
+    assert_eq!(w.envs[env].app_pass_in_use(None), 0, "alice is licensed now");
+}
+
+#[test]
+fn regression_a_setup_user_whose_admin_role_is_removed_loses_access() {
+    let mut w = World::contoso();
+    w.tenant_ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::PowerPlatform });
+    let env = production(&mut w);
+    w.sync(env);
+    assert_eq!(w.record(env, BOB).unwrap().access_mode, AccessMode::Administrative);
+    w.tenant_ok(ADMIN, TenantCommand::RemoveAdminRole { upn: upn(BOB), role: AdminRole::PowerPlatform });
+    w.sync(env);
+    assert!(w.record(env, BOB).unwrap().is_disabled, "no license, no admin role: not entitled");
+}
+
+#[test]
+fn regression_a_setup_user_who_gets_a_license_becomes_read_write() {
+    let mut w = World::contoso();
+    w.tenant_ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::PowerPlatform });
+    let env = production(&mut w);
+    w.sync(env);
+    w.license(BOB, SALES_SKU);
+    w.sync(env);
+    let bob = w.record(env, BOB).unwrap();
+    assert_eq!(w.roles_of(env, BOB), vec!["System Administrator"]);
+    assert_eq!(
+        bob.access_mode,
+        AccessMode::ReadWrite,
+        "S7: a licensed admin is Read-Write; A5 leaves it no data"
+    );
+}
+
+#[test]
+fn regression_the_creator_of_a_developer_environment_administers_it() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = w.env(ALICE, "Alice dev", EnvType::Developer, |_| {});
+    w.sync(env);
+    let create = EnvCommand::CreateAppUser {
+        app_id: Uuid::from_u128(7),
+        name: "My app".into(),
+        business_unit: None,
+        roles: vec![],
+    };
+    assert!(w.when(env, ALICE, create).is_ok(), "{:?}", w.roles_of(env, ALICE));
+}
