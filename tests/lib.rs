@@ -76,7 +76,8 @@ impl Sandbox {
             args.extend(["--now".to_owned(), self.clock.to_rfc3339()]);
         }
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let code = cli::run(args, &mut stdout, &mut stderr);
+        // Seeded ids: the same script writes the same log, so outputs can be snapshotted.
+        let code = cli::run_with(args, &mut stdout, &mut stderr, cli::RunOptions { id_seed: Some(42) });
         Run {
             code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -156,13 +156,8 @@ async fn tenant_as_of(
     shell: &Shell,
     at: &AtArgs,
 ) -> Result<(Tenant, chrono::DateTime<chrono::Utc>), CliError> {
-    let at = at.at.as_deref().map(parse_at).transpose()?;
-    let seq = shell.resolve(at).await?;
+    let (seq, now) = shell.point(at.at.as_deref().map(parse_at).transpose()?).await?;
     let (tenant, _) = shell.tenant_at(seq).await?;
-    let now = match at {
-        Some(crate::time::At::Time(t)) => t,
-        _ => shell.time_of(seq).await?,
-    };
     Ok((tenant, now))
 }
 

@@ -132,18 +132,23 @@ impl Shell {
         })
     }
 
-    /// The time a view is judged at: the time of record `seq` for a past
-    /// position, the clock (or `--now`) at the head.
-    pub async fn time_of(&self, seq: u64) -> Result<DateTime<Utc>, CliError> {
-        let head = self.store.head().await?;
-        if head.is_none_or(|h| h.seq == seq) {
-            return Ok(self
-                .now
-                .unwrap_or_else(Utc::now)
-                .max(head.map_or(DateTime::UNIX_EPOCH, |h| h.recorded_at)));
-        }
-        let record = self.store.read_log(seq, seq, 1).await?;
-        Ok(record.first().map_or(DateTime::UNIX_EPOCH, |r| r.recorded_at))
+    /// The position and time a view answers as of: `--at TIME` is judged at
+    /// that time, `--at seq:N` at record N's time, and no `--at` at the clock
+    /// (or `--now`) over the whole log.
+    pub async fn point(&self, at: Option<At>) -> Result<(u64, DateTime<Utc>), CliError> {
+        let seq = self.resolve(at).await?;
+        let time = match at {
+            Some(At::Time(t)) => t,
+            Some(At::Seq(_)) => {
+                let record = self.store.read_log(seq, seq, 1).await?;
+                record.first().map_or(DateTime::UNIX_EPOCH, |r| r.recorded_at)
+            }
+            None => {
+                let head = self.store.head().await?.map_or(DateTime::UNIX_EPOCH, |h| h.recorded_at);
+                self.now.unwrap_or_else(Utc::now).max(head)
+            }
+        };
+        Ok((seq, time))
     }
 
     /// A stream's state as of log position `upto`, and the stream's version

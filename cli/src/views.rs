@@ -16,20 +16,14 @@ use crate::args::AtArgs;
 use crate::error::{usage, CliError};
 use crate::output::Out;
 use crate::shell::{event_of, Shell};
-use crate::time::{parse_at, parse_time, At};
+use crate::time::{parse_at, parse_time};
 
 /// How many records a page of the backward history scan reads.
 const PAGE: u64 = 4096;
 
 /// The point a view answers as of: its log position and its time.
 async fn point(shell: &Shell, at: &AtArgs) -> Result<(u64, DateTime<Utc>), CliError> {
-    let at = at.at.as_deref().map(parse_at).transpose()?;
-    let seq = shell.resolve(at).await?;
-    let time = match at {
-        Some(At::Time(t)) => t,
-        _ => shell.time_of(seq).await?,
-    };
-    Ok((seq, time))
+    shell.point(at.at.as_deref().map(parse_at).transpose()?).await
 }
 
 /// `history [--user U] [--env E] [--since T] [--until T] [--limit N] [--at WHEN]`

@@ -12,6 +12,8 @@ mod failures;
 mod security;
 /// The project's own habits: module docs, and what each crate may depend on.
 mod tidy;
+/// The views as of any point (L4), rebuilt from zero, and the audit history (L1, L2).
+mod views;
 
 use domain::Event;
 use store::{OpenOptions, Record, SledStore};
