@@ -171,7 +171,10 @@ fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<En
         .into_iter()
         .find(|r| user.admin_roles.contains(r))
     {
-        let detail = format!("no license needed: {role} (S3); added as a setup user in Administrative mode");
+        let detail = match record {
+            Some(_) => format!("no license needed: {role} (S3)"),
+            None => format!("no license needed: {role} (S3); added as a setup user in Administrative mode"),
+        };
         (pass(detail, Entitlement::AdminWithoutLicense, role_evidence.clone()), false)
     } else if let Some(r) = record.filter(|r| {
         !r.setup_user

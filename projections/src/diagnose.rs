@@ -264,6 +264,9 @@ fn advise_directory(
         Some(r) if r.is_disabled && entitled => {
             advice.push(format!("entitled again: Refresh user to sync now: usertrail user refresh --env {env_name} --upn {upn}"))
         }
+        Some(r) if r.is_disabled => advice.push(format!(
+            "once that is fixed, the next sync pass enables the record; to sync at once: usertrail user refresh --env {env_name} --upn {upn}"
+        )),
         None if entitled && eligibility(tenant, env, user, How::Sync, at).may_add() => advice.push(format!(
             "the next sync pass adds it; to sync now: usertrail user refresh --env {env_name} --upn {upn}"
         )),

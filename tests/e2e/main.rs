@@ -10,6 +10,8 @@ mod environments;
 mod failures;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
 mod security;
+/// The seeds' workflows pinned by insta snapshots, in JSON and as tables.
+mod snapshots;
 /// The project's own habits: module docs, and what each crate may depend on.
 mod tidy;
 /// The views as of any point (L4), rebuilt from zero, and the audit history (L1, L2).
