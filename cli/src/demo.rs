@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 use domain::envcmd::{EnvCommand, NewEnvironment, StubRow};
 use domain::events::{AccessMode, App, EnvType};
 use domain::events::{AdminRole, Profile, ProfileField, SkuKind};
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::args::DemoArgs;
 use crate::error::{usage, CliError};
 use crate::output::Out;
-use crate::shell::{event_of, Done, Shell};
+use crate::shell::{Done, Shell};
 
 /// Where the demo writes when `--db` is not given.
 pub const DEMO_DB: &str = "usertrail-demo.db";
@@ -142,7 +142,8 @@ pub async fn run(
     };
     let replaced = prepare(&path, is_default).await?;
     let store = crate::open(&path, Durability::Batched)?;
-    let end = now.unwrap_or_else(Utc::now);
+    // Whole seconds read better in the tour than the clock's nanoseconds.
+    let end = now.unwrap_or_else(Utc::now).with_nanosecond(0).unwrap_or_else(Utc::now);
     let mut demo = Demo { shell: Shell::new(store, None), start: end - Duration::days(180) };
     let people = script(&mut demo, args.users as usize).await?;
     demo.shell.store.flush().await?;
@@ -417,22 +418,6 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     Ok(Cast { users: users + 5, moved_from, moved_to, deleted, before_move })
 }
 
-/// One user's Sales record as of `seq`, in a line.
-async fn record_line(shell: &Shell, who: &str, seq: u64) -> Result<String, CliError> {
-    let (tenant, _) = shell.tenant_at(seq).await?;
-    let (env, _) = shell.environment_at(&tenant, "Sales", seq).await?;
-    let record = tenant.user(&upn(who)?).and_then(|u| env.user_by_object(u.id));
-    Ok(match record {
-        None => "no record in Sales".to_owned(),
-        Some(r) => format!(
-            "{}, {}, {}",
-            if r.is_disabled { "disabled" } else { "enabled" },
-            r.access_mode.cli_name(),
-            if r.is_licensed { "licensed" } else { "not licensed" }
-        ),
-    })
-}
-
 async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Result<(), CliError> {
     let head = shell.store.head().await?;
     let records = head.map_or(0, |h| h.seq);
@@ -460,39 +445,32 @@ async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Res
     crate::directory::sku(shell, None, crate::args::SkuCommand::List(crate::args::AtArgs { at: past }), out)
         .await?;
     out.line("")?;
-    out.line("== The last records of the log: who did what, when ==")?;
-    let from = records.saturating_sub(11);
-    let rows = shell
-        .store
-        .read_log(from + 1, records, 12)
-        .await?
-        .iter()
-        .map(|r| {
-            let event = event_of(r).map(|e| e.type_name()).unwrap_or("?");
-            Ok(vec![
-                r.seq.to_string(),
-                r.recorded_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                r.actor.clone(),
-                event.to_owned(),
-            ])
-        })
-        .collect::<Result<Vec<_>, CliError>>()?;
-    out.table(&["seq", "time", "actor", "event"], rows)?;
+    out.line("== The audit history, newest first (usertrail history --limit 8) ==")?;
+    let filter = projections::audit::Filter::default();
+    crate::views::history(shell, filter, None, None, 8, crate::args::AtArgs { at: None }, out).await?;
     out.line("")?;
     out.line("== The SystemUser table of Sales (usertrail systemusers --env Sales) ==")?;
     crate::environments::systemusers(shell, "Sales", crate::args::AtArgs { at: None }, out).await?;
     out.line("")?;
-    out.line(format!("== Why can't {} reach Sales any more, and since when? ==", cast.moved_from))?;
-    for (when, seq) in [("before the move", cast.before_move), ("now", records)] {
-        out.line(format!("{when} (seq {seq}): {}", record_line(shell, &cast.moved_from, seq).await?))?;
-    }
+    let who = upn(&cast.moved_from)?;
     out.line(format!(
-        "On day 60 {} moved to Finance: the DYN365_ENTERPRISE_SALES license went to {} and she left Sales-SG.",
-        cast.moved_from, cast.moved_to
+        "== Why can't {who} reach Sales any more? (usertrail diagnose --env Sales --upn {who}) =="
     ))?;
-    out.line("The next sync pass disabled her Sales record (S2.4, S4). Her Office 365 E3 alone would count only on demand (S1.4).")?;
+    crate::views::diagnose(shell, "Sales", &who, crate::args::AtArgs { at: None }, out).await?;
+    out.line("")?;
+    out.line(format!("== Since when? (usertrail timeline --env Sales --upn {who}) =="))?;
+    crate::views::timeline(shell, "Sales", &who, crate::args::AtArgs { at: None }, out).await?;
+    out.line("")?;
+    out.line(format!(
+        "On day 60 {who} moved to Finance: her DYN365_ENTERPRISE_SALES license went to {} and she left Sales-SG;",
+        cast.moved_to
+    ))?;
+    out.line("the next sync pass disabled her Sales record (S2.4, S4). Her Office 365 E3 alone would count only on demand (S1.4).")?;
     out.line(format!("{} was deleted on day 120 and restored four days later.", cast.deleted))?;
-    out.line(format!("Try: usertrail --db {db} systemusers --env Sales --at seq:{}", cast.before_move))?;
+    out.line(format!(
+        "Try: usertrail --db {db} diagnose --env Sales --upn {who} --at seq:{}",
+        cast.before_move
+    ))?;
     match report.problem {
         None => out.line(format!("verify: {} records, hash chain and indexes intact (L3)", report.records)),
         Some(p) => Err(CliError::Corrupt(format!("verify failed at record {}: {}", p.seq, p.what))),
