@@ -154,6 +154,47 @@ pub enum Command {
         #[command(flatten)]
         at: AtArgs,
     },
+    /// The "golden user" comparison: what differs between two users, and why
+    #[command(
+        after_help = "Example:\n  usertrail compare --env Sales --upn bob@contoso.onmicrosoft.com --with alice@contoso.onmicrosoft.com"
+    )]
+    Compare {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// The user to examine
+        #[arg(long, value_parser = Upn::parse)]
+        upn: Upn,
+        /// The user to compare with (the one who works)
+        #[arg(long, value_parser = Upn::parse)]
+        with: Upn,
+        #[command(flatten)]
+        at: AtArgs,
+    },
+    /// Drift between two points: SystemUser changes, each with the records that made it
+    #[command(
+        after_help = "Example:\n  usertrail changes --env Sales --from 2026-03-01T00:00:00Z --to seq:400"
+    )]
+    Changes {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// From this point (RFC 3339 time or seq:N), excluded
+        #[arg(long, value_name = "WHEN")]
+        from: String,
+        /// To this point (RFC 3339 time or seq:N), included
+        #[arg(long, value_name = "WHEN")]
+        to: String,
+    },
+    /// An access review: findings with rule, severity, evidence and advice
+    #[command(after_help = "Example:\n  usertrail review --env Sales --at 2026-06-30T00:00:00Z --json")]
+    Review {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        #[command(flatten)]
+        at: AtArgs,
+    },
     /// Check the hash chain and every index; report the first bad record
     #[command(after_help = "Example:\n  usertrail verify --db ./usertrail.db")]
     Verify,

@@ -6,7 +6,7 @@
 //! - [`directory`]: the directory commands (`init`, `sku`, `user`, `group`).
 //! - [`environments`]: environments, sync, application and stub users, `systemusers`.
 //! - [`security`]: business units, roles, teams, mailboxes, `privileges`.
-//! - [`views`]: `history`, `diagnose`, `timeline`.
+//! - [`views`]: `history`, `diagnose`, `timeline`, `compare`, `changes`, `review`.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
 //!
@@ -143,6 +143,11 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
         }
         Command::Diagnose { env, upn, at } => views::diagnose(&shell, &env, &upn, at, &mut out).await,
         Command::Timeline { env, upn, at } => views::timeline(&shell, &env, &upn, at, &mut out).await,
+        Command::Compare { env, upn, with, at } => {
+            views::compare(&shell, &env, &upn, &with, at, &mut out).await
+        }
+        Command::Changes { env, from, to } => views::changes(&shell, &env, &from, &to, &mut out).await,
+        Command::Review { env, at } => views::review(&shell, &env, at, &mut out).await,
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify => verify(&shell, &mut out).await,
         Command::Demo(_) => Ok(()),

@@ -228,3 +228,127 @@ pub async fn timeline(
         .collect();
     out.table(&["from", "to", "state", "mode", "can access", "cause"], rows)
 }
+
+/// `compare --env E --upn A --with B [--at WHEN]`
+pub async fn compare(
+    shell: &Shell,
+    env: &str,
+    a: &Upn,
+    b: &Upn,
+    at: AtArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let (seq, time) = point(shell, &at).await?;
+    let (tenant, _) = shell.tenant_at(seq).await?;
+    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let comparison = match projections::compare::compare(&tenant, &environment, a, b, time) {
+        Ok(c) => c,
+        Err(projections::compare::Missing::Unknown(who)) => {
+            return usage(format!("unknown user {who}: no directory user and no record in {env}"))
+        }
+    };
+    if out.json {
+        return out.json(&serde_json::to_value(&comparison).unwrap_or(Value::Null));
+    }
+    if comparison.differences.is_empty() {
+        return out.line(format!("{a} and {b} stand the same in {env} (as of {})", comparison.at));
+    }
+    out.line(format!("{a} compared with {b} in {env} (as of {}, seq {seq})", comparison.at))?;
+    let rows = comparison
+        .differences
+        .iter()
+        .map(|d| {
+            vec![
+                d.aspect.to_owned(),
+                d.detail.clone(),
+                d.a.clone().unwrap_or_else(|| "-".into()),
+                d.b.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.table(&["aspect", "about", a.as_str(), b.as_str()], rows)
+}
+
+/// `changes --env E --from WHEN --to WHEN`
+pub async fn changes(
+    shell: &Shell,
+    env: &str,
+    from: &str,
+    to: &str,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let from = shell.resolve(Some(parse_at(from)?)).await?;
+    let to = shell.resolve(Some(parse_at(to)?)).await?;
+    if from > to {
+        return usage(format!("--from (seq {from}) is after --to (seq {to})"));
+    }
+    let (tenant, _) = shell.tenant_at(to).await?;
+    let (at_from, _) = shell.environment_at(&tenant, env, from).await?;
+    let (at_to, _) = shell.environment_at(&tenant, env, to).await?;
+    let mut records = Vec::new();
+    for record in shell.store.read_stream(&domain::environment::stream(at_to.id), 1).await? {
+        if record.seq > to {
+            break;
+        }
+        if record.seq <= from {
+            continue;
+        }
+        if let Event::Environment(e) = event_of(&record)? {
+            records.push((record, e));
+        }
+    }
+    let changes = projections::changes::changes(at_from, &records);
+    if out.json {
+        return out.json(&serde_json::to_value(&changes).unwrap_or(Value::Null));
+    }
+    if changes.is_empty() {
+        return out.line(format!("no changes in {env} between seq {from} and seq {to}"));
+    }
+    let rows = changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.seq.to_string(),
+                c.at.clone(),
+                c.upn.clone(),
+                c.change.to_owned(),
+                c.field.clone().unwrap_or_default(),
+                c.old_value.clone().unwrap_or_default(),
+                c.new_value.clone().unwrap_or_default(),
+                format!("{} by {}", c.cause.activity_display_name, c.cause.initiated_by),
+            ]
+        })
+        .collect();
+    out.table(&["seq", "time", "upn", "change", "field", "old", "new", "cause"], rows)
+}
+
+/// `review --env E [--at WHEN]`
+pub async fn review(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+    let (seq, time) = point(shell, &at).await?;
+    let (tenant, _) = shell.tenant_at(seq).await?;
+    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let findings = projections::review::review(&tenant, &environment, time);
+    if out.json {
+        return out.json(&serde_json::to_value(&findings).unwrap_or(Value::Null));
+    }
+    out.line(format!(
+        "access review of {env} as of {} (seq {seq}): {} findings",
+        projections::rfc3339(time),
+        findings.len()
+    ))?;
+    let rows = findings
+        .iter()
+        .map(|f| {
+            let evidence: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
+            vec![
+                f.severity.to_owned(),
+                f.rule.clone(),
+                f.upn.clone(),
+                f.detail.clone(),
+                evidence.join(","),
+                f.advice.clone(),
+            ]
+        })
+        .collect();
+    out.table(&["severity", "rule", "upn", "detail", "evidence (seq)", "advice"], rows)
+}

@@ -78,6 +78,8 @@ pub struct User {
     pub admin_roles: BTreeSet<AdminRole>,
     /// When it was soft-deleted (D7).
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Since when sign-in is blocked (D6).
+    pub blocked_at: Option<DateTime<Utc>>,
     /// A guest's invitation (D5).
     pub invitation: Option<Invitation>,
     /// The temporary password's salted hash (D2).
@@ -444,6 +446,7 @@ impl Tenant {
                         home_licenses: home_licenses.clone(),
                         admin_roles: BTreeSet::new(),
                         deleted_at: None,
+                        blocked_at: None,
                         invitation: None,
                         password: password.clone(),
                         evidence: UserEvidence {
@@ -482,10 +485,12 @@ impl Tenant {
             }),
             TenantEvent::UserBlocked { id } => self.with_user(id, |u| {
                 u.account_enabled = false;
+                u.blocked_at = Some(at);
                 u.evidence.sign_in = seq;
             }),
             TenantEvent::UserUnblocked { id } => self.with_user(id, |u| {
                 u.account_enabled = true;
+                u.blocked_at = None;
                 u.evidence.sign_in = seq;
             }),
             TenantEvent::UserDeleted { id } => self.with_user(id, |u| {

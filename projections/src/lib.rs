@@ -8,12 +8,18 @@
 //! - [`audit`]: one audit record per command, shaped like Graph's directoryAudit (L1, L2).
 //! - [`diagnose`]: Run diagnostics: every check with its evidence, and advice.
 //! - [`timeline`]: a user's access intervals in an environment, each with its cause.
+//! - [`compare`]: the "golden user" comparison of two users.
+//! - [`changes`]: drift between two points, each change with its cause.
+//! - [`review`]: access review findings with rule, severity, evidence and advice.
 //! - [`activity`]: display names and categories of commands and processes.
 
 pub mod activity;
 pub mod audit;
+pub mod changes;
+pub mod compare;
 pub mod diagnose;
 pub mod fold;
+pub mod review;
 pub mod systemusers;
 pub mod timeline;
 

@@ -8,6 +8,8 @@ mod directory;
 mod environments;
 /// Bad input, refused commands and store faults: exit codes, one line, nothing half-written.
 mod failures;
+/// compare, changes, review: the questions no other tool answers.
+mod questions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
 mod security;
 /// The seeds' workflows pinned by insta snapshots, in JSON and as tables.

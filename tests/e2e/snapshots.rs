@@ -203,3 +203,37 @@ fn directory_deletion_and_restore() {
         view(&mut sb, &format!("history --user {ALICE} --limit 6"))
     );
 }
+
+#[test]
+fn the_questions_admins_ask() {
+    // R: R3, R4, S2.4. Bob cannot work; alice can: what differs, what changed, what an auditor sees.
+    let mut sb = contoso();
+    sb.ok("team create --env Sales --name 'Sales team' --group Sales-SG");
+    sb.ok("team role assign --env Sales --team 'Sales team' --role Salesperson");
+    for who in [ALICE, "bob@contoso.onmicrosoft.com"] {
+        sb.ok(&format!("user create --upn {who} --first User --last Tester --license DYN365_SALES"));
+    }
+    sb.ok(&format!("group add-member --group Sales-SG --upn {ALICE}"));
+    sb.ok("sync");
+    let before = sb.records();
+    sb.ok("group add-member --group Sales-SG --upn bob@contoso.onmicrosoft.com");
+    sb.ok("sync");
+    sb.ok("role copy --env Sales --from Salesperson --name 'Account Owner'");
+    sb.ok("role set-privilege --env Sales --role 'Account Owner' --table account --op write --level org");
+    sb.ok(&format!("role assign --env Sales --upn {ALICE} --role 'Account Owner'"));
+    let after = sb.records();
+    insta::assert_snapshot!(
+        "questions_compare_before",
+        view(
+            &mut sb,
+            &format!(
+                "compare --env Sales --upn bob@contoso.onmicrosoft.com --with {ALICE} --at seq:{before}"
+            )
+        )
+    );
+    insta::assert_snapshot!(
+        "questions_changes",
+        view(&mut sb, &format!("changes --env Sales --from seq:{before} --to seq:{after} --json"))
+    );
+    insta::assert_snapshot!("questions_review", view(&mut sb, "review --env Sales"));
+}

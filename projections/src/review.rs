@@ -1,0 +1,204 @@
+//! An access review of one environment as of a point in time: the findings
+//! an auditor asks for, each with a severity, its rule, the evidence (log
+//! records) and an advice line.
+
+use chrono::{DateTime, Duration, Utc};
+use domain::environment::{Environment, SystemUser, NON_INTERACTIVE_LIMIT};
+use domain::events::{AccessMode, Level, Operation, UserKind, UserType};
+use domain::security;
+use domain::tenant::Tenant;
+use serde::Serialize;
+
+/// Data tables where Organization-level Write or Delete is worth a look.
+pub const CORE_DATA_TABLES: [&str; 6] =
+    ["account", "contact", "lead", "opportunity", "incident", "activitypointer"];
+
+/// One finding of `review --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The rule it is about.
+    pub rule: String,
+    /// high, medium or low.
+    pub severity: &'static str,
+    /// The user concerned (or the environment for environment-wide findings).
+    pub upn: String,
+    /// One line.
+    pub detail: String,
+    /// The log records behind it.
+    pub evidence: Vec<u64>,
+    /// What to do about it.
+    pub advice: String,
+}
+
+fn finding(
+    rule: &str,
+    severity: &'static str,
+    upn: &str,
+    detail: String,
+    mut evidence: Vec<u64>,
+    advice: String,
+) -> Finding {
+    evidence.retain(|&s| s > 0);
+    evidence.sort_unstable();
+    evidence.dedup();
+    Finding { rule: rule.to_owned(), severity, upn: upn.to_owned(), detail, evidence, advice }
+}
+
+fn role_evidence(env: &Environment, r: &SystemUser) -> Vec<u64> {
+    let mut evidence: Vec<u64> = r.evidence.roles.values().copied().collect();
+    for team in env.teams_of(r.id) {
+        evidence.extend(team.member_changes.get(&r.id));
+        evidence.extend(team.role_changes.values());
+    }
+    evidence
+}
+
+/// Reviews `env` as of `at`.
+pub fn review(tenant: &Tenant, env: &Environment, at: DateTime<Utc>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let name = &env.name;
+    let directory = |r: &SystemUser| r.object_id.and_then(|id| tenant.users.get(&id));
+    for r in env.users.values() {
+        let upn = r.domainname.as_str();
+        let has_role = security::has_any_role(env, r);
+        match r.kind {
+            UserKind::User if !r.is_disabled && !has_role && r.setup_user => out.push(finding(
+                "R4",
+                "low",
+                upn,
+                "a setup user (an unlicensed tenant admin, S3): no role, administers through the admin center".into(),
+                vec![r.evidence.added, r.evidence.access_mode],
+                "nothing to do unless the admin needs the apps: then a license and a role".into(),
+            )),
+            UserKind::User if !r.is_disabled && !has_role => out.push(finding(
+                "R4",
+                "medium",
+                upn,
+                "enabled without any security role: it cannot reach the environment, yet stays enabled and licensed".into(),
+                vec![r.evidence.added, r.evidence.status],
+                format!("assign a role (usertrail role assign --env {name} --upn {upn} --role ...) or disable the user in the directory"),
+            )),
+            _ if r.is_disabled && has_role && r.kind != UserKind::Stub => out.push(finding(
+                "R5",
+                "low",
+                upn,
+                format!("disabled but still holds {}", super::systemusers::role_names(env, r).join(", ")),
+                [vec![r.evidence.status], role_evidence(env, r)].concat(),
+                format!("remove the roles if the user left: usertrail role remove --env {name} --upn {upn} --role ..."),
+            )),
+            _ => {}
+        }
+        let admin = security::is_system_administrator(env, r)
+            || directory(r).is_some_and(Tenant::is_environment_admin);
+        if r.kind == UserKind::User && !r.is_disabled && !admin {
+            let grants = security::effective_privileges(env, r);
+            let wide: Vec<String> = grants
+                .iter()
+                .filter(|g| {
+                    g.level == Level::Organization
+                        && matches!(g.operation, Operation::Write | Operation::Delete)
+                })
+                .filter(|g| CORE_DATA_TABLES.contains(&g.table.as_str()))
+                .map(|g| {
+                    let from: Vec<&str> = g.from.iter().map(|s| s.role.as_str()).collect();
+                    format!("{} {} (from {})", g.operation.cli_name(), g.table, from.join(", "))
+                })
+                .collect();
+            if !wide.is_empty() {
+                out.push(finding(
+                    "R6",
+                    "high",
+                    upn,
+                    format!("Organization-level {} without being an administrator", wide.join("; ")),
+                    role_evidence(env, r),
+                    "narrow the role to Business Unit level, or confirm the need and record it".into(),
+                ));
+            }
+        }
+        if r.kind == UserKind::Application && r.is_disabled {
+            out.push(finding(
+                "P2",
+                "medium",
+                upn,
+                "application user is disabled: every integration that uses it fails".into(),
+                vec![r.evidence.status],
+                format!("enable it if it is still in use: usertrail app-user set-status --env {name} --app-id <id> --enabled true"),
+            ));
+        }
+        if let Some(user) = directory(r).filter(|u| u.user_type == UserType::Guest) {
+            let source = if user.licenses.is_empty() {
+                match user.home_licenses.is_empty() {
+                    true => "no license".to_owned(),
+                    false => format!(
+                        "only home-tenant licenses ({}), which do not count here",
+                        user.home_licenses.join(", ")
+                    ),
+                }
+            } else {
+                format!(
+                    "licensed in this tenant: {}",
+                    user.licenses.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            };
+            let evidence =
+                [vec![user.evidence.created], user.evidence.licenses.values().copied().collect()].concat();
+            let severity = if user.licenses.is_empty() && !r.is_disabled { "medium" } else { "low" };
+            out.push(finding(
+                "D10",
+                severity,
+                upn,
+                format!("guest: {source}"),
+                evidence,
+                "guests need a license from this tenant (D10)".into(),
+            ));
+        }
+    }
+
+    let non_interactive: Vec<&SystemUser> = env
+        .users
+        .values()
+        .filter(|u| u.kind == UserKind::User && u.access_mode == AccessMode::NonInteractive)
+        .collect();
+    let count = non_interactive.len();
+    let severity = match count {
+        n if n >= NON_INTERACTIVE_LIMIT => "high",
+        n if n + 1 >= NON_INTERACTIVE_LIMIT => "medium",
+        _ => "low",
+    };
+    out.push(finding(
+        "A3",
+        severity,
+        name,
+        format!("{count} of {NON_INTERACTIVE_LIMIT} non-interactive users (application users do not count)"),
+        non_interactive.iter().map(|u| u.evidence.access_mode).collect(),
+        if count >= NON_INTERACTIVE_LIMIT {
+            "the limit is reached: use application users for new integrations (P1)".into()
+        } else {
+            format!("{} more can be set non-interactive", NON_INTERACTIVE_LIMIT - count)
+        },
+    ));
+
+    // Seats held by users blocked for more than 30 days (D4, D6).
+    for user in tenant.live_users(at) {
+        let Some(since) = user.blocked_at.filter(|b| at - *b > Duration::days(30)) else { continue };
+        if user.licenses.is_empty() || user.is_deleted() {
+            continue;
+        }
+        let licenses: Vec<String> = user.licenses.iter().cloned().collect();
+        out.push(finding(
+            "D4",
+            "medium",
+            &user.upn,
+            format!("blocked since {} and still holds {}", crate::rfc3339(since), licenses.join(", ")),
+            [vec![user.evidence.sign_in], user.evidence.licenses.values().copied().collect()].concat(),
+            format!("free the seats: usertrail user license remove --upn {} --sku {}", user.upn, licenses[0]),
+        ));
+    }
+    let rank = |s: &str| match s {
+        "high" => 0,
+        "medium" => 1,
+        _ => 2,
+    };
+    out.sort_by(|a, b| (rank(a.severity), &a.rule, &a.upn).cmp(&(rank(b.severity), &b.rule, &b.upn)));
+    out
+}
