@@ -92,6 +92,10 @@ pub struct Environment {
     pub unified_routing: bool,
     /// The records that last changed the environment's own settings.
     pub evidence: EnvEvidence,
+    /// Directory object id to systemuserid: sync looks every user up.
+    by_object: BTreeMap<Uuid, Uuid>,
+    /// Enabled records entitled by the app-pass capacity, keyed by (enabled at, id).
+    app_pass_holders: BTreeMap<Uuid, (u64, Uuid)>,
 }
 
 /// Log positions behind an environment's own facts.
@@ -253,8 +257,7 @@ impl Environment {
 
     /// The record of a directory user, by object id.
     pub fn user_by_object(&self, object_id: Uuid) -> Option<&SystemUser> {
-        let id = self.users.values().find(|u| u.kind == UserKind::User && u.object_id == Some(object_id))?.id;
-        self.users.get(&id)
+        self.by_object.get(&object_id).and_then(|id| self.users.get(id))
     }
 
     /// The record of an application user, by application id.
@@ -324,13 +327,25 @@ impl Environment {
 
     /// Enabled records entitled by the app-pass capacity, earliest first.
     pub fn app_pass_holders(&self) -> Vec<&SystemUser> {
-        let mut holders: Vec<&SystemUser> = self
-            .users
-            .values()
-            .filter(|u| !u.is_disabled && u.entitlement == Some(Entitlement::AppPass))
-            .collect();
-        holders.sort_by_key(|u| (u.evidence.status, u.id));
-        holders
+        let mut keys: Vec<&(u64, Uuid)> = self.app_pass_holders.values().collect();
+        keys.sort();
+        keys.into_iter().filter_map(|(_, id)| self.users.get(id)).collect()
+    }
+
+    /// Keeps the indexes true for one record after an event touched it.
+    fn reindex(&mut self, id: Uuid) {
+        let Some(u) = self.users.get(&id) else { return };
+        if u.kind == UserKind::User {
+            if let Some(object) = u.object_id {
+                self.by_object.insert(object, id);
+            }
+        }
+        if !u.is_disabled && u.entitlement == Some(Entitlement::AppPass) {
+            let key = (u.evidence.status, id);
+            self.app_pass_holders.insert(id, key);
+        } else {
+            self.app_pass_holders.remove(&id);
+        }
     }
 
     /// Enabled records entitled by the app-pass capacity, other than `except`.
@@ -340,6 +355,17 @@ impl Environment {
 
     /// Folds one event into the state.
     pub fn apply(&mut self, event: &EnvEvent, stamp: Stamp) {
+        self.fold(event, stamp);
+        if let EnvEvent::SystemUserAdded { id, .. }
+        | EnvEvent::SystemUserEnabled { id, .. }
+        | EnvEvent::SystemUserDisabled { id, .. }
+        | EnvEvent::EntitlementChanged { id, .. } = event
+        {
+            self.reindex(*id);
+        }
+    }
+
+    fn fold(&mut self, event: &EnvEvent, stamp: Stamp) {
         let seq = stamp.seq;
         match event {
             EnvEvent::EnvironmentCreated {
