@@ -195,6 +195,21 @@ pub enum Command {
         #[command(flatten)]
         at: AtArgs,
     },
+    /// Export a view (systemusers) as JSON or CSV
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Run a file of commands on a scratch copy and print the SystemUser diff; the real log is untouched
+    #[command(
+        after_help = "Example:\n  usertrail whatif --file plan.txt --env Sales\n\nThe file holds one command a line without the leading usertrail; blank lines and\n# comments are skipped; a line may carry --as and --now, never --db."
+    )]
+    Whatif {
+        /// The file of commands
+        #[arg(long)]
+        file: PathBuf,
+        /// Only this environment's diff
+        #[arg(long)]
+        env: Option<String>,
+    },
     /// Check the hash chain and every index; report the first bad record
     #[command(after_help = "Example:\n  usertrail verify --db ./usertrail.db")]
     Verify,
@@ -746,6 +761,34 @@ pub enum MailboxCommand {
 /// A duration setting: minutes, or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration(pub Option<u32>);
+
+/// `export ...`
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export the SystemUser table (JSON exactly as `systemusers --json`, or RFC 4180 CSV)
+    #[command(
+        after_help = "Example:\n  usertrail export systemusers --env Sales --format csv --at 2026-03-01T00:00:00Z > sales.csv"
+    )]
+    Systemusers {
+        /// The environment
+        #[arg(long)]
+        env: String,
+        /// json or csv
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[command(flatten)]
+        at: AtArgs,
+    },
+}
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON document.
+    Json,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
 
 /// `app-user ...`
 #[derive(Debug, Subcommand)]

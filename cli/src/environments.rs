@@ -6,7 +6,7 @@ use std::path::Path;
 
 use domain::envcmd::{EnvCommand as DomainCommand, NewEnvironment, StubRow};
 use domain::environment::{Environment, INACTIVITY_TIMEOUT, SESSION_TIMEOUT};
-use domain::events::{Column, EnvEvent, Event};
+use domain::events::{EnvEvent, Event};
 use domain::Upn;
 use serde_json::{json, Value};
 
@@ -14,7 +14,7 @@ use crate::args::{AppUserCommand, AtArgs, EnvCommand, ImportCommand, UnifiedRout
 use crate::error::{usage, CliError};
 use crate::output::Out;
 use crate::shell::{Done, Shell};
-use crate::time::{parse_at, At};
+use crate::time::parse_at;
 
 /// `env ...`
 pub async fn env(
@@ -396,63 +396,93 @@ pub fn read_stub_csv(path: &Path) -> Result<Vec<StubRow>, CliError> {
     Ok(rows)
 }
 
-/// `systemusers --env E [--at WHEN]`
-pub async fn systemusers(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+/// The SystemUser rows of an environment as of `--at`.
+pub async fn systemuser_rows(
+    shell: &Shell,
+    env: &str,
+    at: &AtArgs,
+) -> Result<Vec<projections::systemusers::Row>, CliError> {
     let at = at.at.as_deref().map(parse_at).transpose()?;
     let seq = shell.resolve(at).await?;
     let (tenant, _) = shell.tenant_at(seq).await?;
     let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
-    let _ = matches!(at, Some(At::Time(_)));
-    let mut users: Vec<_> = environment.users.values().collect();
-    users.sort_by_key(|u| (u.domainname.to_lowercase(), u.id));
-    let role_names = |u: &domain::environment::SystemUser| {
-        // Direct roles and those that come through teams (R3).
-        let mut names: Vec<String> =
-            domain::security::roles_of(&environment, u).into_iter().map(|(r, _)| r.name.clone()).collect();
-        names.sort();
-        names.dedup();
-        names
-    };
-    let unit = |u: &domain::environment::SystemUser| {
-        environment.business_units.get(&u.business_unit).map(|b| b.name.clone()).unwrap_or_default()
-    };
+    Ok(projections::systemusers::rows(&environment))
+}
+
+/// `systemusers --env E [--at WHEN]`
+pub async fn systemusers(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+    let rows = systemuser_rows(shell, env, &at).await?;
     if out.json {
-        let doc: Vec<Value> = users
-            .iter()
-            .map(|u| {
-                let mut row = serde_json::Map::new();
-                row.insert("systemuserid".into(), json!(u.id));
-                row.insert("domainname".into(), json!(u.domainname));
-                for column in Column::ALL {
-                    row.insert(column.logical_name().into(), json!(u.column(column)));
-                }
-                row.insert("azureactivedirectoryobjectid".into(), json!(u.object_id));
-                row.insert("applicationid".into(), json!(u.application_id));
-                row.insert("isdisabled".into(), json!(u.is_disabled));
-                row.insert("accessmode".into(), json!(u.access_mode.value()));
-                row.insert("islicensed".into(), json!(u.is_licensed));
-                row.insert("issyncwithdirectory".into(), json!(u.is_directory_user()));
-                row.insert("businessunit".into(), json!(unit(u)));
-                row.insert("roles".into(), json!(role_names(u)));
-                row.insert("kind".into(), json!(u.kind.name()));
-                Value::Object(row)
-            })
-            .collect();
-        return out.json(&Value::Array(doc));
+        return out.json(&serde_json::to_value(&rows).unwrap_or(Value::Null));
     }
-    let rows = users
+    let table = rows
         .iter()
         .map(|u| {
             vec![
                 u.domainname.clone(),
-                u.column(Column::FullName).unwrap_or_default().to_owned(),
-                u.kind.name().to_owned(),
-                if u.is_disabled { "disabled" } else { "enabled" }.to_owned(),
-                format!("{} ({})", u.access_mode.cli_name(), u.access_mode.value()),
-                if u.is_licensed { "yes" } else { "no" }.to_owned(),
-                role_names(u).join(", "),
+                u.fullname.clone().unwrap_or_default(),
+                u.kind.to_owned(),
+                if u.isdisabled { "disabled" } else { "enabled" }.to_owned(),
+                format!("{} ({})", access_mode_name(u.accessmode), u.accessmode),
+                if u.islicensed { "yes" } else { "no" }.to_owned(),
+                u.roles.join(", "),
             ]
         })
         .collect();
-    out.table(&["domainname", "fullname", "kind", "status", "access mode", "licensed", "roles"], rows)
+    out.table(&["domainname", "fullname", "kind", "status", "access mode", "licensed", "roles"], table)
+}
+
+fn access_mode_name(value: u8) -> &'static str {
+    match value {
+        0 => "read-write",
+        1 => "administrative",
+        2 => "read",
+        3 => "support",
+        4 => "non-interactive",
+        _ => "delegated-admin",
+    }
+}
+
+/// `export systemusers --env E --format json|csv [--at WHEN]`: JSON exactly as
+/// `systemusers --json`; CSV per RFC 4180 with the same columns.
+pub async fn export(
+    shell: &Shell,
+    env: &str,
+    format: crate::args::ExportFormat,
+    at: AtArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let rows = systemuser_rows(shell, env, &at).await?;
+    match format {
+        crate::args::ExportFormat::Json => out.json(&serde_json::to_value(&rows).unwrap_or(Value::Null)),
+        crate::args::ExportFormat::Csv => {
+            let mut writer =
+                csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+            let text = |e: csv::Error| CliError::Usage(format!("cannot write CSV: {e}"));
+            let header =
+                serde_json::to_value(projections::systemusers::Row::default_columns()).unwrap_or(Value::Null);
+            let columns: Vec<String> = header
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            writer.write_record(&columns).map_err(text)?;
+            for row in &rows {
+                let value = serde_json::to_value(row).unwrap_or(Value::Null);
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|c| match &value[c] {
+                        Value::Null => String::new(),
+                        Value::String(s) => s.clone(),
+                        Value::Array(items) => {
+                            items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(";")
+                        }
+                        other => other.to_string(),
+                    })
+                    .collect();
+                writer.write_record(&cells).map_err(text)?;
+            }
+            let bytes = writer.into_inner().map_err(|e| CliError::Usage(format!("cannot write CSV: {e}")))?;
+            out.raw(&bytes)
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`environments`]: environments, sync, application and stub users, `systemusers`.
 //! - [`security`]: business units, roles, teams, mailboxes, `privileges`.
 //! - [`views`]: `history`, `diagnose`, `timeline`, `compare`, `changes`, `review`.
+//! - [`whatif`]: commands on a scratch copy, and the SystemUser diff.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
 //!
@@ -22,6 +23,7 @@ pub mod security;
 pub mod shell;
 pub mod time;
 pub mod views;
+pub mod whatif;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -68,7 +70,8 @@ where
         Ok(cli) => cli,
         Err(e) => return clap_error(e, stdout, stderr),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Multi-threaded so `whatif` can run its lines in place (block_in_place).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = writeln!(stderr, "error: cannot start the runtime: {e}");
@@ -113,6 +116,9 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
         return demo::run(global.db.as_deref(), now, args, &mut out).await;
     }
     let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    if let Command::Whatif { file, env } = &command {
+        return whatif::whatif(&path, file, env.as_deref(), options, &mut out).await;
+    }
     if !matches!(command, Command::Init(_)) && !path.exists() {
         return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
     }
@@ -148,6 +154,10 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
         }
         Command::Changes { env, from, to } => views::changes(&shell, &env, &from, &to, &mut out).await,
         Command::Review { env, at } => views::review(&shell, &env, at, &mut out).await,
+        Command::Export(args::ExportCommand::Systemusers { env, format, at }) => {
+            environments::export(&shell, &env, format, at, &mut out).await
+        }
+        Command::Whatif { .. } => Ok(()),
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify => verify(&shell, &mut out).await,
         Command::Demo(_) => Ok(()),

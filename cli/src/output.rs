@@ -22,6 +22,11 @@ impl Out<'_> {
         writeln!(self.w, "{}", text.as_ref()).map_err(broken_pipe)
     }
 
+    /// Writes bytes as they are (CSV).
+    pub fn raw(&mut self, bytes: &[u8]) -> Result<(), CliError> {
+        self.w.write_all(bytes).map_err(broken_pipe)
+    }
+
     /// Writes a JSON document, pretty-printed.
     pub fn json(&mut self, value: &Value) -> Result<(), CliError> {
         let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());

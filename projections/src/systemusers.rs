@@ -36,6 +36,38 @@ pub struct Row {
     pub kind: &'static str,
 }
 
+impl Row {
+    /// The column names, in the order of the JSON keys and the CSV header.
+    pub fn default_columns() -> Vec<&'static str> {
+        vec![
+            "systemuserid",
+            "domainname",
+            "firstname",
+            "lastname",
+            "fullname",
+            "internalemailaddress",
+            "jobtitle",
+            "mobilephone",
+            "address1_telephone1",
+            "address1_fax",
+            "address1_line1",
+            "address1_city",
+            "address1_stateorprovince",
+            "address1_postalcode",
+            "address1_country",
+            "azureactivedirectoryobjectid",
+            "applicationid",
+            "isdisabled",
+            "accessmode",
+            "islicensed",
+            "issyncwithdirectory",
+            "businessunit",
+            "roles",
+            "kind",
+        ]
+    }
+}
+
 /// Role names of a record, direct and through teams, sorted and deduplicated.
 pub fn role_names(env: &Environment, user: &SystemUser) -> Vec<String> {
     let mut names: Vec<String> =

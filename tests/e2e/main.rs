@@ -18,6 +18,8 @@ mod snapshots;
 mod tidy;
 /// The views as of any point (L4), rebuilt from zero, and the audit history (L1, L2).
 mod views;
+/// whatif on a scratch copy, and exports.
+mod whatif;
 
 use domain::Event;
 use store::{OpenOptions, Record, SledStore};

@@ -1,0 +1,276 @@
+//! `whatif`: run a file of commands on a scratch copy of the database and
+//! print what they would change in the SystemUser tables. The real database
+//! is never opened: it is locked the way sled locks it, copied, and released,
+//! so it stays byte-for-byte as it was.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fs2::FileExt;
+use serde::Serialize;
+use serde_json::Value;
+use store::Durability;
+
+use crate::error::{usage, CliError};
+use crate::output::Out;
+use crate::shell::Shell;
+use crate::RunOptions;
+
+/// One SystemUser difference of `whatif --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// The environment.
+    pub environment: String,
+    /// The record's domainname.
+    pub domainname: String,
+    /// added, removed or changed.
+    pub change: &'static str,
+    /// The column, for a change.
+    pub field: Option<String>,
+    /// Before.
+    pub old: Option<String>,
+    /// After.
+    pub new: Option<String>,
+}
+
+/// Splits a command line on blanks; single or double quotes group words.
+pub fn split_line(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (c, quote) {
+            ('\'' | '"', None) => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (c, Some(q)) if c == q => quote = None,
+            (c, None) if c.is_whitespace() => words.extend(word.take()),
+            (c, _) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err("a quote is not closed".into());
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+/// The command lines of a whatif file, with their line numbers.
+fn read_script(file: &Path) -> Result<Vec<(usize, Vec<String>)>, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words = split_line(line)
+            .map_err(|e| CliError::Usage(format!("{} line {}: {e}", file.display(), n + 1)))?;
+        if words.iter().any(|w| w == "--db" || w.starts_with("--db=")) {
+            return usage(format!("{} line {}: --db is not allowed in a whatif file", file.display(), n + 1));
+        }
+        if words.first().is_some_and(|w| w == "whatif" || w == "demo") {
+            return usage(format!(
+                "{} line {}: {} cannot run inside whatif",
+                file.display(),
+                n + 1,
+                words[0]
+            ));
+        }
+        lines.push((n + 1, words));
+    }
+    Ok(lines)
+}
+
+/// Copies the database directory while holding sled's own lock on it.
+fn copy_locked(db: &Path, to: &Path) -> Result<(), CliError> {
+    let io =
+        |source: std::io::Error| CliError::Store(store::StoreError::Io { path: db.to_path_buf(), source });
+    let lock_file = File::open(db.join("db"))
+        .map_err(|_| CliError::Usage(format!("no usertrail database at {}", db.display())))?;
+    let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let started = Instant::now();
+    while lock_file.try_lock_exclusive().is_err() {
+        if started.elapsed() >= Duration::from_millis(wait) {
+            return Err(CliError::Store(store::StoreError::Locked {
+                path: db.to_path_buf(),
+                waited: started.elapsed(),
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let copied = copy_dir(db, to).map_err(io);
+    let _ = FileExt::unlock(&lock_file);
+    copied
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every environment's SystemUser rows, as JSON objects keyed by systemuserid.
+async fn tables(
+    copy: &Path,
+    only: Option<&str>,
+) -> Result<BTreeMap<String, BTreeMap<String, Value>>, CliError> {
+    let shell = Shell::new(crate::open(copy, Durability::Batched)?, None);
+    let (tenant, _) = shell.tenant().await?;
+    let mut tables = BTreeMap::new();
+    for (_, name) in tenant.environments() {
+        if only.is_some_and(|o| !o.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let (env, _) = shell.environment_at(&tenant, name, u64::MAX).await?;
+        let rows = projections::systemusers::rows(&env)
+            .into_iter()
+            .map(|r| (r.systemuserid.to_string(), serde_json::to_value(&r).unwrap_or(Value::Null)))
+            .collect();
+        tables.insert(name.to_owned(), rows);
+    }
+    Ok(tables)
+}
+
+fn diff(
+    before: &BTreeMap<String, BTreeMap<String, Value>>,
+    after: &BTreeMap<String, BTreeMap<String, Value>>,
+) -> Vec<Difference> {
+    let text = |v: &Value| match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => Some(items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(", ")),
+        other => Some(other.to_string()),
+    };
+    let empty = BTreeMap::new();
+    let mut out = Vec::new();
+    for (env, rows) in after {
+        let old_rows = before.get(env).unwrap_or(&empty);
+        for (id, row) in rows {
+            let name = row["domainname"].as_str().unwrap_or(id).to_owned();
+            let Some(old) = old_rows.get(id) else {
+                out.push(Difference {
+                    environment: env.clone(),
+                    domainname: name,
+                    change: "added",
+                    field: None,
+                    old: None,
+                    new: None,
+                });
+                continue;
+            };
+            for column in projections::systemusers::Row::default_columns() {
+                if old[column] != row[column] {
+                    out.push(Difference {
+                        environment: env.clone(),
+                        domainname: name.clone(),
+                        change: "changed",
+                        field: Some(column.to_owned()),
+                        old: text(&old[column]),
+                        new: text(&row[column]),
+                    });
+                }
+            }
+        }
+        for (id, row) in old_rows.iter().filter(|(id, _)| !rows.contains_key(*id)) {
+            let name = row["domainname"].as_str().unwrap_or(id).to_owned();
+            out.push(Difference {
+                environment: env.clone(),
+                domainname: name,
+                change: "removed",
+                field: None,
+                old: None,
+                new: None,
+            });
+        }
+    }
+    out
+}
+
+/// `whatif --file CMDS [--env E]`
+pub async fn whatif(
+    db: &Path,
+    file: &Path,
+    env: Option<&str>,
+    options: RunOptions,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let script = read_script(file)?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| CliError::Usage(format!("cannot make a scratch directory: {e}")))?;
+    let copy: PathBuf = scratch.path().join("usertrail.db");
+    copy_locked(db, &copy)?;
+    let before = tables(&copy, env).await?;
+    for (line, words) in &script {
+        let mut args = vec!["usertrail".to_owned()];
+        args.extend(words.iter().cloned());
+        args.extend(["--db".to_owned(), copy.display().to_string()]);
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        // Each line runs as its own command, on the copy, off this runtime.
+        let code = tokio::task::block_in_place(|| crate::run_with(args, &mut stdout, &mut stderr, options));
+        if code != 0 {
+            let stderr = String::from_utf8_lossy(&stderr);
+            let reason = stderr.trim().trim_start_matches("error: ").replace('\n', " ");
+            return Err(match code {
+                1 => {
+                    CliError::Usage(format!("{} line {line}: {reason} (nothing was changed)", file.display()))
+                }
+                _ => CliError::Usage(format!("{} line {line}: {reason}", file.display())),
+            });
+        }
+    }
+    let after = tables(&copy, env).await?;
+    let differences = diff(&before, &after);
+    if out.json {
+        return out.json(&serde_json::to_value(&differences).unwrap_or(Value::Null));
+    }
+    out.line(format!(
+        "ran {} commands on a scratch copy of {}; the database itself is unchanged",
+        script.len(),
+        db.display()
+    ))?;
+    if differences.is_empty() {
+        return out.line("no SystemUser record would change");
+    }
+    let rows = differences
+        .iter()
+        .map(|d| {
+            vec![
+                d.environment.clone(),
+                d.domainname.clone(),
+                d.change.to_owned(),
+                d.field.clone().unwrap_or_default(),
+                d.old.clone().unwrap_or_default(),
+                d.new.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.table(&["environment", "domainname", "change", "field", "old", "new"], rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_like_a_shell_would() {
+        assert_eq!(
+            split_line("user update --upn a@b.com --title 'Sales Manager' --city \"New York\"").unwrap(),
+            ["user", "update", "--upn", "a@b.com", "--title", "Sales Manager", "--city", "New York"]
+        );
+        assert_eq!(split_line("x --city ''").unwrap(), ["x", "--city", ""]);
+        assert!(split_line("x 'open").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+use serde_json::Value;
+use tests::Sandbox;
+
+const ALICE: &str = "alice@contoso.onmicrosoft.com";
+
+fn sales() -> Sandbox {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 10");
+    sb.ok("group create --name Sales-SG");
+    sb.ok("env create --name Sales --type production --security-group Sales-SG");
+    sb.ok(&format!(
+        "user create --upn {ALICE} --first Alice --last 'Smith, Jr.' --license DYN365_SALES --city 'Lyon'"
+    ));
+    sb.ok(&format!("group add-member --group Sales-SG --upn {ALICE}"));
+    sb.ok("sync");
+    sb
+}
+
+/// Every file of the database and its bytes.
+fn fingerprint(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn whatif_prints_the_systemuser_diff_and_leaves_the_database_byte_for_byte_untouched() {
+    let mut sb = sales();
+    let plan = sb.dir().join("plan.txt");
+    std::fs::write(
+        &plan,
+        format!(
+            "# Alice leaves the group; Bob joins\n\ngroup remove-member --group Sales-SG --upn {ALICE}\n\
+             user create --upn bob@contoso.onmicrosoft.com --first Bob --last Lee --license DYN365_SALES\n\
+             group add-member --group Sales-SG --upn bob@contoso.onmicrosoft.com --as admin@contoso.onmicrosoft.com\nsync\n"
+        ),
+    )
+    .unwrap();
+    let before = fingerprint(&sb.db());
+    let diff = sb.json(&format!("whatif --file {} --env Sales", plan.display()));
+    assert_eq!(fingerprint(&sb.db()), before, "the real database is untouched");
+    let rows: Vec<(String, String, String)> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["domainname"].as_str().unwrap().into(),
+                d["change"].as_str().unwrap().into(),
+                d["field"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert!(rows.contains(&(ALICE.into(), "changed".into(), "isdisabled".into())), "{rows:?}");
+    assert!(
+        rows.contains(&("bob@contoso.onmicrosoft.com".into(), "added".into(), String::new())),
+        "{rows:?}"
+    );
+    let disabled = diff.as_array().unwrap().iter().find(|d| d["field"] == "isdisabled").unwrap();
+    assert_eq!((disabled["old"].as_str(), disabled["new"].as_str()), (Some("false"), Some("true")));
+    // And the real view still says alice is enabled.
+    let table = sb.json("systemusers --env Sales");
+    assert!(table.as_array().unwrap().iter().any(|r| r["domainname"] == ALICE && r["isdisabled"] == false));
+}
+
+#[test]
+fn whatif_reports_a_failing_line_and_refuses_db_in_a_line() {
+    let mut sb = sales();
+    let plan = sb.dir().join("plan.txt");
+    std::fs::write(&plan, "sync\nuser block --upn nobody@contoso.onmicrosoft.com\n").unwrap();
+    let before = fingerprint(&sb.db());
+    let err = sb.fails(&format!("whatif --file {}", plan.display()), 2);
+    assert!(err.ends_with("line 2: unknown user nobody@contoso.onmicrosoft.com"), "{err}");
+    std::fs::write(&plan, "user list --db /tmp/other\n").unwrap();
+    assert!(sb.fails(&format!("whatif --file {}", plan.display()), 2).contains("--db is not allowed"));
+    assert_eq!(fingerprint(&sb.db()), before);
+}
+
+#[test]
+fn export_gives_the_systemusers_json_or_rfc4180_csv() {
+    let mut sb = sales();
+    let json = sb.ok("export systemusers --env Sales --format json");
+    assert_eq!(json, sb.ok("systemusers --env Sales --json"), "exactly what systemusers --json prints");
+    let csv = sb.ok("export systemusers --env Sales --format csv");
+    let lines: Vec<&str> = csv.split("\r\n").collect();
+    assert!(lines[0].starts_with("systemuserid,domainname,firstname,lastname,fullname,"), "{}", lines[0]);
+    let alice = lines.iter().find(|l| l.contains(ALICE)).unwrap();
+    assert!(alice.contains(",\"Smith, Jr.\",\"Alice Smith, Jr.\","), "a comma in a field is quoted: {alice}");
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let table: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.len(), table.as_array().unwrap().len());
+    let lastname = header.iter().position(|h| h == "lastname").unwrap();
+    assert!(rows.iter().any(|r| &r[lastname] == "Smith, Jr."));
+    sb.fails("export systemusers --env Sales --format xml", 2);
+    // As of seq 3 the environment did not exist yet (L4).
+    let err = sb.fails("export systemusers --env Sales --format csv --at seq:3", 2);
+    assert!(err.contains("unknown environment Sales"), "{err}");
+}
