@@ -835,6 +835,27 @@ pub enum AppUserCommand {
 /// `import ...`
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
+    /// Import Microsoft Graph exports; appends the difference from the directory as ordinary events
+    #[command(
+        after_help = "Example:\n  usertrail import graph --users users-1.json --users users-2.json --groups groups.json --skus skus.json\n\nFiles may be Graph pages ({\"value\": [...]}), bare arrays or JSON Lines. Users absent\nfrom the export are soft-deleted unless --keep-missing. Importing the same files twice\nappends nothing."
+    )]
+    Graph {
+        /// GET /users export (repeatable: one file per page)
+        #[arg(long, required = true)]
+        users: Vec<PathBuf>,
+        /// GET /groups export with members and owners expanded (repeatable)
+        #[arg(long)]
+        groups: Vec<PathBuf>,
+        /// GET /subscribedSkus export (repeatable)
+        #[arg(long)]
+        skus: Vec<PathBuf>,
+        /// Keep users the export does not mention instead of deleting them
+        #[arg(long)]
+        keep_missing: bool,
+        /// The kind of a skuPartNumber, overriding the well-known list (repeatable)
+        #[arg(long, value_name = "PART=KIND", value_parser = parse_sku_kind)]
+        sku_kind: Vec<(String, domain::events::SkuKind)>,
+    },
     /// Import stub users from a CSV file (header: domainname,firstname,lastname)
     #[command(
         name = "stub-users",
@@ -989,6 +1010,13 @@ pub struct DemoArgs {
     /// How many users the sample tenant gets
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(15..=100_000))]
     pub users: u32,
+}
+
+fn parse_sku_kind(text: &str) -> Result<(String, domain::events::SkuKind), String> {
+    let Some((part, kind)) = text.split_once('=') else {
+        return Err(format!("'{text}' is not PART=KIND"));
+    };
+    Ok((part.trim().to_uppercase(), parse_kind(kind.trim())?))
 }
 
 fn parse_count(text: &str) -> Result<u32, String> {

@@ -325,7 +325,19 @@ pub async fn import(
     command: ImportCommand,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let ImportCommand::StubUsers { env, file } = command;
+    let (env, file) = match command {
+        ImportCommand::StubUsers { env, file } => (env, file),
+        ImportCommand::Graph { users, groups, skus, keep_missing, sku_kind } => {
+            let files = crate::graph::Files {
+                users,
+                groups,
+                skus,
+                kinds: sku_kind.into_iter().collect(),
+                keep_missing,
+            };
+            return import_graph(shell, actor, &files, out).await;
+        }
+    };
     let rows = read_stub_csv(&file)?;
     let count = rows.len();
     let command = DomainCommand::ImportStubs { rows };
@@ -336,6 +348,50 @@ pub async fn import(
         &format!("imported {count} stub users into {env}"),
         json!({ "imported": count }),
     )
+}
+
+/// `import graph`: the export's difference from the directory, appended at once.
+async fn import_graph(
+    shell: &Shell,
+    actor: Option<&Upn>,
+    files: &crate::graph::Files,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let export = crate::graph::read_export(files)?;
+    let done = shell
+        .execute_batch(actor, "import graph", |tenant, now| domain::import::plan(tenant, &export, now))
+        .await?;
+    let changed: Vec<&Done> = done.iter().filter(|d| !d.events.is_empty()).collect();
+    let events: usize = changed.iter().map(|d| d.events.len()).sum();
+    let first = changed.first().and_then(|d| d.appended.as_ref()).map(|a| a.first_seq);
+    let last = changed.last().and_then(|d| d.appended.as_ref()).map(|a| a.last_seq);
+    if out.json {
+        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for d in &changed {
+            for e in &d.events {
+                *counts.entry(e.type_name()).or_default() += 1;
+            }
+        }
+        return out.json(&json!({
+            "users": export.users.len(),
+            "commands": changed.len(),
+            "events": events,
+            "firstSeq": first,
+            "lastSeq": last,
+            "byType": counts,
+        }));
+    }
+    match (first, last) {
+        (Some(first), Some(last)) => out.line(format!(
+            "imported {} users: {} changes ({events} events, seq {first}-{last})",
+            export.users.len(),
+            changed.len()
+        )),
+        _ => out.line(format!(
+            "imported {} users: the directory already matches the export; nothing appended",
+            export.users.len()
+        )),
+    }
 }
 
 /// Reads the stub-user CSV (RFC 4180; header `domainname,firstname,lastname`).

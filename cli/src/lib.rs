@@ -8,6 +8,7 @@
 //! - [`security`]: business units, roles, teams, mailboxes, `privileges`.
 //! - [`views`]: `history`, `diagnose`, `timeline`, `compare`, `changes`, `review`.
 //! - [`whatif`]: commands on a scratch copy, and the SystemUser diff.
+//! - [`graph`]: reading Microsoft Graph exports for `import graph`.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
 //!
@@ -18,6 +19,7 @@ pub mod demo;
 pub mod directory;
 pub mod environments;
 pub mod error;
+pub mod graph;
 pub mod output;
 pub mod security;
 pub mod shell;

@@ -308,6 +308,86 @@ impl Shell {
         Shell::gave_up("the tenant")
     }
 
+    /// Decides a batch of tenant commands (an import) in order, each against
+    /// the state the ones before it leave, and appends them in one
+    /// transaction: one correlation id per command, all of them or none.
+    pub async fn execute_batch(
+        &self,
+        actor: Option<&Upn>,
+        name: &'static str,
+        plan: impl Fn(&Tenant, DateTime<Utc>) -> Vec<TenantCommand>,
+    ) -> Result<Vec<Done>, CliError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let (mut tenant, version) = self.tenant().await?;
+            let actor = Shell::actor(&tenant, actor)?;
+            let now = self.now().await?;
+            let commands = plan(&tenant, now);
+            let progress = indicatif::ProgressBar::new(commands.len() as u64);
+            progress.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            progress.set_message(name);
+            let mut appends = Vec::new();
+            let mut done = Vec::new();
+            let mut expected = version;
+            for command in &commands {
+                let correlation_id = self.ids.next();
+                let meta = Shell::meta(actor.as_str(), name, correlation_id, now);
+                let events = match tenant::decide(&tenant, &actor, command, now) {
+                    Ok(events) => events,
+                    Err(Rejection::Invalid(reason)) => {
+                        progress.finish_and_clear();
+                        return usage(format!(
+                            "{name}: {} {}: {reason}",
+                            command.name(),
+                            command.targets().join(" ")
+                        ));
+                    }
+                    Err(Rejection::Refused(refusal)) => {
+                        progress.finish_and_clear();
+                        let attempted =
+                            Attempted { command: name, targets: command.targets(), environment: None };
+                        return Err(self.refused(&attempted, refusal, meta).await);
+                    }
+                };
+                for (k, event) in events.iter().enumerate() {
+                    // Stamps for the working state only; the store assigns the real ones.
+                    tenant.apply(event, domain::events::Stamp { seq: expected + k as u64 + 1, at: now });
+                }
+                let events: Vec<Event> = events.into_iter().map(Event::Tenant).collect();
+                if !events.is_empty() {
+                    appends.push(Append {
+                        stream: tenant::STREAM.to_owned(),
+                        expected: ExpectedVersion::Exactly(expected),
+                        events: events.iter().map(|e| self.new_event(e)).collect(),
+                        meta,
+                    });
+                    expected += events.len() as u64;
+                }
+                done.push(Done { events, appended: None, correlation_id });
+                progress.inc(1);
+            }
+            progress.finish_and_clear();
+            if appends.is_empty() {
+                return Ok(done);
+            }
+            match self.store.append_all(appends).await? {
+                Ok(appended) => {
+                    let mut landed = appended.into_iter();
+                    for d in done.iter_mut().filter(|d| !d.events.is_empty()) {
+                        d.appended = landed.next();
+                    }
+                    return Ok(done);
+                }
+                Err(AppendRejection::Conflict { .. }) => continue,
+                Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => continue,
+                Err(other) => return usage(other.to_string()),
+            }
+        }
+        Shell::gave_up("the tenant")
+    }
+
     /// Creates an environment: its registry entry on the tenant stream and its
     /// own stream, in one transaction.
     pub async fn create_environment(

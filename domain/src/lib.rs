@@ -11,6 +11,7 @@
 //! - [`sync`]: what a sync pass or an on-demand add writes (S1-S8).
 //! - [`envcmd`]: the environment commands (E, S5, S9, A, P, T, R, O).
 //! - [`security`]: effective privileges (R3, A5) and no elevation (R6).
+//! - [`import`]: a directory export's difference from the tenant, as commands.
 //!
 //! Pure: no I/O, no clock, no randomness. Time and new ids come in as
 //! arguments; what comes out is events or a rejection.
@@ -20,6 +21,7 @@ pub mod envcmd;
 pub mod environment;
 pub mod events;
 pub mod ids;
+pub mod import;
 pub mod password;
 pub mod rules;
 pub mod security;

@@ -4,7 +4,7 @@
 use store::{Causation, Record};
 
 /// Commands as named on the command line, their activity display name, and category.
-const ACTIVITIES: [(&str, &str, &str); 46] = [
+const ACTIVITIES: [(&str, &str, &str); 47] = [
     ("init", "Initialize tenant", "DirectoryManagement"),
     ("sku add", "Add subscription", "DirectoryManagement"),
     ("sku set-seats", "Update subscription", "DirectoryManagement"),
@@ -51,6 +51,7 @@ const ACTIVITIES: [(&str, &str, &str); 46] = [
     ("team role remove", "Remove security role from team", "SecurityManagement"),
     ("mailbox test-enable", "Test and enable mailbox", "SystemUserManagement"),
     ("sync", "Synchronize user", "SystemUserManagement"),
+    ("import graph", "Import from Microsoft Graph", "DirectoryManagement"),
 ];
 
 /// The activity display name and category of a command by its command-line name.

@@ -8,6 +8,8 @@ mod directory;
 mod environments;
 /// Bad input, refused commands and store faults: exit codes, one line, nothing half-written.
 mod failures;
+/// import graph: Microsoft Graph exports appended as their difference.
+mod graph;
 /// compare, changes, review: the questions no other tool answers.
 mod questions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).

@@ -1,0 +1,341 @@
+//! `import graph`: reads Microsoft Graph exports (GET /users, /groups with
+//! members and owners, /subscribedSkus) in any of the shapes Graph and Graph
+//! Data Connect write them, and turns them into a `domain::import::Export`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use domain::events::{ProfileField, SkuKind};
+use domain::import::{Export, ImportedGroup, ImportedMember, ImportedSku, ImportedUser};
+use domain::Upn;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{usage, CliError};
+
+/// skuPartNumbers whose kind is known; any other is `office` unless overridden.
+pub const WELL_KNOWN_SKUS: [(&str, SkuKind); 30] = [
+    ("DYN365_ENTERPRISE_SALES", SkuKind::D365),
+    ("DYN365_ENTERPRISE_CUSTOMER_SERVICE", SkuKind::D365),
+    ("DYN365_ENTERPRISE_PLAN1", SkuKind::D365),
+    ("DYN365_ENTERPRISE_FIELD_SERVICE", SkuKind::D365),
+    ("DYN365_ENTERPRISE_TEAM_MEMBERS", SkuKind::D365),
+    ("DYN365_TEAM_MEMBERS", SkuKind::D365),
+    ("DYN365_SALES_PREMIUM", SkuKind::D365),
+    ("DYN365_SALES_PRO", SkuKind::D365),
+    ("D365_SALES_PRO", SkuKind::D365),
+    ("DYN365_CUSTOMER_SERVICE_PRO", SkuKind::D365),
+    ("POWERAPPS_PER_USER", SkuKind::PowerApps),
+    ("POWERAPPS_PER_APP", SkuKind::PowerApps),
+    ("POWERAPPS_PER_APP_NEW", SkuKind::PowerApps),
+    ("POWERAPPS_P2", SkuKind::PowerApps),
+    ("POWERAPPS_DEV", SkuKind::PowerApps),
+    ("STANDARDPACK", SkuKind::M365Dataverse),
+    ("ENTERPRISEPACK", SkuKind::M365Dataverse),
+    ("ENTERPRISEPREMIUM", SkuKind::M365Dataverse),
+    ("SPE_E3", SkuKind::M365Dataverse),
+    ("SPE_E5", SkuKind::M365Dataverse),
+    ("SPB", SkuKind::M365Dataverse),
+    ("O365_BUSINESS_ESSENTIALS", SkuKind::M365Dataverse),
+    ("O365_BUSINESS_PREMIUM", SkuKind::M365Dataverse),
+    ("EXCHANGESTANDARD", SkuKind::Office),
+    ("EXCHANGEENTERPRISE", SkuKind::Office),
+    ("OFFICESUBSCRIPTION", SkuKind::Office),
+    ("O365_BUSINESS", SkuKind::Office),
+    ("POWER_BI_PRO", SkuKind::Office),
+    ("DYN365_MARKETING_APP", SkuKind::MarketingTenant),
+    ("DYN365_MARKETING_ATTACH", SkuKind::MarketingTenant),
+];
+
+/// The kind of a skuPartNumber: an override, a well-known part, else office.
+pub fn kind_of(part: &str, overrides: &BTreeMap<String, SkuKind>) -> SkuKind {
+    overrides
+        .get(&part.to_uppercase())
+        .copied()
+        .or_else(|| WELL_KNOWN_SKUS.iter().find(|(p, _)| p.eq_ignore_ascii_case(part)).map(|(_, k)| *k))
+        .unwrap_or(SkuKind::Office)
+}
+
+/// Profile fields by their Graph attribute names.
+const FIELDS: [(&str, ProfileField); 13] = [
+    ("givenName", ProfileField::GivenName),
+    ("surname", ProfileField::Surname),
+    ("displayName", ProfileField::DisplayName),
+    ("jobTitle", ProfileField::JobTitle),
+    ("department", ProfileField::Department),
+    ("mail", ProfileField::Mail),
+    ("mobilePhone", ProfileField::MobilePhone),
+    ("faxNumber", ProfileField::Fax),
+    ("streetAddress", ProfileField::StreetAddress),
+    ("city", ProfileField::City),
+    ("state", ProfileField::State),
+    ("postalCode", ProfileField::PostalCode),
+    ("country", ProfileField::Country),
+];
+
+/// A JSON error as one line: file, line, column, and what is wrong.
+fn json_error(file: &Path, line_offset: usize, e: &serde_json::Error) -> CliError {
+    let text = e.to_string();
+    let what = text.split(" at line ").next().unwrap_or(&text);
+    CliError::Usage(format!(
+        "bad JSON in {} at line {}, column {}: {what}",
+        file.display(),
+        e.line() + line_offset,
+        e.column()
+    ))
+}
+
+/// The objects of one export file: a Graph page (`{"value": [...]}`), a bare
+/// array, or JSON Lines (one object a line, as Graph Data Connect writes).
+pub fn read_objects(file: &Path) -> Result<Vec<Map<String, Value>>, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let text = text.trim_start_matches('\u{feff}');
+    let values: Vec<Value> = match text.trim_start().chars().next() {
+        None => return usage(format!("{} is empty", file.display())),
+        Some('[') => serde_json::from_str(text).map_err(|e| json_error(file, 0, &e))?,
+        Some('{') => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(mut page)) => match page.remove("value") {
+                Some(Value::Array(items)) => items,
+                Some(_) => return usage(format!("{}: \"value\" is not an array", file.display())),
+                None => vec![Value::Object(page)],
+            },
+            Ok(_) => return usage(format!("{}: expected a JSON object", file.display())),
+            // JSON Lines: the first line is a whole value by itself.
+            Err(_)
+                if text
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .is_some_and(|l| serde_json::from_str::<Value>(l).is_ok()) =>
+            {
+                let mut items = Vec::new();
+                for (n, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    items.push(serde_json::from_str(line).map_err(|e| json_error(file, n, &e))?);
+                }
+                items
+            }
+            Err(e) => return Err(json_error(file, 0, &e)),
+        },
+        Some(_) => return usage(format!(
+            "bad JSON in {} at line 1: expected a Graph page {{\"value\": [...]}}, an array, or JSON Lines",
+            file.display()
+        )),
+    };
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Object(o) => Ok(o),
+            _ => usage(format!("{}: item {} is not an object", file.display(), i + 1)),
+        })
+        .collect()
+}
+
+fn string(o: &Map<String, Value>, key: &str) -> Option<String> {
+    o.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn uuid(file: &Path, n: usize, o: &Map<String, Value>, key: &str) -> Result<Uuid, CliError> {
+    match o.get(key).and_then(Value::as_str).map(|s| Uuid::parse_str(s.trim())) {
+        Some(Ok(id)) => Ok(id),
+        Some(Err(_)) => usage(format!("{} item {n}: \"{key}\" is not a UUID", file.display())),
+        None => usage(format!("{} item {n}: \"{key}\" is missing", file.display())),
+    }
+}
+
+/// What `import graph` was given.
+pub struct Files {
+    /// GET /users pages.
+    pub users: Vec<PathBuf>,
+    /// GET /groups pages (members and owners expanded).
+    pub groups: Vec<PathBuf>,
+    /// GET /subscribedSkus pages.
+    pub skus: Vec<PathBuf>,
+    /// `--sku-kind PART=KIND` overrides.
+    pub kinds: BTreeMap<String, SkuKind>,
+    /// `--keep-missing`.
+    pub keep_missing: bool,
+}
+
+/// Reads every file into one export; any bad file or item: exit 2, nothing read.
+pub fn read_export(files: &Files) -> Result<Export, CliError> {
+    let mut sku_parts: BTreeMap<Uuid, String> = BTreeMap::new();
+    let mut skus = Vec::new();
+    for file in &files.skus {
+        for (n, o) in read_objects(file)?.iter().enumerate() {
+            let id = uuid(file, n + 1, o, "skuId")?;
+            let Some(part) = string(o, "skuPartNumber") else {
+                return usage(format!("{} item {}: \"skuPartNumber\" is missing", file.display(), n + 1));
+            };
+            let seats =
+                o.get("prepaidUnits").and_then(|p| p.get("enabled")).and_then(Value::as_i64).unwrap_or(0);
+            let seats = u32::try_from(seats.max(0)).unwrap_or(u32::MAX);
+            sku_parts.insert(id, part.clone());
+            skus.push(ImportedSku { kind: kind_of(&part, &files.kinds), part, seats });
+        }
+    }
+    let mut users = Vec::new();
+    for file in &files.users {
+        for (n, o) in read_objects(file)?.iter().enumerate() {
+            let n = n + 1;
+            let id = uuid(file, n, o, "id")?;
+            let upn = match string(o, "userPrincipalName").map(|u| Upn::parse(&u)) {
+                Some(Ok(upn)) => upn,
+                Some(Err(why)) => return usage(format!("{} item {n}: {why}", file.display())),
+                None => {
+                    return usage(format!("{} item {n}: \"userPrincipalName\" is missing", file.display()))
+                }
+            };
+            let mut profile = BTreeMap::new();
+            for (key, field) in FIELDS {
+                if o.contains_key(key) {
+                    profile.insert(field, string(o, key));
+                }
+            }
+            if let Some(phones) = o.get("businessPhones") {
+                let first =
+                    phones.as_array().and_then(|p| p.first()).and_then(Value::as_str).map(str::to_owned);
+                profile.insert(ProfileField::OfficePhone, first.filter(|p| !p.trim().is_empty()));
+            }
+            let mut licenses = std::collections::BTreeSet::new();
+            for license in o.get("assignedLicenses").and_then(Value::as_array).into_iter().flatten() {
+                let Some(sku_id) =
+                    license.get("skuId").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())
+                else {
+                    return usage(format!(
+                        "{} item {n}: an assigned license has no valid skuId",
+                        file.display()
+                    ));
+                };
+                match sku_parts.get(&sku_id) {
+                    Some(part) => licenses.insert(part.clone()),
+                    None => {
+                        return usage(format!(
+                            "{} item {n}: license {sku_id} of {upn} is not in the subscribedSkus export (pass it with --skus)",
+                            file.display()
+                        ))
+                    }
+                };
+            }
+            users.push(ImportedUser {
+                id,
+                upn,
+                profile,
+                account_enabled: o.get("accountEnabled").and_then(Value::as_bool),
+                guest: string(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest")),
+                licenses,
+            });
+        }
+    }
+    let groups = if files.groups.is_empty() {
+        None
+    } else {
+        let mut groups = Vec::new();
+        for file in &files.groups {
+            for (n, o) in read_objects(file)?.iter().enumerate() {
+                let id = uuid(file, n + 1, o, "id")?;
+                let Some(name) = string(o, "displayName") else {
+                    return usage(format!("{} item {}: \"displayName\" is missing", file.display(), n + 1));
+                };
+                let objects = |key: &str| -> Vec<(String, Uuid)> {
+                    o.get(key)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|m| {
+                            let kind = m
+                                .get("@odata.type")
+                                .and_then(Value::as_str)
+                                .unwrap_or("#microsoft.graph.user");
+                            let id =
+                                m.get("id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())?;
+                            Some((kind.to_owned(), id))
+                        })
+                        .collect()
+                };
+                let members = objects("members")
+                    .into_iter()
+                    .filter_map(|(kind, id)| match kind.as_str() {
+                        "#microsoft.graph.user" => Some(ImportedMember::User(id)),
+                        "#microsoft.graph.group" => Some(ImportedMember::Group(id)),
+                        // Devices, service principals and contacts are not members here.
+                        _ => None,
+                    })
+                    .collect();
+                let owners = objects("owners")
+                    .into_iter()
+                    .filter(|(k, _)| k == "#microsoft.graph.user")
+                    .map(|(_, id)| id)
+                    .collect();
+                groups.push(ImportedGroup { id, name, members, owners });
+            }
+        }
+        Some(groups)
+    };
+    Ok(Export {
+        users,
+        groups,
+        skus: (!files.skus.is_empty()).then_some(skus),
+        keep_missing: files.keep_missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn pages_arrays_and_json_lines_all_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = write(
+            &dir,
+            "page.json",
+            r#"{"@odata.context":"x","value":[{"id":"1"},{"id":"2"}],"@odata.nextLink":"https://graph"}"#,
+        );
+        let array = write(&dir, "array.json", r#"[{"id":"1"}]"#);
+        let lines = write(&dir, "lines.json", "{\"id\":\"1\"}\n\n{\"id\":\"2\",\"extra\":null}\n");
+        assert_eq!(read_objects(&page).unwrap().len(), 2);
+        assert_eq!(read_objects(&array).unwrap().len(), 1);
+        assert_eq!(read_objects(&lines).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_json_names_the_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = write(&dir, "broken.json", "{\"value\": [\n  {\"id\": \"1\",,}\n]}");
+        let err = read_objects(&broken).unwrap_err().to_string();
+        assert!(err.contains("broken.json at line 2, column"), "{err}");
+        let lines = write(&dir, "lines.json", "{\"id\":\"1\"}\n{\"id\": oops}\n");
+        let err = read_objects(&lines).unwrap_err().to_string();
+        assert!(err.contains("lines.json at line 2, column"), "{err}");
+    }
+
+    #[test]
+    fn sku_kinds_come_from_well_known_parts_overrides_or_office() {
+        let mut overrides = BTreeMap::new();
+        assert_eq!(kind_of("DYN365_ENTERPRISE_SALES", &overrides), SkuKind::D365);
+        assert_eq!(kind_of("spe_e5", &overrides), SkuKind::M365Dataverse);
+        assert_eq!(kind_of("SOMETHING_NEW", &overrides), SkuKind::Office);
+        overrides.insert("SOMETHING_NEW".into(), SkuKind::PowerApps);
+        assert_eq!(kind_of("something_new", &overrides), SkuKind::PowerApps);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_an_error_or_objects_never_a_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fuzz.json");
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = read_objects(&path);
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Importing a directory export: the difference between what the export says
+//! and what the tenant holds, as ordinary tenant commands (creates, updates
+//! with old and new values, license and membership changes, deletions).
+//! Importing the same export twice plans nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::events::{Member, Profile, ProfileField, SkuKind};
+use crate::ids::Upn;
+use crate::password::PasswordHash;
+use crate::tenant::{MemberRef, NewUser, Tenant, TenantCommand};
+
+/// A user as the export has it. `profile` holds the fields the export
+/// mentions: `Some` sets, `None` (an explicit null) clears; absent fields are
+/// left as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedUser {
+    /// The directory object id.
+    pub id: Uuid,
+    /// The sign-in name.
+    pub upn: Upn,
+    /// Fields the export mentions.
+    pub profile: BTreeMap<ProfileField, Option<String>>,
+    /// accountEnabled, if the export says.
+    pub account_enabled: Option<bool>,
+    /// userType Guest.
+    pub guest: bool,
+    /// Assigned licenses, by part number.
+    pub licenses: BTreeSet<String>,
+}
+
+/// A group member as the export has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ImportedMember {
+    /// A user, by directory object id.
+    User(Uuid),
+    /// A nested group, by directory object id.
+    Group(Uuid),
+}
+
+/// A security group as the export has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedGroup {
+    /// The directory object id.
+    pub id: Uuid,
+    /// displayName.
+    pub name: String,
+    /// Direct members.
+    pub members: BTreeSet<ImportedMember>,
+    /// Owners (users).
+    pub owners: BTreeSet<Uuid>,
+}
+
+/// A subscribed SKU as the export has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedSku {
+    /// skuPartNumber.
+    pub part: String,
+    /// The kind (inferred or overridden).
+    pub kind: SkuKind,
+    /// prepaidUnits.enabled.
+    pub seats: u32,
+}
+
+/// A whole directory export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Export {
+    /// Users (GET /users).
+    pub users: Vec<ImportedUser>,
+    /// Groups with members and owners (GET /groups), if given.
+    pub groups: Option<Vec<ImportedGroup>>,
+    /// SKUs (GET /subscribedSkus), if given.
+    pub skus: Option<Vec<ImportedSku>>,
+    /// Keep users the export does not mention, instead of deleting them.
+    pub keep_missing: bool,
+}
+
+/// The placeholder hash of imported users: they sign in with the password
+/// their own directory holds; no temporary password is issued here.
+pub fn imported_password() -> PasswordHash {
+    PasswordHash { salt: [0; 16], digest: [0; 32] }
+}
+
+/// The commands that bring `tenant` in line with `export` at `now`, in an
+/// order that never needs a seat before it is free.
+pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
+    let mut first = Vec::new(); // SKUs bought or grown
+    let mut users = Vec::new(); // creates, restores, updates, license removals
+    let mut assigns = Vec::new(); // license assignments, after every removal
+    let mut groups = Vec::new();
+    let mut last = Vec::new(); // deletions and shrinking SKUs
+
+    for sku in export.skus.iter().flatten() {
+        match tenant.sku(&sku.part) {
+            None => {
+                first.push(TenantCommand::AddSku { sku: sku.part.clone(), kind: sku.kind, seats: sku.seats })
+            }
+            Some(have) if sku.seats > have.seats => {
+                first.push(TenantCommand::SetSeats { sku: have.part.clone(), seats: sku.seats })
+            }
+            Some(have) if sku.seats < have.seats => {
+                last.push(TenantCommand::SetSeats { sku: have.part.clone(), seats: sku.seats })
+            }
+            Some(_) => {}
+        }
+    }
+
+    // Export ids to this tenant's ids: users created here are matched by UPN.
+    let mut ours: BTreeMap<Uuid, Uuid> = BTreeMap::new();
+    let mut seen: BTreeSet<Uuid> = BTreeSet::new();
+    for u in &export.users {
+        let existing = tenant.user_by_id(u.id, now).or_else(|| tenant.live_user(&u.upn, now));
+        let Some(existing) = existing else {
+            ours.insert(u.id, u.id);
+            let profile = Profile(u.profile.iter().filter_map(|(f, v)| Some((*f, v.clone()?))).collect());
+            users.push(TenantCommand::CreateUser(NewUser {
+                id: u.id,
+                upn: u.upn.clone(),
+                profile,
+                licenses: vec![],
+                admin_roles: vec![],
+                guest: u.guest,
+                home_licenses: vec![],
+                password: imported_password(),
+            }));
+            if u.account_enabled == Some(false) {
+                users.push(TenantCommand::Block { upn: u.upn.clone() });
+            }
+            assigns.extend(
+                u.licenses
+                    .iter()
+                    .map(|sku| TenantCommand::AssignLicense { upn: u.upn.clone(), sku: sku.clone() }),
+            );
+            continue;
+        };
+        ours.insert(u.id, existing.id);
+        seen.insert(existing.id);
+        let upn = Upn::parse(&existing.upn).unwrap_or_else(|_| u.upn.clone());
+        if existing.is_deleted() {
+            users.push(TenantCommand::Restore { upn: upn.clone() });
+        }
+        let fields: Vec<(ProfileField, Option<String>)> = u
+            .profile
+            .iter()
+            .filter(|(f, v)| existing.profile.get(**f) != v.as_deref())
+            .map(|(f, v)| (*f, v.clone()))
+            .collect();
+        if !fields.is_empty() {
+            users.push(TenantCommand::UpdateUser { upn: upn.clone(), fields });
+        }
+        match u.account_enabled {
+            Some(false) if existing.account_enabled => users.push(TenantCommand::Block { upn: upn.clone() }),
+            Some(true) if !existing.account_enabled => {
+                users.push(TenantCommand::Unblock { upn: upn.clone() })
+            }
+            _ => {}
+        }
+        let held: BTreeSet<String> = existing.licenses.iter().map(|l| l.to_lowercase()).collect();
+        let wanted: BTreeSet<String> = u.licenses.iter().map(|l| l.to_lowercase()).collect();
+        for sku in existing.licenses.iter().filter(|l| !wanted.contains(&l.to_lowercase())) {
+            users.push(TenantCommand::RemoveLicense { upn: upn.clone(), sku: sku.clone() });
+        }
+        for sku in u.licenses.iter().filter(|l| !held.contains(&l.to_lowercase())) {
+            assigns.push(TenantCommand::AssignLicense { upn: upn.clone(), sku: sku.clone() });
+        }
+    }
+
+    if let Some(export_groups) = &export.groups {
+        let upn_of = |graph_id: &Uuid| -> Option<Upn> {
+            let ours = ours.get(graph_id).copied().unwrap_or(*graph_id);
+            let from_export = export.users.iter().find(|u| u.id == *graph_id).map(|u| u.upn.clone());
+            from_export.or_else(|| tenant.users.get(&ours).and_then(|u| Upn::parse(&u.upn).ok()))
+        };
+        let name_of = |graph_id: &Uuid| -> Option<String> {
+            export_groups
+                .iter()
+                .find(|g| g.id == *graph_id)
+                .map(|g| g.name.clone())
+                .or_else(|| tenant.groups.get(graph_id).map(|g| g.name.clone()))
+        };
+        for g in export_groups {
+            let existing = tenant.groups.get(&g.id).or_else(|| tenant.group_named(&g.name));
+            if existing.is_none() {
+                groups.push(TenantCommand::CreateGroup { id: g.id, name: g.name.clone(), owner: None });
+            }
+            let name = existing.map_or_else(|| g.name.clone(), |e| e.name.clone());
+            let current: BTreeSet<Member> = existing.map(|e| e.members.clone()).unwrap_or_default();
+            let wanted: BTreeSet<Member> = g
+                .members
+                .iter()
+                .map(|m| match m {
+                    ImportedMember::User(id) => Member::User(ours.get(id).copied().unwrap_or(*id)),
+                    ImportedMember::Group(id) => Member::Group(*id),
+                })
+                .collect();
+            for member in wanted.difference(&current) {
+                let reference = match member {
+                    Member::User(id) => g
+                        .members
+                        .iter()
+                        .find_map(|m| match m {
+                            ImportedMember::User(gid) if ours.get(gid).copied().unwrap_or(*gid) == *id => {
+                                upn_of(gid)
+                            }
+                            _ => None,
+                        })
+                        .map(MemberRef::User),
+                    Member::Group(id) => name_of(id).map(MemberRef::Group),
+                };
+                if let Some(member) = reference {
+                    groups.push(TenantCommand::AddMember { group: name.clone(), member });
+                }
+            }
+            for member in current.difference(&wanted) {
+                let reference = match member {
+                    Member::User(id) => {
+                        tenant.users.get(id).and_then(|u| Upn::parse(&u.upn).ok()).map(MemberRef::User)
+                    }
+                    Member::Group(id) => tenant.groups.get(id).map(|g| MemberRef::Group(g.name.clone())),
+                };
+                if let Some(member) = reference {
+                    groups.push(TenantCommand::RemoveMember { group: name.clone(), member });
+                }
+            }
+            let owners: BTreeSet<Uuid> = existing.map(|e| e.owners.clone()).unwrap_or_default();
+            for owner in &g.owners {
+                let id = ours.get(owner).copied().unwrap_or(*owner);
+                if !owners.contains(&id) {
+                    if let Some(upn) = upn_of(owner) {
+                        groups.push(TenantCommand::AddOwner { group: name.clone(), upn });
+                    }
+                }
+            }
+        }
+    }
+
+    if !export.keep_missing {
+        for user in tenant.live_users(now).filter(|u| !u.is_deleted() && !seen.contains(&u.id)) {
+            if let Ok(upn) = Upn::parse(&user.upn) {
+                last.insert(0, TenantCommand::Delete { upn });
+            }
+        }
+    }
+
+    first.into_iter().chain(users).chain(assigns).chain(groups).chain(last).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Stamp;
+    use crate::tenant::decide;
+    use chrono::TimeZone;
+
+    const ADMIN: &str = "admin@contoso.onmicrosoft.com";
+
+    fn upn(s: &str) -> Upn {
+        Upn::parse(s).unwrap()
+    }
+
+    fn apply_all(tenant: &mut Tenant, commands: &[TenantCommand], now: DateTime<Utc>, seq: &mut u64) {
+        for command in commands {
+            let events =
+                decide(tenant, &upn(ADMIN), command, now).unwrap_or_else(|r| panic!("{command:?}: {r}"));
+            for e in events {
+                *seq += 1;
+                tenant.apply(&e, Stamp { seq: *seq, at: now });
+            }
+        }
+    }
+
+    fn contoso(now: DateTime<Utc>, seq: &mut u64) -> Tenant {
+        let mut tenant = Tenant::default();
+        let admin = NewUser {
+            id: Uuid::from_u128(1),
+            upn: upn(ADMIN),
+            profile: Profile::default(),
+            licenses: vec![],
+            admin_roles: vec![],
+            guest: false,
+            home_licenses: vec![],
+            password: imported_password(),
+        };
+        let init =
+            TenantCommand::Init { domain: "contoso.onmicrosoft.com".into(), name: "Contoso".into(), admin };
+        apply_all(&mut tenant, &[init], now, seq);
+        tenant
+    }
+
+    fn user(n: u128, who: &str, city: &str, licenses: &[&str]) -> ImportedUser {
+        ImportedUser {
+            id: Uuid::from_u128(n),
+            upn: upn(who),
+            profile: [
+                (ProfileField::GivenName, Some("X".to_owned())),
+                (ProfileField::City, Some(city.to_owned())),
+            ]
+            .into_iter()
+            .collect(),
+            account_enabled: Some(true),
+            guest: false,
+            licenses: licenses.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn importing_twice_plans_nothing_the_second_time() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let mut seq = 0;
+        let mut tenant = contoso(now, &mut seq);
+        let mut export = Export {
+            users: vec![
+                user(1, ADMIN, "Paris", &[]),
+                user(2, "alice@contoso.onmicrosoft.com", "Lyon", &["DYN365_SALES"]),
+            ],
+            groups: Some(vec![ImportedGroup {
+                id: Uuid::from_u128(9),
+                name: "Sales-SG".into(),
+                members: [ImportedMember::User(Uuid::from_u128(2))].into_iter().collect(),
+                owners: [Uuid::from_u128(1)].into_iter().collect(),
+            }]),
+            skus: Some(vec![ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 5 }]),
+            keep_missing: false,
+        };
+        let commands = plan(&tenant, &export, now);
+        assert!(commands.len() >= 6, "{commands:?}");
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        assert!(plan(&tenant, &export, now).is_empty(), "nothing left to do");
+        // A change in the export becomes an update with old and new values, and a move of the license.
+        export.users[1].profile.insert(ProfileField::City, Some("Nice".into()));
+        export.users[1].licenses.clear();
+        let commands = plan(&tenant, &export, now);
+        assert_eq!(commands.len(), 2, "{commands:?}");
+        assert!(
+            matches!(&commands[0], TenantCommand::UpdateUser { fields, .. } if fields == &vec![(ProfileField::City, Some("Nice".to_owned()))])
+        );
+        assert!(matches!(&commands[1], TenantCommand::RemoveLicense { .. }));
+    }
+
+    #[test]
+    fn users_missing_from_the_export_are_deleted_unless_kept() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let mut seq = 0;
+        let mut tenant = contoso(now, &mut seq);
+        let export = Export {
+            users: vec![user(1, ADMIN, "Paris", &[]), user(2, "bob@contoso.onmicrosoft.com", "Oslo", &[])],
+            ..Export::default()
+        };
+        let commands = plan(&tenant, &export, now);
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        let without_bob = Export { users: vec![user(1, ADMIN, "Paris", &[])], ..Export::default() };
+        assert_eq!(
+            plan(&tenant, &without_bob, now),
+            vec![TenantCommand::Delete { upn: upn("bob@contoso.onmicrosoft.com") }]
+        );
+        let kept = Export { keep_missing: true, ..without_bob };
+        assert!(plan(&tenant, &kept, now).is_empty());
+    }
+}

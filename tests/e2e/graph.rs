@@ -1,0 +1,182 @@
+use serde_json::{json, Value};
+use tests::Sandbox;
+
+use crate::log;
+
+const SALES_SKU: &str = "6a4a1628-9b9a-424d-bed5-4118f0ede3fd";
+const E3_SKU: &str = "6fd2c87f-b296-42f0-b197-1e91e994b900";
+const ALICE: &str = "0b8c1a2e-0000-4000-8000-000000000001";
+const BOB: &str = "0b8c1a2e-0000-4000-8000-000000000002";
+const JANE: &str = "0b8c1a2e-0000-4000-8000-000000000003";
+const GROUP: &str = "9a9a9a9a-0000-4000-8000-000000000009";
+
+fn user(id: &str, upn: &str, first: &str, city: Value, licenses: &[&str]) -> Value {
+    json!({
+        "id": id,
+        "userPrincipalName": upn,
+        "givenName": first,
+        "surname": "Tester",
+        "displayName": format!("{first} Tester"),
+        "jobTitle": null,
+        "city": city,
+        "businessPhones": ["+1 555 0100"],
+        "accountEnabled": true,
+        "userType": "Member",
+        "assignedLicenses": licenses.iter().map(|l| json!({ "skuId": l, "disabledPlans": [] })).collect::<Vec<_>>(),
+        "onPremisesSyncEnabled": null,
+        "someFutureField": { "nested": true }
+    })
+}
+
+/// Writes the export: users over two Graph pages, groups as JSON Lines, SKUs as a bare array.
+fn export(sb: &Sandbox, users: &[Value], members: &[&str]) -> String {
+    let dir = sb.dir();
+    let (one, two) = users.split_at(users.len() / 2);
+    std::fs::write(dir.join("users-1.json"), json!({ "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": one, "@odata.nextLink": "https://graph.microsoft.com/v1.0/users?$skiptoken=x" }).to_string()).unwrap();
+    std::fs::write(dir.join("users-2.json"), json!({ "value": two }).to_string()).unwrap();
+    let group = json!({
+        "id": GROUP,
+        "displayName": "Sales-SG",
+        "members": members.iter().map(|m| json!({ "@odata.type": "#microsoft.graph.user", "id": m })).collect::<Vec<_>>(),
+        "owners": [{ "@odata.type": "#microsoft.graph.user", "id": ALICE, "userPrincipalName": "alice@contoso.onmicrosoft.com" }]
+    });
+    std::fs::write(dir.join("groups.jsonl"), format!("{group}\n")).unwrap();
+    let skus = json!([
+        { "skuId": SALES_SKU, "skuPartNumber": "DYN365_ENTERPRISE_SALES", "prepaidUnits": { "enabled": 10 }, "consumedUnits": 2 },
+        { "skuId": E3_SKU, "skuPartNumber": "ENTERPRISEPACK", "prepaidUnits": { "enabled": 50, "suspended": 0 }, "consumedUnits": 3 }
+    ]);
+    std::fs::write(dir.join("skus.json"), skus.to_string()).unwrap();
+    let d = |f: &str| dir.join(f).display().to_string();
+    format!(
+        "import graph --users {} --users {} --groups {} --skus {}",
+        d("users-1.json"),
+        d("users-2.json"),
+        d("groups.jsonl"),
+        d("skus.json")
+    )
+}
+
+fn admin() -> Value {
+    user("0b8c1a2e-0000-4000-8000-0000000000aa", "admin@contoso.onmicrosoft.com", "Megan", Value::Null, &[])
+}
+
+#[test]
+fn an_import_appends_the_difference_and_a_second_import_nothing() {
+    let mut sb = Sandbox::contoso();
+    let users = [
+        admin(),
+        user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", json!("Lyon"), &[SALES_SKU, E3_SKU]),
+        user(BOB, "bob@contoso.onmicrosoft.com", "Bob", json!("Oslo"), &[E3_SKU]),
+    ];
+    let line = export(&sb, &users, &[ALICE, BOB]);
+    let first = sb.json(&line);
+    assert!(first["events"].as_u64().unwrap() > 8, "{first}");
+    let list = sb.json("user list");
+    let alice = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userPrincipalName"] == "alice@contoso.onmicrosoft.com")
+        .unwrap();
+    assert_eq!(alice["id"], ALICE, "the directory's object id is kept");
+    assert_eq!(alice["assignedLicenses"], json!(["DYN365_ENTERPRISE_SALES", "ENTERPRISEPACK"]));
+    let skus = sb.json("sku list");
+    assert_eq!(
+        skus.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["skuPartNumber"].clone(), s["kind"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (json!("DYN365_ENTERPRISE_SALES"), json!("d365")),
+            (json!("ENTERPRISEPACK"), json!("m365-dataverse"))
+        ]
+    );
+    let groups = sb.json("group list");
+    assert_eq!(groups[0]["members"], json!(["alice@contoso.onmicrosoft.com", "bob@contoso.onmicrosoft.com"]));
+    assert_eq!(groups[0]["owners"], json!(["alice@contoso.onmicrosoft.com"]));
+    let before = log(&sb).len();
+    let again = sb.json(&line);
+    assert_eq!(again["events"], 0);
+    assert_eq!(log(&sb).len(), before, "importing the same files twice appends nothing");
+}
+
+#[test]
+fn changes_in_the_export_become_updates_moves_and_deletions() {
+    let mut sb = Sandbox::contoso();
+    let users = [
+        admin(),
+        user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", json!("Lyon"), &[SALES_SKU]),
+        user(BOB, "bob@contoso.onmicrosoft.com", "Bob", json!("Oslo"), &[]),
+    ];
+    sb.ok(&export(&sb, &users, &[ALICE]));
+    // Alice moves to Nice and loses the license to Jane, a new user; Bob leaves; Alice's city is cleared next.
+    let users = [
+        admin(),
+        user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", json!("Nice"), &[]),
+        user(JANE, "jane@contoso.onmicrosoft.com", "Jane", Value::Null, &[SALES_SKU]),
+    ];
+    let second = sb.json(&export(&sb, &users, &[ALICE, JANE]));
+    let by_type = &second["byType"];
+    assert_eq!(
+        (
+            by_type["UserUpdated"].as_u64(),
+            by_type["LicenseRemoved"].as_u64(),
+            by_type["LicenseAssigned"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(by_type["UserDeleted"], 1, "bob is absent from the export");
+    let history = sb.json("history --user alice@contoso.onmicrosoft.com --limit 10");
+    let update = history.as_array().unwrap().iter().find(|r| r.to_string().contains("\"city\"")).unwrap();
+    let city = update["targetResources"][0]["modifiedProperties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["displayName"] == "city")
+        .unwrap();
+    assert_eq!((city["oldValue"].as_str(), city["newValue"].as_str()), (Some("Lyon"), Some("Nice")));
+    assert_eq!(update["activityDisplayName"], "Import from Microsoft Graph");
+    let users = [admin(), user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", json!("Nice"), &[])];
+    let kept = sb.json(&format!("{} --keep-missing", export(&sb, &users, &[ALICE])));
+    assert_eq!(kept["byType"].get("UserDeleted"), None, "--keep-missing keeps jane");
+}
+
+#[test]
+fn bad_json_exits_2_with_file_line_and_column_and_appends_nothing() {
+    let mut sb = Sandbox::contoso();
+    let before = log(&sb).len();
+    let file = sb.dir().join("users.json");
+    std::fs::write(&file, "{\"value\": [\n  {\"id\": \"0b8c1a2e-0000-4000-8000-000000000001\",\n   \"userPrincipalName\": \"alice@contoso.onmicrosoft.com\",,\n  }\n]}").unwrap();
+    let err = sb.fails(&format!("import graph --users {}", file.display()), 2);
+    assert!(err.contains("users.json at line 3, column"), "{err}");
+    std::fs::write(&file, "[{\"id\": \"not-a-uuid\", \"userPrincipalName\": \"a@contoso.onmicrosoft.com\"}]")
+        .unwrap();
+    assert!(sb
+        .fails(&format!("import graph --users {}", file.display()), 2)
+        .contains("\"id\" is not a UUID"));
+    std::fs::write(&file, format!("[{{\"id\": \"{ALICE}\", \"userPrincipalName\": \"a@contoso.onmicrosoft.com\", \"assignedLicenses\": [{{\"skuId\": \"{SALES_SKU}\"}}]}}]")).unwrap();
+    assert!(sb
+        .fails(&format!("import graph --users {}", file.display()), 2)
+        .contains("is not in the subscribedSkus export"));
+    assert_eq!(log(&sb).len(), before);
+}
+
+#[test]
+fn a_refused_change_rejects_the_whole_import_with_one_audit_record() {
+    let mut sb = Sandbox::contoso();
+    let before = log(&sb).len();
+    // Only the SKU's 1 seat, two users want it: D4 turns the import down as a whole.
+    let users = [
+        admin(),
+        user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", Value::Null, &[SALES_SKU]),
+        user(BOB, "bob@contoso.onmicrosoft.com", "Bob", Value::Null, &[SALES_SKU]),
+    ];
+    let line = export(&sb, &users, &[]);
+    let skus = json!([{ "skuId": SALES_SKU, "skuPartNumber": "DYN365_ENTERPRISE_SALES", "prepaidUnits": { "enabled": 1 } }]);
+    std::fs::write(sb.dir().join("skus.json"), skus.to_string()).unwrap();
+    let err = sb.fails(&line, 1);
+    assert!(err.starts_with("rejected (D4)"), "{err}");
+    assert_eq!(log(&sb).len(), before + 1, "one failure audit record, nothing else");
+    assert_eq!(sb.json("user list").as_array().unwrap().len(), 1);
+}
