@@ -311,7 +311,10 @@ pub async fn app_user(
                 Value::Null,
             )?;
             if !enabled && !done.events.is_empty() {
-                out.line("warning: every integration that uses this application user stops working (P2)")?;
+                out.colored(
+                    crate::output::yellow,
+                    "warning: every integration that uses this application user stops working (P2)",
+                )?;
             }
             Ok(())
         }

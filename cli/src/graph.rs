@@ -119,10 +119,12 @@ pub fn read_objects(file: &Path) -> Result<Vec<Map<String, Value>>, CliError> {
             }
             Err(e) => return Err(json_error(file, 0, &e)),
         },
-        Some(_) => return usage(format!(
+        Some(_) => {
+            return usage(format!(
             "bad JSON in {} at line 1: expected a Graph page {{\"value\": [...]}}, an array, or JSON Lines",
             file.display()
-        )),
+        ))
+        }
     };
     values
         .into_iter()

@@ -51,6 +51,23 @@ pub struct RunOptions {
     /// Derive new ids from this seed and the log's head instead of at random,
     /// so the same script writes the same log (insta snapshots rely on it).
     pub id_seed: Option<u64>,
+    /// Colour on stdout (a terminal, and NO_COLOR unset).
+    pub color_stdout: bool,
+    /// Colour on stderr (a terminal, and NO_COLOR unset).
+    pub color_stderr: bool,
+}
+
+impl RunOptions {
+    /// The binary's options: colour where a stream is a terminal, unless NO_COLOR is set.
+    pub fn for_terminal() -> RunOptions {
+        use std::io::IsTerminal;
+        let allowed = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        RunOptions {
+            id_seed: None,
+            color_stdout: allowed && std::io::stdout().is_terminal(),
+            color_stderr: allowed && std::io::stderr().is_terminal(),
+        }
+    }
 }
 
 /// Runs one command line; returns the process exit code (README, "Exit codes").
@@ -85,7 +102,9 @@ where
         Err(CliError::OutputClosed) => 0,
         Err(e) => {
             // One line, whatever a name in the message holds.
-            let _ = writeln!(stderr, "{}", e.to_string().replace(['\n', '\r'], " "));
+            let line = e.to_string().replace(['\n', '\r'], " ");
+            let line = if options.color_stderr { output::red(&line) } else { line };
+            let _ = writeln!(stderr, "{line}");
             e.exit_code()
         }
     }
@@ -112,7 +131,7 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
 
 async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Result<(), CliError> {
     let Cli { global, command } = cli;
-    let mut out = Out { json: global.json, w: stdout };
+    let mut out = Out { json: global.json, w: stdout, color: options.color_stdout };
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
     if let Command::Demo(args) = command {
         return demo::run(global.db.as_deref(), now, args, &mut out).await;

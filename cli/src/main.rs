@@ -3,6 +3,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let code = cli::run(std::env::args_os(), &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    let options = cli::RunOptions::for_terminal();
+    let code = cli::run_with(
+        std::env::args_os(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+        options,
+    );
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

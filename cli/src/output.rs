@@ -14,9 +14,38 @@ pub struct Out<'a> {
     pub json: bool,
     /// Standard output (or a test's buffer).
     pub w: &'a mut dyn Write,
+    /// Colour whole lines (a terminal, NO_COLOR unset).
+    pub color: bool,
+}
+
+/// Wraps text in an ANSI colour.
+fn paint(code: &str, text: &str) -> String {
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// Red text (refusals, failures).
+pub fn red(text: &str) -> String {
+    paint("31", text)
+}
+
+/// Green text (success).
+pub fn green(text: &str) -> String {
+    paint("32", text)
+}
+
+/// Yellow text (advice, warnings).
+pub fn yellow(text: &str) -> String {
+    paint("33", text)
 }
 
 impl Out<'_> {
+    /// Writes one line in a colour, when colour is on.
+    pub fn colored(&mut self, color: fn(&str) -> String, text: impl AsRef<str>) -> Result<(), CliError> {
+        let text = text.as_ref();
+        let line = if self.color { color(text) } else { text.to_owned() };
+        self.line(line)
+    }
+
     /// Writes one line of text.
     pub fn line(&mut self, text: impl AsRef<str>) -> Result<(), CliError> {
         writeln!(self.w, "{}", text.as_ref()).map_err(broken_pipe)

@@ -483,7 +483,15 @@ impl Shell {
             let now = self.now().await?;
             let mut appends = Vec::new();
             let mut reports = Vec::new();
+            // Drawn on stderr only when it is a terminal; a large tenant takes a while.
+            let progress = indicatif::ProgressBar::new(env_names.len() as u64);
+            progress.set_style(
+                indicatif::ProgressStyle::with_template("sync {msg} [{bar:30}] {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
             for name in env_names {
+                progress.set_message(name.clone());
+                progress.inc(1);
                 let (env, version) = self.environment_at(&tenant, name, u64::MAX).await?;
                 let changes = sync::sync_pass(&tenant, &env, now);
                 let mut expected = version;
@@ -518,6 +526,7 @@ impl Shell {
                 };
                 reports.push((report, first..appends.len()));
             }
+            progress.finish_and_clear();
             if appends.is_empty() {
                 return Ok(reports.into_iter().map(|(r, _)| r).collect());
             }

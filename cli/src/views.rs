@@ -162,7 +162,11 @@ pub async fn diagnose(
         return out.json(&serde_json::to_value(&diagnosis).unwrap_or(Value::Null));
     }
     let verdict = if diagnosis.can_access { "can access" } else { "cannot access" };
-    out.line(format!("{upn} {verdict} {} (as of {}, seq {seq})", diagnosis.environment, diagnosis.at))?;
+    let color = if diagnosis.can_access { crate::output::green } else { crate::output::red };
+    out.colored(
+        color,
+        format!("{upn} {verdict} {} (as of {}, seq {seq})", diagnosis.environment, diagnosis.at),
+    )?;
     let rows = diagnosis
         .checks
         .iter()
@@ -179,7 +183,7 @@ pub async fn diagnose(
         .collect();
     out.table(&["result", "rule", "check", "detail", "evidence (seq)"], rows)?;
     for advice in &diagnosis.advice {
-        out.line(format!("advice: {advice}"))?;
+        out.colored(crate::output::yellow, format!("advice: {advice}"))?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 fn usertrail(db: &std::path::Path, args: &[&str], lock_wait_ms: u64) -> Output {
     Command::new(env!("CARGO_BIN_EXE_usertrail"))
+        .env_remove("NO_COLOR")
         .args(args)
         .arg("--db")
         .arg(db)
@@ -55,6 +56,7 @@ fn exit_codes_of_the_process() {
     );
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).starts_with("rejected (D8)"));
+    assert!(!refused.stderr.contains(&0x1b), "no colour codes when stderr is not a terminal");
     let bad = usertrail(&db, &["user", "block", "--upn", "not-a-upn"], 1000);
     assert_eq!(bad.status.code(), Some(2));
     let help = usertrail(&db, &["user", "license", "assign", "--help"], 1000);
