@@ -77,7 +77,12 @@ impl Sandbox {
         }
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         // Seeded ids: the same script writes the same log, so outputs can be snapshotted.
-        let code = cli::run_with(args, &mut stdout, &mut stderr, cli::RunOptions { id_seed: Some(42) });
+        let code = cli::run_with(
+            args,
+            &mut stdout,
+            &mut stderr,
+            cli::RunOptions { id_seed: Some(42), ..cli::RunOptions::default() },
+        );
         Run {
             code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -77,3 +77,33 @@ fn the_domain_reads_no_clock_and_draws_no_random_ids() {
         }
     }
 }
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    use clap::CommandFactory;
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        let subs: Vec<&clap::Command> = cmd.get_subcommands().filter(|c| c.get_name() != "help").collect();
+        if subs.is_empty() {
+            out.push(path);
+            return;
+        }
+        for sub in subs {
+            let mut next = path.clone();
+            next.push(sub.get_name().to_owned());
+            leaves(sub, next, out);
+        }
+    }
+    let mut commands = Vec::new();
+    leaves(&cli::args::Cli::command(), Vec::new(), &mut commands);
+    assert!(commands.len() > 50, "the whole surface is walked: {}", commands.len());
+    for path in commands {
+        let mut args = vec!["usertrail".to_owned()];
+        args.extend(path.iter().cloned());
+        args.push("--help".to_owned());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = cli::run(args, &mut out, &mut err);
+        let help = String::from_utf8_lossy(&out);
+        assert_eq!(code, 0, "{path:?}");
+        assert!(help.contains("Example:"), "`usertrail {} --help` has no example", path.join(" "));
+    }
+}
