@@ -169,16 +169,18 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
     }
 
     if let Some(export_groups) = &export.groups {
+        // Looked up per member: a map, not a scan of the export.
+        let export_upns: BTreeMap<Uuid, &Upn> = export.users.iter().map(|u| (u.id, &u.upn)).collect();
         let upn_of = |graph_id: &Uuid| -> Option<Upn> {
             let ours = ours.get(graph_id).copied().unwrap_or(*graph_id);
-            let from_export = export.users.iter().find(|u| u.id == *graph_id).map(|u| u.upn.clone());
+            let from_export = export_upns.get(graph_id).map(|u| (*u).clone());
             from_export.or_else(|| tenant.users.get(&ours).and_then(|u| Upn::parse(&u.upn).ok()))
         };
+        let export_names: BTreeMap<Uuid, &String> = export_groups.iter().map(|g| (g.id, &g.name)).collect();
         let name_of = |graph_id: &Uuid| -> Option<String> {
-            export_groups
-                .iter()
-                .find(|g| g.id == *graph_id)
-                .map(|g| g.name.clone())
+            export_names
+                .get(graph_id)
+                .map(|n| (*n).clone())
                 .or_else(|| tenant.groups.get(graph_id).map(|g| g.name.clone()))
         };
         for g in export_groups {
@@ -196,18 +198,18 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
                     ImportedMember::Group(id) => Member::Group(*id),
                 })
                 .collect();
+            // Our id back to the export's, to name the member.
+            let graph_ids: BTreeMap<Uuid, Uuid> = g
+                .members
+                .iter()
+                .filter_map(|m| match m {
+                    ImportedMember::User(gid) => Some((ours.get(gid).copied().unwrap_or(*gid), *gid)),
+                    ImportedMember::Group(_) => None,
+                })
+                .collect();
             for member in wanted.difference(&current) {
                 let reference = match member {
-                    Member::User(id) => g
-                        .members
-                        .iter()
-                        .find_map(|m| match m {
-                            ImportedMember::User(gid) if ours.get(gid).copied().unwrap_or(*gid) == *id => {
-                                upn_of(gid)
-                            }
-                            _ => None,
-                        })
-                        .map(MemberRef::User),
+                    Member::User(id) => graph_ids.get(id).and_then(upn_of).map(MemberRef::User),
                     Member::Group(id) => name_of(id).map(MemberRef::Group),
                 };
                 if let Some(member) = reference {

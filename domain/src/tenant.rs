@@ -44,6 +44,12 @@ pub struct Tenant {
     group_names: BTreeMap<String, Uuid>,
     /// Environments by lower-case name: their ids (each has its own stream).
     environments: BTreeMap<String, (Uuid, String)>,
+    /// Lower-case SKU to how many users that are not deleted hold it, so a
+    /// seat check costs no scan of the directory.
+    assigned: BTreeMap<String, u32>,
+    /// Users with an invitation not yet accepted (their held seats count
+    /// while it is pending, which depends on the time asked).
+    invited: BTreeSet<Uuid>,
 }
 
 /// The tenant's identity.
@@ -338,16 +344,20 @@ impl Tenant {
     /// Seats of a SKU taken at `now`: assignments of users not deleted, and
     /// invitations still pending (D4, D5, D7).
     pub fn seats_used(&self, part: &str, now: DateTime<Utc>) -> u32 {
-        let part = part.to_lowercase();
-        let held = |u: &User| {
-            let assigned = u.licenses.iter().any(|l| l.to_lowercase() == part);
-            let invited = u
-                .pending_invitation(now)
-                .and_then(|i| i.sku.as_ref())
-                .is_some_and(|s| s.to_lowercase() == part);
-            !u.is_deleted() && (assigned || invited)
-        };
-        self.users.values().filter(|u| held(u)).count() as u32
+        let part = part.trim().to_lowercase();
+        let assigned = self.assigned.get(&part).copied().unwrap_or(0);
+        let held_by_invitation = self
+            .invited
+            .iter()
+            .filter_map(|id| self.users.get(id))
+            .filter(|u| !u.is_deleted() && !u.licenses.iter().any(|l| l.to_lowercase() == part))
+            .filter(|u| {
+                u.pending_invitation(now)
+                    .and_then(|i| i.sku.as_ref())
+                    .is_some_and(|s| s.to_lowercase() == part)
+            })
+            .count() as u32;
+        assigned + held_by_invitation
     }
 
     /// Seats of a SKU still free at `now`.
@@ -417,6 +427,26 @@ impl Tenant {
 
     /// Folds one event into the state; `stamp` is where and when it landed.
     pub fn apply(&mut self, event: &TenantEvent, stamp: Stamp) {
+        let subject = subject(event);
+        let before = subject.and_then(|id| self.users.get(&id)).map(seat_holdings).unwrap_or_default();
+        self.fold(event, stamp);
+        let Some(id) = subject else { return };
+        let after = self.users.get(&id).map(seat_holdings).unwrap_or_default();
+        for sku in before.difference(&after) {
+            if let Some(n) = self.assigned.get_mut(sku) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        for sku in after.difference(&before) {
+            *self.assigned.entry(sku.clone()).or_default() += 1;
+        }
+        match self.users.get(&id).and_then(|u| u.invitation.as_ref()) {
+            Some(i) if !i.accepted => self.invited.insert(id),
+            _ => self.invited.remove(&id),
+        };
+    }
+
+    fn fold(&mut self, event: &TenantEvent, stamp: Stamp) {
         let (seq, at) = (stamp.seq, stamp.at);
         match event {
             TenantEvent::TenantInitialized { domain, name, admin } => {
@@ -566,6 +596,34 @@ impl Tenant {
         if let Some(g) = self.groups.get_mut(id) {
             f(g);
         }
+    }
+}
+
+/// The licenses whose seats a user holds: all of them, unless it is deleted.
+fn seat_holdings(user: &User) -> BTreeSet<String> {
+    if user.is_deleted() {
+        return BTreeSet::new();
+    }
+    user.licenses.iter().map(|l| l.to_lowercase()).collect()
+}
+
+/// The user an event is about, if any.
+fn subject(event: &TenantEvent) -> Option<Uuid> {
+    match event {
+        TenantEvent::UserCreated { id, .. }
+        | TenantEvent::UserUpdated { id, .. }
+        | TenantEvent::LicenseAssigned { id, .. }
+        | TenantEvent::LicenseRemoved { id, .. }
+        | TenantEvent::AdminRoleAdded { id, .. }
+        | TenantEvent::AdminRoleRemoved { id, .. }
+        | TenantEvent::UserBlocked { id }
+        | TenantEvent::UserUnblocked { id }
+        | TenantEvent::UserDeleted { id }
+        | TenantEvent::UserRestored { id, .. }
+        | TenantEvent::PasswordReset { id, .. }
+        | TenantEvent::InvitationIssued { id, .. }
+        | TenantEvent::InvitationAccepted { id, .. } => Some(*id),
+        _ => None,
     }
 }
 

@@ -597,3 +597,31 @@ fn replaying_the_log_from_nothing_gives_the_same_directory() {
     let replayed = w.log.iter().fold(Tenant::default(), |t, (e, stamp)| evolve(t, e, *stamp));
     assert_eq!(replayed, w.tenant);
 }
+
+#[test]
+fn d4_the_seat_counters_equal_a_recount_of_the_directory() {
+    let mut w = World::contoso();
+    w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
+    w.ok(ADMIN, assign(ALICE, "ENTERPRISEPACK"));
+    w.ok(ADMIN, invite(80, "jane@fabrikam.com", Some("DYN365_SALES")));
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    w.ok(ADMIN, assign(BOB, "DYN365_SALES"));
+    w.later(2);
+    w.ok(ADMIN, TenantCommand::Restore { upn: upn(ALICE) });
+    w.ok(ADMIN, TenantCommand::RemoveLicense { upn: upn(BOB), sku: "DYN365_SALES".into() });
+    for when in [w.now, w.now + INVITATION_LIFETIME] {
+        for sku in ["DYN365_SALES", "ENTERPRISEPACK"] {
+            let recount = w
+                .tenant
+                .users
+                .values()
+                .filter(|u| !u.is_deleted())
+                .filter(|u| {
+                    u.licenses.contains(sku)
+                        || u.pending_invitation(when).and_then(|i| i.sku.as_deref()) == Some(sku)
+                })
+                .count() as u32;
+            assert_eq!(w.tenant.seats_used(sku, when), recount, "{sku} at {when}");
+        }
+    }
+}
