@@ -462,9 +462,7 @@ pub async fn systemuser_rows(
     at: &AtArgs,
 ) -> Result<Vec<projections::systemusers::Row>, CliError> {
     let at = at.at.as_deref().map(parse_at).transpose()?;
-    let seq = shell.resolve(at).await?;
-    let (tenant, _) = shell.tenant_at(seq).await?;
-    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let environment = shell.environment_as_of(env, at).await?.environment;
     Ok(projections::systemusers::rows(&environment))
 }
 

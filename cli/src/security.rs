@@ -179,9 +179,8 @@ pub async fn privileges(
     at: AtArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let seq = shell.resolve(at.at.as_deref().map(parse_at).transpose()?).await?;
-    let (tenant, _) = shell.tenant_at(seq).await?;
-    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let at = at.at.as_deref().map(parse_at).transpose()?;
+    let crate::shell::AsOf { tenant, environment, .. } = shell.environment_as_of(env, at).await?;
     let by_object = tenant.user(upn).and_then(|u| environment.user_by_object(u.id));
     let Some(record) = by_object.or_else(|| environment.users_named(upn.as_str()).next()) else {
         return usage(format!("{upn} has no record in {env}"));

@@ -186,6 +186,15 @@ impl Shell {
         self.load(&environment::stream(id), upto).await
     }
 
+    /// What a view of one environment answers from: the point `--at` names
+    /// (seq and time), and the directory and the environment as they stood then.
+    pub async fn environment_as_of(&self, env: &str, at: Option<At>) -> Result<AsOf, CliError> {
+        let (seq, time) = self.point(at).await?;
+        let (tenant, _) = self.tenant_at(seq).await?;
+        let (environment, _) = self.environment_at(&tenant, env, seq).await?;
+        Ok(AsOf { seq, time, tenant, environment })
+    }
+
     /// The actor of a command: `--as`, or the Global Administrator named at `init`.
     pub fn actor(tenant: &Tenant, given: Option<&Upn>) -> Result<Upn, CliError> {
         match given {
@@ -554,6 +563,18 @@ impl Shell {
         }
         Shell::gave_up("the environments")
     }
+}
+
+/// The states a view of one environment answers from.
+pub struct AsOf {
+    /// The log position.
+    pub seq: u64,
+    /// The time it is judged at.
+    pub time: DateTime<Utc>,
+    /// The directory then.
+    pub tenant: Tenant,
+    /// The environment then.
+    pub environment: Environment,
 }
 
 /// What a refusal's audit record says about the command.

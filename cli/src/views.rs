@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use domain::events::Event;
 use domain::Upn;
 use projections::audit::{self, AuditRecord, Filter, Names};
@@ -15,15 +15,15 @@ use store::EventStore;
 use crate::args::AtArgs;
 use crate::error::{usage, CliError};
 use crate::output::Out;
-use crate::shell::{event_of, Shell};
+use crate::shell::{event_of, AsOf, Shell};
 use crate::time::{parse_at, parse_time};
 
 /// How many records a page of the backward history scan reads.
 const PAGE: u64 = 4096;
 
-/// The point a view answers as of: its log position and its time.
-async fn point(shell: &Shell, at: &AtArgs) -> Result<(u64, DateTime<Utc>), CliError> {
-    shell.point(at.at.as_deref().map(parse_at).transpose()?).await
+/// The point `--at` names, if any.
+fn at_of(at: &AtArgs) -> Result<Option<crate::time::At>, CliError> {
+    at.at.as_deref().map(parse_at).transpose()
 }
 
 /// `history [--user U] [--env E] [--since T] [--until T] [--limit N] [--at WHEN]`
@@ -36,7 +36,7 @@ pub async fn history(
     at: AtArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let (upto, _) = point(shell, &at).await?;
+    let (upto, _) = shell.point(at_of(&at)?).await?;
     let mut to = upto;
     if let Some(until) = until {
         to = to.min(shell.store.seq_at(parse_time(until, "--until")?).await?);
@@ -146,9 +146,7 @@ pub async fn diagnose(
     at: AtArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let (seq, time) = point(shell, &at).await?;
-    let (tenant, _) = shell.tenant_at(seq).await?;
-    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let AsOf { seq, time, tenant, environment } = shell.environment_as_of(env, at_of(&at)?).await?;
     let diagnosis = match diagnose::diagnose(&tenant, &environment, upn, time) {
         Ok(d) => d,
         Err(NotOffered::Stub) => {
@@ -196,9 +194,7 @@ pub async fn timeline(
     at: AtArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let (seq, _) = point(shell, &at).await?;
-    let (tenant, _) = shell.tenant_at(seq).await?;
-    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let AsOf { seq, tenant, environment, .. } = shell.environment_as_of(env, at_of(&at)?).await?;
     let subject = match tenant.user(upn) {
         Some(user) => Subject::Directory(user.id),
         None if environment.users_named(upn.as_str()).next().is_some() => Subject::Named(upn.to_string()),
@@ -242,9 +238,7 @@ pub async fn compare(
     at: AtArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let (seq, time) = point(shell, &at).await?;
-    let (tenant, _) = shell.tenant_at(seq).await?;
-    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let AsOf { seq, time, tenant, environment } = shell.environment_as_of(env, at_of(&at)?).await?;
     let comparison = match projections::compare::compare(&tenant, &environment, a, b, time) {
         Ok(c) => c,
         Err(projections::compare::Missing::Unknown(who)) => {
@@ -328,9 +322,7 @@ pub async fn changes(
 
 /// `review --env E [--at WHEN]`
 pub async fn review(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
-    let (seq, time) = point(shell, &at).await?;
-    let (tenant, _) = shell.tenant_at(seq).await?;
-    let (environment, _) = shell.environment_at(&tenant, env, seq).await?;
+    let AsOf { seq, time, tenant, environment } = shell.environment_as_of(env, at_of(&at)?).await?;
     let findings = projections::review::review(&tenant, &environment, time);
     if out.json {
         return out.json(&serde_json::to_value(&findings).unwrap_or(Value::Null));
