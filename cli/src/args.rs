@@ -38,6 +38,8 @@ pub struct Global {
 }
 
 /// Every command.
+// Built once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set up the tenant and its first Global Administrator

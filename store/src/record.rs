@@ -111,6 +111,8 @@ mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};
     use std::borrow::Cow;
 
+    // serde's `with` hands us the field's own type.
+    #[allow(clippy::ptr_arg)]
     pub fn serialize<S: Serializer>(v: &Cow<'_, [u8]>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }

@@ -338,7 +338,7 @@ async fn a_snapshot_plus_the_records_after_it_equals_a_full_replay() {
             .unwrap()
             .unwrap();
         let seq = i as u64 + 1;
-        if seq % 25 == 0 {
+        if seq.is_multiple_of(25) {
             let state = fold(0, &store.read_log(1, seq, usize::MAX).await.unwrap());
             store.save_snapshot("sum", Snapshot { seq, state: state.to_be_bytes().to_vec() }).await.unwrap();
         }

@@ -16,7 +16,7 @@ fn contoso() -> Sandbox {
         "user create --upn {ALICE} --first Alice --last Smith --title Seller --license DYN365_SALES"
     ));
     sb.ok(&format!("user create --upn {BOB} --first Bob --last Lee"));
-    sb.ok(&format!("group create --name Sales-SG"));
+    sb.ok("group create --name Sales-SG");
     sb.ok(&format!("group add-member --group Sales-SG --upn {ALICE}"));
     sb
 }

@@ -109,9 +109,9 @@ fn review_finds_what_an_auditor_asks_for() {
     sb.ok("role copy --env Sales --from Salesperson --name 'Account Owner'");
     sb.ok("role set-privilege --env Sales --role 'Account Owner' --table account --op delete --level org");
     sb.ok(&format!("role assign --env Sales --upn {ALICE} --role 'Account Owner'"));
-    sb.ok(&format!(
-        "user create --upn carol@contoso.onmicrosoft.com --first Carol --last Tester --license DYN365_SALES"
-    ));
+    sb.ok(
+        "user create --upn carol@contoso.onmicrosoft.com --first Carol --last Tester --license DYN365_SALES",
+    );
     sb.ok("group add-member --group Sales-SG --upn carol@contoso.onmicrosoft.com");
     sb.ok("user create --upn jane@fabrikam.com --first Jane --last Doe --guest --license DYN365_SALES --home-license DYN365_ENTERPRISE");
     sb.ok("group add-member --group Sales-SG --upn jane@fabrikam.com");
