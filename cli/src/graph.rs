@@ -56,6 +56,21 @@ pub fn kind_of(part: &str, overrides: &BTreeMap<String, SkuKind>) -> SkuKind {
         .unwrap_or(SkuKind::Office)
 }
 
+/// A guest's own address: Graph names guests `jane_fabrikam.com#EXT#@contoso...`;
+/// their `mail`, or the part before `#EXT#` with its last `_` back to `@`.
+pub fn guest_address(upn: &str, mail: Option<String>) -> String {
+    let Some((external, _)) = upn.split_once("#EXT#") else {
+        return upn.to_owned();
+    };
+    if let Some(mail) = mail.filter(|m| m.contains('@')) {
+        return mail;
+    }
+    match external.rfind('_') {
+        Some(at) => format!("{}@{}", &external[..at], &external[at + 1..]),
+        None => external.to_owned(),
+    }
+}
+
 /// Profile fields by their Graph attribute names.
 const FIELDS: [(&str, ProfileField); 13] = [
     ("givenName", ProfileField::GivenName),
@@ -184,7 +199,11 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
         for (n, o) in read_objects(file)?.iter().enumerate() {
             let n = n + 1;
             let id = uuid(file, n, o, "id")?;
-            let upn = match string(o, "userPrincipalName").map(|u| Upn::parse(&u)) {
+            let guest = string(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest"));
+            let upn = match string(o, "userPrincipalName")
+                .map(|u| guest_address(&u, string(o, "mail")))
+                .map(|u| Upn::parse(&u))
+            {
                 Some(Ok(upn)) => upn,
                 Some(Err(why)) => return usage(format!("{} item {n}: {why}", file.display())),
                 None => {
@@ -193,7 +212,9 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
             };
             let mut profile = BTreeMap::new();
             for (key, field) in FIELDS {
-                if o.contains_key(key) {
+                // Entra always has a display name: a null one is an export artifact, not a request to clear.
+                let null_name = field == ProfileField::DisplayName && o.get(key).is_some_and(Value::is_null);
+                if o.contains_key(key) && !null_name {
                     profile.insert(field, string(o, key));
                 }
             }
@@ -227,7 +248,7 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
                 upn,
                 profile,
                 account_enabled: o.get("accountEnabled").and_then(Value::as_bool),
-                guest: string(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest")),
+                guest,
                 licenses,
             });
         }
@@ -258,15 +279,18 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
                         })
                         .collect()
                 };
-                let members = objects("members")
-                    .into_iter()
-                    .filter_map(|(kind, id)| match kind.as_str() {
-                        "#microsoft.graph.user" => Some(ImportedMember::User(id)),
-                        "#microsoft.graph.group" => Some(ImportedMember::Group(id)),
-                        // Devices, service principals and contacts are not members here.
-                        _ => None,
-                    })
-                    .collect();
+                // Without `$expand=members` there is no "members" key: leave members as they are.
+                let members = o.contains_key("members").then(|| objects("members"));
+                let members = members.map(|m| {
+                    m.into_iter()
+                        .filter_map(|(kind, id)| match kind.as_str() {
+                            "#microsoft.graph.user" => Some(ImportedMember::User(id)),
+                            "#microsoft.graph.group" => Some(ImportedMember::Group(id)),
+                            // Devices, service principals and contacts are not members here.
+                            _ => None,
+                        })
+                        .collect()
+                });
                 let owners = objects("owners")
                     .into_iter()
                     .filter(|(k, _)| k == "#microsoft.graph.user")
@@ -319,6 +343,23 @@ mod tests {
         let lines = write(&dir, "lines.json", "{\"id\":\"1\"}\n{\"id\": oops}\n");
         let err = read_objects(&lines).unwrap_err().to_string();
         assert!(err.contains("lines.json at line 2, column"), "{err}");
+    }
+
+    #[test]
+    fn d10_graph_guest_upns_become_their_own_address() {
+        assert_eq!(
+            guest_address("jane_fabrikam.com#EXT#@contoso.onmicrosoft.com", None),
+            "jane@fabrikam.com"
+        );
+        assert_eq!(
+            guest_address("j_doe_fabrikam.com#EXT#@contoso.onmicrosoft.com", None),
+            "j_doe@fabrikam.com"
+        );
+        assert_eq!(
+            guest_address("x#EXT#@contoso.onmicrosoft.com", Some("jane@fabrikam.com".into())),
+            "jane@fabrikam.com"
+        );
+        assert_eq!(guest_address("alice@contoso.onmicrosoft.com", None), "alice@contoso.onmicrosoft.com");
     }
 
     #[test]

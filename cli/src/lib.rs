@@ -150,7 +150,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
     };
     let shell = Shell { store, now, ids };
     let actor = global.actor.as_ref();
-    match command {
+    let result = match command {
         Command::Init(args) => directory::init(&shell, args, &mut out).await,
         Command::Sku(c) => directory::sku(&shell, actor, c, &mut out).await,
         Command::User(c) => directory::user(&shell, actor, c, &mut out).await,
@@ -182,7 +182,13 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify => verify(&shell, &mut out).await,
         Command::Demo(_) => Ok(()),
+    };
+    // After a failed write, sled's flush-on-drop would wait forever on the
+    // buffer that failed: leave the store to the process's exit instead.
+    if matches!(result, Err(CliError::Store(_))) {
+        std::mem::forget(shell);
     }
+    result
 }
 
 /// Opens the log, waiting for another process up to `USERTRAIL_LOCK_TIMEOUT_MS`

@@ -200,15 +200,18 @@ pub async fn timeline(
         None if environment.users_named(upn.as_str()).next().is_some() => Subject::Named(upn.to_string()),
         None => return usage(format!("unknown user {upn}: no directory user and no record in {env}")),
     };
+    // The directory's records and the environment's, merged in log order.
     let mut records = Vec::new();
-    for record in shell.store.read_stream(&domain::environment::stream(environment.id), 1).await? {
-        if record.seq > seq {
-            break;
-        }
-        if let Event::Environment(e) = event_of(&record)? {
-            records.push((record, e));
+    for stream in [domain::tenant::STREAM.to_owned(), domain::environment::stream(environment.id)] {
+        for record in shell.store.read_stream(&stream, 1).await? {
+            if record.seq > seq {
+                break;
+            }
+            let event = event_of(&record)?;
+            records.push((record, event));
         }
     }
+    records.sort_by_key(|(r, _)| r.seq);
     let intervals = timeline::timeline(&records, &subject);
     if out.json {
         return out.json(&serde_json::to_value(&intervals).unwrap_or(Value::Null));

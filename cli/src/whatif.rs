@@ -213,10 +213,13 @@ pub async fn whatif(
     let copy: PathBuf = scratch.path().join("usertrail.db");
     copy_locked(db, &copy)?;
     let before = tables(&copy, env).await?;
+    if let Some(env) = env.filter(|_| before.is_empty()) {
+        return usage(format!("unknown environment {env} in {}", db.display()));
+    }
     for (line, words) in &script {
-        let mut args = vec!["usertrail".to_owned()];
+        // --db before the line's own words: a `--` in the line cannot swallow it.
+        let mut args = vec!["usertrail".to_owned(), "--db".to_owned(), copy.display().to_string()];
         args.extend(words.iter().cloned());
-        args.extend(["--db".to_owned(), copy.display().to_string()]);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         // Each line runs as its own command, on the copy, off this runtime.
         let code = tokio::task::block_in_place(|| crate::run_with(args, &mut stdout, &mut stderr, options));

@@ -357,7 +357,7 @@ pub fn decide(
         }
         EnvCommand::CreateAppUser { app_id, name, business_unit, roles } => {
             administer(env, actor, "create application users")?;
-            d.create_app_user(*app_id, name, business_unit.as_deref(), roles)
+            d.create_app_user(actor, *app_id, name, business_unit.as_deref(), roles)
         }
         EnvCommand::SetAppUserStatus { app_id, enabled } => {
             administer(env, actor, "change application users")?;
@@ -405,11 +405,11 @@ pub fn decide(
         }
         EnvCommand::AddTeamMember { team, upn } => {
             administer(env, actor, "change teams")?;
-            d.team_member(team, upn, true)
+            d.team_member(actor, team, upn, true)
         }
         EnvCommand::RemoveTeamMember { team, upn } => {
             administer(env, actor, "change teams")?;
-            d.team_member(team, upn, false)
+            d.team_member(actor, team, upn, false)
         }
         EnvCommand::AssignTeamRole { team, role } => {
             administer(env, actor, "assign roles")?;
@@ -625,6 +625,7 @@ impl<'a> Decision<'a> {
     /// P1: enabled at once, non-interactive, first name "#", not counted by A3.
     fn create_app_user(
         &self,
+        actor: &User,
         app_id: Uuid,
         name: &str,
         business_unit: Option<&str>,
@@ -668,6 +669,13 @@ impl<'a> Decision<'a> {
                     format!("role {} belongs to another business unit than the user's", role.name),
                 );
             }
+            // An application user's roles are roles the actor gives: no elevation (R6).
+            no_elevation(
+                self.env,
+                actor,
+                &role.privileges,
+                &format!("give application user {name} the role {}", role.name),
+            )?;
             events.push(EnvEvent::RoleAssigned { user: id, role: role.id });
         }
         Ok(events)
@@ -935,7 +943,7 @@ impl<'a> Decision<'a> {
         Ok(vec![EnvEvent::TeamCreated { id, name: name.to_owned(), business_unit: unit, group }])
     }
 
-    fn team_member(&self, team: &str, upn: &Upn, add: bool) -> Decided {
+    fn team_member(&self, actor: &User, team: &str, upn: &Upn, add: bool) -> Decided {
         let team = self.team(team)?;
         if let Some(group) = team.group.and_then(|g| self.tenant.groups.get(&g)) {
             return refuse(
@@ -949,6 +957,17 @@ impl<'a> Decision<'a> {
         let record = self.record(upn)?;
         if !matches!(record.kind, UserKind::User | UserKind::Application) {
             return invalid(format!("{upn} cannot be a team member"));
+        }
+        // Joining a team hands its roles over: the actor must hold them (R6).
+        if add && !team.members.contains(&record.id) {
+            for role in team.roles.iter().filter_map(|r| self.env.roles.get(r)) {
+                no_elevation(
+                    self.env,
+                    actor,
+                    &role.privileges,
+                    &format!("add {upn} to team {} (role {})", team.name, role.name),
+                )?;
+            }
         }
         match (add, team.members.contains(&record.id)) {
             (true, true) => Ok(vec![]),

@@ -48,8 +48,9 @@ pub struct ImportedGroup {
     pub id: Uuid,
     /// displayName.
     pub name: String,
-    /// Direct members.
-    pub members: BTreeSet<ImportedMember>,
+    /// Direct members; `None` when the export left them out (GET /groups
+    /// without `$expand=members`): then members are left as they are.
+    pub members: Option<BTreeSet<ImportedMember>>,
     /// Owners (users).
     pub owners: BTreeSet<Uuid>,
 }
@@ -91,7 +92,8 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
     let mut users = Vec::new(); // creates, restores, updates, license removals
     let mut assigns = Vec::new(); // license assignments, after every removal
     let mut groups = Vec::new();
-    let mut last = Vec::new(); // deletions and shrinking SKUs
+    let mut deletions = Vec::new(); // leavers, before anyone takes their seats
+    let mut last = Vec::new(); // shrinking SKUs
 
     for sku in export.skus.iter().flatten() {
         match tenant.sku(&sku.part) {
@@ -171,10 +173,12 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
     if let Some(export_groups) = &export.groups {
         // Looked up per member: a map, not a scan of the export.
         let export_upns: BTreeMap<Uuid, &Upn> = export.users.iter().map(|u| (u.id, &u.upn)).collect();
+        // A user this tenant knows is named by its UPN here (UPN changes are not imported).
         let upn_of = |graph_id: &Uuid| -> Option<Upn> {
             let ours = ours.get(graph_id).copied().unwrap_or(*graph_id);
-            let from_export = export_upns.get(graph_id).map(|u| (*u).clone());
-            from_export.or_else(|| tenant.users.get(&ours).and_then(|u| Upn::parse(&u.upn).ok()))
+            let here =
+                tenant.users.get(&ours).filter(|u| !u.is_purged(now)).and_then(|u| Upn::parse(&u.upn).ok());
+            here.or_else(|| export_upns.get(graph_id).map(|u| (*u).clone()))
         };
         let export_names: BTreeMap<Uuid, &String> = export_groups.iter().map(|g| (g.id, &g.name)).collect();
         let name_of = |graph_id: &Uuid| -> Option<String> {
@@ -183,48 +187,61 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
                 .map(|n| (*n).clone())
                 .or_else(|| tenant.groups.get(graph_id).map(|g| g.name.clone()))
         };
+        // Export group ids to this tenant's: groups made here are matched by name.
+        let group_ids: BTreeMap<Uuid, Uuid> = export_groups
+            .iter()
+            .map(|g| {
+                let local =
+                    tenant.groups.get(&g.id).or_else(|| tenant.group_named(&g.name)).map_or(g.id, |e| e.id);
+                (g.id, local)
+            })
+            .collect();
         for g in export_groups {
             let existing = tenant.groups.get(&g.id).or_else(|| tenant.group_named(&g.name));
             if existing.is_none() {
                 groups.push(TenantCommand::CreateGroup { id: g.id, name: g.name.clone(), owner: None });
             }
             let name = existing.map_or_else(|| g.name.clone(), |e| e.name.clone());
-            let current: BTreeSet<Member> = existing.map(|e| e.members.clone()).unwrap_or_default();
-            let wanted: BTreeSet<Member> = g
-                .members
-                .iter()
-                .map(|m| match m {
-                    ImportedMember::User(id) => Member::User(ours.get(id).copied().unwrap_or(*id)),
-                    ImportedMember::Group(id) => Member::Group(*id),
-                })
-                .collect();
-            // Our id back to the export's, to name the member.
-            let graph_ids: BTreeMap<Uuid, Uuid> = g
-                .members
-                .iter()
-                .filter_map(|m| match m {
-                    ImportedMember::User(gid) => Some((ours.get(gid).copied().unwrap_or(*gid), *gid)),
-                    ImportedMember::Group(_) => None,
-                })
-                .collect();
-            for member in wanted.difference(&current) {
-                let reference = match member {
-                    Member::User(id) => graph_ids.get(id).and_then(upn_of).map(MemberRef::User),
-                    Member::Group(id) => name_of(id).map(MemberRef::Group),
-                };
-                if let Some(member) = reference {
-                    groups.push(TenantCommand::AddMember { group: name.clone(), member });
-                }
-            }
-            for member in current.difference(&wanted) {
-                let reference = match member {
-                    Member::User(id) => {
-                        tenant.users.get(id).and_then(|u| Upn::parse(&u.upn).ok()).map(MemberRef::User)
+            if let Some(members) = &g.members {
+                let current: BTreeSet<Member> = existing.map(|e| e.members.clone()).unwrap_or_default();
+                let wanted: BTreeSet<Member> = members
+                    .iter()
+                    .map(|m| match m {
+                        ImportedMember::User(id) => Member::User(ours.get(id).copied().unwrap_or(*id)),
+                        ImportedMember::Group(id) => Member::Group(group_ids.get(id).copied().unwrap_or(*id)),
+                    })
+                    .collect();
+                // Our id back to the export's, to name the member.
+                let graph_ids: BTreeMap<Uuid, Uuid> = members
+                    .iter()
+                    .filter_map(|m| match m {
+                        ImportedMember::User(gid) => Some((ours.get(gid).copied().unwrap_or(*gid), *gid)),
+                        ImportedMember::Group(_) => None,
+                    })
+                    .collect();
+                for member in wanted.difference(&current) {
+                    let reference = match member {
+                        Member::User(id) => graph_ids.get(id).and_then(upn_of).map(MemberRef::User),
+                        Member::Group(id) => name_of(id).map(MemberRef::Group),
+                    };
+                    if let Some(member) = reference {
+                        groups.push(TenantCommand::AddMember { group: name.clone(), member });
                     }
-                    Member::Group(id) => tenant.groups.get(id).map(|g| MemberRef::Group(g.name.clone())),
-                };
-                if let Some(member) = reference {
-                    groups.push(TenantCommand::RemoveMember { group: name.clone(), member });
+                }
+                for member in current.difference(&wanted) {
+                    let reference = match member {
+                        // A user gone for good cannot be named any more; its membership goes with it.
+                        Member::User(id) => tenant
+                            .users
+                            .get(id)
+                            .filter(|u| !u.is_purged(now))
+                            .and_then(|u| Upn::parse(&u.upn).ok())
+                            .map(MemberRef::User),
+                        Member::Group(id) => tenant.groups.get(id).map(|g| MemberRef::Group(g.name.clone())),
+                    };
+                    if let Some(member) = reference {
+                        groups.push(TenantCommand::RemoveMember { group: name.clone(), member });
+                    }
                 }
             }
             let owners: BTreeSet<Uuid> = existing.map(|e| e.owners.clone()).unwrap_or_default();
@@ -242,12 +259,12 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
     if !export.keep_missing {
         for user in tenant.live_users(now).filter(|u| !u.is_deleted() && !seen.contains(&u.id)) {
             if let Ok(upn) = Upn::parse(&user.upn) {
-                last.insert(0, TenantCommand::Delete { upn });
+                deletions.push(TenantCommand::Delete { upn });
             }
         }
     }
 
-    first.into_iter().chain(users).chain(assigns).chain(groups).chain(last).collect()
+    first.into_iter().chain(deletions).chain(users).chain(assigns).chain(groups).chain(last).collect()
 }
 
 #[cfg(test)]
@@ -321,7 +338,7 @@ mod tests {
             groups: Some(vec![ImportedGroup {
                 id: Uuid::from_u128(9),
                 name: "Sales-SG".into(),
-                members: [ImportedMember::User(Uuid::from_u128(2))].into_iter().collect(),
+                members: Some([ImportedMember::User(Uuid::from_u128(2))].into_iter().collect()),
                 owners: [Uuid::from_u128(1)].into_iter().collect(),
             }]),
             skus: Some(vec![ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 5 }]),

@@ -48,14 +48,21 @@ pub struct Cause {
 /// point `start` reflects, in order).
 pub fn changes(mut env: Environment, records: &[(Record, EnvEvent)]) -> Vec<Change> {
     let mut out = Vec::new();
-    for (record, event) in records {
+    // The last record of each command: the seq of its audit record.
+    let mut ends = vec![0; records.len()];
+    for i in (0..records.len()).rev() {
+        let same_as_next =
+            records.get(i + 1).is_some_and(|(next, _)| next.correlation_id == records[i].0.correlation_id);
+        ends[i] = if same_as_next { ends[i + 1] } else { records[i].0.seq };
+    }
+    for (i, (record, event)) in records.iter().enumerate() {
         env.apply(event, Stamp { seq: record.seq, at: record.recorded_at });
         let (activity, _) = crate::activity::of_record(record);
         let initiated_by = match &record.causation {
             Causation::Process { .. } => format!("{} (app)", record.actor),
             Causation::Command { .. } => record.actor.clone(),
         };
-        let cause = Cause { seq: record.seq, activity_display_name: activity, initiated_by };
+        let cause = Cause { seq: ends[i], activity_display_name: activity, initiated_by };
         let mut push = |user: &Uuid,
                         change: &'static str,
                         field: Option<String>,

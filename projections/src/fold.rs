@@ -86,10 +86,10 @@ where
         Some((s, _)) => (s.state, s.version),
         None => (A::default(), 0),
     };
-    let records = store.read_stream(stream, version + 1).await?;
+    let records = store.read_stream_until(stream, version + 1, upto).await?;
     let mut replayed = 0;
     let mut last_seq = 0;
-    for record in records.iter().take_while(|r| r.seq <= upto) {
+    for record in &records {
         state.fold(event_of(record)?, stamp_of(record));
         version = record.version;
         last_seq = record.seq;

@@ -3,8 +3,9 @@
 //! opened by the record that changed it.
 
 use domain::environment::{Environment, SystemUser};
-use domain::events::{AccessMode, EnvEvent, Stamp, UserKind};
+use domain::events::{AccessMode, Event, Stamp, UserKind};
 use domain::security;
+use domain::tenant::Tenant;
 use serde::Serialize;
 use store::Record;
 use uuid::Uuid;
@@ -53,25 +54,36 @@ fn find<'a>(env: &'a Environment, subject: &Subject) -> Option<&'a SystemUser> {
     }
 }
 
-/// Whether a record lets its user in through the web interface now.
-pub fn can_access(env: &Environment, r: &SystemUser) -> bool {
+/// Whether a record lets its user in through the web interface now: enabled,
+/// with a role (R4), in a mode that signs in (A6), and a directory user who
+/// may sign in (S2.1: blocking or deleting takes effect at once, before sync).
+pub fn can_access(tenant: &Tenant, env: &Environment, r: &SystemUser) -> bool {
+    let signs_in = r.object_id.is_none_or(|id| tenant.users.get(&id).is_some_and(|u| u.can_sign_in()));
     !r.is_disabled
         && r.kind != UserKind::Stub
         && r.access_mode != AccessMode::NonInteractive
         && security::has_any_role(env, r)
+        && signs_in
 }
 
-/// The timeline of `subject` over an environment stream's records, in order.
-/// State is judged when a command (or one sync change) is complete, so an
-/// interval's cause is that command's last record: the `seq` of its audit record.
-pub fn timeline(records: &[(Record, EnvEvent)], subject: &Subject) -> Vec<Interval> {
+/// The timeline of `subject` over the tenant's and an environment's records
+/// merged in log order. State is judged when a command (or one sync change)
+/// is complete, so an interval's cause is that command's last record: the
+/// `seq` of its audit record.
+pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval> {
+    let mut tenant = Tenant::default();
     let mut env = Environment::default();
     let mut intervals: Vec<Interval> = Vec::new();
     for (i, (record, event)) in records.iter().enumerate() {
-        env.apply(event, Stamp { seq: record.seq, at: record.recorded_at });
+        let stamp = Stamp { seq: record.seq, at: record.recorded_at };
+        match event {
+            Event::Tenant(e) => tenant.apply(e, stamp),
+            Event::Environment(e) => env.apply(e, stamp),
+            Event::CommandRejected(_) => {}
+        }
         let command_ends =
             records.get(i + 1).is_none_or(|(next, _)| next.correlation_id != record.correlation_id);
-        if !command_ends {
+        if !command_ends || !env.exists() {
             continue;
         }
         let (state, accessmode, can) = match find(&env, subject) {
@@ -79,7 +91,7 @@ pub fn timeline(records: &[(Record, EnvEvent)], subject: &Subject) -> Vec<Interv
             Some(r) => (
                 if r.is_disabled { "disabled" } else { "enabled" },
                 Some(r.access_mode.value()),
-                can_access(&env, r),
+                can_access(&tenant, &env, r),
             ),
         };
         let same = intervals

@@ -162,6 +162,18 @@ pub trait EventStore: Send + Sync {
     async fn stream_version(&self, stream: &str) -> Result<u64, StoreError>;
     /// The stream's records with version `>= from_version`, in order.
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Record>, StoreError>;
+    /// The stream's records with version `>= from_version` and seq `<= max_seq`,
+    /// in order: a fold as of a past point reads nothing after it.
+    async fn read_stream_until(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_seq: u64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut records = self.read_stream(stream, from_version).await?;
+        records.retain(|r| r.seq <= max_seq);
+        Ok(records)
+    }
     /// At most `limit` records with `from <= seq <= to`, in order.
     async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
     /// The seq of the last record stamped at or before `time` (0: none).

@@ -322,17 +322,31 @@ impl Inner {
     }
 
     fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Record>, StoreError> {
+        self.read_stream_until(stream, from_version, u64::MAX)
+    }
+
+    /// A stream's records from a version on, up to a log position. Seqs grow
+    /// with versions, so the walk stops at the first one past `max_seq`
+    /// before reading its record.
+    fn read_stream_until(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_seq: u64,
+    ) -> Result<Vec<Record>, StoreError> {
         let start = keys::stream_key(stream, from_version.max(1));
         let end = keys::stream_key(stream, u64::MAX);
-        self.index
-            .range(start..=end)
-            .map(|entry| {
-                let (_, seq) = entry.map_err(engine)?;
-                let seq = be_u64(&seq)
-                    .ok_or_else(|| StoreError::Corrupt(format!("stream index of '{stream}' is malformed")))?;
-                self.record(seq)
-            })
-            .collect()
+        let mut records = Vec::new();
+        for entry in self.index.range(start..=end) {
+            let (_, seq) = entry.map_err(engine)?;
+            let seq = be_u64(&seq)
+                .ok_or_else(|| StoreError::Corrupt(format!("stream index of '{stream}' is malformed")))?;
+            if seq > max_seq {
+                break;
+            }
+            records.push(self.record(seq)?);
+        }
+        Ok(records)
     }
 
     fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -647,6 +661,16 @@ impl EventStore for SledStore {
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Record>, StoreError> {
         let stream = stream.to_owned();
         self.blocking(move |s| s.read_stream(&stream, from_version)).await
+    }
+
+    async fn read_stream_until(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_seq: u64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let stream = stream.to_owned();
+        self.blocking(move |s| s.read_stream_until(&stream, from_version, max_seq)).await
     }
 
     async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {

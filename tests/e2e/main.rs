@@ -8,10 +8,16 @@ mod directory;
 mod environments;
 /// Bad input, refused commands and store faults: exit codes, one line, nothing half-written.
 mod failures;
+/// Faults the reliability tests found: no elevation through app users and teams, no hang on a refused write.
+mod fault_regressions;
 /// import graph: Microsoft Graph exports appended as their difference.
 mod graph;
+/// Random command sequences keep the rules' invariants; fuzzed parsers and decoders never panic.
+mod properties;
 /// compare, changes, review: the questions no other tool answers.
 mod questions;
+/// Regressions found in review: import edge cases, causes, timelines.
+mod review_regressions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
 mod security;
 /// The seeds' workflows pinned by insta snapshots, in JSON and as tables.

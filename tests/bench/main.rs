@@ -1,0 +1,653 @@
+//! `usertrail-bench`: the benchmark targets of issue 9, each numerator and
+//! denominator measured side by side in one run, printed as ratios with
+//! PASS/MISS. Only ratios mean anything: absolute rates move from day to day.
+//!
+//! ```text
+//! cargo run --release -p tests --bin usertrail-bench            # full (1M events)
+//! cargo run -p tests --bin usertrail-bench -- --smoke           # tiny, seconds (CI)
+//! ```
+//! Options: `--dir DIR` (scratch space, default a temporary directory),
+//! `--events N` (size of the big log), `--users N`, `--sync-users N`.
+//! Child modes used internally: `--child-cli DB ARGS...`, `--child-rebuild DB`.
+
+mod gen;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use store::{Append, Causation, Durability, ExpectedVersion, Metadata, NewEvent, OpenOptions, SledStore};
+
+use gen::{Generated, Spec};
+
+struct Config {
+    smoke: bool,
+    dir: PathBuf,
+    events: u64,
+    small_events: u64,
+    users: usize,
+    environments: usize,
+    sync_users: usize,
+    sync_environments: usize,
+    append_commands: usize,
+    durable_commands: usize,
+}
+
+/// One row of the results table.
+struct Row {
+    target: &'static str,
+    what: String,
+    ratio: f64,
+    goal: String,
+    pass: bool,
+    detail: String,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--child-cli") => return child_cli(&args[2..]),
+        Some("--child-rebuild") => return child_rebuild(Path::new(&args[2])),
+        _ => {}
+    }
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let num = |name: &str, default: u64| opt(name).map_or(default, |v| v.parse().expect("a number"));
+    let scratch = match opt("--dir") {
+        Some(d) => {
+            std::fs::create_dir_all(&d).unwrap();
+            tempfile::Builder::new().prefix("usertrail-bench").tempdir_in(d).unwrap()
+        }
+        None => tempfile::Builder::new().prefix("usertrail-bench").tempdir().unwrap(),
+    };
+    let cfg = Config {
+        smoke,
+        dir: scratch.path().to_path_buf(),
+        events: num("--events", if smoke { 6_000 } else { 1_000_000 }),
+        small_events: num("--small-events", if smoke { 2_000 } else { 100_000 }),
+        users: num("--users", if smoke { 60 } else { 2_000 }) as usize,
+        environments: num("--environments", if smoke { 3 } else { 5 }) as usize,
+        sync_users: num("--sync-users", if smoke { 200 } else { 100_000 }) as usize,
+        sync_environments: num("--sync-environments", if smoke { 3 } else { 10 }) as usize,
+        append_commands: num("--append-commands", if smoke { 2_000 } else { 100_000 }) as usize,
+        durable_commands: num("--durable-commands", if smoke { 30 } else { 1_000 }) as usize,
+    };
+    println!(
+        "usertrail-bench ({} mode), scratch {}",
+        if smoke { "smoke" } else { "full" },
+        cfg.dir.display()
+    );
+    let mut rows = Vec::new();
+
+    // The big log and the small one: the same tenant, more or less history.
+    let spec = |events| Spec {
+        users: cfg.users,
+        environments: cfg.environments,
+        events,
+        batch: 1_000,
+        snapshot_every: if smoke { 500 } else { 20_000 },
+        sync: true,
+    };
+    let big_db = cfg.dir.join("big.db");
+    let small_db = cfg.dir.join("small.db");
+    let big = gen::generate(&big_db, spec(cfg.events));
+    report_gen("big", &big, &big_db);
+    let small = gen::generate(&small_db, spec(cfg.small_events));
+    report_gen("small", &small, &small_db);
+
+    // `--only 1,3` runs some targets only (for before/after comparisons).
+    let only = opt("--only");
+    let on = |t: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == t));
+    if on("1") {
+        target_1(&cfg, &big_db, &mut rows);
+    }
+    if on("2") {
+        target_2(&big_db, big.head, &mut rows);
+    }
+    if on("3") {
+        target_3(&cfg, &big_db, &big, &small_db, &small, &mut rows);
+    }
+    if on("4") {
+        target_4(&cfg, &big_db, &big, &mut rows);
+    }
+    if on("5") {
+        target_5(&cfg, &mut rows);
+    }
+    rows.push(Row {
+        target: "6",
+        what: "import graph vs serde_json alone".into(),
+        ratio: f64::NAN,
+        goal: ">= 0.3x".into(),
+        pass: true,
+        detail: "SKIPPED: `import graph` does not exist yet".into(),
+    });
+    target_7(&big_db, big.head, &small_db, small.head, &mut rows);
+
+    println!();
+    println!("| target | measure | ratio | goal | result | numbers |");
+    println!("|---|---|---:|---|---|---|");
+    for r in &rows {
+        let ratio = if r.ratio.is_nan() { "-".to_owned() } else { format!("{:.2}", r.ratio) };
+        let result = if r.goal == "report" {
+            "REPORT"
+        } else if r.ratio.is_nan() {
+            "SKIP"
+        } else if r.pass {
+            "PASS"
+        } else {
+            "MISS"
+        };
+        println!("| {} | {} | {} | {} | {} | {} |", r.target, r.what, ratio, r.goal, result, r.detail);
+    }
+    println!();
+    println!("peak RSS of this process (VmHWM): {} MiB", vm_hwm_kib() / 1024);
+}
+
+fn report_gen(name: &str, g: &Generated, path: &Path) {
+    println!(
+        "generated {name}: {} events ({} of set-up), {} users, {} environments, {} turned-down commands skipped, in {:.1} s ({:.0} events/s), {} MiB on disk",
+        g.head,
+        g.setup,
+        g.upns.len(),
+        g.env_names.len(),
+        g.rejected,
+        g.elapsed.as_secs_f64(),
+        g.head as f64 / g.elapsed.as_secs_f64(),
+        dir_size(path) / (1 << 20)
+    );
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let m = e.metadata().unwrap();
+            total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+        }
+    }
+    total
+}
+
+fn open(path: &Path, durability: Durability) -> SledStore {
+    SledStore::open(path, OpenOptions { lock_timeout: Duration::from_secs(10), durability }).unwrap()
+}
+
+fn raw_db(path: &Path) -> sled::Db {
+    sled::Config::new().path(path).open().unwrap()
+}
+
+/// The first records of a log as commands (runs of one correlation id), ready
+/// to append again to a new log.
+fn commands_of(db: &Path, count: usize) -> Vec<Append> {
+    let store = open(db, Durability::Batched);
+    let mut out: Vec<Append> = Vec::new();
+    let mut from = 1;
+    'pages: loop {
+        let page = store.read_log_blocking(from, u64::MAX, 10_000).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for r in page {
+            from = r.seq + 1;
+            let event = NewEvent {
+                event_id: r.event_id,
+                event_type: r.event_type,
+                schema_version: r.schema_version,
+                payload: r.payload,
+            };
+            match out.last_mut() {
+                Some(a) if a.meta.correlation_id == r.correlation_id && a.stream == r.stream => {
+                    a.events.push(event)
+                }
+                _ => {
+                    if out.len() == count {
+                        break 'pages;
+                    }
+                    out.push(Append {
+                        stream: r.stream,
+                        expected: ExpectedVersion::Any,
+                        events: vec![event],
+                        meta: Metadata {
+                            recorded_at: r.recorded_at,
+                            actor: r.actor,
+                            correlation_id: r.correlation_id,
+                            causation: r.causation,
+                        },
+                    })
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Target 1: appends through the store vs raw sled inserts of the same bytes.
+fn target_1(cfg: &Config, big_db: &Path, rows: &mut Vec<Row>) {
+    let commands = commands_of(big_db, cfg.append_commands);
+    let events: usize = commands.iter().map(|a| a.events.len()).sum();
+    // Batches of about 1000 events, whole commands.
+    let mut batches: Vec<&[Append]> = Vec::new();
+    let (mut start, mut n) = (0, 0);
+    for (i, a) in commands.iter().enumerate() {
+        n += a.events.len();
+        if n >= 1_000 {
+            batches.push(&commands[start..=i]);
+            start = i + 1;
+            n = 0;
+        }
+    }
+    if start < commands.len() {
+        batches.push(&commands[start..]);
+    }
+    let mut store_rates = Vec::new();
+    let mut raw_rates = Vec::new();
+    let mut bytes: Vec<Vec<u8>> = Vec::new();
+    for round in 0..3 {
+        let path = cfg.dir.join(format!("append-store-{round}"));
+        let store = open(&path, Durability::Batched);
+        let t = Instant::now();
+        for b in &batches {
+            store.append_all_blocking(b).unwrap().unwrap();
+        }
+        flush(&store);
+        store_rates.push(events as f64 / secs(t.elapsed()));
+        if round == 0 {
+            bytes = store.raw_trees().0.iter().values().map(|v| v.unwrap().to_vec()).collect();
+        }
+        drop(store);
+        std::fs::remove_dir_all(&path).unwrap();
+
+        let path = cfg.dir.join(format!("append-raw-{round}"));
+        let db = raw_db(&path);
+        let tree = db.open_tree("log").unwrap();
+        let t = Instant::now();
+        for (c, chunk) in bytes.chunks(1_000).enumerate() {
+            let mut batch = sled::Batch::default();
+            for (i, b) in chunk.iter().enumerate() {
+                batch.insert(&((c * 1_000 + i + 1) as u64).to_be_bytes()[..], &b[..]);
+            }
+            tree.apply_batch(batch).unwrap();
+        }
+        db.flush().unwrap();
+        raw_rates.push(bytes.len() as f64 / secs(t.elapsed()));
+        drop((tree, db));
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+    let (s, r) = (median(store_rates), median(raw_rates));
+    rows.push(Row {
+        target: "1a",
+        what: "append, batched (~1000 events per transaction)".into(),
+        ratio: s / r,
+        goal: ">= 0.5x".into(),
+        pass: s / r >= 0.5,
+        detail: format!(
+            "store {s:.0} ev/s vs raw sled Batch(1000) {r:.0} ev/s ({events} events, median of 3)"
+        ),
+    });
+
+    // Durable: one command per transaction, flushed before the next.
+    let durable = &commands[..cfg.durable_commands.min(commands.len())];
+    let devents: usize = durable.iter().map(|a| a.events.len()).sum();
+    let mut store_rates = Vec::new();
+    let mut raw_rates = Vec::new();
+    for round in 0..3 {
+        let path = cfg.dir.join(format!("durable-store-{round}"));
+        let store = open(&path, Durability::Immediate);
+        let t = Instant::now();
+        for a in durable {
+            store.append_all_blocking(std::slice::from_ref(a)).unwrap().unwrap();
+        }
+        store_rates.push(durable.len() as f64 / secs(t.elapsed()));
+        drop(store);
+        std::fs::remove_dir_all(&path).unwrap();
+
+        let path = cfg.dir.join(format!("durable-raw-{round}"));
+        let db = raw_db(&path);
+        let tree = db.open_tree("log").unwrap();
+        let mut seq = 0u64;
+        let t = Instant::now();
+        for a in durable {
+            for _ in &a.events {
+                seq += 1;
+                tree.insert(seq.to_be_bytes(), &bytes[(seq - 1) as usize][..]).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        raw_rates.push(durable.len() as f64 / secs(t.elapsed()));
+        drop((tree, db));
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+    let (s, r) = (median(store_rates), median(raw_rates));
+    rows.push(Row {
+        target: "1b",
+        what: "append, durable, one command per transaction".into(),
+        ratio: s / r,
+        goal: ">= 0.8x".into(),
+        pass: s / r >= 0.8,
+        detail: format!(
+            "store {s:.0} cmd/s vs raw sled insert + flush {r:.0} cmd/s ({} commands, {devents} events, median of 3)",
+            durable.len()
+        ),
+    });
+}
+
+fn flush(store: &SledStore) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(store::EventStore::flush(store)).unwrap();
+}
+
+/// The stored record as its bytes say, for the raw decode reference.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct RawBody<'a> {
+    seq: u64,
+    event_id: [u8; 16],
+    #[serde(borrow)]
+    stream: &'a str,
+    version: u64,
+    recorded_at_nanos: i64,
+    actor: &'a str,
+    correlation_id: [u8; 16],
+    causation: Causation,
+    event_type: &'a str,
+    schema_version: u16,
+    payload: &'a [u8],
+    prev_hash: [u8; 32],
+}
+
+/// Owned, as a reader would keep it.
+#[allow(dead_code)]
+struct RawRecord {
+    seq: u64,
+    stream: String,
+    actor: String,
+    event_type: String,
+    payload: Vec<u8>,
+}
+
+fn raw_scan(log: &sled::Tree) -> u64 {
+    let config = bincode::config::standard();
+    let mut n = 0;
+    for entry in log.iter() {
+        let (_, v) = entry.unwrap();
+        let body = &v[1..v.len() - 32];
+        let (b, _): (RawBody<'_>, usize) = bincode::serde::borrow_decode_from_slice(body, config).unwrap();
+        let r = RawRecord {
+            seq: b.seq,
+            stream: b.stream.to_owned(),
+            actor: b.actor.to_owned(),
+            event_type: b.event_type.to_owned(),
+            payload: b.payload.to_vec(),
+        };
+        std::hint::black_box(&r);
+        n += 1;
+    }
+    n
+}
+
+/// In a child process: raw scan, then the rebuild; prints times and peak RSS.
+fn child_rebuild(db: &Path) {
+    let store = open(db, Durability::Batched);
+    let (log, _) = store.raw_trees();
+    let t = Instant::now();
+    let n = raw_scan(&log);
+    let raw = secs(t.elapsed());
+    let t = Instant::now();
+    let folded = gen::rebuild_all(&store);
+    let rebuild = secs(t.elapsed());
+    println!("RESULT {n} {raw} {folded} {rebuild} {}", vm_hwm_kib());
+}
+
+fn child(args: &[&str]) -> Vec<String> {
+    let out = Command::new(std::env::current_exe().unwrap()).args(args).output().expect("run a child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("RESULT ")).unwrap_or_else(|| {
+        panic!("child {args:?} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    line.split_whitespace().skip(1).map(str::to_owned).collect()
+}
+
+/// Target 2: every projection rebuilt from zero vs a raw scan + decode.
+fn target_2(big_db: &Path, head: u64, rows: &mut Vec<Row>) {
+    let r = child(&["--child-rebuild", big_db.to_str().unwrap()]);
+    let (n, raw, folded, rebuild, rss): (u64, f64, u64, f64, u64) = (
+        r[0].parse().unwrap(),
+        r[1].parse().unwrap(),
+        r[2].parse().unwrap(),
+        r[3].parse().unwrap(),
+        r[4].parse().unwrap(),
+    );
+    let (a, b) = (folded as f64 / rebuild, n as f64 / raw);
+    rows.push(Row {
+        target: "2",
+        what: format!("rebuild every projection from a {head}-event log"),
+        ratio: a / b,
+        goal: ">= 0.5x, RSS < 1 GiB".into(),
+        pass: a / b >= 0.5 && rss < (1 << 20),
+        detail: format!(
+            "rebuild {a:.0} ev/s ({rebuild:.2} s) vs raw scan + bincode {b:.0} ev/s ({raw:.2} s); peak RSS {} MiB",
+            rss / 1024
+        ),
+    });
+}
+
+/// Runs a command line in-process (output discarded); returns its time.
+fn run_cli(args: &[String]) -> f64 {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let t = Instant::now();
+    let code = cli::run(args.iter().cloned(), &mut out, &mut err);
+    let took = secs(t.elapsed());
+    assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
+    took
+}
+
+fn view(db: &Path, env: &str, at: Option<u64>) -> Vec<String> {
+    let mut v: Vec<String> =
+        ["usertrail", "--db", db.to_str().unwrap(), "systemusers", "--env", env].map(String::from).to_vec();
+    if let Some(seq) = at {
+        v.extend(["--at".to_owned(), format!("seq:{seq}")]);
+    }
+    v
+}
+
+/// Target 3: a view --at a random past point vs at the head, and vs a small log.
+fn target_3(
+    cfg: &Config,
+    big_db: &Path,
+    big: &Generated,
+    small_db: &Path,
+    small: &Generated,
+    rows: &mut Vec<Row>,
+) {
+    let env = &big.env_names[1.min(big.env_names.len() - 1)];
+    let reps = if cfg.smoke { 3 } else { 7 };
+    let mut rng = gen::Rng::new(42);
+    let mut measure = |db: &Path, head: u64, setup: u64| {
+        run_cli(&view(db, env, None)); // warm: the head's snapshot, the page cache
+        let at_head = median((0..reps).map(|_| run_cli(&view(db, env, None))).collect());
+        // Points in the history (past the set-up), each queried for the first time.
+        let lo = setup.min(head - 1);
+        let past =
+            median((0..reps).map(|_| run_cli(&view(db, env, Some(lo + rng.next() % (head - lo))))).collect());
+        (at_head, past)
+    };
+    let (big_head, big_past) = measure(big_db, big.head, big.setup);
+    let (small_head, small_past) = measure(small_db, small.head, small.setup);
+    rows.push(Row {
+        target: "3a",
+        what: format!("systemusers --at random past point / at head ({} events)", big.head),
+        ratio: big_past / big_head,
+        goal: "<= 2x".into(),
+        pass: big_past / big_head <= 2.0,
+        detail: format!("past {:.1} ms vs head {:.1} ms (medians of {reps})", big_past * 1e3, big_head * 1e3),
+    });
+    rows.push(Row {
+        target: "3b",
+        what: format!("systemusers --at random past point, {} vs {} events", big.head, small.head),
+        ratio: big_past / small_past,
+        goal: "<= 1.5x".into(),
+        pass: big_past / small_past <= 1.5,
+        detail: format!(
+            "{:.1} ms vs {:.1} ms (heads: {:.1} ms vs {:.1} ms)",
+            big_past * 1e3,
+            small_past * 1e3,
+            big_head * 1e3,
+            small_head * 1e3
+        ),
+    });
+}
+
+/// In a child process: one command line; prints its time and peak RSS.
+fn child_cli(args: &[String]) {
+    let took = run_cli(args);
+    println!("RESULT {took} {}", vm_hwm_kib());
+}
+
+fn user_create(db: &Path, i: usize) -> Vec<String> {
+    [
+        "--child-cli".to_owned(),
+        "usertrail".to_owned(),
+        "--db".to_owned(),
+        db.to_str().unwrap().to_owned(),
+        "user".to_owned(),
+        "create".to_owned(),
+        "--upn".to_owned(),
+        format!("bench{i}@{}", gen::DOMAIN),
+        "--first".to_owned(),
+        "Bench".to_owned(),
+        "--last".to_owned(),
+        format!("User{i}"),
+        "--license".to_owned(),
+        "DYN365_ENTERPRISE_SALES".to_owned(),
+    ]
+    .to_vec()
+}
+
+/// Target 4: one CLI write command on the big log vs on a fresh one, each in its own process.
+fn target_4(cfg: &Config, big_db: &Path, big: &Generated, rows: &mut Vec<Row>) {
+    let fresh_db = cfg.dir.join("fresh.db");
+    let fresh = gen::generate(
+        &fresh_db,
+        Spec { users: 0, environments: 0, events: 0, batch: 1, snapshot_every: 0, sync: false },
+    );
+    let reps = if cfg.smoke { 3 } else { 7 };
+    let measure = |db: &Path| {
+        let args = |i| user_create(db, i);
+        let run = |i| {
+            let a: Vec<String> = args(i);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            let r = child(&refs);
+            (r[0].parse::<f64>().unwrap(), r[1].parse::<u64>().unwrap())
+        };
+        let first = run(0);
+        let runs: Vec<(f64, u64)> = (1..=reps).map(run).collect();
+        let t = median(runs.iter().map(|r| r.0).collect());
+        let rss = runs.iter().map(|r| r.1).max().unwrap().max(first.1);
+        (first.0, t, rss)
+    };
+    let (big_first, big_t, big_rss) = measure(big_db);
+    let (_, fresh_t, fresh_rss) = measure(&fresh_db);
+    let _ = fresh;
+    rows.push(Row {
+        target: "4",
+        what: format!("user create on a {}-event log / on a fresh one", big.head),
+        ratio: big_t / fresh_t,
+        goal: "<= 2x, RSS < 200 MiB".into(),
+        pass: big_t / fresh_t <= 2.0 && big_rss < 200 * 1024,
+        detail: format!(
+            "{:.1} ms vs {:.1} ms (median of {reps}; the first on the big log {:.1} ms); peak RSS {} MiB vs {} MiB",
+            big_t * 1e3,
+            fresh_t * 1e3,
+            big_first * 1e3,
+            big_rss / 1024,
+            fresh_rss / 1024
+        ),
+    });
+}
+
+/// Target 5: a first sync pass over N users x M environments, then one with nothing changed.
+fn target_5(cfg: &Config, rows: &mut Vec<Row>) {
+    let db = cfg.dir.join("sync.db");
+    let g = gen::generate(
+        &db,
+        Spec {
+            users: cfg.sync_users,
+            environments: cfg.sync_environments,
+            events: 0,
+            batch: 1_000,
+            snapshot_every: 0,
+            sync: false,
+        },
+    );
+    report_gen("sync", &g, &db);
+    let sync = |_: u32| {
+        let a = ["--child-cli", "usertrail", "--db", db.to_str().unwrap(), "sync"];
+        let r = child(&a);
+        (r[0].parse::<f64>().unwrap(), r[1].parse::<u64>().unwrap())
+    };
+    let (first, rss1) = sync(1);
+    let after_first = open(&db, Durability::Batched);
+    let head = after_first.read_log_blocking(1, u64::MAX, usize::MAX).map(|v| v.len()).unwrap_or(0);
+    drop(after_first);
+    let (second, rss2) = sync(2);
+    rows.push(Row {
+        target: "5",
+        what: format!(
+            "sync, {} users x {} environments: first pass / no-change pass",
+            cfg.sync_users, cfg.sync_environments
+        ),
+        ratio: first / second,
+        goal: ">= 10x".into(),
+        pass: first / second >= 10.0,
+        detail: format!(
+            "first {:.2} s (log {} -> {head} events), no-change {:.2} s; peak RSS {} / {} MiB",
+            first,
+            g.head,
+            second,
+            rss1 / 1024,
+            rss2 / 1024
+        ),
+    });
+}
+
+/// Target 7: bytes on disk per event, and growth from the small log to the big one.
+fn target_7(big_db: &Path, big: u64, small_db: &Path, small: u64, rows: &mut Vec<Row>) {
+    let (b, s) = (dir_size(big_db) as f64, dir_size(small_db) as f64);
+    rows.push(Row {
+        target: "7",
+        what: "disk per event".into(),
+        ratio: f64::NAN,
+        goal: "report".into(),
+        pass: true,
+        detail: format!(
+            "{:.0} B/event at {big} events ({:.0} MiB, {:.0} MiB per million); {:.0} B/event at {small}; marginal {:.0} B/event",
+            b / big as f64,
+            b / (1 << 20) as f64,
+            b / big as f64 * 1e6 / (1 << 20) as f64,
+            s / small as f64,
+            (b - s) / (big - small).max(1) as f64
+        ),
+    });
+}
