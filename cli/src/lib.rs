@@ -35,7 +35,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::Parser;
 use serde_json::json;
-use store::{Durability, EventStore, OpenOptions, SledStore};
+use store::{Durability, EventStore, OpenOptions, SledStore, StoreError};
 
 use crate::args::{Cli, Command};
 use crate::error::{usage, CliError};
@@ -185,7 +185,9 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
     };
     // After a failed write, sled's flush-on-drop would wait forever on the
     // buffer that failed: leave the store to the process's exit instead.
-    if matches!(result, Err(CliError::Store(_))) {
+    // Only a failed write leaves such a buffer: a corrupt record found while
+    // reading must not keep the database locked for the rest of the process.
+    if matches!(result, Err(CliError::Store(StoreError::Io { .. } | StoreError::Engine(_)))) {
         std::mem::forget(shell);
     }
     result

@@ -23,6 +23,9 @@ pub const AUDIT_STREAM: &str = "audit";
 /// How often a command is re-decided after losing a race to another writer.
 const CONFLICT_RETRIES: usize = 32;
 
+/// The most changed SystemUsers one transaction of a sync pass holds.
+pub const SYNC_CHUNK: usize = 1000;
+
 /// An open database, and what every command shares: the time override and
 /// the source of new ids.
 pub struct Shell {
@@ -482,30 +485,50 @@ impl Shell {
         Shell::gave_up(env_name)
     }
 
-    /// Background sync passes over environments (S1): every changed
-    /// SystemUser is one append with its own correlation id, caused by the
-    /// sync process and the directory record that triggered it; the passes of
-    /// every environment named land in one transaction, or none does.
+    /// Background sync passes over environments (S1), one after the other.
+    /// Every changed SystemUser is one append with its own correlation id,
+    /// caused by the sync process and the directory record that triggered it.
     pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
+        // Drawn on stderr only when it is a terminal; a large tenant takes a while.
+        let progress = indicatif::ProgressBar::new(env_names.len() as u64);
+        progress.set_style(
+            indicatif::ProgressStyle::with_template("sync {msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut reports = Vec::with_capacity(env_names.len());
+        for name in env_names {
+            progress.set_message(name.clone());
+            reports.push(self.sync_one(name).await?);
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        Ok(reports)
+    }
+
+    /// One environment's pass, written in transactions of at most
+    /// [`SYNC_CHUNK`] changed SystemUsers (each change whole), so a first
+    /// pass over a large tenant never holds it all in one transaction. A lost
+    /// race recomputes what is left: the pass is idempotent.
+    async fn sync_one(&self, name: &str) -> Result<SyncReport, CliError> {
+        let mut report = SyncReport {
+            environment: name.to_owned(),
+            changed: Vec::new(),
+            first_seq: None,
+            last_seq: None,
+            dataverse: true,
+        };
         for _ in 0..CONFLICT_RETRIES {
             let (tenant, _) = self.tenant().await?;
+            let (env, version) = self.environment_at(&tenant, name, u64::MAX).await?;
+            report.environment = env.name.clone();
+            report.dataverse = env.dataverse;
             let now = self.now().await?;
-            let mut appends = Vec::new();
-            let mut reports = Vec::new();
-            // Drawn on stderr only when it is a terminal; a large tenant takes a while.
-            let progress = indicatif::ProgressBar::new(env_names.len() as u64);
-            progress.set_style(
-                indicatif::ProgressStyle::with_template("sync {msg} [{bar:30}] {pos}/{len}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            for name in env_names {
-                progress.set_message(name.clone());
-                progress.inc(1);
-                let (env, version) = self.environment_at(&tenant, name, u64::MAX).await?;
-                let changes = sync::sync_pass(&tenant, &env, now);
-                let mut expected = version;
-                let first = appends.len();
-                for change in &changes {
+            let changes = sync::sync_pass(&tenant, &env, now);
+            let mut expected = version;
+            let mut raced = false;
+            for chunk in changes.chunks(SYNC_CHUNK) {
+                let mut appends = Vec::with_capacity(chunk.len());
+                for change in chunk {
                     appends.push(Append {
                         stream: environment::stream(env.id),
                         expected: ExpectedVersion::Exactly(expected),
@@ -526,42 +549,28 @@ impl Shell {
                     });
                     expected += change.events.len() as u64;
                 }
-                let report = SyncReport {
-                    environment: env.name.clone(),
-                    changed: changes.iter().map(|c| c.upn.clone()).collect(),
-                    first_seq: None,
-                    last_seq: None,
-                    dataverse: env.dataverse,
-                };
-                reports.push((report, first..appends.len()));
-            }
-            progress.finish_and_clear();
-            if appends.is_empty() {
-                return Ok(reports.into_iter().map(|(r, _)| r).collect());
-            }
-            match self.store.append_all(appends).await? {
-                Ok(appended) => {
-                    return Ok(reports
-                        .into_iter()
-                        .map(|(mut report, range)| {
-                            report.first_seq =
-                                appended.get(range.start).map(|a| a.first_seq).filter(|_| !range.is_empty());
-                            report.last_seq = range
-                                .end
-                                .checked_sub(1)
-                                .and_then(|i| appended.get(i))
-                                .map(|a| a.last_seq)
-                                .filter(|_| !range.is_empty());
-                            report
-                        })
-                        .collect())
+                match self.store.append_all(appends).await? {
+                    Ok(appended) => {
+                        report.first_seq = report.first_seq.or(appended.first().map(|a| a.first_seq));
+                        report.last_seq = appended.last().map(|a| a.last_seq).or(report.last_seq);
+                        report.changed.extend(chunk.iter().map(|c| c.upn.clone()));
+                    }
+                    Err(AppendRejection::Conflict { .. }) => {
+                        raced = true;
+                        break;
+                    }
+                    Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => {
+                        raced = true;
+                        break;
+                    }
+                    Err(other) => return usage(other.to_string()),
                 }
-                Err(AppendRejection::Conflict { .. }) => continue,
-                Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => continue,
-                Err(other) => return usage(other.to_string()),
+            }
+            if !raced {
+                return Ok(report);
             }
         }
-        Shell::gave_up("the environments")
+        Shell::gave_up(name)
     }
 }
 

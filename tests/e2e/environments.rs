@@ -312,7 +312,7 @@ fn t1_1_adding_a_stub_is_a_rule_refusal() {
 }
 
 #[test]
-fn sync_of_every_environment_is_one_transaction() {
+fn sync_passes_of_every_environment_are_written_back_to_back() {
     let mut sb = contoso();
     sb.ok("env create --name Sales --type production");
     sb.ok("env create --name Service --type sandbox");
@@ -326,7 +326,7 @@ fn sync_of_every_environment_is_one_transaction() {
         .collect();
     assert_eq!(seqs.len(), 2);
     assert_eq!(seqs[0].0, before + 1);
-    assert_eq!(seqs[1].0, seqs[0].1 + 1, "back to back: one append");
+    assert_eq!(seqs[1].0, seqs[0].1 + 1, "back to back: nothing interleaves");
     let correlations: std::collections::BTreeSet<_> =
         log(&sb).iter().filter(|(r, _)| r.seq > before).map(|(r, _)| r.correlation_id).collect();
     assert_eq!(correlations.len(), 4, "alice and the admin in each environment");
