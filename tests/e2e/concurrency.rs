@@ -3,7 +3,8 @@ use std::sync::Arc;
 use cli::error::CliError;
 use cli::shell::Shell;
 use domain::envcmd::EnvCommand;
-use domain::events::AccessMode;
+use domain::events::{AccessMode, Level, Operation, ProfileField};
+use domain::tenant::TenantCommand;
 use domain::Upn;
 use store::{OpenOptions, SledStore};
 use tests::Sandbox;
@@ -142,4 +143,146 @@ fn racing_writers_on_the_wall_clock_all_land() {
         failures
     });
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+fn admin(upn: &str) -> Upn {
+    Upn::parse(upn).unwrap()
+}
+
+fn shell_an_hour_on(sb: &Sandbox) -> Arc<Shell> {
+    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
+    Arc::new(Shell::new(store, Some(now)))
+}
+
+#[test]
+fn d4_tasks_racing_for_the_last_license_seat_oversubscribe_nothing() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 3");
+    for i in 0..5 {
+        let license = if i < 2 { " --license DYN365_SALES" } else { "" };
+        sb.ok(&format!("user create --upn u{i}@contoso.onmicrosoft.com --first U --last {i}{license}"));
+    }
+    let winners = runtime().block_on(async {
+        let shell = shell_an_hour_on(&sb);
+        let tasks: Vec<_> = (2..5)
+            .map(|i| {
+                let shell = Arc::clone(&shell);
+                tokio::spawn(async move {
+                    let upn = admin(&format!("u{i}@contoso.onmicrosoft.com"));
+                    let command = TenantCommand::AssignLicense { upn, sku: "DYN365_SALES".into() };
+                    shell.execute(Some(&admin("admin@contoso.onmicrosoft.com")), &command).await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => winners += 1,
+                Err(CliError::Rejected(refusal)) => {
+                    assert!(refusal.to_string().starts_with("rejected (D4)"), "{refusal}")
+                }
+                Err(other) => panic!("a loser gets the D4 refusal, not {other}"),
+            }
+        }
+        winners
+    });
+    assert_eq!(winners, 1, "one seat was free");
+    let users = sb.json("user list");
+    let licensed = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["assignedLicenses"].as_array().is_some_and(|l| l.iter().any(|s| s == "DYN365_SALES")))
+        .count();
+    assert_eq!(licensed, 3, "never more licensed users than seats");
+    assert_eq!(sb.json("verify")["ok"], true);
+}
+
+#[test]
+fn two_admins_editing_one_user_lose_no_update() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("user create --upn ops@contoso.onmicrosoft.com --first Ops --last Admin");
+    sb.ok("user admin-role add --upn ops@contoso.onmicrosoft.com --role user-admin");
+    sb.ok("user create --upn alice@contoso.onmicrosoft.com --first Alice --last Tester");
+    let shell = shell_an_hour_on(&sb);
+    let tenant = runtime().block_on(async {
+        let edits = [
+            ("admin@contoso.onmicrosoft.com", ProfileField::City, "Lyon"),
+            ("ops@contoso.onmicrosoft.com", ProfileField::JobTitle, "Buyer"),
+            ("admin@contoso.onmicrosoft.com", ProfileField::Department, "Sales"),
+            ("ops@contoso.onmicrosoft.com", ProfileField::Mail, "alice@contoso.com"),
+        ];
+        let tasks: Vec<_> = edits
+            .into_iter()
+            .map(|(actor, field, value)| {
+                let shell = Arc::clone(&shell);
+                tokio::spawn(async move {
+                    let upn = admin("alice@contoso.onmicrosoft.com");
+                    let command =
+                        TenantCommand::UpdateUser { upn, fields: vec![(field, Some(value.to_owned()))] };
+                    shell.execute(Some(&admin(actor)), &command).await.map(drop)
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        shell.tenant().await.unwrap().0
+    });
+    drop(shell);
+    let alice = tenant.user(&admin("alice@contoso.onmicrosoft.com")).unwrap();
+    assert_eq!(alice.profile.get(ProfileField::City), Some("Lyon"));
+    assert_eq!(alice.profile.get(ProfileField::JobTitle), Some("Buyer"));
+    assert_eq!(alice.profile.get(ProfileField::Department), Some("Sales"));
+    assert_eq!(alice.profile.get(ProfileField::Mail), Some("alice@contoso.com"));
+    assert_eq!(sb.json("verify")["ok"], true);
+}
+
+#[test]
+fn a_role_assignment_racing_a_role_edit_loses_neither() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 10");
+    sb.ok(
+        "user create --upn alice@contoso.onmicrosoft.com --first Alice --last Tester --license DYN365_SALES",
+    );
+    sb.ok("env create --name Sales --type production");
+    sb.ok("sync");
+    sb.ok("role copy --env Sales --from 'Basic User' --name 'Account Reader'");
+    runtime().block_on(async {
+        let shell = shell_an_hour_on(&sb);
+        let actor = admin("admin@contoso.onmicrosoft.com");
+        let commands = [
+            EnvCommand::AssignRole {
+                upn: admin("alice@contoso.onmicrosoft.com"),
+                role: "Account Reader".into(),
+            },
+            EnvCommand::SetPrivilege {
+                role: "Account Reader".into(),
+                table: "account".into(),
+                operation: Operation::Read,
+                level: Level::Organization,
+            },
+        ];
+        let tasks: Vec<_> = commands
+            .into_iter()
+            .map(|command| {
+                let (shell, actor) = (Arc::clone(&shell), actor.clone());
+                tokio::spawn(
+                    async move { shell.execute_env(Some(&actor), "Sales", &command).await.map(drop) },
+                )
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+    });
+    let grants = sb.json("privileges --env Sales --upn alice@contoso.onmicrosoft.com");
+    let read_accounts = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["table"] == "account" && g["operation"] == "read" && g["level"] == "org");
+    assert!(read_accounts, "the assignment and the edit both landed: {grants}");
+    assert_eq!(sb.json("verify")["ok"], true);
 }
