@@ -180,3 +180,30 @@ fn a_refused_change_rejects_the_whole_import_with_one_audit_record() {
     assert_eq!(log(&sb).len(), before + 1, "one failure audit record, nothing else");
     assert_eq!(sb.json("user list").as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_first_pass_larger_than_one_transaction_lands_every_systemuser_once() {
+    // More changed SystemUsers than one transaction of a pass holds (1,000).
+    let mut sb = Sandbox::contoso();
+    let mut users = vec![admin()];
+    for i in 0..1_205u32 {
+        let id = format!("0b8c1a2e-0000-4000-8000-{:012}", 100_000 + i);
+        users.push(user(&id, &format!("u{i}@contoso.onmicrosoft.com"), "U", Value::Null, &[SALES_SKU]));
+    }
+    let command = export(&sb, &users, &[]);
+    let skus = json!([{ "skuId": SALES_SKU, "skuPartNumber": "DYN365_ENTERPRISE_SALES", "prepaidUnits": { "enabled": 2000 } }]);
+    std::fs::write(sb.dir().join("skus.json"), skus.to_string()).unwrap();
+    sb.ok(&command);
+    sb.ok("env create --name Sales --type production");
+    let pass = sb.json("sync");
+    let changed = pass[0]["changed"].as_array().unwrap().len();
+    assert!(changed > 1_205, "every licensed user and the admin: {changed}");
+    let table = sb.json("systemusers --env Sales");
+    let names: std::collections::BTreeSet<_> =
+        table.as_array().unwrap().iter().filter_map(|r| r["domainname"].as_str()).collect();
+    assert_eq!(names.len(), table.as_array().unwrap().len(), "no SystemUser twice");
+    assert!((0..1_205).all(|i| names.contains(format!("u{i}@contoso.onmicrosoft.com").as_str())));
+    let again = sb.json("sync");
+    assert_eq!(again[0]["changed"].as_array().unwrap().len(), 0, "the pass was whole");
+    assert_eq!(sb.json("verify")["ok"], true);
+}
