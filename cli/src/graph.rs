@@ -155,6 +155,26 @@ fn string(o: &Map<String, Value>, key: &str) -> Option<String> {
     o.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// Refuses a user whose known fields have the wrong JSON type: a value we
+/// cannot read must not be mistaken for an absent one (and cleared or skipped).
+fn check_user_types(file: &Path, n: usize, o: &Map<String, Value>) -> Result<(), CliError> {
+    let texts = FIELDS.iter().map(|(key, _)| *key).chain(["userPrincipalName", "userType", "mail"]);
+    for key in texts {
+        if o.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
+            return usage(format!("{} item {n}: \"{key}\" must be a string or null", file.display()));
+        }
+    }
+    if o.get("accountEnabled").is_some_and(|v| !v.is_boolean() && !v.is_null()) {
+        return usage(format!("{} item {n}: \"accountEnabled\" must be true, false or null", file.display()));
+    }
+    for key in ["businessPhones", "assignedLicenses"] {
+        if o.get(key).is_some_and(|v| !v.is_array() && !v.is_null()) {
+            return usage(format!("{} item {n}: \"{key}\" must be an array or null", file.display()));
+        }
+    }
+    Ok(())
+}
+
 fn uuid(file: &Path, n: usize, o: &Map<String, Value>, key: &str) -> Result<Uuid, CliError> {
     match o.get(key).and_then(Value::as_str).map(|s| Uuid::parse_str(s.trim())) {
         Some(Ok(id)) => Ok(id),
@@ -199,6 +219,7 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
         for (n, o) in read_objects(file)?.iter().enumerate() {
             let n = n + 1;
             let id = uuid(file, n, o, "id")?;
+            check_user_types(file, n, o)?;
             let guest = string(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest"));
             let upn = match string(o, "userPrincipalName")
                 .map(|u| guest_address(&u, string(o, "mail")))

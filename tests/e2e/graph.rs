@@ -159,6 +159,12 @@ fn bad_json_exits_2_with_file_line_and_column_and_appends_nothing() {
     assert!(sb
         .fails(&format!("import graph --users {}", file.display()), 2)
         .contains("is not in the subscribedSkus export"));
+    // A known field of the wrong type is refused, not read as absent.
+    for (field, value) in [("accountEnabled", "\"yes\""), ("city", "42"), ("businessPhones", "\"+1 555\"")] {
+        std::fs::write(&file, format!("[{{\"id\": \"{ALICE}\", \"userPrincipalName\": \"a@contoso.onmicrosoft.com\", \"{field}\": {value}}}]")).unwrap();
+        let err = sb.fails(&format!("import graph --users {}", file.display()), 2);
+        assert!(err.contains(&format!("users.json item 1: \"{field}\" must be")), "{err}");
+    }
     assert_eq!(log(&sb).len(), before);
 }
 
