@@ -32,6 +32,7 @@ struct Config {
     sync_environments: usize,
     append_commands: usize,
     durable_commands: usize,
+    import_users: usize,
 }
 
 /// One row of the results table.
@@ -72,6 +73,7 @@ fn main() {
         sync_environments: num("--sync-environments", if smoke { 3 } else { 10 }) as usize,
         append_commands: num("--append-commands", if smoke { 2_000 } else { 100_000 }) as usize,
         durable_commands: num("--durable-commands", if smoke { 30 } else { 1_000 }) as usize,
+        import_users: num("--import-users", if smoke { 1_000 } else { 100_000 }) as usize,
     };
     println!(
         "usertrail-bench ({} mode), scratch {}",
@@ -114,14 +116,9 @@ fn main() {
     if on("5") {
         target_5(&cfg, &mut rows);
     }
-    rows.push(Row {
-        target: "6",
-        what: "import graph vs serde_json alone".into(),
-        ratio: f64::NAN,
-        goal: ">= 0.3x".into(),
-        pass: true,
-        detail: "SKIPPED: `import graph` does not exist yet".into(),
-    });
+    if on("6") {
+        target_6(&cfg, &mut rows);
+    }
     target_7(&big_db, big.head, &small_db, small.head, &mut rows);
 
     println!();
@@ -628,6 +625,105 @@ fn target_5(cfg: &Config, rows: &mut Vec<Row>) {
             second,
             rss1 / 1024,
             rss2 / 1024
+        ),
+    });
+}
+
+/// Writes a GET /users export of `users` users (pages of 999, as Graph
+/// serves them) and a GET /subscribedSkus export; returns every file.
+fn graph_export(dir: &Path, users: usize) -> (Vec<PathBuf>, PathBuf) {
+    const SALES: &str = "6a4a1628-9b9a-424d-bed5-4118f0ede3fd";
+    const E3: &str = "6fd2c87f-b296-42f0-b197-1e91e994b900";
+    std::fs::create_dir_all(dir).unwrap();
+    let user = |i: usize| {
+        let (upn, id) = if i == 0 {
+            (gen::ADMIN.to_owned(), "0b8c1a2e-0000-4000-8000-0000000000aa".to_owned())
+        } else {
+            (format!("user{i}@{}", gen::DOMAIN), format!("0b8c1a2e-0000-4000-8000-{:012}", i))
+        };
+        let licenses: &[&str] = if i == 0 {
+            &[]
+        } else if i % 3 == 0 {
+            &[SALES, E3]
+        } else {
+            &[E3]
+        };
+        serde_json::json!({
+            "id": id,
+            "userPrincipalName": upn,
+            "givenName": "User",
+            "surname": format!("Number {i}"),
+            "displayName": format!("User Number {i}"),
+            "jobTitle": if i % 2 == 0 { "Account Manager" } else { "Engineer" },
+            "department": (["Sales", "Service", "Finance", "IT"][i % 4]),
+            "mail": null,
+            "businessPhones": ["+1 555 0100"],
+            "mobilePhone": null,
+            "city": (["Lyon", "Oslo", "Seattle"][i % 3]),
+            "country": "FR",
+            "accountEnabled": i % 50 != 7,
+            "userType": "Member",
+            "assignedLicenses": licenses.iter().map(|l| serde_json::json!({ "skuId": l, "disabledPlans": [] })).collect::<Vec<_>>(),
+        })
+    };
+    let mut pages = Vec::new();
+    let all: Vec<usize> = (0..=users).collect();
+    for (n, chunk) in all.chunks(999).enumerate() {
+        let path = dir.join(format!("users-{n}.json"));
+        let page = serde_json::json!({ "value": chunk.iter().map(|&i| user(i)).collect::<Vec<_>>() });
+        std::fs::write(&path, page.to_string()).unwrap();
+        pages.push(path);
+    }
+    let skus = dir.join("skus.json");
+    let seats = users + 10;
+    let body = serde_json::json!({ "value": [
+        { "skuId": SALES, "skuPartNumber": "DYN365_ENTERPRISE_SALES", "prepaidUnits": { "enabled": seats }, "consumedUnits": 0 },
+        { "skuId": E3, "skuPartNumber": "ENTERPRISEPACK", "prepaidUnits": { "enabled": seats }, "consumedUnits": 0 }
+    ]});
+    std::fs::write(&skus, body.to_string()).unwrap();
+    (pages, skus)
+}
+
+/// Target 6: `import graph` of an N-user export into a fresh database vs
+/// serde_json parsing alone of the same files.
+fn target_6(cfg: &Config, rows: &mut Vec<Row>) {
+    let dir = cfg.dir.join("graph");
+    let (pages, skus) = graph_export(&dir, cfg.import_users);
+    let files: Vec<&PathBuf> = pages.iter().chain([&skus]).collect();
+    let parse = || {
+        let t = Instant::now();
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap();
+            std::hint::black_box(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
+        }
+        secs(t.elapsed())
+    };
+    let json = median((0..3).map(|_| parse()).collect());
+    let db = cfg.dir.join("import.db");
+    let db_arg = db.to_str().unwrap().to_owned();
+    let base = ["usertrail".to_owned(), "--db".to_owned(), db_arg];
+    run_cli(
+        &[&base[..], &["init", "--tenant", gen::DOMAIN, "--admin", gen::ADMIN].map(String::from)].concat(),
+    );
+    let mut import: Vec<String> =
+        [&["--child-cli".to_owned()], &base[..], &["import".to_owned(), "graph".to_owned()]].concat();
+    for page in &pages {
+        import.extend(["--users".to_owned(), page.to_str().unwrap().to_owned()]);
+    }
+    import.extend(["--skus".to_owned(), skus.to_str().unwrap().to_owned()]);
+    let refs: Vec<&str> = import.iter().map(String::as_str).collect();
+    let r = child(&refs);
+    let (took, rss): (f64, u64) = (r[0].parse().unwrap(), r[1].parse().unwrap());
+    let ratio = json / took;
+    rows.push(Row {
+        target: "6",
+        what: format!("import graph of {} users vs serde_json alone", cfg.import_users),
+        ratio,
+        goal: ">= 0.3x".into(),
+        pass: ratio >= 0.3,
+        detail: format!(
+            "import {took:.2} s (one run, fresh database) vs serde_json::Value parse {json:.3} s (median of 3); peak RSS {} MiB",
+            rss / 1024
         ),
     });
 }
