@@ -7,7 +7,8 @@
 //! cargo run -p tests --bin usertrail-bench -- --smoke           # tiny, seconds (CI)
 //! ```
 //! Options: `--dir DIR` (scratch space, default a temporary directory),
-//! `--events N` (size of the big log), `--users N`, `--sync-users N`.
+//! `--events N` (size of the big log), `--users N`, `--sync-users N`,
+//! `--import-users N` (target 6), `--only 1,6` (some targets only).
 //! Child modes used internally: `--child-cli DB ARGS...`, `--child-rebuild DB`.
 
 mod gen;
