@@ -159,6 +159,7 @@ impl SledStore {
                     std::thread::sleep(Duration::from_millis(25));
                 }
                 Err(sled::Error::Io(source)) => return Err(StoreError::Io { path, source }),
+                Err(sled::Error::Corruption { .. }) if remove_unfinished_snapshots(&path) => {}
                 Err(sled::Error::Corruption { .. }) => {
                     return Err(StoreError::Corrupt(format!(
                         "{} cannot be opened: its storage files are damaged or not sled's",
@@ -694,4 +695,24 @@ impl EventStore for SledStore {
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.blocking(|s| s.verify()).await
     }
+}
+
+/// Works around sled 0.34 issues #1527 and #1533: a process killed while
+/// writing a page-cache snapshot leaves `snap.<lsn>.generating`, which sled
+/// then reads as the newest snapshot and reports as corruption. The file is
+/// unfinished by construction (sled renames it to `snap.<lsn>` only once it
+/// is whole and synced), and sled rebuilds from its log without it. Called
+/// only after sled, holding the lock, refused to open; returns whether it
+/// removed anything, so the open is retried once per file at most.
+fn remove_unfinished_snapshots(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else { return false };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            removed |= std::fs::remove_file(entry.path()).is_ok();
+        }
+    }
+    removed
 }

@@ -570,3 +570,27 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[tokio::test]
+async fn an_unfinished_sled_snapshot_left_by_a_kill_does_not_make_the_log_unreadable() {
+    // sled 0.34 (#1527, #1533) reads `snap.<lsn>.generating` as its newest
+    // snapshot; a process killed while writing one left the database unopenable.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store
+            .append(append("tenant", ExpectedVersion::Exactly(0), vec![event(1, b"a")], at(0)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let unfinished = dir.path().join("db").join("snap.7FFFFFFFFFFFFFFF.generating");
+    std::fs::write(&unfinished, b"half a snapshot").unwrap();
+    let raw = sled::Config::new().path(dir.path().join("db")).open();
+    assert!(matches!(raw, Err(sled::Error::Corruption { .. })), "sled alone refuses it");
+    drop(raw);
+    let store = open(&dir);
+    assert_eq!(everything(&store).await.len(), 1);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    assert!(!unfinished.exists());
+}
