@@ -8,7 +8,8 @@
 //! ```
 //! Options: `--dir DIR` (scratch space, default a temporary directory),
 //! `--events N` (size of the big log), `--users N`, `--sync-users N`,
-//! `--import-users N` (target 6), `--only 1,6` (some targets only).
+//! `--import-users N` (target 6), `--only 1,6` (some targets only), `--keep`
+//! (leave the scratch databases for profiling).
 //! Child modes used internally: `--child-cli DB ARGS...`, `--child-rebuild DB`.
 
 mod gen;
@@ -140,6 +141,9 @@ fn main() {
     }
     println!();
     println!("peak RSS of this process (VmHWM): {} MiB", vm_hwm_kib() / 1024);
+    if args.iter().any(|a| a == "--keep") {
+        println!("kept {}", scratch.keep().display());
+    }
 }
 
 fn report_gen(name: &str, g: &Generated, path: &Path) {
