@@ -37,35 +37,48 @@ pub struct Shell {
     pub ids: Ids,
 }
 
-/// Where new ids come from: random in normal use; derived from a seed, the
-/// log's head when the run started, and a counter when output must be
-/// reproducible (snapshot tests, scripted demos). Derived ids never repeat
-/// within one log: every run that appends moves the head.
+/// Where new ids come from: random and time-ordered (UUID v7) in normal
+/// use, so that the log's event id index grows at its right edge; derived
+/// from a seed, the log's head when the run started, and a counter when
+/// output must be reproducible (snapshot tests, scripted demos). Derived ids
+/// never repeat within one log: every run that appends moves the head.
 pub struct Ids {
     seed: Option<(u64, u64)>,
+    ordered: bool,
     counter: std::sync::atomic::AtomicU64,
 }
 
 impl Ids {
-    /// Random ids (version 4).
+    /// Random, time-ordered ids (version 7).
     pub fn random() -> Ids {
-        Ids { seed: None, counter: std::sync::atomic::AtomicU64::new(0) }
+        Ids { seed: None, ordered: true, counter: std::sync::atomic::AtomicU64::new(0) }
     }
 
     /// Reproducible ids for a run that starts with the log's head at `head`.
     pub fn seeded(seed: u64, head: u64) -> Ids {
-        Ids { seed: Some((seed, head)), counter: std::sync::atomic::AtomicU64::new(0) }
+        Ids { seed: Some((seed, head)), ordered: false, counter: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Reproducible ids shaped like version 7 ones: the counter stands for
+    /// the time, so they sort in the order they were made (generators of
+    /// large synthetic logs).
+    pub fn seeded_ordered(seed: u64) -> Ids {
+        Ids { seed: Some((seed, 0)), ordered: true, counter: std::sync::atomic::AtomicU64::new(0) }
     }
 
     /// A new id.
     pub fn next(&self) -> Uuid {
-        match self.seed {
-            None => Uuid::new_v4(),
-            Some((seed, head)) => {
-                let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                domain::ids::derive_id(&[&seed.to_be_bytes(), &head.to_be_bytes(), &n.to_be_bytes()])
-            }
+        let Some((seed, head)) = self.seed else {
+            return Uuid::now_v7();
+        };
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let derived = domain::ids::derive_id(&[&seed.to_be_bytes(), &head.to_be_bytes(), &n.to_be_bytes()]);
+        if !self.ordered {
+            return derived;
         }
+        // 48 bits of "milliseconds" from the counter; the rest derived.
+        let tail: [u8; 10] = derived.as_bytes()[6..].try_into().unwrap_or_default();
+        uuid::Builder::from_unix_timestamp_millis(n, &tail).into_uuid()
     }
 }
 
@@ -333,6 +346,11 @@ impl Shell {
             let (mut tenant, version) = self.tenant().await?;
             let actor = Shell::actor(&tenant, actor)?;
             let now = self.now().await?;
+            // Where the events will land if no other writer gets in first:
+            // the working state is stamped with these seqs, and saved as a
+            // snapshot below only if they turn out to be the real ones.
+            let head = self.store.head().await?.map_or(0, |h| h.seq);
+            let mut next_seq = head + 1;
             let commands = plan(&tenant, now);
             let progress = indicatif::ProgressBar::new(commands.len() as u64);
             progress.set_style(
@@ -363,9 +381,9 @@ impl Shell {
                         return Err(self.refused(&attempted, refusal, meta).await);
                     }
                 };
-                for (k, event) in events.iter().enumerate() {
-                    // Stamps for the working state only; the store assigns the real ones.
-                    tenant.apply(event, domain::events::Stamp { seq: expected + k as u64 + 1, at: now });
+                for event in &events {
+                    tenant.apply(event, domain::events::Stamp { seq: next_seq, at: now });
+                    next_seq += 1;
                 }
                 let events: Vec<Event> = events.into_iter().map(Event::Tenant).collect();
                 if !events.is_empty() {
@@ -386,6 +404,12 @@ impl Shell {
             }
             match self.store.append_all(appends).await? {
                 Ok(appended) => {
+                    let landed_as_stamped = appended.first().map(|a| a.first_seq) == Some(head + 1)
+                        && appended.last().map(|a| a.last_seq) == Some(next_seq - 1);
+                    if landed_as_stamped && next_seq - 1 - head >= projections::fold::SNAPSHOT_AFTER as u64 {
+                        projections::fold::save(&self.store, tenant::STREAM, &tenant, expected, next_seq - 1)
+                            .await?;
+                    }
                     let mut landed = appended.into_iter();
                     for d in done.iter_mut().filter(|d| !d.events.is_empty()) {
                         d.appended = landed.next();
@@ -524,13 +548,18 @@ impl Shell {
             report.dataverse = env.dataverse;
             let now = self.now().await?;
             let changes = sync::sync_pass(&tenant, &env, now);
+            let written: usize = changes.iter().map(|c| c.events.len()).sum();
+            // A large pass leaves a snapshot behind, so that the next reader
+            // of this environment does not replay it.
+            let mut after = (written >= projections::fold::SNAPSHOT_AFTER).then(|| env.clone());
+            let stream = environment::stream(env.id);
             let mut expected = version;
             let mut raced = false;
             for chunk in changes.chunks(SYNC_CHUNK) {
                 let mut appends = Vec::with_capacity(chunk.len());
                 for change in chunk {
                     appends.push(Append {
-                        stream: environment::stream(env.id),
+                        stream: stream.clone(),
                         expected: ExpectedVersion::Exactly(expected),
                         events: change
                             .events
@@ -551,6 +580,13 @@ impl Shell {
                 }
                 match self.store.append_all(appends).await? {
                     Ok(appended) => {
+                        if let Some(state) = after.as_mut() {
+                            for (change, landed) in chunk.iter().zip(&appended) {
+                                for (event, seq) in change.events.iter().zip(landed.first_seq..) {
+                                    state.apply(event, domain::events::Stamp { seq, at: now });
+                                }
+                            }
+                        }
                         report.first_seq = report.first_seq.or(appended.first().map(|a| a.first_seq));
                         report.last_seq = appended.last().map(|a| a.last_seq).or(report.last_seq);
                         report.changed.extend(chunk.iter().map(|c| c.upn.clone()));
@@ -567,6 +603,9 @@ impl Shell {
                 }
             }
             if !raced {
+                if let (Some(state), Some(last)) = (after, report.last_seq) {
+                    projections::fold::save(&self.store, &stream, &state, expected, last).await?;
+                }
                 return Ok(report);
             }
         }

@@ -16,9 +16,12 @@ use crate::events::{
 };
 use crate::ids::derive_id;
 
-/// The stream of an environment.
+/// What every environment stream's name starts with.
+pub const STREAM_PREFIX: &str = "env/";
+
+/// The stream that holds one environment's events.
 pub fn stream(id: Uuid) -> String {
-    format!("env/{id}")
+    format!("{STREAM_PREFIX}{id}")
 }
 
 /// UPN of the delegated-admin placeholder (E5).

@@ -138,6 +138,37 @@ mod serde_bytes_compat {
     }
 }
 
+/// What [`Record::peek`] reads of a stored record.
+pub(crate) struct Peek<'a> {
+    pub seq: u64,
+    pub event_id: Uuid,
+    pub stream: std::borrow::Cow<'a, str>,
+    pub version: u64,
+    pub nanos: i64,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+/// Splits stored bytes into their decoded body and the stored hash.
+fn decode_body(bytes: &[u8]) -> Result<(Body<'_>, Hash), String> {
+    let (&format, rest) = bytes.split_first().ok_or("empty record")?;
+    if format != RECORD_FORMAT_V1 {
+        return Err(format!("unknown record format {format}"));
+    }
+    if rest.len() < 32 {
+        return Err("record shorter than its hash".into());
+    }
+    let (body_bytes, hash) = rest.split_at(rest.len() - 32);
+    let (body, used): (Body<'_>, usize) = bincode::serde::borrow_decode_from_slice(body_bytes, config())
+        .map_err(|e| format!("undecodable record: {e}"))?;
+    if used != body_bytes.len() {
+        return Err("trailing bytes after the record body".into());
+    }
+    let mut stored_hash = [0; 32];
+    stored_hash.copy_from_slice(hash);
+    Ok((body, stored_hash))
+}
+
 /// The largest record body we read or write. A limit also keeps a corrupt
 /// length prefix from asking for an impossible allocation.
 const MAX_RECORD: usize = 64 * 1024 * 1024;
@@ -156,7 +187,7 @@ pub(crate) fn from_nanos(n: i64) -> DateTime<Utc> {
 }
 
 impl Record {
-    /// Builds the record at `seq`, chained to `prev_hash`, and its stored bytes.
+    /// The stored bytes of the record at `seq`, chained to `prev_hash`, and its hash.
     pub(crate) fn seal(
         seq: u64,
         stream: &str,
@@ -164,7 +195,7 @@ impl Record {
         event: &NewEvent,
         meta: &Metadata,
         prev_hash: Hash,
-    ) -> Result<(Record, Vec<u8>), StoreError> {
+    ) -> Result<(Hash, Vec<u8>), StoreError> {
         let body = Body {
             seq,
             event_id: *event.event_id.as_bytes(),
@@ -185,42 +216,13 @@ impl Record {
             .map_err(|e| StoreError::Encode(e.to_string()))?;
         let hash: Hash = Sha256::digest(&bytes[1..]).into();
         bytes.extend_from_slice(&hash);
-        let record = Record {
-            seq,
-            event_id: event.event_id,
-            stream: stream.to_owned(),
-            version,
-            recorded_at: meta.recorded_at,
-            actor: meta.actor.clone(),
-            correlation_id: meta.correlation_id,
-            causation: meta.causation.clone(),
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
-            payload: event.payload.clone(),
-            prev_hash,
-            hash,
-        };
-        Ok((record, bytes))
+        Ok((hash, bytes))
     }
 
     /// Decodes stored bytes. `Ok` also for a record whose hash does not match
     /// its body: [`Record::hash_is_intact`] tells, so `verify` can name it.
     pub(crate) fn open(bytes: &[u8]) -> Result<Record, String> {
-        let (&format, rest) = bytes.split_first().ok_or("empty record")?;
-        if format != RECORD_FORMAT_V1 {
-            return Err(format!("unknown record format {format}"));
-        }
-        if rest.len() < 32 {
-            return Err("record shorter than its hash".into());
-        }
-        let (body_bytes, hash) = rest.split_at(rest.len() - 32);
-        let (body, used): (Body<'_>, usize) = bincode::serde::borrow_decode_from_slice(body_bytes, config())
-            .map_err(|e| format!("undecodable record: {e}"))?;
-        if used != body_bytes.len() {
-            return Err("trailing bytes after the record body".into());
-        }
-        let mut stored_hash = [0; 32];
-        stored_hash.copy_from_slice(hash);
+        let (body, stored_hash) = decode_body(bytes)?;
         Ok(Record {
             seq: body.seq,
             event_id: Uuid::from_bytes(body.event_id),
@@ -235,6 +237,20 @@ impl Record {
             payload: body.payload.into_owned(),
             prev_hash: body.prev_hash,
             hash: stored_hash,
+        })
+    }
+
+    /// The fields the store's own bookkeeping needs, read without copying.
+    pub(crate) fn peek(bytes: &[u8]) -> Result<Peek<'_>, String> {
+        let (body, hash) = decode_body(bytes)?;
+        Ok(Peek {
+            seq: body.seq,
+            event_id: Uuid::from_bytes(body.event_id),
+            stream: body.stream,
+            version: body.version,
+            nanos: body.recorded_at_nanos,
+            prev_hash: body.prev_hash,
+            hash,
         })
     }
 
@@ -270,8 +286,23 @@ mod tests {
     #[test]
     fn a_sealed_record_opens_to_itself() {
         let (event, meta) = sample(vec![1, 2, 3, 255]);
-        let (record, bytes) = Record::seal(5, "env/x", 2, &event, &meta, [3; 32]).unwrap();
+        let (hash, bytes) = Record::seal(5, "env/x", 2, &event, &meta, [3; 32]).unwrap();
         assert!(Record::hash_is_intact(&bytes));
+        let record = Record {
+            seq: 5,
+            event_id: event.event_id,
+            stream: "env/x".into(),
+            version: 2,
+            recorded_at: meta.recorded_at,
+            actor: meta.actor,
+            correlation_id: meta.correlation_id,
+            causation: meta.causation,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            payload: event.payload,
+            prev_hash: [3; 32],
+            hash,
+        };
         assert_eq!(Record::open(&bytes).unwrap(), record);
     }
 

@@ -1,28 +1,29 @@
-//! [`SledStore`]: the log on sled, in three trees (`log`, `index`, `snapshots`).
+//! [`SledStore`]: the log on sled, in two trees (`events`, `snapshots`).
 //!
-//! One append is one sled transaction over `log` and `index`; the chain head
-//! lives in `index` too, so concurrent appends conflict on it and serialize.
-//! Within a process a writer mutex keeps sled from retrying those conflicts.
+//! One append call is one atomic `apply_batch` on the `events` tree, which
+//! holds the records and their indexes (see `keys`). sled's file lock keeps
+//! other processes out while a database is open, and a writer mutex orders
+//! appends within the process, so an append reads the head and the stream
+//! versions, decides, and writes, with nobody in between.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
-
 use crate::keys::{self, be_u64};
-use crate::record::{from_nanos, to_nanos, Hash, Record, GENESIS_HASH};
+use crate::record::{from_nanos, to_nanos, Hash, Peek, Record, GENESIS_HASH};
 use crate::{
     Append, AppendRejection, AppendResult, Appended, EventStore, ExpectedVersion, Head, Problem, Snapshot,
     StoreError, VerifyReport,
 };
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
-/// The log format this code writes and reads.
-pub const LOG_FORMAT: u32 = 1;
+/// The log format this code writes and reads. Format 1 (records and indexes
+/// in two trees, one entry per record) is upgraded in place on open.
+pub const LOG_FORMAT: u32 = 2;
 const FORMAT_MAGIC: &[u8] = b"usertrail-log";
 
 /// When an append's data is made durable.
@@ -59,23 +60,10 @@ pub struct SledStore {
 struct Inner {
     path: PathBuf,
     db: sled::Db,
-    log: sled::Tree,
-    index: sled::Tree,
+    events: sled::Tree,
     snapshots: sled::Tree,
     writer: Mutex<()>,
     durability: Durability,
-}
-
-/// Why a transaction stopped: a refusal for the caller, or a store failure.
-enum Abort {
-    Reject(AppendRejection),
-    Fail(StoreError),
-}
-
-impl From<StoreError> for ConflictableTransactionError<Abort> {
-    fn from(e: StoreError) -> Self {
-        ConflictableTransactionError::Abort(Abort::Fail(e))
-    }
 }
 
 fn engine(e: sled::Error) -> StoreError {
@@ -85,30 +73,6 @@ fn engine(e: sled::Error) -> StoreError {
         }
         other => StoreError::Engine(other.to_string()),
     }
-}
-
-fn reject<T>(r: AppendRejection) -> Result<T, ConflictableTransactionError<Abort>> {
-    Err(ConflictableTransactionError::Abort(Abort::Reject(r)))
-}
-
-/// The chain head as kept under `mhead`: seq, time, hash.
-fn encode_head(seq: u64, nanos: i64, hash: &Hash) -> [u8; 48] {
-    let mut v = [0; 48];
-    v[..8].copy_from_slice(&seq.to_be_bytes());
-    v[8..16].copy_from_slice(&nanos.to_be_bytes());
-    v[16..].copy_from_slice(hash);
-    v
-}
-
-fn decode_head(v: &[u8]) -> Result<(u64, i64, Hash), StoreError> {
-    if v.len() != 48 {
-        return Err(StoreError::Corrupt(format!("log head entry has {} bytes, not 48", v.len())));
-    }
-    let seq = be_u64(v).unwrap_or_default();
-    let nanos = i64::from_be_bytes(v[8..16].try_into().unwrap_or_default());
-    let mut hash = [0; 32];
-    hash.copy_from_slice(&v[16..]);
-    Ok((seq, nanos, hash))
 }
 
 /// A verify finding, in the shape the walk returns.
@@ -127,6 +91,48 @@ fn is_foreign_directory(path: &Path) -> bool {
 
 fn corrupt_seq(seq: u64, what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("record {seq}: {what}"))
+}
+
+/// Where the log ends: the last record's seq, time and hash.
+#[derive(Clone, Copy)]
+struct Tip {
+    seq: u64,
+    nanos: i64,
+    hash: Hash,
+}
+
+impl Tip {
+    const EMPTY: Tip = Tip { seq: 0, nanos: i64::MIN, hash: GENESIS_HASH };
+}
+
+/// Builds the chunks of one append call: consecutive records, closed at
+/// about [`keys::CHUNK_BYTES`].
+struct Chunker {
+    first: u64,
+    bytes: Vec<u8>,
+}
+
+impl Chunker {
+    fn new(first: u64) -> Chunker {
+        Chunker { first, bytes: Vec::with_capacity(keys::CHUNK_BYTES + 1024) }
+    }
+
+    /// Adds record `seq` (the one after the last added).
+    fn push(&mut self, seq: u64, record: &[u8], batch: &mut sled::Batch) {
+        if self.bytes.is_empty() {
+            self.first = seq;
+        }
+        keys::push_record(&mut self.bytes, record);
+        if self.bytes.len() >= keys::CHUNK_BYTES {
+            self.close(batch);
+        }
+    }
+
+    fn close(&mut self, batch: &mut sled::Batch) {
+        if !self.bytes.is_empty() {
+            batch.insert(&keys::chunk_key(self.first)[..], std::mem::take(&mut self.bytes));
+        }
+    }
 }
 
 impl SledStore {
@@ -169,33 +175,24 @@ impl SledStore {
                 Err(e) => return Err(engine(e)),
             }
         };
-        let store = SledStore {
-            inner: Arc::new(Inner {
-                log: db.open_tree("log").map_err(engine)?,
-                index: db.open_tree("index").map_err(engine)?,
-                snapshots: db.open_tree("snapshots").map_err(engine)?,
-                db,
-                path,
-                writer: Mutex::new(()),
-                durability: options.durability,
-            }),
-        };
-        store.inner.check_format()?;
-        Ok(store)
+        SledStore::over(db, path, options.durability)
     }
 
     /// Opens a throwaway log that lives in memory only (tests, whatif).
     pub fn temporary() -> Result<SledStore, StoreError> {
         let db = sled::Config::new().temporary(true).open().map_err(engine)?;
+        SledStore::over(db, PathBuf::from("(temporary)"), Durability::Batched)
+    }
+
+    fn over(db: sled::Db, path: PathBuf, durability: Durability) -> Result<SledStore, StoreError> {
         let store = SledStore {
             inner: Arc::new(Inner {
-                log: db.open_tree("log").map_err(engine)?,
-                index: db.open_tree("index").map_err(engine)?,
+                events: db.open_tree("events").map_err(engine)?,
                 snapshots: db.open_tree("snapshots").map_err(engine)?,
                 db,
-                path: PathBuf::from("(temporary)"),
+                path,
                 writer: Mutex::new(()),
-                durability: Durability::Batched,
+                durability,
             }),
         };
         store.inner.check_format()?;
@@ -217,10 +214,55 @@ impl SledStore {
         self.inner.read_log(from, to, limit)
     }
 
-    /// Raw access to the trees, for tests that tamper with stored bytes.
+    /// The stored bytes of record `seq`, for tests that tamper with them.
     #[doc(hidden)]
-    pub fn raw_trees(&self) -> (sled::Tree, sled::Tree) {
-        (self.inner.log.clone(), self.inner.index.clone())
+    pub fn raw_record(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut found = None;
+        self.inner.scan(seq..=seq, |_, bytes| {
+            found = Some(bytes.to_vec());
+            Ok(false)
+        })?;
+        Ok(found)
+    }
+
+    /// The stored bytes of the records in `seqs`, for raw-sled references in
+    /// benchmarks.
+    #[doc(hidden)]
+    pub fn raw_records(&self, seqs: RangeInclusive<u64>) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut all = Vec::new();
+        self.inner.scan(seqs, |_, bytes| {
+            all.push(bytes.to_vec());
+            Ok(true)
+        })?;
+        Ok(all)
+    }
+
+    /// Replaces (or, with `None`, removes) the stored bytes of record `seq`
+    /// in its chunk, behind the store's back, as a disk fault or an attacker
+    /// would: for tests of `verify` and of readers.
+    #[doc(hidden)]
+    pub fn raw_set_record(&self, seq: u64, bytes: Option<&[u8]>) -> Result<(), StoreError> {
+        let first = self.inner.chunk_start(seq)?;
+        let key = keys::chunk_key(first);
+        let chunk = self.inner.events.get(key).map_err(engine)?.unwrap_or_default();
+        let mut rebuilt = Vec::with_capacity(chunk.len());
+        for (i, record) in keys::chunk_records(&chunk).enumerate() {
+            let record = record.map_err(|e| corrupt_seq(first + i as u64, e))?;
+            match (first + i as u64 == seq, bytes) {
+                (false, _) => keys::push_record(&mut rebuilt, record),
+                (true, Some(new)) => keys::push_record(&mut rebuilt, new),
+                (true, None) => {}
+            }
+        }
+        self.inner.events.insert(key, rebuilt).map_err(engine)?;
+        self.inner.events.flush().map_err(engine)?;
+        Ok(())
+    }
+
+    /// The tree of records and indexes, for tests that tamper with index entries.
+    #[doc(hidden)]
+    pub fn raw_tree(&self) -> sled::Tree {
+        self.inner.events.clone()
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -234,17 +276,12 @@ impl SledStore {
 }
 
 impl Inner {
-    /// A fresh database gets our format mark; anything else must carry it.
+    /// A fresh database gets our format mark; a format 1 one is upgraded;
+    /// anything else must carry the mark.
     fn check_format(&self) -> Result<(), StoreError> {
-        match self.index.get(keys::META_FORMAT).map_err(engine)? {
+        match self.events.get(keys::META_FORMAT).map_err(engine)? {
             Some(v) => {
-                let Some(version) = v.strip_prefix(FORMAT_MAGIC) else {
-                    return Err(self.not_ours("its format mark is not usertrail's"));
-                };
-                let found = version
-                    .try_into()
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| self.not_ours("its format mark is malformed"))?;
+                let found = self.parse_mark(&v)?;
                 if found > LOG_FORMAT {
                     return Err(StoreError::NewerFormat {
                         path: self.path.clone(),
@@ -252,74 +289,318 @@ impl Inner {
                         supported: LOG_FORMAT,
                     });
                 }
-                Ok(())
+                // An upgrade cut short after its mark landed leaves the old trees.
+                self.drop_format_1_trees()
             }
+            None if self.has_tree(b"index") => self.upgrade_format_1(),
             None => {
-                let foreign_tree =
-                    self.db.tree_names().iter().any(|name| {
-                        !matches!(&name[..], b"__sled__default" | b"log" | b"index" | b"snapshots")
-                    });
-                if foreign_tree || !self.db.is_empty() || !self.log.is_empty() || !self.index.is_empty() {
+                let foreign_tree = self
+                    .db
+                    .tree_names()
+                    .iter()
+                    .any(|name| !matches!(&name[..], b"__sled__default" | b"events" | b"snapshots"));
+                if foreign_tree
+                    || !self.db.is_empty()
+                    || !self.events.is_empty()
+                    || !self.snapshots.is_empty()
+                {
                     return Err(self.not_ours("it holds data but no usertrail format mark"));
                 }
-                let mut mark = FORMAT_MAGIC.to_vec();
-                mark.extend_from_slice(&LOG_FORMAT.to_be_bytes());
-                self.index.insert(keys::META_FORMAT, mark).map_err(engine)?;
+                self.events.insert(keys::META_FORMAT, mark(LOG_FORMAT)).map_err(engine)?;
                 self.db.flush().map_err(engine)?;
                 Ok(())
             }
         }
     }
 
+    fn parse_mark(&self, v: &[u8]) -> Result<u32, StoreError> {
+        let Some(version) = v.strip_prefix(FORMAT_MAGIC) else {
+            return Err(self.not_ours("its format mark is not usertrail's"));
+        };
+        version.try_into().map(u32::from_be_bytes).map_err(|_| self.not_ours("its format mark is malformed"))
+    }
+
+    fn has_tree(&self, name: &[u8]) -> bool {
+        self.db.tree_names().iter().any(|n| &n[..] == name)
+    }
+
     fn not_ours(&self, reason: &str) -> StoreError {
         StoreError::NotOurs { path: self.path.clone(), reason: reason.into() }
     }
 
-    fn append_all(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
-        // A poisoned lock only means another append panicked; the log itself
-        // is guarded by the transaction, so carry on.
-        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let outcome =
-            (&self.log, &self.index).transaction(|(log, index)| append_in_transaction(log, index, appends));
-        let appended = match outcome {
-            Ok(appended) => appended,
-            Err(TransactionError::Abort(Abort::Reject(r))) => return Ok(Err(r)),
-            Err(TransactionError::Abort(Abort::Fail(e))) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(engine(e)),
+    /// Rewrites a format 1 log (a `log` tree of records keyed by seq, and an
+    /// `index` tree) into this layout. The record bytes are kept as they are,
+    /// so the hash chain is untouched. The format mark goes in with the last
+    /// batch: an upgrade cut short leaves no mark and starts over.
+    fn upgrade_format_1(&self) -> Result<(), StoreError> {
+        let index = self.db.open_tree("index").map_err(engine)?;
+        match index.get(keys::META_FORMAT).map_err(engine)? {
+            Some(v) if self.parse_mark(&v)? == 1 => {}
+            Some(_) => return Err(self.not_ours("its old-layout format mark is not format 1")),
+            None => return Err(self.not_ours("it holds data but no usertrail format mark")),
+        }
+        self.events.clear().map_err(engine)?;
+        let log = self.db.open_tree("log").map_err(engine)?;
+        let mut batch = sled::Batch::default();
+        let mut chunker = Chunker::new(1);
+        // The run being built: stream, first version, first seq, count.
+        let mut run: Option<(String, u64, u64, u32)> = None;
+        let close_run = |run: &mut Option<(String, u64, u64, u32)>, batch: &mut sled::Batch| {
+            if let Some((stream, version, seq, count)) = run.take() {
+                batch.insert(keys::stream_key(&stream, version), &keys::run_value(seq, count)[..]);
+            }
         };
-        if self.durability == Durability::Immediate && appended.iter().any(|a| !a.was_retry) {
+        let mut expected = 1;
+        for entry in log.iter() {
+            let (key, bytes) = entry.map_err(engine)?;
+            let seq = be_u64(&key).filter(|&s| s == expected && key.len() == 8).ok_or_else(|| {
+                StoreError::Corrupt(format!("format 1 log: record {expected} is missing or misplaced"))
+            })?;
+            let record = Record::peek(&bytes).map_err(|e| corrupt_seq(seq, e))?;
+            chunker.push(seq, &bytes, &mut batch);
+            batch.insert(&keys::event_key(&record.event_id)[..], &seq.to_be_bytes()[..]);
+            match &mut run {
+                Some((stream, version, _, count))
+                    if *stream == record.stream && *version + u64::from(*count) == record.version =>
+                {
+                    *count += 1
+                }
+                _ => {
+                    close_run(&mut run, &mut batch);
+                    run = Some((record.stream.into_owned(), record.version, seq, 1));
+                }
+            }
+            expected += 1;
+            if seq % 10_000 == 0 {
+                chunker.close(&mut batch);
+                close_run(&mut run, &mut batch);
+                self.events.apply_batch(std::mem::take(&mut batch)).map_err(engine)?;
+            }
+        }
+        chunker.close(&mut batch);
+        close_run(&mut run, &mut batch);
+        batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));
+        self.events.apply_batch(batch).map_err(engine)?;
+        self.db.flush().map_err(engine)?;
+        self.drop_format_1_trees()
+    }
+
+    fn drop_format_1_trees(&self) -> Result<(), StoreError> {
+        for name in ["log", "index"] {
+            if self.has_tree(name.as_bytes()) {
+                self.db.drop_tree(name).map_err(engine)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn append_all(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
+        // A poisoned lock only means another append panicked; nothing of it
+        // was written unless its batch was whole, so carry on.
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tip = self.tip()?;
+        let (mut seq, mut last_nanos, mut prev_hash) = (tip.seq, tip.nanos, tip.hash);
+        let mut batch = sled::Batch::default();
+        let mut chunker = Chunker::new(seq + 1);
+        let mut versions: HashMap<&str, u64> = HashMap::new();
+        let mut seen_ids = HashSet::new();
+        let mut results = Vec::with_capacity(appends.len());
+        for append in appends {
+            match self.earlier_append(append, &seen_ids)? {
+                Err(rejection) => return Ok(Err(rejection)),
+                Ok(Some(retry)) => {
+                    results.push(retry);
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            for event in &append.events {
+                if !seen_ids.insert(event.event_id) {
+                    return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
+                }
+            }
+            let nanos = to_nanos(append.meta.recorded_at)?;
+            if nanos < last_nanos {
+                return Ok(Err(AppendRejection::TimeWentBackwards {
+                    last: from_nanos(last_nanos),
+                    given: append.meta.recorded_at,
+                }));
+            }
+            let current = match versions.get(append.stream.as_str()) {
+                Some(&v) => v,
+                None => self.stream_version(&append.stream)?,
+            };
+            if let ExpectedVersion::Exactly(expected) = append.expected {
+                if expected != current {
+                    return Ok(Err(AppendRejection::Conflict {
+                        stream: append.stream.clone(),
+                        expected,
+                        actual: current,
+                    }));
+                }
+            }
+            let first_seq = seq + 1;
+            let mut version = current;
+            for event in &append.events {
+                seq += 1;
+                version += 1;
+                let (hash, bytes) =
+                    Record::seal(seq, &append.stream, version, event, &append.meta, prev_hash)?;
+                chunker.push(seq, &bytes, &mut batch);
+                batch.insert(&keys::event_key(&event.event_id)[..], &seq.to_be_bytes()[..]);
+                prev_hash = hash;
+            }
+            if let Ok(count @ 1..) = u32::try_from(append.events.len()) {
+                batch.insert(
+                    keys::stream_key(&append.stream, current + 1),
+                    &keys::run_value(first_seq, count)[..],
+                );
+                versions.insert(&append.stream, version);
+                last_nanos = nanos;
+            } else if !append.events.is_empty() {
+                return Err(StoreError::Encode(format!("{} events in one append", append.events.len())));
+            }
+            results.push(Appended { first_seq, last_seq: seq, stream_version: version, was_retry: false });
+        }
+        if seq == tip.seq {
+            return Ok(Ok(results));
+        }
+        chunker.close(&mut batch);
+        self.events.apply_batch(batch).map_err(engine)?;
+        if self.durability == Durability::Immediate {
             self.flush()?;
         }
-        Ok(Ok(appended))
+        Ok(Ok(results))
+    }
+
+    /// If the append's events are all in the log already, where they landed.
+    /// Some known and some new, in any order, is not a retry but a mistake;
+    /// so is an id that an earlier append of the same call carries.
+    fn earlier_append(
+        &self,
+        append: &Append,
+        seen_ids: &HashSet<uuid::Uuid>,
+    ) -> AppendResult<Option<Appended>> {
+        let mut known = Vec::with_capacity(append.events.len());
+        let mut any_new = false;
+        for event in &append.events {
+            if seen_ids.contains(&event.event_id) {
+                return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
+            }
+            match self.events.get(keys::event_key(&event.event_id)).map_err(engine)? {
+                Some(seq) => known.push((event.event_id, be_u64(&seq).unwrap_or_default())),
+                None => any_new = true,
+            }
+        }
+        let (Some(&(first_id, first_seq)), Some(&(_, last_seq))) = (known.first(), known.last()) else {
+            return Ok(Ok(None));
+        };
+        if any_new {
+            return Ok(Err(AppendRejection::PartialRetry { event_id: first_id }));
+        }
+        // The stream's version right after the original append, not now.
+        let stream_version = self.record(last_seq)?.version;
+        Ok(Ok(Some(Appended { first_seq, last_seq, stream_version, was_retry: true })))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(drop).map_err(engine)
     }
 
-    fn head(&self) -> Result<Option<Head>, StoreError> {
-        let Some(v) = self.index.get(keys::META_HEAD).map_err(engine)? else {
-            return Ok(None);
-        };
-        let (seq, nanos, hash) = decode_head(&v)?;
-        Ok(Some(Head { seq, recorded_at: from_nanos(nanos), hash }))
-    }
-
-    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-        match self.index.get(keys::head_key(stream)).map_err(engine)? {
-            Some(v) => be_u64(&v)
-                .ok_or_else(|| StoreError::Corrupt(format!("head of stream '{stream}' is malformed"))),
-            None => Ok(0),
+    /// The last chunk's key and value, if the log has any record.
+    fn last_chunk(&self) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        match self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)).next_back() {
+            None => Ok(None),
+            Some(entry) => {
+                let (key, chunk) = entry.map_err(engine)?;
+                let first = keys::chunk_first(&key)
+                    .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
+                Ok(Some((first, chunk)))
+            }
         }
     }
 
+    fn tip(&self) -> Result<Tip, StoreError> {
+        let Some((first, chunk)) = self.last_chunk()? else {
+            return Ok(Tip::EMPTY);
+        };
+        let last = keys::chunk_records(&chunk)
+            .last()
+            .ok_or_else(|| corrupt_seq(first, "its chunk is empty"))?
+            .map_err(|e| corrupt_seq(first, e))?;
+        let peek = Record::peek(last).map_err(|e| corrupt_seq(first, e))?;
+        Ok(Tip { seq: peek.seq, nanos: peek.nanos, hash: peek.hash })
+    }
+
+    fn head(&self) -> Result<Option<Head>, StoreError> {
+        let tip = self.tip()?;
+        Ok((tip.seq > 0).then(|| Head { seq: tip.seq, recorded_at: from_nanos(tip.nanos), hash: tip.hash }))
+    }
+
+    /// The stream's last run: first version, first seq, count.
+    fn last_run(&self, stream: &str) -> Result<Option<(u64, u64, u32)>, StoreError> {
+        let range = keys::stream_key(stream, 0)..=keys::stream_key(stream, u64::MAX);
+        match self.events.range(range).next_back() {
+            None => Ok(None),
+            Some(entry) => {
+                let (key, value) = entry.map_err(engine)?;
+                run_entry(stream, &key, &value).map(Some)
+            }
+        }
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self.last_run(stream)?.map_or(0, |(version, _, count)| version + u64::from(count) - 1))
+    }
+
+    /// The first seq of the chunk holding `seq` (or `seq` itself when no
+    /// chunk starts at or before it).
+    fn chunk_start(&self, seq: u64) -> Result<u64, StoreError> {
+        match self.events.range(keys::chunk_key(0)..=keys::chunk_key(seq)).next_back() {
+            None => Ok(seq),
+            Some(entry) => {
+                let (key, _) = entry.map_err(engine)?;
+                keys::chunk_first(&key).ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))
+            }
+        }
+    }
+
+    /// Calls `f` with the seq and stored bytes of each record in `seqs`, in
+    /// order, until it returns `false`.
+    fn scan(
+        &self,
+        seqs: RangeInclusive<u64>,
+        mut f: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let (from, to) = (*seqs.start(), *seqs.end());
+        if from > to {
+            return Ok(());
+        }
+        let start = self.chunk_start(from)?;
+        for entry in self.events.range(keys::chunk_key(start)..=keys::chunk_key(to)) {
+            let (key, chunk) = entry.map_err(engine)?;
+            let first = keys::chunk_first(&key)
+                .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
+            for (seq, bytes) in (first..).zip(keys::chunk_records(&chunk)) {
+                let bytes = bytes.map_err(|e| corrupt_seq(seq, e))?;
+                if seq > to {
+                    return Ok(());
+                }
+                if seq >= from && !f(seq, bytes)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn record(&self, seq: u64) -> Result<Record, StoreError> {
-        let bytes = self
-            .log
-            .get(keys::seq_key(seq))
-            .map_err(engine)?
-            .ok_or_else(|| corrupt_seq(seq, "indexed but missing from the log"))?;
-        Record::open(&bytes).map_err(|e| corrupt_seq(seq, e))
+        let mut found = None;
+        self.scan(seq..=seq, |_, bytes| {
+            found = Some(Record::open(bytes).map_err(|e| corrupt_seq(seq, e))?);
+            Ok(false)
+        })?;
+        found.ok_or_else(|| corrupt_seq(seq, "indexed but missing from the log"))
     }
 
     fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Record>, StoreError> {
@@ -335,49 +616,70 @@ impl Inner {
         from_version: u64,
         max_seq: u64,
     ) -> Result<Vec<Record>, StoreError> {
-        let start = keys::stream_key(stream, from_version.max(1));
-        let end = keys::stream_key(stream, u64::MAX);
-        let mut records = Vec::new();
-        for entry in self.index.range(start..=end) {
-            let (_, seq) = entry.map_err(engine)?;
-            let seq = be_u64(&seq)
-                .ok_or_else(|| StoreError::Corrupt(format!("stream index of '{stream}' is malformed")))?;
-            if seq > max_seq {
-                break;
+        let from_version = from_version.max(1);
+        // The run that holds `from_version` starts at or before it.
+        let first_run = match self
+            .events
+            .range(keys::stream_key(stream, 0)..=keys::stream_key(stream, from_version))
+            .next_back()
+        {
+            Some(entry) => {
+                let (key, value) = entry.map_err(engine)?;
+                run_entry(stream, &key, &value)?.0
             }
-            records.push(self.record(seq)?);
+            None => from_version,
+        };
+        let mut records = Vec::new();
+        let mut cursor = Cursor::default();
+        for entry in
+            self.events.range(keys::stream_key(stream, first_run)..=keys::stream_key(stream, u64::MAX))
+        {
+            let (key, value) = entry.map_err(engine)?;
+            let (version, first_seq, count) = run_entry(stream, &key, &value)?;
+            for k in 0..u64::from(count) {
+                let seq = first_seq + k;
+                if seq > max_seq {
+                    return Ok(records);
+                }
+                if version + k >= from_version {
+                    records.push(cursor.record(self, seq)?);
+                }
+            }
         }
         Ok(records)
     }
 
     fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
-        if from > to {
-            return Ok(Vec::new());
+        let mut records = Vec::new();
+        if limit == 0 {
+            return Ok(records);
         }
-        self.log
-            .range(keys::seq_key(from)..=keys::seq_key(to))
-            .take(limit)
-            .map(|entry| {
-                let (key, bytes) = entry.map_err(engine)?;
-                let seq = be_u64(&key).unwrap_or_default();
-                Record::open(&bytes).map_err(|e| corrupt_seq(seq, e))
-            })
-            .collect()
+        self.scan(from.max(1)..=to, |seq, bytes| {
+            records.push(Record::open(bytes).map_err(|e| corrupt_seq(seq, e))?);
+            Ok(records.len() < limit)
+        })?;
+        Ok(records)
     }
 
+    /// Time never goes backwards along the log, so the last record at or
+    /// before `time` is found by a binary search over seqs.
     fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError> {
+        let head = self.tip()?.seq;
         let Ok(nanos) = to_nanos(time) else {
             // Beyond what the log can hold: before everything, or after it.
-            return Ok(if time.timestamp() < 0 { 0 } else { self.head()?.map_or(0, |h| h.seq) });
+            return Ok(if time.timestamp() < 0 { 0 } else { head });
         };
-        let first = keys::time_key(i64::MIN);
-        match self.index.range(first..=keys::time_key(nanos)).next_back() {
-            Some(entry) => {
-                let (_, seq) = entry.map_err(engine)?;
-                be_u64(&seq).ok_or_else(|| StoreError::Corrupt("time index entry is malformed".into()))
+        let mut cursor = Cursor::default();
+        let (mut lo, mut hi) = (0, head);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if cursor.nanos(self, mid)? <= nanos {
+                lo = mid;
+            } else {
+                hi = mid - 1;
             }
-            None => Ok(0),
         }
+        Ok(lo)
     }
 
     fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
@@ -405,231 +707,188 @@ impl Inner {
         let found = (|| -> Result<Option<Problem>, StoreError> {
             let mut prev_hash = GENESIS_HASH;
             let mut prev_nanos = i64::MIN;
-            let mut run: Option<(i64, u64)> = None; // the current time and its last seq
-            let mut versions: HashMap<String, u64> = HashMap::new();
-            for entry in self.log.iter() {
-                let (key, bytes) = entry.map_err(engine)?;
+            // Per stream: an index, and its version so far.
+            let mut streams: HashMap<String, (u32, u64)> = HashMap::new();
+            // Per record: its stream's index and its version, for the runs.
+            let mut placed: Vec<(u32, u64)> = Vec::new();
+            for entry in self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)) {
+                let (key, chunk) = entry.map_err(engine)?;
                 let expected = walked + 1;
-                let Some(seq) = be_u64(&key).filter(|_| key.len() == 8) else {
-                    return bad(expected, "log key is not a sequence number");
-                };
-                if seq != expected {
-                    return bad(expected, format!("missing: the log jumps to {seq}"));
+                if keys::chunk_first(&key) != Some(expected) {
+                    let at = keys::chunk_first(&key).map_or("an unreadable key".into(), |s| s.to_string());
+                    return bad(expected, format!("missing: the log jumps to {at}"));
                 }
-                let record = match Record::open(&bytes) {
-                    Ok(r) => r,
-                    Err(e) => return bad(seq, e),
-                };
-                if !Record::hash_is_intact(&bytes) {
-                    return bad(seq, "stored hash does not match its content (altered)");
-                }
-                if record.seq != seq {
-                    return bad(seq, format!("stored under {seq} but says it is {}", record.seq));
-                }
-                if record.prev_hash != prev_hash {
-                    return bad(seq, "does not chain to the record before it (removed or reordered)");
-                }
-                let nanos = to_nanos(record.recorded_at)?;
-                if nanos < prev_nanos {
-                    return bad(seq, "is stamped earlier than the record before it");
-                }
-                let version = versions.entry(record.stream.clone()).or_default();
-                if record.version != *version + 1 {
-                    return bad(
-                        seq,
-                        format!("stream '{}' version {} follows {}", record.stream, record.version, version),
-                    );
-                }
-                *version = record.version;
-                let indexed = |key: &[u8]| -> Result<Option<u64>, StoreError> {
-                    Ok(self.index.get(key).map_err(engine)?.and_then(|v| be_u64(&v)))
-                };
-                if indexed(&keys::stream_key(&record.stream, record.version))? != Some(seq) {
-                    return bad(seq, "stream index entry is missing or wrong");
-                }
-                if indexed(&keys::event_key(&record.event_id))? != Some(seq) {
-                    return bad(seq, "event id index entry is missing or wrong");
-                }
-                if let Some((t, last)) = run.filter(|(t, _)| *t != nanos) {
-                    if indexed(&keys::time_key(t))? != Some(last) {
-                        return bad(last, "time index entry is missing or wrong");
+                for bytes in keys::chunk_records(&chunk) {
+                    let seq = walked + 1;
+                    let bytes = match bytes {
+                        Ok(b) => b,
+                        Err(e) => return bad(seq, e),
+                    };
+                    let record = match Record::peek(bytes) {
+                        Ok(r) => r,
+                        Err(e) => return bad(seq, e),
+                    };
+                    if let Some(problem) = check_record(bytes, &record, seq, prev_hash, prev_nanos) {
+                        return Ok(Some(problem));
                     }
-                }
-                run = Some((nanos, seq));
-                prev_hash = record.hash;
-                prev_nanos = nanos;
-                walked = seq;
-            }
-            if let Some((t, last)) = run {
-                if self.index.get(keys::time_key(t)).map_err(engine)?.and_then(|v| be_u64(&v)) != Some(last) {
-                    return bad(last, "time index entry is missing or wrong");
-                }
-            }
-            match self.index.get(keys::META_HEAD).map_err(engine)? {
-                Some(v) => {
-                    let (seq, _, hash) = decode_head(&v)?;
-                    if seq != walked || hash != prev_hash {
+                    let next = streams.len() as u32;
+                    let (index, version) = streams.entry(record.stream.to_string()).or_insert((next, 0));
+                    if record.version != *version + 1 {
                         return bad(
-                            walked.max(1),
-                            format!("log head says record {seq}, the log ends at {walked}"),
+                            seq,
+                            format!(
+                                "stream '{}' version {} follows {}",
+                                record.stream, record.version, version
+                            ),
                         );
                     }
+                    *version = record.version;
+                    placed.push((*index, record.version));
+                    let indexed = self.events.get(keys::event_key(&record.event_id)).map_err(engine)?;
+                    if indexed.as_deref().and_then(be_u64) != Some(seq) {
+                        return bad(seq, "event id index entry is missing or wrong");
+                    }
+                    prev_hash = record.hash;
+                    prev_nanos = record.nanos;
+                    walked = seq;
                 }
-                None if walked > 0 => return bad(walked, "log head entry is missing"),
-                None => {}
             }
-            self.stray_index_entries(walked, &versions)
+            self.check_indexes(walked, &streams, &placed)
         })()?;
         Ok(VerifyReport { records: walked, problem: found })
     }
 
-    /// Index entries that no record accounts for (the forward walk checked
-    /// that every record has its entries; this checks the converse).
-    fn stray_index_entries(
+    /// Every run entry covers records of its stream at its versions, every
+    /// record is covered once, and no entry points past the log or is of a
+    /// kind this store does not write.
+    fn check_indexes(
         &self,
         last: u64,
-        versions: &HashMap<String, u64>,
+        streams: &HashMap<String, (u32, u64)>,
+        placed: &[(u32, u64)],
     ) -> Result<Option<Problem>, StoreError> {
-        let mut counts: HashMap<u8, u64> = HashMap::new();
-        let mut times = HashSet::new();
-        for entry in self.index.iter() {
+        let mut covered = vec![false; placed.len()];
+        let mut event_entries = 0u64;
+        let stray = |seq: u64, what: String| Ok(Some(Problem { seq: seq.clamp(1, last.max(1)), what }));
+        for entry in self.events.iter() {
             let (key, value) = entry.map_err(engine)?;
-            let tag = key.first().copied().unwrap_or_default();
-            *counts.entry(tag).or_default() += 1;
-            let pointed = be_u64(&value).unwrap_or(0);
-            let stray = |what: &str| Ok(Some(Problem { seq: pointed.min(last.max(1)), what: what.into() }));
-            match tag {
-                keys::TAG_HEAD => {
-                    let stream = String::from_utf8_lossy(&key[1..]);
-                    if versions.get(stream.as_ref()) != Some(&pointed) {
-                        return stray(&format!("stream '{stream}' head says version {pointed}"));
+            match key.first().copied() {
+                Some(keys::TAG_META | keys::TAG_CHUNK) => {}
+                Some(keys::TAG_EVENT) => {
+                    event_entries += 1;
+                    let pointed = be_u64(&value).unwrap_or(0);
+                    if key.len() != 17 || pointed == 0 || pointed > last {
+                        return stray(pointed, "event id index entry points past the end of the log".into());
                     }
                 }
-                keys::TAG_STREAM | keys::TAG_EVENT if pointed == 0 || pointed > last => {
-                    return stray("index entry points past the end of the log");
-                }
-                keys::TAG_TIME => {
-                    let t = keys::time_from_key(&key).unwrap_or(i64::MIN);
-                    if pointed == 0 || pointed > last || to_nanos(self.record(pointed)?.recorded_at)? != t {
-                        return stray("time index entry points to a record of another time");
+                Some(keys::TAG_STREAM) => {
+                    let Some((stream, version)) = keys::stream_of_key(&key) else {
+                        return stray(last, "a stream index key is malformed".into());
+                    };
+                    let Some((first, count)) = keys::run_of(&value) else {
+                        return stray(last, format!("stream index entry of '{stream}' is malformed"));
+                    };
+                    let Some(&(index, _)) = streams.get(stream) else {
+                        return stray(first, format!("stream index names '{stream}', which has no record"));
+                    };
+                    for k in 0..u64::from(count) {
+                        let seq = first + k;
+                        let slot = usize::try_from(seq - 1).ok().filter(|&i| seq > 0 && i < placed.len());
+                        match slot {
+                            Some(i) if placed[i] == (index, version + k) && !covered[i] => covered[i] = true,
+                            Some(_) => {
+                                return stray(seq, format!("stream index entry of '{stream}' is wrong here"))
+                            }
+                            None => {
+                                return stray(seq, "stream index entry points past the end of the log".into())
+                            }
+                        }
                     }
-                    times.insert(t);
                 }
-                _ => {}
+                _ => return stray(last, "an index entry of an unknown kind".into()),
             }
         }
-        let count = |tag| counts.get(&tag).copied().unwrap_or(0);
-        if count(keys::TAG_HEAD) != versions.len() as u64 {
-            return Ok(Some(Problem {
-                seq: last.max(1),
-                what: format!("{} stream heads for {} streams", count(keys::TAG_HEAD), versions.len()),
-            }));
+        if let Some(i) = covered.iter().position(|c| !c) {
+            return stray(i as u64 + 1, "stream index entry is missing".into());
         }
-        if count(keys::TAG_STREAM) != last || count(keys::TAG_EVENT) != last {
-            return Ok(Some(Problem {
-                seq: last.max(1),
-                what: format!(
-                    "{} stream entries and {} event entries for {last} records",
-                    count(keys::TAG_STREAM),
-                    count(keys::TAG_EVENT)
-                ),
-            }));
+        if event_entries != last {
+            return stray(last, format!("{event_entries} event id entries for {last} records"));
         }
         Ok(None)
     }
 }
 
-/// The body of an append's transaction. sled may run it more than once, so it
-/// only reads and writes through the transactional trees.
-fn append_in_transaction(
-    log: &TransactionalTree,
-    index: &TransactionalTree,
-    appends: &[Append],
-) -> Result<Vec<Appended>, ConflictableTransactionError<Abort>> {
-    let (mut seq, mut last_nanos, mut prev_hash) = match index.get(keys::META_HEAD)? {
-        Some(v) => decode_head(&v)?,
-        None => (0, i64::MIN, GENESIS_HASH),
+/// The checks of one record against the one before it: hash, place, chain, time.
+fn check_record(
+    bytes: &[u8],
+    record: &Peek<'_>,
+    seq: u64,
+    prev_hash: Hash,
+    prev_nanos: i64,
+) -> Option<Problem> {
+    let what = if !Record::hash_is_intact(bytes) {
+        "stored hash does not match its content (altered)".to_owned()
+    } else if record.seq != seq {
+        format!("stored as {seq} but says it is {} (removed, reordered or altered)", record.seq)
+    } else if record.prev_hash != prev_hash {
+        "does not chain to the record before it (removed or reordered)".to_owned()
+    } else if record.nanos < prev_nanos {
+        "is stamped earlier than the record before it".to_owned()
+    } else {
+        return None;
     };
-    let mut results = Vec::with_capacity(appends.len());
-    let mut seen_ids = HashSet::new();
-    for append in appends {
-        if let Some(retry) = earlier_append(log, index, append)? {
-            results.push(retry);
-            continue;
-        }
-        for event in &append.events {
-            if !seen_ids.insert(event.event_id) {
-                return reject(AppendRejection::PartialRetry { event_id: event.event_id });
-            }
-        }
-        let nanos = to_nanos(append.meta.recorded_at)?;
-        if nanos < last_nanos {
-            return reject(AppendRejection::TimeWentBackwards {
-                last: from_nanos(last_nanos),
-                given: append.meta.recorded_at,
-            });
-        }
-        let head_key = keys::head_key(&append.stream);
-        let current = index.get(&head_key)?.and_then(|v| be_u64(&v)).unwrap_or(0);
-        if let ExpectedVersion::Exactly(expected) = append.expected {
-            if expected != current {
-                return reject(AppendRejection::Conflict {
-                    stream: append.stream.clone(),
-                    expected,
-                    actual: current,
-                });
-            }
-        }
-        let first_seq = seq + 1;
-        let mut version = current;
-        for event in &append.events {
-            seq += 1;
-            version += 1;
-            let (record, bytes) = Record::seal(seq, &append.stream, version, event, &append.meta, prev_hash)?;
-            let seq_bytes = keys::seq_key(seq);
-            log.insert(&seq_bytes[..], bytes)?;
-            index.insert(keys::stream_key(&append.stream, version), &seq_bytes[..])?;
-            index.insert(&keys::event_key(&event.event_id)[..], &seq_bytes[..])?;
-            prev_hash = record.hash;
-        }
-        if !append.events.is_empty() {
-            index.insert(&keys::time_key(nanos)[..], &keys::seq_key(seq)[..])?;
-            index.insert(head_key, &version.to_be_bytes()[..])?;
-            last_nanos = nanos;
-        }
-        results.push(Appended { first_seq, last_seq: seq, stream_version: version, was_retry: false });
-    }
-    index.insert(keys::META_HEAD, &encode_head(seq, last_nanos, &prev_hash)[..])?;
-    Ok(results)
+    Some(Problem { seq, what })
 }
 
-/// If the append's events are all in the log already, where they landed.
-/// Some known and some new, in any order, is not a retry but a mistake.
-fn earlier_append(
-    log: &TransactionalTree,
-    index: &TransactionalTree,
-    append: &Append,
-) -> Result<Option<Appended>, ConflictableTransactionError<Abort>> {
-    let mut known = Vec::with_capacity(append.events.len());
-    let mut any_new = false;
-    for event in &append.events {
-        match index.get(keys::event_key(&event.event_id))? {
-            Some(seq) => known.push((event.event_id, be_u64(&seq).unwrap_or_default())),
-            None => any_new = true,
+/// A run entry read back: first version, first seq, count.
+fn run_entry(stream: &str, key: &[u8], value: &[u8]) -> Result<(u64, u64, u32), StoreError> {
+    let version = keys::stream_of_key(key).map(|(_, v)| v);
+    match (version, keys::run_of(value)) {
+        (Some(version @ 1..), Some((seq, count))) => Ok((version, seq, count)),
+        _ => Err(StoreError::Corrupt(format!("stream index of '{stream}' is malformed"))),
+    }
+}
+
+/// Reads records by seq, keeping the last chunk read: the records of a
+/// stream's runs, or the probes of a search, often share chunks.
+#[derive(Default)]
+struct Cursor {
+    chunk: Option<(u64, sled::IVec)>,
+}
+
+impl Cursor {
+    fn bytes(&mut self, store: &Inner, seq: u64) -> Result<&[u8], StoreError> {
+        let holds = |(first, chunk): &(u64, sled::IVec)| {
+            seq >= *first && keys::chunk_records(chunk).nth((seq - first) as usize).is_some()
+        };
+        if !self.chunk.as_ref().is_some_and(holds) {
+            let first = store.chunk_start(seq)?;
+            self.chunk = store.events.get(keys::chunk_key(first)).map_err(engine)?.map(|c| (first, c));
+        }
+        let missing = || corrupt_seq(seq, "indexed but missing from the log");
+        let (first, chunk) = self.chunk.as_ref().ok_or_else(missing)?;
+        let at = usize::try_from(seq.checked_sub(*first).ok_or_else(missing)?).map_err(|_| missing())?;
+        match keys::chunk_records(chunk).nth(at) {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) => Err(corrupt_seq(seq, e)),
+            None => Err(missing()),
         }
     }
-    let (Some(&(first_id, first_seq)), Some(&(_, last_seq))) = (known.first(), known.last()) else {
-        return Ok(None);
-    };
-    if any_new {
-        return reject(AppendRejection::PartialRetry { event_id: first_id });
+
+    fn record(&mut self, store: &Inner, seq: u64) -> Result<Record, StoreError> {
+        Record::open(self.bytes(store, seq)?).map_err(|e| corrupt_seq(seq, e))
     }
-    // The stream's version right after the original append, not now.
-    let stream_version = match log.get(keys::seq_key(last_seq))? {
-        Some(bytes) => Record::open(&bytes).map_err(|e| corrupt_seq(last_seq, e))?.version,
-        None => return Err(corrupt_seq(last_seq, "indexed but missing from the log").into()),
-    };
-    Ok(Some(Appended { first_seq, last_seq, stream_version, was_retry: true }))
+
+    fn nanos(&mut self, store: &Inner, seq: u64) -> Result<i64, StoreError> {
+        Ok(Record::peek(self.bytes(store, seq)?).map_err(|e| corrupt_seq(seq, e))?.nanos)
+    }
+}
+
+/// The format mark: our magic, then the format number.
+fn mark(format: u32) -> Vec<u8> {
+    let mut mark = FORMAT_MAGIC.to_vec();
+    mark.extend_from_slice(&format.to_be_bytes());
+    mark
 }
 
 #[async_trait]
@@ -715,4 +974,103 @@ fn remove_unfinished_snapshots(path: &Path) -> bool {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Causation, Metadata, NewEvent};
+    use uuid::Uuid;
+
+    fn event(n: u64) -> NewEvent {
+        NewEvent {
+            event_id: Uuid::from_u128(u128::from(n)),
+            event_type: "T".into(),
+            schema_version: 1,
+            payload: vec![n as u8; 40],
+        }
+    }
+
+    fn meta(n: u64) -> Metadata {
+        Metadata {
+            recorded_at: DateTime::from_timestamp(1_750_000_000 + n as i64, 0).unwrap_or_default(),
+            actor: "admin".into(),
+            correlation_id: Uuid::from_u128(u128::from(n)),
+            causation: Causation::Command { name: "test".into() },
+        }
+    }
+
+    #[test]
+    fn a_format_1_log_is_upgraded_in_place_with_its_records_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut originals = Vec::new();
+        {
+            // The format 1 layout: records keyed by seq in `log`, the mark in `index`.
+            let db = sled::Config::new().path(&path).open().unwrap();
+            let log = db.open_tree("log").unwrap();
+            let index = db.open_tree("index").unwrap();
+            index.insert(keys::META_FORMAT, mark(1)).unwrap();
+            let (mut prev, mut versions) = (GENESIS_HASH, HashMap::new());
+            for seq in 1..=25u64 {
+                let stream = if seq % 3 == 0 { "env/a" } else { "tenant" };
+                let version = versions.entry(stream).and_modify(|v| *v += 1).or_insert(1u64);
+                let (hash, bytes) =
+                    Record::seal(seq, stream, *version, &event(seq), &meta(seq), prev).unwrap();
+                log.insert(seq.to_be_bytes(), bytes.clone()).unwrap();
+                originals.push(bytes);
+                prev = hash;
+            }
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&path, OpenOptions::default()).unwrap();
+        assert!(!store.inner.has_tree(b"log") && !store.inner.has_tree(b"index"), "old trees dropped");
+        let report = store.inner.verify().unwrap();
+        assert_eq!((report.records, report.problem), (25, None));
+        for (seq, bytes) in (1..).zip(&originals) {
+            assert_eq!(store.raw_record(seq).unwrap().as_ref(), Some(bytes), "record {seq} kept as it was");
+        }
+        assert_eq!(store.inner.stream_version("env/a").unwrap(), 8);
+        assert_eq!(store.inner.stream_version("tenant").unwrap(), 17);
+        let env: Vec<u64> = store.inner.read_stream("env/a", 3).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(env, vec![9, 12, 15, 18, 21, 24]);
+        // It goes on as a format 2 log, and a retry of an old event is still known.
+        let next = Append {
+            stream: "env/a".into(),
+            expected: ExpectedVersion::Exactly(8),
+            events: vec![event(26)],
+            meta: meta(26),
+        };
+        let landed = store.append_all_blocking(&[next]).unwrap().unwrap();
+        assert_eq!((landed[0].first_seq, landed[0].stream_version), (26, 9));
+        let old = Append {
+            stream: "tenant".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event(4)],
+            meta: meta(27),
+        };
+        assert!(store.append_all_blocking(&[old]).unwrap().unwrap()[0].was_retry);
+        drop(store);
+        let reopened = SledStore::open(&path, OpenOptions::default()).unwrap();
+        assert_eq!(reopened.inner.verify().unwrap().records, 26);
+    }
+
+    #[test]
+    fn a_large_append_spans_chunks_and_reads_back_whole() {
+        let store = SledStore::temporary().unwrap();
+        let events: Vec<NewEvent> = (1..=200).map(event).collect();
+        let append =
+            Append { stream: "tenant".into(), expected: ExpectedVersion::Exactly(0), events, meta: meta(1) };
+        store.append_all_blocking(&[append]).unwrap().unwrap();
+        let chunks = store.inner.events.scan_prefix([keys::TAG_CHUNK]).count();
+        assert!(chunks > 2, "200 records of ~150 bytes fill several 4 KiB chunks, got {chunks}");
+        let seqs: Vec<u64> =
+            store.inner.read_stream_until("tenant", 50, 150).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (50..=150).collect::<Vec<_>>());
+        assert_eq!(store.inner.read_log(99, 120, 5).unwrap().len(), 5);
+        assert_eq!(store.inner.verify().unwrap().problem, None);
+        // A record cut out of the middle of a chunk is named.
+        store.raw_set_record(100, None).unwrap();
+        assert_eq!(store.inner.verify().unwrap().problem.map(|p| p.seq), Some(100));
+    }
 }

@@ -357,7 +357,7 @@ async fn a_snapshot_plus_the_records_after_it_equals_a_full_replay() {
     assert_eq!(store.load_snapshot("other", 100).await.unwrap(), None);
 }
 
-fn tampered_db_with(dir: &tempfile::TempDir, tamper: impl FnOnce(&sled::Tree, &sled::Tree)) -> SledStore {
+fn tampered_db_with(dir: &tempfile::TempDir, tamper: impl FnOnce(&SledStore)) -> SledStore {
     {
         let store = open(dir);
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -371,9 +371,8 @@ fn tampered_db_with(dir: &tempfile::TempDir, tamper: impl FnOnce(&sled::Tree, &s
             }
             assert_eq!(store.verify().await.unwrap().problem, None);
         });
-        let (log, index) = store.raw_trees();
-        tamper(&log, &index);
-        log.flush().unwrap();
+        tamper(&store);
+        store.raw_tree().flush().unwrap();
     }
     open(dir)
 }
@@ -381,13 +380,12 @@ fn tampered_db_with(dir: &tempfile::TempDir, tamper: impl FnOnce(&sled::Tree, &s
 #[test]
 fn l3_verify_names_a_record_rewritten_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tampered_db_with(&dir, |log, _| {
-        let key = 6u64.to_be_bytes();
-        let mut bytes = log.get(key).unwrap().unwrap().to_vec();
+    let store = tampered_db_with(&dir, |store| {
+        let mut bytes = store.raw_record(6).unwrap().unwrap();
         // Rewrite the payload "payload" -> "pAyload": same length, same shape.
         let at = bytes.windows(7).position(|w| w == b"payload").unwrap();
         bytes[at + 1] = b'A';
-        log.insert(key, bytes).unwrap();
+        store.raw_set_record(6, Some(&bytes)).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     let problem = report.problem.expect("tampering is caught");
@@ -398,8 +396,8 @@ fn l3_verify_names_a_record_rewritten_in_place() {
 #[test]
 fn l3_verify_names_a_removed_record() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tampered_db_with(&dir, |log, _| {
-        log.remove(4u64.to_be_bytes()).unwrap();
+    let store = tampered_db_with(&dir, |store| {
+        store.raw_set_record(4, None).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     assert_eq!(report.problem.unwrap().seq, 4);
@@ -408,11 +406,11 @@ fn l3_verify_names_a_removed_record() {
 #[test]
 fn l3_verify_names_swapped_records() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tampered_db_with(&dir, |log, _| {
-        let a = log.get(3u64.to_be_bytes()).unwrap().unwrap();
-        let b = log.get(8u64.to_be_bytes()).unwrap().unwrap();
-        log.insert(3u64.to_be_bytes(), b).unwrap();
-        log.insert(8u64.to_be_bytes(), a).unwrap();
+    let store = tampered_db_with(&dir, |store| {
+        let a = store.raw_record(3).unwrap().unwrap();
+        let b = store.raw_record(8).unwrap().unwrap();
+        store.raw_set_record(3, Some(&b)).unwrap();
+        store.raw_set_record(8, Some(&a)).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     assert_eq!(report.problem.unwrap().seq, 3);
@@ -421,11 +419,11 @@ fn l3_verify_names_swapped_records() {
 #[test]
 fn l3_verify_names_a_wrong_index_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tampered_db_with(&dir, |_, index| {
+    let store = tampered_db_with(&dir, |store| {
         // Point event 5's id entry at record 2.
         let mut key = vec![b'e'];
         key.extend_from_slice(Uuid::from_u128(4).as_bytes());
-        index.insert(key, &2u64.to_be_bytes()[..]).unwrap();
+        store.raw_tree().insert(key, &2u64.to_be_bytes()[..]).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     let problem = report.problem.unwrap();
@@ -436,29 +434,35 @@ fn l3_verify_names_a_wrong_index_entry() {
 #[test]
 fn l3_verify_finds_a_stray_index_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tampered_db_with(&dir, |_, index| {
+    let store = tampered_db_with(&dir, |store| {
         let mut key = vec![b'e'];
         key.extend_from_slice(Uuid::from_u128(12345).as_bytes());
-        index.insert(key, &7u64.to_be_bytes()[..]).unwrap();
+        store.raw_tree().insert(key, &7u64.to_be_bytes()[..]).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     assert!(report.problem.is_some());
 }
 
 #[test]
-fn l3_verify_names_a_missing_stream_head() {
+fn l3_verify_names_a_missing_stream_index_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tampered_db_with(&dir, |_, index| {
-        index.remove("htenant").unwrap();
+    let store = tampered_db_with(&dir, |store| {
+        // The run of the tenant stream that starts at version 5 (record 5).
+        let mut key = vec![b's', 0, 6];
+        key.extend_from_slice(b"tenant");
+        key.extend_from_slice(&5u64.to_be_bytes());
+        assert!(store.raw_tree().remove(key).unwrap().is_some(), "the run entry exists");
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
-    assert!(report.problem.expect("a missing head is caught").what.contains("stream heads"));
+    let problem = report.problem.expect("a missing run is caught");
+    assert_eq!(problem.seq, 5);
+    assert!(problem.what.contains("stream index entry is missing"), "{}", problem.what);
 }
 
 #[test]
 fn a_huge_length_in_a_stored_record_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let store = tampered_db_with(&dir, |log, _| {
+    let store = tampered_db_with(&dir, |store| {
         // Format byte, then seq 1, then a 16-byte event id, then a string
         // length prefix of u64::MAX (varint marker 253 + 8 bytes).
         let mut bytes = vec![1u8, 1];
@@ -466,7 +470,7 @@ fn a_huge_length_in_a_stored_record_is_an_error_not_a_panic() {
         bytes.push(253);
         bytes.extend_from_slice(&[0xff; 8]);
         bytes.extend_from_slice(&[0; 32]);
-        log.insert(3u64.to_be_bytes(), bytes).unwrap();
+        store.raw_set_record(3, Some(&bytes)).unwrap();
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt.block_on(store.verify()).unwrap();
@@ -535,11 +539,11 @@ fn a_newer_log_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(&dir);
-        let (_, index) = store.raw_trees();
+        let tree = store.raw_tree();
         let mut mark = b"usertrail-log".to_vec();
         mark.extend_from_slice(&99u32.to_be_bytes());
-        index.insert("mformat", mark).unwrap();
-        index.flush().unwrap();
+        tree.insert("mformat", mark).unwrap();
+        tree.flush().unwrap();
     }
     let err = SledStore::open(dir.path().join("db"), OpenOptions::default()).err().unwrap();
     assert!(matches!(err, StoreError::NewerFormat { found: 99, .. }), "{err}");

@@ -10,6 +10,8 @@ use uuid::Uuid;
 enum Op {
     /// Append `n` events to stream `s`, with the right expected version or a stale one.
     Append { s: u8, n: u8, stale: bool },
+    /// Several appends in one call, with payloads large enough to span chunks.
+    Batch { parts: Vec<(u8, u8)>, payload: u16 },
     /// Retry the most recent successful append verbatim.
     Retry,
     /// Close and reopen the database.
@@ -19,6 +21,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0..3u8, 0..4u8, proptest::bool::weighted(0.2)).prop_map(|(s, n, stale)| Op::Append { s, n, stale }),
+        2 => (proptest::collection::vec((0..3u8, 1..5u8), 1..6), 1..3000u16)
+            .prop_map(|(parts, payload)| Op::Batch { parts, payload }),
         1 => Just(Op::Retry),
         1 => Just(Op::Reopen),
     ]
@@ -63,6 +67,35 @@ proptest! {
                         last_ok = Some(append);
                     }
                 }
+                Op::Batch { parts, payload } => {
+                    let mut appends = Vec::new();
+                    let mut planned = Vec::new();
+                    for (s, n) in parts {
+                        let stream = format!("env/{s}");
+                        let events: Vec<NewEvent> = (0..n).map(|_| {
+                            next_id += 1;
+                            NewEvent { event_id: Uuid::from_u128(next_id), event_type: "T".into(), schema_version: 1, payload: vec![s; usize::from(payload)] }
+                        }).collect();
+                        planned.extend(events.iter().map(|e| (stream.clone(), e.event_id)));
+                        appends.push(Append {
+                            stream,
+                            expected: ExpectedVersion::Any,
+                            events,
+                            meta: Metadata {
+                                recorded_at: Utc.timestamp_opt(1_750_000_000 + model.len() as i64, 0).unwrap(),
+                                actor: "model".into(),
+                                correlation_id: Uuid::from_u128(next_id),
+                                causation: Causation::Command { name: "model".into() },
+                            },
+                        });
+                    }
+                    let landed = rt.block_on(store.append_all(appends)).unwrap().unwrap();
+                    prop_assert_eq!(landed.first().map(|a| a.first_seq), Some(model.len() as u64 + 1));
+                    model.extend(planned);
+                    // An empty append retried after this one would now be stale.
+                    last_ok = None;
+                    prop_assert_eq!(landed.last().map(|a| a.last_seq), Some(model.len() as u64));
+                }
                 Op::Retry => {
                     if let Some(append) = last_ok.clone() {
                         let outcome = rt.block_on(store.append(append)).unwrap().unwrap();
@@ -77,6 +110,27 @@ proptest! {
             let log = rt.block_on(store.read_log(1, u64::MAX, usize::MAX)).unwrap();
             let seen: Vec<(String, Uuid)> = log.iter().map(|r| (r.stream.clone(), r.event_id)).collect();
             prop_assert_eq!(&seen, &model);
+            // Each stream read from every version, whole and cut at every seq.
+            for s in 0..3u8 {
+                let stream = format!("env/{s}");
+                let mine: Vec<(u64, u64)> = model.iter().enumerate()
+                    .filter(|(_, (st, _))| *st == stream)
+                    .enumerate()
+                    .map(|(v, (i, _))| (v as u64 + 1, i as u64 + 1))
+                    .collect();
+                prop_assert_eq!(rt.block_on(store.stream_version(&stream)).unwrap(), mine.len() as u64);
+                for from in 1..=mine.len() as u64 + 1 {
+                    let max_seq = mine.get(from as usize).map_or(u64::MAX, |&(_, seq)| seq);
+                    let got: Vec<(u64, u64)> = rt.block_on(store.read_stream_until(&stream, from, max_seq)).unwrap()
+                        .iter().map(|r| (r.version, r.seq)).collect();
+                    let want: Vec<(u64, u64)> = mine.iter().copied().filter(|&(v, seq)| v >= from && seq <= max_seq).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+            // The last record at or before each time the model has stamped.
+            let t = Utc.timestamp_opt(1_750_000_000 + model.len() as i64 / 2, 0).unwrap();
+            let want = log.iter().filter(|r| r.recorded_at <= t).map(|r| r.seq).max().unwrap_or(0);
+            prop_assert_eq!(rt.block_on(store.seq_at(t)).unwrap(), want);
         }
         let report = rt.block_on(store.verify()).unwrap();
         prop_assert_eq!(report.problem, None);

@@ -88,13 +88,10 @@ fn l3_verify_exits_3_naming_a_tampered_record() {
     assert!(sb.ok("verify").contains("intact"));
     {
         let store = store::SledStore::open(sb.db(), store::OpenOptions::default()).unwrap();
-        let (log, _) = store.raw_trees();
-        let key = 4u64.to_be_bytes();
-        let mut bytes = log.get(key).unwrap().unwrap().to_vec();
+        let mut bytes = store.raw_record(4).unwrap().unwrap();
         let at = bytes.windows(4).position(|w| w == b"Lyon").expect("the city is in record 4");
         bytes[at..at + 4].copy_from_slice(b"Nice");
-        log.insert(key, bytes).unwrap();
-        log.flush().unwrap();
+        store.raw_set_record(4, Some(&bytes)).unwrap();
     }
     let err = sb.fails("verify", 3);
     assert!(err.contains("verify failed at record 4"), "{err}");

@@ -1151,22 +1151,17 @@ proptest! {
             let sb = cell.get_or_insert_with(tampering_sandbox);
             let head = sb.records();
             let seq = 1 + which % head;
-            let key = seq.to_be_bytes();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let original = {
                 let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
-                let (log, _) = store.raw_trees();
-                let original = log.get(key).unwrap().expect("the record").to_vec();
-                log.insert(key, tampered(&original, &how)).unwrap();
-                log.flush().unwrap();
+                let original = store.raw_record(seq).unwrap().expect("the record");
+                store.raw_set_record(seq, Some(&tampered(&original, &how))).unwrap();
                 original
             };
             // The checks, then the record put back whatever they found.
             let outcome = tampered_checks(sb, &runtime, seq, head, tampered(&original, &how) != original);
             let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
-            let (log, _) = store.raw_trees();
-            log.insert(key, original).unwrap();
-            log.flush().unwrap();
+            store.raw_set_record(seq, Some(&original)).unwrap();
             let report = runtime.block_on(store.verify()).unwrap();
             outcome?;
             prop_assert_eq!(report.problem, None, "the record is back");
