@@ -2,39 +2,50 @@
 //!
 //! Every number is big-endian so that sled's byte order is numeric order.
 //! Records and their indexes share the one `events` tree, told apart by a
-//! one-byte tag, so that an append is one atomic `apply_batch` on one tree:
+//! one-byte tag:
 //!
-//! | tag | key                                          | value                          |
-//! |-----|----------------------------------------------|--------------------------------|
-//! | `m` | `m` ++ name                                  | store metadata (format mark)   |
-//! | `r` | `r` ++ seq of its first record               | a chunk: consecutive records   |
-//! | `e` | `e` ++ event id (16 bytes)                   | seq                            |
-//! | `s` | `s` ++ len(stream) u16 ++ stream ++ version  | run: first seq u64, count u32  |
+//! | tag | key                                        | value                                   |
+//! |-----|--------------------------------------------|-----------------------------------------|
+//! | `m` | `m` ++ name                                | store metadata: format, indexed-up-to   |
+//! | `r` | `r` ++ seq of its first record             | a chunk: consecutive records            |
+//! | `e` | `e` ++ first event id of the block         | block of (event id, seq), sorted        |
+//! | `s` | `s` ++ len(stream) u16 ++ stream ++ version | block of runs (version, seq, count)     |
 //!
-//! What each index holds, and why no more:
-//! - A chunk packs the records of one append call up to about
-//!   [`CHUNK_BYTES`], so a batch writes a few large values rather than one
-//!   entry per record (sled's cost is per entry).
-//! - A stream entry is a *run*: the events of one append to one stream have
-//!   consecutive seqs and versions, so one entry covers them all.
-//! - The event id entry is the one per-event entry: it makes ids unique and
-//!   retries idempotent. New ids are time-ordered (UUID v7), so these entries
-//!   land at the right edge of the tree rather than all over it.
+//! What each holds, and why no more (sled's open time and write cost grow
+//! with its number of entries, not with their size):
+//! - The records are the truth; the `e` and `s` indexes can be rebuilt from
+//!   them, and `mindexed` says up to which seq they have been. A chunk packs
+//!   the records of one append call up to about [`CHUNK_BYTES`], so one
+//!   command is one sled insert.
+//! - Index entries are packed into blocks (see `blocks`). A stream entry is a
+//!   *run*: consecutive events of one stream at consecutive seqs.
+//! - New event ids are time-ordered (UUID v7), so new `e` entries land in the
+//!   last block rather than all over the index.
 //! - No head or time entries: the head is the last record of the last chunk,
-//!   a stream's version is the end of its last run, and since time never goes
-//!   backwards along the log, "the last record at or before T" is a binary
-//!   search over seqs.
+//!   and since time never goes backwards along the log, "the last record at
+//!   or before T" is a binary search over seqs.
+
+use crate::blocks::Layout;
 
 /// A chunk is closed once it holds this many bytes. Small enough that a sled
 /// leaf of 16 chunks stays far below sled's blob threshold (segment / 4).
 pub(crate) const CHUNK_BYTES: usize = 4 * 1024;
 
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
+/// The seq up to which the index blocks cover the records.
+pub(crate) const META_INDEXED: &[u8] = b"mindexed";
 
 pub(crate) const TAG_META: u8 = b'm';
 pub(crate) const TAG_CHUNK: u8 = b'r';
 pub(crate) const TAG_EVENT: u8 = b'e';
 pub(crate) const TAG_STREAM: u8 = b's';
+
+/// The prefix of the event id index's blocks.
+pub(crate) const EVENT_PREFIX: &[u8] = &[TAG_EVENT];
+/// Event id index entries: id (16), seq (8).
+pub(crate) const EVENT_LAYOUT: Layout = Layout { key: 16, entry: 24 };
+/// Stream index entries: first version (8), first seq (8), count (4).
+pub(crate) const RUN_LAYOUT: Layout = Layout { key: 8, entry: 20 };
 
 /// The key of the chunk whose first record is `seq`.
 pub(crate) fn chunk_key(seq: u64) -> [u8; 9] {
@@ -51,7 +62,7 @@ pub(crate) fn chunk_first(key: &[u8]) -> Option<u64> {
     }
 }
 
-/// The prefix shared by every run key of one stream.
+/// The prefix of one stream's run blocks.
 pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
     let len = u16::try_from(stream.len()).unwrap_or(u16::MAX);
     let mut k = Vec::with_capacity(3 + stream.len() + 8);
@@ -61,14 +72,7 @@ pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
     k
 }
 
-/// The key of the run of `stream` that starts at `version`.
-pub(crate) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
-    let mut k = stream_prefix(stream);
-    k.extend_from_slice(&version.to_be_bytes());
-    k
-}
-
-/// The stream and first version a run key names.
+/// The stream and first version a run block's key names.
 pub(crate) fn stream_of_key(key: &[u8]) -> Option<(&str, u64)> {
     let rest = key.strip_prefix(&[TAG_STREAM])?;
     let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
@@ -77,27 +81,43 @@ pub(crate) fn stream_of_key(key: &[u8]) -> Option<(&str, u64)> {
     Some((name, version))
 }
 
-/// A run's value: the seq of its first event and how many there are.
-pub(crate) fn run_value(first_seq: u64, count: u32) -> [u8; 12] {
-    let mut v = [0; 12];
-    v[..8].copy_from_slice(&first_seq.to_be_bytes());
-    v[8..].copy_from_slice(&count.to_be_bytes());
-    v
+/// One run: `count` events of a stream from `version` on, at seqs from `seq` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub version: u64,
+    pub seq: u64,
+    pub count: u32,
 }
 
-/// Reads a run's value back: first seq and count (at least one).
-pub(crate) fn run_of(value: &[u8]) -> Option<(u64, u32)> {
-    if value.len() != 12 {
-        return None;
+impl Run {
+    /// The stored entry.
+    pub(crate) fn entry(self) -> [u8; 20] {
+        let mut v = [0; 20];
+        v[..8].copy_from_slice(&self.version.to_be_bytes());
+        v[8..16].copy_from_slice(&self.seq.to_be_bytes());
+        v[16..].copy_from_slice(&self.count.to_be_bytes());
+        v
     }
-    let count = u32::from_be_bytes(value[8..].try_into().ok()?);
-    Some((be_u64(value)?, count)).filter(|_| count > 0)
+
+    /// Reads an entry back; a run covers at least one event from version 1 on.
+    pub(crate) fn of(entry: &[u8]) -> Option<Run> {
+        let count = u32::from_be_bytes(entry.get(16..20)?.try_into().ok()?);
+        let run = Run { version: be_u64(entry)?, seq: be_u64(entry.get(8..)?)?, count };
+        (entry.len() == 20 && count > 0 && run.version > 0 && run.seq > 0).then_some(run)
+    }
+
+    /// The version after its last event.
+    pub(crate) fn end(self) -> u64 {
+        self.version + u64::from(self.count)
+    }
 }
 
-pub(crate) fn event_key(id: &uuid::Uuid) -> [u8; 17] {
-    let mut k = [TAG_EVENT; 17];
-    k[1..].copy_from_slice(id.as_bytes());
-    k
+/// An event id index entry.
+pub(crate) fn event_entry(id: &uuid::Uuid, seq: u64) -> [u8; 24] {
+    let mut e = [0; 24];
+    e[..16].copy_from_slice(id.as_bytes());
+    e[16..].copy_from_slice(&seq.to_be_bytes());
+    e
 }
 
 pub(crate) fn snapshot_prefix(name: &str) -> Vec<u8> {
@@ -165,15 +185,18 @@ mod tests {
     #[test]
     fn one_stream_prefix_never_covers_another_stream() {
         // Without the length, "env/a" would be a prefix of "env/ab"'s keys.
-        assert!(!stream_key("env/ab", 1).starts_with(&stream_prefix("env/a")));
+        let mut key = stream_prefix("env/ab");
+        key.extend_from_slice(&1u64.to_be_bytes());
+        assert!(!key.starts_with(&stream_prefix("env/a")));
+        assert_eq!(stream_of_key(&key), Some(("env/ab", 1)));
     }
 
     #[test]
-    fn keys_read_back() {
+    fn keys_and_entries_read_back() {
         assert_eq!(chunk_first(&chunk_key(42)), Some(42));
-        assert_eq!(stream_of_key(&stream_key("env/x", 7)), Some(("env/x", 7)));
-        assert_eq!(run_of(&run_value(9, 3)), Some((9, 3)));
-        assert_eq!(run_of(&run_value(9, 0)), None);
+        let run = Run { version: 3, seq: 9, count: 2 };
+        assert_eq!(Run::of(&run.entry()), Some(run));
+        assert_eq!(Run::of(&Run { count: 0, ..run }.entry()), None);
         assert!(chunk_key(u64::MAX) > chunk_key(1) && chunk_key(256) > chunk_key(255));
     }
 

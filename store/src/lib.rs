@@ -12,6 +12,7 @@
 pub mod record;
 pub mod sled_store;
 
+mod blocks;
 mod keys;
 
 use std::path::PathBuf;

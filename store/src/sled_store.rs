@@ -1,18 +1,24 @@
 //! [`SledStore`]: the log on sled, in two trees (`events`, `snapshots`).
 //!
-//! One append call is one atomic `apply_batch` on the `events` tree, which
-//! holds the records and their indexes (see `keys`). sled's file lock keeps
-//! other processes out while a database is open, and a writer mutex orders
-//! appends within the process, so an append reads the head and the stream
-//! versions, decides, and writes, with nobody in between.
+//! The `events` tree holds the records, in chunks, and their indexes (see
+//! `keys`). One append call writes its records as one sled insert (or one
+//! atomic batch when they fill several chunks): that write is the commit.
+//! The index entries of new records are kept in memory (`Pending`) and
+//! written as blocks every [`INDEX_EVERY`] records, on `flush`, and when the
+//! store closes; opening a log rebuilds from the records whatever the index
+//! blocks do not cover yet. sled's file lock keeps other processes out while
+//! a database is open, and the index mutex orders appends within the
+//! process, so an append reads the head and the stream versions, decides,
+//! and writes, with nobody in between.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::keys::{self, be_u64};
+use crate::blocks;
+use crate::keys::{self, be_u64, Run};
 use crate::record::{from_nanos, to_nanos, Hash, Peek, Record, GENESIS_HASH};
 use crate::{
     Append, AppendRejection, AppendResult, Appended, EventStore, ExpectedVersion, Head, Problem, Snapshot,
@@ -62,8 +68,52 @@ struct Inner {
     db: sled::Db,
     events: sled::Tree,
     snapshots: sled::Tree,
-    writer: Mutex<()>,
+    /// Index entries not in the blocks yet; its lock orders appends.
+    index: Mutex<Pending>,
     durability: Durability,
+}
+
+/// Index entries are written as blocks once this many records are pending.
+pub const INDEX_EVERY: usize = 16_384;
+
+/// The index entries of the records past what the blocks cover.
+#[derive(Default)]
+struct Pending {
+    /// The blocks cover every record up to this seq.
+    indexed: u64,
+    /// The last record this holds (or `indexed` when it holds none).
+    upto: u64,
+    /// Event id to seq.
+    events: BTreeMap<uuid::Uuid, u64>,
+    /// Each stream's runs, in version order.
+    runs: HashMap<String, Vec<Run>>,
+    /// Why the records past `upto` could not be read at open: the log is
+    /// damaged there, so it can be read and verified but not appended to.
+    damaged: Option<String>,
+}
+
+impl Pending {
+    /// Notes one record.
+    fn note(&mut self, stream: &str, version: u64, seq: u64, event_id: uuid::Uuid) {
+        self.events.insert(event_id, seq);
+        self.upto = seq;
+        let runs = match self.runs.get_mut(stream) {
+            Some(runs) => runs,
+            None => self.runs.entry(stream.to_owned()).or_default(),
+        };
+        match runs.last_mut() {
+            Some(run)
+                if run.end() == version && run.seq + u64::from(run.count) == seq && run.count < u32::MAX =>
+            {
+                run.count += 1
+            }
+            _ => runs.push(Run { version, seq, count: 1 }),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.events.len()
+    }
 }
 
 fn engine(e: sled::Error) -> StoreError {
@@ -93,6 +143,17 @@ fn corrupt_seq(seq: u64, what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("record {seq}: {what}"))
 }
 
+impl Drop for Inner {
+    /// Leaves the index blocks covering the whole log, so that the next
+    /// open has nothing to catch up. Best effort: if it fails, that open
+    /// rebuilds the entries from the records.
+    fn drop(&mut self) {
+        let pending = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut pending = std::mem::take(pending);
+        let _ = self.write_index(&mut pending);
+    }
+}
+
 /// Where the log ends: the last record's seq, time and hash.
 #[derive(Clone, Copy)]
 struct Tip {
@@ -110,11 +171,12 @@ impl Tip {
 struct Chunker {
     first: u64,
     bytes: Vec<u8>,
+    closed: usize,
 }
 
 impl Chunker {
     fn new(first: u64) -> Chunker {
-        Chunker { first, bytes: Vec::with_capacity(keys::CHUNK_BYTES + 1024) }
+        Chunker { first, bytes: Vec::with_capacity(keys::CHUNK_BYTES + 1024), closed: 0 }
     }
 
     /// Adds record `seq` (the one after the last added).
@@ -131,7 +193,14 @@ impl Chunker {
     fn close(&mut self, batch: &mut sled::Batch) {
         if !self.bytes.is_empty() {
             batch.insert(&keys::chunk_key(self.first)[..], std::mem::take(&mut self.bytes));
+            self.closed += 1;
         }
+    }
+
+    /// The one chunk of an append call that filled only one.
+    fn single(&mut self) -> Option<([u8; 9], Vec<u8>)> {
+        (self.closed == 0 && !self.bytes.is_empty())
+            .then(|| (keys::chunk_key(self.first), std::mem::take(&mut self.bytes)))
     }
 }
 
@@ -191,11 +260,12 @@ impl SledStore {
                 snapshots: db.open_tree("snapshots").map_err(engine)?,
                 db,
                 path,
-                writer: Mutex::new(()),
+                index: Mutex::new(Pending::default()),
                 durability,
             }),
         };
         store.inner.check_format()?;
+        store.inner.catch_up()?;
         Ok(store)
     }
 
@@ -255,6 +325,45 @@ impl SledStore {
             }
         }
         self.inner.events.insert(key, rebuilt).map_err(engine)?;
+        self.inner.events.flush().map_err(engine)?;
+        Ok(())
+    }
+
+    /// Sets an event id index entry behind the store's back (tests of `verify`).
+    #[doc(hidden)]
+    pub fn raw_index_event(&self, id: uuid::Uuid, seq: u64) -> Result<(), StoreError> {
+        self.inner.write_index(&mut self.inner.lock())?;
+        let tree = &self.inner.events;
+        let found = blocks::block_at(tree, keys::EVENT_PREFIX, id.as_bytes()).map_err(engine)?;
+        let (old_key, block) = match found {
+            Some((k, b)) => (Some(k), b.to_vec()),
+            None => (None, Vec::new()),
+        };
+        let mut entries: Vec<[u8; 24]> = block
+            .chunks_exact(24)
+            .filter(|e| e[..16] != id.as_bytes()[..])
+            .filter_map(|e| e.try_into().ok())
+            .collect();
+        entries.push(keys::event_entry(&id, seq));
+        entries.sort();
+        if let Some(k) = old_key {
+            tree.remove(k).map_err(engine)?;
+        }
+        let mut key = keys::EVENT_PREFIX.to_vec();
+        key.extend_from_slice(&entries[0][..16]);
+        tree.insert(key, entries.concat()).map_err(engine)?;
+        tree.flush().map_err(engine)?;
+        Ok(())
+    }
+
+    /// Removes a stream's index blocks behind the store's back (tests of `verify`).
+    #[doc(hidden)]
+    pub fn raw_remove_stream_index(&self, stream: &str) -> Result<(), StoreError> {
+        self.inner.write_index(&mut self.inner.lock())?;
+        for entry in self.inner.events.scan_prefix(keys::stream_prefix(stream)) {
+            let (key, _) = entry.map_err(engine)?;
+            self.inner.events.remove(key).map_err(engine)?;
+        }
         self.inner.events.flush().map_err(engine)?;
         Ok(())
     }
@@ -343,42 +452,22 @@ impl Inner {
         let log = self.db.open_tree("log").map_err(engine)?;
         let mut batch = sled::Batch::default();
         let mut chunker = Chunker::new(1);
-        // The run being built: stream, first version, first seq, count.
-        let mut run: Option<(String, u64, u64, u32)> = None;
-        let close_run = |run: &mut Option<(String, u64, u64, u32)>, batch: &mut sled::Batch| {
-            if let Some((stream, version, seq, count)) = run.take() {
-                batch.insert(keys::stream_key(&stream, version), &keys::run_value(seq, count)[..]);
-            }
-        };
         let mut expected = 1;
         for entry in log.iter() {
             let (key, bytes) = entry.map_err(engine)?;
             let seq = be_u64(&key).filter(|&s| s == expected && key.len() == 8).ok_or_else(|| {
                 StoreError::Corrupt(format!("format 1 log: record {expected} is missing or misplaced"))
             })?;
-            let record = Record::peek(&bytes).map_err(|e| corrupt_seq(seq, e))?;
+            Record::peek(&bytes).map_err(|e| corrupt_seq(seq, e))?;
             chunker.push(seq, &bytes, &mut batch);
-            batch.insert(&keys::event_key(&record.event_id)[..], &seq.to_be_bytes()[..]);
-            match &mut run {
-                Some((stream, version, _, count))
-                    if *stream == record.stream && *version + u64::from(*count) == record.version =>
-                {
-                    *count += 1
-                }
-                _ => {
-                    close_run(&mut run, &mut batch);
-                    run = Some((record.stream.into_owned(), record.version, seq, 1));
-                }
-            }
             expected += 1;
             if seq % 10_000 == 0 {
                 chunker.close(&mut batch);
-                close_run(&mut run, &mut batch);
                 self.events.apply_batch(std::mem::take(&mut batch)).map_err(engine)?;
             }
         }
         chunker.close(&mut batch);
-        close_run(&mut run, &mut batch);
+        // The indexes are built from the records by `catch_up`, like after a crash.
         batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));
         self.events.apply_batch(batch).map_err(engine)?;
         self.db.flush().map_err(engine)?;
@@ -394,19 +483,108 @@ impl Inner {
         Ok(())
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A poisoned lock only means an append panicked; the records are the
+        // truth and nothing of that append was committed unless whole.
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads into memory the index entries of the records that the blocks
+    /// do not cover yet (written since the last index write, or after a
+    /// crash, or by an upgrade).
+    fn catch_up(&self) -> Result<(), StoreError> {
+        let mut pending = self.lock();
+        let indexed = match self.events.get(keys::META_INDEXED).map_err(engine)? {
+            Some(v) => be_u64(&v).ok_or_else(|| StoreError::Corrupt("the index mark is malformed".into()))?,
+            None => 0,
+        };
+        let last = self.last_seq()?;
+        *pending = Pending { indexed, upto: indexed, ..Pending::default() };
+        if indexed > last {
+            pending.damaged =
+                Some(format!("the index covers records up to {indexed} but the log ends at {last}"));
+            return Ok(());
+        }
+        let mut damaged = None;
+        let scanned = self.scan(indexed + 1..=last, |seq, bytes| match Record::peek(bytes) {
+            Ok(record) => {
+                pending.note(&record.stream, record.version, seq, record.event_id);
+                Ok(true)
+            }
+            Err(e) => {
+                damaged = Some(corrupt_seq(seq, e).to_string());
+                Ok(false)
+            }
+        });
+        pending.damaged = damaged.or(scanned.err().map(|e| e.to_string()));
+        if pending.len() >= INDEX_EVERY {
+            self.write_index(&mut pending)?;
+        }
+        Ok(())
+    }
+
+    /// The seq of the last record, from the chunks' layout alone: a log
+    /// whose last record is damaged still opens, to be read and verified.
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.last_chunk()? {
+            None => 0,
+            Some((first, chunk)) => first + keys::chunk_records(&chunk).count() as u64 - 1,
+        })
+    }
+
+    /// Writes the pending index entries into the blocks, with the mark of
+    /// how far they go, in one atomic batch.
+    fn write_index(&self, pending: &mut Pending) -> Result<(), StoreError> {
+        if pending.upto == pending.indexed {
+            return Ok(());
+        }
+        let merge_error = |e| match e {
+            blocks::MergeError::Engine(e) => engine(e),
+            blocks::MergeError::Clash(key) => {
+                StoreError::Corrupt(format!("index entry {key:02x?} is in the index with another value"))
+            }
+        };
+        let mut batch = sled::Batch::default();
+        let entries: Vec<u8> =
+            pending.events.iter().flat_map(|(id, &seq)| keys::event_entry(id, seq)).collect();
+        blocks::merge(&self.events, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &entries, &mut batch)
+            .map_err(merge_error)?;
+        for (stream, runs) in &pending.runs {
+            let entries: Vec<u8> = runs.iter().flat_map(|r| r.entry()).collect();
+            blocks::merge(&self.events, &keys::stream_prefix(stream), keys::RUN_LAYOUT, &entries, &mut batch)
+                .map_err(merge_error)?;
+        }
+        batch.insert(keys::META_INDEXED, &pending.upto.to_be_bytes()[..]);
+        self.events.apply_batch(batch).map_err(engine)?;
+        *pending = Pending { indexed: pending.upto, upto: pending.upto, ..Pending::default() };
+        Ok(())
+    }
+
+    /// The seq of the record with this event id, if the log has one.
+    fn event_seq(&self, pending: &Pending, id: &uuid::Uuid) -> Result<Option<u64>, StoreError> {
+        if let Some(&seq) = pending.events.get(id) {
+            return Ok(Some(seq));
+        }
+        let entry = blocks::lookup(&self.events, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, id.as_bytes())
+            .map_err(engine)?;
+        Ok(entry.and_then(|e| be_u64(&e[16..])))
+    }
+
     fn append_all(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
-        // A poisoned lock only means another append panicked; nothing of it
-        // was written unless its batch was whole, so carry on.
-        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.lock();
+        if let Some(why) = &pending.damaged {
+            return Err(StoreError::Corrupt(format!("the log cannot be appended to: {why}")));
+        }
         let tip = self.tip()?;
         let (mut seq, mut last_nanos, mut prev_hash) = (tip.seq, tip.nanos, tip.hash);
         let mut batch = sled::Batch::default();
         let mut chunker = Chunker::new(seq + 1);
         let mut versions: HashMap<&str, u64> = HashMap::new();
-        let mut seen_ids = HashSet::new();
+        let mut new_ids = HashSet::new();
+        let mut noted: Vec<(&str, u64, u64, uuid::Uuid)> = Vec::new();
         let mut results = Vec::with_capacity(appends.len());
         for append in appends {
-            match self.earlier_append(append, &seen_ids)? {
+            match self.earlier_append(&pending, append, &new_ids)? {
                 Err(rejection) => return Ok(Err(rejection)),
                 Ok(Some(retry)) => {
                     results.push(retry);
@@ -415,7 +593,7 @@ impl Inner {
                 Ok(None) => {}
             }
             for event in &append.events {
-                if !seen_ids.insert(event.event_id) {
+                if !new_ids.insert(event.event_id) {
                     return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
                 }
             }
@@ -428,7 +606,7 @@ impl Inner {
             }
             let current = match versions.get(append.stream.as_str()) {
                 Some(&v) => v,
-                None => self.stream_version(&append.stream)?,
+                None => self.stream_version_in(&pending, &append.stream)?,
             };
             if let ExpectedVersion::Exactly(expected) = append.expected {
                 if expected != current {
@@ -447,28 +625,35 @@ impl Inner {
                 let (hash, bytes) =
                     Record::seal(seq, &append.stream, version, event, &append.meta, prev_hash)?;
                 chunker.push(seq, &bytes, &mut batch);
-                batch.insert(&keys::event_key(&event.event_id)[..], &seq.to_be_bytes()[..]);
+                noted.push((&append.stream, version, seq, event.event_id));
                 prev_hash = hash;
             }
-            if let Ok(count @ 1..) = u32::try_from(append.events.len()) {
-                batch.insert(
-                    keys::stream_key(&append.stream, current + 1),
-                    &keys::run_value(first_seq, count)[..],
-                );
+            if !append.events.is_empty() {
                 versions.insert(&append.stream, version);
                 last_nanos = nanos;
-            } else if !append.events.is_empty() {
-                return Err(StoreError::Encode(format!("{} events in one append", append.events.len())));
             }
             results.push(Appended { first_seq, last_seq: seq, stream_version: version, was_retry: false });
         }
         if seq == tip.seq {
             return Ok(Ok(results));
         }
-        chunker.close(&mut batch);
-        self.events.apply_batch(batch).map_err(engine)?;
+        // The commit: one chunk is one insert; several go in atomically.
+        match chunker.single() {
+            Some((key, chunk)) => self.events.insert(key, chunk).map(drop),
+            None => {
+                chunker.close(&mut batch);
+                self.events.apply_batch(batch)
+            }
+        }
+        .map_err(engine)?;
         if self.durability == Durability::Immediate {
-            self.flush()?;
+            self.flush_db()?;
+        }
+        for (stream, version, seq, id) in noted {
+            pending.note(stream, version, seq, id);
+        }
+        if pending.len() >= INDEX_EVERY {
+            self.write_index(&mut pending)?;
         }
         Ok(Ok(results))
     }
@@ -478,17 +663,18 @@ impl Inner {
     /// so is an id that an earlier append of the same call carries.
     fn earlier_append(
         &self,
+        pending: &Pending,
         append: &Append,
-        seen_ids: &HashSet<uuid::Uuid>,
+        new_ids: &HashSet<uuid::Uuid>,
     ) -> AppendResult<Option<Appended>> {
         let mut known = Vec::with_capacity(append.events.len());
         let mut any_new = false;
         for event in &append.events {
-            if seen_ids.contains(&event.event_id) {
+            if new_ids.contains(&event.event_id) {
                 return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
             }
-            match self.events.get(keys::event_key(&event.event_id)).map_err(engine)? {
-                Some(seq) => known.push((event.event_id, be_u64(&seq).unwrap_or_default())),
+            match self.event_seq(pending, &event.event_id)? {
+                Some(seq) => known.push((event.event_id, seq)),
                 None => any_new = true,
             }
         }
@@ -503,7 +689,13 @@ impl Inner {
         Ok(Ok(Some(Appended { first_seq, last_seq, stream_version, was_retry: true })))
     }
 
+    /// Makes every append durable, and writes the pending index entries.
     fn flush(&self) -> Result<(), StoreError> {
+        self.write_index(&mut self.lock())?;
+        self.flush_db()
+    }
+
+    fn flush_db(&self) -> Result<(), StoreError> {
         self.db.flush().map(drop).map_err(engine)
     }
 
@@ -537,20 +729,55 @@ impl Inner {
         Ok((tip.seq > 0).then(|| Head { seq: tip.seq, recorded_at: from_nanos(tip.nanos), hash: tip.hash }))
     }
 
-    /// The stream's last run: first version, first seq, count.
-    fn last_run(&self, stream: &str) -> Result<Option<(u64, u64, u32)>, StoreError> {
-        let range = keys::stream_key(stream, 0)..=keys::stream_key(stream, u64::MAX);
-        match self.events.range(range).next_back() {
-            None => Ok(None),
-            Some(entry) => {
-                let (key, value) = entry.map_err(engine)?;
-                run_entry(stream, &key, &value).map(Some)
+    /// The stream's version: the end of its last run, pending or in the blocks.
+    fn stream_version_in(&self, pending: &Pending, stream: &str) -> Result<u64, StoreError> {
+        if let Some(run) = pending.runs.get(stream).and_then(|r| r.last()) {
+            return Ok(run.end() - 1);
+        }
+        let last =
+            blocks::block_at(&self.events, &keys::stream_prefix(stream), &[0xff; 8]).map_err(engine)?;
+        match last {
+            None => Ok(0),
+            Some((_, block)) => {
+                let entry = block.chunks_exact(keys::RUN_LAYOUT.entry).last();
+                let run = entry.and_then(Run::of).ok_or_else(|| malformed_runs(stream))?;
+                Ok(run.end() - 1)
             }
         }
     }
 
     fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-        Ok(self.last_run(stream)?.map_or(0, |(version, _, count)| version + u64::from(count) - 1))
+        self.stream_version_in(&self.lock(), stream)
+    }
+
+    /// The seqs of a stream's records with version `>= from_version` and
+    /// seq `<= max_seq`, in order.
+    fn stream_seqs(&self, stream: &str, from_version: u64, max_seq: u64) -> Result<Vec<u64>, StoreError> {
+        let pending = self.lock();
+        let mut runs = Vec::new();
+        let prefix = keys::stream_prefix(stream);
+        for block in
+            blocks::blocks_from(&self.events, &prefix, &from_version.to_be_bytes()).map_err(engine)?
+        {
+            let (_, block) = block.map_err(engine)?;
+            for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
+                runs.push(Run::of(entry).ok_or_else(|| malformed_runs(stream))?);
+            }
+        }
+        runs.extend(pending.runs.get(stream).into_iter().flatten().copied());
+        drop(pending);
+        let mut seqs = Vec::new();
+        for run in runs.into_iter().filter(|r| r.end() > from_version) {
+            let skip = from_version.saturating_sub(run.version);
+            for k in skip..u64::from(run.count) {
+                let seq = run.seq + k;
+                if seq > max_seq {
+                    return Ok(seqs);
+                }
+                seqs.push(seq);
+            }
+        }
+        Ok(seqs)
     }
 
     /// The first seq of the chunk holding `seq` (or `seq` itself when no
@@ -608,45 +835,18 @@ impl Inner {
     }
 
     /// A stream's records from a version on, up to a log position. Seqs grow
-    /// with versions, so the walk stops at the first one past `max_seq`
-    /// before reading its record.
+    /// with versions, so nothing past `max_seq` is read.
     fn read_stream_until(
         &self,
         stream: &str,
         from_version: u64,
         max_seq: u64,
     ) -> Result<Vec<Record>, StoreError> {
-        let from_version = from_version.max(1);
-        // The run that holds `from_version` starts at or before it.
-        let first_run = match self
-            .events
-            .range(keys::stream_key(stream, 0)..=keys::stream_key(stream, from_version))
-            .next_back()
-        {
-            Some(entry) => {
-                let (key, value) = entry.map_err(engine)?;
-                run_entry(stream, &key, &value)?.0
-            }
-            None => from_version,
-        };
-        let mut records = Vec::new();
         let mut cursor = Cursor::default();
-        for entry in
-            self.events.range(keys::stream_key(stream, first_run)..=keys::stream_key(stream, u64::MAX))
-        {
-            let (key, value) = entry.map_err(engine)?;
-            let (version, first_seq, count) = run_entry(stream, &key, &value)?;
-            for k in 0..u64::from(count) {
-                let seq = first_seq + k;
-                if seq > max_seq {
-                    return Ok(records);
-                }
-                if version + k >= from_version {
-                    records.push(cursor.record(self, seq)?);
-                }
-            }
-        }
-        Ok(records)
+        self.stream_seqs(stream, from_version.max(1), max_seq)?
+            .into_iter()
+            .map(|seq| cursor.record(self, seq))
+            .collect()
     }
 
     fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -703,14 +903,17 @@ impl Inner {
     }
 
     fn verify(&self) -> Result<VerifyReport, StoreError> {
+        // Everything into the blocks first, so that they are what is checked.
+        self.write_index(&mut self.lock())?;
         let mut walked = 0;
         let found = (|| -> Result<Option<Problem>, StoreError> {
             let mut prev_hash = GENESIS_HASH;
             let mut prev_nanos = i64::MIN;
             // Per stream: an index, and its version so far.
             let mut streams: HashMap<String, (u32, u64)> = HashMap::new();
-            // Per record: its stream's index and its version, for the runs.
+            // Per record: its stream's index and its version; where each id is.
             let mut placed: Vec<(u32, u64)> = Vec::new();
+            let mut ids: HashMap<uuid::Uuid, u64> = HashMap::new();
             for entry in self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)) {
                 let (key, chunk) = entry.map_err(engine)?;
                 let expected = walked + 1;
@@ -744,63 +947,98 @@ impl Inner {
                     }
                     *version = record.version;
                     placed.push((*index, record.version));
-                    let indexed = self.events.get(keys::event_key(&record.event_id)).map_err(engine)?;
-                    if indexed.as_deref().and_then(be_u64) != Some(seq) {
-                        return bad(seq, "event id index entry is missing or wrong");
+                    if ids.insert(record.event_id, seq).is_some() {
+                        return bad(seq, format!("event id {} is in the log twice", record.event_id));
                     }
                     prev_hash = record.hash;
                     prev_nanos = record.nanos;
                     walked = seq;
                 }
             }
-            self.check_indexes(walked, &streams, &placed)
+            self.check_indexes(walked, &streams, &placed, &ids)
         })()?;
         Ok(VerifyReport { records: walked, problem: found })
     }
 
-    /// Every run entry covers records of its stream at its versions, every
-    /// record is covered once, and no entry points past the log or is of a
-    /// kind this store does not write.
+    /// Every record has its event id entry and is covered by one run of its
+    /// stream; no entry points elsewhere or past the log; blocks are keyed by
+    /// their first entry and sorted; nothing is of a kind this store does not write.
     fn check_indexes(
         &self,
         last: u64,
         streams: &HashMap<String, (u32, u64)>,
         placed: &[(u32, u64)],
+        ids: &HashMap<uuid::Uuid, u64>,
     ) -> Result<Option<Problem>, StoreError> {
         let mut covered = vec![false; placed.len()];
         let mut event_entries = 0u64;
+        let mut last_id: Option<Vec<u8>> = None;
         let stray = |seq: u64, what: String| Ok(Some(Problem { seq: seq.clamp(1, last.max(1)), what }));
+        let slot =
+            |seq: u64| usize::try_from(seq.wrapping_sub(1)).ok().filter(|&i| seq > 0 && i < placed.len());
         for entry in self.events.iter() {
-            let (key, value) = entry.map_err(engine)?;
+            let (key, block) = entry.map_err(engine)?;
             match key.first().copied() {
                 Some(keys::TAG_META | keys::TAG_CHUNK) => {}
                 Some(keys::TAG_EVENT) => {
-                    event_entries += 1;
-                    let pointed = be_u64(&value).unwrap_or(0);
-                    if key.len() != 17 || pointed == 0 || pointed > last {
-                        return stray(pointed, "event id index entry points past the end of the log".into());
+                    if block.is_empty()
+                        || block.len() % keys::EVENT_LAYOUT.entry != 0
+                        || key[1..] != block[..16]
+                    {
+                        return stray(last, "an event id index block is malformed".into());
+                    }
+                    for entry in block.chunks_exact(keys::EVENT_LAYOUT.entry) {
+                        event_entries += 1;
+                        let seq = be_u64(&entry[16..]).unwrap_or(0);
+                        if last_id.as_deref().is_some_and(|prev| prev >= &entry[..16]) {
+                            return stray(seq, "event id index entries are out of order".into());
+                        }
+                        last_id = Some(entry[..16].to_vec());
+                        let id = uuid::Uuid::from_slice(&entry[..16]).unwrap_or_default();
+                        match ids.get(&id) {
+                            Some(&at) if at == seq => {}
+                            Some(&at) => return stray(at, "event id index entry is missing or wrong".into()),
+                            None => {
+                                return stray(seq, "event id index entry names no record of the log".into())
+                            }
+                        }
                     }
                 }
                 Some(keys::TAG_STREAM) => {
-                    let Some((stream, version)) = keys::stream_of_key(&key) else {
+                    let Some((stream, first_version)) = keys::stream_of_key(&key) else {
                         return stray(last, "a stream index key is malformed".into());
                     };
-                    let Some((first, count)) = keys::run_of(&value) else {
-                        return stray(last, format!("stream index entry of '{stream}' is malformed"));
-                    };
                     let Some(&(index, _)) = streams.get(stream) else {
-                        return stray(first, format!("stream index names '{stream}', which has no record"));
+                        return stray(last, format!("stream index names '{stream}', which has no record"));
                     };
-                    for k in 0..u64::from(count) {
-                        let seq = first + k;
-                        let slot = usize::try_from(seq - 1).ok().filter(|&i| seq > 0 && i < placed.len());
-                        match slot {
-                            Some(i) if placed[i] == (index, version + k) && !covered[i] => covered[i] = true,
-                            Some(_) => {
-                                return stray(seq, format!("stream index entry of '{stream}' is wrong here"))
-                            }
-                            None => {
-                                return stray(seq, "stream index entry points past the end of the log".into())
+                    let runs: Option<Vec<Run>> =
+                        block.chunks_exact(keys::RUN_LAYOUT.entry).map(Run::of).collect();
+                    let runs = runs.filter(|r| {
+                        block.len() % keys::RUN_LAYOUT.entry == 0
+                            && r.first().map(|r| r.version) == Some(first_version)
+                    });
+                    let Some(runs) = runs else {
+                        return stray(last, format!("stream index block of '{stream}' is malformed"));
+                    };
+                    for run in runs {
+                        for k in 0..u64::from(run.count) {
+                            let seq = run.seq + k;
+                            match slot(seq) {
+                                Some(i) if placed[i] == (index, run.version + k) && !covered[i] => {
+                                    covered[i] = true
+                                }
+                                Some(_) => {
+                                    return stray(
+                                        seq,
+                                        format!("stream index entry of '{stream}' is wrong here"),
+                                    )
+                                }
+                                None => {
+                                    return stray(
+                                        seq,
+                                        "stream index entry points past the end of the log".into(),
+                                    )
+                                }
                             }
                         }
                     }
@@ -840,13 +1078,8 @@ fn check_record(
     Some(Problem { seq, what })
 }
 
-/// A run entry read back: first version, first seq, count.
-fn run_entry(stream: &str, key: &[u8], value: &[u8]) -> Result<(u64, u64, u32), StoreError> {
-    let version = keys::stream_of_key(key).map(|(_, v)| v);
-    match (version, keys::run_of(value)) {
-        (Some(version @ 1..), Some((seq, count))) => Ok((version, seq, count)),
-        _ => Err(StoreError::Corrupt(format!("stream index of '{stream}' is malformed"))),
-    }
+fn malformed_runs(stream: &str) -> StoreError {
+    StoreError::Corrupt(format!("stream index of '{stream}' is malformed"))
 }
 
 /// Reads records by seq, keeping the last chunk read: the records of a
@@ -1072,5 +1305,32 @@ mod tests {
         // A record cut out of the middle of a chunk is named.
         store.raw_set_record(100, None).unwrap();
         assert_eq!(store.inner.verify().unwrap().problem.map(|p| p.seq), Some(100));
+    }
+
+    #[test]
+    fn index_entries_lost_with_a_crash_are_rebuilt_from_the_records() {
+        let store = SledStore::temporary().unwrap();
+        let append = |n: u64, stream: &str| Append {
+            stream: stream.into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event(n)],
+            meta: meta(n),
+        };
+        let first: Vec<Append> =
+            (1..=300).map(|n| append(n, if n % 2 == 0 { "env/a" } else { "tenant" })).collect();
+        store.append_all_blocking(&first).unwrap().unwrap();
+        store.inner.flush().unwrap();
+        let more: Vec<Append> = (301..=400).map(|n| append(n, "env/a")).collect();
+        store.append_all_blocking(&more).unwrap().unwrap();
+        // A crash loses what was only in memory: the entries of 301..=400.
+        *store.inner.lock() = Pending { indexed: 300, upto: 300, ..Pending::default() };
+        assert_eq!(store.inner.stream_version("env/a").unwrap(), 150, "the blocks alone stop at 300");
+        store.inner.catch_up().unwrap();
+        assert_eq!(store.inner.stream_version("env/a").unwrap(), 250);
+        let seqs: Vec<u64> = store.inner.read_stream("env/a", 149).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [298, 300].into_iter().chain(301..=400).collect::<Vec<_>>());
+        // A retry of an event past the blocks is still a retry, not a duplicate.
+        assert!(store.append_all_blocking(&[append(350, "env/a")]).unwrap().unwrap()[0].was_retry);
+        assert_eq!(store.inner.verify().unwrap(), VerifyReport { records: 400, problem: None });
     }
 }

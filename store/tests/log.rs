@@ -421,9 +421,7 @@ fn l3_verify_names_a_wrong_index_entry() {
     let dir = tempfile::tempdir().unwrap();
     let store = tampered_db_with(&dir, |store| {
         // Point event 5's id entry at record 2.
-        let mut key = vec![b'e'];
-        key.extend_from_slice(Uuid::from_u128(4).as_bytes());
-        store.raw_tree().insert(key, &2u64.to_be_bytes()[..]).unwrap();
+        store.raw_index_event(Uuid::from_u128(4), 2).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     let problem = report.problem.unwrap();
@@ -435,9 +433,7 @@ fn l3_verify_names_a_wrong_index_entry() {
 fn l3_verify_finds_a_stray_index_entry() {
     let dir = tempfile::tempdir().unwrap();
     let store = tampered_db_with(&dir, |store| {
-        let mut key = vec![b'e'];
-        key.extend_from_slice(Uuid::from_u128(12345).as_bytes());
-        store.raw_tree().insert(key, &7u64.to_be_bytes()[..]).unwrap();
+        store.raw_index_event(Uuid::from_u128(12345), 7).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     assert!(report.problem.is_some());
@@ -447,15 +443,11 @@ fn l3_verify_finds_a_stray_index_entry() {
 fn l3_verify_names_a_missing_stream_index_entry() {
     let dir = tempfile::tempdir().unwrap();
     let store = tampered_db_with(&dir, |store| {
-        // The run of the tenant stream that starts at version 5 (record 5).
-        let mut key = vec![b's', 0, 6];
-        key.extend_from_slice(b"tenant");
-        key.extend_from_slice(&5u64.to_be_bytes());
-        assert!(store.raw_tree().remove(key).unwrap().is_some(), "the run entry exists");
+        store.raw_remove_stream_index("tenant").unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
     let problem = report.problem.expect("a missing run is caught");
-    assert_eq!(problem.seq, 5);
+    assert_eq!(problem.seq, 1);
     assert!(problem.what.contains("stream index entry is missing"), "{}", problem.what);
 }
 
