@@ -11,8 +11,17 @@ use store::{EventStore, Record, Snapshot};
 
 use crate::Error;
 
-/// Replaying more records than this saves a snapshot for next time.
+/// A writer that appended this many records to a stream saves its state.
 pub const SNAPSHOT_AFTER: usize = 256;
+
+/// A read saves a snapshot once it replayed at least this many records...
+const MIN_REPLAY: usize = 64;
+/// ...and about half as many bytes of records as the snapshot it started
+/// from: replaying stays within a small factor of decoding a snapshot, and
+/// snapshots take no more room than the records between them.
+const REPLAY_PER_SNAPSHOT_BYTE: f64 = 0.5;
+/// What a record costs to replay beyond its payload, in bytes.
+const RECORD_OVERHEAD: usize = 100;
 
 /// A state folded from one stream: the tenant, or an environment.
 pub trait Aggregate: Default + Serialize + DeserializeOwned {
@@ -79,6 +88,7 @@ where
         Snapshots::Use => store.load_snapshot(&name, upto).await?,
         Snapshots::Ignore => None,
     };
+    let base_bytes = snapshot.as_ref().map_or(0, |s| s.state.len());
     let base = snapshot.as_ref().and_then(|s| {
         bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&s.state, snapshot_config()).ok()
     });
@@ -87,15 +97,17 @@ where
         None => (A::default(), 0),
     };
     let records = store.read_stream_until(stream, version + 1, upto).await?;
-    let mut replayed = 0;
+    let mut replayed_bytes = 0;
     let mut last_seq = 0;
     for record in &records {
         state.fold(event_of(record)?, stamp_of(record));
         version = record.version;
         last_seq = record.seq;
-        replayed += 1;
+        replayed_bytes += record.payload.len() + RECORD_OVERHEAD;
     }
-    if snapshots == Snapshots::Use && replayed >= SNAPSHOT_AFTER {
+    let worth_it =
+        records.len() >= MIN_REPLAY && replayed_bytes as f64 >= base_bytes as f64 * REPLAY_PER_SNAPSHOT_BYTE;
+    if snapshots == Snapshots::Use && worth_it {
         save(store, stream, &state, version, last_seq).await?;
     }
     Ok((state, version))

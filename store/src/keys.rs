@@ -1,8 +1,8 @@
-//! Key layout of the `events` and `snapshots` trees.
+//! Key layout of the `events` tree.
 //!
 //! Every number is big-endian so that sled's byte order is numeric order.
 //! Records and their indexes share the one `events` tree, told apart by a
-//! one-byte tag:
+//! one-byte tag (snapshots are files beside it, see `snapshots`):
 //!
 //! | tag | key                                        | value                                   |
 //! |-----|--------------------------------------------|-----------------------------------------|
@@ -118,20 +118,6 @@ pub(crate) fn event_entry(id: &uuid::Uuid, seq: u64) -> [u8; 24] {
     e[..16].copy_from_slice(id.as_bytes());
     e[16..].copy_from_slice(&seq.to_be_bytes());
     e
-}
-
-pub(crate) fn snapshot_prefix(name: &str) -> Vec<u8> {
-    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
-    let mut k = Vec::with_capacity(2 + name.len() + 8);
-    k.extend_from_slice(&len.to_be_bytes());
-    k.extend_from_slice(name.as_bytes());
-    k
-}
-
-pub(crate) fn snapshot_key(name: &str, seq: u64) -> Vec<u8> {
-    let mut k = snapshot_prefix(name);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
 }
 
 /// Reads a big-endian u64 from the start of a value.

@@ -14,6 +14,7 @@ pub mod sled_store;
 
 mod blocks;
 mod keys;
+mod snapshots;
 
 use std::path::PathBuf;
 use std::time::Duration;

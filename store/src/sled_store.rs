@@ -1,4 +1,4 @@
-//! [`SledStore`]: the log on sled, in two trees (`events`, `snapshots`).
+//! [`SledStore`]: the log on sled (one tree, `events`), and snapshots beside it.
 //!
 //! The `events` tree holds the records, in chunks, and their indexes (see
 //! `keys`). One append call writes its records as one sled insert (or one
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::blocks;
 use crate::keys::{self, be_u64, Run};
 use crate::record::{from_nanos, to_nanos, Hash, Peek, Record, GENESIS_HASH};
+use crate::snapshots::Snapshots;
 use crate::{
     Append, AppendRejection, AppendResult, Appended, EventStore, ExpectedVersion, Head, Problem, Snapshot,
     StoreError, VerifyReport,
@@ -67,7 +68,7 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     events: sled::Tree,
-    snapshots: sled::Tree,
+    snapshots: Snapshots,
     /// Index entries not in the blocks yet; its lock orders appends.
     index: Mutex<Pending>,
     durability: Durability,
@@ -257,7 +258,10 @@ impl SledStore {
         let store = SledStore {
             inner: Arc::new(Inner {
                 events: db.open_tree("events").map_err(engine)?,
-                snapshots: db.open_tree("snapshots").map_err(engine)?,
+                snapshots: match path.to_str() {
+                    Some("(temporary)") => Snapshots::Memory(Mutex::default()),
+                    _ => Snapshots::beside(&path),
+                },
                 db,
                 path,
                 index: Mutex::new(Pending::default()),
@@ -408,11 +412,9 @@ impl Inner {
                     .tree_names()
                     .iter()
                     .any(|name| !matches!(&name[..], b"__sled__default" | b"events" | b"snapshots"));
-                if foreign_tree
-                    || !self.db.is_empty()
-                    || !self.events.is_empty()
-                    || !self.snapshots.is_empty()
-                {
+                let legacy_snapshots = self.has_tree(b"snapshots")
+                    && !self.db.open_tree("snapshots").map_err(engine)?.is_empty();
+                if foreign_tree || legacy_snapshots || !self.db.is_empty() || !self.events.is_empty() {
                     return Err(self.not_ours("it holds data but no usertrail format mark"));
                 }
                 self.events.insert(keys::META_FORMAT, mark(LOG_FORMAT)).map_err(engine)?;
@@ -474,8 +476,10 @@ impl Inner {
         self.drop_format_1_trees()
     }
 
+    /// Drops the trees of earlier layouts: format 1's records and index, and
+    /// the snapshots kept in sled before they moved to files (caches).
     fn drop_format_1_trees(&self) -> Result<(), StoreError> {
-        for name in ["log", "index"] {
+        for name in ["log", "index", "snapshots"] {
             if self.has_tree(name.as_bytes()) {
                 self.db.drop_tree(name).map_err(engine)?;
             }
@@ -883,23 +887,11 @@ impl Inner {
     }
 
     fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.snapshots.insert(keys::snapshot_key(name, snapshot.seq), snapshot.state).map_err(engine)?;
-        Ok(())
+        self.snapshots.save(name, snapshot)
     }
 
     fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
-        let range = keys::snapshot_key(name, 0)..=keys::snapshot_key(name, max_seq);
-        match self.snapshots.range(range).next_back() {
-            Some(entry) => {
-                let (key, state) = entry.map_err(engine)?;
-                let seq =
-                    key.len().checked_sub(8).and_then(|at| be_u64(&key[at..])).ok_or_else(|| {
-                        StoreError::Corrupt(format!("snapshot key of '{name}' is malformed"))
-                    })?;
-                Ok(Some(Snapshot { seq, state: state.to_vec() }))
-            }
-            None => Ok(None),
-        }
+        self.snapshots.load(name, max_seq)
     }
 
     fn verify(&self) -> Result<VerifyReport, StoreError> {

@@ -90,7 +90,7 @@ fn main() {
         environments: cfg.environments,
         events,
         batch: 1_000,
-        snapshot_every: if smoke { 500 } else { 20_000 },
+        snapshot_every: if smoke { 200 } else { 2_000 },
         sync: true,
     };
     let big_db = cfg.dir.join("big.db");

@@ -719,7 +719,7 @@ proptest! {
 }
 
 /// L4 across snapshots: after enough commands for the shell to save
-/// snapshots (it does after replaying 256 records of a stream), views at
+/// snapshots (after a long enough replay, and after a large sync), views at
 /// points before, at and after each snapshot equal those of the log rebuilt
 /// up to that point, which has no snapshots and replays everything.
 #[test]

@@ -1,0 +1,115 @@
+//! Saved states, as files beside the sled database: `snapshots/<hex name>/<seq>`.
+//!
+//! They are caches (a state is always the fold of the log), and large: kept
+//! inside sled, each would be a blob that sled rereads when it recovers its
+//! log on open, and a leaf of them a multi-megabyte rewrite. As files, a save
+//! is one write and a rename, and a load one read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::{Snapshot, StoreError};
+
+/// Where snapshots live.
+pub(crate) enum Snapshots {
+    /// In a directory of the database.
+    Dir(PathBuf),
+    /// In memory, for temporary stores.
+    Memory(Mutex<BTreeMap<(String, u64), Vec<u8>>>),
+}
+
+impl Snapshots {
+    /// The snapshots of the database at `db`.
+    pub(crate) fn beside(db: &Path) -> Snapshots {
+        Snapshots::Dir(db.join("snapshots"))
+    }
+
+    /// Saves a state; a snapshot already at that seq is replaced.
+    pub(crate) fn save(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        match self {
+            Snapshots::Memory(map) => {
+                map.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((name.to_owned(), snapshot.seq), snapshot.state);
+                Ok(())
+            }
+            Snapshots::Dir(root) => {
+                let dir = root.join(hex(name));
+                let io = |source| StoreError::Io { path: dir.clone(), source };
+                std::fs::create_dir_all(&dir).map_err(io)?;
+                // Written aside, then renamed: a reader never sees half a file.
+                let tmp = dir.join(format!(".{}.{}.tmp", snapshot.seq, std::process::id()));
+                std::fs::write(&tmp, &snapshot.state).map_err(io)?;
+                std::fs::rename(&tmp, dir.join(file_name(snapshot.seq))).map_err(io)
+            }
+        }
+    }
+
+    /// The newest snapshot of `name` taken at or before `max_seq`.
+    pub(crate) fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
+        match self {
+            Snapshots::Memory(map) => {
+                let map = map.lock().unwrap_or_else(|p| p.into_inner());
+                let range = (name.to_owned(), 0)..=(name.to_owned(), max_seq);
+                Ok(map
+                    .range(range)
+                    .next_back()
+                    .map(|((_, seq), state)| Snapshot { seq: *seq, state: state.clone() }))
+            }
+            Snapshots::Dir(root) => {
+                let dir = root.join(hex(name));
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(source) => return Err(StoreError::Io { path: dir, source }),
+                };
+                let newest = entries
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+                    .filter(|&seq| seq <= max_seq)
+                    .max();
+                let Some(seq) = newest else { return Ok(None) };
+                let path = dir.join(file_name(seq));
+                match std::fs::read(&path) {
+                    Ok(state) => Ok(Some(Snapshot { seq, state })),
+                    // Removed meanwhile: a cache miss, not an error.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(StoreError::Io { path, source }),
+                }
+            }
+        }
+    }
+}
+
+/// A name as a file name: hex, so any name maps to one file name and back.
+fn hex(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file_name(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(snapshots: &Snapshots) {
+        assert_eq!(snapshots.load("aggregate/tenant", 100).unwrap(), None);
+        for seq in [10, 30, 20] {
+            snapshots.save("aggregate/tenant", Snapshot { seq, state: vec![seq as u8] }).unwrap();
+        }
+        snapshots.save("aggregate/env/x", Snapshot { seq: 25, state: vec![1] }).unwrap();
+        let at = |max| snapshots.load("aggregate/tenant", max).unwrap().map(|s| (s.seq, s.state));
+        assert_eq!(at(9), None);
+        assert_eq!(at(25), Some((20, vec![20])));
+        assert_eq!(at(u64::MAX), Some((30, vec![30])));
+    }
+
+    #[test]
+    fn the_newest_at_or_before_a_seq_is_found_on_disk_and_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        check(&Snapshots::beside(dir.path()));
+        check(&Snapshots::Memory(Mutex::default()));
+    }
+}
