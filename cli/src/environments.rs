@@ -193,11 +193,10 @@ async fn env_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), Cl
 
 /// `sync [--env E]`
 pub async fn sync(shell: &Shell, env: Option<String>, out: &mut Out<'_>) -> Result<(), CliError> {
-    let names: Vec<String> = match env {
-        Some(name) => vec![name],
-        None => shell.tenant().await?.0.environments().map(|(_, n)| n.to_owned()).collect(),
+    let reports = match env {
+        Some(name) => shell.sync(&[name]).await?,
+        None => shell.sync_all().await?,
     };
-    let reports = shell.sync(&names).await?;
     if out.json {
         let doc: Vec<Value> = reports
             .iter()

@@ -509,10 +509,27 @@ impl Shell {
         Shell::gave_up(env_name)
     }
 
-    /// Background sync passes over environments (S1), one after the other.
-    /// Every changed SystemUser is one append with its own correlation id,
-    /// caused by the sync process and the directory record that triggered it.
+    /// Background sync passes over environments (S1), one after the other,
+    /// on one reading of the directory. Every changed SystemUser is one
+    /// append with its own correlation id, caused by the sync process and the
+    /// directory record that triggered it.
     pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
+        let tenant = self.tenant().await?;
+        self.sync_with(env_names, tenant).await
+    }
+
+    /// [`Shell::sync`] over every environment of the directory.
+    pub async fn sync_all(&self) -> Result<Vec<SyncReport>, CliError> {
+        let tenant = self.tenant().await?;
+        let names: Vec<String> = tenant.0.environments().map(|(_, n)| n.to_owned()).collect();
+        self.sync_with(&names, tenant).await
+    }
+
+    async fn sync_with(
+        &self,
+        env_names: &[String],
+        tenant: (Tenant, u64),
+    ) -> Result<Vec<SyncReport>, CliError> {
         // Drawn on stderr only when it is a terminal; a large tenant takes a while.
         let progress = indicatif::ProgressBar::new(env_names.len() as u64);
         progress.set_style(
@@ -520,9 +537,10 @@ impl Shell {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let mut reports = Vec::with_capacity(env_names.len());
+        let mut tenant = Some(tenant);
         for name in env_names {
             progress.set_message(name.clone());
-            reports.push(self.sync_one(name).await?);
+            reports.push(self.sync_one(name, &mut tenant).await?);
             progress.inc(1);
         }
         progress.finish_and_clear();
@@ -533,7 +551,13 @@ impl Shell {
     /// [`SYNC_CHUNK`] changed SystemUsers (each change whole), so a first
     /// pass over a large tenant never holds it all in one transaction. A lost
     /// race recomputes what is left: the pass is idempotent.
-    async fn sync_one(&self, name: &str) -> Result<SyncReport, CliError> {
+    ///
+    /// A pass leaves a [`SyncMark`]: the versions of the directory and of the
+    /// environment it brought in line. While both are unchanged, the next
+    /// pass looks only at the users whose entitlement time alone can change
+    /// (`sync::sync_pass_over`), and at nobody when there are none: a pass
+    /// with nothing to do does not even read the environment.
+    async fn sync_one(&self, name: &str, cached: &mut Option<(Tenant, u64)>) -> Result<SyncReport, CliError> {
         let mut report = SyncReport {
             environment: name.to_owned(),
             changed: Vec::new(),
@@ -542,17 +566,37 @@ impl Shell {
             dataverse: true,
         };
         for _ in 0..CONFLICT_RETRIES {
-            let (tenant, _) = self.tenant().await?;
-            let (env, version) = self.environment_at(&tenant, name, u64::MAX).await?;
-            report.environment = env.name.clone();
+            let (tenant, tenant_version) = match cached {
+                Some(loaded) => &*loaded,
+                None => &*cached.insert(self.tenant().await?),
+            };
+            let Some((id, canonical)) = tenant.environment(name) else {
+                return self.environment_at(tenant, name, 0).await.map(|_| report);
+            };
+            report.environment = canonical.to_owned();
+            let stream = environment::stream(id);
+            let judged: Vec<&domain::tenant::User> =
+                tenant.users.values().filter(|u| u.judged_by_time()).collect();
+            let mark = self.sync_mark(&stream).await?;
+            let unchanged =
+                |env_version| mark.filter(|m| (m.tenant, m.environment) == (*tenant_version, env_version));
+            if let Some(mark) = unchanged(self.store.stream_version(&stream).await?) {
+                if judged.is_empty() || !mark.dataverse {
+                    report.dataverse = mark.dataverse;
+                    return Ok(report);
+                }
+            }
+            let (env, version): (Environment, u64) = self.load(&stream, u64::MAX).await?;
             report.dataverse = env.dataverse;
             let now = self.now().await?;
-            let changes = sync::sync_pass(&tenant, &env, now);
+            let changes = match unchanged(version) {
+                Some(_) => sync::sync_pass_over(tenant, &env, now, judged),
+                None => sync::sync_pass(tenant, &env, now),
+            };
             let written: usize = changes.iter().map(|c| c.events.len()).sum();
             // A large pass leaves a snapshot behind, so that the next reader
             // of this environment does not replay it.
             let mut after = (written >= projections::fold::SNAPSHOT_AFTER).then(|| env.clone());
-            let stream = environment::stream(env.id);
             let mut expected = version;
             let mut raced = false;
             for chunk in changes.chunks(SYNC_CHUNK) {
@@ -606,10 +650,55 @@ impl Shell {
                 if let (Some(state), Some(last)) = (after, report.last_seq) {
                     projections::fold::save(&self.store, &stream, &state, expected, last).await?;
                 }
+                let mark =
+                    SyncMark { tenant: *tenant_version, environment: expected, dataverse: env.dataverse };
+                self.store.save_snapshot(&format!("sync/{stream}"), mark.snapshot()).await?;
                 return Ok(report);
             }
+            // Another writer got in: read the directory again too.
+            *cached = None;
         }
         Shell::gave_up(name)
+    }
+
+    async fn sync_mark(&self, stream: &str) -> Result<Option<SyncMark>, CliError> {
+        let saved = self.store.load_snapshot(&format!("sync/{stream}"), 0).await?;
+        Ok(saved.and_then(|s| SyncMark::read(&s.state)))
+    }
+}
+
+/// What a sync pass over an environment left behind: the versions of the
+/// directory and the environment that it brought in line, and whether the
+/// environment has a database. A cache beside the log (a lost mark costs one
+/// full pass), kept as the store's snapshot `sync/<stream>` at seq 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncMark {
+    /// The tenant stream's version the pass read.
+    pub tenant: u64,
+    /// The environment stream's version once the pass was written.
+    pub environment: u64,
+    /// Whether the environment has a Dataverse database.
+    pub dataverse: bool,
+}
+
+impl SyncMark {
+    fn snapshot(self) -> store::Snapshot {
+        let mut state = Vec::with_capacity(17);
+        state.extend_from_slice(&self.tenant.to_be_bytes());
+        state.extend_from_slice(&self.environment.to_be_bytes());
+        state.push(u8::from(self.dataverse));
+        store::Snapshot { seq: 0, state }
+    }
+
+    fn read(state: &[u8]) -> Option<SyncMark> {
+        let tenant = u64::from_be_bytes(state.get(..8)?.try_into().ok()?);
+        let environment = u64::from_be_bytes(state.get(8..16)?.try_into().ok()?);
+        let dataverse = match state.get(16..)? {
+            [0] => false,
+            [1] => true,
+            _ => return None,
+        };
+        Some(SyncMark { tenant, environment, dataverse })
     }
 }
 

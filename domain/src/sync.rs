@@ -229,12 +229,24 @@ pub struct SyncChange {
 /// A background sync pass over one environment (S1): every directory user,
 /// one change per SystemUser that needs one.
 pub fn sync_pass(tenant: &Tenant, env: &Environment, now: DateTime<Utc>) -> Vec<SyncChange> {
+    sync_pass_over(tenant, env, now, tenant.users.values())
+}
+
+/// A pass over some directory users only. Right after a pass, the directory
+/// and the environment agree; until either changes, a pass can change only
+/// what time alone changes, so it needs to look at
+/// the users [`User::judged_by_time`] and no one else.
+pub fn sync_pass_over<'a>(
+    tenant: &Tenant,
+    env: &Environment,
+    now: DateTime<Utc>,
+    users: impl IntoIterator<Item = &'a User>,
+) -> Vec<SyncChange> {
     if !env.dataverse {
         return Vec::new();
     }
-    tenant
-        .users
-        .values()
+    users
+        .into_iter()
         .filter(|u| !u.is_purged(now) || env.user_by_object(u.id).is_some())
         .filter_map(|user| {
             let (e, events) = sync_user(tenant, env, user, How::Sync, now);

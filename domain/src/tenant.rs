@@ -300,6 +300,13 @@ impl User {
         self.deleted_at.is_none() && self.account_enabled
     }
 
+    /// Whether what sync decides for this user can change with time alone:
+    /// a deleted user is purged 30 days on (D7), and nothing else about
+    /// entitlement reads the clock.
+    pub fn judged_by_time(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
     /// A guest whose invitation is still pending at `now`.
     pub fn pending_invitation(&self, now: DateTime<Utc>) -> Option<&Invitation> {
         self.invitation.as_ref().filter(|i| !i.accepted && now < i.expires_at)

@@ -331,3 +331,50 @@ fn sync_passes_of_every_environment_are_written_back_to_back() {
         log(&sb).iter().filter(|(r, _)| r.seq > before).map(|(r, _)| r.correlation_id).collect();
     assert_eq!(correlations.len(), 4, "alice and the admin in each environment");
 }
+
+/// S1: a pass leaves a mark of the directory and environment versions it
+/// brought in line; while neither changes, the next pass looks only at the
+/// users whose entitlement time alone can change (deleted ones, D7). What it
+/// decides must be what a full pass decides: dropping the marks (a cache)
+/// and passing again changes nothing either, before and after the restore
+/// window has run out, and a change of either side is picked up.
+#[test]
+fn s1_a_pass_with_nothing_changed_agrees_with_a_full_pass() {
+    let mut sb = contoso();
+    sb.ok("env create --name Sales --type production");
+    sb.ok("env create --name Service --type sandbox");
+    sb.ok("sync");
+    sb.ok(&format!("user delete --upn {BOB}"));
+    sb.ok("sync");
+    let marks = sb.db().join("snapshots");
+    let drop_marks = |sb: &Sandbox| {
+        for entry in std::fs::read_dir(sb.db().join("snapshots")).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Names are hex: "sync/" is 73796e632f.
+            if name.starts_with("73796e632f") {
+                std::fs::remove_dir_all(entry.path()).unwrap();
+            }
+        }
+    };
+    assert!(marks.is_dir(), "the passes left their marks");
+    for days in [0, 31] {
+        sb.advance_days(days);
+        let before = sb.records();
+        let marked = sb.json("sync");
+        assert_eq!(sb.records(), before, "nothing changed, nothing written ({days} days on)");
+        assert!(marked.as_array().unwrap().iter().all(|p| p["changed"].as_array().unwrap().is_empty()));
+        drop_marks(&sb);
+        sb.ok("sync");
+        assert_eq!(sb.records(), before, "a full pass agrees ({days} days on)");
+    }
+    // A change of the directory, then of one environment, is picked up.
+    sb.ok("user create --upn carol@contoso.onmicrosoft.com --first Carol --last Diaz --license DYN365_SALES");
+    let passes = sb.json("sync");
+    let changed: Vec<usize> =
+        passes.as_array().unwrap().iter().map(|p| p["changed"].as_array().unwrap().len()).collect();
+    assert_eq!(changed, vec![1, 1], "Carol lands in both environments");
+    sb.ok("env set --env Sales --security-group Sales-SG");
+    let passes = sb.json("sync --env Sales");
+    let changed = passes[0]["changed"].as_array().unwrap();
+    assert!(!changed.is_empty(), "the new group gate disables who is not in Sales-SG: {passes}");
+}

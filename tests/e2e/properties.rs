@@ -21,7 +21,7 @@ use domain::events::{
 use domain::password::PasswordHash;
 use domain::rules::Rejection;
 use domain::security;
-use domain::sync::sync_pass;
+use domain::sync::{sync_pass, sync_pass_over};
 use domain::tenant::{self, MemberRef, NewUser, Tenant, TenantCommand};
 use domain::Upn;
 use proptest::prelude::*;
@@ -79,6 +79,10 @@ struct World {
     now: DateTime<Utc>,
     seq: u64,
     next: u128,
+    /// How many events the tenant and each environment have folded.
+    versions: (u64, Vec<u64>),
+    /// Per environment, those versions right after its last sync pass.
+    passed: std::collections::HashMap<usize, (u64, u64)>,
 }
 
 /// One random step of a scenario.
@@ -104,6 +108,8 @@ impl World {
             now: Utc.with_ymd_and_hms(2026, 2, 2, 9, 0, 0).unwrap(),
             seq: 0,
             next: 1000,
+            versions: (0, Vec::new()),
+            passed: std::collections::HashMap::new(),
         };
         let admin = w.new_user(upn(ADMIN), vec![], vec![]);
         let init = TenantCommand::Init { domain: DOMAIN.into(), name: "Contoso".into(), admin };
@@ -210,6 +216,7 @@ impl World {
         for e in events {
             let stamp = self.record(Stream::Tenant, Event::Tenant(e.clone()));
             self.tenant.apply(e, stamp);
+            self.versions.0 += 1;
         }
     }
 
@@ -217,6 +224,10 @@ impl World {
         for e in events {
             let stamp = self.record(Stream::Env(env), Event::Environment(e.clone()));
             self.envs[env].apply(e, stamp);
+            if self.versions.1.len() <= env {
+                self.versions.1.resize(env + 1, 0);
+            }
+            self.versions.1[env] += 1;
         }
     }
 
@@ -252,11 +263,20 @@ impl World {
             }
             Action::Sync(env) => {
                 let changes = sync_pass(&self.tenant, &self.envs[env], self.now);
+                // Nothing changed since the last pass: time alone can change
+                // only what the users judged by time decide (the CLI's
+                // no-change pass looks at them only).
+                if self.passed.get(&env) == Some(&(self.versions.0, self.versions.1[env])) {
+                    let judged = self.tenant.users.values().filter(|u| u.judged_by_time());
+                    let by_time = sync_pass_over(&self.tenant, &self.envs[env], self.now, judged);
+                    assert_eq!(changes, by_time, "a pass over the users judged by time missed a change");
+                }
                 for change in changes {
                     self.apply_env(env, &change.events);
                 }
                 let again = sync_pass(&self.tenant, &self.envs[env], self.now);
                 assert!(again.is_empty(), "a second pass at the same time changed {again:?}");
+                self.passed.insert(env, (self.versions.0, self.versions.1[env]));
             }
             Action::Advance(by) => self.now += by,
         }
