@@ -197,6 +197,96 @@ pub struct Files {
     pub keep_missing: bool,
 }
 
+/// The users of one export file, in order.
+fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<ImportedUser>, CliError> {
+    let mut users = Vec::new();
+    for (n, o) in read_objects(file)?.iter().enumerate() {
+        let n = n + 1;
+        let id = uuid(file, n, o, "id")?;
+        check_user_types(file, n, o)?;
+        let guest = string(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest"));
+        let upn = match string(o, "userPrincipalName")
+            .map(|u| guest_address(&u, string(o, "mail")))
+            .map(|u| Upn::parse(&u))
+        {
+            Some(Ok(upn)) => upn,
+            Some(Err(why)) => return usage(format!("{} item {n}: {why}", file.display())),
+            None => return usage(format!("{} item {n}: \"userPrincipalName\" is missing", file.display())),
+        };
+        let mut profile = BTreeMap::new();
+        for (key, field) in FIELDS {
+            // Entra always has a display name: a null one is an export artifact, not a request to clear.
+            let null_name = field == ProfileField::DisplayName && o.get(key).is_some_and(Value::is_null);
+            if o.contains_key(key) && !null_name {
+                profile.insert(field, string(o, key));
+            }
+        }
+        if let Some(phones) = o.get("businessPhones") {
+            let first = phones.as_array().and_then(|p| p.first()).and_then(Value::as_str).map(str::to_owned);
+            profile.insert(ProfileField::OfficePhone, first.filter(|p| !p.trim().is_empty()));
+        }
+        let mut licenses = std::collections::BTreeSet::new();
+        for license in o.get("assignedLicenses").and_then(Value::as_array).into_iter().flatten() {
+            let Some(sku_id) =
+                license.get("skuId").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())
+            else {
+                return usage(format!("{} item {n}: an assigned license has no valid skuId", file.display()));
+            };
+            match sku_parts.get(&sku_id) {
+                Some(part) => licenses.insert(part.clone()),
+                None => {
+                    return usage(format!(
+                        "{} item {n}: license {sku_id} of {upn} is not in the subscribedSkus export (pass it with --skus)",
+                        file.display()
+                    ))
+                }
+            };
+        }
+        users.push(ImportedUser {
+            id,
+            upn,
+            profile,
+            account_enabled: o.get("accountEnabled").and_then(Value::as_bool),
+            guest,
+            licenses,
+        });
+    }
+    Ok(users)
+}
+
+/// Reads the user files on up to as many threads as there are cores (a
+/// large tenant's export is a hundred pages or more); the users, and the
+/// first error met, come out in file order whatever thread read them.
+fn read_users(files: &[PathBuf], sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<ImportedUser>, CliError> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read: Vec<Vec<(usize, Result<Vec<ImportedUser>, CliError>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = files.get(i) else { break mine };
+                        mine.push((i, users_of(file, sku_parts)));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut by_file: Vec<(usize, Result<Vec<ImportedUser>, CliError>)> = read.into_iter().flatten().collect();
+    if by_file.len() != files.len() {
+        return usage("a thread reading the export failed");
+    }
+    by_file.sort_by_key(|(i, _)| *i);
+    let mut users = Vec::new();
+    for (_, read) in by_file {
+        users.extend(read?);
+    }
+    Ok(users)
+}
+
 /// Reads every file into one export; any bad file or item: exit 2, nothing read.
 pub fn read_export(files: &Files) -> Result<Export, CliError> {
     let mut sku_parts: BTreeMap<Uuid, String> = BTreeMap::new();
@@ -214,66 +304,7 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
             skus.push(ImportedSku { kind: kind_of(&part, &files.kinds), part, seats });
         }
     }
-    let mut users = Vec::new();
-    for file in &files.users {
-        for (n, o) in read_objects(file)?.iter().enumerate() {
-            let n = n + 1;
-            let id = uuid(file, n, o, "id")?;
-            check_user_types(file, n, o)?;
-            let guest = string(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest"));
-            let upn = match string(o, "userPrincipalName")
-                .map(|u| guest_address(&u, string(o, "mail")))
-                .map(|u| Upn::parse(&u))
-            {
-                Some(Ok(upn)) => upn,
-                Some(Err(why)) => return usage(format!("{} item {n}: {why}", file.display())),
-                None => {
-                    return usage(format!("{} item {n}: \"userPrincipalName\" is missing", file.display()))
-                }
-            };
-            let mut profile = BTreeMap::new();
-            for (key, field) in FIELDS {
-                // Entra always has a display name: a null one is an export artifact, not a request to clear.
-                let null_name = field == ProfileField::DisplayName && o.get(key).is_some_and(Value::is_null);
-                if o.contains_key(key) && !null_name {
-                    profile.insert(field, string(o, key));
-                }
-            }
-            if let Some(phones) = o.get("businessPhones") {
-                let first =
-                    phones.as_array().and_then(|p| p.first()).and_then(Value::as_str).map(str::to_owned);
-                profile.insert(ProfileField::OfficePhone, first.filter(|p| !p.trim().is_empty()));
-            }
-            let mut licenses = std::collections::BTreeSet::new();
-            for license in o.get("assignedLicenses").and_then(Value::as_array).into_iter().flatten() {
-                let Some(sku_id) =
-                    license.get("skuId").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())
-                else {
-                    return usage(format!(
-                        "{} item {n}: an assigned license has no valid skuId",
-                        file.display()
-                    ));
-                };
-                match sku_parts.get(&sku_id) {
-                    Some(part) => licenses.insert(part.clone()),
-                    None => {
-                        return usage(format!(
-                            "{} item {n}: license {sku_id} of {upn} is not in the subscribedSkus export (pass it with --skus)",
-                            file.display()
-                        ))
-                    }
-                };
-            }
-            users.push(ImportedUser {
-                id,
-                upn,
-                profile,
-                account_enabled: o.get("accountEnabled").and_then(Value::as_bool),
-                guest,
-                licenses,
-            });
-        }
-    }
+    let users = read_users(&files.users, &sku_parts)?;
     let groups = if files.groups.is_empty() {
         None
     } else {
@@ -364,6 +395,30 @@ mod tests {
         let lines = write(&dir, "lines.json", "{\"id\":\"1\"}\n{\"id\": oops}\n");
         let err = read_objects(&lines).unwrap_err().to_string();
         assert!(err.contains("lines.json at line 2, column"), "{err}");
+    }
+
+    #[test]
+    fn pages_read_on_several_threads_come_out_in_file_order_with_the_first_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = |name: &str, from: usize| {
+            let users: Vec<String> = (from..from + 3)
+                .map(|i| {
+                    format!(
+                        r#"{{"id":"00000000-0000-4000-8000-{i:012}","userPrincipalName":"u{i}@contoso.com"}}"#
+                    )
+                })
+                .collect();
+            write(&dir, name, &format!(r#"{{"value":[{}]}}"#, users.join(",")))
+        };
+        let files: Vec<PathBuf> = (0..9).map(|k| page(&format!("p{k}.json"), k * 3)).collect();
+        let users = read_users(&files, &BTreeMap::new()).unwrap();
+        let upns: Vec<String> = users.iter().map(|u| u.upn.to_string()).collect();
+        assert_eq!(upns, (0..27).map(|i| format!("u{i}@contoso.com")).collect::<Vec<_>>());
+        let mut bad = files.clone();
+        bad[6] = write(&dir, "late.json", "{oops");
+        bad[2] = write(&dir, "early.json", "[1]");
+        let err = read_users(&bad, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("early.json"), "the first bad file in order is named: {err}");
     }
 
     #[test]

@@ -46,32 +46,49 @@ pub struct Ids {
     seed: Option<(u64, u64)>,
     ordered: bool,
     counter: std::sync::atomic::AtomicU64,
+    /// For random ids: drawn once, then counted up (see [`Ids::next`]).
+    base: u128,
 }
 
 impl Ids {
     /// Random, time-ordered ids (version 7).
     pub fn random() -> Ids {
-        Ids { seed: None, ordered: true, counter: std::sync::atomic::AtomicU64::new(0) }
+        let base = Uuid::new_v4().as_u128();
+        Ids { seed: None, ordered: true, counter: std::sync::atomic::AtomicU64::new(0), base }
     }
 
     /// Reproducible ids for a run that starts with the log's head at `head`.
     pub fn seeded(seed: u64, head: u64) -> Ids {
-        Ids { seed: Some((seed, head)), ordered: false, counter: std::sync::atomic::AtomicU64::new(0) }
+        Ids {
+            seed: Some((seed, head)),
+            ordered: false,
+            counter: std::sync::atomic::AtomicU64::new(0),
+            base: 0,
+        }
     }
 
     /// Reproducible ids shaped like version 7 ones: the counter stands for
     /// the time, so they sort in the order they were made (generators of
     /// large synthetic logs).
     pub fn seeded_ordered(seed: u64) -> Ids {
-        Ids { seed: Some((seed, 0)), ordered: true, counter: std::sync::atomic::AtomicU64::new(0) }
+        Ids { seed: Some((seed, 0)), ordered: true, counter: std::sync::atomic::AtomicU64::new(0), base: 0 }
     }
 
     /// A new id.
     pub fn next(&self) -> Uuid {
-        let Some((seed, head)) = self.seed else {
-            return Uuid::now_v7();
-        };
         let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some((seed, head)) = self.seed else {
+            // Version 7: the time in milliseconds, then a random base drawn
+            // once per run plus a counter, so ids of one millisecond still
+            // sort in the order they were made, and a run asks the OS for
+            // randomness once rather than per id.
+            let millis = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let counted = self.base.wrapping_add(u128::from(n)).to_be_bytes();
+            let tail: [u8; 10] = counted[6..].try_into().unwrap_or_default();
+            return uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid();
+        };
         let derived = domain::ids::derive_id(&[&seed.to_be_bytes(), &head.to_be_bytes(), &n.to_be_bytes()]);
         if !self.ordered {
             return derived;

@@ -564,10 +564,29 @@ impl Inner {
         Ok(())
     }
 
+    /// The largest event id in the index blocks: new ids are time-ordered,
+    /// so those past it need no lookup.
+    fn newest_indexed_id(&self) -> Result<Option<[u8; 16]>, StoreError> {
+        let last = blocks::block_at(&self.events, keys::EVENT_PREFIX, &[0xff; 16]).map_err(engine)?;
+        Ok(last.and_then(|(_, block)| {
+            let entry = block.chunks_exact(keys::EVENT_LAYOUT.entry).last()?;
+            entry[..16].try_into().ok()
+        }))
+    }
+
     /// The seq of the record with this event id, if the log has one.
-    fn event_seq(&self, pending: &Pending, id: &uuid::Uuid) -> Result<Option<u64>, StoreError> {
+    /// `newest` is [`Inner::newest_indexed_id`], read once per append call.
+    fn event_seq(
+        &self,
+        pending: &Pending,
+        newest: Option<[u8; 16]>,
+        id: &uuid::Uuid,
+    ) -> Result<Option<u64>, StoreError> {
         if let Some(&seq) = pending.events.get(id) {
             return Ok(Some(seq));
+        }
+        if newest.is_none_or(|newest| id.as_bytes() > &newest) {
+            return Ok(None);
         }
         let entry = blocks::lookup(&self.events, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, id.as_bytes())
             .map_err(engine)?;
@@ -587,8 +606,9 @@ impl Inner {
         let mut new_ids = HashSet::new();
         let mut noted: Vec<(&str, u64, u64, uuid::Uuid)> = Vec::new();
         let mut results = Vec::with_capacity(appends.len());
+        let newest = self.newest_indexed_id()?;
         for append in appends {
-            match self.earlier_append(&pending, append, &new_ids)? {
+            match self.earlier_append(&pending, newest, append, &new_ids)? {
                 Err(rejection) => return Ok(Err(rejection)),
                 Ok(Some(retry)) => {
                     results.push(retry);
@@ -668,6 +688,7 @@ impl Inner {
     fn earlier_append(
         &self,
         pending: &Pending,
+        newest: Option<[u8; 16]>,
         append: &Append,
         new_ids: &HashSet<uuid::Uuid>,
     ) -> AppendResult<Option<Appended>> {
@@ -677,7 +698,7 @@ impl Inner {
             if new_ids.contains(&event.event_id) {
                 return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
             }
-            match self.event_seq(pending, &event.event_id)? {
+            match self.event_seq(pending, newest, &event.event_id)? {
                 Some(seq) => known.push((event.event_id, seq)),
                 None => any_new = true,
             }
