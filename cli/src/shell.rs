@@ -423,13 +423,28 @@ impl Shell {
                 Ok(appended) => {
                     let landed_as_stamped = appended.first().map(|a| a.first_seq) == Some(head + 1)
                         && appended.last().map(|a| a.last_seq) == Some(next_seq - 1);
-                    if landed_as_stamped && next_seq - 1 - head >= projections::fold::SNAPSHOT_AFTER as u64 {
-                        projections::fold::save(&self.store, tenant::STREAM, &tenant, expected, next_seq - 1)
-                            .await?;
-                    }
+                    // A large batch leaves the directory's snapshot behind. A
+                    // large directory takes a while to encode and to free:
+                    // that happens on a blocking thread while this one
+                    // finishes and frees what it holds.
+                    let snapshot = (landed_as_stamped
+                        && next_seq - 1 - head >= projections::fold::SNAPSHOT_AFTER as u64)
+                        .then(|| {
+                            tokio::task::spawn_blocking(move || {
+                                projections::fold::snapshot_bytes(&tenant, expected)
+                            })
+                        });
                     let mut landed = appended.into_iter();
                     for d in done.iter_mut().filter(|d| !d.events.is_empty()) {
                         d.appended = landed.next();
+                    }
+                    drop(commands);
+                    if let Some(encoding) = snapshot {
+                        let bytes = encoding
+                            .await
+                            .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
+                        projections::fold::save_bytes(&self.store, tenant::STREAM, bytes, next_seq - 1)
+                            .await?;
                     }
                     return Ok(done);
                 }

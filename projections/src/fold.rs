@@ -121,9 +121,24 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    let saved = Snapshotted { version, state };
-    let bytes = bincode::serde::encode_to_vec(&saved, bincode::config::standard())
-        .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))?;
+    let bytes = snapshot_bytes(state, version)?;
+    save_bytes(store, stream, bytes, seq).await
+}
+
+/// A state encoded as [`save`] stores it: CPU work a writer may do on
+/// another thread while it finishes.
+pub fn snapshot_bytes<A: Aggregate>(state: &A, version: u64) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_to_vec(Snapshotted { version, state }, bincode::config::standard())
+        .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))
+}
+
+/// Stores what [`snapshot_bytes`] encoded as the snapshot of `stream` at `seq`.
+pub async fn save_bytes<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &str,
+    bytes: Vec<u8>,
+    seq: u64,
+) -> Result<(), Error> {
     store.save_snapshot(&format!("aggregate/{stream}"), Snapshot { seq, state: bytes }).await?;
     Ok(())
 }
