@@ -260,7 +260,8 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
 fn read_users(files: &[PathBuf], sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<ImportedUser>, CliError> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let read: Vec<Vec<(usize, Result<Vec<ImportedUser>, CliError>)>> = std::thread::scope(|scope| {
+    type Read = (usize, Result<Vec<ImportedUser>, CliError>);
+    let read: Vec<Vec<Read>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -275,7 +276,7 @@ fn read_users(files: &[PathBuf], sku_parts: &BTreeMap<Uuid, String>) -> Result<V
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    let mut by_file: Vec<(usize, Result<Vec<ImportedUser>, CliError>)> = read.into_iter().flatten().collect();
+    let mut by_file: Vec<Read> = read.into_iter().flatten().collect();
     if by_file.len() != files.len() {
         return usage("a thread reading the export failed");
     }

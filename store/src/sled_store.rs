@@ -454,15 +454,13 @@ impl Inner {
         let log = self.db.open_tree("log").map_err(engine)?;
         let mut batch = sled::Batch::default();
         let mut chunker = Chunker::new(1);
-        let mut expected = 1;
-        for entry in log.iter() {
+        for (expected, entry) in (1u64..).zip(log.iter()) {
             let (key, bytes) = entry.map_err(engine)?;
             let seq = be_u64(&key).filter(|&s| s == expected && key.len() == 8).ok_or_else(|| {
                 StoreError::Corrupt(format!("format 1 log: record {expected} is missing or misplaced"))
             })?;
             Record::peek(&bytes).map_err(|e| corrupt_seq(seq, e))?;
             chunker.push(seq, &bytes, &mut batch);
-            expected += 1;
             if seq % 10_000 == 0 {
                 chunker.close(&mut batch);
                 self.events.apply_batch(std::mem::take(&mut batch)).map_err(engine)?;
