@@ -614,6 +614,13 @@ impl Inner {
                 }
                 Ok(None) => {}
             }
+            if append.stream.len() > usize::from(u16::MAX) {
+                return Err(StoreError::Encode(format!(
+                    "a stream name of {} bytes (at most {} are stored)",
+                    append.stream.len(),
+                    u16::MAX
+                )));
+            }
             for event in &append.events {
                 if !new_ids.insert(event.event_id) {
                     return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
@@ -668,14 +675,24 @@ impl Inner {
             }
         }
         .map_err(engine)?;
-        if self.durability == Durability::Immediate {
-            self.flush_db()?;
-        }
+        // Committed: the index must know these records whatever happens next.
         for (stream, version, seq, id) in noted {
             pending.note(stream, version, seq, id);
         }
-        if pending.len() >= INDEX_EVERY {
-            self.write_index(&mut pending)?;
+        let after_commit = (|| {
+            if self.durability == Durability::Immediate {
+                self.flush_db()?;
+            }
+            if pending.len() >= INDEX_EVERY {
+                self.write_index(&mut pending)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = after_commit {
+            // Whether the records are durable is unknown: no further appends
+            // in this process; reopening finds out from the records.
+            pending.damaged = Some(format!("a write after record {seq} failed: {e}"));
+            return Err(e);
         }
         Ok(Ok(results))
     }
@@ -906,6 +923,11 @@ impl Inner {
     }
 
     fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        // A snapshot file must never outlive the records it reflects: in the
+        // batched mode they may not be on disk yet.
+        if self.durability == Durability::Batched && matches!(self.snapshots, Snapshots::Dir(_)) {
+            self.flush_db()?;
+        }
         self.snapshots.save(name, snapshot)
     }
 
@@ -914,8 +936,10 @@ impl Inner {
     }
 
     fn verify(&self) -> Result<VerifyReport, StoreError> {
-        // Everything into the blocks first, so that they are what is checked.
-        self.write_index(&mut self.lock())?;
+        // Everything into the blocks first, so that they are what is checked;
+        // appends wait until the walk is done, so it sees one state.
+        let mut pending = self.lock();
+        self.write_index(&mut pending)?;
         let mut walked = 0;
         let found = (|| -> Result<Option<Problem>, StoreError> {
             let mut prev_hash = GENESIS_HASH;

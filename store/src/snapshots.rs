@@ -39,7 +39,9 @@ impl Snapshots {
                 let io = |source| StoreError::Io { path: dir.clone(), source };
                 std::fs::create_dir_all(&dir).map_err(io)?;
                 // Written aside, then renamed: a reader never sees half a file.
-                let tmp = dir.join(format!(".{}.{}.tmp", snapshot.seq, std::process::id()));
+                static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = dir.join(format!(".{}.{}.{n}.tmp", snapshot.seq, std::process::id()));
                 std::fs::write(&tmp, &snapshot.state).map_err(io)?;
                 std::fs::rename(&tmp, dir.join(file_name(snapshot.seq))).map_err(io)
             }

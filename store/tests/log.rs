@@ -590,3 +590,45 @@ async fn an_unfinished_sled_snapshot_left_by_a_kill_does_not_make_the_log_unread
     assert_eq!(store.verify().await.unwrap().problem, None);
     assert!(!unfinished.exists());
 }
+
+#[test]
+fn a_stream_name_too_long_to_index_is_refused_and_changes_nothing() {
+    let store = SledStore::temporary().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let long = "a".repeat(70_000);
+    let err = rt.block_on(store.append(append(&long, ExpectedVersion::Any, vec![event(1, b"x")], at(1))));
+    assert!(matches!(err, Err(StoreError::Encode(ref why)) if why.contains("70000 bytes")), "{err:?}");
+    let longest = "b".repeat(usize::from(u16::MAX));
+    rt.block_on(store.append(append(&longest, ExpectedVersion::Any, vec![event(2, b"x")], at(2))))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rt.block_on(store.read_stream(&longest, 1)).unwrap().len(), 1);
+    assert_eq!(rt.block_on(store.verify()).unwrap(), store::VerifyReport { records: 1, problem: None });
+}
+
+/// `verify` beside appends of the same process sees one state: a healthy
+/// log is never reported damaged because records landed during the walk.
+#[test]
+fn verify_beside_appends_finds_no_problem_in_a_healthy_log() {
+    let store = SledStore::temporary().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let one = |n: u128| {
+        append(if n % 2 == 0 { "a" } else { "b" }, ExpectedVersion::Any, vec![event(n, b"p")], at(n as i64))
+    };
+    let batch: Vec<Append> = (1..=5_000u128).map(one).collect();
+    store.append_all_blocking(&batch).unwrap().unwrap();
+    let writer = store.clone();
+    let appending = std::thread::spawn(move || {
+        for n in 5_001..=8_000u128 {
+            writer.append_all_blocking(&[one(n)]).unwrap().unwrap();
+        }
+    });
+    let mut walks = 0;
+    while !appending.is_finished() || walks == 0 {
+        let report = rt.block_on(store.verify()).unwrap();
+        assert_eq!(report.problem, None, "after {} records", report.records);
+        walks += 1;
+    }
+    appending.join().unwrap();
+    assert_eq!(rt.block_on(store.verify()).unwrap().records, 8_000);
+}
