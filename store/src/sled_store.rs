@@ -17,13 +17,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod upgrade;
+mod verify;
+
 use crate::blocks;
 use crate::keys::{self, be_u64, Run};
-use crate::record::{from_nanos, to_nanos, Hash, Peek, Record, GENESIS_HASH};
+use crate::record::{from_nanos, to_nanos, Hash, Record, GENESIS_HASH};
 use crate::snapshots::Snapshots;
 use crate::{
-    Append, AppendRejection, AppendResult, Appended, EventStore, ExpectedVersion, Head, Problem, Snapshot,
-    StoreError, VerifyReport,
+    Append, AppendRejection, AppendResult, Appended, EventStore, ExpectedVersion, Head, Snapshot, StoreError,
+    VerifyReport,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -124,11 +127,6 @@ fn engine(e: sled::Error) -> StoreError {
         }
         other => StoreError::Engine(other.to_string()),
     }
-}
-
-/// A verify finding, in the shape the walk returns.
-fn bad(seq: u64, what: impl Into<String>) -> Result<Option<Problem>, StoreError> {
-    Ok(Some(Problem { seq, what: what.into() }))
 }
 
 /// A non-empty directory without sled's own files: never ours to write into.
@@ -437,52 +435,6 @@ impl Inner {
 
     fn not_ours(&self, reason: &str) -> StoreError {
         StoreError::NotOurs { path: self.path.clone(), reason: reason.into() }
-    }
-
-    /// Rewrites a format 1 log (a `log` tree of records keyed by seq, and an
-    /// `index` tree) into this layout. The record bytes are kept as they are,
-    /// so the hash chain is untouched. The format mark goes in with the last
-    /// batch: an upgrade cut short leaves no mark and starts over.
-    fn upgrade_format_1(&self) -> Result<(), StoreError> {
-        let index = self.db.open_tree("index").map_err(engine)?;
-        match index.get(keys::META_FORMAT).map_err(engine)? {
-            Some(v) if self.parse_mark(&v)? == 1 => {}
-            Some(_) => return Err(self.not_ours("its old-layout format mark is not format 1")),
-            None => return Err(self.not_ours("it holds data but no usertrail format mark")),
-        }
-        self.events.clear().map_err(engine)?;
-        let log = self.db.open_tree("log").map_err(engine)?;
-        let mut batch = sled::Batch::default();
-        let mut chunker = Chunker::new(1);
-        for (expected, entry) in (1u64..).zip(log.iter()) {
-            let (key, bytes) = entry.map_err(engine)?;
-            let seq = be_u64(&key).filter(|&s| s == expected && key.len() == 8).ok_or_else(|| {
-                StoreError::Corrupt(format!("format 1 log: record {expected} is missing or misplaced"))
-            })?;
-            Record::peek(&bytes).map_err(|e| corrupt_seq(seq, e))?;
-            chunker.push(seq, &bytes, &mut batch);
-            if seq % 10_000 == 0 {
-                chunker.close(&mut batch);
-                self.events.apply_batch(std::mem::take(&mut batch)).map_err(engine)?;
-            }
-        }
-        chunker.close(&mut batch);
-        // The indexes are built from the records by `catch_up`, like after a crash.
-        batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));
-        self.events.apply_batch(batch).map_err(engine)?;
-        self.db.flush().map_err(engine)?;
-        self.drop_format_1_trees()
-    }
-
-    /// Drops the trees of earlier layouts: format 1's records and index, and
-    /// the snapshots kept in sled before they moved to files (caches).
-    fn drop_format_1_trees(&self) -> Result<(), StoreError> {
-        for name in ["log", "index", "snapshots"] {
-            if self.has_tree(name.as_bytes()) {
-                self.db.drop_tree(name).map_err(engine)?;
-            }
-        }
-        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -934,183 +886,6 @@ impl Inner {
     fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
         self.snapshots.load(name, max_seq)
     }
-
-    fn verify(&self) -> Result<VerifyReport, StoreError> {
-        // Everything into the blocks first, so that they are what is checked;
-        // appends wait until the walk is done, so it sees one state.
-        let mut pending = self.lock();
-        self.write_index(&mut pending)?;
-        let mut walked = 0;
-        let found = (|| -> Result<Option<Problem>, StoreError> {
-            let mut prev_hash = GENESIS_HASH;
-            let mut prev_nanos = i64::MIN;
-            // Per stream: an index, and its version so far.
-            let mut streams: HashMap<String, (u32, u64)> = HashMap::new();
-            // Per record: its stream's index and its version; where each id is.
-            let mut placed: Vec<(u32, u64)> = Vec::new();
-            let mut ids: HashMap<uuid::Uuid, u64> = HashMap::new();
-            for entry in self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)) {
-                let (key, chunk) = entry.map_err(engine)?;
-                let expected = walked + 1;
-                if keys::chunk_first(&key) != Some(expected) {
-                    let at = keys::chunk_first(&key).map_or("an unreadable key".into(), |s| s.to_string());
-                    return bad(expected, format!("missing: the log jumps to {at}"));
-                }
-                for bytes in keys::chunk_records(&chunk) {
-                    let seq = walked + 1;
-                    let bytes = match bytes {
-                        Ok(b) => b,
-                        Err(e) => return bad(seq, e),
-                    };
-                    let record = match Record::peek(bytes) {
-                        Ok(r) => r,
-                        Err(e) => return bad(seq, e),
-                    };
-                    if let Some(problem) = check_record(bytes, &record, seq, prev_hash, prev_nanos) {
-                        return Ok(Some(problem));
-                    }
-                    let next = streams.len() as u32;
-                    let (index, version) = streams.entry(record.stream.to_string()).or_insert((next, 0));
-                    if record.version != *version + 1 {
-                        return bad(
-                            seq,
-                            format!(
-                                "stream '{}' version {} follows {}",
-                                record.stream, record.version, version
-                            ),
-                        );
-                    }
-                    *version = record.version;
-                    placed.push((*index, record.version));
-                    if ids.insert(record.event_id, seq).is_some() {
-                        return bad(seq, format!("event id {} is in the log twice", record.event_id));
-                    }
-                    prev_hash = record.hash;
-                    prev_nanos = record.nanos;
-                    walked = seq;
-                }
-            }
-            self.check_indexes(walked, &streams, &placed, &ids)
-        })()?;
-        Ok(VerifyReport { records: walked, problem: found })
-    }
-
-    /// Every record has its event id entry and is covered by one run of its
-    /// stream; no entry points elsewhere or past the log; blocks are keyed by
-    /// their first entry and sorted; nothing is of a kind this store does not write.
-    fn check_indexes(
-        &self,
-        last: u64,
-        streams: &HashMap<String, (u32, u64)>,
-        placed: &[(u32, u64)],
-        ids: &HashMap<uuid::Uuid, u64>,
-    ) -> Result<Option<Problem>, StoreError> {
-        let mut covered = vec![false; placed.len()];
-        let mut event_entries = 0u64;
-        let mut last_id: Option<Vec<u8>> = None;
-        let stray = |seq: u64, what: String| Ok(Some(Problem { seq: seq.clamp(1, last.max(1)), what }));
-        let slot =
-            |seq: u64| usize::try_from(seq.wrapping_sub(1)).ok().filter(|&i| seq > 0 && i < placed.len());
-        for entry in self.events.iter() {
-            let (key, block) = entry.map_err(engine)?;
-            match key.first().copied() {
-                Some(keys::TAG_META | keys::TAG_CHUNK) => {}
-                Some(keys::TAG_EVENT) => {
-                    if block.is_empty()
-                        || block.len() % keys::EVENT_LAYOUT.entry != 0
-                        || key[1..] != block[..16]
-                    {
-                        return stray(last, "an event id index block is malformed".into());
-                    }
-                    for entry in block.chunks_exact(keys::EVENT_LAYOUT.entry) {
-                        event_entries += 1;
-                        let seq = be_u64(&entry[16..]).unwrap_or(0);
-                        if last_id.as_deref().is_some_and(|prev| prev >= &entry[..16]) {
-                            return stray(seq, "event id index entries are out of order".into());
-                        }
-                        last_id = Some(entry[..16].to_vec());
-                        let id = uuid::Uuid::from_slice(&entry[..16]).unwrap_or_default();
-                        match ids.get(&id) {
-                            Some(&at) if at == seq => {}
-                            Some(&at) => return stray(at, "event id index entry is missing or wrong".into()),
-                            None => {
-                                return stray(seq, "event id index entry names no record of the log".into())
-                            }
-                        }
-                    }
-                }
-                Some(keys::TAG_STREAM) => {
-                    let Some((stream, first_version)) = keys::stream_of_key(&key) else {
-                        return stray(last, "a stream index key is malformed".into());
-                    };
-                    let Some(&(index, _)) = streams.get(stream) else {
-                        return stray(last, format!("stream index names '{stream}', which has no record"));
-                    };
-                    let runs: Option<Vec<Run>> =
-                        block.chunks_exact(keys::RUN_LAYOUT.entry).map(Run::of).collect();
-                    let runs = runs.filter(|r| {
-                        block.len() % keys::RUN_LAYOUT.entry == 0
-                            && r.first().map(|r| r.version) == Some(first_version)
-                    });
-                    let Some(runs) = runs else {
-                        return stray(last, format!("stream index block of '{stream}' is malformed"));
-                    };
-                    for run in runs {
-                        for k in 0..u64::from(run.count) {
-                            let seq = run.seq + k;
-                            match slot(seq) {
-                                Some(i) if placed[i] == (index, run.version + k) && !covered[i] => {
-                                    covered[i] = true
-                                }
-                                Some(_) => {
-                                    return stray(
-                                        seq,
-                                        format!("stream index entry of '{stream}' is wrong here"),
-                                    )
-                                }
-                                None => {
-                                    return stray(
-                                        seq,
-                                        "stream index entry points past the end of the log".into(),
-                                    )
-                                }
-                            }
-                        }
-                    }
-                }
-                _ => return stray(last, "an index entry of an unknown kind".into()),
-            }
-        }
-        if let Some(i) = covered.iter().position(|c| !c) {
-            return stray(i as u64 + 1, "stream index entry is missing".into());
-        }
-        if event_entries != last {
-            return stray(last, format!("{event_entries} event id entries for {last} records"));
-        }
-        Ok(None)
-    }
-}
-
-/// The checks of one record against the one before it: hash, place, chain, time.
-fn check_record(
-    bytes: &[u8],
-    record: &Peek<'_>,
-    seq: u64,
-    prev_hash: Hash,
-    prev_nanos: i64,
-) -> Option<Problem> {
-    let what = if !Record::hash_is_intact(bytes) {
-        "stored hash does not match its content (altered)".to_owned()
-    } else if record.seq != seq {
-        format!("stored as {seq} but says it is {} (removed, reordered or altered)", record.seq)
-    } else if record.prev_hash != prev_hash {
-        "does not chain to the record before it (removed or reordered)".to_owned()
-    } else if record.nanos < prev_nanos {
-        "is stamped earlier than the record before it".to_owned()
-    } else {
-        return None;
-    };
-    Some(Problem { seq, what })
 }
 
 fn malformed_runs(stream: &str) -> StoreError {
