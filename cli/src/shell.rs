@@ -207,16 +207,25 @@ impl Shell {
         name: &str,
         upto: u64,
     ) -> Result<(Environment, u64), CliError> {
-        let Some((id, _)) = tenant.environment(name) else {
-            let known: Vec<&str> = tenant.environments().map(|(_, n)| n).collect();
-            let hint = if known.is_empty() {
-                "none exists yet".to_owned()
-            } else {
-                format!("known: {}", known.join(", "))
-            };
-            return usage(format!("unknown environment {name} ({hint})"));
-        };
+        let (id, _) = Shell::environment_named(tenant, name)?;
         self.load(&environment::stream(id), upto).await
+    }
+
+    /// An environment's id and name as the directory registered it, or the
+    /// error that names the known ones.
+    fn environment_named<'t>(tenant: &'t Tenant, name: &str) -> Result<(Uuid, &'t str), CliError> {
+        tenant.environment(name).map_or_else(
+            || {
+                let known: Vec<&str> = tenant.environments().map(|(_, n)| n).collect();
+                let hint = if known.is_empty() {
+                    "none exists yet".to_owned()
+                } else {
+                    format!("known: {}", known.join(", "))
+                };
+                usage(format!("unknown environment {name} ({hint})"))
+            },
+            Ok,
+        )
     }
 
     /// What a view of one environment answers from: the point `--at` names
@@ -602,9 +611,7 @@ impl Shell {
                 Some(loaded) => &*loaded,
                 None => &*cached.insert(self.tenant().await?),
             };
-            let Some((id, canonical)) = tenant.environment(name) else {
-                return self.environment_at(tenant, name, 0).await.map(|_| report);
-            };
+            let (id, canonical) = Shell::environment_named(tenant, name)?;
             report.environment = canonical.to_owned();
             let stream = environment::stream(id);
             let judged: Vec<&domain::tenant::User> =

@@ -243,23 +243,27 @@ impl SledStore {
                 Err(e) => return Err(engine(e)),
             }
         };
-        SledStore::over(db, path, options.durability)
+        let snapshots = Snapshots::beside(&path);
+        SledStore::over(db, path, options.durability, snapshots)
     }
 
     /// Opens a throwaway log that lives in memory only (tests, whatif).
     pub fn temporary() -> Result<SledStore, StoreError> {
         let db = sled::Config::new().temporary(true).open().map_err(engine)?;
-        SledStore::over(db, PathBuf::from("(temporary)"), Durability::Batched)
+        let snapshots = Snapshots::Memory(Mutex::default());
+        SledStore::over(db, PathBuf::from("(temporary)"), Durability::Batched, snapshots)
     }
 
-    fn over(db: sled::Db, path: PathBuf, durability: Durability) -> Result<SledStore, StoreError> {
+    fn over(
+        db: sled::Db,
+        path: PathBuf,
+        durability: Durability,
+        snapshots: Snapshots,
+    ) -> Result<SledStore, StoreError> {
         let store = SledStore {
             inner: Arc::new(Inner {
                 events: db.open_tree("events").map_err(engine)?,
-                snapshots: match path.to_str() {
-                    Some("(temporary)") => Snapshots::Memory(Mutex::default()),
-                    _ => Snapshots::beside(&path),
-                },
+                snapshots,
                 db,
                 path,
                 index: Mutex::new(Pending::default()),

@@ -377,4 +377,8 @@ fn s1_a_pass_with_nothing_changed_agrees_with_a_full_pass() {
     let passes = sb.json("sync --env Sales");
     let changed = passes[0]["changed"].as_array().unwrap();
     assert!(!changed.is_empty(), "the new group gate disables who is not in Sales-SG: {passes}");
+    let before = sb.records();
+    let err = sb.fails("sync --env Marketing", 2);
+    assert!(err.contains("unknown environment Marketing (known: Sales, Service)"), "{err}");
+    assert_eq!(sb.records(), before);
 }
