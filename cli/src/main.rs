@@ -2,6 +2,12 @@
 
 use std::process::ExitCode;
 
+// glibc's allocator spent a quarter of a large import in its own
+// bookkeeping (arena consolidation across the parsing threads); see
+// BENCHMARKS.md, target 6.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let options = cli::RunOptions::for_terminal();
     let code = cli::run_with(

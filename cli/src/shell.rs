@@ -425,34 +425,31 @@ impl Shell {
                 progress.inc(1);
             }
             progress.finish_and_clear();
+            drop(commands);
             if appends.is_empty() {
                 return Ok(done);
             }
+            // A large batch leaves the directory's snapshot behind. Encoding
+            // (and then freeing) a large directory takes a while: it runs on a
+            // blocking thread beside the append, and is kept only if the
+            // events land where the working state was stamped.
+            let stamped_last = next_seq - 1;
+            let snapshot = (stamped_last - head >= projections::fold::SNAPSHOT_AFTER as u64).then(|| {
+                tokio::task::spawn_blocking(move || projections::fold::snapshot_bytes(&tenant, expected))
+            });
             match self.store.append_all(appends).await? {
                 Ok(appended) => {
                     let landed_as_stamped = appended.first().map(|a| a.first_seq) == Some(head + 1)
-                        && appended.last().map(|a| a.last_seq) == Some(next_seq - 1);
-                    // A large batch leaves the directory's snapshot behind. A
-                    // large directory takes a while to encode and to free:
-                    // that happens on a blocking thread while this one
-                    // finishes and frees what it holds.
-                    let snapshot = (landed_as_stamped
-                        && next_seq - 1 - head >= projections::fold::SNAPSHOT_AFTER as u64)
-                        .then(|| {
-                            tokio::task::spawn_blocking(move || {
-                                projections::fold::snapshot_bytes(&tenant, expected)
-                            })
-                        });
+                        && appended.last().map(|a| a.last_seq) == Some(stamped_last);
                     let mut landed = appended.into_iter();
                     for d in done.iter_mut().filter(|d| !d.events.is_empty()) {
                         d.appended = landed.next();
                     }
-                    drop(commands);
-                    if let Some(encoding) = snapshot {
+                    if let Some(encoding) = snapshot.filter(|_| landed_as_stamped) {
                         let bytes = encoding
                             .await
                             .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
-                        projections::fold::save_bytes(&self.store, tenant::STREAM, bytes, next_seq - 1)
+                        projections::fold::save_bytes(&self.store, tenant::STREAM, bytes, stamped_last)
                             .await?;
                     }
                     return Ok(done);

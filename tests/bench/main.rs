@@ -23,6 +23,11 @@ use store::{Append, Causation, Durability, ExpectedVersion, Metadata, NewEvent, 
 
 use gen::{Generated, Spec};
 
+// The same allocator as the `usertrail` binary, so that the child runs
+// measure what users run (and the references get it too).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Config {
     smoke: bool,
     dir: PathBuf,
