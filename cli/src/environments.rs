@@ -359,37 +359,31 @@ async fn import_graph(
     files: &crate::graph::Files,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
+    crate::timings::phase("start");
     let export = crate::graph::read_export(files)?;
+    crate::timings::phase("read the export");
     let done = shell
         .execute_batch(actor, "import graph", |tenant, now| domain::import::plan(tenant, &export, now))
         .await?;
-    let changed: Vec<&Done> = done.iter().filter(|d| !d.events.is_empty()).collect();
-    let events: usize = changed.iter().map(|d| d.events.len()).sum();
-    let first = changed.first().and_then(|d| d.appended.as_ref()).map(|a| a.first_seq);
-    let last = changed.last().and_then(|d| d.appended.as_ref()).map(|a| a.last_seq);
+    crate::timings::phase("import done");
+    let events: usize = done.events_by_type.values().sum();
     if out.json {
-        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-        for d in &changed {
-            for e in &d.events {
-                *counts.entry(e.type_name()).or_default() += 1;
-            }
-        }
         return out.json(&json!({
             "users": export.users.len(),
-            "commands": changed.len(),
+            "commands": done.changes,
             "events": events,
-            "firstSeq": first,
-            "lastSeq": last,
-            "byType": counts,
+            "firstSeq": done.seqs.map(|s| s.0),
+            "lastSeq": done.seqs.map(|s| s.1),
+            "byType": done.events_by_type,
         }));
     }
-    match (first, last) {
-        (Some(first), Some(last)) => out.line(format!(
+    match done.seqs {
+        Some((first, last)) => out.line(format!(
             "imported {} users: {} changes ({events} events, seq {first}-{last})",
             export.users.len(),
-            changed.len()
+            done.changes
         )),
-        _ => out.line(format!(
+        None => out.line(format!(
             "imported {} users: the directory already matches the export; nothing appended",
             export.users.len()
         )),

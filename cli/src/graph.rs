@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use domain::events::{ProfileField, SkuKind};
 use domain::import::{Export, ImportedGroup, ImportedMember, ImportedSku, ImportedUser};
 use domain::Upn;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{usage, CliError};
+
+mod json;
+
+use json::{Json, Keys, Picked, PickedOf};
 
 /// skuPartNumbers whose kind is known; any other is `office` unless overridden.
 pub const WELL_KNOWN_SKUS: [(&str, SkuKind); 30] = [
@@ -88,95 +91,78 @@ const FIELDS: [(&str, ProfileField); 13] = [
     ("country", ProfileField::Country),
 ];
 
-/// A JSON error as one line: file, line, column, and what is wrong.
-fn json_error(file: &Path, line_offset: usize, e: &serde_json::Error) -> CliError {
-    let text = e.to_string();
-    let what = text.split(" at line ").next().unwrap_or(&text);
-    CliError::Usage(format!(
-        "bad JSON in {} at line {}, column {}: {what}",
-        file.display(),
-        e.line() + line_offset,
-        e.column()
-    ))
+/// The keys `import graph` reads on a user (GET /users).
+struct UserKeys;
+
+impl Keys for UserKeys {
+    const KEYS: &'static [&'static str] = &[
+        "id",
+        "userPrincipalName",
+        "userType",
+        "accountEnabled",
+        "businessPhones",
+        "assignedLicenses",
+        "givenName",
+        "surname",
+        "displayName",
+        "jobTitle",
+        "department",
+        "mail",
+        "mobilePhone",
+        "faxNumber",
+        "streetAddress",
+        "city",
+        "state",
+        "postalCode",
+        "country",
+    ];
 }
 
-/// The objects of one export file: a Graph page (`{"value": [...]}`), a bare
-/// array, or JSON Lines (one object a line, as Graph Data Connect writes).
-pub fn read_objects(file: &Path) -> Result<Vec<Map<String, Value>>, CliError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-    let text = text.trim_start_matches('\u{feff}');
-    let values: Vec<Value> = match text.trim_start().chars().next() {
-        None => return usage(format!("{} is empty", file.display())),
-        Some('[') => serde_json::from_str(text).map_err(|e| json_error(file, 0, &e))?,
-        Some('{') => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(mut page)) => match page.remove("value") {
-                Some(Value::Array(items)) => items,
-                Some(_) => return usage(format!("{}: \"value\" is not an array", file.display())),
-                None => vec![Value::Object(page)],
-            },
-            Ok(_) => return usage(format!("{}: expected a JSON object", file.display())),
-            // JSON Lines: the first line is a whole value by itself.
-            Err(_)
-                if text
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .is_some_and(|l| serde_json::from_str::<Value>(l).is_ok()) =>
-            {
-                let mut items = Vec::new();
-                for (n, line) in text.lines().enumerate() {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    items.push(serde_json::from_str(line).map_err(|e| json_error(file, n, &e))?);
-                }
-                items
-            }
-            Err(e) => return Err(json_error(file, 0, &e)),
-        },
-        Some(_) => {
-            return usage(format!(
-            "bad JSON in {} at line 1: expected a Graph page {{\"value\": [...]}}, an array, or JSON Lines",
-            file.display()
-        ))
-        }
-    };
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Object(o) => Ok(o),
-            _ => usage(format!("{}: item {} is not an object", file.display(), i + 1)),
-        })
-        .collect()
+/// The keys read on a subscribed SKU (GET /subscribedSkus).
+struct SkuKeys;
+
+impl Keys for SkuKeys {
+    const KEYS: &'static [&'static str] = &["skuId", "skuPartNumber", "prepaidUnits"];
 }
 
-fn string(o: &Map<String, Value>, key: &str) -> Option<String> {
-    o.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+/// The keys read on a group (GET /groups with members and owners expanded).
+struct GroupKeys;
+
+impl Keys for GroupKeys {
+    const KEYS: &'static [&'static str] = &["id", "displayName", "members", "owners"];
+}
+
+/// The objects of one export file, keeping the keys of `K`; see [`json::items`].
+fn read_objects<'t, K: Keys>(file: &Path, text: &'t str) -> Result<Vec<Picked<'t>>, CliError> {
+    Ok(json::items::<PickedOf<K>>(file, text)?.into_iter().map(|p| p.object).collect())
+}
+
+fn string(o: &Picked, key: &str) -> Option<String> {
+    o.get(key).and_then(Json::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 /// Refuses a user whose known fields have the wrong JSON type: a value we
 /// cannot read must not be mistaken for an absent one (and cleared or skipped).
-fn check_user_types(file: &Path, n: usize, o: &Map<String, Value>) -> Result<(), CliError> {
+fn check_user_types(file: &Path, n: usize, o: &Picked) -> Result<(), CliError> {
     let texts = FIELDS.iter().map(|(key, _)| *key).chain(["userPrincipalName", "userType", "mail"]);
     for key in texts {
-        if o.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
+        if o.get(key).is_some_and(|v| !matches!(v, Json::Text(_) | Json::Null)) {
             return usage(format!("{} item {n}: \"{key}\" must be a string or null", file.display()));
         }
     }
-    if o.get("accountEnabled").is_some_and(|v| !v.is_boolean() && !v.is_null()) {
+    if o.get("accountEnabled").is_some_and(|v| !matches!(v, Json::Bool(_) | Json::Null)) {
         return usage(format!("{} item {n}: \"accountEnabled\" must be true, false or null", file.display()));
     }
     for key in ["businessPhones", "assignedLicenses"] {
-        if o.get(key).is_some_and(|v| !v.is_array() && !v.is_null()) {
+        if o.get(key).is_some_and(|v| !matches!(v, Json::Array(_) | Json::Null)) {
             return usage(format!("{} item {n}: \"{key}\" must be an array or null", file.display()));
         }
     }
     Ok(())
 }
 
-fn uuid(file: &Path, n: usize, o: &Map<String, Value>, key: &str) -> Result<Uuid, CliError> {
-    match o.get(key).and_then(Value::as_str).map(|s| Uuid::parse_str(s.trim())) {
+fn uuid(file: &Path, n: usize, o: &Picked, key: &str) -> Result<Uuid, CliError> {
+    match o.get(key).and_then(Json::as_str).map(|s| Uuid::parse_str(s.trim())) {
         Some(Ok(id)) => Ok(id),
         Some(Err(_)) => usage(format!("{} item {n}: \"{key}\" is not a UUID", file.display())),
         None => usage(format!("{} item {n}: \"{key}\" is missing", file.display())),
@@ -199,8 +185,9 @@ pub struct Files {
 
 /// The users of one export file, in order.
 fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<ImportedUser>, CliError> {
+    let text = json::read_text(file)?;
     let mut users = Vec::new();
-    for (n, o) in read_objects(file)?.iter().enumerate() {
+    for (n, o) in read_objects::<UserKeys>(file, &text)?.iter().enumerate() {
         let n = n + 1;
         let id = uuid(file, n, o, "id")?;
         check_user_types(file, n, o)?;
@@ -216,19 +203,19 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
         let mut profile = BTreeMap::new();
         for (key, field) in FIELDS {
             // Entra always has a display name: a null one is an export artifact, not a request to clear.
-            let null_name = field == ProfileField::DisplayName && o.get(key).is_some_and(Value::is_null);
+            let null_name = field == ProfileField::DisplayName && o.get(key) == Some(&Json::Null);
             if o.contains_key(key) && !null_name {
                 profile.insert(field, string(o, key));
             }
         }
         if let Some(phones) = o.get("businessPhones") {
-            let first = phones.as_array().and_then(|p| p.first()).and_then(Value::as_str).map(str::to_owned);
+            let first = phones.as_array().and_then(|p| p.first()).and_then(Json::as_str).map(str::to_owned);
             profile.insert(ProfileField::OfficePhone, first.filter(|p| !p.trim().is_empty()));
         }
         let mut licenses = std::collections::BTreeSet::new();
-        for license in o.get("assignedLicenses").and_then(Value::as_array).into_iter().flatten() {
+        for license in o.get("assignedLicenses").and_then(Json::as_array).into_iter().flatten() {
             let Some(sku_id) =
-                license.get("skuId").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())
+                license.get("skuId").and_then(Json::as_str).and_then(|s| Uuid::parse_str(s).ok())
             else {
                 return usage(format!("{} item {n}: an assigned license has no valid skuId", file.display()));
             };
@@ -246,7 +233,10 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
             id,
             upn,
             profile,
-            account_enabled: o.get("accountEnabled").and_then(Value::as_bool),
+            account_enabled: match o.get("accountEnabled") {
+                Some(Json::Bool(enabled)) => Some(*enabled),
+                _ => None,
+            },
             guest,
             licenses,
         });
@@ -293,13 +283,14 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
     let mut sku_parts: BTreeMap<Uuid, String> = BTreeMap::new();
     let mut skus = Vec::new();
     for file in &files.skus {
-        for (n, o) in read_objects(file)?.iter().enumerate() {
+        let text = json::read_text(file)?;
+        for (n, o) in read_objects::<SkuKeys>(file, &text)?.iter().enumerate() {
             let id = uuid(file, n + 1, o, "skuId")?;
             let Some(part) = string(o, "skuPartNumber") else {
                 return usage(format!("{} item {}: \"skuPartNumber\" is missing", file.display(), n + 1));
             };
             let seats =
-                o.get("prepaidUnits").and_then(|p| p.get("enabled")).and_then(Value::as_i64).unwrap_or(0);
+                o.get("prepaidUnits").and_then(|p| p.get("enabled")).and_then(Json::as_i64).unwrap_or(0);
             let seats = u32::try_from(seats.max(0)).unwrap_or(u32::MAX);
             sku_parts.insert(id, part.clone());
             skus.push(ImportedSku { kind: kind_of(&part, &files.kinds), part, seats });
@@ -311,23 +302,24 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
     } else {
         let mut groups = Vec::new();
         for file in &files.groups {
-            for (n, o) in read_objects(file)?.iter().enumerate() {
+            let text = json::read_text(file)?;
+            for (n, o) in read_objects::<GroupKeys>(file, &text)?.iter().enumerate() {
                 let id = uuid(file, n + 1, o, "id")?;
                 let Some(name) = string(o, "displayName") else {
                     return usage(format!("{} item {}: \"displayName\" is missing", file.display(), n + 1));
                 };
                 let objects = |key: &str| -> Vec<(String, Uuid)> {
                     o.get(key)
-                        .and_then(Value::as_array)
+                        .and_then(Json::as_array)
                         .into_iter()
                         .flatten()
                         .filter_map(|m| {
                             let kind = m
                                 .get("@odata.type")
-                                .and_then(Value::as_str)
+                                .and_then(Json::as_str)
                                 .unwrap_or("#microsoft.graph.user");
                             let id =
-                                m.get("id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())?;
+                                m.get("id").and_then(Json::as_str).and_then(|s| Uuid::parse_str(s).ok())?;
                             Some((kind.to_owned(), id))
                         })
                         .collect()
@@ -366,6 +358,12 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
 mod tests {
     use super::*;
 
+    /// How many user objects a file holds, or why it cannot be read.
+    fn count(file: &Path) -> Result<usize, CliError> {
+        let text = json::read_text(file)?;
+        Ok(read_objects::<UserKeys>(file, &text)?.len())
+    }
+
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -382,20 +380,51 @@ mod tests {
         );
         let array = write(&dir, "array.json", r#"[{"id":"1"}]"#);
         let lines = write(&dir, "lines.json", "{\"id\":\"1\"}\n\n{\"id\":\"2\",\"extra\":null}\n");
-        assert_eq!(read_objects(&page).unwrap().len(), 2);
-        assert_eq!(read_objects(&array).unwrap().len(), 1);
-        assert_eq!(read_objects(&lines).unwrap().len(), 2);
+        let single = write(&dir, "single.json", r#"{"id":"1","userPrincipalName":"a@contoso.com"}"#);
+        assert_eq!(count(&page).unwrap(), 2);
+        assert_eq!(count(&array).unwrap(), 1);
+        assert_eq!(count(&lines).unwrap(), 2);
+        assert_eq!(count(&single).unwrap(), 1);
     }
 
     #[test]
     fn bad_json_names_the_file_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let broken = write(&dir, "broken.json", "{\"value\": [\n  {\"id\": \"1\",,}\n]}");
-        let err = read_objects(&broken).unwrap_err().to_string();
+        let err = count(&broken).unwrap_err().to_string();
         assert!(err.contains("broken.json at line 2, column"), "{err}");
         let lines = write(&dir, "lines.json", "{\"id\":\"1\"}\n{\"id\": oops}\n");
-        let err = read_objects(&lines).unwrap_err().to_string();
+        let err = count(&lines).unwrap_err().to_string();
         assert!(err.contains("lines.json at line 2, column"), "{err}");
+    }
+
+    #[test]
+    fn a_page_value_that_is_not_an_array_or_an_item_that_is_not_an_object_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("null.json", r#"{"value": null}"#), ("text.json", r#"{"value": "x"}"#)] {
+            let err = count(&write(&dir, name, text)).unwrap_err().to_string();
+            assert!(err.contains(&format!("{name}: \"value\" is not an array")), "{err}");
+        }
+        let err =
+            count(&write(&dir, "items.json", r#"{"value": [{"id": "1"}, 7]}"#)).unwrap_err().to_string();
+        assert!(err.contains("items.json at line 1, column") && err.contains("expected an object"), "{err}");
+    }
+
+    #[test]
+    fn users_keep_the_last_of_duplicate_keys_read_escapes_and_skip_what_the_import_does_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "dup.json",
+            r#"{"value": [{"id": "00000000-0000-4000-8000-000000000001", "city": "Oslo",
+                "userPrincipalName": "a\u0040contoso.com", "extensionAttributes": {"deep": [1, {"x": null}]},
+                "city": "Lyon", "accountEnabled": false}]}"#,
+        );
+        let users = read_users(&[file], &BTreeMap::new()).unwrap();
+        assert_eq!(users[0].upn.to_string(), "a@contoso.com");
+        assert_eq!(users[0].profile.get(&ProfileField::City), Some(&Some("Lyon".to_owned())));
+        assert_eq!(users[0].account_enabled, Some(false));
+        assert_eq!(users[0].profile.len(), 1, "only the fields the export mentions: {:?}", users[0].profile);
     }
 
     #[test]
@@ -455,7 +484,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("fuzz.json");
             std::fs::write(&path, &bytes).unwrap();
-            let _ = read_objects(&path);
+            let _ = count(&path);
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod output;
 pub mod security;
 pub mod shell;
 pub mod time;
+pub mod timings;
 pub mod views;
 pub mod whatif;
 

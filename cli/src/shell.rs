@@ -2,6 +2,8 @@
 //! snapshot + the records after it), decide, append all events or none, and
 //! record refusals (L1).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use domain::envcmd::{self, EnvCommand, NewEnvironment};
 use domain::environment::{self, Environment};
@@ -114,6 +116,17 @@ impl Shell {
             payload: events::encode(event),
         }
     }
+}
+
+/// What a batch of commands appended.
+#[derive(Debug, Default)]
+pub struct BatchDone {
+    /// How many of its commands changed something.
+    pub changes: usize,
+    /// Its events by type name.
+    pub events_by_type: BTreeMap<&'static str, usize>,
+    /// The first and last seq it landed at (`None`: nothing to change).
+    pub seqs: Option<(u64, u64)>,
 }
 
 /// A command that went through: its events and where they landed.
@@ -362,12 +375,14 @@ impl Shell {
     /// Decides a batch of tenant commands (an import) in order, each against
     /// the state the ones before it leave, and appends them in one
     /// transaction: one correlation id per command, all of them or none.
+    /// Each event is encoded as soon as it is folded: a large batch holds
+    /// its events once, as bytes.
     pub async fn execute_batch(
         &self,
         actor: Option<&Upn>,
         name: &'static str,
         plan: impl Fn(&Tenant, DateTime<Utc>) -> Vec<TenantCommand>,
-    ) -> Result<Vec<Done>, CliError> {
+    ) -> Result<BatchDone, CliError> {
         for _ in 0..CONFLICT_RETRIES {
             let (mut tenant, version) = self.tenant().await?;
             let actor = Shell::actor(&tenant, actor)?;
@@ -377,15 +392,18 @@ impl Shell {
             // snapshot below only if they turn out to be the real ones.
             let head = self.store.head().await?.map_or(0, |h| h.seq);
             let mut next_seq = head + 1;
+            crate::timings::phase("loaded the tenant");
             let commands = plan(&tenant, now);
+            crate::timings::phase("planned");
             let progress = indicatif::ProgressBar::new(commands.len() as u64);
             progress.set_style(
                 indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             progress.set_message(name);
-            let mut appends = Vec::new();
-            let mut done = Vec::new();
+            // The store seals each command's events while the next is decided.
+            let mut transaction = self.store.begin().await?;
+            let mut done = BatchDone::default();
             let mut expected = version;
             for command in &commands {
                 let correlation_id = self.ids.next();
@@ -402,59 +420,67 @@ impl Shell {
                     }
                     Err(Rejection::Refused(refusal)) => {
                         progress.finish_and_clear();
+                        // Nothing of the batch is written; the refusal is.
+                        drop(transaction);
                         let attempted =
                             Attempted { command: name, targets: command.targets(), environment: None };
                         return Err(self.refused(&attempted, refusal, meta).await);
                     }
                 };
-                for event in &events {
-                    tenant.apply(event, domain::events::Stamp { seq: next_seq, at: now });
-                    next_seq += 1;
-                }
-                let events: Vec<Event> = events.into_iter().map(Event::Tenant).collect();
-                if !events.is_empty() {
-                    appends.push(Append {
-                        stream: tenant::STREAM.to_owned(),
-                        expected: ExpectedVersion::Exactly(expected),
-                        events: events.iter().map(|e| self.new_event(e)).collect(),
-                        meta,
-                    });
-                    expected += events.len() as u64;
-                }
-                done.push(Done { events, appended: None, correlation_id });
                 progress.inc(1);
+                if events.is_empty() {
+                    continue;
+                }
+                let mut encoded = Vec::with_capacity(events.len());
+                for event in events {
+                    tenant.apply(&event, domain::events::Stamp { seq: next_seq, at: now });
+                    next_seq += 1;
+                    let event = Event::Tenant(event);
+                    *done.events_by_type.entry(event.type_name()).or_default() += 1;
+                    encoded.push(self.new_event(&event));
+                }
+                let append = Append {
+                    stream: tenant::STREAM.to_owned(),
+                    expected: ExpectedVersion::Exactly(expected),
+                    events: encoded,
+                    meta,
+                };
+                expected += append.events.len() as u64;
+                if !transaction.send(append).await {
+                    break; // ended early: the commit below says why
+                }
             }
             progress.finish_and_clear();
             drop(commands);
-            if appends.is_empty() {
-                return Ok(done);
-            }
+            crate::timings::phase("decided");
             // A large batch leaves the directory's snapshot behind. Encoding
             // (and then freeing) a large directory takes a while: it runs on a
-            // blocking thread beside the append, and is kept only if the
+            // blocking thread beside the commit, and is kept only if the
             // events land where the working state was stamped.
             let stamped_last = next_seq - 1;
             let snapshot = (stamped_last - head >= projections::fold::SNAPSHOT_AFTER as u64).then(|| {
                 tokio::task::spawn_blocking(move || projections::fold::snapshot_bytes(&tenant, expected))
             });
-            match self.store.append_all(appends).await? {
+            match transaction.commit().await? {
+                Ok(appended) if appended.is_empty() => return Ok(done),
                 Ok(appended) => {
-                    let landed_as_stamped = appended.first().map(|a| a.first_seq) == Some(head + 1)
-                        && appended.last().map(|a| a.last_seq) == Some(stamped_last);
-                    let mut landed = appended.into_iter();
-                    for d in done.iter_mut().filter(|d| !d.events.is_empty()) {
-                        d.appended = landed.next();
-                    }
+                    crate::timings::phase("appended");
+                    let landed =
+                        appended.first().map(|a| a.first_seq).zip(appended.last().map(|a| a.last_seq));
+                    let landed_as_stamped = landed == Some((head + 1, stamped_last));
+                    done.changes = appended.len();
+                    done.seqs = landed;
                     if let Some(encoding) = snapshot.filter(|_| landed_as_stamped) {
                         let bytes = encoding
                             .await
                             .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
                         projections::fold::save_bytes(&self.store, tenant::STREAM, bytes, stamped_last)
                             .await?;
+                        crate::timings::phase("saved the snapshot");
                     }
                     return Ok(done);
                 }
-                Err(AppendRejection::Conflict { .. }) => continue,
+                Err(AppendRejection::Conflict { .. } | AppendRejection::Moved { .. }) => continue,
                 Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => continue,
                 Err(other) => return usage(other.to_string()),
             }

@@ -60,6 +60,67 @@ pub struct Appended {
     pub was_retry: bool,
 }
 
+/// Appends fed one at a time into one transaction: the store checks and
+/// seals each as it arrives, on its own thread, while the producer decides
+/// the next; [`Transaction::commit`] writes them all, and dropping the
+/// transaction instead writes none of them.
+pub struct Transaction {
+    /// Appends not yet handed over: they go in bunches, since waking the
+    /// worker for each one would cost more than sealing it.
+    bunch: Vec<Append>,
+    appends: tokio::sync::mpsc::Sender<Vec<Append>>,
+    commit: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    outcome: tokio::task::JoinHandle<AppendResult<Vec<Appended>>>,
+}
+
+impl Transaction {
+    /// Appends handed over at a time.
+    const BUNCH: usize = 256;
+    /// Bunches the worker may hold before the producer waits for it.
+    const IN_FLIGHT: usize = 16;
+
+    /// Starts a transaction whose appends `work` receives, in bunches, on a
+    /// blocking thread, with whether to commit them once the appends end.
+    pub fn spawn<F>(work: F) -> Transaction
+    where
+        F: FnOnce(
+                tokio::sync::mpsc::Receiver<Vec<Append>>,
+                &std::sync::atomic::AtomicBool,
+            ) -> AppendResult<Vec<Appended>>
+            + Send
+            + 'static,
+    {
+        let (appends, received) = tokio::sync::mpsc::channel(Self::IN_FLIGHT);
+        let commit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&commit);
+        let outcome = tokio::task::spawn_blocking(move || work(received, &flag));
+        Transaction { bunch: Vec::with_capacity(Self::BUNCH), appends, commit, outcome }
+    }
+
+    /// Adds an append. `false`: the transaction has already ended (a
+    /// rejection or an error, which [`Transaction::commit`] returns).
+    pub async fn send(&mut self, append: Append) -> bool {
+        self.bunch.push(append);
+        if self.bunch.len() < Self::BUNCH {
+            return true;
+        }
+        let bunch = std::mem::replace(&mut self.bunch, Vec::with_capacity(Self::BUNCH));
+        self.appends.send(bunch).await.is_ok()
+    }
+
+    /// Writes every append sent, all or none, and says where they landed.
+    pub async fn commit(self) -> AppendResult<Vec<Appended>> {
+        let Transaction { bunch, appends, commit, outcome } = self;
+        // A failed send means the worker has ended: its outcome says why.
+        if bunch.is_empty() || appends.send(bunch).await.is_ok() {
+            // Set before the channel closes, which is what the worker waits for.
+            commit.store(true, std::sync::atomic::Ordering::Release);
+        }
+        drop(appends);
+        outcome.await.map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
 /// The newest record of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
@@ -110,6 +171,9 @@ pub enum AppendRejection {
     /// Some of the event ids are in the log and some are not: not a clean retry.
     #[error("event {event_id} is already in the log but others of its append are not")]
     PartialRetry { event_id: uuid::Uuid },
+    /// Another append landed while a [`Transaction`] was open: decide again.
+    #[error("the log moved from record {began} to {now} while the transaction was open")]
+    Moved { began: u64, now: u64 },
 }
 
 /// A failure of the store itself: I/O, locking, corruption. Fail-stop.
@@ -156,6 +220,9 @@ pub trait EventStore: Send + Sync {
     async fn append(&self, append: Append) -> AppendResult<Appended>;
     /// Appends several streams' events in one transaction: all or none.
     async fn append_all(&self, appends: Vec<Append>) -> AppendResult<Vec<Appended>>;
+    /// Starts a transaction fed one append at a time (a long batch is
+    /// sealed while it is still being decided).
+    async fn begin(&self) -> Result<Transaction, StoreError>;
     /// Makes every append so far durable (for the batched mode).
     async fn flush(&self) -> Result<(), StoreError>;
     /// The newest record, or `None` for an empty log.

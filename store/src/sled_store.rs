@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod staged;
 mod upgrade;
 mod verify;
 
@@ -25,7 +26,7 @@ use crate::keys::{self, be_u64, Run};
 use crate::record::{from_nanos, to_nanos, Hash, Record, GENESIS_HASH};
 use crate::snapshots::Snapshots;
 use crate::{
-    Append, AppendRejection, AppendResult, Appended, EventStore, ExpectedVersion, Head, Snapshot, StoreError,
+    Append, AppendRejection, AppendResult, Appended, EventStore, Head, Snapshot, StoreError, Transaction,
     VerifyReport,
 };
 use async_trait::async_trait;
@@ -547,112 +548,6 @@ impl Inner {
         Ok(entry.and_then(|e| be_u64(&e[16..])))
     }
 
-    fn append_all(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
-        let mut pending = self.lock();
-        if let Some(why) = &pending.damaged {
-            return Err(StoreError::Corrupt(format!("the log cannot be appended to: {why}")));
-        }
-        let tip = self.tip()?;
-        let (mut seq, mut last_nanos, mut prev_hash) = (tip.seq, tip.nanos, tip.hash);
-        let mut batch = sled::Batch::default();
-        let mut chunker = Chunker::new(seq + 1);
-        let mut versions: HashMap<&str, u64> = HashMap::new();
-        let mut new_ids = HashSet::new();
-        let mut noted: Vec<(&str, u64, u64, uuid::Uuid)> = Vec::new();
-        let mut results = Vec::with_capacity(appends.len());
-        let newest = self.newest_indexed_id()?;
-        for append in appends {
-            match self.earlier_append(&pending, newest, append, &new_ids)? {
-                Err(rejection) => return Ok(Err(rejection)),
-                Ok(Some(retry)) => {
-                    results.push(retry);
-                    continue;
-                }
-                Ok(None) => {}
-            }
-            if append.stream.len() > usize::from(u16::MAX) {
-                return Err(StoreError::Encode(format!(
-                    "a stream name of {} bytes (at most {} are stored)",
-                    append.stream.len(),
-                    u16::MAX
-                )));
-            }
-            for event in &append.events {
-                if !new_ids.insert(event.event_id) {
-                    return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
-                }
-            }
-            let nanos = to_nanos(append.meta.recorded_at)?;
-            if nanos < last_nanos {
-                return Ok(Err(AppendRejection::TimeWentBackwards {
-                    last: from_nanos(last_nanos),
-                    given: append.meta.recorded_at,
-                }));
-            }
-            let current = match versions.get(append.stream.as_str()) {
-                Some(&v) => v,
-                None => self.stream_version_in(&pending, &append.stream)?,
-            };
-            if let ExpectedVersion::Exactly(expected) = append.expected {
-                if expected != current {
-                    return Ok(Err(AppendRejection::Conflict {
-                        stream: append.stream.clone(),
-                        expected,
-                        actual: current,
-                    }));
-                }
-            }
-            let first_seq = seq + 1;
-            let mut version = current;
-            for event in &append.events {
-                seq += 1;
-                version += 1;
-                let (hash, bytes) =
-                    Record::seal(seq, &append.stream, version, event, &append.meta, prev_hash)?;
-                chunker.push(seq, &bytes, &mut batch);
-                noted.push((&append.stream, version, seq, event.event_id));
-                prev_hash = hash;
-            }
-            if !append.events.is_empty() {
-                versions.insert(&append.stream, version);
-                last_nanos = nanos;
-            }
-            results.push(Appended { first_seq, last_seq: seq, stream_version: version, was_retry: false });
-        }
-        if seq == tip.seq {
-            return Ok(Ok(results));
-        }
-        // The commit: one chunk is one insert; several go in atomically.
-        match chunker.single() {
-            Some((key, chunk)) => self.events.insert(key, chunk).map(drop),
-            None => {
-                chunker.close(&mut batch);
-                self.events.apply_batch(batch)
-            }
-        }
-        .map_err(engine)?;
-        // Committed: the index must know these records whatever happens next.
-        for (stream, version, seq, id) in noted {
-            pending.note(stream, version, seq, id);
-        }
-        let after_commit = (|| {
-            if self.durability == Durability::Immediate {
-                self.flush_db()?;
-            }
-            if pending.len() >= INDEX_EVERY {
-                self.write_index(&mut pending)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = after_commit {
-            // Whether the records are durable is unknown: no further appends
-            // in this process; reopening finds out from the records.
-            pending.damaged = Some(format!("a write after record {seq} failed: {e}"));
-            return Err(e);
-        }
-        Ok(Ok(results))
-    }
-
     /// If the append's events are all in the log already, where they landed.
     /// Some known and some new, in any order, is not a retry but a mistake;
     /// so is an id that an earlier append of the same call carries.
@@ -952,6 +847,11 @@ impl EventStore for SledStore {
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    async fn begin(&self) -> Result<Transaction, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        Ok(Transaction::spawn(move |appends, commit| inner.append_stream(appends, commit)))
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         self.blocking(|s| s.flush()).await
     }
@@ -1026,7 +926,7 @@ fn remove_unfinished_snapshots(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Causation, Metadata, NewEvent};
+    use crate::{Causation, ExpectedVersion, Metadata, NewEvent};
     use uuid::Uuid;
 
     fn event(n: u64) -> NewEvent {

@@ -632,3 +632,80 @@ fn verify_beside_appends_finds_no_problem_in_a_healthy_log() {
     appending.join().unwrap();
     assert_eq!(rt.block_on(store.verify()).unwrap().records, 8_000);
 }
+
+/// `n` one-event appends to `tenant`, from stream version `from`.
+fn tenant_appends(from: u64, n: u64, first_id: u128) -> Vec<Append> {
+    (0..n)
+        .map(|i| {
+            let e = event(first_id + u128::from(i), format!("e{i}").as_bytes());
+            append("tenant", ExpectedVersion::Exactly(from + i), vec![e], at(1))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_transaction_lands_what_append_all_lands_and_the_same_bytes() {
+    // More appends than one bunch hands over, so several reach the worker.
+    let (via_all, via_transaction) = (SledStore::temporary().unwrap(), SledStore::temporary().unwrap());
+    let appends = tenant_appends(0, 700, 1);
+    let expected = via_all.append_all(appends.clone()).await.unwrap().unwrap();
+    let mut transaction = via_transaction.begin().await.unwrap();
+    for a in appends {
+        assert!(transaction.send(a).await);
+    }
+    let landed = transaction.commit().await.unwrap().unwrap();
+    assert_eq!(landed, expected);
+    let (a, b) = (everything(&via_all).await, everything(&via_transaction).await);
+    assert_eq!(a.len(), 700);
+    assert_eq!(a, b, "the same records, hashes and all");
+    assert!(via_transaction.verify().await.unwrap().problem.is_none());
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_writes_nothing_and_holds_nothing() {
+    let store = SledStore::temporary().unwrap();
+    let mut transaction = store.begin().await.unwrap();
+    for a in tenant_appends(0, 300, 1) {
+        assert!(transaction.send(a).await);
+    }
+    drop(transaction);
+    assert!(store.head().await.unwrap().is_none());
+    // The next append is not kept waiting, and starts at seq 1.
+    let next = store.append_all(tenant_appends(0, 1, 1_000)).await.unwrap().unwrap();
+    assert_eq!(next[0].first_seq, 1);
+}
+
+#[tokio::test]
+async fn a_conflict_in_a_transaction_ends_it_with_nothing_written() {
+    let store = SledStore::temporary().unwrap();
+    let mut appends = tenant_appends(0, 600, 1);
+    appends[400].expected = ExpectedVersion::Exactly(7);
+    let mut transaction = store.begin().await.unwrap();
+    for a in appends {
+        if !transaction.send(a).await {
+            break;
+        }
+    }
+    let refused = transaction.commit().await.unwrap().unwrap_err();
+    assert_eq!(refused, AppendRejection::Conflict { stream: "tenant".into(), expected: 7, actual: 400 });
+    assert!(store.head().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_transaction_overtaken_by_another_append_is_refused_whole() {
+    let store = SledStore::temporary().unwrap();
+    let mut transaction = store.begin().await.unwrap();
+    for a in tenant_appends(0, 10, 1) {
+        assert!(transaction.send(a).await);
+    }
+    // Another writer of this process gets in while it is open: reads and
+    // appends are not held up by it.
+    let other = append("env/x", ExpectedVersion::Exactly(0), vec![event(500, b"x")], at(1));
+    store.append(other).await.unwrap().unwrap();
+    assert_eq!(store.stream_version("env/x").await.unwrap(), 1);
+    let refused = transaction.commit().await.unwrap().unwrap_err();
+    assert_eq!(refused, AppendRejection::Moved { began: 0, now: 1 });
+    let all = everything(&store).await;
+    assert_eq!(all.len(), 1, "only the other writer's record");
+    assert_eq!(all[0].stream, "env/x");
+}

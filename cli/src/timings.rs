@@ -1,0 +1,25 @@
+//! `USERTRAIL_TIMINGS=1`: when each phase of a long command ended, and the
+//! process's resident memory then, one line each on stderr. For finding
+//! where an import's time goes (BENCHMARKS.md) without a profiler.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// When the first phase was noted, if timings are on.
+fn start() -> Option<Instant> {
+    static START: OnceLock<Option<Instant>> = OnceLock::new();
+    *START.get_or_init(|| std::env::var_os("USERTRAIL_TIMINGS").is_some_and(|v| v == "1").then(Instant::now))
+}
+
+/// Notes that `phase` has ended (nothing unless `USERTRAIL_TIMINGS=1`).
+pub fn phase(phase: &str) {
+    let Some(start) = start() else { return };
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned())));
+    eprintln!(
+        "timing: {phase:<22} {:>8.3} s  rss {}",
+        start.elapsed().as_secs_f64(),
+        rss.as_deref().unwrap_or("?")
+    );
+}

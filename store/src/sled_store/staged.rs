@@ -1,0 +1,236 @@
+//! One append call in progress: its appends checked and sealed into a sled
+//! batch as they come, committed together or not at all. `append_all`
+//! stages a slice under the append lock; a [`crate::Transaction`] stages
+//! appends as its producer decides them (sealing overlaps deciding) without
+//! holding the lock, which would stall the process's reads meanwhile, and
+//! checks at its commit that nothing landed since it began.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::MutexGuard;
+
+use super::{engine, Chunker, Inner, Pending, INDEX_EVERY};
+use crate::record::{from_nanos, to_nanos, Hash, Record};
+use crate::{Append, AppendRejection, AppendResult, Appended, Durability, ExpectedVersion, StoreError};
+
+/// Appends staged under the append lock, not yet written.
+pub(super) struct Staged<'a> {
+    inner: &'a Inner,
+    /// The append lock, when held from the start (`append_all`).
+    held: Option<MutexGuard<'a, Pending>>,
+    tip_seq: u64,
+    seq: u64,
+    last_nanos: i64,
+    prev_hash: Hash,
+    newest: Option<[u8; 16]>,
+    batch: sled::Batch,
+    chunker: Chunker,
+    /// Each stream this call appends to, and its version after the call.
+    streams: Vec<(String, u64)>,
+    /// Where each stream is in `streams`.
+    stream_at: HashMap<String, usize>,
+    new_ids: HashSet<uuid::Uuid>,
+    /// What the index learns once committed: (stream, version, seq, id).
+    noted: Vec<(usize, u64, u64, uuid::Uuid)>,
+    results: Vec<Appended>,
+}
+
+impl Inner {
+    /// Starts a call at the log's tip, holding the append lock throughout
+    /// if `hold`.
+    fn stage(&self, hold: bool) -> Result<Staged<'_>, StoreError> {
+        let pending = self.lock();
+        if let Some(why) = &pending.damaged {
+            return Err(StoreError::Corrupt(format!("the log cannot be appended to: {why}")));
+        }
+        let tip = self.tip()?;
+        let newest = self.newest_indexed_id()?;
+        Ok(Staged {
+            inner: self,
+            held: hold.then_some(pending),
+            tip_seq: tip.seq,
+            seq: tip.seq,
+            last_nanos: tip.nanos,
+            prev_hash: tip.hash,
+            newest,
+            batch: sled::Batch::default(),
+            chunker: Chunker::new(tip.seq + 1),
+            streams: Vec::new(),
+            stream_at: HashMap::new(),
+            new_ids: HashSet::new(),
+            noted: Vec::new(),
+            results: Vec::new(),
+        })
+    }
+
+    /// Appends every append of the slice, or none.
+    pub(super) fn append_all(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
+        let mut staged = self.stage(true)?;
+        staged.results.reserve(appends.len());
+        for append in appends {
+            if let Err(rejection) = staged.add(append)? {
+                return Ok(Err(rejection));
+            }
+        }
+        staged.commit()
+    }
+
+    /// Stages the appends a transaction receives until its producer is done;
+    /// commits them if `commit` was set by then, else writes nothing.
+    pub(super) fn append_stream(
+        &self,
+        mut appends: tokio::sync::mpsc::Receiver<Vec<Append>>,
+        commit: &AtomicBool,
+    ) -> AppendResult<Vec<Appended>> {
+        let mut staged = self.stage(false)?;
+        while let Some(bunch) = appends.blocking_recv() {
+            for append in &bunch {
+                if let Err(rejection) = staged.add(append)? {
+                    return Ok(Err(rejection));
+                }
+            }
+        }
+        if !commit.load(Ordering::Acquire) {
+            // Dropped before its commit: nothing is written, and nobody waits
+            // for this outcome.
+            return Ok(Ok(Vec::new()));
+        }
+        staged.commit()
+    }
+}
+
+impl Staged<'_> {
+    /// Checks one append against the log and what this call staged before
+    /// it, and seals its records. A rejection ends the call.
+    fn add(&mut self, append: &Append) -> AppendResult<()> {
+        let inner = self.inner;
+        let locked;
+        let pending: &Pending = match &self.held {
+            Some(held) => held,
+            None => {
+                locked = inner.lock();
+                &locked
+            }
+        };
+        match inner.earlier_append(pending, self.newest, append, &self.new_ids)? {
+            Err(rejection) => return Ok(Err(rejection)),
+            Ok(Some(retry)) => {
+                self.results.push(retry);
+                return Ok(Ok(()));
+            }
+            Ok(None) => {}
+        }
+        if append.stream.len() > usize::from(u16::MAX) {
+            return Err(StoreError::Encode(format!(
+                "a stream name of {} bytes (at most {} are stored)",
+                append.stream.len(),
+                u16::MAX
+            )));
+        }
+        for event in &append.events {
+            if !self.new_ids.insert(event.event_id) {
+                return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
+            }
+        }
+        let nanos = to_nanos(append.meta.recorded_at)?;
+        if nanos < self.last_nanos {
+            return Ok(Err(AppendRejection::TimeWentBackwards {
+                last: from_nanos(self.last_nanos),
+                given: append.meta.recorded_at,
+            }));
+        }
+        let stream = match self.stream_at.get(append.stream.as_str()) {
+            Some(&i) => i,
+            None => {
+                let version = inner.stream_version_in(pending, &append.stream)?;
+                self.stream_at.insert(append.stream.clone(), self.streams.len());
+                self.streams.push((append.stream.clone(), version));
+                self.streams.len() - 1
+            }
+        };
+        let current = self.streams[stream].1;
+        if let ExpectedVersion::Exactly(expected) = append.expected {
+            if expected != current {
+                return Ok(Err(AppendRejection::Conflict {
+                    stream: append.stream.clone(),
+                    expected,
+                    actual: current,
+                }));
+            }
+        }
+        let first_seq = self.seq + 1;
+        let mut version = current;
+        for event in &append.events {
+            self.seq += 1;
+            version += 1;
+            let (hash, bytes) =
+                Record::seal(self.seq, &append.stream, version, event, &append.meta, self.prev_hash)?;
+            self.chunker.push(self.seq, &bytes, &mut self.batch);
+            self.noted.push((stream, version, self.seq, event.event_id));
+            self.prev_hash = hash;
+        }
+        if !append.events.is_empty() {
+            self.streams[stream].1 = version;
+            self.last_nanos = nanos;
+        }
+        self.results.push(Appended {
+            first_seq,
+            last_seq: self.seq,
+            stream_version: version,
+            was_retry: false,
+        });
+        Ok(Ok(()))
+    }
+
+    /// Writes everything staged: one sled insert for one chunk, an atomic
+    /// batch for several.
+    fn commit(mut self) -> AppendResult<Vec<Appended>> {
+        let inner = self.inner;
+        if self.seq == self.tip_seq {
+            return Ok(Ok(self.results));
+        }
+        let mut pending = match self.held.take() {
+            Some(held) => held,
+            None => {
+                let pending = inner.lock();
+                if let Some(why) = &pending.damaged {
+                    return Err(StoreError::Corrupt(format!("the log cannot be appended to: {why}")));
+                }
+                let tip = inner.tip()?.seq;
+                if tip != self.tip_seq {
+                    return Ok(Err(AppendRejection::Moved { began: self.tip_seq, now: tip }));
+                }
+                pending
+            }
+        };
+        match self.chunker.single() {
+            Some((key, chunk)) => inner.events.insert(key, chunk).map(drop),
+            None => {
+                self.chunker.close(&mut self.batch);
+                inner.events.apply_batch(std::mem::take(&mut self.batch))
+            }
+        }
+        .map_err(engine)?;
+        // Committed: the index must know these records whatever happens next.
+        let pending = &mut *pending;
+        for &(stream, version, seq, id) in &self.noted {
+            pending.note(&self.streams[stream].0, version, seq, id);
+        }
+        let after_commit = (|| {
+            if inner.durability == Durability::Immediate {
+                inner.flush_db()?;
+            }
+            if pending.len() >= INDEX_EVERY {
+                inner.write_index(pending)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = after_commit {
+            // Whether the records are durable is unknown: no further appends
+            // in this process; reopening finds out from the records.
+            pending.damaged = Some(format!("a write after record {} failed: {e}", self.seq));
+            return Err(e);
+        }
+        Ok(Ok(self.results))
+    }
+}
