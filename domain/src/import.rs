@@ -86,10 +86,13 @@ pub fn imported_password() -> PasswordHash {
 }
 
 /// The commands that bring `tenant` in line with `export` at `now`, in an
-/// order that never needs a seat before it is free.
+/// order that never needs a seat before it is free: leavers go and licenses
+/// are removed before anyone takes a seat. A new user is created with its
+/// licenses, as the admin center does, in one command.
 pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
     let mut first = Vec::new(); // SKUs bought or grown
-    let mut users = Vec::new(); // creates, restores, updates, license removals
+    let mut users = Vec::new(); // restores, updates, license removals
+    let mut arrivals = Vec::new(); // new users with their licenses, after every removal
     let mut assigns = Vec::new(); // license assignments, after every removal
     let mut groups = Vec::new();
     let mut deletions = Vec::new(); // leavers, before anyone takes their seats
@@ -118,24 +121,19 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
         let Some(existing) = existing else {
             ours.insert(u.id, u.id);
             let profile = Profile(u.profile.iter().filter_map(|(f, v)| Some((*f, v.clone()?))).collect());
-            users.push(TenantCommand::CreateUser(NewUser {
+            arrivals.push(TenantCommand::CreateUser(NewUser {
                 id: u.id,
                 upn: u.upn.clone(),
                 profile,
-                licenses: vec![],
+                licenses: u.licenses.iter().cloned().collect(),
                 admin_roles: vec![],
                 guest: u.guest,
                 home_licenses: vec![],
                 password: imported_password(),
             }));
             if u.account_enabled == Some(false) {
-                users.push(TenantCommand::Block { upn: u.upn.clone() });
+                arrivals.push(TenantCommand::Block { upn: u.upn.clone() });
             }
-            assigns.extend(
-                u.licenses
-                    .iter()
-                    .map(|sku| TenantCommand::AssignLicense { upn: u.upn.clone(), sku: sku.clone() }),
-            );
             continue;
         };
         ours.insert(u.id, existing.id);
@@ -264,7 +262,15 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
         }
     }
 
-    first.into_iter().chain(deletions).chain(users).chain(assigns).chain(groups).chain(last).collect()
+    first
+        .into_iter()
+        .chain(deletions)
+        .chain(users)
+        .chain(arrivals)
+        .chain(assigns)
+        .chain(groups)
+        .chain(last)
+        .collect()
 }
 
 #[cfg(test)]
@@ -377,5 +383,40 @@ mod tests {
         );
         let kept = Export { keep_missing: true, ..without_bob };
         assert!(plan(&tenant, &kept, now).is_empty());
+    }
+
+    #[test]
+    fn d4_a_new_user_arrives_with_its_licenses_after_the_seat_it_takes_is_freed() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let mut seq = 0;
+        let mut tenant = contoso(now, &mut seq);
+        let one_seat = Some(vec![ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 1 }]);
+        let alice = user(2, "alice@contoso.onmicrosoft.com", "Lyon", &["DYN365_SALES"]);
+        let export = Export {
+            users: vec![user(1, ADMIN, "Paris", &[]), alice.clone()],
+            skus: one_seat.clone(),
+            ..Export::default()
+        };
+        let commands = plan(&tenant, &export, now);
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        // The only seat moves from alice to a newcomer listed before her.
+        let carol = user(3, "carol@contoso.onmicrosoft.com", "Oslo", &["DYN365_SALES"]);
+        let alice_without = user(2, "alice@contoso.onmicrosoft.com", "Lyon", &[]);
+        let export = Export {
+            users: vec![user(1, ADMIN, "Paris", &[]), carol, alice_without],
+            skus: one_seat,
+            ..Export::default()
+        };
+        let commands = plan(&tenant, &export, now);
+        assert_eq!(commands.len(), 2, "{commands:?}");
+        assert!(
+            matches!(&commands[0], TenantCommand::RemoveLicense { upn, .. } if upn.as_str() == "alice@contoso.onmicrosoft.com")
+        );
+        assert!(
+            matches!(&commands[1], TenantCommand::CreateUser(new) if new.licenses == vec!["DYN365_SALES".to_owned()]),
+            "{commands:?}"
+        );
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        assert!(plan(&tenant, &export, now).is_empty(), "nothing left to do");
     }
 }
