@@ -405,10 +405,12 @@ impl Shell {
             let mut transaction = self.store.begin().await?;
             let mut done = BatchDone::default();
             let mut expected = version;
-            for command in &commands {
+            // Each command is freed once decided: what it held is reused for the
+            // state and the records instead of being asked of the OS anew.
+            for command in commands {
                 let correlation_id = self.ids.next();
                 let meta = Shell::meta(actor.as_str(), name, correlation_id, now);
-                let events = match tenant::decide(&tenant, &actor, command, now) {
+                let events = match tenant::decide(&tenant, &actor, &command, now) {
                     Ok(events) => events,
                     Err(Rejection::Invalid(reason)) => {
                         progress.finish_and_clear();
@@ -451,7 +453,6 @@ impl Shell {
                 }
             }
             progress.finish_and_clear();
-            drop(commands);
             crate::timings::phase("decided");
             // A large batch leaves the directory's snapshot behind. Encoding
             // (and then freeing) a large directory takes a while: it runs on a

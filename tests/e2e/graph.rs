@@ -188,6 +188,34 @@ fn a_refused_change_rejects_the_whole_import_with_one_audit_record() {
 }
 
 #[test]
+fn a_refusal_deep_in_a_large_import_still_writes_nothing_of_it() {
+    // Past the first few hundred commands, the store has sealed part of the
+    // import before the domain turns one down (D4: one seat short).
+    let mut sb = Sandbox::contoso();
+    let before = log(&sb).len();
+    let newcomers = 600;
+    let mut users = vec![admin()];
+    users.extend((1..=newcomers).map(|i| {
+        let id = format!("0b8c1a2e-0000-4000-8000-{i:012}");
+        user(&id, &format!("user{i}@contoso.onmicrosoft.com"), "User", Value::Null, &[SALES_SKU])
+    }));
+    let line = export(&sb, &users, &[]);
+    let skus = json!([{ "skuId": SALES_SKU, "skuPartNumber": "DYN365_ENTERPRISE_SALES", "prepaidUnits": { "enabled": newcomers - 1 } }]);
+    std::fs::write(sb.dir().join("skus.json"), skus.to_string()).unwrap();
+    let err = sb.fails(&line, 1);
+    assert!(err.starts_with("rejected (D4)"), "{err}");
+    assert_eq!(log(&sb).len(), before + 1, "one failure audit record, nothing else");
+    assert!(sb.json("verify")["ok"].as_bool().unwrap(), "the chain is whole");
+    // With the seat it lacked, the same import lands whole.
+    let skus = json!([{ "skuId": SALES_SKU, "skuPartNumber": "DYN365_ENTERPRISE_SALES", "prepaidUnits": { "enabled": newcomers } }]);
+    std::fs::write(sb.dir().join("skus.json"), skus.to_string()).unwrap();
+    let landed = sb.json(&line);
+    assert_eq!(landed["byType"]["UserCreated"], newcomers, "{landed}");
+    assert_eq!(landed["byType"]["LicenseAssigned"], newcomers, "{landed}");
+    assert_eq!(sb.json("user list").as_array().unwrap().len(), newcomers + 1);
+}
+
+#[test]
 fn a_first_pass_larger_than_one_transaction_lands_every_systemuser_once() {
     // More changed SystemUsers than one transaction of a pass holds (1,000).
     let mut sb = Sandbox::contoso();
