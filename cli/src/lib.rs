@@ -199,7 +199,10 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
 pub fn open(path: &Path, durability: Durability) -> Result<SledStore, CliError> {
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let options = OpenOptions { lock_timeout: Duration::from_millis(wait), durability };
-    Ok(SledStore::open(path, options)?)
+    crate::timings::phase("opening the database");
+    let store = SledStore::open(path, options)?;
+    crate::timings::phase("opened");
+    Ok(store)
 }
 
 async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {

@@ -348,6 +348,7 @@ impl Shell {
         let attempted = Attempted { command: command.name(), targets: command.targets(), environment: None };
         for _ in 0..CONFLICT_RETRIES {
             let (tenant, version) = self.tenant().await?;
+            crate::timings::phase("loaded the tenant");
             let actor = match command {
                 TenantCommand::Init { admin, .. } => admin.upn.clone(),
                 TenantCommand::AcceptInvite { upn } => upn.clone(),
@@ -366,6 +367,7 @@ impl Shell {
                 (events, vec![append])
             });
             if let Some(done) = self.conclude(&attempted, meta, decided).await? {
+                crate::timings::phase("appended");
                 return Ok(done);
             }
         }

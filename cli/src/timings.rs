@@ -1,6 +1,7 @@
-//! `USERTRAIL_TIMINGS=1`: when each phase of a long command ended, and the
-//! process's resident memory then, one line each on stderr. For finding
-//! where an import's time goes (BENCHMARKS.md) without a profiler.
+//! `USERTRAIL_TIMINGS=1`: when each phase of a command ended (opening the
+//! database, loading the tenant, an import's reading, planning, deciding and
+//! appending) and the process's resident memory then, one line each on
+//! stderr. For finding where the time goes (BENCHMARKS.md) without a profiler.
 
 use std::sync::OnceLock;
 use std::time::Instant;
