@@ -407,7 +407,12 @@ mod tests {
         }
         let err =
             count(&write(&dir, "items.json", r#"{"value": [{"id": "1"}, 7]}"#)).unwrap_err().to_string();
-        assert!(err.contains("items.json at line 1, column") && err.contains("expected an object"), "{err}");
+        assert!(
+            err.contains("unexpected JSON in")
+                && err.contains("items.json at line 1, column")
+                && err.contains("expected an object"),
+            "{err}"
+        );
     }
 
     #[test]

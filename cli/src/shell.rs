@@ -407,6 +407,7 @@ impl Shell {
             let mut transaction = self.store.begin().await?;
             let mut done = BatchDone::default();
             let mut expected = version;
+            let mut ended_early = false;
             // Each command is freed once decided: what it held is reused for the
             // state and the records instead of being asked of the OS anew.
             for command in commands {
@@ -451,7 +452,8 @@ impl Shell {
                 };
                 expected += append.events.len() as u64;
                 if !transaction.send(append).await {
-                    break; // ended early: the commit below says why
+                    ended_early = true; // the commit below says why
+                    break;
                 }
             }
             progress.finish_and_clear();
@@ -461,7 +463,8 @@ impl Shell {
             // blocking thread beside the commit, and is kept only if the
             // events land where the working state was stamped.
             let stamped_last = next_seq - 1;
-            let snapshot = (stamped_last - head >= projections::fold::SNAPSHOT_AFTER as u64).then(|| {
+            let large = stamped_last - head >= projections::fold::SNAPSHOT_AFTER as u64;
+            let snapshot = (large && !ended_early).then(|| {
                 tokio::task::spawn_blocking(move || projections::fold::snapshot_bytes(&tenant, expected))
             });
             match transaction.commit().await? {

@@ -12,7 +12,9 @@ fn start() -> Option<Instant> {
     *START.get_or_init(|| std::env::var_os("USERTRAIL_TIMINGS").is_some_and(|v| v == "1").then(Instant::now))
 }
 
-/// Notes that `phase` has ended (nothing unless `USERTRAIL_TIMINGS=1`).
+/// Prints the time since the first call and the memory in use, labelled
+/// `phase` (what has just ended, or begins); nothing unless
+/// `USERTRAIL_TIMINGS=1`.
 pub fn phase(phase: &str) {
     let Some(start) = start() else { return };
     let rss = std::fs::read_to_string("/proc/self/status")

@@ -91,7 +91,7 @@ pub fn imported_password() -> PasswordHash {
 /// licenses, as the admin center does, in one command.
 pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
     let mut first = Vec::new(); // SKUs bought or grown
-    let mut users = Vec::new(); // restores, updates, license removals
+    let mut users = Vec::new(); // restores, updates, blocks and unblocks, license removals
     let mut arrivals = Vec::new(); // new users with their licenses, after every removal
     let mut assigns = Vec::new(); // license assignments, after every removal
     let mut groups = Vec::new();

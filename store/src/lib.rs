@@ -81,6 +81,8 @@ impl Transaction {
 
     /// Starts a transaction whose appends `work` receives, in bunches, on a
     /// blocking thread, with whether to commit them once the appends end.
+    /// For stores to implement [`EventStore::begin`]; it must be called
+    /// within a Tokio runtime (it spawns a blocking task).
     pub fn spawn<F>(work: F) -> Transaction
     where
         F: FnOnce(

@@ -8,8 +8,10 @@
 //! store closes; opening a log rebuilds from the records whatever the index
 //! blocks do not cover yet. sled's file lock keeps other processes out while
 //! a database is open, and the index mutex orders appends within the
-//! process, so an append reads the head and the stream versions, decides,
-//! and writes, with nobody in between.
+//! process: an append call reads the head and the stream versions, checks,
+//! and writes with nobody in between; a transaction checks each append
+//! under the mutex as it comes and, at its commit, that the head has not
+//! moved since it began (`sled_store/staged.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::RangeInclusive;
@@ -848,8 +850,9 @@ impl EventStore for SledStore {
     }
 
     async fn begin(&self) -> Result<Transaction, StoreError> {
+        let began = self.blocking(|s| s.tip_seq()).await?;
         let inner = Arc::clone(&self.inner);
-        Ok(Transaction::spawn(move |appends, commit| inner.append_stream(appends, commit)))
+        Ok(Transaction::spawn(move |appends, commit| inner.append_stream(began, appends, commit)))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -196,12 +196,18 @@ impl<'de, K: Keys> Deserialize<'de> for PickedOf<'de, K> {
     }
 }
 
-/// A JSON error as one line: file, line, column, and what is wrong.
+/// A JSON error as one line: file, line, column, and what is wrong (bad
+/// syntax, or well-formed JSON of the wrong shape, like an item that is not
+/// an object).
 pub fn json_error(file: &Path, line_offset: usize, e: &serde_json::Error) -> CliError {
     let text = e.to_string();
     let what = text.split(" at line ").next().unwrap_or(&text);
+    let kind = match e.classify() {
+        serde_json::error::Category::Data => "unexpected JSON",
+        _ => "bad JSON",
+    };
     CliError::Usage(format!(
-        "bad JSON in {} at line {}, column {}: {what}",
+        "{kind} in {} at line {}, column {}: {what}",
         file.display(),
         e.line() + line_offset,
         e.column()

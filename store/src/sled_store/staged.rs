@@ -1,9 +1,10 @@
 //! One append call in progress: its appends checked and sealed into a sled
 //! batch as they come, committed together or not at all. `append_all`
-//! stages a slice under the append lock; a [`crate::Transaction`] stages
-//! appends as its producer decides them (sealing overlaps deciding) without
-//! holding the lock, which would stall the process's reads meanwhile, and
-//! checks at its commit that nothing landed since it began.
+//! stages a slice holding the append lock throughout; a
+//! [`crate::Transaction`] stages appends as its producer decides them
+//! (sealing overlaps deciding), taking the lock only to check each one, since
+//! holding it would stall the process's reads meanwhile, and at its commit
+//! refuses the whole call if any record landed since `begin`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use super::{engine, Chunker, Inner, Pending, INDEX_EVERY};
 use crate::record::{from_nanos, to_nanos, Hash, Record};
 use crate::{Append, AppendRejection, AppendResult, Appended, Durability, ExpectedVersion, StoreError};
 
-/// Appends staged under the append lock, not yet written.
+/// Appends checked and sealed, not yet written.
 pub(super) struct Staged<'a> {
     inner: &'a Inner,
     /// The append lock, when held from the start (`append_all`).
@@ -22,7 +23,10 @@ pub(super) struct Staged<'a> {
     seq: u64,
     last_nanos: i64,
     prev_hash: Hash,
+    /// The newest event id in the index blocks, as of `indexed`: a flush
+    /// while a transaction stages moves ids from `Pending` into the blocks.
     newest: Option<[u8; 16]>,
+    indexed: u64,
     batch: sled::Batch,
     chunker: Chunker,
     /// Each stream this call appends to, and its version after the call.
@@ -37,15 +41,20 @@ pub(super) struct Staged<'a> {
 
 impl Inner {
     /// Starts a call at the log's tip, holding the append lock throughout
-    /// if `hold`.
-    fn stage(&self, hold: bool) -> Result<Staged<'_>, StoreError> {
+    /// if `hold`. `began`: the tip a transaction's `begin` saw, which must
+    /// still be the tip.
+    fn stage(&self, hold: bool, began: Option<u64>) -> AppendResult<Staged<'_>> {
         let pending = self.lock();
         if let Some(why) = &pending.damaged {
             return Err(StoreError::Corrupt(format!("the log cannot be appended to: {why}")));
         }
         let tip = self.tip()?;
+        if let Some(began) = began.filter(|&b| b != tip.seq) {
+            return Ok(Err(AppendRejection::Moved { began, now: tip.seq }));
+        }
         let newest = self.newest_indexed_id()?;
-        Ok(Staged {
+        let indexed = pending.indexed;
+        Ok(Ok(Staged {
             inner: self,
             held: hold.then_some(pending),
             tip_seq: tip.seq,
@@ -53,6 +62,7 @@ impl Inner {
             last_nanos: tip.nanos,
             prev_hash: tip.hash,
             newest,
+            indexed,
             batch: sled::Batch::default(),
             chunker: Chunker::new(tip.seq + 1),
             streams: Vec::new(),
@@ -60,12 +70,20 @@ impl Inner {
             new_ids: HashSet::new(),
             noted: Vec::new(),
             results: Vec::new(),
-        })
+        }))
+    }
+
+    /// The tip a transaction starts from.
+    pub(super) fn tip_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.tip()?.seq)
     }
 
     /// Appends every append of the slice, or none.
     pub(super) fn append_all(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
-        let mut staged = self.stage(true)?;
+        let mut staged = match self.stage(true, None)? {
+            Ok(staged) => staged,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
         staged.results.reserve(appends.len());
         for append in appends {
             if let Err(rejection) = staged.add(append)? {
@@ -75,14 +93,19 @@ impl Inner {
         staged.commit()
     }
 
-    /// Stages the appends a transaction receives until its producer is done;
-    /// commits them if `commit` was set by then, else writes nothing.
+    /// Stages the appends a transaction begun at tip `began` receives until
+    /// its producer is done; commits them if `commit` was set by then, else
+    /// writes nothing.
     pub(super) fn append_stream(
         &self,
+        began: u64,
         mut appends: tokio::sync::mpsc::Receiver<Vec<Append>>,
         commit: &AtomicBool,
     ) -> AppendResult<Vec<Appended>> {
-        let mut staged = self.stage(false)?;
+        let mut staged = match self.stage(false, Some(began))? {
+            Ok(staged) => staged,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
         while let Some(bunch) = appends.blocking_recv() {
             for append in &bunch {
                 if let Err(rejection) = staged.add(append)? {
@@ -103,20 +126,54 @@ impl Staged<'_> {
     /// Checks one append against the log and what this call staged before
     /// it, and seals its records. A rejection ends the call.
     fn add(&mut self, append: &Append) -> AppendResult<()> {
+        let (stream, current) = match self.check(append)? {
+            Err(rejection) => return Ok(Err(rejection)),
+            Ok(None) => return Ok(Ok(())),
+            Ok(Some(checked)) => checked,
+        };
+        let first_seq = self.seq + 1;
+        let mut version = current;
+        for event in &append.events {
+            self.seq += 1;
+            version += 1;
+            let (hash, bytes) =
+                Record::seal(self.seq, &append.stream, version, event, &append.meta, self.prev_hash)?;
+            self.chunker.push(self.seq, &bytes, &mut self.batch);
+            self.noted.push((stream, version, self.seq, event.event_id));
+            self.prev_hash = hash;
+        }
+        if !append.events.is_empty() {
+            self.streams[stream].1 = version;
+            self.last_nanos = to_nanos(append.meta.recorded_at)?;
+        }
+        self.results.push(Appended {
+            first_seq,
+            last_seq: self.seq,
+            stream_version: version,
+            was_retry: false,
+        });
+        Ok(Ok(()))
+    }
+
+    /// The checks of [`Staged::add`] that need the index, under the append
+    /// lock: the append's stream (its place in `streams`) and version, or
+    /// `None` for a clean retry (its original positions are noted).
+    fn check(&mut self, append: &Append) -> AppendResult<Option<(usize, u64)>> {
         let inner = self.inner;
-        let locked;
+        let mut locked = None;
         let pending: &Pending = match &self.held {
             Some(held) => held,
-            None => {
-                locked = inner.lock();
-                &locked
-            }
+            None => locked.insert(inner.lock()),
         };
+        if pending.indexed != self.indexed {
+            self.newest = inner.newest_indexed_id()?;
+            self.indexed = pending.indexed;
+        }
         match inner.earlier_append(pending, self.newest, append, &self.new_ids)? {
             Err(rejection) => return Ok(Err(rejection)),
             Ok(Some(retry)) => {
                 self.results.push(retry);
-                return Ok(Ok(()));
+                return Ok(Ok(None));
             }
             Ok(None) => {}
         }
@@ -158,28 +215,7 @@ impl Staged<'_> {
                 }));
             }
         }
-        let first_seq = self.seq + 1;
-        let mut version = current;
-        for event in &append.events {
-            self.seq += 1;
-            version += 1;
-            let (hash, bytes) =
-                Record::seal(self.seq, &append.stream, version, event, &append.meta, self.prev_hash)?;
-            self.chunker.push(self.seq, &bytes, &mut self.batch);
-            self.noted.push((stream, version, self.seq, event.event_id));
-            self.prev_hash = hash;
-        }
-        if !append.events.is_empty() {
-            self.streams[stream].1 = version;
-            self.last_nanos = nanos;
-        }
-        self.results.push(Appended {
-            first_seq,
-            last_seq: self.seq,
-            stream_version: version,
-            was_retry: false,
-        });
-        Ok(Ok(()))
+        Ok(Ok(Some((stream, current))))
     }
 
     /// Writes everything staged: one sled insert for one chunk, an atomic
@@ -232,5 +268,47 @@ impl Staged<'_> {
             return Err(e);
         }
         Ok(Ok(self.results))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Causation, Metadata, NewEvent, SledStore};
+
+    fn append(id: u128, expected: u64) -> Append {
+        Append {
+            stream: "tenant".into(),
+            expected: ExpectedVersion::Exactly(expected),
+            events: vec![NewEvent {
+                event_id: uuid::Uuid::from_u128(id),
+                event_type: "T".into(),
+                schema_version: 1,
+                payload: vec![7; 40],
+            }],
+            meta: Metadata {
+                recorded_at: chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap_or_default(),
+                actor: "admin".into(),
+                correlation_id: uuid::Uuid::from_u128(id),
+                causation: Causation::Command { name: "test".into() },
+            },
+        }
+    }
+
+    #[test]
+    fn a_retry_staged_after_a_flush_moved_its_id_into_the_blocks_is_still_a_retry() {
+        let store = SledStore::temporary().unwrap();
+        let inner = &store.inner;
+        let first = inner.append_all(&[append(1, 0)]).unwrap().unwrap();
+        // A transaction starts while the id is only in memory...
+        let mut staged = inner.stage(false, Some(1)).unwrap().unwrap();
+        // ...and a flush writes it into the index blocks before it is retried.
+        inner.flush().unwrap();
+        staged.add(&append(1, 0)).unwrap().unwrap();
+        let landed = staged.commit().unwrap().unwrap();
+        assert_eq!(landed, vec![Appended { was_retry: true, ..first[0].clone() }]);
+        assert_eq!(inner.tip_seq().unwrap(), 1, "written once");
+        inner.flush().unwrap();
+        assert!(inner.verify().unwrap().problem.is_none());
     }
 }
