@@ -322,3 +322,59 @@ fn is_json_lines(text: &str) -> bool {
 pub fn read_text(file: &Path) -> Result<String, CliError> {
     std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// What `Json` should read for a value, built from serde_json's reading.
+    fn expected(v: &Value) -> Json<'static> {
+        match v {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Number(n) => Json::Number(n.as_i64()),
+            Value::String(s) => Json::Text(Cow::Owned(s.clone())),
+            Value::Array(items) => Json::Array(items.iter().map(expected).collect()),
+            Value::Object(map) => {
+                Json::Object(map.iter().map(|(k, v)| (Cow::Owned(k.clone()), expected(v))).collect())
+            }
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            // Quotes, backslashes, controls and non-ASCII: the escapes.
+            "[a-z\"\\\\\u{0}-\u{1f}é😀 ]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-zA-Z\"@.]{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn json_reads_every_document_as_serde_json_does(v in any_json()) {
+            let text = serde_json::to_string(&v).unwrap();
+            let read: Json = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(read, expected(&v));
+        }
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_text() {
+        let read: Json = serde_json::from_str(r#"{"plain": "Lyon", "escaped": "Ly\non"}"#).unwrap();
+        assert!(matches!(read.get("plain"), Some(Json::Text(Cow::Borrowed("Lyon")))));
+        assert!(matches!(read.get("escaped"), Some(Json::Text(Cow::Owned(s))) if s == "Ly\non"));
+    }
+}

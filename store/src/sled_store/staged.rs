@@ -311,4 +311,14 @@ mod tests {
         inner.flush().unwrap();
         assert!(inner.verify().unwrap().problem.is_none());
     }
+
+    #[test]
+    fn a_transaction_whose_log_moved_before_its_first_staging_is_refused_whole() {
+        let store = SledStore::temporary().unwrap();
+        let inner = &store.inner;
+        // `begin` saw an empty log; an append lands before the worker starts.
+        inner.append_all(&[append(1, 0)]).unwrap().unwrap();
+        let refused = inner.stage(false, Some(0)).unwrap().err();
+        assert_eq!(refused, Some(AppendRejection::Moved { began: 0, now: 1 }));
+    }
 }
