@@ -405,6 +405,8 @@ mod tests {
             let err = count(&write(&dir, name, text)).unwrap_err().to_string();
             assert!(err.contains(&format!("{name}: \"value\" is not an array")), "{err}");
         }
+        let twice = write(&dir, "twice.json", r#"{"value": 1, "value": [{"id": "1"}, {"id": "2"}]}"#);
+        assert_eq!(count(&twice).unwrap(), 2, "a repeated key counts once, the last");
         let err =
             count(&write(&dir, "items.json", r#"{"value": [{"id": "1"}, 7]}"#)).unwrap_err().to_string();
         assert!(

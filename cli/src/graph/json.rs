@@ -214,17 +214,34 @@ pub fn json_error(file: &Path, line_offset: usize, e: &serde_json::Error) -> Cli
     ))
 }
 
-/// A Graph page: `{"value": [...]}`, other keys (`@odata.nextLink`) ignored.
-#[derive(serde::Deserialize)]
-#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+/// A Graph page: `{"value": [...]}`, other keys (`@odata.nextLink`) ignored;
+/// a repeated `"value"` counts once, the last, as in `Value`.
 struct Page<T> {
-    #[serde(default, deserialize_with = "present")]
     value: Option<Items<T>>,
 }
 
-/// A `value` key that is there, even as null (which is not an array either).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Items<T>>, D::Error> {
-    Items::deserialize(d).map(Some)
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PageVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for PageVisitor<T> {
+            type Value = Page<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a Graph page")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Page<T>, A::Error> {
+                let mut value = None;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    if key.0 == "value" {
+                        value = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Page { value })
+            }
+        }
+        deserializer.deserialize_map(PageVisitor(std::marker::PhantomData))
+    }
 }
 
 /// A page's `value`: an array, or anything else (refused with its own message).
