@@ -478,12 +478,34 @@ fn child_rebuild(db: &Path, raw: &Path) {
 }
 
 fn child(args: &[&str]) -> Vec<String> {
-    let out = Command::new(std::env::current_exe().unwrap()).args(args).output().expect("run a child");
+    child_timed(args, false).0
+}
+
+/// Runs a child; with `timings`, under `USERTRAIL_TIMINGS=1`, and returns
+/// how long each of its phases took (from the one before), in order.
+fn child_timed(args: &[&str], timings: bool) -> (Vec<String>, Vec<(String, f64)>) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if timings {
+        command.env("USERTRAIL_TIMINGS", "1");
+    }
+    let out = command.args(args).output().expect("run a child");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find(|l| l.starts_with("RESULT ")).unwrap_or_else(|| {
-        panic!("child {args:?} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
-    });
-    line.split_whitespace().skip(1).map(str::to_owned).collect()
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| panic!("child {args:?} failed: {stdout}\n{stderr}"));
+    // `timing: <phase> <seconds since the first> s  rss <kB>`
+    let marks: Vec<(String, f64)> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("timing: ")?.split_once(" s  rss"))
+        .filter_map(|(left, _)| {
+            let (phase, at) = left.trim().rsplit_once(' ')?;
+            Some((phase.trim().to_owned(), at.parse().ok()?))
+        })
+        .collect();
+    let phases = marks.windows(2).map(|w| (w[1].0.clone(), w[1].1 - w[0].1)).collect();
+    (line.split_whitespace().skip(1).map(str::to_owned).collect(), phases)
 }
 
 /// Target 2: every projection rebuilt from zero vs a raw scan + decode.
@@ -800,7 +822,7 @@ fn target_6(cfg: &Config, rows: &mut Vec<Row>) {
     let json = median((0..3).map(|_| parse()).collect());
     // Each run imports into a fresh database: the median of three, since
     // one run on this kind of machine moves by a third from one to the next.
-    let import_once = |run: usize| -> (f64, u64) {
+    let import_once = |run: usize| -> (f64, u64, Vec<(String, f64)>) {
         let db = cfg.dir.join(format!("import-{run}.db"));
         let db_arg = db.to_str().unwrap().to_owned();
         let base = ["usertrail".to_owned(), "--db".to_owned(), db_arg];
@@ -816,14 +838,17 @@ fn target_6(cfg: &Config, rows: &mut Vec<Row>) {
         import.extend(["--skus".to_owned(), skus.to_str().unwrap().to_owned()]);
         let refs: Vec<&str> = import.iter().map(String::as_str).collect();
         settle_disk();
-        let r = child(&refs);
-        let measured = (r[0].parse().unwrap(), r[1].parse().unwrap());
+        let (r, phases) = child_timed(&refs, true);
+        let measured = (r[0].parse().unwrap(), r[1].parse().unwrap(), phases);
         let _ = std::fs::remove_dir_all(&db);
         measured
     };
-    let runs: Vec<(f64, u64)> = (0..3).map(import_once).collect();
-    let took = median(runs.iter().map(|r| r.0).collect());
+    let mut runs: Vec<(f64, u64, Vec<(String, f64)>)> = (0..3).map(import_once).collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (took, _, phases) = &runs[runs.len() / 2];
+    let took = *took;
     let rss = runs.iter().map(|r| r.1).max().unwrap_or(0);
+    let phases: Vec<String> = phases.iter().map(|(name, secs)| format!("{name} {secs:.2}")).collect();
     let ratio = json / took;
     rows.push(Row {
         target: "6",
@@ -832,8 +857,9 @@ fn target_6(cfg: &Config, rows: &mut Vec<Row>) {
         goal: ">= 0.3x".into(),
         pass: ratio >= 0.3,
         detail: format!(
-            "import {took:.2} s (median of 3, each into a fresh database) vs serde_json::Value parse {json:.3} s (median of 3); peak RSS {} MiB",
-            rss / 1024
+            "import {took:.2} s (median of 3, each into a fresh database) vs serde_json::Value parse {json:.3} s (median of 3); peak RSS {} MiB; the median run's phases (USERTRAIL_TIMINGS, s): {}",
+            rss / 1024,
+            phases.join(", ")
         ),
     });
 }
