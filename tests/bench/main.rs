@@ -843,7 +843,7 @@ fn target_6(cfg: &Config, rows: &mut Vec<Row>) {
         let _ = std::fs::remove_dir_all(&db);
         measured
     };
-    let mut runs: Vec<(f64, u64, Vec<(String, f64)>)> = (0..3).map(import_once).collect();
+    let mut runs: Vec<_> = (0..3).map(import_once).collect();
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (took, _, phases) = &runs[runs.len() / 2];
     let took = *took;

@@ -126,7 +126,7 @@ impl Staged<'_> {
     /// Checks one append against the log and what this call staged before
     /// it, and seals its records. A rejection ends the call.
     fn add(&mut self, append: &Append) -> AppendResult<()> {
-        let (stream, current) = match self.check(append)? {
+        let (stream, current, nanos) = match self.check(append)? {
             Err(rejection) => return Ok(Err(rejection)),
             Ok(None) => return Ok(Ok(())),
             Ok(Some(checked)) => checked,
@@ -144,7 +144,7 @@ impl Staged<'_> {
         }
         if !append.events.is_empty() {
             self.streams[stream].1 = version;
-            self.last_nanos = to_nanos(append.meta.recorded_at)?;
+            self.last_nanos = nanos;
         }
         self.results.push(Appended {
             first_seq,
@@ -156,9 +156,9 @@ impl Staged<'_> {
     }
 
     /// The checks of [`Staged::add`] that need the index, under the append
-    /// lock: the append's stream (its place in `streams`) and version, or
-    /// `None` for a clean retry (its original positions are noted).
-    fn check(&mut self, append: &Append) -> AppendResult<Option<(usize, u64)>> {
+    /// lock: the append's stream (its place in `streams`), version and time,
+    /// or `None` for a clean retry (its original positions are noted).
+    fn check(&mut self, append: &Append) -> AppendResult<Option<(usize, u64, i64)>> {
         let inner = self.inner;
         let mut locked = None;
         let pending: &Pending = match &self.held {
@@ -215,7 +215,7 @@ impl Staged<'_> {
                 }));
             }
         }
-        Ok(Ok(Some((stream, current))))
+        Ok(Ok(Some((stream, current, nanos))))
     }
 
     /// Writes everything staged: one sled insert for one chunk, an atomic
