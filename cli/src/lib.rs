@@ -86,6 +86,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    crate::timings::phase("started");
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return clap_error(e, stdout, stderr),
@@ -98,7 +99,11 @@ where
             return 3;
         }
     };
-    match runtime.block_on(dispatch(cli, stdout, options)) {
+    let result = runtime.block_on(dispatch(cli, stdout, options));
+    crate::timings::phase("command done");
+    drop(runtime);
+    crate::timings::phase("runtime stopped");
+    match result {
         Ok(()) => 0,
         Err(CliError::OutputClosed) => 0,
         Err(e) => {

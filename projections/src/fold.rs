@@ -1,6 +1,13 @@
 //! Folding streams into states, checkpointed: a state as of any log position
 //! is the nearest snapshot at or before it, plus the stream's records after
 //! it. Snapshots are caches; a fold without them gives the same state.
+//!
+//! Each stream has two kinds. The *series* (`aggregate/<stream>`) is spaced
+//! so that a read anywhere in the past replays at most about half a
+//! snapshot's bytes. The *head snapshot* (`aggregate-head/<stream>`, only the
+//! newest kept) is left by a read at the log's head that replayed a
+//! sixteenth of that, so that a command, which always reads at the head,
+//! replays a few records rather than up to half a snapshot's worth.
 
 use domain::environment::Environment;
 use domain::events::{self, Event, Stamp};
@@ -15,11 +22,18 @@ use crate::Error;
 pub const SNAPSHOT_AFTER: usize = 256;
 
 /// A read saves a snapshot once it replayed at least this many records...
-const MIN_REPLAY: usize = 64;
+const MIN_REPLAY: u64 = 64;
 /// ...and about half as many bytes of records as the snapshot it started
 /// from: replaying stays within a small factor of decoding a snapshot, and
 /// snapshots take no more room than the records between them.
 const REPLAY_PER_SNAPSHOT_BYTE: f64 = 0.5;
+/// A read at the log's head that replayed at least this many records...
+const MIN_HEAD_REPLAY: u64 = 16;
+/// ...and a sixteenth of its snapshot's bytes leaves a *head snapshot*: the
+/// next command (which starts from the head) then replays a few records, not
+/// up to half a snapshot's worth. Only the newest head snapshot is kept, so
+/// they cost one snapshot's room per stream, not one per sixteenth.
+const HEAD_REPLAY_PER_SNAPSHOT_BYTE: f64 = 1.0 / 16.0;
 /// What a record costs to replay beyond its payload, in bytes.
 const RECORD_OVERHEAD: usize = 100;
 
@@ -60,6 +74,56 @@ struct Snapshotted<A> {
     state: A,
 }
 
+/// A head snapshot: a state, and what lies between it and the newest
+/// snapshot of the series, so that the series still gets its next snapshot
+/// when reads start from head snapshots.
+#[derive(Serialize, Deserialize)]
+struct HeadSnapshotted<A> {
+    version: u64,
+    since_series: Replayed,
+    state: A,
+}
+
+/// Records replayed: how many, and their bytes (with [`RECORD_OVERHEAD`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Replayed {
+    records: u64,
+    bytes: u64,
+}
+
+impl Replayed {
+    /// Whether this much replay is worth a snapshot of `snapshot_bytes`
+    /// saved to spare it, at `per_byte` of the snapshot's bytes.
+    fn at_least(self, min_records: u64, snapshot_bytes: usize, per_byte: f64) -> bool {
+        self.records >= min_records && self.bytes as f64 >= snapshot_bytes as f64 * per_byte
+    }
+}
+
+/// Where a load starts from.
+struct Start<A> {
+    state: A,
+    version: u64,
+    /// The size of the snapshot it was decoded from (0: none).
+    bytes: usize,
+    /// What was replayed since the series' newest snapshot, when starting
+    /// from a head snapshot.
+    since_series: Replayed,
+}
+
+impl<A: Default> Start<A> {
+    fn empty() -> Start<A> {
+        Start { state: A::default(), version: 0, bytes: 0, since_series: Replayed::default() }
+    }
+}
+
+fn series_name(stream: &str) -> String {
+    format!("aggregate/{stream}")
+}
+
+fn head_name(stream: &str) -> String {
+    format!("aggregate-head/{stream}")
+}
+
 /// Snapshots are caches of our own making, but a damaged one must not ask
 /// for an impossible allocation.
 fn snapshot_config() -> impl bincode::config::Config {
@@ -83,34 +147,76 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    let name = format!("aggregate/{stream}");
-    let snapshot = match snapshots {
-        Snapshots::Use => store.load_snapshot(&name, upto).await?,
-        Snapshots::Ignore => None,
+    let start = match snapshots {
+        Snapshots::Use => start(store, stream, upto).await?,
+        Snapshots::Ignore => Start::<A>::empty(),
     };
-    let base_bytes = snapshot.as_ref().map_or(0, |s| s.state.len());
-    let base = snapshot.as_ref().and_then(|s| {
-        bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&s.state, snapshot_config()).ok()
-    });
-    let (mut state, mut version) = match base {
-        Some((s, _)) => (s.state, s.version),
-        None => (A::default(), 0),
-    };
+    let Start { mut state, mut version, bytes: base_bytes, since_series } = start;
     let records = store.read_stream_until(stream, version + 1, upto).await?;
-    let mut replayed_bytes = 0;
+    let mut replayed = Replayed::default();
     let mut last_seq = 0;
     for record in &records {
         state.fold(event_of(record)?, stamp_of(record));
         version = record.version;
         last_seq = record.seq;
-        replayed_bytes += record.payload.len() + RECORD_OVERHEAD;
+        replayed.records += 1;
+        replayed.bytes += (record.payload.len() + RECORD_OVERHEAD) as u64;
     }
-    let worth_it =
-        records.len() >= MIN_REPLAY && replayed_bytes as f64 >= base_bytes as f64 * REPLAY_PER_SNAPSHOT_BYTE;
-    if snapshots == Snapshots::Use && worth_it {
+    if snapshots == Snapshots::Ignore || replayed.records == 0 {
+        return Ok((state, version));
+    }
+    let since_series = Replayed {
+        records: since_series.records + replayed.records,
+        bytes: since_series.bytes + replayed.bytes,
+    };
+    if since_series.at_least(MIN_REPLAY, base_bytes, REPLAY_PER_SNAPSHOT_BYTE) {
         save(store, stream, &state, version, last_seq).await?;
+    } else if replayed.at_least(MIN_HEAD_REPLAY, base_bytes, HEAD_REPLAY_PER_SNAPSHOT_BYTE)
+        && store.head().await?.is_none_or(|head| upto >= head.seq)
+    {
+        let head = HeadSnapshotted { version, since_series, state: &state };
+        let bytes = bincode::serde::encode_to_vec(head, bincode::config::standard())
+            .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))?;
+        let name = head_name(stream);
+        store.save_snapshot(&name, Snapshot { seq: last_seq, state: bytes }).await?;
+        store.remove_snapshots(&name, last_seq).await?;
     }
     Ok((state, version))
+}
+
+/// The newest snapshot at or before `upto`, decoded. A head snapshot, when
+/// there is one, is newer than the whole series: it is only saved at the
+/// log's head, from the newest snapshot there was, and saving into the
+/// series removes it. One that cannot be decoded is a cache miss.
+async fn start<A, S>(store: &S, stream: &str, upto: u64) -> Result<Start<A>, Error>
+where
+    A: Aggregate,
+    S: EventStore + ?Sized,
+{
+    if let Some(head) = store.load_snapshot(&head_name(stream), upto).await? {
+        if let Ok((h, _)) =
+            bincode::serde::decode_from_slice::<HeadSnapshotted<A>, _>(&head.state, snapshot_config())
+        {
+            return Ok(Start {
+                state: h.state,
+                version: h.version,
+                bytes: head.state.len(),
+                since_series: h.since_series,
+            });
+        }
+    }
+    let Some(snapshot) = store.load_snapshot(&series_name(stream), upto).await? else {
+        return Ok(Start::empty());
+    };
+    Ok(match bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&snapshot.state, snapshot_config()) {
+        Ok((s, _)) => Start {
+            state: s.state,
+            version: s.version,
+            bytes: snapshot.state.len(),
+            since_series: Replayed::default(),
+        },
+        Err(_) => Start::empty(),
+    })
 }
 
 /// Saves `state` as the snapshot of `stream` at log position `seq`, where
@@ -132,14 +238,17 @@ pub fn snapshot_bytes<A: Aggregate>(state: &A, version: u64) -> Result<Vec<u8>, 
         .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))
 }
 
-/// Stores what [`snapshot_bytes`] encoded as the snapshot of `stream` at `seq`.
+/// Stores what [`snapshot_bytes`] encoded as the snapshot of `stream` at
+/// `seq`. Head snapshots not newer go first: none may be older than the
+/// series (a crash in between loses a cache, nothing more).
 pub async fn save_bytes<S: EventStore + ?Sized>(
     store: &S,
     stream: &str,
     bytes: Vec<u8>,
     seq: u64,
 ) -> Result<(), Error> {
-    store.save_snapshot(&format!("aggregate/{stream}"), Snapshot { seq, state: bytes }).await?;
+    store.remove_snapshots(&head_name(stream), seq.saturating_add(1)).await?;
+    store.save_snapshot(&series_name(stream), Snapshot { seq, state: bytes }).await?;
     Ok(())
 }
 
@@ -193,5 +302,146 @@ impl Rebuilt {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::events::{SkuKind, TenantEvent};
+    use store::{Append, Causation, ExpectedVersion, Metadata, NewEvent, SledStore};
+
+    /// A store whose tenant stream holds one SKU and `changes` seat changes,
+    /// one append each, and the runtime that drives it.
+    struct Log {
+        store: SledStore,
+        rt: tokio::runtime::Runtime,
+        version: u64,
+    }
+
+    impl Log {
+        fn new() -> Log {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut log = Log { store: SledStore::temporary().unwrap(), rt, version: 0 };
+            log.append(TenantEvent::SkuAdded { sku: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 1 });
+            log
+        }
+
+        fn append(&mut self, event: TenantEvent) {
+            let event = Event::Tenant(event);
+            let append = Append {
+                stream: domain::tenant::STREAM.into(),
+                expected: ExpectedVersion::Exactly(self.version),
+                events: vec![NewEvent {
+                    event_id: uuid::Uuid::from_u128(u128::from(self.version) + 1),
+                    event_type: event.type_name().into(),
+                    schema_version: domain::SCHEMA_VERSION,
+                    payload: events::encode(&event),
+                }],
+                meta: Metadata {
+                    recorded_at: chrono::DateTime::UNIX_EPOCH,
+                    actor: "admin".into(),
+                    correlation_id: uuid::Uuid::nil(),
+                    causation: Causation::Command { name: "test".into() },
+                },
+            };
+            self.rt.block_on(self.store.append(append)).unwrap().unwrap();
+            self.version += 1;
+        }
+
+        fn seat_changes(&mut self, n: u32) {
+            for _ in 0..n {
+                let seats = self.version as u32;
+                self.append(TenantEvent::SkuSeatsChanged {
+                    sku: "DYN365_SALES".into(),
+                    old: seats,
+                    new: seats + 1,
+                });
+            }
+        }
+
+        /// Loads with snapshots, checks the state against a full fold, and
+        /// returns it.
+        fn load(&self, upto: u64) -> Tenant {
+            let used: (Tenant, u64) =
+                self.rt.block_on(load(&self.store, "tenant", upto, Snapshots::Use)).unwrap();
+            let full = self.rt.block_on(load(&self.store, "tenant", upto, Snapshots::Ignore)).unwrap();
+            assert_eq!(used, full, "as of seq {upto}");
+            used.0
+        }
+
+        /// The seq of the newest snapshot of `name` for the tenant.
+        fn newest(&self, name: &str) -> Option<u64> {
+            self.newest_at(name, u64::MAX)
+        }
+
+        /// The seq of the newest snapshot of `name` for the tenant at or before `upto`.
+        fn newest_at(&self, name: &str, upto: u64) -> Option<u64> {
+            let snapshot = self.rt.block_on(self.store.load_snapshot(&format!("{name}/tenant"), upto));
+            snapshot.unwrap().map(|s| s.seq)
+        }
+
+        fn head_snapshots(&self) -> Vec<u64> {
+            (1..=self.version)
+                .filter(|&seq| {
+                    let at =
+                        self.rt.block_on(self.store.load_snapshot("aggregate-head/tenant", seq)).unwrap();
+                    at.is_some_and(|s| s.seq == seq)
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_read_at_the_head_leaves_one_head_snapshot_and_the_series_still_grows() {
+        let mut log = Log::new();
+        log.seat_changes(99);
+        log.load(u64::MAX);
+        assert_eq!(log.newest("aggregate"), Some(100), "a long first replay saves into the series");
+        assert_eq!(log.newest("aggregate-head"), None);
+
+        // Too short a replay for the series, long enough for a head snapshot.
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        assert_eq!((log.newest("aggregate"), log.head_snapshots()), (Some(100), vec![120]));
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        assert_eq!(log.head_snapshots(), vec![140], "only the newest head snapshot is kept");
+
+        // The series gets its next snapshot from what the head snapshots
+        // replayed between them, and the head snapshot it overtakes goes.
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        assert_eq!((log.newest("aggregate"), log.head_snapshots()), (Some(180), vec![]));
+    }
+
+    #[test]
+    fn a_read_of_the_past_leaves_no_head_snapshot_and_keeps_the_newer_one() {
+        let mut log = Log::new();
+        log.seat_changes(99);
+        log.load(u64::MAX);
+        log.seat_changes(40);
+        log.load(130);
+        assert_eq!(log.head_snapshots(), Vec::<u64>::new(), "seq 130 is not the head");
+        log.load(u64::MAX);
+        assert_eq!(log.head_snapshots(), vec![140]);
+        // A long replay of the past saves into the series, before the head
+        // snapshot, which stays.
+        log.load(90);
+        assert_eq!((log.newest_at("aggregate", 99), log.head_snapshots()), (Some(90), vec![140]));
+        assert_eq!(log.load(u64::MAX).skus["dyn365_sales"].seats, 140);
+    }
+
+    #[test]
+    fn a_head_snapshot_that_cannot_be_decoded_is_a_cache_miss() {
+        let mut log = Log::new();
+        log.seat_changes(99);
+        log.load(u64::MAX);
+        log.seat_changes(20);
+        let snapshot = Snapshot { seq: 121, state: vec![0xff; 3] };
+        log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", snapshot)).unwrap();
+        assert_eq!(log.load(u64::MAX).skus["dyn365_sales"].seats, 120);
     }
 }

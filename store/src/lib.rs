@@ -251,6 +251,9 @@ pub trait EventStore: Send + Sync {
     async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Saves a state that reflects the log up to `snapshot.seq`.
     async fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError>;
+    /// Removes the snapshots of `name` taken before `below` (all of them
+    /// with `u64::MAX`): for a name that keeps only its newest.
+    async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError>;
     /// The newest snapshot of `name` taken at or before `max_seq`.
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError>;
     /// Walks the chain and every index; reports the first bad record.

@@ -787,6 +787,10 @@ impl Inner {
     fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
         self.snapshots.load(name, max_seq)
     }
+
+    fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
+        self.snapshots.remove_before(name, below)
+    }
 }
 
 fn malformed_runs(stream: &str) -> StoreError {
@@ -899,6 +903,11 @@ impl EventStore for SledStore {
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
         let name = name.to_owned();
         self.blocking(move |s| s.load_snapshot(&name, max_seq)).await
+    }
+
+    async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.remove_snapshots(&name, below)).await
     }
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {

@@ -48,6 +48,31 @@ impl Snapshots {
         }
     }
 
+    /// Removes the snapshots of `name` taken before `below`.
+    pub(crate) fn remove_before(&self, name: &str, below: u64) -> Result<(), StoreError> {
+        match self {
+            Snapshots::Memory(map) => {
+                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                map.retain(|(n, seq), _| n != name || *seq >= below);
+                Ok(())
+            }
+            Snapshots::Dir(root) => {
+                let dir = root.join(hex(name));
+                for seq in seqs(&dir)?.into_iter().filter(|&seq| seq < below) {
+                    let path = dir.join(file_name(seq));
+                    match std::fs::remove_file(&path) {
+                        // Removed meanwhile: what was asked for.
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(StoreError::Io { path, source: e })
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The newest snapshot of `name` taken at or before `max_seq`.
     pub(crate) fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
         match self {
@@ -61,15 +86,7 @@ impl Snapshots {
             }
             Snapshots::Dir(root) => {
                 let dir = root.join(hex(name));
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(source) => return Err(StoreError::Io { path: dir, source }),
-                };
-                let newest = entries
-                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-                    .filter(|&seq| seq <= max_seq)
-                    .max();
+                let newest = seqs(&dir)?.into_iter().filter(|&seq| seq <= max_seq).max();
                 let Some(seq) = newest else { return Ok(None) };
                 let path = dir.join(file_name(seq));
                 match std::fs::read(&path) {
@@ -80,6 +97,18 @@ impl Snapshots {
                 }
             }
         }
+    }
+}
+
+/// The seqs of the snapshots in `dir` (none if it does not exist). Files
+/// that are not named by a seq (a save's temporary file) are not snapshots.
+fn seqs(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            Ok(entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).collect())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(StoreError::Io { path: dir.to_path_buf(), source }),
     }
 }
 
@@ -106,6 +135,15 @@ mod tests {
         assert_eq!(at(9), None);
         assert_eq!(at(25), Some((20, vec![20])));
         assert_eq!(at(u64::MAX), Some((30, vec![30])));
+        snapshots.remove_before("aggregate/tenant", 30).unwrap();
+        assert_eq!(at(25), None, "the older ones are gone");
+        assert_eq!(at(u64::MAX), Some((30, vec![30])), "the one at the bound stays");
+        assert_eq!(
+            snapshots.load("aggregate/env/x", u64::MAX).unwrap().map(|s| s.seq),
+            Some(25),
+            "other names keep theirs"
+        );
+        snapshots.remove_before("aggregate/none", u64::MAX).unwrap();
     }
 
     #[test]
