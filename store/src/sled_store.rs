@@ -517,7 +517,9 @@ impl Inner {
         }
         batch.insert(keys::META_INDEXED, &pending.upto.to_be_bytes()[..]);
         self.events.apply_batch(batch).map_err(engine)?;
-        *pending = Pending { indexed: pending.upto, upto: pending.upto, ..Pending::default() };
+        // The damage past `upto` is still there once its index is written.
+        let damaged = pending.damaged.take();
+        *pending = Pending { indexed: pending.upto, upto: pending.upto, damaged, ..Pending::default() };
         Ok(())
     }
 
@@ -1031,6 +1033,30 @@ mod tests {
         // A record cut out of the middle of a chunk is named.
         store.raw_set_record(100, None).unwrap();
         assert_eq!(store.inner.verify().unwrap().problem.map(|p| p.seq), Some(100));
+    }
+
+    #[test]
+    fn a_log_damaged_past_its_index_stays_closed_to_appends_after_a_flush() {
+        let store = SledStore::temporary().unwrap();
+        let append = |n: u64| Append {
+            stream: "tenant".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event(n)],
+            meta: meta(n),
+        };
+        store.append_all_blocking(&(1..=10).map(append).collect::<Vec<_>>()).unwrap().unwrap();
+        store.raw_set_record(10, Some(b"not a record")).unwrap();
+        // As an open finds it: the blocks cover nothing, record 10 is unreadable.
+        *store.inner.lock() = Pending::default();
+        store.inner.catch_up().unwrap();
+        let refused = |store: &SledStore| match store.append_all_blocking(&[append(11)]) {
+            Err(StoreError::Corrupt(why)) => why.contains("cannot be appended to"),
+            _ => false,
+        };
+        assert!(refused(&store));
+        // Writing the index of records 1..=9 does not make the damage go away.
+        store.inner.flush().unwrap();
+        assert!(refused(&store), "a flush reopened a damaged log to appends");
     }
 
     #[test]
