@@ -33,7 +33,9 @@ pub struct Tenant {
     /// Set by `init`.
     pub info: Option<TenantInfo>,
     /// Every user ever created, by object id (purged ones too, for history).
-    pub users: BTreeMap<Uuid, User>,
+    /// Boxed: a user is a few hundred bytes, and inline, every insert into a
+    /// map of 100k of them moved and split nodes of such users.
+    pub users: BTreeMap<Uuid, Box<User>>,
     /// SKUs by lower-case part number.
     pub skus: BTreeMap<String, Sku>,
     /// Security groups by object id.
@@ -330,7 +332,7 @@ impl User {
 impl Tenant {
     /// The newest user with this UPN, purged or not.
     pub fn user(&self, upn: &Upn) -> Option<&User> {
-        self.upns.get(&upn.key()).and_then(|id| self.users.get(id))
+        self.upns.get(&upn.key()).and_then(|id| self.users.get(id)).map(Box::as_ref)
     }
 
     /// The user with this UPN, unless it is gone for good at `now`.
@@ -418,7 +420,7 @@ impl Tenant {
 
     /// A user by object id, unless gone for good at `now`.
     pub fn user_by_id(&self, id: Uuid, now: DateTime<Utc>) -> Option<&User> {
-        self.users.get(&id).filter(|u| !u.is_purged(now))
+        self.users.get(&id).map(Box::as_ref).filter(|u| !u.is_purged(now))
     }
 
     /// Whether the user holds one of the admin roles that govern environments
@@ -429,16 +431,22 @@ impl Tenant {
 
     /// Users that are not gone for good at `now`, in UPN order.
     pub fn live_users(&self, now: DateTime<Utc>) -> impl Iterator<Item = &User> {
-        self.upns.values().filter_map(|id| self.users.get(id)).filter(move |u| !u.is_purged(now))
+        self.upns
+            .values()
+            .filter_map(|id| self.users.get(id))
+            .map(Box::as_ref)
+            .filter(move |u| !u.is_purged(now))
     }
 
     /// Folds one event into the state; `stamp` is where and when it landed.
     pub fn apply(&mut self, event: &TenantEvent, stamp: Stamp) {
         let subject = subject(event);
-        let before = subject.and_then(|id| self.users.get(&id)).map(seat_holdings).unwrap_or_default();
+        let before = subject.and_then(|id| self.users.get(&id)).map(|u| seat_holdings(u)).unwrap_or_default();
         self.fold(event, stamp);
         let Some(id) = subject else { return };
-        let after = self.users.get(&id).map(seat_holdings).unwrap_or_default();
+        let user = self.users.get(&id);
+        let after = user.map(|u| seat_holdings(u)).unwrap_or_default();
+        let invitation_pending = user.and_then(|u| u.invitation.as_ref()).is_some_and(|i| !i.accepted);
         for sku in before.difference(&after) {
             if let Some(n) = self.assigned.get_mut(sku) {
                 *n = n.saturating_sub(1);
@@ -447,10 +455,11 @@ impl Tenant {
         for sku in after.difference(&before) {
             *self.assigned.entry(sku.clone()).or_default() += 1;
         }
-        match self.users.get(&id).and_then(|u| u.invitation.as_ref()) {
-            Some(i) if !i.accepted => self.invited.insert(id),
-            _ => self.invited.remove(&id),
-        };
+        if invitation_pending {
+            self.invited.insert(id);
+        } else {
+            self.invited.remove(&id);
+        }
     }
 
     fn fold(&mut self, event: &TenantEvent, stamp: Stamp) {
@@ -473,7 +482,7 @@ impl Tenant {
                 self.upns.insert(upn.to_lowercase(), *id);
                 self.users.insert(
                     *id,
-                    User {
+                    Box::new(User {
                         id: *id,
                         upn: upn.clone(),
                         user_type: *user_type,
@@ -492,7 +501,7 @@ impl Tenant {
                             profile: seq,
                             ..UserEvidence::default()
                         },
-                    },
+                    }),
                 );
             }
             TenantEvent::UserUpdated { id, changes } => self.with_user(id, |u| {
