@@ -187,7 +187,7 @@ where
 /// The newest snapshot at or before `upto`, decoded. A head snapshot, when
 /// there is one, is newer than the whole series: it is only saved at the
 /// log's head, from the newest snapshot there was, and saving into the
-/// series removes it. One that cannot be decoded is a cache miss.
+/// series removes those not newer. One that cannot be decoded is a cache miss.
 async fn start<A, S>(store: &S, stream: &str, upto: u64) -> Result<Start<A>, Error>
 where
     A: Aggregate,
