@@ -175,8 +175,7 @@ where
         && store.head().await?.is_none_or(|head| upto >= head.seq)
     {
         let head = HeadSnapshotted { version, since_series, state: &state };
-        let bytes = bincode::serde::encode_to_vec(head, bincode::config::standard())
-            .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))?;
+        let bytes = encode(head)?;
         let name = head_name(stream);
         store.save_snapshot(&name, Snapshot { seq: last_seq, state: bytes }).await?;
         store.remove_snapshots(&name, last_seq).await?;
@@ -234,7 +233,12 @@ where
 /// A state encoded as [`save`] stores it: CPU work a writer may do on
 /// another thread while it finishes.
 pub fn snapshot_bytes<A: Aggregate>(state: &A, version: u64) -> Result<Vec<u8>, Error> {
-    bincode::serde::encode_to_vec(Snapshotted { version, state }, bincode::config::standard())
+    encode(Snapshotted { version, state })
+}
+
+/// Encodes a snapshot of either kind.
+fn encode(snapshot: impl Serialize) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_to_vec(snapshot, bincode::config::standard())
         .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))
 }
 
