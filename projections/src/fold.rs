@@ -141,14 +141,50 @@ pub fn stamp_of(record: &Record) -> Stamp {
     Stamp { seq: record.seq, at: record.recorded_at }
 }
 
+/// A head snapshot read and decoded before its store was open (see
+/// [`prefetch`]).
+pub struct Prefetched<A> {
+    seq: u64,
+    bytes: usize,
+    head: HeadSnapshotted<A>,
+}
+
+/// Reads and decodes the newest head snapshot of `stream` beside the
+/// database at `db` without opening it. Opening sled takes about as long as
+/// decoding a large directory, so a command starts this on another thread
+/// first and hands the result to [`load_prefetched`], which uses it only if
+/// it is still the snapshot a load would start from. `None` when there is
+/// none, or it cannot be read or decoded: it is a cache.
+pub fn prefetch<A: Aggregate>(db: &std::path::Path, stream: &str) -> Option<Prefetched<A>> {
+    let snapshot = store::read_snapshot_beside(db, &head_name(stream)).ok()??;
+    let (head, _) = bincode::serde::decode_from_slice(&snapshot.state, snapshot_config()).ok()?;
+    Some(Prefetched { seq: snapshot.seq, bytes: snapshot.state.len(), head })
+}
+
 /// A stream's state as of log position `upto`, and the stream's version then.
 pub async fn load<A, S>(store: &S, stream: &str, upto: u64, snapshots: Snapshots) -> Result<(A, u64), Error>
 where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
+    load_prefetched(store, stream, upto, snapshots, None).await
+}
+
+/// [`load`], starting from `prefetched` when it is the newest head snapshot
+/// at or before `upto` (as the load would otherwise read and decode it).
+pub async fn load_prefetched<A, S>(
+    store: &S,
+    stream: &str,
+    upto: u64,
+    snapshots: Snapshots,
+    prefetched: Option<Prefetched<A>>,
+) -> Result<(A, u64), Error>
+where
+    A: Aggregate,
+    S: EventStore + ?Sized,
+{
     let start = match snapshots {
-        Snapshots::Use => start(store, stream, upto).await?,
+        Snapshots::Use => start(store, stream, upto, prefetched).await?,
         Snapshots::Ignore => Start::<A>::empty(),
     };
     let Start { mut state, mut version, bytes: base_bytes, since_series } = start;
@@ -187,11 +223,30 @@ where
 /// there is one, is newer than the whole series: it is only saved at the
 /// log's head, from the newest snapshot there was, and saving into the
 /// series removes those not newer. One that cannot be decoded is a cache miss.
-async fn start<A, S>(store: &S, stream: &str, upto: u64) -> Result<Start<A>, Error>
+async fn start<A, S>(
+    store: &S,
+    stream: &str,
+    upto: u64,
+    prefetched: Option<Prefetched<A>>,
+) -> Result<Start<A>, Error>
 where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
+    // A snapshot at a seq is the fold of the log up to it, whoever wrote
+    // it: the one read before the store opened is good if it is still the
+    // newest, which the listing tells without reading it again.
+    if let Some(p) = prefetched.filter(|p| p.seq <= upto) {
+        if store.snapshot_seq(&head_name(stream), upto).await? == Some(p.seq) {
+            let Prefetched { bytes, head, .. } = p;
+            return Ok(Start {
+                state: head.state,
+                version: head.version,
+                bytes,
+                since_series: head.since_series,
+            });
+        }
+    }
     if let Some(head) = store.load_snapshot(&head_name(stream), upto).await? {
         if let Ok((h, _)) =
             bincode::serde::decode_from_slice::<HeadSnapshotted<A>, _>(&head.state, snapshot_config())
@@ -325,8 +380,17 @@ mod tests {
 
     impl Log {
         fn new() -> Log {
+            Log::over(SledStore::temporary().unwrap())
+        }
+
+        /// A log in a database at `path`, with its snapshots as files.
+        fn on_disk(path: &std::path::Path) -> Log {
+            Log::over(SledStore::open(path, store::OpenOptions::default()).unwrap())
+        }
+
+        fn over(store: SledStore) -> Log {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let mut log = Log { store: SledStore::temporary().unwrap(), rt, version: 0 };
+            let mut log = Log { store, rt, version: 0 };
             log.append(TenantEvent::SkuAdded { sku: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 1 });
             log
         }
@@ -436,6 +500,52 @@ mod tests {
         log.load(90);
         assert_eq!((log.newest_at("aggregate", 99), log.head_snapshots()), (Some(90), vec![140]));
         assert_eq!(log.load(u64::MAX).skus["dyn365_sales"].seats, 140);
+    }
+
+    #[test]
+    fn a_prefetched_head_snapshot_is_used_only_while_it_is_the_one_a_load_would_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut log = Log::on_disk(&path);
+        assert!(prefetch::<Tenant>(&path, "tenant").is_none(), "no head snapshot yet");
+        log.seat_changes(99);
+        log.load(u64::MAX);
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        assert_eq!(log.head_snapshots(), vec![120]);
+
+        // Marked, so that a load tells whether it started from it.
+        let marked = || {
+            let mut p =
+                prefetch::<Tenant>(&path, "tenant").expect("the head snapshot, read without the store");
+            assert_eq!(p.seq, 120);
+            p.head.state.skus.get_mut("dyn365_sales").unwrap().seats = 9_999;
+            Some(p)
+        };
+        let seats = |log: &Log, upto, p| {
+            let load = load_prefetched::<Tenant, _>(&log.store, "tenant", upto, Snapshots::Use, p);
+            log.rt.block_on(load).unwrap().0.skus["dyn365_sales"].seats
+        };
+        assert_eq!(seats(&log, u64::MAX, marked()), 9_999, "still the newest: used");
+        assert_eq!(seats(&log, 119, marked()), 119, "newer than the point asked: not used");
+
+        // Another reader moves the head snapshot on: the prefetched one is stale.
+        let stale = marked();
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        assert_eq!(log.head_snapshots(), vec![140]);
+        assert_eq!(seats(&log, u64::MAX, stale), 140, "stale: the newest is read instead");
+
+        // A damaged file is no prefetch, and no error.
+        let head_dir = std::fs::read_dir(path.join("snapshots")).unwrap().map(|e| e.unwrap().path());
+        for dir in
+            head_dir.filter(|d| d.file_name().unwrap().to_string_lossy().starts_with("616767726567617465"))
+        {
+            for file in std::fs::read_dir(&dir).unwrap() {
+                std::fs::write(file.unwrap().path(), [0xff; 3]).unwrap();
+            }
+        }
+        assert!(prefetch::<Tenant>(&path, "tenant").is_none());
     }
 
     #[test]

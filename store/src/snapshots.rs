@@ -73,6 +73,21 @@ impl Snapshots {
         }
     }
 
+    /// The seq of the newest snapshot of `name` taken at or before
+    /// `max_seq`, without reading it.
+    pub(crate) fn newest_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError> {
+        match self {
+            Snapshots::Memory(map) => {
+                let map = map.lock().unwrap_or_else(|p| p.into_inner());
+                let range = (name.to_owned(), 0)..=(name.to_owned(), max_seq);
+                Ok(map.range(range).next_back().map(|((_, seq), _)| *seq))
+            }
+            Snapshots::Dir(root) => {
+                Ok(seqs(&root.join(hex(name)))?.into_iter().filter(|&seq| seq <= max_seq).max())
+            }
+        }
+    }
+
     /// The newest snapshot of `name` taken at or before `max_seq`.
     pub(crate) fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
         match self {
@@ -85,10 +100,8 @@ impl Snapshots {
                     .map(|((_, seq), state)| Snapshot { seq: *seq, state: state.clone() }))
             }
             Snapshots::Dir(root) => {
-                let dir = root.join(hex(name));
-                let newest = seqs(&dir)?.into_iter().filter(|&seq| seq <= max_seq).max();
-                let Some(seq) = newest else { return Ok(None) };
-                let path = dir.join(file_name(seq));
+                let Some(seq) = self.newest_seq(name, max_seq)? else { return Ok(None) };
+                let path = root.join(hex(name)).join(file_name(seq));
                 match std::fs::read(&path) {
                     Ok(state) => Ok(Some(Snapshot { seq, state })),
                     // Removed meanwhile: a cache miss, not an error.
@@ -135,6 +148,8 @@ mod tests {
         assert_eq!(at(9), None);
         assert_eq!(at(25), Some((20, vec![20])));
         assert_eq!(at(u64::MAX), Some((30, vec![30])));
+        assert_eq!(snapshots.newest_seq("aggregate/tenant", 25).unwrap(), Some(20));
+        assert_eq!(snapshots.newest_seq("aggregate/tenant", 9).unwrap(), None);
         snapshots.remove_before("aggregate/tenant", 30).unwrap();
         assert_eq!(at(25), None, "the older ones are gone");
         assert_eq!(at(u64::MAX), Some((30, vec![30])), "the one at the bound stays");
