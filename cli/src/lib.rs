@@ -88,12 +88,14 @@ where
     T: Into<OsString> + Clone,
 {
     crate::timings::phase("started");
-    let parsed = Cli::command().try_get_matches_from(args).and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
-    let (cli, matches) = match parsed {
+    let parsed = Cli::command().try_get_matches_from(args).and_then(|mut m| {
+        let past = asks_for_the_past(&m);
+        Ok((Cli::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut Cli::command()))?, past))
+    });
+    let (cli, past) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return clap_error(e, stdout, stderr),
     };
-    let past = asks_for_the_past(&matches);
     // Multi-threaded so `whatif` can run its lines in place (block_in_place).
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(rt) => rt,
@@ -162,7 +164,10 @@ async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOpti
     }
     // Nearly every command starts from the directory at the log's head:
     // its snapshot is decoded on the other core while sled opens.
-    let prefetch = (!past && !matches!(command, Command::Init(_) | Command::Verify)).then(|| {
+    // Not for views of the past (`changes` reads two points, likely past).
+    let prefetch = (!past
+        && !matches!(command, Command::Init(_) | Command::Verify | Command::Changes { .. }))
+    .then(|| {
         let path = path.clone();
         tokio::task::spawn_blocking(move || projections::fold::prefetch(&path, domain::tenant::STREAM))
     });

@@ -546,6 +546,29 @@ mod tests {
             }
         }
         assert!(prefetch::<Tenant>(&path, "tenant").is_none());
+        assert_eq!(seats(&log, u64::MAX, None), 140, "and the load replays from zero");
+    }
+
+    #[test]
+    fn a_prefetched_head_snapshot_overtaken_by_the_series_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut log = Log::on_disk(&path);
+        log.seat_changes(99);
+        log.load(u64::MAX);
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        let mut p = prefetch::<Tenant>(&path, "tenant").unwrap();
+        assert_eq!(p.seq, 120);
+        p.head.state.skus.get_mut("dyn365_sales").unwrap().seats = 9_999;
+        // A writer saves into the series past it, which removes it.
+        log.seat_changes(20);
+        let (state, version) =
+            log.rt.block_on(load::<Tenant, _>(&log.store, "tenant", 140, Snapshots::Ignore)).unwrap();
+        log.rt.block_on(save(&log.store, "tenant", &state, version, 140)).unwrap();
+        assert_eq!(log.head_snapshots(), Vec::<u64>::new());
+        let load = load_prefetched::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use, Some(p));
+        assert_eq!(log.rt.block_on(load).unwrap().0.skus["dyn365_sales"].seats, 140);
     }
 
     #[test]

@@ -268,7 +268,9 @@ pub trait EventStore: Send + Sync {
     /// The seq of the newest snapshot of `name` taken at or before
     /// `max_seq`, without reading it: whether a [`read_snapshot_beside`]
     /// made before the store opened is still the one to start from.
-    async fn snapshot_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError>;
+    async fn snapshot_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self.load_snapshot(name, max_seq).await?.map(|s| s.seq))
+    }
     /// Walks the chain and every index; reports the first bad record.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;
 }
