@@ -141,12 +141,25 @@ pub fn stamp_of(record: &Record) -> Stamp {
     Stamp { seq: record.seq, at: record.recorded_at }
 }
 
-/// A head snapshot read and decoded before its store was open (see
-/// [`prefetch`]).
+/// A decoded head snapshot: read before its store was open ([`prefetch`]),
+/// or by a load.
 pub struct Prefetched<A> {
     seq: u64,
     bytes: usize,
     head: HeadSnapshotted<A>,
+}
+
+/// Decodes a head snapshot; `None` if it cannot be (a cache miss).
+fn decode_head<A: Aggregate>(snapshot: &Snapshot) -> Option<Prefetched<A>> {
+    let (head, _) = bincode::serde::decode_from_slice(&snapshot.state, snapshot_config()).ok()?;
+    Some(Prefetched { seq: snapshot.seq, bytes: snapshot.state.len(), head })
+}
+
+impl<A> From<Prefetched<A>> for Start<A> {
+    fn from(p: Prefetched<A>) -> Start<A> {
+        let HeadSnapshotted { version, since_series, state } = p.head;
+        Start { state, version, bytes: p.bytes, since_series }
+    }
 }
 
 /// Reads and decodes the newest head snapshot of `stream` beside the
@@ -156,9 +169,7 @@ pub struct Prefetched<A> {
 /// it is still the snapshot a load would start from. `None` when there is
 /// none, or it cannot be read or decoded: it is a cache.
 pub fn prefetch<A: Aggregate>(db: &std::path::Path, stream: &str) -> Option<Prefetched<A>> {
-    let snapshot = store::read_snapshot_beside(db, &head_name(stream)).ok()??;
-    let (head, _) = bincode::serde::decode_from_slice(&snapshot.state, snapshot_config()).ok()?;
-    Some(Prefetched { seq: snapshot.seq, bytes: snapshot.state.len(), head })
+    decode_head(&store::read_snapshot_beside(db, &head_name(stream)).ok()??)
 }
 
 /// A stream's state as of log position `upto`, and the stream's version then.
@@ -238,26 +249,11 @@ where
     // newest, which the listing tells without reading it again.
     if let Some(p) = prefetched.filter(|p| p.seq <= upto) {
         if store.snapshot_seq(&head_name(stream), upto).await? == Some(p.seq) {
-            let Prefetched { bytes, head, .. } = p;
-            return Ok(Start {
-                state: head.state,
-                version: head.version,
-                bytes,
-                since_series: head.since_series,
-            });
+            return Ok(p.into());
         }
     }
-    if let Some(head) = store.load_snapshot(&head_name(stream), upto).await? {
-        if let Ok((h, _)) =
-            bincode::serde::decode_from_slice::<HeadSnapshotted<A>, _>(&head.state, snapshot_config())
-        {
-            return Ok(Start {
-                state: h.state,
-                version: h.version,
-                bytes: head.state.len(),
-                since_series: h.since_series,
-            });
-        }
+    if let Some(head) = store.load_snapshot(&head_name(stream), upto).await?.as_ref().and_then(decode_head) {
+        return Ok(head.into());
     }
     let Some(snapshot) = store.load_snapshot(&series_name(stream), upto).await? else {
         return Ok(Start::empty());
@@ -536,7 +532,8 @@ mod tests {
         assert_eq!(log.head_snapshots(), vec![140]);
         assert_eq!(seats(&log, u64::MAX, stale), 140, "stale: the newest is read instead");
 
-        // A damaged file is no prefetch, and no error.
+        // A damaged file is no prefetch, and no error. (Every snapshot of
+        // both kinds is damaged: their directories are "aggregate" in hex.)
         let head_dir = std::fs::read_dir(path.join("snapshots")).unwrap().map(|e| e.unwrap().path());
         for dir in
             head_dir.filter(|d| d.file_name().unwrap().to_string_lossy().starts_with("616767726567617465"))

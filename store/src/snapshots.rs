@@ -90,17 +90,13 @@ impl Snapshots {
 
     /// The newest snapshot of `name` taken at or before `max_seq`.
     pub(crate) fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
+        let Some(seq) = self.newest_seq(name, max_seq)? else { return Ok(None) };
         match self {
             Snapshots::Memory(map) => {
                 let map = map.lock().unwrap_or_else(|p| p.into_inner());
-                let range = (name.to_owned(), 0)..=(name.to_owned(), max_seq);
-                Ok(map
-                    .range(range)
-                    .next_back()
-                    .map(|((_, seq), state)| Snapshot { seq: *seq, state: state.clone() }))
+                Ok(map.get(&(name.to_owned(), seq)).map(|state| Snapshot { seq, state: state.clone() }))
             }
             Snapshots::Dir(root) => {
-                let Some(seq) = self.newest_seq(name, max_seq)? else { return Ok(None) };
                 let path = root.join(hex(name)).join(file_name(seq));
                 match std::fs::read(&path) {
                     Ok(state) => Ok(Some(Snapshot { seq, state })),
