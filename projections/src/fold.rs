@@ -38,7 +38,7 @@ const HEAD_REPLAY_PER_SNAPSHOT_BYTE: f64 = 1.0 / 16.0;
 const RECORD_OVERHEAD: usize = 100;
 
 /// A state folded from one stream: the tenant, or an environment.
-pub trait Aggregate: Default + Serialize + DeserializeOwned {
+pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + 'static {
     /// Folds one decoded record into the state.
     fn fold(&mut self, event: Event, stamp: Stamp);
 }
@@ -194,12 +194,22 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    let start = match snapshots {
-        Snapshots::Use => start(store, stream, upto, prefetched).await?,
-        Snapshots::Ignore => Start::<A>::empty(),
+    let mut starting = match snapshots {
+        Snapshots::Use => start(store, stream, upto, prefetched, Kind::Head).await?,
+        Snapshots::Ignore => Starting::Ready(Start::empty()),
+    };
+    // The records after the snapshot are read while it is decoded.
+    let (start, records) = loop {
+        let records = store.read_stream_until(stream, starting.version() + 1, upto).await?;
+        match starting.finish().await {
+            Ok(start) => break (start, records),
+            // A snapshot that cannot be decoded is a cache miss: the next
+            // kind is tried (a head snapshot's is the series), then none.
+            Err(Kind::Head) => starting = start(store, stream, upto, None, Kind::Series).await?,
+            Err(Kind::Series) => starting = Starting::Ready(Start::empty()),
+        }
     };
     let Start { mut state, mut version, bytes: base_bytes, since_series } = start;
-    let records = store.read_stream_until(stream, version + 1, upto).await?;
     let mut replayed = Replayed::default();
     let mut last_seq = 0;
     for record in &records {
@@ -230,42 +240,97 @@ where
     Ok((state, version))
 }
 
-/// The newest snapshot at or before `upto`, decoded. A head snapshot, when
-/// there is one, is newer than the whole series: it is only saved at the
-/// log's head, from the newest snapshot there was, and saving into the
-/// series removes those not newer. One that cannot be decoded is a cache miss.
+/// The two kinds of snapshot of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Head,
+    Series,
+}
+
+/// Where a load starts: a state at hand, or a snapshot whose version is
+/// known and whose state is being decoded on another thread meanwhile.
+enum Starting<A> {
+    Ready(Start<A>),
+    Decoding { version: u64, kind: Kind, task: tokio::task::JoinHandle<Option<Start<A>>> },
+}
+
+impl<A: Aggregate> Starting<A> {
+    /// The stream's version at the snapshot.
+    fn version(&self) -> u64 {
+        match self {
+            Starting::Ready(start) => start.version,
+            Starting::Decoding { version, .. } => *version,
+        }
+    }
+
+    /// The decoded start, or the kind of the snapshot that could not be decoded.
+    async fn finish(self) -> Result<Start<A>, Kind> {
+        match self {
+            Starting::Ready(start) => Ok(start),
+            Starting::Decoding { kind, task, .. } => task.await.ok().flatten().ok_or(kind),
+        }
+    }
+
+    /// Starts decoding a snapshot of `kind` on a blocking thread, once its
+    /// version (the first field of both kinds) reads; `None` if it does not.
+    fn decoding(snapshot: Snapshot, kind: Kind) -> Option<Starting<A>> {
+        #[derive(Deserialize)]
+        struct VersionOf {
+            version: u64,
+        }
+        let (VersionOf { version }, _) =
+            bincode::serde::decode_from_slice(&snapshot.state, snapshot_config()).ok()?;
+        let task = tokio::task::spawn_blocking(move || match kind {
+            Kind::Head => decode_head(&snapshot).map(Start::from),
+            Kind::Series => decode_series(&snapshot),
+        });
+        Some(Starting::Decoding { version, kind, task })
+    }
+}
+
+/// The newest snapshot at or before `upto`, from `kind` on. A head
+/// snapshot, when there is one, is newer than the whole series: it is only
+/// saved at the log's head, from the newest snapshot there was, and saving
+/// into the series removes those not newer. One that cannot be decoded is
+/// a cache miss.
 async fn start<A, S>(
     store: &S,
     stream: &str,
     upto: u64,
     prefetched: Option<Prefetched<A>>,
-) -> Result<Start<A>, Error>
+    kind: Kind,
+) -> Result<Starting<A>, Error>
 where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    // A snapshot at a seq is the fold of the log up to it, whoever wrote
-    // it: the one read before the store opened is good if it is still the
-    // newest, which the listing tells without reading it again.
-    if let Some(p) = prefetched.filter(|p| p.seq <= upto) {
-        if store.snapshot_seq(&head_name(stream), upto).await? == Some(p.seq) {
-            return Ok(p.into());
+    if kind == Kind::Head {
+        // A snapshot at a seq is the fold of the log up to it, whoever wrote
+        // it: the one read before the store opened is good if it is still the
+        // newest, which the listing tells without reading it again.
+        if let Some(p) = prefetched.filter(|p| p.seq <= upto) {
+            if store.snapshot_seq(&head_name(stream), upto).await? == Some(p.seq) {
+                return Ok(Starting::Ready(p.into()));
+            }
+        }
+        let head = store.load_snapshot(&head_name(stream), upto).await?;
+        if let Some(starting) = head.and_then(|s| Starting::decoding(s, Kind::Head)) {
+            return Ok(starting);
         }
     }
-    if let Some(head) = store.load_snapshot(&head_name(stream), upto).await?.as_ref().and_then(decode_head) {
-        return Ok(head.into());
-    }
-    let Some(snapshot) = store.load_snapshot(&series_name(stream), upto).await? else {
-        return Ok(Start::empty());
-    };
-    Ok(match bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&snapshot.state, snapshot_config()) {
-        Ok((s, _)) => Start {
-            state: s.state,
-            version: s.version,
-            bytes: snapshot.state.len(),
-            since_series: Replayed::default(),
-        },
-        Err(_) => Start::empty(),
+    let series = store.load_snapshot(&series_name(stream), upto).await?;
+    Ok(series.and_then(|s| Starting::decoding(s, Kind::Series)).unwrap_or(Starting::Ready(Start::empty())))
+}
+
+/// Decodes a snapshot of the series; `None` if it cannot be (a cache miss).
+fn decode_series<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
+    let (s, _) =
+        bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&snapshot.state, snapshot_config()).ok()?;
+    Some(Start {
+        state: s.state,
+        version: s.version,
+        bytes: snapshot.state.len(),
+        since_series: Replayed::default(),
     })
 }
 
@@ -566,6 +631,38 @@ mod tests {
         assert_eq!(log.head_snapshots(), Vec::<u64>::new());
         let load = load_prefetched::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use, Some(p));
         assert_eq!(log.rt.block_on(load).unwrap().0.skus["dyn365_sales"].seats, 140);
+    }
+
+    #[test]
+    fn a_snapshot_whose_version_reads_but_whose_state_does_not_is_a_cache_miss() {
+        let mut log = Log::new();
+        log.seat_changes(99);
+        // A series snapshot at 100, marked so that a load tells whether it
+        // started from it.
+        let (mut state, version) =
+            log.rt.block_on(load::<Tenant, _>(&log.store, "tenant", 100, Snapshots::Ignore)).unwrap();
+        let sku = state.skus["dyn365_sales"].clone();
+        state.skus.insert("marker".into(), sku);
+        log.rt.block_on(save(&log.store, "tenant", &state, version, 100)).unwrap();
+        log.seat_changes(20);
+        let load_now = |log: &Log| {
+            let load = load_prefetched::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use, None);
+            log.rt.block_on(load).unwrap().0
+        };
+        // The records after it are read from the version its first field
+        // gives, while the rest is decoded: when that fails, they are read
+        // again from the next kind of snapshot, or from the first record.
+        let damaged = |seq: u64| Snapshot { seq, state: vec![seq as u8, 0xff, 0xff, 0xff] };
+        log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", damaged(110))).unwrap();
+        let from_series = load_now(&log);
+        assert!(from_series.skus.contains_key("marker"), "a damaged head snapshot: the series is next");
+        assert_eq!(from_series.skus["dyn365_sales"].seats, 120);
+
+        log.rt.block_on(log.store.remove_snapshots("aggregate-head/tenant", u64::MAX)).unwrap();
+        log.rt.block_on(log.store.save_snapshot("aggregate/tenant", damaged(100))).unwrap();
+        let from_zero = load_now(&log);
+        assert!(!from_zero.skus.contains_key("marker"), "a damaged series snapshot: from the first record");
+        assert_eq!(from_zero.skus["dyn365_sales"].seats, 120);
     }
 
     #[test]

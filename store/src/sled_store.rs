@@ -80,6 +80,10 @@ struct Inner {
     durability: Durability,
 }
 
+/// A stream read walks past the chunks between two of its records up to
+/// this many records apart, and seeks beyond.
+const SEEK_GAP: u64 = 512;
+
 /// Index entries are written as blocks once this many records are pending.
 pub const INDEX_EVERY: usize = 16_384;
 
@@ -651,15 +655,25 @@ impl Inner {
         let pending = self.lock();
         let mut runs = Vec::new();
         let prefix = keys::stream_prefix(stream);
-        for block in
+        // Seqs grow with versions: past the first run beyond `max_seq`, the
+        // blocks (and the pending runs, all later) hold nothing wanted.
+        let mut beyond = false;
+        'blocks: for block in
             blocks::blocks_from(&self.events, &prefix, &from_version.to_be_bytes()).map_err(engine)?
         {
             let (_, block) = block.map_err(engine)?;
             for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
-                runs.push(Run::of(entry).ok_or_else(|| malformed_runs(stream))?);
+                let run = Run::of(entry).ok_or_else(|| malformed_runs(stream))?;
+                if run.seq > max_seq {
+                    beyond = true;
+                    break 'blocks;
+                }
+                runs.push(run);
             }
         }
-        runs.extend(pending.runs.get(stream).into_iter().flatten().copied());
+        if !beyond {
+            runs.extend(pending.runs.get(stream).into_iter().flatten().copied());
+        }
         drop(pending);
         let mut seqs = Vec::new();
         for run in runs.into_iter().filter(|r| r.end() > from_version) {
@@ -737,11 +751,60 @@ impl Inner {
         from_version: u64,
         max_seq: u64,
     ) -> Result<Vec<Record>, StoreError> {
-        let mut cursor = Cursor::default();
-        self.stream_seqs(stream, from_version.max(1), max_seq)?
-            .into_iter()
-            .map(|seq| cursor.record(self, seq))
-            .collect()
+        let seqs = self.stream_seqs(stream, from_version.max(1), max_seq)?;
+        let mut records = Vec::with_capacity(seqs.len());
+        self.read_seqs(&seqs, |seq, bytes| {
+            let record = Record::open(bytes).map_err(|e| corrupt_seq(seq, e))?;
+            if record.seq != seq {
+                return Err(corrupt_seq(seq, format!("its place in the log holds record {}", record.seq)));
+            }
+            records.push(record);
+            Ok(())
+        })?;
+        Ok(records)
+    }
+
+    /// Calls `f` with the stored bytes of each record in `seqs` (ascending),
+    /// walking the chunks forward. A stream's records are spread over the
+    /// chunks of every stream, and stepping to the next chunk is cheap in a
+    /// sled iterator, where finding one's chunk anew (`chunk_start`, a
+    /// reverse range) costs a tree descent and a copy of the leaf; so it
+    /// seeks anew only across a gap of more than [`SEEK_GAP`] records.
+    fn read_seqs(
+        &self,
+        seqs: &[u64],
+        mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let missing = |seq| corrupt_seq(seq, "indexed but missing from the log");
+        let mut want = seqs.iter().copied().peekable();
+        'seek: while let Some(&next) = want.peek() {
+            let start = self.chunk_start(next)?;
+            for entry in self.events.range(keys::chunk_key(start)..=keys::chunk_key(u64::MAX)) {
+                let (key, chunk) = entry.map_err(engine)?;
+                let first = keys::chunk_first(&key)
+                    .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
+                let mut seq = first;
+                for bytes in keys::chunk_records(&chunk) {
+                    let Some(&wanted) = want.peek() else { return Ok(()) };
+                    if wanted < first {
+                        return Err(missing(wanted));
+                    }
+                    if wanted == seq {
+                        f(seq, bytes.map_err(|e| corrupt_seq(seq, e))?)?;
+                        want.next();
+                    }
+                    seq += 1;
+                }
+                match want.peek() {
+                    None => return Ok(()),
+                    Some(&wanted) if wanted < seq => return Err(missing(wanted)),
+                    Some(&wanted) if wanted - seq > SEEK_GAP => continue 'seek,
+                    Some(_) => {}
+                }
+            }
+            return Err(missing(next));
+        }
+        Ok(())
     }
 
     fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -803,8 +866,8 @@ fn malformed_runs(stream: &str) -> StoreError {
     StoreError::Corrupt(format!("stream index of '{stream}' is malformed"))
 }
 
-/// Reads records by seq, keeping the last chunk read: the records of a
-/// stream's runs, or the probes of a search, often share chunks.
+/// Reads records by seq, keeping the last chunk read: the probes of a
+/// search often share chunks.
 #[derive(Default)]
 struct Cursor {
     chunk: Option<(u64, sled::IVec)>,
@@ -827,10 +890,6 @@ impl Cursor {
             Some(Err(e)) => Err(corrupt_seq(seq, e)),
             None => Err(missing()),
         }
-    }
-
-    fn record(&mut self, store: &Inner, seq: u64) -> Result<Record, StoreError> {
-        Record::open(self.bytes(store, seq)?).map_err(|e| corrupt_seq(seq, e))
     }
 
     fn nanos(&mut self, store: &Inner, seq: u64) -> Result<i64, StoreError> {
@@ -1042,6 +1101,60 @@ mod tests {
         // A record cut out of the middle of a chunk is named.
         store.raw_set_record(100, None).unwrap();
         assert_eq!(store.inner.verify().unwrap().problem.map(|p| p.seq), Some(100));
+    }
+
+    #[test]
+    fn a_stream_read_finds_its_records_across_near_and_far_gaps_in_blocks_and_pending() {
+        // Stream "a" in runs with gaps of other streams' records shorter
+        // and longer than SEEK_GAP; its first half indexed in blocks, the
+        // rest pending.
+        let gap = SEEK_GAP;
+        let a_seqs: Vec<u64> =
+            [1, 2, 3, 9, 10, gap + 20, gap + 21, 3 * gap, 3 * gap + 4, 3 * gap + 5, 5 * gap]
+                .into_iter()
+                .chain(5 * gap + 2..5 * gap + 40)
+                .chain([8 * gap, 8 * gap + 1])
+                .collect();
+        let store = SledStore::temporary().unwrap();
+        let append = |seq: u64| Append {
+            stream: if a_seqs.contains(&seq) { "a" } else { "b" }.into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event(seq)],
+            meta: meta(seq),
+        };
+        let half = 4 * gap;
+        store.append_all_blocking(&(1..=half).map(append).collect::<Vec<_>>()).unwrap().unwrap();
+        store.inner.flush().unwrap();
+        store
+            .append_all_blocking(&(half + 1..=8 * gap + 1).map(append).collect::<Vec<_>>())
+            .unwrap()
+            .unwrap();
+        assert!(store.inner.lock().indexed == half && store.inner.lock().upto > half);
+
+        let everything = store.inner.read_log(1, u64::MAX, usize::MAX).unwrap();
+        for from_version in [1, 2, 5, 6, 12, 40, 52, 53] {
+            for max_seq in [1, 3, 10, gap + 20, 3 * gap + 4, half, 5 * gap + 10, 8 * gap, u64::MAX] {
+                let got: Vec<(u64, u64)> = store
+                    .inner
+                    .read_stream_until("a", from_version, max_seq)
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.seq, r.version))
+                    .collect();
+                let expected: Vec<(u64, u64)> = everything
+                    .iter()
+                    .filter(|r| r.stream == "a" && r.version >= from_version && r.seq <= max_seq)
+                    .map(|r| (r.seq, r.version))
+                    .collect();
+                assert_eq!(got, expected, "from version {from_version} up to seq {max_seq}");
+            }
+        }
+
+        // A record gone from its chunk shifts the ones after it: a read names
+        // the place that holds another record rather than return it.
+        store.raw_set_record(3 * gap + 3, None).unwrap();
+        let err = store.inner.read_stream_until("a", 1, u64::MAX).unwrap_err().to_string();
+        assert!(err.contains(&format!("record {}", 3 * gap + 4)), "{err}");
     }
 
     #[test]
