@@ -15,6 +15,12 @@
 
 mod gen;
 
+const USAGE: &str = "
+usage: usertrail-bench [--smoke] [--only 1,3,...] [--dir DIR] [--keep]
+                       [--events N] [--users N] [--sync-users N] [--import-users N]
+(see the top of tests/bench/main.rs and BENCHMARKS.md)
+";
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -61,6 +67,18 @@ fn main() {
         Some("--child-parse") => return child_parse(&args[2..]),
         Some("--child-sled") => return child_sled(Path::new(&args[2])),
         _ => {}
+    }
+    // Anything else unknown would start a full run of several minutes.
+    const FLAGS: [&str; 3] = ["--smoke", "--keep", "--help"];
+    const VALUED: [&str; 6] = ["--dir", "--events", "--users", "--sync-users", "--import-users", "--only"];
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let known =
+            FLAGS.contains(&arg.as_str()) || (VALUED.contains(&arg.as_str()) && rest.next().is_some());
+        if arg == "--help" || !known {
+            eprintln!("{}", USAGE.trim());
+            std::process::exit(if arg == "--help" { 0 } else { 2 });
+        }
     }
     let smoke = args.iter().any(|a| a == "--smoke");
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
