@@ -7,7 +7,7 @@
 //! | tag | key                                        | value                                   |
 //! |-----|--------------------------------------------|-----------------------------------------|
 //! | `m` | `m` ++ name                                | store metadata: format, indexed-up-to   |
-//! | `r` | `r` ++ seq of its first record             | a chunk: consecutive records            |
+//! | `r` | `r` ++ seq of its first record             | a chunk: consecutive records, compressed |
 //! | `e` | `e` ++ first event id of the block         | block of (event id, seq), sorted        |
 //! | `s` | `s` ++ len(stream) u16 ++ stream ++ version | block of runs (version, seq, count)     |
 //!
@@ -25,11 +25,23 @@
 //!   and since time never goes backwards along the log, "the last record at
 //!   or before T" is a binary search over seqs.
 
+use std::borrow::Cow;
+
 use crate::blocks::Layout;
 
-/// A chunk is closed once it holds this many bytes. Small enough that a sled
-/// leaf of 16 chunks stays far below sled's blob threshold (segment / 4).
-pub(crate) const CHUNK_BYTES: usize = 4 * 1024;
+/// A chunk is closed once its records take this many bytes. Stored
+/// compressed, it takes about half (the hashes and ids in each record do not
+/// compress, the rest repeats): small enough that a sled leaf of 16 chunks
+/// stays far below sled's blob threshold (segment / 4).
+pub(crate) const CHUNK_BYTES: usize = 8 * 1024;
+
+/// The first byte of a compressed chunk. A plain one (format 2, or one that
+/// compression would not shrink) starts with its first record's length,
+/// whose first byte is at most 0x04: records are capped at 64 MiB.
+const PACKED: u8 = 0xC4;
+
+/// The most a chunk's records can take: one record at the cap, after others.
+const MAX_CHUNK: usize = 64 * 1024 * 1024 + 2 * CHUNK_BYTES;
 
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
 /// The seq up to which the index blocks cover the records.
@@ -132,6 +144,72 @@ pub(crate) fn push_record(chunk: &mut Vec<u8>, record: &[u8]) {
     chunk.extend_from_slice(record);
 }
 
+/// The stored form of a chunk's records: `PACKED`, their length, and their
+/// LZ4 block; or the records as they are when that would not save an eighth.
+pub(crate) fn pack(records: Vec<u8>) -> Vec<u8> {
+    let bound = lz4_flex::block::get_maximum_output_size(records.len());
+    let mut packed = vec![0; 5 + bound];
+    packed[0] = PACKED;
+    packed[1..5].copy_from_slice(&(records.len() as u32).to_be_bytes());
+    match lz4_flex::block::compress_into(&records, &mut packed[5..]) {
+        Ok(n) if 5 + n <= records.len() - records.len() / 8 => {
+            packed.truncate(5 + n);
+            packed
+        }
+        _ => records,
+    }
+}
+
+/// A chunk's records from its stored form: borrowed when stored plain.
+pub(crate) fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, &'static str> {
+    let Some((&PACKED, rest)) = stored.split_first() else {
+        return Ok(Cow::Borrowed(stored));
+    };
+    let (len, block) = rest.split_first_chunk::<4>().ok_or("compressed chunk ends inside its length")?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if len > MAX_CHUNK {
+        return Err("compressed chunk claims more bytes than a chunk holds");
+    }
+    let mut records = vec![0; len];
+    match lz4_flex::block::decompress_into(block, &mut records) {
+        Ok(n) if n == len => Ok(Cow::Owned(records)),
+        _ => Err("compressed chunk does not decompress"),
+    }
+}
+
+/// A chunk read from sled, its records at hand: the stored value itself
+/// when plain, else decompressed.
+pub(crate) enum Chunk {
+    Plain(sled::IVec),
+    Unpacked(Vec<u8>),
+}
+
+impl Chunk {
+    /// Unpacks a stored chunk.
+    pub(crate) fn of(stored: sled::IVec) -> Result<Chunk, &'static str> {
+        Ok(match unpack(&stored)? {
+            Cow::Borrowed(_) => Chunk::Plain(stored),
+            Cow::Owned(records) => Chunk::Unpacked(records),
+        })
+    }
+
+    /// Its records, in order.
+    pub(crate) fn records(&self) -> ChunkRecords<'_> {
+        chunk_records(self)
+    }
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Plain(stored) => stored,
+            Chunk::Unpacked(records) => records,
+        }
+    }
+}
+
 /// The records of a chunk, in order, as byte slices.
 pub(crate) fn chunk_records(chunk: &[u8]) -> ChunkRecords<'_> {
     ChunkRecords { rest: chunk }
@@ -200,5 +278,72 @@ mod tests {
             chunk_records(&chunk[..2]).collect::<Vec<_>>(),
             vec![Err("chunk ends inside a record length")]
         );
+    }
+
+    #[test]
+    fn a_chunk_is_stored_compressed_when_that_saves_and_plain_when_not() {
+        let mut records = Vec::new();
+        for n in 0..40u8 {
+            push_record(&mut records, format!("record {n} by admin@contoso.onmicrosoft.com").as_bytes());
+        }
+        let packed = pack(records.clone());
+        assert_eq!(packed[0], PACKED);
+        assert!(packed.len() < records.len() / 2, "{} of {}", packed.len(), records.len());
+        assert_eq!(unpack(&packed).unwrap(), records);
+
+        // Noise does not compress: stored as it is, read as it is.
+        let mut noise = Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let bytes: Vec<u8> = (0..2000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        push_record(&mut noise, &bytes);
+        assert_eq!(pack(noise.clone()), noise);
+        assert!(matches!(unpack(&noise), Ok(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn a_damaged_compressed_chunk_is_named_not_trusted() {
+        let mut records = Vec::new();
+        for _ in 0..50 {
+            push_record(&mut records, b"the same record, again and again");
+        }
+        let packed = pack(records);
+        assert_eq!(unpack(&packed[..3]), Err("compressed chunk ends inside its length"));
+        assert_eq!(unpack(&packed[..packed.len() - 3]), Err("compressed chunk does not decompress"));
+        let mut huge = packed.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(unpack(&huge), Err("compressed chunk claims more bytes than a chunk holds"));
+        let mut longer = packed;
+        longer[4] = longer[4].wrapping_add(1);
+        assert!(unpack(&longer).is_err(), "a length that is not the records' is damage");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn records_read_back_through_a_stored_chunk(
+            records in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..300), 1..40)
+        ) {
+            let mut raw = Vec::new();
+            for r in &records {
+                push_record(&mut raw, r);
+            }
+            let stored = pack(raw);
+            let back: Vec<Vec<u8>> = chunk_records(&unpack(&stored).unwrap()).map(|r| r.unwrap().to_vec()).collect();
+            proptest::prop_assert_eq!(back, records);
+        }
+
+        #[test]
+        fn any_stored_bytes_unpack_or_fail_without_panicking(mut bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            if let Some(first) = bytes.first_mut() {
+                *first = PACKED;
+            }
+            let _ = unpack(&bytes);
+        }
     }
 }

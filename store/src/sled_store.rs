@@ -34,9 +34,11 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-/// The log format this code writes and reads. Format 1 (records and indexes
-/// in two trees, one entry per record) is upgraded in place on open.
-pub const LOG_FORMAT: u32 = 2;
+/// The log format this code writes and reads. Format 3 compresses chunks;
+/// a format 2 log (all chunks plain, which format 3 reads too) only has its
+/// mark moved on at open. Format 1 (records and indexes in two trees, one
+/// entry per record) is upgraded in place on open.
+pub const LOG_FORMAT: u32 = 3;
 const FORMAT_MAGIC: &[u8] = b"usertrail-log";
 
 /// When an append's data is made durable.
@@ -198,7 +200,7 @@ impl Chunker {
 
     fn close(&mut self, batch: &mut sled::Batch) {
         if !self.bytes.is_empty() {
-            batch.insert(&keys::chunk_key(self.first)[..], std::mem::take(&mut self.bytes));
+            batch.insert(&keys::chunk_key(self.first)[..], keys::pack(self.take()));
             self.closed += 1;
         }
     }
@@ -206,7 +208,12 @@ impl Chunker {
     /// The one chunk of an append call that filled only one.
     fn single(&mut self) -> Option<([u8; 9], Vec<u8>)> {
         (self.closed == 0 && !self.bytes.is_empty())
-            .then(|| (keys::chunk_key(self.first), std::mem::take(&mut self.bytes)))
+            .then(|| (keys::chunk_key(self.first), keys::pack(self.take())))
+    }
+
+    /// The records gathered, leaving room for the next chunk's.
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.bytes, Vec::with_capacity(keys::CHUNK_BYTES + 1024))
     }
 }
 
@@ -327,9 +334,10 @@ impl SledStore {
     pub fn raw_set_record(&self, seq: u64, bytes: Option<&[u8]>) -> Result<(), StoreError> {
         let first = self.inner.chunk_start(seq)?;
         let key = keys::chunk_key(first);
-        let chunk = self.inner.events.get(key).map_err(engine)?.unwrap_or_default();
+        let stored = self.inner.events.get(key).map_err(engine)?.unwrap_or_default();
+        let chunk = keys::Chunk::of(stored).map_err(|e| corrupt_seq(first, e))?;
         let mut rebuilt = Vec::with_capacity(chunk.len());
-        for (i, record) in keys::chunk_records(&chunk).enumerate() {
+        for (i, record) in chunk.records().enumerate() {
             let record = record.map_err(|e| corrupt_seq(first + i as u64, e))?;
             match (first + i as u64 == seq, bytes) {
                 (false, _) => keys::push_record(&mut rebuilt, record),
@@ -411,6 +419,12 @@ impl Inner {
                         supported: LOG_FORMAT,
                     });
                 }
+                if found == 2 {
+                    // Its plain chunks read as they are; the new mark keeps
+                    // older versions, which cannot read compressed ones, out.
+                    self.events.insert(keys::META_FORMAT, mark(LOG_FORMAT)).map_err(engine)?;
+                    self.db.flush().map_err(engine)?;
+                }
                 // An upgrade cut short after its mark landed leaves the old trees.
                 self.drop_format_1_trees()
             }
@@ -489,11 +503,15 @@ impl Inner {
     }
 
     /// The seq of the last record, from the chunks' layout alone: a log
-    /// whose last record is damaged still opens, to be read and verified.
+    /// whose last record is damaged still opens, to be read and verified
+    /// (a last chunk that does not decompress counts as its first record).
     fn last_seq(&self) -> Result<u64, StoreError> {
-        Ok(match self.last_chunk()? {
+        Ok(match self.last_stored_chunk()? {
             None => 0,
-            Some((first, chunk)) => first + keys::chunk_records(&chunk).count() as u64 - 1,
+            Some((first, stored)) => match keys::Chunk::of(stored) {
+                Ok(chunk) => first + chunk.records().count() as u64 - 1,
+                Err(_) => first,
+            },
         })
     }
 
@@ -598,8 +616,8 @@ impl Inner {
         self.db.flush().map(drop).map_err(engine)
     }
 
-    /// The last chunk's key and value, if the log has any record.
-    fn last_chunk(&self) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+    /// The last chunk's first seq and stored value, if the log has any record.
+    fn last_stored_chunk(&self) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         match self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)).next_back() {
             None => Ok(None),
             Some(entry) => {
@@ -612,10 +630,12 @@ impl Inner {
     }
 
     fn tip(&self) -> Result<Tip, StoreError> {
-        let Some((first, chunk)) = self.last_chunk()? else {
+        let Some((first, stored)) = self.last_stored_chunk()? else {
             return Ok(Tip::EMPTY);
         };
-        let last = keys::chunk_records(&chunk)
+        let chunk = keys::Chunk::of(stored).map_err(|e| corrupt_seq(first, e))?;
+        let last = chunk
+            .records()
             .last()
             .ok_or_else(|| corrupt_seq(first, "its chunk is empty"))?
             .map_err(|e| corrupt_seq(first, e))?;
@@ -717,7 +737,8 @@ impl Inner {
             let (key, chunk) = entry.map_err(engine)?;
             let first = keys::chunk_first(&key)
                 .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
-            for (seq, bytes) in (first..).zip(keys::chunk_records(&chunk)) {
+            let chunk = keys::Chunk::of(chunk).map_err(|e| corrupt_seq(first, e))?;
+            for (seq, bytes) in (first..).zip(chunk.records()) {
                 let bytes = bytes.map_err(|e| corrupt_seq(seq, e))?;
                 if seq > to {
                     return Ok(());
@@ -783,8 +804,9 @@ impl Inner {
                 let (key, chunk) = entry.map_err(engine)?;
                 let first = keys::chunk_first(&key)
                     .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
+                let chunk = keys::Chunk::of(chunk).map_err(|e| corrupt_seq(first, e))?;
                 let mut seq = first;
-                for bytes in keys::chunk_records(&chunk) {
+                for bytes in chunk.records() {
                     let Some(&wanted) = want.peek() else { return Ok(()) };
                     if wanted < first {
                         return Err(missing(wanted));
@@ -870,22 +892,25 @@ fn malformed_runs(stream: &str) -> StoreError {
 /// search often share chunks.
 #[derive(Default)]
 struct Cursor {
-    chunk: Option<(u64, sled::IVec)>,
+    chunk: Option<(u64, keys::Chunk)>,
 }
 
 impl Cursor {
     fn bytes(&mut self, store: &Inner, seq: u64) -> Result<&[u8], StoreError> {
-        let holds = |(first, chunk): &(u64, sled::IVec)| {
-            seq >= *first && keys::chunk_records(chunk).nth((seq - first) as usize).is_some()
+        let holds = |(first, chunk): &(u64, keys::Chunk)| {
+            seq >= *first && chunk.records().nth((seq - first) as usize).is_some()
         };
         if !self.chunk.as_ref().is_some_and(holds) {
             let first = store.chunk_start(seq)?;
-            self.chunk = store.events.get(keys::chunk_key(first)).map_err(engine)?.map(|c| (first, c));
+            self.chunk = match store.events.get(keys::chunk_key(first)).map_err(engine)? {
+                Some(stored) => Some((first, keys::Chunk::of(stored).map_err(|e| corrupt_seq(first, e))?)),
+                None => None,
+            };
         }
         let missing = || corrupt_seq(seq, "indexed but missing from the log");
         let (first, chunk) = self.chunk.as_ref().ok_or_else(missing)?;
         let at = usize::try_from(seq.checked_sub(*first).ok_or_else(missing)?).map_err(|_| missing())?;
-        match keys::chunk_records(chunk).nth(at) {
+        match chunk.records().nth(at) {
             Some(Ok(bytes)) => Ok(bytes),
             Some(Err(e)) => Err(corrupt_seq(seq, e)),
             None => Err(missing()),
@@ -1063,7 +1088,7 @@ mod tests {
         assert_eq!(store.inner.stream_version("tenant").unwrap(), 17);
         let env: Vec<u64> = store.inner.read_stream("env/a", 3).unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(env, vec![9, 12, 15, 18, 21, 24]);
-        // It goes on as a format 2 log, and a retry of an old event is still known.
+        // It goes on as a format 3 log, and a retry of an old event is still known.
         let next = Append {
             stream: "env/a".into(),
             expected: ExpectedVersion::Exactly(8),
@@ -1084,6 +1109,93 @@ mod tests {
         assert_eq!(reopened.inner.verify().unwrap().records, 26);
     }
 
+    /// Records 1..=n of one stream, sealed and chained, as stored bytes.
+    fn sealed(n: u64) -> Vec<Vec<u8>> {
+        let mut prev = GENESIS_HASH;
+        (1..=n)
+            .map(|seq| {
+                let (hash, bytes) = Record::seal(seq, "tenant", seq, &event(seq), &meta(seq), prev).unwrap();
+                prev = hash;
+                bytes
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_format_2_log_of_plain_chunks_reads_as_it_is_and_goes_on_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let originals = sealed(60);
+        {
+            let db = sled::Config::new().path(&path).open().unwrap();
+            let events = db.open_tree("events").unwrap();
+            events.insert(keys::META_FORMAT, mark(2)).unwrap();
+            for (first, records) in (1u64..).step_by(20).zip(originals.chunks(20)) {
+                let mut chunk = Vec::new();
+                records.iter().for_each(|r| keys::push_record(&mut chunk, r));
+                events.insert(keys::chunk_key(first), chunk).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&path, OpenOptions::default()).unwrap();
+        let format = store.inner.events.get(keys::META_FORMAT).unwrap().unwrap();
+        assert_eq!(store.inner.parse_mark(&format).unwrap(), LOG_FORMAT, "older versions are kept out");
+        for (seq, bytes) in (1..).zip(&originals) {
+            assert_eq!(store.raw_record(seq).unwrap().as_ref(), Some(bytes), "record {seq}");
+        }
+        let events: Vec<NewEvent> = (61..=160).map(event).collect();
+        let append = Append {
+            stream: "tenant".into(),
+            expected: ExpectedVersion::Exactly(60),
+            events,
+            meta: meta(61),
+        };
+        store.append_all_blocking(&[append]).unwrap().unwrap();
+        let new_chunk = store.inner.events.get(keys::chunk_key(61)).unwrap().unwrap();
+        assert!(matches!(keys::unpack(&new_chunk), Ok(std::borrow::Cow::Owned(_))), "stored compressed");
+        let seqs: Vec<u64> = store.inner.read_stream("tenant", 55).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (55..=160).collect::<Vec<_>>());
+        assert_eq!(store.inner.verify().unwrap(), VerifyReport { records: 160, problem: None });
+    }
+
+    #[test]
+    fn a_compressed_chunk_that_does_not_decompress_is_named_and_closes_the_log_to_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let events: Vec<NewEvent> = (1..=100).map(event).collect();
+        {
+            let store = SledStore::open(&path, OpenOptions::default()).unwrap();
+            let append = Append {
+                stream: "tenant".into(),
+                expected: ExpectedVersion::Exactly(0),
+                events,
+                meta: meta(1),
+            };
+            store.append_all_blocking(&[append]).unwrap().unwrap();
+            // The last chunk's compressed block, cut short.
+            let first = store.inner.chunk_start(100).unwrap();
+            let stored = store.inner.events.get(keys::chunk_key(first)).unwrap().unwrap();
+            store.inner.events.insert(keys::chunk_key(first), &stored[..stored.len() - 8]).unwrap();
+            store.inner.flush().unwrap();
+        }
+        let store =
+            SledStore::open(&path, OpenOptions::default()).expect("a damaged log opens, to be verified");
+        let first = store.inner.chunk_start(100).unwrap();
+        let report = store.inner.verify().unwrap();
+        let problem = report.problem.expect("named");
+        assert_eq!(problem.seq, first);
+        assert!(problem.what.contains("does not decompress"), "{}", problem.what);
+        let err = store.inner.read_log(first, first, 1).unwrap_err().to_string();
+        assert!(err.contains("does not decompress"), "{err}");
+        let next = Append {
+            stream: "tenant".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event(101)],
+            meta: meta(101),
+        };
+        assert!(store.append_all_blocking(&[next]).is_err(), "no appends after an unreadable chunk");
+    }
+
     #[test]
     fn a_large_append_spans_chunks_and_reads_back_whole() {
         let store = SledStore::temporary().unwrap();
@@ -1092,7 +1204,7 @@ mod tests {
             Append { stream: "tenant".into(), expected: ExpectedVersion::Exactly(0), events, meta: meta(1) };
         store.append_all_blocking(&[append]).unwrap().unwrap();
         let chunks = store.inner.events.scan_prefix([keys::TAG_CHUNK]).count();
-        assert!(chunks > 2, "200 records of ~150 bytes fill several 4 KiB chunks, got {chunks}");
+        assert!(chunks > 2, "200 records of ~200 bytes fill several 8 KiB chunks, got {chunks}");
         let seqs: Vec<u64> =
             store.inner.read_stream_until("tenant", 50, 150).unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (50..=150).collect::<Vec<_>>());

@@ -78,13 +78,23 @@ fn r6_joining_a_team_whose_roles_exceed_the_actors_is_refused() {
 ///
 /// The test re-runs its own binary under `sh` with `ulimit -f` (and SIGXFSZ
 /// ignored) so that only the child's writes are limited; the child runs one
-/// `user create` whose record (a 3 MB profile field) goes to a sled blob file
-/// larger than the limit.
+/// `user create` whose record (a 3 MB profile field of random letters, which
+/// do not compress) goes to a sled blob file larger than the limit.
 #[test]
 fn a_write_refused_by_the_file_system_exits_3_instead_of_hanging() {
     use std::time::{Duration, Instant};
     if let Some(db) = std::env::var_os("USERTRAIL_FAULT_CHILD") {
-        let big = "y".repeat(3_000_000);
+        // Letters in no pattern: chunks are stored compressed, and this
+        // must stay 3 MB on disk.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let big: String = (0..3_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = cli::run(
             [

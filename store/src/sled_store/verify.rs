@@ -30,7 +30,11 @@ impl Inner {
                     let at = keys::chunk_first(&key).map_or("an unreadable key".into(), |s| s.to_string());
                     return bad(expected, format!("missing: the log jumps to {at}"));
                 }
-                for bytes in keys::chunk_records(&chunk) {
+                let chunk = match keys::Chunk::of(chunk) {
+                    Ok(chunk) => chunk,
+                    Err(e) => return bad(expected, e),
+                };
+                for bytes in chunk.records() {
                     let seq = walked + 1;
                     let bytes = match bytes {
                         Ok(b) => b,
