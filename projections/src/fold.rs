@@ -200,7 +200,8 @@ where
     };
     // The records after the snapshot are read while it is decoded.
     let (start, records) = loop {
-        let records = store.read_stream_until(stream, starting.version() + 1, upto).await?;
+        // A damaged snapshot may claim any version.
+        let records = store.read_stream_until(stream, starting.version().saturating_add(1), upto).await?;
         match starting.finish().await {
             Ok(start) => break (start, records),
             // A snapshot that cannot be decoded is a cache miss: the next

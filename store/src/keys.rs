@@ -7,7 +7,7 @@
 //! | tag | key                                        | value                                   |
 //! |-----|--------------------------------------------|-----------------------------------------|
 //! | `m` | `m` ++ name                                | store metadata: format, indexed-up-to   |
-//! | `r` | `r` ++ seq of its first record             | a chunk: consecutive records, compressed |
+//! | `r` | `r` ++ seq of its first record             | a chunk: consecutive records (LZ4 when that saves) |
 //! | `e` | `e` ++ first event id of the block         | block of (event id, seq), sorted        |
 //! | `s` | `s` ++ len(stream) u16 ++ stream ++ version | block of runs (version, seq, count)     |
 //!
@@ -31,8 +31,10 @@ use crate::blocks::Layout;
 
 /// A chunk is closed once its records take this many bytes. Stored
 /// compressed, it takes about half (the hashes and ids in each record do not
-/// compress, the rest repeats): small enough that a sled leaf of 16 chunks
-/// stays far below sled's blob threshold (segment / 4).
+/// compress, the rest repeats): a sled leaf of 16 such chunks stays far
+/// below sled's blob threshold (segment / 4). Records that do not compress
+/// are stored plain, and 16 plain chunks reach that threshold: sled then
+/// keeps the leaf as a blob, slower to open but as sound.
 pub(crate) const CHUNK_BYTES: usize = 8 * 1024;
 
 /// The first byte of a compressed chunk. A plain one (format 2, or one that

@@ -214,6 +214,14 @@ impl Record {
         bytes.push(RECORD_FORMAT_V1);
         bincode::serde::encode_into_std_write(&body, &mut bytes, config())
             .map_err(|e| StoreError::Encode(e.to_string()))?;
+        // bincode's limit binds decoding only: a record past it could be
+        // written but never read back.
+        if bytes.len() > MAX_RECORD {
+            return Err(StoreError::Encode(format!(
+                "a record of {} bytes (at most {MAX_RECORD} are stored)",
+                bytes.len()
+            )));
+        }
         let hash: Hash = Sha256::digest(&bytes[1..]).into();
         bytes.extend_from_slice(&hash);
         Ok((hash, bytes))
@@ -281,6 +289,16 @@ mod tests {
             causation: Causation::Process { name: "sync".into(), trigger: Some(4) },
         };
         (event, meta)
+    }
+
+    #[test]
+    fn a_record_past_the_cap_is_refused_at_sealing_not_lost_at_reading() {
+        let (event, meta) = sample(vec![7; MAX_RECORD]);
+        let err = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap_err();
+        assert!(matches!(err, StoreError::Encode(ref m) if m.contains("at most")), "{err}");
+        let (event, meta) = sample(vec![7; MAX_RECORD - 1024]);
+        let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+        assert_eq!(Record::open(&bytes).unwrap().payload.len(), MAX_RECORD - 1024);
     }
 
     #[test]

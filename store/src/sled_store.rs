@@ -798,13 +798,20 @@ impl Inner {
     ) -> Result<(), StoreError> {
         let missing = |seq| corrupt_seq(seq, "indexed but missing from the log");
         let mut want = seqs.iter().copied().peekable();
+        // The first seq of the last chunk walked: a seek that lands on it
+        // again means the chunks holding what is wanted are gone.
+        let mut walked = None;
         'seek: while let Some(&next) = want.peek() {
             let start = self.chunk_start(next)?;
+            if walked.is_some_and(|w| start <= w) {
+                return Err(missing(next));
+            }
             for entry in self.events.range(keys::chunk_key(start)..=keys::chunk_key(u64::MAX)) {
                 let (key, chunk) = entry.map_err(engine)?;
                 let first = keys::chunk_first(&key)
                     .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
                 let chunk = keys::Chunk::of(chunk).map_err(|e| corrupt_seq(first, e))?;
+                walked = Some(first);
                 let mut seq = first;
                 for bytes in chunk.records() {
                     let Some(&wanted) = want.peek() else { return Ok(()) };
@@ -1261,6 +1268,18 @@ mod tests {
                 assert_eq!(got, expected, "from version {from_version} up to seq {max_seq}");
             }
         }
+
+        // Chunks gone beyond a far gap (the index still lists their records):
+        // named, not sought for ever.
+        let copy = SledStore::temporary().unwrap();
+        copy.append_all_blocking(&(1..=8 * gap + 1).map(append).collect::<Vec<_>>()).unwrap().unwrap();
+        let last_before_gap = copy.inner.chunk_start(3 * gap + 5).unwrap();
+        for entry in copy.inner.events.range(keys::chunk_key(last_before_gap + 1)..=keys::chunk_key(u64::MAX))
+        {
+            copy.inner.events.remove(entry.unwrap().0).unwrap();
+        }
+        let err = copy.inner.read_stream_until("a", 1, u64::MAX).unwrap_err().to_string();
+        assert!(err.contains(&format!("record {}: indexed but missing", 5 * gap)), "{err}");
 
         // A record gone from its chunk shifts the ones after it: a read names
         // the place that holds another record rather than return it.
