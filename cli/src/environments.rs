@@ -366,10 +366,12 @@ async fn import_graph(
         .execute_batch(actor, "import graph", |tenant, now| domain::import::plan(tenant, &export, now))
         .await?;
     crate::timings::phase("import done");
+    let users = export.users.len();
+    crate::shell::free_aside(export);
     let events: usize = done.events_by_type.values().sum();
     if out.json {
         return out.json(&json!({
-            "users": export.users.len(),
+            "users": users,
             "commands": done.changes,
             "events": events,
             "firstSeq": done.seqs.map(|s| s.0),
@@ -379,13 +381,11 @@ async fn import_graph(
     }
     match done.seqs {
         Some((first, last)) => out.line(format!(
-            "imported {} users: {} changes ({events} events, seq {first}-{last})",
-            export.users.len(),
+            "imported {users} users: {} changes ({events} events, seq {first}-{last})",
             done.changes
         )),
         None => out.line(format!(
-            "imported {} users: the directory already matches the export; nothing appended",
-            export.users.len()
+            "imported {users} users: the directory already matches the export; nothing appended"
         )),
     }
 }

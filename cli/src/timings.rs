@@ -14,7 +14,8 @@ fn start() -> Option<Instant> {
 
 /// Prints the time since the first call and the memory in use, labelled
 /// `phase` (what has just ended, or begins); nothing unless
-/// `USERTRAIL_TIMINGS=1`.
+/// `USERTRAIL_TIMINGS=1`. Only on the main thread: `usertrail` holds
+/// stderr's lock for the whole run, so another thread would wait for ever.
 pub fn phase(phase: &str) {
     let Some(start) = start() else { return };
     let rss = std::fs::read_to_string("/proc/self/status")

@@ -440,6 +440,26 @@ impl Tenant {
 
     /// Folds one event into the state; `stamp` is where and when it landed.
     pub fn apply(&mut self, event: &TenantEvent, stamp: Stamp) {
+        // The hot events of an import move one seat at most: counted in
+        // place, without the two sets of lower-cased names the general case builds.
+        match event {
+            TenantEvent::LicenseAssigned { id, sku } | TenantEvent::LicenseRemoved { id, sku } => {
+                let held = |t: &Tenant| t.users.get(id).is_some_and(|u| holds_seat(u, sku));
+                let before = held(self);
+                self.fold(event, stamp);
+                match (before, held(self)) {
+                    (false, true) => *self.assigned.entry(sku.to_lowercase()).or_default() += 1,
+                    (true, false) => {
+                        if let Some(n) = self.assigned.get_mut(&sku.to_lowercase()) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            _ => {}
+        }
         let subject = subject(event);
         let before = subject.and_then(|id| self.users.get(&id)).map(|u| seat_holdings(u)).unwrap_or_default();
         self.fold(event, stamp);
@@ -621,6 +641,16 @@ fn seat_holdings(user: &User) -> BTreeSet<String> {
         return BTreeSet::new();
     }
     user.licenses.iter().map(|l| l.to_lowercase()).collect()
+}
+
+/// Whether `user` holds a seat of `sku`: it is not deleted and has it,
+/// compared as [`seat_holdings`] compares (lower-cased).
+fn holds_seat(user: &User, sku: &str) -> bool {
+    let same = |held: &String| match held.is_ascii() && sku.is_ascii() {
+        true => held.eq_ignore_ascii_case(sku),
+        false => held.to_lowercase() == sku.to_lowercase(),
+    };
+    !user.is_deleted() && user.licenses.iter().any(same)
 }
 
 /// The user an event is about, if any.

@@ -625,3 +625,38 @@ fn d4_the_seat_counters_equal_a_recount_of_the_directory() {
         }
     }
 }
+
+proptest::proptest! {
+    /// Whatever order licenses come and go in, in whatever case, on users
+    /// deleted or not, the seat counters equal a recount (D4): the fast path
+    /// of license events and the general one agree.
+    #[test]
+    fn d4_seat_counters_equal_a_recount_after_any_events(
+        steps in proptest::collection::vec((0u8..6, 0u128..3, 0usize..4), 0..40)
+    ) {
+        const PARTS: [&str; 4] = ["DYN365_SALES", "dyn365_sales", "Énergie_Σ", "ÉNERGIE_Σ"];
+        let mut tenant = Tenant::default();
+        for (seq, (kind, who, part)) in steps.into_iter().enumerate() {
+            let id = Uuid::from_u128(who + 1);
+            let sku = PARTS[part].to_owned();
+            let event = match kind {
+                0 => created(&new_user(who + 1, &format!("u{who}@contoso.onmicrosoft.com")), UserType::Member),
+                1 | 2 => TenantEvent::LicenseAssigned { id, sku },
+                3 => TenantEvent::LicenseRemoved { id, sku },
+                4 => TenantEvent::UserDeleted { id },
+                _ => TenantEvent::UserRestored { id, licenses_not_restored: vec![sku] },
+            };
+            tenant.apply(&event, Stamp { seq: seq as u64 + 1, at: t0() });
+            let mut recount: BTreeMap<String, u32> = BTreeMap::new();
+            for user in tenant.users.values().filter(|u| !u.is_deleted()) {
+                let held: BTreeSet<String> = user.licenses.iter().map(|l| l.to_lowercase()).collect();
+                for sku in held {
+                    *recount.entry(sku).or_default() += 1;
+                }
+            }
+            let counted: BTreeMap<String, u32> =
+                tenant.assigned.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (s.clone(), *n)).collect();
+            proptest::prop_assert_eq!(counted, recount);
+        }
+    }
+}
