@@ -363,7 +363,7 @@ async fn import_graph(
     let export = crate::graph::read_export(files)?;
     crate::timings::phase("read the export");
     let done = shell
-        .execute_batch(actor, "import graph", |tenant, now| domain::import::plan(tenant, &export, now))
+        .execute_batch(actor, "import graph", |tenant, now| crate::graph::plan(tenant, &export, now))
         .await?;
     crate::timings::phase("import done");
     let users = export.users.len();

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use domain::events::{ProfileField, SkuKind};
-use domain::import::{Export, ImportedGroup, ImportedMember, ImportedSku, ImportedUser};
+use domain::import::{Export, ImportedGroup, ImportedMember, ImportedSku, ImportedUser, UserPlan};
+use domain::tenant::{Tenant, TenantCommand};
 use domain::Upn;
 use uuid::Uuid;
 
@@ -354,6 +356,33 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
     })
 }
 
+/// [`domain::import::plan`], with the export's users planned in slices on
+/// up to as many threads as there are cores: each user's commands depend on
+/// the directory alone (a large export spends a tenth of a second here).
+pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
+    /// Fewer users than this are planned on the calling thread.
+    const SLICE: usize = 4_096;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = export.users.len().div_ceil(cores).max(SLICE);
+    let users = std::thread::scope(|scope| {
+        let mut parts = Vec::new();
+        for slice in export.users.chunks(per) {
+            let thread =
+                std::thread::Builder::new().spawn_scoped(scope, move || UserPlan::of(tenant, slice, now));
+            // Without a thread, the slice is planned here.
+            parts.push(thread.map_err(|_| UserPlan::of(tenant, slice, now)));
+        }
+        parts.into_iter().fold(UserPlan::default(), |plan, part| {
+            let part = part.map_or_else(
+                |here| here,
+                |thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+            plan.join(part)
+        })
+    });
+    domain::import::plan_with(tenant, export, users, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +485,26 @@ mod tests {
         bad[2] = write(&dir, "early.json", "[1]");
         let err = read_users(&bad, &BTreeMap::new()).unwrap_err().to_string();
         assert!(err.contains("early.json"), "the first bad file in order is named: {err}");
+    }
+
+    #[test]
+    fn an_export_planned_on_several_threads_plans_what_one_thread_plans() {
+        let users: Vec<ImportedUser> = (0..10_000u128)
+            .map(|n| ImportedUser {
+                id: Uuid::from_u128(n + 1),
+                upn: Upn::parse(&format!("u{n}@contoso.onmicrosoft.com")).unwrap(),
+                profile: [(ProfileField::City, Some(format!("City {n}")))].into_iter().collect(),
+                account_enabled: Some(n % 7 != 0),
+                guest: false,
+                licenses: Default::default(),
+            })
+            .collect();
+        let export = Export { users, ..Export::default() };
+        let now = DateTime::from_timestamp(1_770_000_000, 0).unwrap();
+        let tenant = Tenant::default();
+        let threads = plan(&tenant, &export, now);
+        assert!(threads.len() > 10_000, "creates and blocks: {}", threads.len());
+        assert_eq!(threads, domain::import::plan(&tenant, &export, now));
     }
 
     #[test]

@@ -85,15 +85,112 @@ pub fn imported_password() -> PasswordHash {
     PasswordHash { salt: [0; 16], digest: [0; 32] }
 }
 
+/// What the export's users need, user by user. Each user's commands depend
+/// on the directory alone, not on the other users: a caller may plan
+/// slices of the export apart (on several threads) and [`UserPlan::join`]
+/// the parts in order, which gives what planning them in one go gives.
+#[derive(Debug, Default)]
+pub struct UserPlan {
+    /// Export ids to this tenant's ids: users created here are matched by UPN.
+    ours: BTreeMap<Uuid, Uuid>,
+    /// The tenant's users the export mentions.
+    seen: BTreeSet<Uuid>,
+    /// Restores, updates, blocks and unblocks, license removals.
+    users: Vec<TenantCommand>,
+    /// New users with their licenses, after every removal.
+    arrivals: Vec<TenantCommand>,
+    /// License assignments, after every removal.
+    assigns: Vec<TenantCommand>,
+}
+
+impl UserPlan {
+    /// Plans `users` of an export against `tenant` at `now`.
+    pub fn of(tenant: &Tenant, users: &[ImportedUser], now: DateTime<Utc>) -> UserPlan {
+        let mut plan = UserPlan::default();
+        for u in users {
+            let existing = tenant.user_by_id(u.id, now).or_else(|| tenant.live_user(&u.upn, now));
+            let Some(existing) = existing else {
+                plan.ours.insert(u.id, u.id);
+                let profile = Profile(u.profile.iter().filter_map(|(f, v)| Some((*f, v.clone()?))).collect());
+                plan.arrivals.push(TenantCommand::CreateUser(NewUser {
+                    id: u.id,
+                    upn: u.upn.clone(),
+                    profile,
+                    licenses: u.licenses.iter().cloned().collect(),
+                    admin_roles: vec![],
+                    guest: u.guest,
+                    home_licenses: vec![],
+                    password: imported_password(),
+                }));
+                if u.account_enabled == Some(false) {
+                    plan.arrivals.push(TenantCommand::Block { upn: u.upn.clone() });
+                }
+                continue;
+            };
+            plan.ours.insert(u.id, existing.id);
+            plan.seen.insert(existing.id);
+            let upn = Upn::parse(&existing.upn).unwrap_or_else(|_| u.upn.clone());
+            if existing.is_deleted() {
+                plan.users.push(TenantCommand::Restore { upn: upn.clone() });
+            }
+            let fields: Vec<(ProfileField, Option<String>)> = u
+                .profile
+                .iter()
+                .filter(|(f, v)| existing.profile.get(**f) != v.as_deref())
+                .map(|(f, v)| (*f, v.clone()))
+                .collect();
+            if !fields.is_empty() {
+                plan.users.push(TenantCommand::UpdateUser { upn: upn.clone(), fields });
+            }
+            match u.account_enabled {
+                Some(false) if existing.account_enabled => {
+                    plan.users.push(TenantCommand::Block { upn: upn.clone() })
+                }
+                Some(true) if !existing.account_enabled => {
+                    plan.users.push(TenantCommand::Unblock { upn: upn.clone() })
+                }
+                _ => {}
+            }
+            let held: BTreeSet<String> = existing.licenses.iter().map(|l| l.to_lowercase()).collect();
+            let wanted: BTreeSet<String> = u.licenses.iter().map(|l| l.to_lowercase()).collect();
+            for sku in existing.licenses.iter().filter(|l| !wanted.contains(&l.to_lowercase())) {
+                plan.users.push(TenantCommand::RemoveLicense { upn: upn.clone(), sku: sku.clone() });
+            }
+            for sku in u.licenses.iter().filter(|l| !held.contains(&l.to_lowercase())) {
+                plan.assigns.push(TenantCommand::AssignLicense { upn: upn.clone(), sku: sku.clone() });
+            }
+        }
+        plan
+    }
+
+    /// This plan followed by `later`, the plan of the users after these.
+    pub fn join(mut self, later: UserPlan) -> UserPlan {
+        self.ours.extend(later.ours);
+        self.seen.extend(later.seen);
+        self.users.extend(later.users);
+        self.arrivals.extend(later.arrivals);
+        self.assigns.extend(later.assigns);
+        self
+    }
+}
+
 /// The commands that bring `tenant` in line with `export` at `now`, in an
 /// order that never needs a seat before it is free: leavers go and licenses
 /// are removed before anyone takes a seat. A new user is created with its
 /// licenses, as the admin center does, in one command.
 pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
+    plan_with(tenant, export, UserPlan::of(tenant, &export.users, now), now)
+}
+
+/// [`plan`], given the plan of the export's users ([`UserPlan::of`] all of them).
+pub fn plan_with(
+    tenant: &Tenant,
+    export: &Export,
+    users: UserPlan,
+    now: DateTime<Utc>,
+) -> Vec<TenantCommand> {
+    let UserPlan { ours, seen, users, arrivals, assigns } = users;
     let mut first = Vec::new(); // SKUs bought or grown
-    let mut users = Vec::new(); // restores, updates, blocks and unblocks, license removals
-    let mut arrivals = Vec::new(); // new users with their licenses, after every removal
-    let mut assigns = Vec::new(); // license assignments, after every removal
     let mut groups = Vec::new();
     let mut deletions = Vec::new(); // leavers, before anyone takes their seats
     let mut last = Vec::new(); // shrinking SKUs
@@ -110,61 +207,6 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
                 last.push(TenantCommand::SetSeats { sku: have.part.clone(), seats: sku.seats })
             }
             Some(_) => {}
-        }
-    }
-
-    // Export ids to this tenant's ids: users created here are matched by UPN.
-    let mut ours: BTreeMap<Uuid, Uuid> = BTreeMap::new();
-    let mut seen: BTreeSet<Uuid> = BTreeSet::new();
-    for u in &export.users {
-        let existing = tenant.user_by_id(u.id, now).or_else(|| tenant.live_user(&u.upn, now));
-        let Some(existing) = existing else {
-            ours.insert(u.id, u.id);
-            let profile = Profile(u.profile.iter().filter_map(|(f, v)| Some((*f, v.clone()?))).collect());
-            arrivals.push(TenantCommand::CreateUser(NewUser {
-                id: u.id,
-                upn: u.upn.clone(),
-                profile,
-                licenses: u.licenses.iter().cloned().collect(),
-                admin_roles: vec![],
-                guest: u.guest,
-                home_licenses: vec![],
-                password: imported_password(),
-            }));
-            if u.account_enabled == Some(false) {
-                arrivals.push(TenantCommand::Block { upn: u.upn.clone() });
-            }
-            continue;
-        };
-        ours.insert(u.id, existing.id);
-        seen.insert(existing.id);
-        let upn = Upn::parse(&existing.upn).unwrap_or_else(|_| u.upn.clone());
-        if existing.is_deleted() {
-            users.push(TenantCommand::Restore { upn: upn.clone() });
-        }
-        let fields: Vec<(ProfileField, Option<String>)> = u
-            .profile
-            .iter()
-            .filter(|(f, v)| existing.profile.get(**f) != v.as_deref())
-            .map(|(f, v)| (*f, v.clone()))
-            .collect();
-        if !fields.is_empty() {
-            users.push(TenantCommand::UpdateUser { upn: upn.clone(), fields });
-        }
-        match u.account_enabled {
-            Some(false) if existing.account_enabled => users.push(TenantCommand::Block { upn: upn.clone() }),
-            Some(true) if !existing.account_enabled => {
-                users.push(TenantCommand::Unblock { upn: upn.clone() })
-            }
-            _ => {}
-        }
-        let held: BTreeSet<String> = existing.licenses.iter().map(|l| l.to_lowercase()).collect();
-        let wanted: BTreeSet<String> = u.licenses.iter().map(|l| l.to_lowercase()).collect();
-        for sku in existing.licenses.iter().filter(|l| !wanted.contains(&l.to_lowercase())) {
-            users.push(TenantCommand::RemoveLicense { upn: upn.clone(), sku: sku.clone() });
-        }
-        for sku in u.licenses.iter().filter(|l| !held.contains(&l.to_lowercase())) {
-            assigns.push(TenantCommand::AssignLicense { upn: upn.clone(), sku: sku.clone() });
         }
     }
 
@@ -363,6 +405,47 @@ mod tests {
             matches!(&commands[0], TenantCommand::UpdateUser { fields, .. } if fields == &vec![(ProfileField::City, Some("Nice".to_owned()))])
         );
         assert!(matches!(&commands[1], TenantCommand::RemoveLicense { .. }));
+    }
+
+    #[test]
+    fn an_export_planned_in_slices_and_joined_plans_what_it_plans_whole() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let mut seq = 0;
+        let mut tenant = contoso(now, &mut seq);
+        let sku = ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 50 };
+        let who = |n: u128| format!("u{n}@contoso.onmicrosoft.com");
+        // Half the users are already here, some with a license and some blocked.
+        let before = Export {
+            users: (2..14)
+                .map(|n| user(n, &who(n), "Lyon", if n % 3 == 0 { &["DYN365_SALES"] } else { &[] }))
+                .collect(),
+            skus: Some(vec![sku.clone()]),
+            keep_missing: true,
+            ..Export::default()
+        };
+        let arrivals = plan(&tenant, &before, now);
+        apply_all(&mut tenant, &arrivals, now, &mut seq);
+        apply_all(&mut tenant, &[TenantCommand::Block { upn: upn(&who(5)) }], now, &mut seq);
+        // The export moves cities and licenses, adds users and leaves some out.
+        let mut users: Vec<ImportedUser> = (4..24)
+            .map(|n| {
+                user(
+                    n,
+                    &who(n),
+                    if n % 2 == 0 { "Oslo" } else { "Lyon" },
+                    if n % 4 == 0 { &["DYN365_SALES"] } else { &[] },
+                )
+            })
+            .collect();
+        users.push(user(1, ADMIN, "Paris", &[]));
+        let export = Export { users, skus: Some(vec![sku]), ..Export::default() };
+        let whole = plan(&tenant, &export, now);
+        assert!(whole.len() > 20, "{whole:?}");
+        for cut in 0..=export.users.len() {
+            let (early, late) = export.users.split_at(cut);
+            let joined = UserPlan::of(&tenant, early, now).join(UserPlan::of(&tenant, late, now));
+            assert_eq!(plan_with(&tenant, &export, joined, now), whole, "cut at {cut}");
+        }
     }
 
     #[test]

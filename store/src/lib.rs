@@ -111,12 +111,26 @@ impl Transaction {
     /// Adds an append. `false`: the transaction has already ended (a
     /// rejection or an error, which [`Transaction::commit`] returns).
     pub async fn send(&mut self, append: Append) -> bool {
-        self.bunch.push(append);
-        if self.bunch.len() < Self::BUNCH {
-            return true;
+        match self.bunched(append) {
+            Some(bunch) => self.appends.send(bunch).await.is_ok(),
+            None => true,
         }
-        let bunch = std::mem::replace(&mut self.bunch, Vec::with_capacity(Self::BUNCH));
-        self.appends.send(bunch).await.is_ok()
+    }
+
+    /// [`Transaction::send`], for a producer on a thread outside the
+    /// runtime (a blocking task): it waits there while the worker is behind.
+    pub fn blocking_send(&mut self, append: Append) -> bool {
+        match self.bunched(append) {
+            Some(bunch) => self.appends.blocking_send(bunch).is_ok(),
+            None => true,
+        }
+    }
+
+    /// Adds `append` to the bunch, and takes the bunch once it is full.
+    fn bunched(&mut self, append: Append) -> Option<Vec<Append>> {
+        self.bunch.push(append);
+        (self.bunch.len() >= Self::BUNCH)
+            .then(|| std::mem::replace(&mut self.bunch, Vec::with_capacity(Self::BUNCH)))
     }
 
     /// Writes every append sent, all or none, and says where they landed.
