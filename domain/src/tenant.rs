@@ -440,14 +440,18 @@ impl Tenant {
 
     /// Folds one event into the state; `stamp` is where and when it landed.
     pub fn apply(&mut self, event: &TenantEvent, stamp: Stamp) {
-        // The hot events of an import move one seat at most: counted in
-        // place, without the two sets of lower-cased names the general case builds.
+        let (seq, at) = (stamp.seq, stamp.at);
+        let Some(id) = changed_user(event) else { return self.fold(event, stamp) };
+        // One lookup serves the fold and the seat counters: the user is
+        // reached through a map of every user, and an import folds 200k events.
+        let Some(user) = self.users.get_mut(&id) else { return };
         match event {
-            TenantEvent::LicenseAssigned { id, sku } | TenantEvent::LicenseRemoved { id, sku } => {
-                let held = |t: &Tenant| t.users.get(id).is_some_and(|u| holds_seat(u, sku));
-                let before = held(self);
-                self.fold(event, stamp);
-                match (before, held(self)) {
+            // The hot events of an import move one seat at most: counted in
+            // place, without the two sets of lower-cased names built below.
+            TenantEvent::LicenseAssigned { sku, .. } | TenantEvent::LicenseRemoved { sku, .. } => {
+                let before = holds_seat(user, sku);
+                fold_user(user, event, seq, at);
+                match (before, holds_seat(user, sku)) {
                     (false, true) => *self.assigned.entry(sku.to_lowercase()).or_default() += 1,
                     (true, false) => {
                         if let Some(n) = self.assigned.get_mut(&sku.to_lowercase()) {
@@ -456,34 +460,33 @@ impl Tenant {
                     }
                     _ => {}
                 }
-                return;
             }
-            _ => {}
-        }
-        let subject = subject(event);
-        let before = subject.and_then(|id| self.users.get(&id)).map(|u| seat_holdings(u)).unwrap_or_default();
-        self.fold(event, stamp);
-        let Some(id) = subject else { return };
-        let user = self.users.get(&id);
-        let after = user.map(|u| seat_holdings(u)).unwrap_or_default();
-        let invitation_pending = user.and_then(|u| u.invitation.as_ref()).is_some_and(|i| !i.accepted);
-        for sku in before.difference(&after) {
-            if let Some(n) = self.assigned.get_mut(sku) {
-                *n = n.saturating_sub(1);
+            _ => {
+                let before = seat_holdings(user);
+                fold_user(user, event, seq, at);
+                let after = seat_holdings(user);
+                let invitation_pending = user.invitation.as_ref().is_some_and(|i| !i.accepted);
+                for sku in before.difference(&after) {
+                    if let Some(n) = self.assigned.get_mut(sku) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                for sku in after.difference(&before) {
+                    *self.assigned.entry(sku.clone()).or_default() += 1;
+                }
+                if invitation_pending {
+                    self.invited.insert(id);
+                } else {
+                    self.invited.remove(&id);
+                }
             }
-        }
-        for sku in after.difference(&before) {
-            *self.assigned.entry(sku.clone()).or_default() += 1;
-        }
-        if invitation_pending {
-            self.invited.insert(id);
-        } else {
-            self.invited.remove(&id);
         }
     }
 
+    /// Folds an event that changes no existing user (a new user replaces
+    /// any under its id).
     fn fold(&mut self, event: &TenantEvent, stamp: Stamp) {
-        let (seq, at) = (stamp.seq, stamp.at);
+        let seq = stamp.seq;
         match event {
             TenantEvent::TenantInitialized { domain, name, admin } => {
                 self.info = Some(TenantInfo { domain: domain.clone(), name: name.clone(), admin: *admin });
@@ -500,97 +503,36 @@ impl Tenant {
             }
             TenantEvent::UserCreated { id, upn, user_type, profile, password, home_licenses } => {
                 self.upns.insert(upn.to_lowercase(), *id);
-                self.users.insert(
-                    *id,
-                    Box::new(User {
-                        id: *id,
-                        upn: upn.clone(),
-                        user_type: *user_type,
-                        profile: profile.clone(),
-                        account_enabled: true,
-                        licenses: BTreeSet::new(),
-                        home_licenses: home_licenses.clone(),
-                        admin_roles: BTreeSet::new(),
-                        deleted_at: None,
-                        blocked_at: None,
-                        invitation: None,
-                        password: password.clone(),
-                        evidence: UserEvidence {
-                            created: seq,
-                            sign_in: seq,
-                            profile: seq,
-                            ..UserEvidence::default()
-                        },
-                    }),
-                );
-            }
-            TenantEvent::UserUpdated { id, changes } => self.with_user(id, |u| {
-                u.evidence.profile = seq;
-                for change in changes {
-                    match &change.new {
-                        Some(v) => u.profile.0.insert(change.field, v.clone()),
-                        None => u.profile.0.remove(&change.field),
-                    };
-                }
-            }),
-            TenantEvent::LicenseAssigned { id, sku } => self.with_user(id, |u| {
-                u.licenses.insert(sku.clone());
-                u.evidence.licenses.insert(sku.clone(), seq);
-            }),
-            TenantEvent::LicenseRemoved { id, sku } => self.with_user(id, |u| {
-                u.licenses.remove(sku);
-                u.evidence.licenses.insert(sku.clone(), seq);
-            }),
-            TenantEvent::AdminRoleAdded { id, role } => self.with_user(id, |u| {
-                u.admin_roles.insert(*role);
-                u.evidence.admin_roles.insert(*role, seq);
-            }),
-            TenantEvent::AdminRoleRemoved { id, role } => self.with_user(id, |u| {
-                u.admin_roles.remove(role);
-                u.evidence.admin_roles.insert(*role, seq);
-            }),
-            TenantEvent::UserBlocked { id } => self.with_user(id, |u| {
-                u.account_enabled = false;
-                u.blocked_at = Some(at);
-                u.evidence.sign_in = seq;
-            }),
-            TenantEvent::UserUnblocked { id } => self.with_user(id, |u| {
-                u.account_enabled = true;
-                u.blocked_at = None;
-                u.evidence.sign_in = seq;
-            }),
-            TenantEvent::UserDeleted { id } => self.with_user(id, |u| {
-                u.deleted_at = Some(at);
-                u.evidence.sign_in = seq;
-            }),
-            TenantEvent::UserRestored { id, licenses_not_restored } => self.with_user(id, |u| {
-                u.deleted_at = None;
-                u.evidence.sign_in = seq;
-                for sku in licenses_not_restored {
-                    u.licenses.remove(sku);
-                    u.evidence.licenses.insert(sku.clone(), seq);
-                    // A pending invitation loses the hold on a seat that was taken meanwhile.
-                    if let Some(i) = u.invitation.as_mut().filter(|i| i.sku.as_ref() == Some(sku)) {
-                        i.sku = None;
+                let user = Box::new(User {
+                    id: *id,
+                    upn: upn.clone(),
+                    user_type: *user_type,
+                    profile: profile.clone(),
+                    account_enabled: true,
+                    licenses: BTreeSet::new(),
+                    home_licenses: home_licenses.clone(),
+                    admin_roles: BTreeSet::new(),
+                    deleted_at: None,
+                    blocked_at: None,
+                    invitation: None,
+                    password: password.clone(),
+                    evidence: UserEvidence {
+                        created: seq,
+                        sign_in: seq,
+                        profile: seq,
+                        ..UserEvidence::default()
+                    },
+                });
+                // A new user holds no seat and no invitation; one it replaces gives up its own.
+                if let Some(replaced) = self.users.insert(*id, user) {
+                    for sku in seat_holdings(&replaced) {
+                        if let Some(n) = self.assigned.get_mut(&sku) {
+                            *n = n.saturating_sub(1);
+                        }
                     }
+                    self.invited.remove(id);
                 }
-            }),
-            TenantEvent::PasswordReset { id, password } => {
-                self.with_user(id, |u| u.password = password.clone())
             }
-            TenantEvent::InvitationIssued { id, sku, expires_at } => self.with_user(id, |u| {
-                u.invitation =
-                    Some(Invitation { sku: sku.clone(), expires_at: *expires_at, accepted: false });
-            }),
-            TenantEvent::InvitationAccepted { id, sku } => self.with_user(id, |u| {
-                if let Some(i) = u.invitation.as_mut() {
-                    i.accepted = true;
-                }
-                if let Some(sku) = sku {
-                    u.licenses.insert(sku.clone());
-                    u.evidence.licenses.insert(sku.clone(), seq);
-                }
-            }),
             TenantEvent::GroupCreated { id, name } => {
                 self.group_names.insert(name.to_lowercase(), *id);
                 self.groups.insert(
@@ -619,12 +561,19 @@ impl Tenant {
             TenantEvent::EnvironmentRegistered { id, name } => {
                 self.environments.insert(name.to_lowercase(), (*id, name.clone()));
             }
-        }
-    }
-
-    fn with_user(&mut self, id: &Uuid, f: impl FnOnce(&mut User)) {
-        if let Some(u) = self.users.get_mut(id) {
-            f(u);
+            // Events on an existing user go through `fold_user`.
+            TenantEvent::UserUpdated { .. }
+            | TenantEvent::LicenseAssigned { .. }
+            | TenantEvent::LicenseRemoved { .. }
+            | TenantEvent::AdminRoleAdded { .. }
+            | TenantEvent::AdminRoleRemoved { .. }
+            | TenantEvent::UserBlocked { .. }
+            | TenantEvent::UserUnblocked { .. }
+            | TenantEvent::UserDeleted { .. }
+            | TenantEvent::UserRestored { .. }
+            | TenantEvent::PasswordReset { .. }
+            | TenantEvent::InvitationIssued { .. }
+            | TenantEvent::InvitationAccepted { .. } => {}
         }
     }
 
@@ -653,11 +602,10 @@ fn holds_seat(user: &User, sku: &str) -> bool {
     !user.is_deleted() && user.licenses.iter().any(same)
 }
 
-/// The user an event is about, if any.
-fn subject(event: &TenantEvent) -> Option<Uuid> {
+/// The existing user an event changes, if any: those [`fold_user`] folds.
+fn changed_user(event: &TenantEvent) -> Option<Uuid> {
     match event {
-        TenantEvent::UserCreated { id, .. }
-        | TenantEvent::UserUpdated { id, .. }
+        TenantEvent::UserUpdated { id, .. }
         | TenantEvent::LicenseAssigned { id, .. }
         | TenantEvent::LicenseRemoved { id, .. }
         | TenantEvent::AdminRoleAdded { id, .. }
@@ -669,7 +617,95 @@ fn subject(event: &TenantEvent) -> Option<Uuid> {
         | TenantEvent::PasswordReset { id, .. }
         | TenantEvent::InvitationIssued { id, .. }
         | TenantEvent::InvitationAccepted { id, .. } => Some(*id),
-        _ => None,
+        TenantEvent::TenantInitialized { .. }
+        | TenantEvent::SkuAdded { .. }
+        | TenantEvent::SkuSeatsChanged { .. }
+        | TenantEvent::UserCreated { .. }
+        | TenantEvent::GroupCreated { .. }
+        | TenantEvent::GroupMemberAdded { .. }
+        | TenantEvent::GroupMemberRemoved { .. }
+        | TenantEvent::GroupOwnerAdded { .. }
+        | TenantEvent::EnvironmentRegistered { .. } => None,
+    }
+}
+
+/// Folds an event that [`changed_user`] names into that user.
+fn fold_user(u: &mut User, event: &TenantEvent, seq: u64, at: DateTime<Utc>) {
+    match event {
+        TenantEvent::UserUpdated { changes, .. } => {
+            u.evidence.profile = seq;
+            for change in changes {
+                match &change.new {
+                    Some(v) => u.profile.0.insert(change.field, v.clone()),
+                    None => u.profile.0.remove(&change.field),
+                };
+            }
+        }
+        TenantEvent::LicenseAssigned { sku, .. } => {
+            u.licenses.insert(sku.clone());
+            u.evidence.licenses.insert(sku.clone(), seq);
+        }
+        TenantEvent::LicenseRemoved { sku, .. } => {
+            u.licenses.remove(sku);
+            u.evidence.licenses.insert(sku.clone(), seq);
+        }
+        TenantEvent::AdminRoleAdded { role, .. } => {
+            u.admin_roles.insert(*role);
+            u.evidence.admin_roles.insert(*role, seq);
+        }
+        TenantEvent::AdminRoleRemoved { role, .. } => {
+            u.admin_roles.remove(role);
+            u.evidence.admin_roles.insert(*role, seq);
+        }
+        TenantEvent::UserBlocked { .. } => {
+            u.account_enabled = false;
+            u.blocked_at = Some(at);
+            u.evidence.sign_in = seq;
+        }
+        TenantEvent::UserUnblocked { .. } => {
+            u.account_enabled = true;
+            u.blocked_at = None;
+            u.evidence.sign_in = seq;
+        }
+        TenantEvent::UserDeleted { .. } => {
+            u.deleted_at = Some(at);
+            u.evidence.sign_in = seq;
+        }
+        TenantEvent::UserRestored { licenses_not_restored, .. } => {
+            u.deleted_at = None;
+            u.evidence.sign_in = seq;
+            for sku in licenses_not_restored {
+                u.licenses.remove(sku);
+                u.evidence.licenses.insert(sku.clone(), seq);
+                // A pending invitation loses the hold on a seat that was taken meanwhile.
+                if let Some(i) = u.invitation.as_mut().filter(|i| i.sku.as_ref() == Some(sku)) {
+                    i.sku = None;
+                }
+            }
+        }
+        TenantEvent::PasswordReset { password, .. } => u.password = password.clone(),
+        TenantEvent::InvitationIssued { sku, expires_at, .. } => {
+            u.invitation = Some(Invitation { sku: sku.clone(), expires_at: *expires_at, accepted: false });
+        }
+        TenantEvent::InvitationAccepted { sku, .. } => {
+            if let Some(i) = u.invitation.as_mut() {
+                i.accepted = true;
+            }
+            if let Some(sku) = sku {
+                u.licenses.insert(sku.clone());
+                u.evidence.licenses.insert(sku.clone(), seq);
+            }
+        }
+        // Not about an existing user: folded by `Tenant::fold`.
+        TenantEvent::TenantInitialized { .. }
+        | TenantEvent::SkuAdded { .. }
+        | TenantEvent::SkuSeatsChanged { .. }
+        | TenantEvent::UserCreated { .. }
+        | TenantEvent::GroupCreated { .. }
+        | TenantEvent::GroupMemberAdded { .. }
+        | TenantEvent::GroupMemberRemoved { .. }
+        | TenantEvent::GroupOwnerAdded { .. }
+        | TenantEvent::EnvironmentRegistered { .. } => {}
     }
 }
 
