@@ -249,9 +249,12 @@ impl Staged<'_> {
         .map_err(engine)?;
         // Committed: the index must know these records whatever happens next.
         let pending = &mut *pending;
-        for &(stream, version, seq, id) in &self.noted {
-            pending.note(&self.streams[stream].0, version, seq, id);
-        }
+        let streams = &self.streams;
+        pending.note_all(
+            self.noted
+                .iter()
+                .map(|&(stream, version, seq, id)| (streams[stream].0.as_str(), version, seq, id)),
+        );
         let after_commit = (|| {
             if inner.durability == Durability::Immediate {
                 inner.flush_db()?;
