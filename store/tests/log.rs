@@ -662,6 +662,44 @@ async fn a_transaction_lands_what_append_all_lands_and_the_same_bytes() {
 }
 
 #[tokio::test]
+async fn a_transaction_fed_from_a_blocking_thread_lands_the_same_and_ends_at_a_conflict() {
+    let (via_all, via_blocking) = (SledStore::temporary().unwrap(), SledStore::temporary().unwrap());
+    let appends = tenant_appends(0, 700, 1);
+    let expected = via_all.append_all(appends.clone()).await.unwrap().unwrap();
+    let mut transaction = via_blocking.begin().await.unwrap();
+    let transaction = tokio::task::spawn_blocking(move || {
+        for a in appends {
+            assert!(transaction.blocking_send(a));
+        }
+        transaction
+    })
+    .await
+    .unwrap();
+    assert_eq!(transaction.commit().await.unwrap().unwrap(), expected);
+    assert_eq!(everything(&via_all).await, everything(&via_blocking).await);
+
+    // A conflict ends the transaction, and nothing lands. (Whether a send
+    // sees the end first depends on how far ahead the producer is.)
+    let store = SledStore::temporary().unwrap();
+    let mut appends = tenant_appends(0, 2_000, 1);
+    appends[300].expected = ExpectedVersion::Exactly(7);
+    let mut transaction = store.begin().await.unwrap();
+    let transaction = tokio::task::spawn_blocking(move || {
+        for a in appends {
+            if !transaction.blocking_send(a) {
+                break;
+            }
+        }
+        transaction
+    })
+    .await
+    .unwrap();
+    let refused = transaction.commit().await.unwrap().unwrap_err();
+    assert_eq!(refused, AppendRejection::Conflict { stream: "tenant".into(), expected: 7, actual: 300 });
+    assert!(store.head().await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn a_dropped_transaction_writes_nothing_and_holds_nothing() {
     let store = SledStore::temporary().unwrap();
     let mut transaction = store.begin().await.unwrap();
