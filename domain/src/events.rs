@@ -903,9 +903,15 @@ fn config() -> impl bincode::config::Config {
 
 /// Encodes an event for the log.
 pub fn encode(event: &Event) -> Vec<u8> {
+    // Most events fit: growing from empty would reallocate and copy about
+    // seven times on the way to a few hundred bytes.
+    let mut bytes = Vec::with_capacity(256);
     // Encoding into a Vec cannot fail for these plain types; an empty payload
     // would be caught on decode rather than panic here.
-    bincode::serde::encode_to_vec(event, bincode::config::standard()).unwrap_or_default()
+    match bincode::serde::encode_into_std_write(event, &mut bytes, bincode::config::standard()) {
+        Ok(_) => bytes,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Decodes a payload written with `schema_version`, upcasting older shapes.

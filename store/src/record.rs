@@ -186,6 +186,21 @@ pub(crate) fn from_nanos(n: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(n)
 }
 
+/// An upper bound of a sealed record's size.
+fn sealed_capacity(stream: &str, event: &NewEvent, meta: &Metadata) -> usize {
+    let causation = match &meta.causation {
+        Causation::Command { name } | Causation::Process { name, .. } => name.len(),
+    };
+    // The format byte, the fixed-size fields, the integers as varints at their
+    // widest and the length prefixes take at most 155 bytes.
+    160 + event.payload.len()
+        + stream.len()
+        + meta.actor.len()
+        + event.event_type.len()
+        + causation
+        + std::mem::size_of::<Hash>()
+}
+
 impl Record {
     /// The stored bytes of the record at `seq`, chained to `prev_hash`, and its hash.
     pub(crate) fn seal(
@@ -210,7 +225,9 @@ impl Record {
             payload: std::borrow::Cow::Borrowed(&event.payload),
             prev_hash,
         };
-        let mut bytes = Vec::with_capacity(96 + event.payload.len() + stream.len());
+        // Room for everything, the hash included: growing the buffer mid-way
+        // would copy the record once more.
+        let mut bytes = Vec::with_capacity(sealed_capacity(stream, event, meta));
         bytes.push(RECORD_FORMAT_V1);
         bincode::serde::encode_into_std_write(&body, &mut bytes, config())
             .map_err(|e| StoreError::Encode(e.to_string()))?;
@@ -289,6 +306,21 @@ mod tests {
             causation: Causation::Process { name: "sync".into(), trigger: Some(4) },
         };
         (event, meta)
+    }
+
+    #[test]
+    fn a_sealed_record_fits_the_buffer_sized_for_it_whatever_its_fields() {
+        for payload in [0, 1, 300, 70_000] {
+            let (event, mut meta) = sample(vec![7; payload]);
+            meta.causation = Causation::Process { name: "x".repeat(300), trigger: Some(u64::MAX) };
+            meta.actor = "a".repeat(200);
+            meta.recorded_at = DateTime::from_timestamp_nanos(i64::MIN);
+            let stream = "s".repeat(500);
+            let (_, bytes) = Record::seal(u64::MAX, &stream, u64::MAX, &event, &meta, [255; 32]).unwrap();
+            let room = sealed_capacity(&stream, &event, &meta);
+            assert!(bytes.len() <= room, "{} bytes sealed in a buffer of {room}", bytes.len());
+            assert!(room - bytes.len() < 200, "no more than a little slack: {} of {room}", bytes.len());
+        }
     }
 
     #[test]

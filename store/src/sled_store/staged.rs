@@ -2,9 +2,9 @@
 //! batch as they come, committed together or not at all. `append_all`
 //! stages a slice holding the append lock throughout; a
 //! [`crate::Transaction`] stages appends as its producer decides them
-//! (sealing overlaps deciding), taking the lock only to check each one, since
-//! holding it would stall the process's reads meanwhile, and at its commit
-//! refuses the whole call if any record landed since `begin`.
+//! (sealing overlaps deciding), taking the lock only to check each bunch it
+//! receives, since holding it would stall the process's reads meanwhile, and
+//! at its commit refuses the whole call if any record landed since `begin`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,8 @@ use crate::{Append, AppendRejection, AppendResult, Appended, Durability, Expecte
 /// Appends checked and sealed, not yet written.
 pub(super) struct Staged<'a> {
     inner: &'a Inner,
-    /// The append lock, when held from the start (`append_all`).
+    /// The append lock, when held: from the start (`append_all`), or while a
+    /// transaction checks one bunch.
     held: Option<MutexGuard<'a, Pending>>,
     tip_seq: u64,
     seq: u64,
@@ -107,11 +108,15 @@ impl Inner {
             Err(rejection) => return Ok(Err(rejection)),
         };
         while let Some(bunch) = appends.blocking_recv() {
+            // Locked once a bunch, not once an append: a bunch is checked in
+            // well under a millisecond, and the lock costs more than the check.
+            staged.held = Some(self.lock());
             for append in &bunch {
                 if let Err(rejection) = staged.add(append)? {
                     return Ok(Err(rejection));
                 }
             }
+            staged.held = None;
         }
         if !commit.load(Ordering::Acquire) {
             // Dropped before its commit: nothing is written, and nobody waits
