@@ -91,7 +91,9 @@ pub fn imported_password() -> PasswordHash {
 /// the parts in order, which gives what planning them in one go gives.
 #[derive(Debug, Default)]
 pub struct UserPlan {
-    /// Export ids to this tenant's ids: users created here are matched by UPN.
+    /// Export ids to this tenant's ids, for the users the tenant already
+    /// has (matched by id, or by UPN for users created here); a user it does
+    /// not have yet keeps the export's id.
     ours: BTreeMap<Uuid, Uuid>,
     /// The tenant's users the export mentions.
     seen: BTreeSet<Uuid>,
@@ -110,7 +112,7 @@ impl UserPlan {
         for u in users {
             let existing = tenant.user_by_id(u.id, now).or_else(|| tenant.live_user(&u.upn, now));
             let Some(existing) = existing else {
-                plan.ours.insert(u.id, u.id);
+                // Created under the export's id: `ours` maps only the ids that differ.
                 let profile = Profile(u.profile.iter().filter_map(|(f, v)| Some((*f, v.clone()?))).collect());
                 plan.arrivals.push(TenantCommand::CreateUser(NewUser {
                     id: u.id,

@@ -13,7 +13,7 @@
 //! under the mutex as it comes and, at its commit, that the head has not
 //! moved since it began (`sled_store/staged.rs`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -599,7 +599,7 @@ impl Inner {
         pending: &Pending,
         newest: Option<[u8; 16]>,
         append: &Append,
-        new_ids: &HashSet<uuid::Uuid>,
+        new_ids: &rustc_hash::FxHashSet<uuid::Uuid>,
     ) -> AppendResult<Option<Appended>> {
         let mut known = Vec::with_capacity(append.events.len());
         let mut any_new = false;

@@ -6,7 +6,9 @@
 //! receives, since holding it would stall the process's reads meanwhile, and
 //! at its commit refuses the whole call if any record landed since `begin`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::FxHashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::MutexGuard;
 
@@ -34,7 +36,7 @@ pub(super) struct Staged<'a> {
     streams: Vec<(String, u64)>,
     /// Where each stream is in `streams`.
     stream_at: HashMap<String, usize>,
-    new_ids: HashSet<uuid::Uuid>,
+    new_ids: FxHashSet<uuid::Uuid>,
     /// What the index learns once committed: (stream, version, seq, id).
     noted: Vec<(usize, u64, u64, uuid::Uuid)>,
     results: Vec<Appended>,
@@ -68,7 +70,7 @@ impl Inner {
             chunker: Chunker::new(tip.seq + 1),
             streams: Vec::new(),
             stream_at: HashMap::new(),
-            new_ids: HashSet::new(),
+            new_ids: FxHashSet::default(),
             noted: Vec::new(),
             results: Vec::new(),
         }))
