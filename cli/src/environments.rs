@@ -360,14 +360,22 @@ async fn import_graph(
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
     crate::timings::phase("start");
-    let export = crate::graph::read_export(files)?;
+    let mut export = Some(crate::graph::read_export(files)?);
+    let users = export.as_ref().map_or(0, |e| e.users.len());
     crate::timings::phase("read the export");
     let done = shell
-        .execute_batch(actor, "import graph", |tenant, now| crate::graph::plan(tenant, &export, now))
+        .execute_batch(actor, "import graph", |tenant, now| {
+            // Planning takes the export apart into the commands. A retry,
+            // after another writer got in first, reads the files again: keeping
+            // a copy for it would hold every user twice for the whole import.
+            let export = match export.take() {
+                Some(export) => export,
+                None => crate::graph::read_export(files)?,
+            };
+            Ok(crate::graph::plan(tenant, export, now))
+        })
         .await?;
     crate::timings::phase("import done");
-    let users = export.users.len();
-    crate::shell::free_aside(export);
     let events: usize = done.events_by_type.values().sum();
     if out.json {
         return out.json(&json!({

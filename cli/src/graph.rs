@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use domain::events::{ProfileField, SkuKind};
@@ -359,18 +360,29 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
 /// [`domain::import::plan`], with the export's users planned in slices on
 /// up to as many threads as there are cores: each user's commands depend on
 /// the directory alone (a large export spends a tenth of a second here).
-pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
+pub fn plan(tenant: &Tenant, mut export: Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
     /// Fewer users than this are planned on the calling thread.
     const SLICE: usize = 4_096;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = export.users.len().div_ceil(cores).max(SLICE);
+    let mut users = std::mem::take(&mut export.users);
+    let per = users.len().div_ceil(cores).max(SLICE);
+    // Each slice is taken by the thread that plans it, or here if no thread
+    // could be started.
+    let mut slices = Vec::new();
+    while users.len() > per {
+        let rest = users.split_off(per);
+        slices.push(Mutex::new(std::mem::replace(&mut users, rest)));
+    }
+    slices.push(Mutex::new(users));
+    let take = |slice: &Mutex<Vec<ImportedUser>>| {
+        std::mem::take(&mut *slice.lock().unwrap_or_else(|p| p.into_inner()))
+    };
     let users = std::thread::scope(|scope| {
         let mut parts = Vec::new();
-        for slice in export.users.chunks(per) {
-            let thread =
-                std::thread::Builder::new().spawn_scoped(scope, move || UserPlan::of(tenant, slice, now));
-            // Without a thread, the slice is planned here.
-            parts.push(thread.map_err(|_| UserPlan::of(tenant, slice, now)));
+        for slice in &slices {
+            let thread = std::thread::Builder::new()
+                .spawn_scoped(scope, move || UserPlan::of(tenant, take(slice), now));
+            parts.push(thread.map_err(|_| UserPlan::of(tenant, take(slice), now)));
         }
         parts.into_iter().fold(UserPlan::default(), |plan, part| {
             let part = part.map_or_else(
@@ -380,7 +392,7 @@ pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantC
             plan.join(part)
         })
     });
-    domain::import::plan_with(tenant, export, users, now)
+    domain::import::plan_with(tenant, &export, users, now)
 }
 
 #[cfg(test)]
@@ -502,9 +514,9 @@ mod tests {
         let export = Export { users, ..Export::default() };
         let now = DateTime::from_timestamp(1_770_000_000, 0).unwrap();
         let tenant = Tenant::default();
-        let threads = plan(&tenant, &export, now);
+        let threads = plan(&tenant, export.clone(), now);
         assert!(threads.len() > 10_000, "creates and blocks: {}", threads.len());
-        assert_eq!(threads, domain::import::plan(&tenant, &export, now));
+        assert_eq!(threads, domain::import::plan(&tenant, export, now));
     }
 
     #[test]

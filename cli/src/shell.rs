@@ -393,12 +393,13 @@ impl Shell {
     /// the state the ones before it leave, and appends them in one
     /// transaction: one correlation id per command, all of them or none.
     /// Each event is encoded as soon as it is folded: a large batch holds
-    /// its events once, as bytes.
+    /// its events once, as bytes. `plan` is called once a try: again when
+    /// another writer got in first.
     pub async fn execute_batch(
         &self,
         actor: Option<&Upn>,
         name: &'static str,
-        plan: impl Fn(&Tenant, DateTime<Utc>) -> Vec<TenantCommand>,
+        mut plan: impl FnMut(&Tenant, DateTime<Utc>) -> Result<Vec<TenantCommand>, CliError>,
     ) -> Result<BatchDone, CliError> {
         for _ in 0..CONFLICT_RETRIES {
             let (mut tenant, version) = self.tenant().await?;
@@ -410,7 +411,7 @@ impl Shell {
             let head = self.store.head().await?.map_or(0, |h| h.seq);
             let mut next_seq = head + 1;
             crate::timings::phase("loaded the tenant");
-            let commands = plan(&tenant, now);
+            let commands = plan(&tenant, now)?;
             crate::timings::phase("planned");
             let progress = indicatif::ProgressBar::new(commands.len() as u64);
             progress.set_style(

@@ -106,45 +106,41 @@ pub struct UserPlan {
 }
 
 impl UserPlan {
-    /// Plans `users` of an export against `tenant` at `now`.
-    pub fn of(tenant: &Tenant, users: &[ImportedUser], now: DateTime<Utc>) -> UserPlan {
+    /// Plans `users` of an export against `tenant` at `now`. Takes them: what
+    /// they hold moves into the commands instead of being copied.
+    pub fn of(tenant: &Tenant, users: Vec<ImportedUser>, now: DateTime<Utc>) -> UserPlan {
         let mut plan = UserPlan::default();
-        for u in users {
-            let existing = tenant.user_by_id(u.id, now).or_else(|| tenant.live_user(&u.upn, now));
+        for ImportedUser { id, upn, profile, account_enabled, guest, licenses } in users {
+            let existing = tenant.user_by_id(id, now).or_else(|| tenant.live_user(&upn, now));
             let Some(existing) = existing else {
                 // Created under the export's id: `ours` maps only the ids that differ.
-                let profile = Profile(u.profile.iter().filter_map(|(f, v)| Some((*f, v.clone()?))).collect());
+                let block =
+                    (account_enabled == Some(false)).then(|| TenantCommand::Block { upn: upn.clone() });
                 plan.arrivals.push(TenantCommand::CreateUser(NewUser {
-                    id: u.id,
-                    upn: u.upn.clone(),
-                    profile,
-                    licenses: u.licenses.iter().cloned().collect(),
+                    id,
+                    upn,
+                    profile: Profile(profile.into_iter().filter_map(|(f, v)| Some((f, v?))).collect()),
+                    licenses: licenses.into_iter().collect(),
                     admin_roles: vec![],
-                    guest: u.guest,
+                    guest,
                     home_licenses: vec![],
                     password: imported_password(),
                 }));
-                if u.account_enabled == Some(false) {
-                    plan.arrivals.push(TenantCommand::Block { upn: u.upn.clone() });
-                }
+                plan.arrivals.extend(block);
                 continue;
             };
-            plan.ours.insert(u.id, existing.id);
+            plan.ours.insert(id, existing.id);
             plan.seen.insert(existing.id);
-            let upn = Upn::parse(&existing.upn).unwrap_or_else(|_| u.upn.clone());
+            let upn = Upn::parse(&existing.upn).unwrap_or(upn);
             if existing.is_deleted() {
                 plan.users.push(TenantCommand::Restore { upn: upn.clone() });
             }
-            let fields: Vec<(ProfileField, Option<String>)> = u
-                .profile
-                .iter()
-                .filter(|(f, v)| existing.profile.get(**f) != v.as_deref())
-                .map(|(f, v)| (*f, v.clone()))
-                .collect();
+            let fields: Vec<(ProfileField, Option<String>)> =
+                profile.into_iter().filter(|(f, v)| existing.profile.get(*f) != v.as_deref()).collect();
             if !fields.is_empty() {
                 plan.users.push(TenantCommand::UpdateUser { upn: upn.clone(), fields });
             }
-            match u.account_enabled {
+            match account_enabled {
                 Some(false) if existing.account_enabled => {
                     plan.users.push(TenantCommand::Block { upn: upn.clone() })
                 }
@@ -154,12 +150,12 @@ impl UserPlan {
                 _ => {}
             }
             let held: BTreeSet<String> = existing.licenses.iter().map(|l| l.to_lowercase()).collect();
-            let wanted: BTreeSet<String> = u.licenses.iter().map(|l| l.to_lowercase()).collect();
+            let wanted: BTreeSet<String> = licenses.iter().map(|l| l.to_lowercase()).collect();
             for sku in existing.licenses.iter().filter(|l| !wanted.contains(&l.to_lowercase())) {
                 plan.users.push(TenantCommand::RemoveLicense { upn: upn.clone(), sku: sku.clone() });
             }
-            for sku in u.licenses.iter().filter(|l| !held.contains(&l.to_lowercase())) {
-                plan.assigns.push(TenantCommand::AssignLicense { upn: upn.clone(), sku: sku.clone() });
+            for sku in licenses.into_iter().filter(|l| !held.contains(&l.to_lowercase())) {
+                plan.assigns.push(TenantCommand::AssignLicense { upn: upn.clone(), sku });
             }
         }
         plan
@@ -180,11 +176,13 @@ impl UserPlan {
 /// order that never needs a seat before it is free: leavers go and licenses
 /// are removed before anyone takes a seat. A new user is created with its
 /// licenses, as the admin center does, in one command.
-pub fn plan(tenant: &Tenant, export: &Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
-    plan_with(tenant, export, UserPlan::of(tenant, &export.users, now), now)
+pub fn plan(tenant: &Tenant, mut export: Export, now: DateTime<Utc>) -> Vec<TenantCommand> {
+    let users = UserPlan::of(tenant, std::mem::take(&mut export.users), now);
+    plan_with(tenant, &export, users, now)
 }
 
-/// [`plan`], given the plan of the export's users ([`UserPlan::of`] all of them).
+/// [`plan`], given the plan of the export's users ([`UserPlan::of`] all of them):
+/// `export.users` is not read.
 pub fn plan_with(
     tenant: &Tenant,
     export: &Export,
@@ -213,8 +211,15 @@ pub fn plan_with(
     }
 
     if let Some(export_groups) = &export.groups {
-        // Looked up per member: a map, not a scan of the export.
-        let export_upns: BTreeMap<Uuid, &Upn> = export.users.iter().map(|u| (u.id, &u.upn)).collect();
+        // The users the tenant does not have yet are named as they will be
+        // created; looked up per member: a map, not a scan of the plan.
+        let export_upns: BTreeMap<Uuid, &Upn> = arrivals
+            .iter()
+            .filter_map(|c| match c {
+                TenantCommand::CreateUser(new) => Some((new.id, &new.upn)),
+                _ => None,
+            })
+            .collect();
         // A user this tenant knows is named by its UPN here (UPN changes are not imported).
         let upn_of = |graph_id: &Uuid| -> Option<Upn> {
             let ours = ours.get(graph_id).copied().unwrap_or(*graph_id);
@@ -394,14 +399,14 @@ mod tests {
             skus: Some(vec![ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 5 }]),
             keep_missing: false,
         };
-        let commands = plan(&tenant, &export, now);
+        let commands = plan(&tenant, export.clone(), now);
         assert!(commands.len() >= 6, "{commands:?}");
         apply_all(&mut tenant, &commands, now, &mut seq);
-        assert!(plan(&tenant, &export, now).is_empty(), "nothing left to do");
+        assert!(plan(&tenant, export.clone(), now).is_empty(), "nothing left to do");
         // A change in the export becomes an update with old and new values, and a move of the license.
         export.users[1].profile.insert(ProfileField::City, Some("Nice".into()));
         export.users[1].licenses.clear();
-        let commands = plan(&tenant, &export, now);
+        let commands = plan(&tenant, export.clone(), now);
         assert_eq!(commands.len(), 2, "{commands:?}");
         assert!(
             matches!(&commands[0], TenantCommand::UpdateUser { fields, .. } if fields == &vec![(ProfileField::City, Some("Nice".to_owned()))])
@@ -425,7 +430,7 @@ mod tests {
             keep_missing: true,
             ..Export::default()
         };
-        let arrivals = plan(&tenant, &before, now);
+        let arrivals = plan(&tenant, before, now);
         apply_all(&mut tenant, &arrivals, now, &mut seq);
         apply_all(&mut tenant, &[TenantCommand::Block { upn: upn(&who(5)) }], now, &mut seq);
         // The export moves cities and licenses, adds users and leaves some out.
@@ -441,11 +446,12 @@ mod tests {
             .collect();
         users.push(user(1, ADMIN, "Paris", &[]));
         let export = Export { users, skus: Some(vec![sku]), ..Export::default() };
-        let whole = plan(&tenant, &export, now);
+        let whole = plan(&tenant, export.clone(), now);
         assert!(whole.len() > 20, "{whole:?}");
         for cut in 0..=export.users.len() {
             let (early, late) = export.users.split_at(cut);
-            let joined = UserPlan::of(&tenant, early, now).join(UserPlan::of(&tenant, late, now));
+            let joined =
+                UserPlan::of(&tenant, early.to_vec(), now).join(UserPlan::of(&tenant, late.to_vec(), now));
             assert_eq!(plan_with(&tenant, &export, joined, now), whole, "cut at {cut}");
         }
     }
@@ -459,15 +465,15 @@ mod tests {
             users: vec![user(1, ADMIN, "Paris", &[]), user(2, "bob@contoso.onmicrosoft.com", "Oslo", &[])],
             ..Export::default()
         };
-        let commands = plan(&tenant, &export, now);
+        let commands = plan(&tenant, export.clone(), now);
         apply_all(&mut tenant, &commands, now, &mut seq);
         let without_bob = Export { users: vec![user(1, ADMIN, "Paris", &[])], ..Export::default() };
         assert_eq!(
-            plan(&tenant, &without_bob, now),
+            plan(&tenant, without_bob.clone(), now),
             vec![TenantCommand::Delete { upn: upn("bob@contoso.onmicrosoft.com") }]
         );
         let kept = Export { keep_missing: true, ..without_bob };
-        assert!(plan(&tenant, &kept, now).is_empty());
+        assert!(plan(&tenant, kept.clone(), now).is_empty());
     }
 
     #[test]
@@ -482,7 +488,7 @@ mod tests {
             skus: one_seat.clone(),
             ..Export::default()
         };
-        let commands = plan(&tenant, &export, now);
+        let commands = plan(&tenant, export.clone(), now);
         apply_all(&mut tenant, &commands, now, &mut seq);
         // The only seat moves from alice to a newcomer listed before her.
         let carol = user(3, "carol@contoso.onmicrosoft.com", "Oslo", &["DYN365_SALES"]);
@@ -492,7 +498,7 @@ mod tests {
             skus: one_seat,
             ..Export::default()
         };
-        let commands = plan(&tenant, &export, now);
+        let commands = plan(&tenant, export.clone(), now);
         assert_eq!(commands.len(), 2, "{commands:?}");
         assert!(
             matches!(&commands[0], TenantCommand::RemoveLicense { upn, .. } if upn.as_str() == "alice@contoso.onmicrosoft.com")
@@ -502,6 +508,6 @@ mod tests {
             "{commands:?}"
         );
         apply_all(&mut tenant, &commands, now, &mut seq);
-        assert!(plan(&tenant, &export, now).is_empty(), "nothing left to do");
+        assert!(plan(&tenant, export.clone(), now).is_empty(), "nothing left to do");
     }
 }

@@ -286,3 +286,49 @@ fn a_role_assignment_racing_a_role_edit_loses_neither() {
     assert!(read_accounts, "the assignment and the edit both landed: {grants}");
     assert_eq!(sb.json("verify")["ok"], true);
 }
+
+#[test]
+fn a_batch_whose_log_moved_while_it_was_planned_plans_again_and_lands_once() {
+    let mut sb = Sandbox::contoso();
+    let someone = |name: &str, id: u128| {
+        TenantCommand::CreateUser(domain::tenant::NewUser {
+            id: uuid::Uuid::from_u128(id),
+            upn: admin(&format!("{name}@contoso.onmicrosoft.com")),
+            profile: domain::events::Profile::default(),
+            licenses: vec![],
+            admin_roles: vec![],
+            guest: false,
+            home_licenses: vec![],
+            password: domain::import::imported_password(),
+        })
+    };
+    let (plans, changes) = runtime().block_on(async {
+        let shell = shell_an_hour_on(&sb);
+        let actor = admin("admin@contoso.onmicrosoft.com");
+        let mut plans = 0;
+        let done = shell
+            .execute_batch(Some(&actor), "import graph", |_, _| {
+                plans += 1;
+                if plans == 1 {
+                    // Another writer lands between this try's read and its commit.
+                    let other = someone("other", 2);
+                    let landed = tokio::task::block_in_place(|| {
+                        tokio::runtime::Handle::current().block_on(shell.execute(Some(&actor), &other))
+                    });
+                    assert!(landed.is_ok(), "{landed:?}");
+                }
+                Ok(vec![someone("batch", 1)])
+            })
+            .await
+            .unwrap();
+        (plans, done.changes)
+    });
+    assert_eq!((plans, changes), (2, 1), "planned again after the conflict, and landed once");
+    let users = sb.json("user list");
+    let upns: Vec<&str> =
+        users.as_array().unwrap().iter().filter_map(|u| u["userPrincipalName"].as_str()).collect();
+    for upn in ["batch@contoso.onmicrosoft.com", "other@contoso.onmicrosoft.com"] {
+        assert_eq!(upns.iter().filter(|u| **u == upn).count(), 1, "{upn} once in {upns:?}");
+    }
+    assert_eq!(sb.json("verify")["ok"], true);
+}
