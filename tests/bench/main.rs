@@ -625,6 +625,8 @@ fn target_3(
 
 /// In a child process: one command line; prints its time and peak RSS.
 fn child_cli(args: &[String]) {
+    // As the `usertrail` binary does.
+    cli::keep_freed_memory();
     let took = run_cli(args);
     println!("RESULT {took} {}", vm_hwm_kib());
 }
