@@ -1078,6 +1078,11 @@ mod tests {
         }
     }
 
+    /// An append of `events` to `stream`, with the metadata of command `n`.
+    fn append_to(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>, n: u64) -> Append {
+        Append { stream: stream.into(), expected, events, meta: meta(n) }
+    }
+
     #[test]
     fn a_format_1_log_is_upgraded_in_place_with_its_records_untouched() {
         let dir = tempfile::tempdir().unwrap();
@@ -1113,20 +1118,10 @@ mod tests {
         let env: Vec<u64> = store.inner.read_stream("env/a", 3).unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(env, vec![9, 12, 15, 18, 21, 24]);
         // It goes on as a format 3 log, and a retry of an old event is still known.
-        let next = Append {
-            stream: "env/a".into(),
-            expected: ExpectedVersion::Exactly(8),
-            events: vec![event(26)],
-            meta: meta(26),
-        };
+        let next = append_to("env/a", ExpectedVersion::Exactly(8), vec![event(26)], 26);
         let landed = store.append_all_blocking(&[next]).unwrap().unwrap();
         assert_eq!((landed[0].first_seq, landed[0].stream_version), (26, 9));
-        let old = Append {
-            stream: "tenant".into(),
-            expected: ExpectedVersion::Any,
-            events: vec![event(4)],
-            meta: meta(27),
-        };
+        let old = append_to("tenant", ExpectedVersion::Any, vec![event(4)], 27);
         assert!(store.append_all_blocking(&[old]).unwrap().unwrap()[0].was_retry);
         drop(store);
         let reopened = SledStore::open(&path, OpenOptions::default()).unwrap();
@@ -1168,12 +1163,7 @@ mod tests {
             assert_eq!(store.raw_record(seq).unwrap().as_ref(), Some(bytes), "record {seq}");
         }
         let events: Vec<NewEvent> = (61..=160).map(event).collect();
-        let append = Append {
-            stream: "tenant".into(),
-            expected: ExpectedVersion::Exactly(60),
-            events,
-            meta: meta(61),
-        };
+        let append = append_to("tenant", ExpectedVersion::Exactly(60), events, 61);
         store.append_all_blocking(&[append]).unwrap().unwrap();
         let new_chunk = store.inner.events.get(keys::chunk_key(61)).unwrap().unwrap();
         assert!(matches!(keys::unpack(&new_chunk), Ok(std::borrow::Cow::Owned(_))), "stored compressed");
@@ -1189,12 +1179,7 @@ mod tests {
         let events: Vec<NewEvent> = (1..=100).map(event).collect();
         {
             let store = SledStore::open(&path, OpenOptions::default()).unwrap();
-            let append = Append {
-                stream: "tenant".into(),
-                expected: ExpectedVersion::Exactly(0),
-                events,
-                meta: meta(1),
-            };
+            let append = append_to("tenant", ExpectedVersion::Exactly(0), events, 1);
             store.append_all_blocking(&[append]).unwrap().unwrap();
             // The last chunk's compressed block, cut short.
             let first = store.inner.chunk_start(100).unwrap();
@@ -1211,12 +1196,7 @@ mod tests {
         assert!(problem.what.contains("does not decompress"), "{}", problem.what);
         let err = store.inner.read_log(first, first, 1).unwrap_err().to_string();
         assert!(err.contains("does not decompress"), "{err}");
-        let next = Append {
-            stream: "tenant".into(),
-            expected: ExpectedVersion::Any,
-            events: vec![event(101)],
-            meta: meta(101),
-        };
+        let next = append_to("tenant", ExpectedVersion::Any, vec![event(101)], 101);
         assert!(store.append_all_blocking(&[next]).is_err(), "no appends after an unreadable chunk");
     }
 
@@ -1224,8 +1204,7 @@ mod tests {
     fn a_large_append_spans_chunks_and_reads_back_whole() {
         let store = SledStore::temporary().unwrap();
         let events: Vec<NewEvent> = (1..=200).map(event).collect();
-        let append =
-            Append { stream: "tenant".into(), expected: ExpectedVersion::Exactly(0), events, meta: meta(1) };
+        let append = append_to("tenant", ExpectedVersion::Exactly(0), events, 1);
         store.append_all_blocking(&[append]).unwrap().unwrap();
         let chunks = store.inner.events.scan_prefix([keys::TAG_CHUNK]).count();
         assert!(chunks > 2, "200 records of ~200 bytes fill several 8 KiB chunks, got {chunks}");
