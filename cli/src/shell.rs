@@ -502,16 +502,25 @@ impl Shell {
             let transaction = encoder.finish().await?;
             crate::timings::phase("decided");
             // A large batch leaves the directory's snapshot behind. Encoding
-            // (and then freeing) a large directory takes a while: it runs on a
-            // blocking thread beside the commit, and is kept only if the
-            // events land where the working state was stamped.
+            // (and then freeing) a large directory, and writing tens of
+            // megabytes, take a while: they run beside the commit, and the
+            // staged snapshot is published only if the events land where
+            // the working state was stamped (dropped, it is discarded).
             let stamped_last = next_seq - 1;
             let large = stamped_last - head >= projections::fold::SNAPSHOT_AFTER as u64;
             let snapshot = (large && !ended_early).then(|| {
-                tokio::task::spawn_blocking(move || {
-                    let bytes = projections::fold::snapshot_bytes(&tenant, expected);
-                    free_aside(tenant);
-                    bytes
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let bytes = tokio::task::spawn_blocking(move || {
+                        let bytes = projections::fold::snapshot_bytes(&tenant, expected);
+                        free_aside(tenant);
+                        bytes
+                    })
+                    .await
+                    .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
+                    Ok::<_, CliError>(
+                        projections::fold::stage(&store, tenant::STREAM, bytes, stamped_last).await?,
+                    )
                 })
             });
             match transaction.commit().await? {
@@ -523,12 +532,11 @@ impl Shell {
                     let landed_as_stamped = landed == Some((head + 1, stamped_last));
                     done.changes = appended.len();
                     done.seqs = landed;
-                    if let Some(encoding) = snapshot.filter(|_| landed_as_stamped) {
-                        let bytes = encoding
+                    if let Some(staging) = snapshot.filter(|_| landed_as_stamped) {
+                        let staged = staging
                             .await
                             .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
-                        projections::fold::save_bytes(&self.store, tenant::STREAM, bytes, stamped_last)
-                            .await?;
+                        projections::fold::publish(&self.store, tenant::STREAM, staged).await?;
                         crate::timings::phase("saved the snapshot");
                     }
                     return Ok(done);

@@ -14,7 +14,7 @@ use domain::events::{self, Event, Stamp};
 use domain::tenant::Tenant;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use store::{EventStore, Record, Snapshot};
+use store::{EventStore, Record, Snapshot, StagedSnapshot};
 
 use crate::Error;
 
@@ -384,8 +384,31 @@ pub async fn save_bytes<S: EventStore + ?Sized>(
     bytes: Vec<u8>,
     seq: u64,
 ) -> Result<(), Error> {
-    store.remove_snapshots(&head_name(stream), seq.saturating_add(1)).await?;
-    store.save_snapshot(&series_name(stream), Snapshot { seq, state: bytes }).await?;
+    let staged = stage(store, stream, bytes, seq).await?;
+    publish(store, stream, staged).await
+}
+
+/// Writes what [`snapshot_bytes`] encoded as the snapshot of `stream` at
+/// `seq`, where no reader looks yet: for a writer whose records are still
+/// committing. [`publish`] then stores it as [`save_bytes`] would have.
+pub async fn stage<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &str,
+    bytes: Vec<u8>,
+    seq: u64,
+) -> Result<StagedSnapshot, Error> {
+    Ok(store.stage_snapshot(&series_name(stream), Snapshot { seq, state: bytes }).await?)
+}
+
+/// Stores a snapshot of `stream` that [`stage`] wrote, as [`save_bytes`]
+/// does.
+pub async fn publish<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &str,
+    staged: StagedSnapshot,
+) -> Result<(), Error> {
+    store.remove_snapshots(&head_name(stream), staged.seq().saturating_add(1)).await?;
+    store.publish_snapshot(staged).await?;
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 
 pub use record::{Causation, Hash, Metadata, NewEvent, Record, GENESIS_HASH};
 pub use sled_store::{Durability, OpenOptions, SledStore};
+pub use snapshots::StagedSnapshot;
 
 /// The newest snapshot of `name` beside the database at `db`, read without
 /// opening the database (and so without waiting for its lock): a command
@@ -274,6 +275,13 @@ pub trait EventStore: Send + Sync {
     async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Saves a state that reflects the log up to `snapshot.seq`.
     async fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError>;
+    /// Writes a snapshot where no reader looks yet, for a writer to do
+    /// while its records commit: [`EventStore::publish_snapshot`] then
+    /// makes it visible at little cost, and dropping it discards it.
+    async fn stage_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<StagedSnapshot, StoreError>;
+    /// Makes a staged snapshot the one of its name at its seq, as
+    /// [`EventStore::save_snapshot`] would have.
+    async fn publish_snapshot(&self, staged: StagedSnapshot) -> Result<(), StoreError>;
     /// Removes the snapshots of `name` taken before `below` (all of them
     /// with `u64::MAX`): for a name that keeps only its newest.
     async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError>;

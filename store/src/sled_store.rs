@@ -26,7 +26,7 @@ mod verify;
 use crate::blocks;
 use crate::keys::{self, be_u64, Run};
 use crate::record::{from_nanos, to_nanos, Hash, Record, GENESIS_HASH};
-use crate::snapshots::Snapshots;
+use crate::snapshots::{Snapshots, StagedSnapshot};
 use crate::{
     Append, AppendRejection, AppendResult, Appended, EventStore, Head, Snapshot, StoreError, Transaction,
     VerifyReport,
@@ -887,12 +887,16 @@ impl Inner {
     }
 
     fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.publish_snapshot(self.snapshots.stage(name, snapshot)?)
+    }
+
+    fn publish_snapshot(&self, staged: StagedSnapshot) -> Result<(), StoreError> {
         // A snapshot file must never outlive the records it reflects: in the
         // batched mode they may not be on disk yet.
         if self.durability == Durability::Batched && matches!(self.snapshots, Snapshots::Dir(_)) {
             self.flush_db()?;
         }
-        self.snapshots.save(name, snapshot)
+        self.snapshots.publish(staged)
     }
 
     fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
@@ -1012,6 +1016,15 @@ impl EventStore for SledStore {
     async fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.blocking(move |s| s.save_snapshot(&name, snapshot)).await
+    }
+
+    async fn stage_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<StagedSnapshot, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.snapshots.stage(&name, snapshot)).await
+    }
+
+    async fn publish_snapshot(&self, staged: StagedSnapshot) -> Result<(), StoreError> {
+        self.blocking(move |s| s.publish_snapshot(staged)).await
     }
 
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {

@@ -27,13 +27,16 @@ impl Snapshots {
 
     /// Saves a state; a snapshot already at that seq is replaced.
     pub(crate) fn save(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.publish(self.stage(name, snapshot)?)
+    }
+
+    /// Writes a state where no reader looks yet: [`Snapshots::publish`]
+    /// makes it the snapshot of `name` at its seq.
+    pub(crate) fn stage(&self, name: &str, snapshot: Snapshot) -> Result<StagedSnapshot, StoreError> {
+        let Snapshot { seq, state } = snapshot;
+        let staged = |held| StagedSnapshot { name: name.to_owned(), seq, held };
         match self {
-            Snapshots::Memory(map) => {
-                map.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((name.to_owned(), snapshot.seq), snapshot.state);
-                Ok(())
-            }
+            Snapshots::Memory(_) => Ok(staged(Held::Bytes(state))),
             Snapshots::Dir(root) => {
                 let dir = root.join(hex(name));
                 let io = |source| StoreError::Io { path: dir.clone(), source };
@@ -41,10 +44,32 @@ impl Snapshots {
                 // Written aside, then renamed: a reader never sees half a file.
                 static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let tmp = dir.join(format!(".{}.{}.{n}.tmp", snapshot.seq, std::process::id()));
-                std::fs::write(&tmp, &snapshot.state).map_err(io)?;
-                std::fs::rename(&tmp, dir.join(file_name(snapshot.seq))).map_err(io)
+                let aside = dir.join(format!(".{seq}.{}.{n}.tmp", std::process::id()));
+                let staged = staged(Held::File { aside: aside.clone(), path: dir.join(file_name(seq)) });
+                // On failure, dropping `staged` removes what was written.
+                std::fs::write(&aside, &state).map_err(io)?;
+                Ok(staged)
             }
+        }
+    }
+
+    /// Makes a staged state the snapshot of its name at its seq, replacing
+    /// one already there.
+    pub(crate) fn publish(&self, mut staged: StagedSnapshot) -> Result<(), StoreError> {
+        match std::mem::replace(&mut staged.held, Held::Published) {
+            Held::Bytes(state) => match self {
+                Snapshots::Memory(map) => {
+                    let key = (std::mem::take(&mut staged.name), staged.seq);
+                    map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, state);
+                    Ok(())
+                }
+                Snapshots::Dir(_) => self.save(&staged.name, Snapshot { seq: staged.seq, state }),
+            },
+            Held::File { aside, path } => std::fs::rename(&aside, &path).map_err(|source| {
+                let _ = std::fs::remove_file(&aside);
+                StoreError::Io { path, source }
+            }),
+            Held::Published => Ok(()),
         }
     }
 
@@ -109,6 +134,42 @@ impl Snapshots {
     }
 }
 
+/// A state written by [`EventStore::stage_snapshot`](crate::EventStore::stage_snapshot)
+/// where no reader looks yet; dropped unpublished, it is discarded.
+#[derive(Debug)]
+pub struct StagedSnapshot {
+    name: String,
+    seq: u64,
+    held: Held,
+}
+
+impl StagedSnapshot {
+    /// The log position the staged state reflects.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Where a staged state waits.
+#[derive(Debug)]
+enum Held {
+    /// In memory, for a store that keeps its snapshots there.
+    Bytes(Vec<u8>),
+    /// In a file of the snapshot's directory whose name is not a seq, so
+    /// that no reader takes it for a snapshot, until it is renamed to `path`.
+    File { aside: PathBuf, path: PathBuf },
+    /// Gone where it belongs.
+    Published,
+}
+
+impl Drop for StagedSnapshot {
+    fn drop(&mut self) {
+        if let Held::File { aside, .. } = &self.held {
+            let _ = std::fs::remove_file(aside);
+        }
+    }
+}
+
 /// The seqs of the snapshots in `dir` (none if it does not exist). Files
 /// that are not named by a seq (a save's temporary file) are not snapshots.
 fn seqs(dir: &Path) -> Result<Vec<u64>, StoreError> {
@@ -155,6 +216,32 @@ mod tests {
             "other names keep theirs"
         );
         snapshots.remove_before("aggregate/none", u64::MAX).unwrap();
+    }
+
+    fn staging(snapshots: &Snapshots) {
+        let name = "aggregate/tenant";
+        snapshots.save(name, Snapshot { seq: 5, state: vec![5] }).unwrap();
+        let staged = snapshots.stage(name, Snapshot { seq: 9, state: vec![9] }).unwrap();
+        assert_eq!(staged.seq(), 9);
+        assert_eq!(snapshots.newest_seq(name, u64::MAX).unwrap(), Some(5), "staged is not visible");
+        drop(staged);
+        assert_eq!(snapshots.newest_seq(name, u64::MAX).unwrap(), Some(5), "dropped is discarded");
+        let staged = snapshots.stage(name, Snapshot { seq: 9, state: vec![9, 9] }).unwrap();
+        snapshots.publish(staged).unwrap();
+        let published = snapshots.load(name, u64::MAX).unwrap().map(|s| (s.seq, s.state));
+        assert_eq!(published, Some((9, vec![9, 9])));
+    }
+
+    #[test]
+    fn a_staged_snapshot_is_seen_once_published_and_leaves_nothing_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        staging(&Snapshots::beside(dir.path()));
+        staging(&Snapshots::Memory(Mutex::default()));
+        let files = std::fs::read_dir(dir.path().join("snapshots").join(hex("aggregate/tenant")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(files, [file_name(5), file_name(9)].into(), "no staged file is left behind");
     }
 
     #[test]
