@@ -86,10 +86,10 @@ fn person(
     fields: &[(ProfileField, &str)],
 ) -> Result<NewUser, CliError> {
     let mut profile = Profile::default();
-    profile.0.insert(ProfileField::GivenName, first.to_owned());
-    profile.0.insert(ProfileField::Surname, last.to_owned());
+    profile.set(ProfileField::GivenName, Some(first.to_owned()));
+    profile.set(ProfileField::Surname, Some(last.to_owned()));
     for (f, v) in fields {
-        profile.0.insert(*f, (*v).to_owned());
+        profile.set(*f, Some((*v).to_owned()));
     }
     Ok(NewUser {
         id: Uuid::from_u128(id),

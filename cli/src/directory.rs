@@ -68,7 +68,7 @@ fn new_user(
     fields: Vec<(ProfileField, Option<String>)>,
     password: PasswordHash,
 ) -> NewUser {
-    let profile = domain::events::Profile(fields.into_iter().filter_map(|(f, v)| Some((f, v?))).collect());
+    let profile = fields.into_iter().filter_map(|(f, v)| Some((f, v?))).collect();
     NewUser {
         id,
         upn,

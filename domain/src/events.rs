@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -239,13 +240,38 @@ impl ProfileField {
 }
 
 /// A user's profile: the fields that are set (D3).
+///
+/// Shared: a new user's profile is in its command, its `UserCreated` event
+/// and the directory, and a copy is a count, not a map. It is stored as the
+/// map itself (serde's `Arc<T>` is `T`), so sharing changed no event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Profile(pub BTreeMap<ProfileField, String>);
+pub struct Profile(Arc<BTreeMap<ProfileField, String>>);
 
 impl Profile {
     /// The field's value, if set.
     pub fn get(&self, field: ProfileField) -> Option<&str> {
         self.0.get(&field).map(String::as_str)
+    }
+
+    /// Sets a field, or clears it with `None`.
+    pub fn set(&mut self, field: ProfileField, value: Option<String>) {
+        // Copies the map only while another holder shares it.
+        let fields = Arc::make_mut(&mut self.0);
+        match value {
+            Some(value) => fields.insert(field, value),
+            None => fields.remove(&field),
+        };
+    }
+
+    /// The fields that are set, in field order.
+    pub fn iter(&self) -> impl Iterator<Item = (ProfileField, &str)> {
+        self.0.iter().map(|(field, value)| (*field, value.as_str()))
+    }
+}
+
+impl FromIterator<(ProfileField, String)> for Profile {
+    fn from_iter<I: IntoIterator<Item = (ProfileField, String)>>(fields: I) -> Profile {
+        Profile(Arc::new(fields.into_iter().collect()))
     }
 }
 
@@ -936,6 +962,33 @@ mod tests {
         "[a-zA-Z0-9@. -]{0,12}"
     }
 
+    #[test]
+    fn a_shared_profile_is_stored_as_the_plain_map_it_was_before() {
+        let fields: BTreeMap<ProfileField, String> =
+            [(ProfileField::GivenName, "Ada".to_owned()), (ProfileField::Surname, "Lovelace".to_owned())]
+                .into();
+        let profile: Profile = fields.clone().into_iter().collect();
+        fn bytes(v: &impl Serialize) -> Vec<u8> {
+            bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
+        }
+        assert_eq!(bytes(&profile), bytes(&fields), "the same bytes, so the same events");
+        let back: Profile =
+            bincode::serde::decode_from_slice(&bytes(&fields), bincode::config::standard()).unwrap().0;
+        assert_eq!(back, profile);
+    }
+
+    #[test]
+    fn changing_a_copy_of_a_profile_leaves_the_original_as_it_was() {
+        let original: Profile = [(ProfileField::City, "Lyon".to_owned())].into_iter().collect();
+        let mut copy = original.clone();
+        copy.set(ProfileField::City, Some("Paris".into()));
+        copy.set(ProfileField::Mail, Some("ada@contoso.com".into()));
+        assert_eq!(original.iter().collect::<Vec<_>>(), [(ProfileField::City, "Lyon")]);
+        assert_eq!(copy.get(ProfileField::City), Some("Paris"));
+        copy.set(ProfileField::City, None);
+        assert_eq!(copy.iter().collect::<Vec<_>>(), [(ProfileField::Mail, "ada@contoso.com")]);
+    }
+
     fn uuid() -> impl Strategy<Value = Uuid> {
         any::<u128>().prop_map(Uuid::from_u128)
     }
@@ -960,7 +1013,7 @@ mod tests {
         let kind = proptest::sample::select(SkuKind::ALL.to_vec());
         let role = proptest::sample::select(AdminRole::ALL.to_vec());
         let user_type = prop_oneof![Just(UserType::Member), Just(UserType::Guest)];
-        let profile = proptest::collection::btree_map(field(), text(), 0..4).prop_map(Profile);
+        let profile = proptest::collection::btree_map(field(), text(), 0..4).prop_map(Profile::from_iter);
         let change = (field(), proptest::option::of(text()), proptest::option::of(text()))
             .prop_map(|(field, old, new)| FieldChange { field, old, new });
         prop_oneof![

@@ -119,7 +119,7 @@ impl UserPlan {
                 plan.arrivals.push(TenantCommand::CreateUser(NewUser {
                     id,
                     upn,
-                    profile: Profile(profile.into_iter().filter_map(|(f, v)| Some((f, v?))).collect()),
+                    profile: profile.into_iter().filter_map(|(f, v)| Some((f, v?))).collect(),
                     licenses: licenses.into_iter().collect(),
                     admin_roles: vec![],
                     guest,

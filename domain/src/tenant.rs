@@ -625,10 +625,7 @@ fn fold_user(u: &mut User, event: &TenantEvent, seq: u64, at: DateTime<Utc>) {
         TenantEvent::UserUpdated { changes, .. } => {
             u.evidence.profile = seq;
             for change in changes {
-                match &change.new {
-                    Some(v) => u.profile.0.insert(change.field, v.clone()),
-                    None => u.profile.0.remove(&change.field),
-                };
+                u.profile.set(change.field, change.new.clone());
             }
         }
         TenantEvent::LicenseAssigned { sku, .. } => {
@@ -775,9 +772,9 @@ fn created(new: &NewUser, user_type: UserType) -> TenantEvent {
     if profile.get(ProfileField::DisplayName).is_none() {
         let given = [ProfileField::GivenName, ProfileField::Surname].map(|f| profile.get(f).unwrap_or(""));
         let display = given.join(" ").trim().to_owned();
-        profile.0.insert(
+        profile.set(
             ProfileField::DisplayName,
-            if display.is_empty() { new.upn.to_string() } else { display },
+            Some(if display.is_empty() { new.upn.to_string() } else { display }),
         );
     }
     TenantEvent::UserCreated {

@@ -308,7 +308,7 @@ impl Targets<'_> {
             TenantEvent::UserCreated { id, user_type, profile, .. } => {
                 let t = self.user(*id);
                 change(t, "userType", None, text(format!("{user_type:?}")));
-                for (field, value) in &profile.0 {
+                for (field, value) in profile.iter() {
                     change(t, field.graph_name(), None, text(value));
                 }
             }

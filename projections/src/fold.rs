@@ -576,19 +576,16 @@ mod tests {
         // Shaped as the bench's Graph export shapes its users.
         for i in 0..2000u32 {
             let id = uuid::Uuid::from_u128(u128::from(i) + 1);
-            let profile = Profile(
-                [
-                    (ProfileField::GivenName, "User".to_owned()),
-                    (ProfileField::Surname, format!("Number {i}")),
-                    (ProfileField::DisplayName, format!("User Number {i}")),
-                    (ProfileField::JobTitle, "Account Manager".to_owned()),
-                    (ProfileField::Department, "Service".to_owned()),
-                    (ProfileField::OfficePhone, "+1 555 0100".to_owned()),
-                    (ProfileField::City, "Seattle".to_owned()),
-                    (ProfileField::Country, "FR".to_owned()),
-                ]
-                .into(),
-            );
+            let profile = Profile::from_iter([
+                (ProfileField::GivenName, "User".to_owned()),
+                (ProfileField::Surname, format!("Number {i}")),
+                (ProfileField::DisplayName, format!("User Number {i}")),
+                (ProfileField::JobTitle, "Account Manager".to_owned()),
+                (ProfileField::Department, "Service".to_owned()),
+                (ProfileField::OfficePhone, "+1 555 0100".to_owned()),
+                (ProfileField::City, "Seattle".to_owned()),
+                (ProfileField::Country, "FR".to_owned()),
+            ]);
             apply(
                 &mut tenant,
                 TenantEvent::UserCreated {

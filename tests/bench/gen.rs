@@ -314,11 +314,11 @@ impl Gen {
 
     fn person(&mut self, i: usize) -> NewUser {
         let mut profile = events::Profile::default();
-        profile.0.insert(ProfileField::GivenName, FIRST[i % FIRST.len()].to_owned());
-        profile.0.insert(ProfileField::Surname, LAST[(i / 10) % LAST.len()].to_owned());
-        profile.0.insert(ProfileField::JobTitle, TITLES[i % TITLES.len()].to_owned());
-        profile.0.insert(ProfileField::Department, DEPARTMENTS[i % DEPARTMENTS.len()].to_owned());
-        profile.0.insert(ProfileField::City, CITIES[(i / 7) % CITIES.len()].to_owned());
+        profile.set(ProfileField::GivenName, Some(FIRST[i % FIRST.len()].to_owned()));
+        profile.set(ProfileField::Surname, Some(LAST[(i / 10) % LAST.len()].to_owned()));
+        profile.set(ProfileField::JobTitle, Some(TITLES[i % TITLES.len()].to_owned()));
+        profile.set(ProfileField::Department, Some(DEPARTMENTS[i % DEPARTMENTS.len()].to_owned()));
+        profile.set(ProfileField::City, Some(CITIES[(i / 7) % CITIES.len()].to_owned()));
         let upn = if i == usize::MAX { ADMIN.to_owned() } else { upn_of(i) };
         NewUser {
             id: self.ids.next(),

@@ -187,8 +187,8 @@ impl World {
 
     fn new_user(&mut self, upn: Upn, licenses: Vec<String>, admin_roles: Vec<AdminRole>) -> NewUser {
         let mut profile = Profile::default();
-        profile.0.insert(ProfileField::GivenName, upn.as_str().split('@').next().unwrap_or("").to_owned());
-        profile.0.insert(ProfileField::Surname, "Tester".into());
+        profile.set(ProfileField::GivenName, Some(upn.as_str().split('@').next().unwrap_or("").to_owned()));
+        profile.set(ProfileField::Surname, Some("Tester".into()));
         NewUser {
             id: self.id(),
             upn,

@@ -66,9 +66,9 @@ impl World {
     fn new_user(&mut self, who: &str) -> NewUser {
         self.next += 1;
         let mut profile = Profile::default();
-        profile.0.insert(ProfileField::GivenName, who.split('@').next().unwrap_or_default().to_owned());
-        profile.0.insert(ProfileField::Surname, "Tester".into());
-        profile.0.insert(ProfileField::Mail, who.to_owned());
+        profile.set(ProfileField::GivenName, Some(who.split('@').next().unwrap_or_default().to_owned()));
+        profile.set(ProfileField::Surname, Some("Tester".into()));
+        profile.set(ProfileField::Mail, Some(who.to_owned()));
         NewUser {
             id: Uuid::from_u128(self.next),
             upn: upn(who),

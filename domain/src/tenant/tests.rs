@@ -22,7 +22,7 @@ fn pw(n: u8) -> PasswordHash {
 
 fn new_user(n: u128, who: &str) -> NewUser {
     let mut profile = Profile::default();
-    profile.0.insert(ProfileField::GivenName, who.split('@').next().unwrap_or(who).to_owned());
+    profile.set(ProfileField::GivenName, Some(who.split('@').next().unwrap_or(who).to_owned()));
     NewUser {
         id: Uuid::from_u128(n),
         upn: upn(who),
