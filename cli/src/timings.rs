@@ -22,7 +22,7 @@ pub fn phase(phase: &str) {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned())));
     eprintln!(
-        "timing: {phase:<22} {:>8.3} s  rss {}",
+        "timing: {phase:<22} {:>9.4} s  rss {}",
         start.elapsed().as_secs_f64(),
         rss.as_deref().unwrap_or("?")
     );
