@@ -131,7 +131,7 @@ pub struct Together<'a> {
 
 impl Together<'_> {
     /// A new id.
-    pub fn next(&mut self) -> Uuid {
+    pub fn id(&mut self) -> Uuid {
         self.ids.make(self.millis)
     }
 }
@@ -458,7 +458,7 @@ impl Shell {
             // state and the records instead of being asked of the OS anew.
             for command in commands {
                 let mut ids = self.ids.together();
-                let correlation_id = ids.next();
+                let correlation_id = ids.id();
                 let meta = Shell::meta(actor.as_str(), name, correlation_id, now);
                 let events = match tenant::decide(&tenant, &actor, &command, now) {
                     Ok(events) => events,
@@ -489,7 +489,7 @@ impl Shell {
                     next_seq += 1;
                     let event = Event::Tenant(event);
                     *done.events_by_type.entry(event.type_name()).or_default() += 1;
-                    decided.push((ids.next(), event));
+                    decided.push((ids.id(), event));
                 }
                 let follows = expected;
                 expected += decided.len() as u64;
@@ -960,13 +960,13 @@ mod tests {
         let (one_by_one, together) = (Ids::seeded(7, 3), Ids::seeded(7, 3));
         let mut batch = together.together();
         for _ in 0..5 {
-            assert_eq!(one_by_one.next(), batch.next());
+            assert_eq!(one_by_one.next(), batch.id());
         }
         // Random: one command's ids share a timestamp and still sort as made.
         let ids = Ids::random();
         let before = Ids::millis();
         let mut batch = ids.together();
-        let made: Vec<Uuid> = (0..1000).map(|_| batch.next()).collect();
+        let made: Vec<Uuid> = (0..1000).map(|_| batch.id()).collect();
         let stamps: std::collections::BTreeSet<u64> = made
             .iter()
             .filter_map(|id| id.get_timestamp())

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::events::{Member, Profile, ProfileField, SkuKind};
+use crate::events::{Member, ProfileField, SkuKind};
 use crate::ids::Upn;
 use crate::password::PasswordHash;
 use crate::tenant::{MemberRef, NewUser, Tenant, TenantCommand};
@@ -351,7 +351,7 @@ mod tests {
         let admin = NewUser {
             id: Uuid::from_u128(1),
             upn: upn(ADMIN),
-            profile: Profile::default(),
+            profile: crate::events::Profile::default(),
             licenses: vec![],
             admin_roles: vec![],
             guest: false,

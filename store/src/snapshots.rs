@@ -25,7 +25,9 @@ impl Snapshots {
         Snapshots::Dir(db.join("snapshots"))
     }
 
-    /// Saves a state; a snapshot already at that seq is replaced.
+    /// Saves a state; a snapshot already at that seq is replaced. (The
+    /// store stages and publishes itself, flushing sled in between.)
+    #[cfg(test)]
     pub(crate) fn save(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
         self.publish(self.stage(name, snapshot)?)
     }
@@ -56,20 +58,24 @@ impl Snapshots {
     /// Makes a staged state the snapshot of its name at its seq, replacing
     /// one already there.
     pub(crate) fn publish(&self, mut staged: StagedSnapshot) -> Result<(), StoreError> {
-        match std::mem::replace(&mut staged.held, Held::Published) {
-            Held::Bytes(state) => match self {
-                Snapshots::Memory(map) => {
-                    let key = (std::mem::take(&mut staged.name), staged.seq);
-                    map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, state);
-                    Ok(())
-                }
-                Snapshots::Dir(_) => self.save(&staged.name, Snapshot { seq: staged.seq, state }),
-            },
-            Held::File { aside, path } => std::fs::rename(&aside, &path).map_err(|source| {
-                let _ = std::fs::remove_file(&aside);
-                StoreError::Io { path, source }
-            }),
-            Held::Published => Ok(()),
+        match (self, std::mem::replace(&mut staged.held, Held::Published)) {
+            (Snapshots::Memory(map), Held::Bytes(state)) => {
+                let key = (std::mem::take(&mut staged.name), staged.seq);
+                map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, state);
+                Ok(())
+            }
+            (Snapshots::Dir(_), Held::File { aside, path }) => {
+                std::fs::rename(&aside, &path).map_err(|source| {
+                    let _ = std::fs::remove_file(&aside);
+                    StoreError::Io { path, source }
+                })
+            }
+            // Only a snapshot staged by another store gets here; dropping
+            // it (the file's, if any, restored first) discards it.
+            (_, held) => {
+                staged.held = held;
+                Err(StoreError::Task("a snapshot staged by another store cannot be published here".into()))
+            }
         }
     }
 
@@ -158,7 +164,7 @@ enum Held {
     /// In a file of the snapshot's directory whose name is not a seq, so
     /// that no reader takes it for a snapshot, until it is renamed to `path`.
     File { aside: PathBuf, path: PathBuf },
-    /// Gone where it belongs.
+    /// Gone where it belongs (what `publish` leaves behind).
     Published,
 }
 
@@ -230,6 +236,20 @@ mod tests {
         snapshots.publish(staged).unwrap();
         let published = snapshots.load(name, u64::MAX).unwrap().map(|s| (s.seq, s.state));
         assert_eq!(published, Some((9, vec![9, 9])));
+    }
+
+    #[test]
+    fn a_snapshot_staged_by_another_kind_of_store_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, memory) = (Snapshots::beside(dir.path()), Snapshots::Memory(Mutex::default()));
+        let staged = disk.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3] }).unwrap();
+        assert!(memory.publish(staged).is_err());
+        assert_eq!(memory.newest_seq("aggregate/tenant", u64::MAX).unwrap(), None);
+        let files = std::fs::read_dir(dir.path().join("snapshots").join(hex("aggregate/tenant"))).unwrap();
+        assert_eq!(files.count(), 0, "the refused file is removed");
+        let staged = memory.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3] }).unwrap();
+        assert!(disk.publish(staged).is_err());
+        assert_eq!(disk.newest_seq("aggregate/tenant", u64::MAX).unwrap(), None);
     }
 
     #[test]
