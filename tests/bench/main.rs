@@ -7,7 +7,9 @@
 //! cargo run -p tests --bin usertrail-bench -- --smoke           # tiny, seconds (CI)
 //! ```
 //! Options: `--dir DIR` (scratch space, default a temporary directory),
-//! `--events N` (size of the big log), `--users N`, `--sync-users N`,
+//! `--events N` (size of the big log), `--small-events N`, `--users N`,
+//! `--environments N`, `--sync-users N`, `--sync-environments N`,
+//! `--append-commands N` (target 1a), `--durable-commands N` (1b),
 //! `--import-users N` (target 6), `--only 1,6` (some targets only), `--keep`
 //! (leave the scratch databases for profiling).
 //! Child modes used internally: `--child-cli DB ARGS...`, `--child-rebuild DB RAW`,
@@ -17,7 +19,9 @@ mod gen;
 
 const USAGE: &str = "
 usage: usertrail-bench [--smoke] [--only 1,3,...] [--dir DIR] [--keep]
-                       [--events N] [--users N] [--sync-users N] [--import-users N]
+                       [--events N] [--small-events N] [--users N] [--environments N]
+                       [--sync-users N] [--sync-environments N] [--append-commands N]
+                       [--durable-commands N] [--import-users N]
 (see the top of tests/bench/main.rs and BENCHMARKS.md)
 ";
 
@@ -70,7 +74,19 @@ fn main() {
     }
     // Anything else unknown would start a full run of several minutes.
     const FLAGS: [&str; 3] = ["--smoke", "--keep", "--help"];
-    const VALUED: [&str; 6] = ["--dir", "--events", "--users", "--sync-users", "--import-users", "--only"];
+    const VALUED: [&str; 11] = [
+        "--dir",
+        "--only",
+        "--events",
+        "--small-events",
+        "--users",
+        "--environments",
+        "--sync-users",
+        "--sync-environments",
+        "--append-commands",
+        "--durable-commands",
+        "--import-users",
+    ];
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
         let known =
@@ -82,7 +98,14 @@ fn main() {
     }
     let smoke = args.iter().any(|a| a == "--smoke");
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let num = |name: &str, default: u64| opt(name).map_or(default, |v| v.parse().expect("a number"));
+    let num = |name: &str, default: u64| {
+        opt(name).map_or(default, |v| {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("usertrail-bench: {name} takes a whole number, not {v:?}");
+                std::process::exit(2)
+            })
+        })
+    };
     let scratch = match opt("--dir") {
         Some(d) => {
             std::fs::create_dir_all(&d).unwrap();
