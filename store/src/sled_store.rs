@@ -89,6 +89,12 @@ const SEEK_GAP: u64 = 512;
 /// Index entries are written as blocks once this many records are pending.
 pub const INDEX_EVERY: usize = 16_384;
 
+/// [`Pending::note_all`] merges a call's ids into the pending ones when
+/// there are fewer than this many pending per new id; otherwise it inserts
+/// them one by one. An insert costs a search of some 14 comparisons, a merge
+/// a step over every pending id.
+const MERGE_WHEN_PENDING_PER_NEW: usize = 16;
+
 /// The index entries of the records past what the blocks cover.
 #[derive(Default)]
 struct Pending {
@@ -113,12 +119,23 @@ impl Pending {
     }
 
     /// Notes records just committed, `(stream, version, seq, id)` in seq
-    /// order, as [`Pending::note`] on each would. Their ids are sorted and
-    /// merged in at once: a large batch's ids, inserted one by one at
-    /// random places, cost a few times more.
+    /// order, as [`Pending::note`] on each would. A large batch's ids are
+    /// sorted and merged in at once: inserted one by one at random places,
+    /// they cost a few times more. A few ids are inserted one by one, since
+    /// a merge rebuilds the whole map: with up to [`INDEX_EVERY`] ids
+    /// pending, that made every durable command pay for all the commands
+    /// before it (BENCHMARKS.md, target 1b).
     fn note_all<'a>(&mut self, records: impl Iterator<Item = (&'a str, u64, u64, uuid::Uuid)> + Clone) {
-        let mut ids: BTreeMap<uuid::Uuid, u64> = records.clone().map(|(_, _, seq, id)| (id, seq)).collect();
-        self.events.append(&mut ids);
+        let count = records.clone().count();
+        if count.saturating_mul(MERGE_WHEN_PENDING_PER_NEW) < self.events.len() {
+            for (_, _, seq, id) in records.clone() {
+                self.events.insert(id, seq);
+            }
+        } else {
+            let mut ids: BTreeMap<uuid::Uuid, u64> =
+                records.clone().map(|(_, _, seq, id)| (id, seq)).collect();
+            self.events.append(&mut ids);
+        }
         for (stream, version, seq, _) in records {
             self.note_run(stream, version, seq);
         }
@@ -1072,6 +1089,54 @@ mod tests {
     use super::*;
     use crate::{Causation, ExpectedVersion, Metadata, NewEvent};
     use uuid::Uuid;
+
+    /// Notes, as `note_all` does after a commit, one call of `calls`
+    /// records each, on a `Pending` that already holds `before`; and the
+    /// same with `note` on each record.
+    fn noted_both_ways(before: u64, calls: &[u64]) -> (Pending, Pending) {
+        let id = |seq: u64| Uuid::from_u128(u128::from(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        let stream = |seq: u64| if seq % 3 == 0 { "env/a" } else { "tenant" };
+        let (mut all, mut one) = (Pending::default(), Pending::default());
+        let mut versions = HashMap::<&str, u64>::new();
+        let mut record = |seq: u64| {
+            let version = versions.entry(stream(seq)).or_default();
+            *version += 1;
+            (stream(seq), *version, seq, id(seq))
+        };
+        let mut seq = 0;
+        for _ in 0..before {
+            seq += 1;
+            let r = record(seq);
+            all.note(r.0, r.1, r.2, r.3);
+            one.note(r.0, r.1, r.2, r.3);
+        }
+        for &count in calls {
+            let records: Vec<_> = (0..count)
+                .map(|_| {
+                    seq += 1;
+                    record(seq)
+                })
+                .collect();
+            all.note_all(records.iter().copied());
+            for r in records {
+                one.note(r.0, r.1, r.2, r.3);
+            }
+        }
+        (all, one)
+    }
+
+    #[test]
+    fn noting_a_call_notes_what_noting_each_record_would_whether_merged_or_inserted() {
+        // Few new ids among many pending are inserted; many are merged.
+        for (before, calls) in
+            [(1_000, vec![1, 2, 3]), (1_000, vec![500]), (0, vec![1, 40, 1]), (5, vec![200])]
+        {
+            let (all, one) = noted_both_ways(before, &calls);
+            assert_eq!(all.events, one.events, "{before} pending, calls of {calls:?}");
+            assert_eq!(all.runs, one.runs, "{before} pending, calls of {calls:?}");
+            assert_eq!(all.upto, one.upto);
+        }
+    }
 
     fn event(n: u64) -> NewEvent {
         NewEvent {
