@@ -88,6 +88,7 @@ pub struct Environment {
     /// Security roles by id.
     pub roles: BTreeMap<Uuid, Role>,
     /// The SystemUser table, by systemuserid.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub users: BTreeMap<Uuid, SystemUser>,
     /// Teams by id (R7).
     pub teams: BTreeMap<Uuid, Team>,
@@ -96,6 +97,7 @@ pub struct Environment {
     /// The records that last changed the environment's own settings.
     pub evidence: EnvEvidence,
     /// Directory object id to systemuserid: sync looks every user up.
+    #[serde(deserialize_with = "crate::bulk::map")]
     by_object: BTreeMap<Uuid, Uuid>,
     /// Enabled records entitled by the app-pass capacity, keyed by (enabled at, id).
     app_pass_holders: BTreeMap<Uuid, (u64, Uuid)>,

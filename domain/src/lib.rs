@@ -16,6 +16,7 @@
 //! Pure: no I/O, no clock, no randomness. Time and new ids come in as
 //! arguments; what comes out is events or a rejection.
 
+pub mod bulk;
 pub mod eligibility;
 pub mod envcmd;
 pub mod environment;

@@ -35,12 +35,14 @@ pub struct Tenant {
     /// Every user ever created, by object id (purged ones too, for history).
     /// Boxed: a user is a few hundred bytes, and inline, every insert into a
     /// map of 100k of them moved and split nodes of such users.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub users: BTreeMap<Uuid, Box<User>>,
     /// SKUs by lower-case part number.
     pub skus: BTreeMap<String, Sku>,
     /// Security groups by object id.
     pub groups: BTreeMap<Uuid, Group>,
     /// Lower-case UPN to the newest user that has it.
+    #[serde(deserialize_with = "crate::bulk::map")]
     upns: BTreeMap<String, Uuid>,
     /// Lower-case group name to group id.
     group_names: BTreeMap<String, Uuid>,
@@ -144,10 +146,12 @@ pub struct Group {
     /// The display name, unique in the tenant.
     pub name: String,
     /// Direct members: users and nested groups.
+    #[serde(deserialize_with = "crate::bulk::set")]
     pub members: BTreeSet<Member>,
     /// Owners (users).
     pub owners: BTreeSet<Uuid>,
     /// The last record that added or removed each member, or made each owner.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub changes: BTreeMap<Member, u64>,
 }
 
