@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// The most entries a length prefix may reserve room for: damaged bytes
@@ -45,27 +45,14 @@ where
     deserializer.deserialize_map(Entries(PhantomData))
 }
 
-/// Deserializes a `BTreeSet` from a sequence, built from its items at once.
+/// Deserializes a `BTreeSet` from a sequence, built from its items at once
+/// (serde's `Vec` reserves cautiously for a damaged length).
 pub fn set<'de, D, T>(deserializer: D) -> Result<BTreeSet<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Ord,
 {
-    struct Items<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de> + Ord> Visitor<'de> for Items<T> {
-        type Value = BTreeSet<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a sequence")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-            let mut items = Vec::with_capacity(access.size_hint().unwrap_or(0).min(MAX_RESERVE));
-            while let Some(item) = access.next_element()? {
-                items.push(item);
-            }
-            Ok(items.into_iter().collect())
-        }
-    }
-    deserializer.deserialize_seq(Items(PhantomData))
+    Ok(Vec::<T>::deserialize(deserializer)?.into_iter().collect())
 }
 
 #[cfg(test)]
