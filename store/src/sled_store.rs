@@ -168,6 +168,13 @@ fn engine(e: sled::Error) -> StoreError {
         sled::Error::Corruption { at, .. } => {
             StoreError::Corrupt(format!("sled found corrupt data at {at:?}"))
         }
+        // sled's own text is the io::Error's Debug form, and an error its
+        // I/O buffers kept reaches us as a copy holding only that text and
+        // the kind: the kind says it in words.
+        sled::Error::Io(source) if source.raw_os_error().is_some() => {
+            StoreError::Engine(format!("I/O error: {source}"))
+        }
+        sled::Error::Io(source) => StoreError::Engine(format!("I/O error: {}", source.kind())),
         other => StoreError::Engine(other.to_string()),
     }
 }

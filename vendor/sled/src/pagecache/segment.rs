@@ -639,7 +639,7 @@ impl SegmentAccountant {
         let mut zeroed: Option<Vec<u8>> = None;
         for segment_base in to_free {
             self.free_segment(segment_base)?;
-            if segment_holds_only(&self.config.file, segment_base, self.config.segment_size, zero) {
+            if holds_only(&self.config.file, segment_base, self.config.segment_size, zero) {
                 continue;
             }
             io_fail!(self.config, "zero garbage segment SA");
@@ -1134,17 +1134,20 @@ impl SegmentAccountant {
     }
 }
 
-/// usertrail patch: whether the segment at `base` holds nothing but `byte`,
-/// read a slice at a time and given up at the first other byte; a read
-/// that fails says no, and the segment is written as before.
-fn segment_holds_only(file: &std::fs::File, base: LogOffset, len: usize, byte: u8) -> bool {
+/// usertrail patch: whether the `len` bytes at `base` hold nothing but
+/// `byte`, read a slice at a time and given up at the first other byte; a
+/// read that fails says no, and the caller writes them as before.
+pub(crate) fn holds_only(file: &std::fs::File, base: LogOffset, len: usize, byte: u8) -> bool {
     const SLICE: usize = 64 * 1024;
     let mut buf = vec![0_u8; SLICE.min(len)];
+    // Compared as slices (memcmp), not byte by byte: a start checks
+    // megabytes this way.
+    let expected = vec![byte; buf.len()];
     let mut at = 0;
     while at < len {
         let n = buf.len().min(len - at);
         let slice = &mut buf[..n];
-        if pread_exact(file, slice, base + at as LogOffset).is_err() || slice.iter().any(|&b| b != byte) {
+        if pread_exact(file, slice, base + at as LogOffset).is_err() || slice[..] != expected[..n] {
             return false;
         }
         at += n;

@@ -4,6 +4,7 @@ use zstd::block::{compress, decompress};
 use crate::*;
 
 use super::{
+    segment::holds_only,
     arr_to_u32, gc_blobs, pwrite_all, raw_segment_iter_from, u32_to_arr,
     u64_to_arr, BasedBuf, DiskPtr, LogIter, LogKind, LogOffset, Lsn,
     MessageKind,
@@ -317,7 +318,6 @@ fn advance_snapshot(
                 let shred_len = config.segment_size
                     - usize::try_from(segment_progress).unwrap()
                     - 1;
-                let shred_zone = vec![MessageKind::Corrupted.into(); shred_len];
                 let shred_base =
                     offset + LogOffset::try_from(segment_progress).unwrap();
 
@@ -332,7 +332,17 @@ fn advance_snapshot(
                     shred_base,
                     shred_base + shred_len as LogOffset
                 );
-                pwrite_all(&config.file, &shred_zone, shred_base)?;
+                // usertrail patch: the tail is written only if some byte in
+                // it is not the shred byte yet (usually the previous start
+                // shredded it and nothing was written past the tip since).
+                // The sync stays: zeroes an earlier process wrote are on
+                // disk once it returns, as they were before.
+                let shred_byte: u8 = MessageKind::Corrupted.into();
+                if !holds_only(&config.file, shred_base, shred_len, shred_byte)
+                {
+                    let shred_zone = vec![shred_byte; shred_len];
+                    pwrite_all(&config.file, &shred_zone, shred_base)?;
+                }
                 config.file.sync_all()?;
             }
             (iterated_lsn, iter.segment_base.map(|bb| bb.offset))
@@ -361,7 +371,22 @@ fn advance_snapshot(
         return Err(Error::corruption(None));
     }
 
-    if snapshot.stable_lsn > old_stable_lsn {
+    // usertrail patch: sled writes snapshots only here, when it starts, and
+    // the published code rewrote the whole page table (and fsynced it)
+    // whenever the replay had moved at all, though most starts replay a few
+    // writes within the segment the snapshot ends in. Those starts now keep
+    // the snapshot on disk: the next start replays that segment from it
+    // again. A start that replayed into another segment writes it, as
+    // before, and must: once it has written the snapshot, sled may zero and
+    // reuse segments that only a replay from an older snapshot would need.
+    let segment_size = config.segment_size as Lsn;
+    let same_segment = match (old_stable_lsn, snapshot.stable_lsn) {
+        (Some(old), Some(new)) => old / segment_size == new / segment_size,
+        _ => false,
+    };
+    if snapshot.stable_lsn > old_stable_lsn
+        && !(same_segment && iter.segments.is_empty())
+    {
         write_snapshot(config, &snapshot)?;
     }
 
