@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub color_stdout: bool,
     /// Colour on stderr (a terminal, and NO_COLOR unset).
     pub color_stderr: bool,
+    /// The process exits once this run returns (the binary): what a command
+    /// loaded is left to the exit rather than freed ([`shell::Shell::release`]).
+    pub exits_after_run: bool,
 }
 
 impl RunOptions {
@@ -68,6 +71,7 @@ impl RunOptions {
             id_seed: None,
             color_stdout: allowed && std::io::stdout().is_terminal(),
             color_stderr: allowed && std::io::stderr().is_terminal(),
+            exits_after_run: true,
         }
     }
 }
@@ -192,6 +196,7 @@ async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOpti
     };
     let mut shell = Shell::new(store, now);
     shell.ids = ids;
+    shell.exits_after_run = options.exits_after_run;
     shell.prefetch_tenant(prefetch);
     let actor = global.actor.as_ref();
     let result = match command {
