@@ -720,7 +720,7 @@ impl Shell {
             report.environment = canonical.to_owned();
             let stream = environment::stream(id);
             let judged: Vec<&domain::tenant::User> =
-                tenant.users.values().map(Box::as_ref).filter(|u| u.judged_by_time()).collect();
+                tenant.users.values().filter(|u| u.judged_by_time()).collect();
             let mark = self.sync_mark(&stream).await?;
             let unchanged =
                 |env_version| mark.filter(|m| (m.tenant, m.environment) == (*tenant_version, env_version));

@@ -6,6 +6,7 @@
 //! - [`ids`]: user principal names, checked once at the edge.
 //! - [`password`]: temporary passwords as salted hashes (D2).
 //! - [`tenant`]: the tenant aggregate (D1-D10): `decide` and `evolve`.
+//! - [`users`]: the directory's users, decoded from a snapshot one by one, when first reached.
 //! - [`environment`]: an environment's state and its starting state (E1-E5).
 //! - [`eligibility`]: the one function that decides who is entitled (S1-S3, D10).
 //! - [`sync`]: what a sync pass or an on-demand add writes (S1-S8).
@@ -28,6 +29,7 @@ pub mod rules;
 pub mod security;
 pub mod sync;
 pub mod tenant;
+pub mod users;
 
 pub use events::{Event, SCHEMA_VERSION};
 pub use ids::Upn;

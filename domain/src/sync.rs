@@ -229,7 +229,7 @@ pub struct SyncChange {
 /// A background sync pass over one environment (S1): every directory user,
 /// one change per SystemUser that needs one.
 pub fn sync_pass(tenant: &Tenant, env: &Environment, now: DateTime<Utc>) -> Vec<SyncChange> {
-    sync_pass_over(tenant, env, now, tenant.users.values().map(Box::as_ref))
+    sync_pass_over(tenant, env, now, tenant.users.values())
 }
 
 /// A pass over some directory users only. Right after a pass, the directory

@@ -17,6 +17,7 @@ use crate::events::{
 use crate::ids::{check_domain, Upn};
 use crate::password::PasswordHash;
 use crate::rules::{invalid, refuse, Rejection, Rule};
+use crate::users::Users;
 
 /// The stream that holds the tenant's events.
 pub const STREAM: &str = "tenant";
@@ -32,11 +33,9 @@ pub const RESTORE_WINDOW: Duration = Duration::days(30);
 pub struct Tenant {
     /// Set by `init`.
     pub info: Option<TenantInfo>,
-    /// Every user ever created, by object id (purged ones too, for history).
-    /// Boxed: a user is a few hundred bytes, and inline, every insert into a
-    /// map of 100k of them moved and split nodes of such users.
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub users: BTreeMap<Uuid, Box<User>>,
+    /// Every user ever created, by object id (purged ones too, for history),
+    /// each decoded from a snapshot when first reached ([`crate::users`]).
+    pub users: Users,
     /// SKUs by lower-case part number.
     pub skus: BTreeMap<String, Sku>,
     /// Security groups by object id.
@@ -336,7 +335,7 @@ impl User {
 impl Tenant {
     /// The newest user with this UPN, purged or not.
     pub fn user(&self, upn: &Upn) -> Option<&User> {
-        self.upns.get(&upn.key()).and_then(|id| self.users.get(id)).map(Box::as_ref)
+        self.upns.get(&upn.key()).and_then(|id| self.users.get(id))
     }
 
     /// The user with this UPN, unless it is gone for good at `now`.
@@ -424,7 +423,7 @@ impl Tenant {
 
     /// A user by object id, unless gone for good at `now`.
     pub fn user_by_id(&self, id: Uuid, now: DateTime<Utc>) -> Option<&User> {
-        self.users.get(&id).map(Box::as_ref).filter(|u| !u.is_purged(now))
+        self.users.get(&id).filter(|u| !u.is_purged(now))
     }
 
     /// Whether the user holds one of the admin roles that govern environments
@@ -435,11 +434,7 @@ impl Tenant {
 
     /// Users that are not gone for good at `now`, in UPN order.
     pub fn live_users(&self, now: DateTime<Utc>) -> impl Iterator<Item = &User> {
-        self.upns
-            .values()
-            .filter_map(|id| self.users.get(id))
-            .map(Box::as_ref)
-            .filter(move |u| !u.is_purged(now))
+        self.upns.values().filter_map(|id| self.users.get(id)).filter(move |u| !u.is_purged(now))
     }
 
     /// Folds one event into the state; `stamp` is where and when it landed.

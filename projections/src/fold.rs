@@ -144,6 +144,28 @@ fn snapshot_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 1 << 30 }>()
 }
 
+/// What a snapshot's bytes start with, then the CRC-32 of the rest, then the
+/// rest: a [`Snapshotted`] or [`HeadSnapshotted`] state. The tag names the
+/// format: snapshots without it (written before users were kept encoded one
+/// by one, [`domain::users`]) are cache misses. The checksum is what lets a
+/// directory's users be decoded later, when first reached: their bytes are
+/// known to be the ones written.
+const FRAME_TAG: [u8; 4] = *b"uts2";
+/// The tag and the checksum.
+const FRAME_HEADER: usize = 8;
+
+/// The state in a snapshot's bytes, unchecked: enough to read its version.
+fn framed(bytes: &[u8]) -> Option<&[u8]> {
+    (bytes.len() >= FRAME_HEADER && bytes[..4] == FRAME_TAG).then(|| &bytes[FRAME_HEADER..])
+}
+
+/// The state in a snapshot's bytes, if they are the bytes written.
+fn checked(bytes: &[u8]) -> Option<&[u8]> {
+    let state = framed(bytes)?;
+    let crc = u32::from_le_bytes(bytes[4..FRAME_HEADER].try_into().ok()?);
+    (crc32fast::hash(state) == crc).then_some(state)
+}
+
 /// Decodes a record's payload, or names the record that cannot be read.
 pub fn event_of(record: &Record) -> Result<Event, Error> {
     events::decode(record.schema_version, &record.payload)
@@ -165,7 +187,7 @@ pub struct Prefetched<A> {
 
 /// Decodes a head snapshot; `None` if it cannot be (a cache miss).
 fn decode_head<A: Aggregate>(snapshot: &Snapshot) -> Option<Prefetched<A>> {
-    let (head, _) = bincode::serde::decode_from_slice(&snapshot.state, snapshot_config()).ok()?;
+    let (head, _) = bincode::serde::decode_from_slice(checked(&snapshot.state)?, snapshot_config()).ok()?;
     Some(Prefetched { seq: snapshot.seq, bytes: snapshot.state.len(), head })
 }
 
@@ -294,7 +316,7 @@ impl<A: Aggregate> Starting<A> {
             version: u64,
         }
         let (VersionOf { version }, _) =
-            bincode::serde::decode_from_slice(&snapshot.state, snapshot_config()).ok()?;
+            bincode::serde::decode_from_slice(framed(&snapshot.state)?, snapshot_config()).ok()?;
         let task = tokio::task::spawn_blocking(move || match kind {
             Kind::Head => decode_head(&snapshot).map(Start::from),
             Kind::Series => decode_series(&snapshot),
@@ -340,7 +362,8 @@ where
 /// Decodes a snapshot of the series; `None` if it cannot be (a cache miss).
 fn decode_series<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
     let (s, _) =
-        bincode::serde::decode_from_slice::<Snapshotted<A>, _>(&snapshot.state, snapshot_config()).ok()?;
+        bincode::serde::decode_from_slice::<Snapshotted<A>, _>(checked(&snapshot.state)?, snapshot_config())
+            .ok()?;
     Some(Start {
         state: s.state,
         version: s.version,
@@ -367,11 +390,16 @@ pub fn snapshot_bytes<A: Aggregate>(state: &A, version: u64) -> Result<Vec<u8>, 
     encode(Snapshotted { version, state }, state.snapshot_size_hint())
 }
 
-/// Encodes a snapshot of either kind into a buffer of `size_hint` bytes.
+/// Encodes a snapshot of either kind, framed, into a buffer of `size_hint`
+/// bytes.
 fn encode(snapshot: impl Serialize, size_hint: usize) -> Result<Vec<u8>, Error> {
-    let mut bytes = Vec::with_capacity(size_hint);
+    let mut bytes = Vec::with_capacity(FRAME_HEADER + size_hint);
+    bytes.extend_from_slice(&FRAME_TAG);
+    bytes.extend_from_slice(&[0; 4]);
     bincode::serde::encode_into_std_write(snapshot, &mut bytes, bincode::config::standard())
         .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))?;
+    let crc = crc32fast::hash(&bytes[FRAME_HEADER..]);
+    bytes[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
     Ok(bytes)
 }
 
@@ -741,7 +769,14 @@ mod tests {
         // The records after it are read from the version its first field
         // gives, while the rest is decoded: when that fails, they are read
         // again from the next kind of snapshot, or from the first record.
-        let damaged = |seq: u64| Snapshot { seq, state: vec![seq as u8, 0xff, 0xff, 0xff] };
+        let damaged = |seq: u64| {
+            // Framed and checksummed, so that only the decoding fails.
+            let state = [seq as u8, 0xff, 0xff, 0xff];
+            let mut bytes = FRAME_TAG.to_vec();
+            bytes.extend_from_slice(&crc32fast::hash(&state).to_le_bytes());
+            bytes.extend_from_slice(&state);
+            Snapshot { seq, state: bytes }
+        };
         log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", damaged(110))).unwrap();
         let from_series = load_now(&log);
         assert!(from_series.skus.contains_key("marker"), "a damaged head snapshot: the series is next");
@@ -763,5 +798,60 @@ mod tests {
         let snapshot = Snapshot { seq: 121, state: vec![0xff; 3] };
         log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", snapshot)).unwrap();
         assert_eq!(log.load(u64::MAX).skus["dyn365_sales"].seats, 120);
+    }
+
+    /// A log of 99 seat changes whose series snapshot at 100 carries a
+    /// marker SKU, so that a load tells whether it started from it; and the
+    /// snapshot's bytes.
+    fn marked_series_snapshot() -> (Log, Vec<u8>) {
+        let mut log = Log::new();
+        log.seat_changes(99);
+        let (mut state, version) =
+            log.rt.block_on(load::<Tenant, _>(&log.store, "tenant", 100, Snapshots::Ignore)).unwrap();
+        let sku = state.skus["dyn365_sales"].clone();
+        state.skus.insert("marker".into(), sku);
+        log.rt.block_on(save(&log.store, "tenant", &state, version, 100)).unwrap();
+        let saved = log.rt.block_on(log.store.load_snapshot("aggregate/tenant", 100)).unwrap().unwrap();
+        assert!(load_now(&log).skus.contains_key("marker"), "the load starts from it");
+        (log, saved.state)
+    }
+
+    /// The directory now, from the snapshots as they are.
+    fn load_now(log: &Log) -> Tenant {
+        let load = load_prefetched::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use, None);
+        log.rt.block_on(load).unwrap().0
+    }
+
+    #[test]
+    fn a_snapshot_with_a_byte_changed_is_a_cache_miss() {
+        let (log, mut bytes) = marked_series_snapshot();
+        // Anywhere in the state: a byte in a user's encoding would otherwise
+        // surface only when that user is first reached.
+        for at in [FRAME_HEADER, bytes.len() / 2, bytes.len() - 1] {
+            let original = bytes[at];
+            bytes[at] ^= 0x01;
+            log.rt
+                .block_on(
+                    log.store.save_snapshot("aggregate/tenant", Snapshot { seq: 100, state: bytes.clone() }),
+                )
+                .unwrap();
+            let state = load_now(&log);
+            assert!(!state.skus.contains_key("marker"), "byte {at} changed: replayed from the first record");
+            assert_eq!(state.skus["dyn365_sales"].seats, 100);
+            bytes[at] = original;
+        }
+    }
+
+    #[test]
+    fn a_snapshot_written_before_the_frame_is_a_cache_miss() {
+        let (log, bytes) = marked_series_snapshot();
+        // What an earlier usertrail wrote: the state alone, users inline.
+        let unframed = bytes[FRAME_HEADER..].to_vec();
+        log.rt
+            .block_on(log.store.save_snapshot("aggregate/tenant", Snapshot { seq: 100, state: unframed }))
+            .unwrap();
+        let state = load_now(&log);
+        assert!(!state.skus.contains_key("marker"));
+        assert_eq!(state.skus["dyn365_sales"].seats, 100);
     }
 }

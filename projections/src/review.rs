@@ -57,7 +57,7 @@ fn role_evidence(env: &Environment, r: &SystemUser) -> Vec<u64> {
 pub fn review(tenant: &Tenant, env: &Environment, at: DateTime<Utc>) -> Vec<Finding> {
     let mut out = Vec::new();
     let name = &env.name;
-    let directory = |r: &SystemUser| r.object_id.and_then(|id| tenant.users.get(&id)).map(Box::as_ref);
+    let directory = |r: &SystemUser| r.object_id.and_then(|id| tenant.users.get(&id));
     for r in env.users.values() {
         let upn = r.domainname.as_str();
         let has_role = security::has_any_role(env, r);

@@ -267,7 +267,7 @@ impl World {
                 // only what the users judged by time decide (the CLI's
                 // no-change pass looks at them only).
                 if self.passed.get(&env) == Some(&(self.versions.0, self.versions.1[env])) {
-                    let judged = self.tenant.users.values().map(Box::as_ref).filter(|u| u.judged_by_time());
+                    let judged = self.tenant.users.values().filter(|u| u.judged_by_time());
                     let by_time = sync_pass_over(&self.tenant, &self.envs[env], self.now, judged);
                     assert_eq!(changes, by_time, "a pass over the users judged by time missed a change");
                 }
@@ -414,7 +414,7 @@ impl World {
             10 => {
                 // Mostly a user that is deleted, if there is one.
                 let deleted: Vec<&tenant::User> =
-                    self.tenant.users.values().map(Box::as_ref).filter(|u| u.is_deleted()).collect();
+                    self.tenant.users.values().filter(|u| u.is_deleted()).collect();
                 let who = match deleted.get(usize::from(b[1]) % (deleted.len() + 1)) {
                     Some(u) => upn(&u.upn),
                     None => user(b[1] % 4),
