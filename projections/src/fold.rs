@@ -752,20 +752,8 @@ mod tests {
 
     #[test]
     fn a_snapshot_whose_version_reads_but_whose_state_does_not_is_a_cache_miss() {
-        let mut log = Log::new();
-        log.seat_changes(99);
-        // A series snapshot at 100, marked so that a load tells whether it
-        // started from it.
-        let (mut state, version) =
-            log.rt.block_on(load::<Tenant, _>(&log.store, "tenant", 100, Snapshots::Ignore)).unwrap();
-        let sku = state.skus["dyn365_sales"].clone();
-        state.skus.insert("marker".into(), sku);
-        log.rt.block_on(save(&log.store, "tenant", &state, version, 100)).unwrap();
+        let (mut log, _) = marked_series_snapshot();
         log.seat_changes(20);
-        let load_now = |log: &Log| {
-            let load = load_prefetched::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use, None);
-            log.rt.block_on(load).unwrap().0
-        };
         // The records after it are read from the version its first field
         // gives, while the rest is decoded: when that fails, they are read
         // again from the next kind of snapshot, or from the first record.

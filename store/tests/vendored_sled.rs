@@ -151,15 +151,22 @@ fn reopen_check_and_add(path: &std::path::Path, keys: &mut Vec<u32>) {
     keys.push(key);
 }
 
-#[test]
-fn an_opening_that_replays_little_log_leaves_the_snapshot_on_disk_as_it_was() {
+/// A database written, then reopened and written once more: sled's first
+/// snapshot is on disk. Its directory, path, keys and snapshot files.
+fn reopened_once() -> (tempfile::TempDir, std::path::PathBuf, Vec<u32>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let mut keys = Vec::new();
     reopen_check_and_add(&path, &mut keys);
     reopen_check_and_add(&path, &mut keys);
-    let first = snapshot_files(&path);
-    assert_eq!(first.len(), 1, "one snapshot after the first reopening: {first:?}");
+    let snapshots = snapshot_files(&path);
+    assert_eq!(snapshots.len(), 1, "one snapshot after the first reopening: {snapshots:?}");
+    (dir, path, keys, snapshots)
+}
+
+#[test]
+fn an_opening_that_replays_little_log_leaves_the_snapshot_on_disk_as_it_was() {
+    let (_dir, path, mut keys, first) = reopened_once();
     // Each later opening replays a few small writes past it: the published
     // sled wrote a new snapshot at each of them.
     for _ in 0..20 {
@@ -173,12 +180,7 @@ fn an_opening_that_replays_little_log_leaves_the_snapshot_on_disk_as_it_was() {
 
 #[test]
 fn an_opening_that_replays_into_another_segment_writes_a_new_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let mut keys = Vec::new();
-    reopen_check_and_add(&path, &mut keys);
-    reopen_check_and_add(&path, &mut keys);
-    let first = snapshot_files(&path);
+    let (_dir, path, mut keys, first) = reopened_once();
     {
         // 1.2 MB: the log moves on by two segments at least.
         let db = open(&path);
