@@ -199,6 +199,13 @@ fn diff(
     out
 }
 
+/// The options a script's line runs with: the run's, except that the
+/// process goes on after it, so what the line loaded must be freed (the
+/// binary's options leave it to the exit: a leaked directory per line).
+fn line_options(options: RunOptions) -> RunOptions {
+    RunOptions { exits_after_run: false, ..options }
+}
+
 /// `whatif --file CMDS [--env E]`
 pub async fn whatif(
     db: &Path,
@@ -222,7 +229,9 @@ pub async fn whatif(
         args.extend(words.iter().cloned());
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         // Each line runs as its own command, on the copy, off this runtime.
-        let code = tokio::task::block_in_place(|| crate::run_with(args, &mut stdout, &mut stderr, options));
+        let code = tokio::task::block_in_place(|| {
+            crate::run_with(args, &mut stdout, &mut stderr, line_options(options))
+        });
         if code != 0 {
             let stderr = String::from_utf8_lossy(&stderr);
             let reason = stderr.trim().trim_start_matches("error: ").replace('\n', " ");
@@ -266,6 +275,15 @@ pub async fn whatif(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_line_frees_what_it_loaded_even_in_the_binary() {
+        let binary =
+            RunOptions { id_seed: Some(7), color_stdout: true, color_stderr: false, exits_after_run: true };
+        let line = line_options(binary);
+        assert!(!line.exits_after_run, "the process goes on after each line");
+        assert_eq!((line.id_seed, line.color_stdout, line.color_stderr), (Some(7), true, false));
+    }
 
     #[test]
     fn lines_split_like_a_shell_would() {

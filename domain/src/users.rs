@@ -13,8 +13,10 @@
 //!
 //! The bytes a snapshot hands over have passed its checksum and were written
 //! by this encoding (the snapshot frame, `projections::fold`, says which):
-//! a user that then fails to decode is a bug, not bad input, and panics with
-//! its id.
+//! a user that then fails to decode, or leaves bytes unread, is a bug, not
+//! bad input, and panics with its id. The bug to fear is a change to
+//! [`User`]'s fields without a new frame tag: a test pins the encoding
+//! (`projections::fold`, `a_user_encodes_as_the_frame_tag_says`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,10 +68,17 @@ impl Slot {
 
     fn user(&self, id: &Uuid, bytes: &[u8]) -> &User {
         self.user.get_or_init(|| {
-            let at = self.at.clone().unwrap_or_default();
-            bincode::serde::decode_from_slice::<User, _>(&bytes[at], config())
-                .map(|(user, _)| Box::new(user))
-                .unwrap_or_else(|e| panic!("user {id} of a checked directory snapshot does not decode: {e}"))
+            let encoded = &bytes[self.at.clone().unwrap_or_default()];
+            match bincode::serde::decode_from_slice::<User, _>(encoded, config()) {
+                Ok((user, read)) if read == encoded.len() => Box::new(user),
+                Ok((_, read)) => panic!(
+                    "user {id} of a checked directory snapshot leaves {} of its {} bytes unread: \
+                     a change to User's encoding needs a new snapshot frame tag",
+                    encoded.len() - read,
+                    encoded.len()
+                ),
+                Err(e) => panic!("user {id} of a checked directory snapshot does not decode: {e}"),
+            }
         })
     }
 

@@ -842,4 +842,58 @@ mod tests {
         assert!(!state.skus.contains_key("marker"));
         assert_eq!(state.skus["dyn365_sales"].seats, 100);
     }
+
+    /// A user as a snapshot holds it, with every field of [`domain::tenant::User`] set.
+    const USER_ENCODING: &str = concat!(
+        "100123456789abcdef0123456789abcdef2f67756573745f66616272696b616d2e636f6d234558542340636f6e746f73",
+        "6f2e6f6e6d6963726f736f66742e636f6d010200044761696c0a044c796f6e00010e454e54455250524953455041434b",
+        "01065350455f453501010114323032362d30312d30395430303a30303a30305a0114323032362d30312d30385430303a",
+        "30303a30305a01010e454e54455250524953455041434b14323032362d30312d31355430303a30303a30305a01090909",
+        "0909090909090909090909090933b2d51bc9226b3a747eb74c27e85b32e8ff00d7cc792b312ac262eda59ee3b4020805",
+        "010e454e54455250524953455041434b04010106",
+    );
+
+    #[test]
+    fn a_user_encodes_as_the_frame_tag_says() {
+        use domain::events::{AdminRole, FieldChange, Profile, ProfileField, Stamp, UserType};
+        use domain::password::PasswordHash;
+        let mut tenant = Tenant::default();
+        let at =
+            |day: u32| chrono::DateTime::from_timestamp(1_767_225_600 + i64::from(day) * 86_400, 0).unwrap();
+        let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let events = [
+            TenantEvent::SkuAdded { sku: "ENTERPRISEPACK".into(), kind: SkuKind::M365Dataverse, seats: 10 },
+            TenantEvent::UserCreated {
+                id,
+                upn: "guest_fabrikam.com#EXT#@contoso.onmicrosoft.com".into(),
+                user_type: UserType::Guest,
+                profile: Profile::from_iter([(ProfileField::GivenName, "Gail".to_owned())]),
+                password: PasswordHash::new([7; 16], "Temp-Pass-1"),
+                home_licenses: vec!["SPE_E5".into()],
+            },
+            TenantEvent::InvitationIssued { id, sku: Some("ENTERPRISEPACK".into()), expires_at: at(14) },
+            TenantEvent::InvitationAccepted { id, sku: Some("ENTERPRISEPACK".into()) },
+            TenantEvent::UserUpdated {
+                id,
+                changes: vec![FieldChange { field: ProfileField::City, old: None, new: Some("Lyon".into()) }],
+            },
+            TenantEvent::AdminRoleAdded { id, role: AdminRole::PowerPlatform },
+            TenantEvent::UserBlocked { id },
+            TenantEvent::UserDeleted { id },
+            TenantEvent::PasswordReset { id, password: PasswordHash::new([9; 16], "Temp-Pass-2") },
+        ];
+        for (seq, event) in (1..).zip(&events) {
+            tenant.apply(event, Stamp { seq, at: at(u32::try_from(seq).unwrap()) });
+        }
+        let user = tenant.users.get(&id).unwrap();
+        let bytes = bincode::serde::encode_to_vec(user, bincode::config::standard()).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        // A snapshot keeps its users' bytes, checked by its CRC and decoded
+        // when first reached: bytes of an older encoding would pass the check
+        // and fail there, so a change to User's encoding needs a new
+        // FRAME_TAG (which turns every older snapshot into a cache miss), and
+        // then this constant.
+        assert_eq!(hex, USER_ENCODING, "User's encoding changed: change FRAME_TAG, then USER_ENCODING");
+        assert_eq!(&FRAME_TAG, b"uts2", "a new tag: then set USER_ENCODING to the new encoding");
+    }
 }

@@ -170,11 +170,20 @@ fn engine(e: sled::Error) -> StoreError {
         }
         // sled's own text is the io::Error's Debug form, and an error its
         // I/O buffers kept reaches us as a copy holding only that text and
-        // the kind: the kind says it in words.
+        // the kind: the kind says it in words, unless it is one of the
+        // catch-alls (EIO is "uncategorized"), where the copy's text says more.
         sled::Error::Io(source) if source.raw_os_error().is_some() => {
             StoreError::Engine(format!("I/O error: {source}"))
         }
-        sled::Error::Io(source) => StoreError::Engine(format!("I/O error: {}", source.kind())),
+        sled::Error::Io(source) => {
+            let kind = source.kind().to_string();
+            let said = if matches!(kind.as_str(), "other error" | "uncategorized error") {
+                source.to_string()
+            } else {
+                kind
+            };
+            StoreError::Engine(format!("I/O error: {said}"))
+        }
         other => StoreError::Engine(other.to_string()),
     }
 }

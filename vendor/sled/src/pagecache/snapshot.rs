@@ -375,18 +375,20 @@ fn advance_snapshot(
     // the published code rewrote the whole page table (and fsynced it)
     // whenever the replay had moved at all, though most starts replay a few
     // writes within the segment the snapshot ends in. Those starts now keep
-    // the snapshot on disk: the next start replays that segment from it
-    // again. A start that replayed into another segment writes it, as
-    // before, and must: once it has written the snapshot, sled may zero and
-    // reuse segments that only a replay from an older snapshot would need.
+    // the snapshot on disk, when that segment is also the one this start
+    // goes on writing in (so it is not freed now): the next start replays
+    // that segment from it again. Any other start writes it, as before, and
+    // must: once it has, sled may zero and reuse segments that only a
+    // replay from an older snapshot would need.
     let segment_size = config.segment_size as Lsn;
     let same_segment = match (old_stable_lsn, snapshot.stable_lsn) {
         (Some(old), Some(new)) => old / segment_size == new / segment_size,
         _ => false,
     };
-    if snapshot.stable_lsn > old_stable_lsn
-        && !(same_segment && iter.segments.is_empty())
-    {
+    let keep_on_disk = same_segment
+        && snapshot.active_segment.is_some()
+        && iter.segments.is_empty();
+    if snapshot.stable_lsn > old_stable_lsn && !keep_on_disk {
         write_snapshot(config, &snapshot)?;
     }
 
