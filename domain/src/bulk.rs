@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer};
 
 /// The most entries a length prefix may reserve room for: damaged bytes
 /// must not size an allocation.
-const MAX_RESERVE: usize = 1 << 16;
+pub(crate) const MAX_RESERVE: usize = 1 << 16;
 
 /// Deserializes a `BTreeMap` from a map, built from its entries at once.
 pub fn map<'de, D, K, V>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>

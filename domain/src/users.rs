@@ -28,11 +28,8 @@ use serde::ser::{self, SerializeMap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::bulk::MAX_RESERVE;
 use crate::tenant::User;
-
-/// The most entries a length prefix may reserve room for: damaged bytes
-/// must not size an allocation.
-const MAX_RESERVE: usize = 1 << 16;
 
 /// About what a user's encoding takes, erring high (a directory of 100k
 /// imported users encodes to 327 bytes a user).
