@@ -2,7 +2,7 @@
 //! in one pass.
 //!
 //! serde builds a `BTreeMap` by inserting each entry, a search from the root
-//! every time. A directory's snapshot holds thousands of users and group
+//! every time. A directory's snapshot holds thousands of UPNs and group
 //! members, always written in key order (a B-tree serializes in order), and
 //! `BTreeMap::from_iter` builds from sorted entries without a search. Entries
 //! out of order or repeated (bytes we did not write) come out as inserting
