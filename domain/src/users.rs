@@ -102,11 +102,6 @@ impl Users {
         self.slots.is_empty()
     }
 
-    /// Whether a user has this object id.
-    pub fn contains_key(&self, id: &Uuid) -> bool {
-        self.slots.contains_key(id)
-    }
-
     /// The user with this object id.
     pub fn get(&self, id: &Uuid) -> Option<&User> {
         self.slots.get(id).map(|slot| slot.user(id, &self.bytes))
@@ -132,11 +127,6 @@ impl Users {
     /// Every user, in id order (decoding those not decoded yet).
     pub fn values(&self) -> impl Iterator<Item = &User> {
         self.iter().map(|(_, user)| user)
-    }
-
-    /// Every object id, in order (decoding nobody).
-    pub fn keys(&self) -> impl Iterator<Item = &Uuid> {
-        self.slots.keys()
     }
 
     /// How many users are decoded so far.
