@@ -246,7 +246,8 @@ async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOpti
 /// (default 10 s).
 pub fn open(path: &Path, durability: Durability) -> Result<SledStore, CliError> {
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let options = OpenOptions { lock_timeout: Duration::from_millis(wait), durability };
+    let options =
+        OpenOptions { lock_timeout: Duration::from_millis(wait), durability, ..OpenOptions::default() };
     crate::timings::phase("opening the database");
     let store = SledStore::open(path, options)?;
     crate::timings::phase("opened");

@@ -17,8 +17,11 @@ use uuid::Uuid;
 const BATCH: usize = 1_000;
 
 fn open(dir: &tempfile::TempDir, durability: Durability) -> SledStore {
-    SledStore::open(dir.path().join("db"), OpenOptions { lock_timeout: Duration::from_secs(5), durability })
-        .unwrap()
+    SledStore::open(
+        dir.path().join("db"),
+        OpenOptions { lock_timeout: Duration::from_secs(5), durability, ..OpenOptions::default() },
+    )
+    .unwrap()
 }
 
 /// One command of one event, on one of 50 streams.

@@ -132,6 +132,16 @@ pub(crate) fn merge(
     Ok(())
 }
 
+/// Writes `entries` (sorted by key, keys unique) as new blocks of
+/// `prefix`, for a prefix whose old blocks the same batch removes.
+pub(crate) fn pack(prefix: &[u8], layout: Layout, entries: &[u8], batch: &mut sled::Batch) {
+    for piece in entries.chunks(layout.per_block() * layout.entry) {
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(&piece[..layout.key]);
+        batch.insert(key, piece);
+    }
+}
+
 /// Two sorted runs of entries as one; the same key twice must be the same entry.
 fn sorted_union<'a>(old: &[&'a [u8]], new: &[&'a [u8]], layout: Layout) -> Result<Vec<&'a [u8]>, MergeError> {
     let mut out = Vec::with_capacity(old.len() + new.len());

@@ -6,7 +6,7 @@
 //!
 //! | tag | key                                        | value                                   |
 //! |-----|--------------------------------------------|-----------------------------------------|
-//! | `m` | `m` ++ name                                | store metadata: format, indexed-up-to   |
+//! | `m` | `m` ++ name                                | store metadata: format, indexed-up-to, archive mark |
 //! | `r` | `r` ++ seq of its first record             | a chunk: consecutive records (LZ4 when that saves) |
 //! | `e` | `e` ++ first event id of the block         | block of (event id, seq), sorted        |
 //! | `s` | `s` ++ len(stream) u16 ++ stream ++ version | block of runs (version, seq, count)     |
@@ -48,6 +48,8 @@ const MAX_CHUNK: usize = 64 * 1024 * 1024 + 2 * CHUNK_BYTES;
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
 /// The seq up to which the index blocks cover the records.
 pub(crate) const META_INDEXED: &[u8] = b"mindexed";
+/// What the archive holds (`sled_store::archive::Sealed`).
+pub(crate) const META_ARCHIVE: &[u8] = b"marchive";
 
 pub(crate) const TAG_META: u8 = b'm';
 pub(crate) const TAG_CHUNK: u8 = b'r';

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use record::{Causation, Hash, Metadata, NewEvent, Record, GENESIS_HASH};
-pub use sled_store::{Durability, OpenOptions, SledStore};
+pub use sled_store::{Archiving, Durability, OpenOptions, SledStore};
 pub use snapshots::StagedSnapshot;
 
 /// The newest snapshot of `name` beside the database at `db`, read without

@@ -19,9 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod archive;
 mod staged;
 mod upgrade;
 mod verify;
+
+pub use archive::Archiving;
 
 use crate::blocks;
 use crate::keys::{self, be_u64, Run};
@@ -34,11 +37,13 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-/// The log format this code writes and reads. Format 3 compresses chunks;
-/// a format 2 log (all chunks plain, which format 3 reads too) only has its
-/// mark moved on at open. Format 1 (records and indexes in two trees, one
-/// entry per record) is upgraded in place on open.
-pub const LOG_FORMAT: u32 = 3;
+/// The log format this code writes and reads. Format 4 may keep its older
+/// records in the archive (`sled_store::archive`), which format 3 code would
+/// not see; a format 3 or 2 log (no archive yet; format 2's chunks all plain,
+/// which this code reads too) only has its mark moved on at open. Format 1
+/// (records and indexes in two trees, one entry per record) is upgraded in
+/// place on open.
+pub const LOG_FORMAT: u32 = 4;
 const FORMAT_MAGIC: &[u8] = b"usertrail-log";
 
 /// When an append's data is made durable.
@@ -58,11 +63,17 @@ pub struct OpenOptions {
     pub lock_timeout: Duration,
     /// When appends are made durable.
     pub durability: Durability,
+    /// When a close moves older records into the archive.
+    pub archiving: Archiving,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { lock_timeout: Duration::from_secs(10), durability: Durability::Immediate }
+        OpenOptions {
+            lock_timeout: Duration::from_secs(10),
+            durability: Durability::Immediate,
+            archiving: Archiving::default(),
+        }
     }
 }
 
@@ -80,11 +91,24 @@ struct Inner {
     /// Index entries not in the blocks yet; its lock orders appends.
     index: Mutex<Pending>,
     durability: Durability,
+    /// The older records' database, opened by the first read that needs it.
+    archive: archive::Archive,
+    /// What the archive holds. Only a seal changes it, and a seal needs the
+    /// handle alone (it runs as the last clone closes), so readers take it unlocked.
+    sealed: archive::Sealed,
+    archiving: Archiving,
+    /// Records this handle appended: a bulk writer does not archive on close.
+    appended: std::sync::atomic::AtomicU64,
+    /// Whether `close` did what a drop would.
+    closed: bool,
 }
 
 /// A stream read walks past the chunks between two of its records up to
 /// this many records apart, and seeks beyond.
 const SEEK_GAP: u64 = 512;
+
+/// The archive's directory, inside the log's.
+const ARCHIVE_DIR: &str = "archive";
 
 /// Index entries are written as blocks once this many records are pending.
 pub const INDEX_EVERY: usize = 16_384;
@@ -206,9 +230,10 @@ impl Drop for Inner {
     /// open has nothing to catch up. Best effort: if it fails, that open
     /// rebuilds the entries from the records.
     fn drop(&mut self) {
-        let pending = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
-        let mut pending = std::mem::take(pending);
-        let _ = self.write_index(&mut pending);
+        if !self.closed {
+            // Best effort too: a seal cut short is finished by a later close.
+            let _ = self.close();
+        }
     }
 }
 
@@ -308,30 +333,40 @@ impl SledStore {
             }
         };
         let snapshots = Snapshots::beside(&path);
-        SledStore::over(db, path, options.durability, snapshots)
+        let archive = archive::Archive::new(Some(path.join(ARCHIVE_DIR)));
+        SledStore::over(db, path, options, snapshots, archive)
     }
 
     /// Opens a throwaway log that lives in memory only (tests, whatif).
     pub fn temporary() -> Result<SledStore, StoreError> {
         let db = sled::Config::new().temporary(true).open().map_err(engine)?;
         let snapshots = Snapshots::Memory(Mutex::default());
-        SledStore::over(db, PathBuf::from("(temporary)"), Durability::Batched, snapshots)
+        let options = OpenOptions { durability: Durability::Batched, ..OpenOptions::default() };
+        SledStore::over(db, PathBuf::from("(temporary)"), options, snapshots, archive::Archive::new(None))
     }
 
     fn over(
         db: sled::Db,
         path: PathBuf,
-        durability: Durability,
+        options: OpenOptions,
         snapshots: Snapshots,
+        archive: archive::Archive,
     ) -> Result<SledStore, StoreError> {
+        let events = db.open_tree("events").map_err(engine)?;
+        let sealed = archive::Sealed::read(&events)?;
         let store = SledStore {
             inner: Arc::new(Inner {
-                events: db.open_tree("events").map_err(engine)?,
+                events,
                 snapshots,
                 db,
                 path,
                 index: Mutex::new(Pending::default()),
-                durability,
+                durability: options.durability,
+                archive,
+                sealed,
+                archiving: options.archiving,
+                appended: Default::default(),
+                closed: false,
             }),
         };
         store.inner.check_format()?;
@@ -342,6 +377,37 @@ impl SledStore {
     /// Where the database lives.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Closes the log, reporting what a drop would swallow: writing the
+    /// index, and moving older records into the archive as the options say.
+    /// Returns how many records moved. Fails if another clone is still open.
+    pub fn close(self) -> Result<u64, StoreError> {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| StoreError::Engine("the log is still open elsewhere in this process".into()))?;
+        inner.close()
+    }
+
+    /// Begins to archive the records up to `target` and stops where a crash
+    /// could, with the archive written and the live database not yet
+    /// changed; then closes without archiving more (tests of a seal cut short).
+    #[doc(hidden)]
+    pub fn raw_seal_halfway(self, target: u64) -> Result<(), StoreError> {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| StoreError::Engine("the log is still open elsewhere in this process".into()))?;
+        inner.closed = true;
+        inner.seal(target, true).map(drop)
+    }
+
+    /// Up to which seq the records are in the archive.
+    pub fn archived_upto(&self) -> u64 {
+        self.inner.sealed.upto
+    }
+
+    /// Whether this handle has opened the archive (tests of what a command reads).
+    #[doc(hidden)]
+    pub fn archive_is_open(&self) -> bool {
+        self.inner.archive.is_open()
     }
 
     /// The blocking form of [`EventStore::append_all`], for callers off the runtime.
@@ -384,7 +450,8 @@ impl SledStore {
     pub fn raw_set_record(&self, seq: u64, bytes: Option<&[u8]>) -> Result<(), StoreError> {
         let first = self.inner.chunk_start(seq)?;
         let key = keys::chunk_key(first);
-        let stored = self.inner.events.get(key).map_err(engine)?.unwrap_or_default();
+        let tree = self.inner.chunk_tree(first)?;
+        let stored = tree.get(key).map_err(engine)?.unwrap_or_default();
         let chunk = keys::Chunk::of(stored).map_err(|e| corrupt_seq(first, e))?;
         let mut rebuilt = Vec::with_capacity(chunk.len());
         for (i, record) in chunk.records().enumerate() {
@@ -395,8 +462,8 @@ impl SledStore {
                 (true, None) => {}
             }
         }
-        self.inner.events.insert(key, rebuilt).map_err(engine)?;
-        self.inner.events.flush().map_err(engine)?;
+        tree.insert(key, rebuilt).map_err(engine)?;
+        tree.flush().map_err(engine)?;
         Ok(())
     }
 
@@ -469,9 +536,9 @@ impl Inner {
                         supported: LOG_FORMAT,
                     });
                 }
-                if found == 2 {
-                    // Its plain chunks read as they are; the new mark keeps
-                    // older versions, which cannot read compressed ones, out.
+                if found == 2 || found == 3 {
+                    // It reads as it is; the new mark keeps older versions,
+                    // which cannot read compressed chunks or the archive, out.
                     self.events.insert(keys::META_FORMAT, mark(LOG_FORMAT)).map_err(engine)?;
                     self.db.flush().map_err(engine)?;
                 }
@@ -510,6 +577,20 @@ impl Inner {
 
     fn not_ours(&self, reason: &str) -> StoreError {
         StoreError::NotOurs { path: self.path.clone(), reason: reason.into() }
+    }
+
+    /// What a close does: the index written, older records archived.
+    fn close(&mut self) -> Result<u64, StoreError> {
+        self.closed = true;
+        let mut pending = std::mem::take(self.pending_mut());
+        let written = self.write_index(&mut pending);
+        *self.pending_mut() = pending;
+        written?;
+        self.archive_on_close()
+    }
+
+    fn pending_mut(&mut self) -> &mut Pending {
+        self.index.get_mut().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -599,10 +680,11 @@ impl Inner {
     /// so those past it need no lookup.
     fn newest_indexed_id(&self) -> Result<Option<[u8; 16]>, StoreError> {
         let last = blocks::block_at(&self.events, keys::EVENT_PREFIX, &[0xff; 16]).map_err(engine)?;
-        Ok(last.and_then(|(_, block)| {
+        let live = last.and_then(|(_, block)| {
             let entry = block.chunks_exact(keys::EVENT_LAYOUT.entry).last()?;
             entry[..16].try_into().ok()
-        }))
+        });
+        Ok(live.max(self.sealed.newest_id))
     }
 
     /// The seq of the record with this event id, if the log has one.
@@ -621,7 +703,16 @@ impl Inner {
         }
         let entry = blocks::lookup(&self.events, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, id.as_bytes())
             .map_err(engine)?;
-        Ok(entry.and_then(|e| be_u64(&e[16..])))
+        if let Some(seq) = entry.and_then(|e| be_u64(&e[16..])) {
+            return Ok(Some(seq));
+        }
+        if self.sealed.newest_id.is_none_or(|newest| id.as_bytes() > &newest) {
+            return Ok(None);
+        }
+        let entry = blocks::lookup(self.archive()?, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, id.as_bytes())
+            .map_err(engine)?;
+        // Past the mark, an interrupted seal's copy: the live blocks answered.
+        Ok(entry.and_then(|e| be_u64(&e[16..])).filter(|&seq| seq <= self.sealed.upto))
     }
 
     /// If the append's events are all in the log already, where they landed.
@@ -668,7 +759,12 @@ impl Inner {
 
     /// The last chunk's first seq and stored value, if the log has any record.
     fn last_stored_chunk(&self) -> Result<Option<(u64, sled::IVec)>, StoreError> {
-        match self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)).next_back() {
+        let upto = self.sealed.upto;
+        let mut last = self.events.range(keys::chunk_key(upto + 1)..=keys::chunk_key(u64::MAX)).next_back();
+        if last.is_none() && upto > 0 {
+            last = self.archive()?.range(keys::chunk_key(0)..=keys::chunk_key(upto)).next_back();
+        }
+        match last {
             None => Ok(None),
             Some(entry) => {
                 let (key, chunk) = entry.map_err(engine)?;
@@ -706,7 +802,7 @@ impl Inner {
         let last =
             blocks::block_at(&self.events, &keys::stream_prefix(stream), &[0xff; 8]).map_err(engine)?;
         match last {
-            None => Ok(0),
+            None => Ok(self.sealed.versions.get(stream).copied().unwrap_or(0)),
             Some((_, block)) => {
                 let entry = block.chunks_exact(keys::RUN_LAYOUT.entry).last();
                 let run = entry.and_then(Run::of).ok_or_else(|| malformed_runs(stream))?;
@@ -725,12 +821,31 @@ impl Inner {
         let pending = self.lock();
         let mut runs = Vec::new();
         let prefix = keys::stream_prefix(stream);
+        let from_key = from_version.to_be_bytes();
         // Seqs grow with versions: past the first run beyond `max_seq`, the
-        // blocks (and the pending runs, all later) hold nothing wanted.
+        // blocks (and the pending runs, all later) hold nothing wanted. The
+        // archive's runs come first, cut at its mark.
+        let upto = self.sealed.upto;
+        let archived = self.sealed.versions.get(stream).is_some_and(|&v| v >= from_version);
         let mut beyond = false;
-        'blocks: for block in
-            blocks::blocks_from(&self.events, &prefix, &from_version.to_be_bytes()).map_err(engine)?
-        {
+        if archived {
+            'archive: for block in blocks::blocks_from(self.archive()?, &prefix, &from_key).map_err(engine)? {
+                let (_, block) = block.map_err(engine)?;
+                for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
+                    let run = Run::of(entry).ok_or_else(|| malformed_runs(stream))?;
+                    let Some(run) = archive::archived_part(run, upto) else { break 'archive };
+                    if run.seq > max_seq {
+                        beyond = true;
+                        break 'archive;
+                    }
+                    runs.push(run);
+                }
+            }
+        }
+        'blocks: for block in blocks::blocks_from(&self.events, &prefix, &from_key).map_err(engine)? {
+            if beyond {
+                break;
+            }
             let (_, block) = block.map_err(engine)?;
             for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
                 let run = Run::of(entry).ok_or_else(|| malformed_runs(stream))?;
@@ -762,13 +877,36 @@ impl Inner {
     /// The first seq of the chunk holding `seq` (or `seq` itself when no
     /// chunk starts at or before it).
     fn chunk_start(&self, seq: u64) -> Result<u64, StoreError> {
-        match self.events.range(keys::chunk_key(0)..=keys::chunk_key(seq)).next_back() {
+        let upto = self.sealed.upto;
+        let found = if seq <= upto && upto > 0 {
+            self.archive()?.range(keys::chunk_key(0)..=keys::chunk_key(seq)).next_back()
+        } else {
+            self.events.range(keys::chunk_key(upto + 1)..=keys::chunk_key(seq)).next_back()
+        };
+        match found {
             None => Ok(seq),
             Some(entry) => {
                 let (key, _) = entry.map_err(engine)?;
                 keys::chunk_first(&key).ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))
             }
         }
+    }
+
+    /// The stored chunks from the one starting at `start` to the one holding
+    /// `to`, in order: the archive's (up to its mark), then the live ones.
+    fn chunks(
+        &self,
+        start: u64,
+        to: u64,
+    ) -> Result<impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + '_, StoreError> {
+        let upto = self.sealed.upto;
+        let archived = match upto > 0 && start <= upto {
+            true => Some(self.archive()?.range(keys::chunk_key(start)..=keys::chunk_key(to.min(upto)))),
+            false => None,
+        };
+        let live = (to > upto)
+            .then(|| self.events.range(keys::chunk_key(start.max(upto + 1))..=keys::chunk_key(to)));
+        Ok(archived.into_iter().flatten().chain(live.into_iter().flatten()))
     }
 
     /// Calls `f` with the seq and stored bytes of each record in `seqs`, in
@@ -783,7 +921,7 @@ impl Inner {
             return Ok(());
         }
         let start = self.chunk_start(from)?;
-        for entry in self.events.range(keys::chunk_key(start)..=keys::chunk_key(to)) {
+        for entry in self.chunks(start, to)? {
             let (key, chunk) = entry.map_err(engine)?;
             let first = keys::chunk_first(&key)
                 .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
@@ -856,7 +994,7 @@ impl Inner {
             if walked.is_some_and(|w| start <= w) {
                 return Err(missing(next));
             }
-            for entry in self.events.range(keys::chunk_key(start)..=keys::chunk_key(u64::MAX)) {
+            for entry in self.chunks(start, u64::MAX)? {
                 let (key, chunk) = entry.map_err(engine)?;
                 let first = keys::chunk_first(&key)
                     .ok_or_else(|| StoreError::Corrupt("a chunk key is malformed".into()))?;
@@ -963,7 +1101,7 @@ impl Cursor {
         };
         if !self.chunk.as_ref().is_some_and(holds) {
             let first = store.chunk_start(seq)?;
-            self.chunk = match store.events.get(keys::chunk_key(first)).map_err(engine)? {
+            self.chunk = match store.chunk_tree(first)?.get(keys::chunk_key(first)).map_err(engine)? {
                 Some(stored) => Some((first, keys::Chunk::of(stored).map_err(|e| corrupt_seq(first, e))?)),
                 None => None,
             };

@@ -3,7 +3,9 @@
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
-use store::{Append, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, OpenOptions, SledStore};
+use store::{
+    Append, Archiving, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, OpenOptions, SledStore,
+};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -31,11 +33,19 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
     #[test]
-    fn the_log_matches_a_vec_model(ops in proptest::collection::vec(op(), 1..30)) {
+    fn the_log_matches_a_vec_model(
+        ops in proptest::collection::vec(op(), 1..30),
+        // Tiny thresholds, so that reopens archive (and reads span both databases).
+        archiving in prop_oneof![
+            Just(Archiving::default()),
+            (0..6u64, 1..12u64).prop_map(|(keep, most)| Archiving { keep, most }),
+        ],
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let mut store = SledStore::open(&path, OpenOptions::default()).unwrap();
+        let options = OpenOptions { archiving, ..OpenOptions::default() };
+        let mut store = SledStore::open(&path, options.clone()).unwrap();
         let mut model: Vec<(String, Uuid)> = Vec::new();
         let mut last_ok: Option<Append> = None;
         let mut next_id = 0u128;
@@ -104,7 +114,7 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(store);
-                    store = SledStore::open(&path, OpenOptions::default()).unwrap();
+                    store = SledStore::open(&path, options.clone()).unwrap();
                 }
             }
             let log = rt.block_on(store.read_log(1, u64::MAX, usize::MAX)).unwrap();

@@ -121,7 +121,11 @@ pub fn upn_of(i: usize) -> String {
 pub fn open_batched(path: &Path) -> SledStore {
     SledStore::open(
         path,
-        OpenOptions { lock_timeout: Duration::from_secs(10), durability: Durability::Batched },
+        OpenOptions {
+            lock_timeout: Duration::from_secs(10),
+            durability: Durability::Batched,
+            ..OpenOptions::default()
+        },
     )
     .expect("open the log")
 }

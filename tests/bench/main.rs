@@ -252,7 +252,11 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 fn open(path: &Path, durability: Durability) -> SledStore {
-    SledStore::open(path, OpenOptions { lock_timeout: Duration::from_secs(10), durability }).unwrap()
+    SledStore::open(
+        path,
+        OpenOptions { lock_timeout: Duration::from_secs(10), durability, ..OpenOptions::default() },
+    )
+    .unwrap()
 }
 
 fn raw_db(path: &Path) -> sled::Db {

@@ -256,6 +256,7 @@ impl Staged<'_> {
             }
         }
         .map_err(engine)?;
+        inner.appended.fetch_add(self.seq - self.tip_seq, std::sync::atomic::Ordering::Relaxed);
         // Committed: the index must know these records whatever happens next.
         let pending = &mut *pending;
         let streams = &self.streams;

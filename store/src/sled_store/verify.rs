@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::archive::archived_part;
 use super::{engine, Inner};
 use crate::keys::{self, be_u64, Run};
 use crate::record::{Hash, Peek, Record, GENESIS_HASH};
@@ -23,7 +24,7 @@ impl Inner {
             // Per record: its stream's index and its version; where each id is.
             let mut placed: Vec<(u32, u64)> = Vec::new();
             let mut ids: HashMap<uuid::Uuid, u64> = HashMap::new();
-            for entry in self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)) {
+            for entry in self.chunks(0, u64::MAX)? {
                 let (key, chunk) = entry.map_err(engine)?;
                 let expected = walked + 1;
                 if keys::chunk_first(&key) != Some(expected) {
@@ -85,78 +86,103 @@ impl Inner {
     ) -> Result<Option<Problem>, StoreError> {
         let mut covered = vec![false; placed.len()];
         let mut event_entries = 0u64;
-        let mut last_id: Option<Vec<u8>> = None;
         let stray = |seq: u64, what: String| Ok(Some(Problem { seq: seq.clamp(1, last.max(1)), what }));
         let slot =
             |seq: u64| usize::try_from(seq.wrapping_sub(1)).ok().filter(|&i| seq > 0 && i < placed.len());
-        for entry in self.events.iter() {
-            let (key, block) = entry.map_err(engine)?;
-            match key.first().copied() {
-                Some(keys::TAG_META | keys::TAG_CHUNK) => {}
-                Some(keys::TAG_EVENT) => {
-                    if block.is_empty()
-                        || block.len() % keys::EVENT_LAYOUT.entry != 0
-                        || key[1..] != block[..16]
-                    {
-                        return stray(last, "an event id index block is malformed".into());
-                    }
-                    for entry in block.chunks_exact(keys::EVENT_LAYOUT.entry) {
-                        event_entries += 1;
-                        let seq = be_u64(&entry[16..]).unwrap_or(0);
-                        if last_id.as_deref().is_some_and(|prev| prev >= &entry[..16]) {
-                            return stray(seq, "event id index entries are out of order".into());
+        // The live database's entries, then the archive's up to its mark
+        // (past it, an interrupted seal's copies of live entries).
+        let upto = self.sealed.upto;
+        let archive = if upto > 0 { Some(self.archive()?) } else { None };
+        let trees = std::iter::once((&self.events, false)).chain(archive.map(|a| (a, true)));
+        for (tree, archived) in trees {
+            let mut last_id: Option<Vec<u8>> = None;
+            for entry in tree.iter() {
+                let (key, block) = entry.map_err(engine)?;
+                match key.first().copied() {
+                    Some(keys::TAG_META | keys::TAG_CHUNK) => {}
+                    Some(keys::TAG_EVENT) => {
+                        if block.is_empty()
+                            || block.len() % keys::EVENT_LAYOUT.entry != 0
+                            || key[1..] != block[..16]
+                        {
+                            return stray(last, "an event id index block is malformed".into());
                         }
-                        last_id = Some(entry[..16].to_vec());
-                        let id = uuid::Uuid::from_slice(&entry[..16]).unwrap_or_default();
-                        match ids.get(&id) {
-                            Some(&at) if at == seq => {}
-                            Some(&at) => return stray(at, "event id index entry is missing or wrong".into()),
-                            None => {
-                                return stray(seq, "event id index entry names no record of the log".into())
+                        for entry in block.chunks_exact(keys::EVENT_LAYOUT.entry) {
+                            let seq = be_u64(&entry[16..]).unwrap_or(0);
+                            if last_id.as_deref().is_some_and(|prev| prev >= &entry[..16]) {
+                                return stray(seq, "event id index entries are out of order".into());
                             }
-                        }
-                    }
-                }
-                Some(keys::TAG_STREAM) => {
-                    let Some((stream, first_version)) = keys::stream_of_key(&key) else {
-                        return stray(last, "a stream index key is malformed".into());
-                    };
-                    let Some(&(index, _)) = streams.get(stream) else {
-                        return stray(last, format!("stream index names '{stream}', which has no record"));
-                    };
-                    let runs: Option<Vec<Run>> =
-                        block.chunks_exact(keys::RUN_LAYOUT.entry).map(Run::of).collect();
-                    let runs = runs.filter(|r| {
-                        block.len() % keys::RUN_LAYOUT.entry == 0
-                            && r.first().map(|r| r.version) == Some(first_version)
-                    });
-                    let Some(runs) = runs else {
-                        return stray(last, format!("stream index block of '{stream}' is malformed"));
-                    };
-                    for run in runs {
-                        for k in 0..u64::from(run.count) {
-                            let seq = run.seq + k;
-                            match slot(seq) {
-                                Some(i) if placed[i] == (index, run.version + k) && !covered[i] => {
-                                    covered[i] = true
-                                }
-                                Some(_) => {
-                                    return stray(
-                                        seq,
-                                        format!("stream index entry of '{stream}' is wrong here"),
-                                    )
+                            last_id = Some(entry[..16].to_vec());
+                            if archived && seq > upto {
+                                continue;
+                            }
+                            event_entries += 1;
+                            let id = uuid::Uuid::from_slice(&entry[..16]).unwrap_or_default();
+                            match ids.get(&id) {
+                                Some(&at) if at == seq => {}
+                                Some(&at) => {
+                                    return stray(at, "event id index entry is missing or wrong".into())
                                 }
                                 None => {
                                     return stray(
                                         seq,
-                                        "stream index entry points past the end of the log".into(),
+                                        "event id index entry names no record of the log".into(),
                                     )
                                 }
                             }
                         }
                     }
+                    Some(keys::TAG_STREAM) => {
+                        let Some((stream, first_version)) = keys::stream_of_key(&key) else {
+                            return stray(last, "a stream index key is malformed".into());
+                        };
+                        let Some(&(index, _)) = streams.get(stream) else {
+                            return stray(
+                                last,
+                                format!("stream index names '{stream}', which has no record"),
+                            );
+                        };
+                        let runs: Option<Vec<Run>> =
+                            block.chunks_exact(keys::RUN_LAYOUT.entry).map(Run::of).collect();
+                        let runs = runs.filter(|r| {
+                            block.len() % keys::RUN_LAYOUT.entry == 0
+                                && r.first().map(|r| r.version) == Some(first_version)
+                        });
+                        let Some(runs) = runs else {
+                            return stray(last, format!("stream index block of '{stream}' is malformed"));
+                        };
+                        let runs = runs.into_iter().filter_map(|r| {
+                            if archived {
+                                archived_part(r, upto)
+                            } else {
+                                Some(r)
+                            }
+                        });
+                        for run in runs {
+                            for k in 0..u64::from(run.count) {
+                                let seq = run.seq + k;
+                                match slot(seq) {
+                                    Some(i) if placed[i] == (index, run.version + k) && !covered[i] => {
+                                        covered[i] = true
+                                    }
+                                    Some(_) => {
+                                        return stray(
+                                            seq,
+                                            format!("stream index entry of '{stream}' is wrong here"),
+                                        )
+                                    }
+                                    None => {
+                                        return stray(
+                                            seq,
+                                            "stream index entry points past the end of the log".into(),
+                                        )
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    _ => return stray(last, "an index entry of an unknown kind".into()),
                 }
-                _ => return stray(last, "an index entry of an unknown kind".into()),
             }
         }
         if let Some(i) = covered.iter().position(|c| !c) {

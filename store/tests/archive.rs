@@ -1,0 +1,211 @@
+//! The archive: older records move into a second database on close, and
+//! every read answers as it did before; a command at the head does not open
+//! the archive; a seal cut short is finished and leaves nothing twice.
+
+use chrono::{DateTime, TimeZone, Utc};
+use store::{
+    Append, Archiving, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, OpenOptions, SledStore,
+};
+use uuid::Uuid;
+
+const STREAMS: [&str; 3] = ["tenant", "env/a", "env/b"];
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_750_000_000 + secs, 0).unwrap()
+}
+
+/// Call `n` of a history: one to three events on one of the streams.
+fn call(n: u64) -> Append {
+    let stream = STREAMS[(n % 3) as usize];
+    let events = (0..1 + n % 3)
+        .map(|k| NewEvent {
+            event_id: Uuid::from_u128(u128::from(n) * 4 + u128::from(k) + 1),
+            event_type: "Test".into(),
+            schema_version: 1,
+            payload: vec![(n % 251) as u8; 40 + (n % 7) as usize * 60],
+        })
+        .collect();
+    Append {
+        stream: stream.into(),
+        expected: ExpectedVersion::Any,
+        events,
+        meta: Metadata {
+            recorded_at: at(n as i64),
+            actor: "admin@contoso.onmicrosoft.com".into(),
+            correlation_id: Uuid::from_u128(u128::from(n) + 1_000_000),
+            causation: Causation::Command { name: "test".into() },
+        },
+    }
+}
+
+fn open(path: &std::path::Path, archiving: Archiving) -> SledStore {
+    SledStore::open(path, OpenOptions { archiving, ..OpenOptions::default() }).unwrap()
+}
+
+/// Appends calls `from..to`, each as its own append.
+fn write(store: &SledStore, calls: std::ops::Range<u64>) {
+    for n in calls {
+        store.append_all_blocking(&[call(n)]).unwrap().unwrap();
+    }
+}
+
+/// Everything a reader can ask, in one comparable value.
+async fn answers(store: &SledStore) -> Vec<String> {
+    let mut out = Vec::new();
+    let all = store.read_log(1, u64::MAX, usize::MAX).await.unwrap();
+    out.push(format!("log {:?}", all.iter().map(|r| (r.seq, r.event_id, r.hash)).collect::<Vec<_>>()));
+    out.push(format!("head {:?}", store.head().await.unwrap().map(|h| (h.seq, h.hash))));
+    for stream in STREAMS {
+        let version = store.stream_version(stream).await.unwrap();
+        out.push(format!("{stream} at {version}"));
+        for from in [1, 2, version / 3, version / 2, version.saturating_sub(5), version, version + 1] {
+            let seqs: Vec<u64> =
+                store.read_stream(stream, from).await.unwrap().iter().map(|r| r.seq).collect();
+            out.push(format!("{stream} from {from}: {seqs:?}"));
+            let cut = all.len() as u64 / 2;
+            let seqs: Vec<u64> =
+                store.read_stream_until(stream, from, cut).await.unwrap().iter().map(|r| r.seq).collect();
+            out.push(format!("{stream} from {from} to {cut}: {seqs:?}"));
+        }
+    }
+    for secs in [-1, 0, 1, 50, 333, 599, 600, 10_000] {
+        out.push(format!("at {secs}: {}", store.seq_at(at(secs)).await.unwrap()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_close_archives_old_records_and_every_read_answers_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let archiving = Archiving { keep: 100, most: 10_000 };
+    let store = open(&path, archiving);
+    write(&store, 0..600);
+    let before = answers(&store).await;
+    let head = store.head().await.unwrap().unwrap().seq;
+    assert_eq!(store.close().unwrap(), store_archived(&path, archiving));
+    assert!(
+        path.join("archive").join("db").is_file(),
+        "the archive is a database inside the log's directory"
+    );
+
+    let store = open(&path, archiving);
+    let upto = store.archived_upto();
+    assert!(
+        upto > head - 2 * 100 && upto <= head - 100,
+        "keeps the newest 100 to 200 records: {upto} of {head}"
+    );
+    // A command at the head: the stream's version, its newest records, an append.
+    assert_eq!(store.stream_version("tenant").await.unwrap(), versions(&before, "tenant"));
+    let recent = store.read_stream("tenant", versions(&before, "tenant") - 3).await.unwrap();
+    assert_eq!(recent.len(), 4);
+    store.append_all_blocking(&[call(600)]).unwrap().unwrap();
+    assert!(!store.archive_is_open(), "nothing at the head needs the archive");
+    // A retry of an archived append is known, and lands nowhere new.
+    let retried = store.append_all_blocking(&[call(3)]).unwrap().unwrap();
+    assert!(retried[0].was_retry && retried[0].last_seq <= upto, "{retried:?}");
+    assert!(store.archive_is_open());
+    let verified = store.verify().await.unwrap();
+    assert_eq!((verified.records, verified.problem), (head + 1, None), "call 600 is one record");
+    drop(store);
+
+    // The same answers as before it moved (the new call's records aside).
+    let store = open(&path, Archiving { keep: u64::MAX / 4, most: 0 });
+    let all = store.read_log(1, head, usize::MAX).await.unwrap();
+    assert_eq!(all.len() as u64, head);
+    // The same calls in a log that never archived answer alike.
+    let fresh = SledStore::temporary().unwrap();
+    write(&fresh, 0..601);
+    assert_eq!(answers(&store).await, answers(&fresh).await);
+}
+
+/// What a close of a log at `path` archived, read back from its mark.
+fn store_archived(path: &std::path::Path, archiving: Archiving) -> u64 {
+    open(path, Archiving { keep: u64::MAX / 4, ..archiving }).archived_upto()
+}
+
+fn versions(answers: &[String], stream: &str) -> u64 {
+    let prefix = format!("{stream} at ");
+    answers.iter().find_map(|a| a.strip_prefix(&prefix)).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_bulk_writer_leaves_archiving_to_later_closes_each_moving_a_bounded_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let archiving = Archiving { keep: 50, most: 200 };
+    let store = open(&path, archiving);
+    write(&store, 0..500);
+    let head = store.head().await.unwrap().unwrap().seq;
+    assert_eq!(store.close().unwrap(), 0, "it appended {head} records, more than a close moves");
+    let mut moved = Vec::new();
+    loop {
+        let store = open(&path, archiving);
+        let n = store.close().unwrap();
+        if n == 0 {
+            break;
+        }
+        moved.push(n);
+    }
+    assert!(moved.len() >= 4 && moved.iter().all(|&n| n <= 200), "{moved:?}");
+    let store = open(&path, archiving);
+    let live = head - store.archived_upto();
+    assert!((50..=100).contains(&live), "{live} records live");
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    let fresh = SledStore::temporary().unwrap();
+    write(&fresh, 0..500);
+    assert_eq!(answers(&store).await, answers(&fresh).await);
+}
+
+#[tokio::test]
+async fn a_seal_cut_short_reads_as_before_and_the_next_close_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let archiving = Archiving { keep: 60, most: 10_000 };
+    let store = open(&path, archiving);
+    write(&store, 0..200);
+    let fresh = SledStore::temporary().unwrap();
+    write(&fresh, 0..200);
+    // A first seal lands, then a second one stops halfway.
+    store.close().unwrap();
+    let store = open(&path, archiving);
+    let first = store.archived_upto();
+    assert!(first > 0);
+    write(&store, 200..400);
+    write(&fresh, 200..400);
+    let want_more = answers(&fresh).await;
+    store.raw_seal_halfway(u64::MAX / 2).unwrap();
+
+    let store = open(&path, Archiving { keep: 60, most: 0 });
+    assert_eq!(store.archived_upto(), first, "the mark moves only when the seal lands");
+    assert_eq!(answers(&store).await, want_more, "the archive's copies past the mark are not read");
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    assert_eq!(store.close().unwrap(), 0, "a handle that may move nothing finishes nothing");
+
+    let store = open(&path, archiving);
+    assert!(store.close().unwrap() > 0);
+    let store = open(&path, archiving);
+    let head = store.head().await.unwrap().unwrap().seq;
+    assert!(store.archived_upto() > first && store.archived_upto() < head);
+    assert_eq!(answers(&store).await, want_more);
+    let verified = store.verify().await.unwrap();
+    assert_eq!((verified.records, verified.problem), (head, None));
+}
+
+#[tokio::test]
+async fn verify_finds_a_record_altered_in_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let archiving = Archiving { keep: 20, most: 10_000 };
+    let store = open(&path, archiving);
+    write(&store, 0..100);
+    store.close().unwrap();
+    let store = open(&path, archiving);
+    let victim = store.archived_upto() / 2;
+    let mut bytes = store.raw_record(victim).unwrap().unwrap();
+    let last = bytes.len() - 40;
+    bytes[last] ^= 0x55;
+    store.raw_set_record(victim, Some(&bytes)).unwrap();
+    let report = store.verify().await.unwrap();
+    assert_eq!(report.problem.map(|p| p.seq), Some(victim));
+}
