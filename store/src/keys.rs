@@ -24,6 +24,9 @@
 //! - No head or time entries: the head is the last record of the last chunk,
 //!   and since time never goes backwards along the log, "the last record at
 //!   or before T" is a binary search over seqs.
+//! - The archive (`archive/`, see `sled_store::archive`) has the same
+//!   `r`, `e` and `s` entries for the older records, and no `m` ones: the
+//!   live tree's `marchive` says up to which seq it holds them.
 
 use std::borrow::Cow;
 

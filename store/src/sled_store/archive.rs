@@ -3,7 +3,8 @@
 //!
 //! sled's open reads back a slot per page and a header per segment, so its
 //! cost grows with the database; a command that only reads the newest
-//! records should not pay for a million old ones. A close that finds more
+//! records should not pay for a million old ones. Off by default (see
+//! [`Archiving::OFF`]); when on, a close that finds more
 //! than twice [`Archiving::keep`] records in the live database moves the
 //! oldest whole chunks (at most [`Archiving::most`] records' worth), with
 //! their index entries, into the archive. The archive is opened only by a
@@ -38,9 +39,18 @@ pub struct Archiving {
     pub most: u64,
 }
 
+impl Archiving {
+    /// Never archives. The default: moving records out of the live database
+    /// deletes them there, and sled does not give the freed space back, so
+    /// the live file keeps its size and its open its cost (BENCHMARKS.md,
+    /// "tried and dropped"); archiving waits for a live database rewritten
+    /// fresh at each seal.
+    pub const OFF: Archiving = Archiving { keep: u64::MAX, most: 0 };
+}
+
 impl Default for Archiving {
     fn default() -> Self {
-        Archiving { keep: 32_768, most: 65_536 }
+        Archiving::OFF
     }
 }
 
