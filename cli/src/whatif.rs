@@ -4,11 +4,9 @@
 //! so it stays byte-for-byte as it was.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fs2::FileExt;
 use serde::Serialize;
 use serde_json::Value;
 use store::Durability;
@@ -86,15 +84,22 @@ fn read_script(file: &Path) -> Result<Vec<(usize, Vec<String>)>, CliError> {
     Ok(lines)
 }
 
-/// Copies the database directory while holding sled's own lock on it.
+/// Copies the database directory while holding the store's lock on it.
 fn copy_locked(db: &Path, to: &Path) -> Result<(), CliError> {
     let io =
         |source: std::io::Error| CliError::Store(store::StoreError::Io { path: db.to_path_buf(), source });
-    let lock_file = File::open(db.join("db"))
-        .map_err(|_| CliError::Usage(format!("no usertrail database at {}", db.display())))?;
+    if !db.join("db").is_file() {
+        return Err(CliError::Usage(format!("no usertrail database at {}", db.display())));
+    }
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(db.join(store::sled_store::LOCK_FILE))
+        .map_err(io)?;
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let started = Instant::now();
-    while lock_file.try_lock_exclusive().is_err() {
+    while lock_file.try_lock().is_err() {
         if started.elapsed() >= Duration::from_millis(wait) {
             return Err(CliError::Store(store::StoreError::Locked {
                 path: db.to_path_buf(),
@@ -104,7 +109,7 @@ fn copy_locked(db: &Path, to: &Path) -> Result<(), CliError> {
         std::thread::sleep(Duration::from_millis(25));
     }
     let copied = copy_dir(db, to).map_err(io);
-    let _ = FileExt::unlock(&lock_file);
+    let _ = lock_file.unlock();
     copied
 }
 

@@ -101,14 +101,23 @@ struct Inner {
     appended: std::sync::atomic::AtomicU64,
     /// Whether `close` did what a drop would.
     closed: bool,
+    // The last two, dropped in this order after the databases: a seal's
+    // swap of the live database's directory, then the lock.
+    /// What a seal leaves to do once the databases are closed.
+    swap: Option<archive::Swap>,
+    /// Our lock on the log's directory (`None` for a temporary log), held
+    /// until the handle is gone.
+    _lock: Option<std::fs::File>,
 }
 
 /// A stream read walks past the chunks between two of its records up to
 /// this many records apart, and seeks beyond.
 const SEEK_GAP: u64 = 512;
 
-/// The archive's directory, inside the log's.
-const ARCHIVE_DIR: &str = "archive";
+/// Our lock file, held while a log is open: a seal replaces the live
+/// database's directory, so sled's lock on that database's files cannot
+/// keep a second opener out on its own.
+pub const LOCK_FILE: &str = "usertrail.lock";
 
 /// Index entries are written as blocks once this many records are pending.
 pub const INDEX_EVERY: usize = 16_384;
@@ -213,12 +222,62 @@ fn engine(e: sled::Error) -> StoreError {
 }
 
 /// A non-empty directory without sled's own files: never ours to write into.
+/// (Our lock file alone is left by an open that failed before sled's start.)
 fn is_foreign_directory(path: &Path) -> bool {
-    let Ok(mut entries) = std::fs::read_dir(path) else {
+    let Ok(entries) = std::fs::read_dir(path) else {
         return false;
     };
-    let non_empty = entries.next().is_some();
+    let non_empty = entries.flatten().any(|e| e.file_name() != LOCK_FILE);
     non_empty && !path.join("conf").is_file() && !path.join("db").is_file()
+}
+
+/// Takes our lock on the log's directory, waiting up to `timeout`.
+fn take_lock(path: &Path, timeout: Duration, started: Instant) -> Result<std::fs::File, StoreError> {
+    let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+    std::fs::create_dir_all(path).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.join(LOCK_FILE))
+        .map_err(io)?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(25))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: path.to_path_buf(), waited: started.elapsed() })
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+        }
+    }
+}
+
+/// Opens the sled database in `dir` of the log at `path`. sled's own lock
+/// may outlive a handle of this process for a moment, so a refusal is retried.
+fn open_sled(dir: &Path, path: &Path, timeout: Duration, started: Instant) -> Result<sled::Db, StoreError> {
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= timeout {
+                    return Err(StoreError::Locked { path: path.to_path_buf(), waited: started.elapsed() });
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(sled::Error::Io(source)) => return Err(StoreError::Io { path: path.to_path_buf(), source }),
+            Err(sled::Error::Corruption { .. }) if remove_unfinished_snapshots(dir) => {}
+            Err(sled::Error::Corruption { .. }) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} cannot be opened: its storage files are damaged or not sled's",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(engine(e)),
+        }
+    }
 }
 
 fn corrupt_seq(seq: u64, what: impl std::fmt::Display) -> StoreError {
@@ -312,29 +371,13 @@ impl SledStore {
             });
         }
         let started = Instant::now();
-        let db = loop {
-            match sled::Config::new().path(&path).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    if started.elapsed() >= options.lock_timeout {
-                        return Err(StoreError::Locked { path, waited: started.elapsed() });
-                    }
-                    std::thread::sleep(Duration::from_millis(25));
-                }
-                Err(sled::Error::Io(source)) => return Err(StoreError::Io { path, source }),
-                Err(sled::Error::Corruption { .. }) if remove_unfinished_snapshots(&path) => {}
-                Err(sled::Error::Corruption { .. }) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "{} cannot be opened: its storage files are damaged or not sled's",
-                        path.display()
-                    )))
-                }
-                Err(e) => return Err(engine(e)),
-            }
-        };
+        let lock = take_lock(&path, options.lock_timeout, started)?;
+        archive::finish_swap(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        let live = archive::live_dir(&path);
+        let db = open_sled(&live, &path, options.lock_timeout, started)?;
         let snapshots = Snapshots::beside(&path);
-        let archive = archive::Archive::new(Some(path.join(ARCHIVE_DIR)));
-        SledStore::over(db, path, options, snapshots, archive)
+        let archive = archive::Archive::new(Some(path.clone()), live != path, options.lock_timeout);
+        SledStore::over(db, path, options, snapshots, archive, Some(lock))
     }
 
     /// Opens a throwaway log that lives in memory only (tests, whatif).
@@ -342,7 +385,8 @@ impl SledStore {
         let db = sled::Config::new().temporary(true).open().map_err(engine)?;
         let snapshots = Snapshots::Memory(Mutex::default());
         let options = OpenOptions { durability: Durability::Batched, ..OpenOptions::default() };
-        SledStore::over(db, PathBuf::from("(temporary)"), options, snapshots, archive::Archive::new(None))
+        let archive = archive::Archive::new(None, false, options.lock_timeout);
+        SledStore::over(db, PathBuf::from("(temporary)"), options, snapshots, archive, None)
     }
 
     fn over(
@@ -351,6 +395,7 @@ impl SledStore {
         options: OpenOptions,
         snapshots: Snapshots,
         archive: archive::Archive,
+        lock: Option<std::fs::File>,
     ) -> Result<SledStore, StoreError> {
         let events = db.open_tree("events").map_err(engine)?;
         let sealed = archive::Sealed::read(&events)?;
@@ -367,6 +412,8 @@ impl SledStore {
                 archiving: options.archiving,
                 appended: Default::default(),
                 closed: false,
+                swap: None,
+                _lock: lock,
             }),
         };
         store.inner.check_format()?;
@@ -388,15 +435,19 @@ impl SledStore {
         inner.close()
     }
 
-    /// Begins to archive the records up to `target` and stops where a crash
-    /// could, with the archive written and the live database not yet
-    /// changed; then closes without archiving more (tests of a seal cut short).
+    /// Archives as a close would, then stops where a crash could: with
+    /// the new live database written and not swapped in (`renames` 0), or
+    /// with the old one renamed away and the new one not yet in its place
+    /// (`renames` 1). Tests of a seal cut short.
     #[doc(hidden)]
-    pub fn raw_seal_halfway(self, target: u64) -> Result<(), StoreError> {
+    pub fn raw_close_cut_short(self, renames: u8) -> Result<u64, StoreError> {
         let mut inner = Arc::try_unwrap(self.inner)
             .map_err(|_| StoreError::Engine("the log is still open elsewhere in this process".into()))?;
-        inner.closed = true;
-        inner.seal(target, true).map(drop)
+        let moved = inner.close()?;
+        if let Some(swap) = &mut inner.swap {
+            swap.stop_after = Some(renames);
+        }
+        Ok(moved)
     }
 
     /// Up to which seq the records are in the archive.

@@ -78,27 +78,29 @@ async fn answers(store: &SledStore) -> Vec<String> {
 async fn a_close_archives_old_records_and_every_read_answers_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let archiving = Archiving { keep: 100, most: 10_000 };
+    let archiving = Archiving { keep: 100 };
     let store = open(&path, archiving);
     write(&store, 0..600);
-    let before = answers(&store).await;
     let head = store.head().await.unwrap().unwrap().seq;
-    assert_eq!(store.close().unwrap(), store_archived(&path, archiving));
-    assert!(
-        path.join("archive").join("db").is_file(),
-        "the archive is a database inside the log's directory"
+    assert_eq!(
+        store.close().unwrap(),
+        0,
+        "a handle that appended more than `keep` leaves it to the next close"
     );
+    assert!(!path.join("live").exists());
 
+    let moved = open(&path, archiving).close().unwrap();
+    assert!(path.join("live").join("db").is_file(), "the newest records live in live/ now");
     let store = open(&path, archiving);
     let upto = store.archived_upto();
+    assert_eq!(moved, upto);
     assert!(
         upto > head - 2 * 100 && upto <= head - 100,
         "keeps the newest 100 to 200 records: {upto} of {head}"
     );
     // A command at the head: the stream's version, its newest records, an append.
-    assert_eq!(store.stream_version("tenant").await.unwrap(), versions(&before, "tenant"));
-    let recent = store.read_stream("tenant", versions(&before, "tenant") - 3).await.unwrap();
-    assert_eq!(recent.len(), 4);
+    let tenant = store.stream_version("tenant").await.unwrap();
+    assert_eq!(store.read_stream("tenant", tenant - 3).await.unwrap().len(), 4);
     store.append_all_blocking(&[call(600)]).unwrap().unwrap();
     assert!(!store.archive_is_open(), "nothing at the head needs the archive");
     // A retry of an archived append is known, and lands nowhere new.
@@ -107,99 +109,83 @@ async fn a_close_archives_old_records_and_every_read_answers_as_before() {
     assert!(store.archive_is_open());
     let verified = store.verify().await.unwrap();
     assert_eq!((verified.records, verified.problem), (head + 1, None), "call 600 is one record");
-    drop(store);
-
-    // The same answers as before it moved (the new call's records aside).
-    let store = open(&path, Archiving { keep: u64::MAX / 4, most: 0 });
-    let all = store.read_log(1, head, usize::MAX).await.unwrap();
-    assert_eq!(all.len() as u64, head);
     // The same calls in a log that never archived answer alike.
     let fresh = SledStore::temporary().unwrap();
     write(&fresh, 0..601);
     assert_eq!(answers(&store).await, answers(&fresh).await);
-}
+    drop(store);
 
-/// What a close of a log at `path` archived, read back from its mark.
-fn store_archived(path: &std::path::Path, archiving: Archiving) -> u64 {
-    open(path, Archiving { keep: u64::MAX / 4, ..archiving }).archived_upto()
-}
-
-fn versions(answers: &[String], stream: &str) -> u64 {
-    let prefix = format!("{stream} at ");
-    answers.iter().find_map(|a| a.strip_prefix(&prefix)).unwrap().parse().unwrap()
-}
-
-#[tokio::test]
-async fn a_bulk_writer_leaves_archiving_to_later_closes_each_moving_a_bounded_part() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let archiving = Archiving { keep: 50, most: 200 };
-    let store = open(&path, archiving);
-    write(&store, 0..500);
-    let head = store.head().await.unwrap().unwrap().seq;
-    assert_eq!(store.close().unwrap(), 0, "it appended {head} records, more than a close moves");
-    let mut moved = Vec::new();
-    loop {
+    // Later seals move the live records into the archive, the rest into a
+    // fresh live database; the answers stay the same throughout.
+    for round in 0..3 {
         let store = open(&path, archiving);
-        let n = store.close().unwrap();
-        if n == 0 {
-            break;
-        }
-        moved.push(n);
+        write(&store, 601 + round * 60..661 + round * 60);
+        drop(store);
+        let store = open(&path, archiving);
+        let before = store.archived_upto();
+        let moved = store.close().unwrap();
+        let store = open(&path, archiving);
+        assert_eq!(store.archived_upto(), before + moved);
+        assert!(store.head().await.unwrap().unwrap().seq - store.archived_upto() <= 200);
+        write(&fresh, 601 + round * 60..661 + round * 60);
+        assert_eq!(answers(&store).await, answers(&fresh).await, "round {round}");
+        assert_eq!(store.verify().await.unwrap().problem, None);
     }
-    assert!(moved.len() >= 4 && moved.iter().all(|&n| n <= 200), "{moved:?}");
-    let store = open(&path, archiving);
-    let live = head - store.archived_upto();
-    assert!((50..=100).contains(&live), "{live} records live");
-    assert_eq!(store.verify().await.unwrap().problem, None);
-    let fresh = SledStore::temporary().unwrap();
-    write(&fresh, 0..500);
-    assert_eq!(answers(&store).await, answers(&fresh).await);
+    assert!(!path.join("live.next").exists() && !path.join("live.old").exists());
 }
 
 #[tokio::test]
-async fn a_seal_cut_short_reads_as_before_and_the_next_close_finishes_it() {
+async fn a_seal_cut_short_reads_as_before_and_a_later_close_seals_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let archiving = Archiving { keep: 60, most: 10_000 };
-    let store = open(&path, archiving);
-    write(&store, 0..200);
+    let archiving = Archiving { keep: 60 };
     let fresh = SledStore::temporary().unwrap();
-    write(&fresh, 0..200);
-    // A first seal lands, then a second one stops halfway.
-    store.close().unwrap();
-    let store = open(&path, archiving);
-    let first = store.archived_upto();
+    let grow = |calls: std::ops::Range<u64>| {
+        let store = open(&path, archiving);
+        write(&store, calls.clone());
+        write(&fresh, calls);
+        drop(store);
+    };
+    grow(0..200);
+    open(&path, archiving).close().unwrap();
+    let first = open(&path, archiving).archived_upto();
     assert!(first > 0);
-    write(&store, 200..400);
-    write(&fresh, 200..400);
-    let want_more = answers(&fresh).await;
-    store.raw_seal_halfway(u64::MAX / 2).unwrap();
+    for renames in [0, 1] {
+        let round = 200 + u64::from(renames) * 200;
+        grow(round..round + 200);
+        let store = open(&path, archiving);
+        assert!(store.raw_close_cut_short(renames).unwrap() > 0);
+        assert!(path.join("live.next").exists(), "the new live database was never swapped in");
+        assert_eq!(path.join("live").exists(), renames == 0);
 
-    let store = open(&path, Archiving { keep: 60, most: 0 });
-    assert_eq!(store.archived_upto(), first, "the mark moves only when the seal lands");
-    assert_eq!(answers(&store).await, want_more, "the archive's copies past the mark are not read");
-    assert_eq!(store.verify().await.unwrap().problem, None);
-    assert_eq!(store.close().unwrap(), 0, "a handle that may move nothing finishes nothing");
-
-    let store = open(&path, archiving);
-    assert!(store.close().unwrap() > 0);
-    let store = open(&path, archiving);
-    let head = store.head().await.unwrap().unwrap().seq;
-    assert!(store.archived_upto() > first && store.archived_upto() < head);
-    assert_eq!(answers(&store).await, want_more);
-    let verified = store.verify().await.unwrap();
-    assert_eq!((verified.records, verified.problem), (head, None));
+        let store = open(&path, Archiving::OFF);
+        assert!(!path.join("live.next").exists() && !path.join("live.old").exists());
+        let want = answers(&fresh).await;
+        assert_eq!(answers(&store).await, want, "after {renames} renames");
+        let verified = store.verify().await.unwrap();
+        assert_eq!(verified.problem, None);
+        let upto = store.archived_upto();
+        if renames == 0 {
+            assert_eq!(upto, first, "the mark moves only with the new live database");
+        } else {
+            assert!(upto > first, "a swap cut between its renames is finished");
+        }
+        drop(store);
+        assert!(open(&path, archiving).close().unwrap() > 0 || renames == 1);
+        let store = open(&path, archiving);
+        assert_eq!(answers(&store).await, want);
+        assert_eq!(store.verify().await.unwrap().problem, None);
+    }
 }
-
 #[tokio::test]
 async fn verify_finds_a_record_altered_in_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let archiving = Archiving { keep: 20, most: 10_000 };
+    let archiving = Archiving { keep: 20 };
     let store = open(&path, archiving);
     write(&store, 0..100);
     store.close().unwrap();
+    open(&path, archiving).close().unwrap();
     let store = open(&path, archiving);
     let victim = store.archived_upto() / 2;
     let mut bytes = store.raw_record(victim).unwrap().unwrap();

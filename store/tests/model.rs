@@ -38,7 +38,7 @@ proptest! {
         // Tiny thresholds, so that reopens archive (and reads span both databases).
         archiving in prop_oneof![
             Just(Archiving::default()),
-            (0..6u64, 1..12u64).prop_map(|(keep, most)| Archiving { keep, most }),
+            (0..6u64).prop_map(|keep| Archiving { keep }),
         ],
     ) {
         let dir = tempfile::tempdir().unwrap();

@@ -672,8 +672,10 @@ fn child_cli(args: &[String]) {
 /// time and peak RSS. The value goes to sled's default tree, which a
 /// usertrail log with its format mark does not read.
 fn child_sled(db: &Path) {
+    // The database a command opens: the live one, once the log has an archive.
+    let live = if db.join("live").is_dir() { db.join("live") } else { db.to_path_buf() };
     let t = Instant::now();
-    let sled = sled::Config::new().path(db).open().expect("open the database with sled alone");
+    let sled = sled::Config::new().path(&live).open().expect("open the database with sled alone");
     sled.insert(b"usertrail-bench-probe", vec![0x5a; 300]).expect("insert");
     sled.flush().expect("flush");
     drop(sled);

@@ -1,71 +1,82 @@
-//! The archive: a second sled database (`archive/` inside the log's
-//! directory) that holds the older records, so that the live one stays small.
+//! The archive: the older records in a database of their own, so that
+//! the live one a command opens stays small.
 //!
 //! sled's open reads back a slot per page and a header per segment, so its
 //! cost grows with the database; a command that only reads the newest
-//! records should not pay for a million old ones. Off by default (see
-//! [`Archiving::OFF`]); when on, a close that finds more
-//! than twice [`Archiving::keep`] records in the live database moves the
-//! oldest whole chunks (at most [`Archiving::most`] records' worth), with
-//! their index entries, into the archive. The archive is opened only by a
-//! read that reaches past [`Sealed::upto`]: a stream replayed from an old
-//! snapshot, time travel, `verify`, a retry of an old append.
+//! records should not pay for a million old ones. Deleting the old records
+//! from the live database does not help: sled keeps the freed space, and
+//! the file and its open cost stay as they were (37 ms after a million
+//! records moved out, where the whole database opened in 4). So a seal
+//! writes a *fresh* live database instead.
 //!
-//! A seal is crash-safe without a journal: it first notes its cut in the
-//! live database (`sealing`), then writes and flushes the archive, then in
-//! one atomic batch removes what moved from the live database and moves the
-//! mark. Until that batch lands, the live database still holds everything
-//! and readers ignore the archive past the mark; the next close redoes the
-//! same cut, and replaying the same entries into the archive changes nothing.
+//! The layout: the log's directory is itself a sled database. Until the
+//! first seal it is the live one. The first seal writes the newest records
+//! into `live/` and the directory's own database, untouched, becomes the
+//! archive: every record up to the cut (`Sealed::upto`) is read from it,
+//! and what it holds past the cut is ignored. Each later seal moves the
+//! live database's records up to its cut into the archive, then writes the
+//! rest into `live.next/` and swaps it in (`live` to `live.old`, `live.next`
+//! to `live`, `live.old` removed). A close seals when the live database
+//! holds more than twice [`Archiving::keep`] records, and keeps the newest
+//! `keep` to `2 keep` live; a handle that appended more than `keep` itself
+//! (an import, a sync pass) leaves it to the next close.
+//!
+//! Crash-safe without a journal: the archive is written and flushed before
+//! the new live database, which is whole and flushed before it is renamed
+//! into place, and the mark that moves readers to the archive lives in that
+//! new live database. Open finishes a swap cut between its renames and
+//! removes a `live.next` that was never renamed; anything a seal cut short
+//! wrote into the archive lies past the mark, ignored, and is written again
+//! the same (chunks and ids) or rewritten (the runs past the mark) by the
+//! next seal. Our own lock file (`usertrail.lock`) keeps other openers out
+//! through the swap, which sled's lock on the replaced files cannot.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{engine, Inner};
+use super::{engine, mark, open_sled, Inner, LOG_FORMAT};
 use crate::blocks;
 use crate::keys::{self, be_u64, Run};
 use crate::StoreError;
 
+const LIVE: &str = "live";
+const NEXT: &str = "live.next";
+const OLD: &str = "live.old";
+
 /// When a close moves older records into the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Archiving {
-    /// The newest records a close leaves in the live database; it archives
-    /// once the live database holds more than twice this many.
+    /// The newest records a close leaves in the live database: it archives
+    /// once that holds more than twice this many, down to this many (or a
+    /// few more: the cut falls between chunks). A handle that itself
+    /// appended more than this (an import, a sync pass) leaves it to the next close.
     pub keep: u64,
-    /// The most records one close moves (0: it moves none, nor finishes a
-    /// seal cut short). A handle that itself appended more (an import, a
-    /// sync pass) leaves the archiving to later closes.
-    pub most: u64,
 }
 
 impl Archiving {
-    /// Never archives. The default: moving records out of the live database
-    /// deletes them there, and sled does not give the freed space back, so
-    /// the live file keeps its size and its open its cost (BENCHMARKS.md,
-    /// "tried and dropped"); archiving waits for a live database rewritten
-    /// fresh at each seal.
-    pub const OFF: Archiving = Archiving { keep: u64::MAX, most: 0 };
+    /// Never archives.
+    pub const OFF: Archiving = Archiving { keep: u64::MAX / 4 };
 }
 
 impl Default for Archiving {
     fn default() -> Self {
-        Archiving::OFF
+        Archiving { keep: 32_768 }
     }
 }
 
 /// What the archive holds, as the live database records it (`marchive`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Sealed {
-    /// Every record up to this seq (its chunk and index entries) is in the
-    /// archive, and nothing of it in the live database.
+    /// Every record up to this seq (its chunk and index entries) is read
+    /// from the archive, and nothing of it is in the live database.
     pub upto: u64,
-    /// The cut of a seal that began and did not finish: the next one makes
-    /// the same cut, so what it wrote into the archive is written again unchanged.
-    pub sealing: Option<u64>,
     /// Each stream's version at `upto` (streams with a record in the archive).
     pub versions: BTreeMap<String, u64>,
-    /// The largest event id in the archive.
+    /// The largest event id in the archive up to `upto`.
     pub newest_id: Option<[u8; 16]>,
 }
 
@@ -85,18 +96,92 @@ impl Sealed {
     }
 }
 
+/// The live database's directory in the log at `root`.
+pub(super) fn live_dir(root: &Path) -> PathBuf {
+    let live = root.join(LIVE);
+    if live.is_dir() {
+        live
+    } else {
+        root.to_path_buf()
+    }
+}
+
+/// At open, under the lock: finishes a swap cut between its renames, and
+/// removes what a seal cut short left.
+pub(super) fn finish_swap(root: &Path) -> std::io::Result<()> {
+    let (live, next, old) = (root.join(LIVE), root.join(NEXT), root.join(OLD));
+    if next.exists() {
+        if !live.exists() && old.exists() {
+            // Renamed away, not yet replaced: the new one is whole.
+            std::fs::rename(&next, &live)?;
+            sync_dir(root)?;
+        } else {
+            std::fs::remove_dir_all(&next)?;
+        }
+    }
+    if old.exists() && live.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The swap a seal leaves for after the live database is closed.
+pub(super) struct Swap {
+    root: PathBuf,
+    /// Stop after this many renames (tests of a swap cut short).
+    pub stop_after: Option<u8>,
+}
+
+impl Drop for Swap {
+    /// Best effort, like the rest of a drop: an open finishes what this does not.
+    fn drop(&mut self) {
+        let _ = self.run();
+    }
+}
+
+impl Swap {
+    fn run(&self) -> std::io::Result<()> {
+        let (live, next, old) = (self.root.join(LIVE), self.root.join(NEXT), self.root.join(OLD));
+        let mut renames = 0;
+        let mut rename = |from: &Path, to: &Path| -> std::io::Result<bool> {
+            if self.stop_after.is_some_and(|stop| renames >= stop) {
+                return Ok(false);
+            }
+            renames += 1;
+            std::fs::rename(from, to).map(|()| true)
+        };
+        if live.exists() && !rename(&live, &old)? {
+            return Ok(());
+        }
+        if !rename(&next, &live)? {
+            return Ok(());
+        }
+        sync_dir(&self.root)?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        Ok(())
+    }
+}
+
 /// The archive's database, opened on first use.
 pub(super) struct Archive {
-    /// Its directory; `None` for a temporary log, which never archives: it
-    /// ends with its handle.
-    pub dir: Option<std::path::PathBuf>,
-    pub db: std::sync::OnceLock<(sled::Db, sled::Tree)>,
-    pub opening: std::sync::Mutex<()>,
+    /// The log's directory; `None` for a temporary log, which never archives.
+    root: Option<PathBuf>,
+    /// Whether the live database is `live/`, and so the root's the archive.
+    split: bool,
+    lock_timeout: Duration,
+    db: OnceLock<(sled::Db, sled::Tree)>,
+    opening: Mutex<()>,
 }
 
 impl Archive {
-    pub(super) fn new(dir: Option<std::path::PathBuf>) -> Archive {
-        Archive { dir, db: std::sync::OnceLock::new(), opening: std::sync::Mutex::new(()) }
+    pub(super) fn new(root: Option<PathBuf>, split: bool, lock_timeout: Duration) -> Archive {
+        Archive { root, split, lock_timeout, db: OnceLock::new(), opening: Mutex::new(()) }
     }
 
     /// Whether this handle has opened the archive (tests of what a command reads).
@@ -115,17 +200,13 @@ impl Inner {
         if let Some((_, tree)) = self.archive.db.get() {
             return Ok(tree);
         }
-        let config = match &self.archive.dir {
-            Some(dir) => sled::Config::new().path(dir),
-            None => sled::Config::new().temporary(true),
+        let root = match (&self.archive.root, self.archive.split) {
+            (Some(root), true) => root,
+            _ => {
+                return Err(StoreError::Corrupt("the archive mark is set but the log has no archive".into()))
+            }
         };
-        let db = config.open().map_err(|e| match e {
-            sled::Error::Corruption { .. } => StoreError::Corrupt(format!(
-                "the archive of {} cannot be opened: its storage files are damaged",
-                self.path.display()
-            )),
-            e => engine(e),
-        })?;
+        let db = open_sled(root, &self.path, self.archive.lock_timeout, Instant::now())?;
         let tree = db.open_tree("events").map_err(engine)?;
         Ok(&self.archive.db.get_or_init(|| (db, tree)).1)
     }
@@ -139,74 +220,51 @@ impl Inner {
         }
     }
 
-    /// On close: moves old records into the archive if the policy says so.
-    /// Returns how many moved.
+    /// On close: seals if the policy says so. Returns how many records moved.
     pub(super) fn archive_on_close(&mut self) -> Result<u64, StoreError> {
+        let keep = self.archiving.keep;
         // A damaged log stays as it is, to be read and verified.
-        if self.archive.dir.is_none()
-            || self.archiving.most == 0
-            || *self.appended.get_mut() > self.archiving.most
+        if self.archive.root.is_none()
+            || *self.appended.get_mut() > keep
             || self.pending_mut().damaged.is_some()
         {
             return Ok(0);
         }
         let tip = self.tip()?.seq;
-        let live = tip.saturating_sub(self.sealed.upto);
-        let target = match self.sealed.sealing {
-            Some(cut) => cut,
-            None if live > self.archiving.keep.saturating_mul(2) => {
-                (tip - self.archiving.keep).min(self.sealed.upto.saturating_add(self.archiving.most))
-            }
-            None => return Ok(0),
-        };
-        self.seal(target, false)
+        if tip.saturating_sub(self.sealed.upto) <= keep.saturating_mul(2) {
+            return Ok(0);
+        }
+        self.seal(tip - keep)
     }
 
-    /// Moves the whole chunks up to `target` (and their index entries) into
-    /// the archive. Needs the handle alone: readers take `sealed` unlocked.
-    /// `halt` stops it where a crash could, once the archive is written
-    /// (tests of a seal cut short).
-    pub(super) fn seal(&mut self, target: u64, halt: bool) -> Result<u64, StoreError> {
+    /// Moves the whole chunks up to `target`, with their index entries, into
+    /// the archive, and writes the rest into a new live database that the
+    /// drop swaps in. Needs the handle alone: readers take `sealed` unlocked.
+    pub(super) fn seal(&mut self, target: u64) -> Result<u64, StoreError> {
+        let Some(root) = self.archive.root.clone() else { return Ok(0) };
         let mut pending = std::mem::take(self.pending_mut());
         let written = self.write_index(&mut pending);
+        let indexed = pending.indexed;
         *self.pending_mut() = pending;
         written?;
         let from = self.sealed.upto;
         // The cut falls between chunks: before the one holding `target + 1`.
-        let cut = match self.sealed.sealing {
-            Some(cut) => cut,
-            None => self.chunk_start(target.saturating_add(1))?.saturating_sub(1),
-        };
+        let cut = self.chunk_start(target.saturating_add(1))?.saturating_sub(1);
         if cut <= from {
             return Ok(0);
         }
-        let mut intent = self.sealed.clone();
-        intent.sealing = Some(cut);
-        self.events.insert(keys::META_ARCHIVE, intent.encode()?).map_err(engine)?;
-        self.flush_db()?;
-
         let live = &self.events;
-        let mut live_batch = sled::Batch::default();
-        let mut archive_batch = sled::Batch::default();
-        for entry in live.range(keys::chunk_key(from + 1)..=keys::chunk_key(cut)) {
-            let (key, chunk) = entry.map_err(engine)?;
-            live_batch.remove(key.clone());
-            archive_batch.insert(key, chunk);
-        }
 
-        // Event ids: the archive takes those up to the cut, the live blocks
-        // are written anew with the rest.
+        // Event ids and runs split at the cut (a run across it in two).
         let (mut moved_ids, mut kept_ids) = (Vec::new(), Vec::new());
         for block in live.scan_prefix(keys::EVENT_PREFIX) {
-            let (key, block) = block.map_err(engine)?;
-            live_batch.remove(key);
+            let (_, block) = block.map_err(engine)?;
             for entry in block.chunks_exact(keys::EVENT_LAYOUT.entry) {
                 let seq = be_u64(&entry[16..]).unwrap_or(0);
                 let side = if seq <= cut { &mut moved_ids } else { &mut kept_ids };
                 side.extend_from_slice(entry);
             }
         }
-        // Runs: a run across the cut is split there.
         let mut runs: BTreeMap<String, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
         for block in live.scan_prefix([keys::TAG_STREAM]) {
             let (key, block) = block.map_err(engine)?;
@@ -214,7 +272,6 @@ impl Inner {
                 .ok_or_else(|| StoreError::Corrupt("a stream index key is malformed".into()))?
                 .0
                 .to_owned();
-            live_batch.remove(key);
             let (moved, kept) = runs.entry(stream.clone()).or_default();
             for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
                 let run = Run::of(entry).ok_or_else(|| super::malformed_runs(&stream))?;
@@ -223,23 +280,8 @@ impl Inner {
                 kept.extend(after.iter().flat_map(|r| r.entry()));
             }
         }
-
-        let archive = self.archive()?;
-        let merge_error = |e| match e {
-            blocks::MergeError::Engine(e) => engine(e),
-            blocks::MergeError::Clash(key) => {
-                StoreError::Corrupt(format!("archive index entry {key:02x?} is there with another value"))
-            }
-        };
-        blocks::merge(archive, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &moved_ids, &mut archive_batch)
-            .map_err(merge_error)?;
-        blocks::pack(keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &kept_ids, &mut live_batch);
-        let mut sealed = Sealed { upto: cut, sealing: None, ..self.sealed.clone() };
-        for (stream, (moved, kept)) in &runs {
-            let prefix = keys::stream_prefix(stream);
-            blocks::merge(archive, &prefix, keys::RUN_LAYOUT, moved, &mut archive_batch)
-                .map_err(merge_error)?;
-            blocks::pack(&prefix, keys::RUN_LAYOUT, kept, &mut live_batch);
+        let mut sealed = Sealed { upto: cut, ..self.sealed.clone() };
+        for (stream, (moved, _)) in &runs {
             if let Some(last) = moved.chunks_exact(keys::RUN_LAYOUT.entry).last().and_then(Run::of) {
                 sealed.versions.insert(stream.clone(), last.end() - 1);
             }
@@ -249,17 +291,88 @@ impl Inner {
                 newest.try_into().map_err(|_| StoreError::Corrupt("an event id is short".into()))?;
             sealed.newest_id = sealed.newest_id.max(Some(newest));
         }
-        archive.apply_batch(archive_batch).map_err(engine)?;
-        archive.flush().map_err(engine)?;
-        if halt {
-            return Ok(0);
+
+        // Into the archive, when there is one besides the live database
+        // (the first seal leaves the root's database, which holds it all, as it is).
+        if self.archive.split {
+            let archive = self.archive()?;
+            let mut batch = sled::Batch::default();
+            for entry in live.range(keys::chunk_key(from + 1)..=keys::chunk_key(cut)) {
+                let (key, chunk) = entry.map_err(engine)?;
+                batch.insert(key, chunk);
+            }
+            blocks::merge(archive, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &moved_ids, &mut batch).map_err(
+                |e| match e {
+                    blocks::MergeError::Engine(e) => engine(e),
+                    blocks::MergeError::Clash(key) => StoreError::Corrupt(format!(
+                        "archive event id entry {key:02x?} is there with another seq"
+                    )),
+                },
+            )?;
+            for (stream, (moved, _)) in &runs {
+                if !moved.is_empty() {
+                    let since = self.sealed.versions.get(stream).copied().unwrap_or(0) + 1;
+                    self.replace_archived_runs(archive, stream, since, moved, &mut batch)?;
+                }
+            }
+            archive.apply_batch(batch).map_err(engine)?;
+            archive.flush().map_err(engine)?;
         }
 
-        live_batch.insert(keys::META_ARCHIVE, sealed.encode()?);
-        live.apply_batch(live_batch).map_err(engine)?;
-        self.flush_db()?;
+        // The new live database: the rest, and the marks.
+        let next_dir = root.join(NEXT);
+        if next_dir.exists() {
+            std::fs::remove_dir_all(&next_dir)
+                .map_err(|source| StoreError::Io { path: next_dir.clone(), source })?;
+        }
+        let next = sled::Config::new().path(&next_dir).open().map_err(engine)?;
+        let tree = next.open_tree("events").map_err(engine)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));
+        batch.insert(keys::META_INDEXED, &indexed.to_be_bytes()[..]);
+        batch.insert(keys::META_ARCHIVE, sealed.encode()?);
+        for entry in live.range(keys::chunk_key(cut + 1)..=keys::chunk_key(u64::MAX)) {
+            let (key, chunk) = entry.map_err(engine)?;
+            batch.insert(key, chunk);
+        }
+        blocks::pack(keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &kept_ids, &mut batch);
+        for (stream, (_, kept)) in &runs {
+            blocks::pack(&keys::stream_prefix(stream), keys::RUN_LAYOUT, kept, &mut batch);
+        }
+        tree.apply_batch(batch).map_err(engine)?;
+        next.flush().map_err(engine)?;
+        drop((tree, next));
+        self.swap = Some(Swap { root, stop_after: None });
         self.sealed = sealed;
         Ok(cut - from)
+    }
+
+    /// Rewrites a stream's archived runs from version `since` on: what is
+    /// there past the mark is a seal's cut short (or, after the first seal,
+    /// the root's own runs past its cut), so it goes, and `moved` takes its place.
+    fn replace_archived_runs(
+        &self,
+        archive: &sled::Tree,
+        stream: &str,
+        since: u64,
+        moved: &[u8],
+        batch: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        let prefix = keys::stream_prefix(stream);
+        let mut entries = Vec::new();
+        for block in blocks::blocks_from(archive, &prefix, &since.to_be_bytes()).map_err(engine)? {
+            let (key, block) = block.map_err(engine)?;
+            batch.remove(key);
+            for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
+                let run = Run::of(entry).ok_or_else(|| super::malformed_runs(stream))?;
+                if run.version < since {
+                    entries.extend(archived_part(run, self.sealed.upto).iter().flat_map(|r| r.entry()));
+                }
+            }
+        }
+        entries.extend_from_slice(moved);
+        blocks::pack(&prefix, keys::RUN_LAYOUT, &entries, batch);
+        Ok(())
     }
 }
 
