@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use fs2::FileExt;
 use serde::Serialize;
 use serde_json::Value;
 use store::Durability;
@@ -99,7 +100,7 @@ fn copy_locked(db: &Path, to: &Path) -> Result<(), CliError> {
         .map_err(io)?;
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let started = Instant::now();
-    while lock_file.try_lock().is_err() {
+    while lock_file.try_lock_exclusive().is_err() {
         if started.elapsed() >= Duration::from_millis(wait) {
             return Err(CliError::Store(store::StoreError::Locked {
                 path: db.to_path_buf(),
@@ -109,7 +110,7 @@ fn copy_locked(db: &Path, to: &Path) -> Result<(), CliError> {
         std::thread::sleep(Duration::from_millis(25));
     }
     let copied = copy_dir(db, to).map_err(io);
-    let _ = lock_file.unlock();
+    let _ = FileExt::unlock(&lock_file);
     copied
 }
 

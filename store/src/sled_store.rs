@@ -242,15 +242,15 @@ fn take_lock(path: &Path, timeout: Duration, started: Instant) -> Result<std::fs
         .open(path.join(LOCK_FILE))
         .map_err(io)?;
     loop {
-        match file.try_lock() {
+        match fs2::FileExt::try_lock_exclusive(&file) {
             Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() && started.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(25))
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
                 return Err(StoreError::Locked { path: path.to_path_buf(), waited: started.elapsed() })
             }
-            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+            Err(source) => return Err(io(source)),
         }
     }
 }
