@@ -481,6 +481,15 @@ fn a_directory_of_other_files_is_not_taken_over() {
 }
 
 #[test]
+fn a_directory_holding_only_our_lock_file_is_ours() {
+    // An open that failed after taking the lock, before sled's start.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(store::sled_store::LOCK_FILE), "").unwrap();
+    let store = SledStore::open(dir.path(), OpenOptions::default()).unwrap();
+    assert_eq!(store.read_log_blocking(1, u64::MAX, 10).unwrap().len(), 0);
+}
+
+#[test]
 fn a_database_held_by_another_opener_waits_then_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let _holder = open(&dir);

@@ -71,6 +71,9 @@ pub struct Generated {
     pub upns: Vec<String>,
     pub elapsed: Duration,
     pub rejected: u64,
+    /// Records the first close after generating moved into the archive, and how long it took.
+    pub archived: u64,
+    pub archiving: Duration,
 }
 
 /// A tiny deterministic PRNG (xorshift64*).
@@ -156,12 +159,22 @@ pub fn generate(path: &Path, spec: Spec) -> Generated {
     g.flush();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(store::EventStore::flush(&g.store)).expect("flush");
+    let elapsed = started.elapsed();
+    // A bulk writer leaves archiving to the next close: that of the first
+    // command after it, done here so that the log is as commands find it.
+    assert_eq!(g.store.close().expect("close the log"), 0, "a bulk writer does not archive");
+    let settling = Instant::now();
+    let archived = SledStore::open(path, OpenOptions::default())
+        .and_then(SledStore::close)
+        .expect("archive the older records");
     Generated {
         head: g.seq,
+        archived,
+        archiving: settling.elapsed(),
         setup,
         env_names: g.envs.iter().map(|e| e.name.clone()).collect(),
         upns: (0..spec.users).map(upn_of).collect(),
-        elapsed: started.elapsed(),
+        elapsed,
         rejected: g.rejected,
     }
 }

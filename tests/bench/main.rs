@@ -197,7 +197,7 @@ fn main() {
 
 fn report_gen(name: &str, g: &Generated, path: &Path) {
     println!(
-        "generated {name}: {} events ({} of set-up), {} users, {} environments, {} turned-down commands skipped, in {:.1} s ({:.0} events/s), {} MiB on disk",
+        "generated {name}: {} events ({} of set-up), {} users, {} environments, {} turned-down commands skipped, in {:.1} s ({:.0} events/s), {} MiB on disk; the next close archived {} records in {:.0} ms",
         g.head,
         g.setup,
         g.upns.len(),
@@ -205,7 +205,9 @@ fn report_gen(name: &str, g: &Generated, path: &Path) {
         g.rejected,
         g.elapsed.as_secs_f64(),
         g.head as f64 / g.elapsed.as_secs_f64(),
-        dir_size(path) / (1 << 20)
+        dir_size(path) / (1 << 20),
+        g.archived,
+        g.archiving.as_secs_f64() * 1e3
     );
 }
 

@@ -63,8 +63,11 @@ impl Archiving {
 }
 
 impl Default for Archiving {
+    /// 8,192: a live database of 8k to 16k records opens about as fast as an
+    /// empty one (1.0-1.4 ms against 0.9-1.3 for sled alone; 32k to 64k
+    /// took 1.5-2.6 ms), and a seal every 8k records costs tens of ms.
     fn default() -> Self {
-        Archiving { keep: 32_768 }
+        Archiving { keep: 8_192 }
     }
 }
 
