@@ -263,9 +263,12 @@ where
         records: since_series.records + replayed.records,
         bytes: since_series.bytes + replayed.bytes,
     };
+    // A replay that began in the archive leaves a head snapshot however
+    // short it was: else every command on this stream would open the archive.
+    let from_archive = records.first().is_some_and(|r| r.seq <= store.archived_upto());
     if since_series.at_least(MIN_REPLAY, base_bytes, REPLAY_PER_SNAPSHOT_BYTE) {
         save(store, stream, &state, version, last_seq).await?;
-    } else if replayed.at_least(MIN_HEAD_REPLAY, base_bytes, HEAD_REPLAY_PER_SNAPSHOT_BYTE)
+    } else if (from_archive || replayed.at_least(MIN_HEAD_REPLAY, base_bytes, HEAD_REPLAY_PER_SNAPSHOT_BYTE))
         && store.head().await?.is_none_or(|head| upto >= head.seq)
     {
         let head = HeadSnapshotted { version, since_series, state: &state };
@@ -587,6 +590,40 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_replay_that_began_in_the_archive_leaves_a_head_snapshot_so_the_next_one_stays_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let open = || {
+            let archiving = store::Archiving { keep: 2 };
+            SledStore::open(&path, store::OpenOptions { archiving, ..store::OpenOptions::default() }).unwrap()
+        };
+        let mut log = Log::over(open());
+        log.seat_changes(69);
+        log.load(u64::MAX);
+        assert_eq!(log.newest("aggregate"), Some(70));
+        log.seat_changes(5);
+        let Log { store, rt, version } = log;
+        drop(store);
+        // The next close archives all but the newest two or three records.
+        open().close().unwrap();
+        let head_load = |store: &SledStore| -> Tenant {
+            rt.block_on(load(store, "tenant", u64::MAX, Snapshots::Use)).unwrap().0
+        };
+        let store = open();
+        assert!((70..75).contains(&store.archived_upto()), "{}", store.archived_upto());
+        let tenant = head_load(&store);
+        assert!(store.archive_is_open(), "records 71.. were in the archive");
+        let log = Log { store, rt, version };
+        assert_eq!(log.newest("aggregate-head"), Some(75), "a replay of 5 leaves a head snapshot");
+        let Log { store, rt, .. } = log;
+        drop(store);
+        let store = open();
+        let again: (Tenant, u64) = rt.block_on(load(&store, "tenant", u64::MAX, Snapshots::Use)).unwrap();
+        assert_eq!(again.0, tenant);
+        assert!(!store.archive_is_open(), "the next command starts from the head snapshot");
     }
 
     #[test]

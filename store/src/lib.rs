@@ -295,4 +295,9 @@ pub trait EventStore: Send + Sync {
     }
     /// Walks the chain and every index; reports the first bad record.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;
+    /// Up to which seq the records are in the archive, which a read of them
+    /// opens (0: none are).
+    fn archived_upto(&self) -> u64 {
+        0
+    }
 }

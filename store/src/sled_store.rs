@@ -450,11 +450,6 @@ impl SledStore {
         Ok(moved)
     }
 
-    /// Up to which seq the records are in the archive.
-    pub fn archived_upto(&self) -> u64 {
-        self.inner.sealed.upto
-    }
-
     /// Whether this handle has opened the archive (tests of what a command reads).
     #[doc(hidden)]
     pub fn archive_is_open(&self) -> bool {
@@ -1262,6 +1257,10 @@ impl EventStore for SledStore {
     async fn snapshot_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError> {
         let name = name.to_owned();
         self.blocking(move |s| s.snapshot_seq(&name, max_seq)).await
+    }
+
+    fn archived_upto(&self) -> u64 {
+        self.inner.sealed.upto
     }
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
