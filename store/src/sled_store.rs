@@ -371,13 +371,20 @@ impl SledStore {
             });
         }
         let started = Instant::now();
+        let had_lock_file = path.join(LOCK_FILE).exists();
         let lock = take_lock(&path, options.lock_timeout, started)?;
         archive::finish_swap(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
         let live = archive::live_dir(&path);
         let db = open_sled(&live, &path, options.lock_timeout, started)?;
         let snapshots = Snapshots::beside(&path);
         let archive = archive::Archive::new(Some(path.clone()), live != path, options.lock_timeout);
-        SledStore::over(db, path, options, snapshots, archive, Some(lock))
+        let lock_file = path.join(LOCK_FILE);
+        let opened = SledStore::over(db, path, options, snapshots, archive, Some(lock));
+        if matches!(opened, Err(StoreError::NotOurs { .. })) && !had_lock_file {
+            // Another program's sled database: leave nothing of ours in it.
+            let _ = std::fs::remove_file(lock_file);
+        }
+        opened
     }
 
     /// Opens a throwaway log that lives in memory only (tests, whatif).

@@ -524,6 +524,7 @@ fn a_foreign_sled_database_is_not_ours() {
     }
     let err = SledStore::open(dir.path().join("db"), OpenOptions::default()).err().unwrap();
     assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
+    assert!(!dir.path().join("db").join(store::sled_store::LOCK_FILE).exists(), "nothing of ours left in it");
 }
 
 #[test]
