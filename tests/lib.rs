@@ -21,6 +21,7 @@ pub struct Run {
 pub struct Sandbox {
     dir: tempfile::TempDir,
     clock: chrono::DateTime<chrono::Utc>,
+    archiving: Option<store::Archiving>,
 }
 
 impl Default for Sandbox {
@@ -34,7 +35,14 @@ impl Sandbox {
     pub fn new() -> Sandbox {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let clock = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z").expect("a time").to_utc();
-        Sandbox { dir, clock }
+        Sandbox { dir, clock, archiving: None }
+    }
+
+    /// Has each command's close archive all but the newest `keep` to
+    /// `2 keep` records, as a log of millions does with the default `keep`.
+    pub fn archiving(mut self, keep: u64) -> Sandbox {
+        self.archiving = Some(store::Archiving { keep });
+        self
     }
 
     /// A sandbox with Contoso initialized by admin@contoso.onmicrosoft.com.
@@ -81,7 +89,7 @@ impl Sandbox {
             args,
             &mut stdout,
             &mut stderr,
-            cli::RunOptions { id_seed: Some(42), ..cli::RunOptions::default() },
+            cli::RunOptions { id_seed: Some(42), archiving: self.archiving, ..cli::RunOptions::default() },
         );
         Run {
             code,

@@ -60,6 +60,9 @@ pub struct RunOptions {
     /// The process exits once this run returns (the binary): what a command
     /// loaded is left to the exit rather than freed ([`shell::Shell::release`]).
     pub exits_after_run: bool,
+    /// When the store moves older records into its archive (tests that
+    /// archive a small log); `None`: the store's default.
+    pub archiving: Option<store::Archiving>,
 }
 
 impl RunOptions {
@@ -72,6 +75,7 @@ impl RunOptions {
             color_stdout: allowed && std::io::stdout().is_terminal(),
             color_stderr: allowed && std::io::stderr().is_terminal(),
             exits_after_run: true,
+            archiving: None,
         }
     }
 }
@@ -189,7 +193,7 @@ async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOpti
         let path = path.clone();
         tokio::task::spawn_blocking(move || projections::fold::prefetch(&path, domain::tenant::STREAM))
     });
-    let store = open(&path, Durability::Immediate)?;
+    let store = open_with(&path, Durability::Immediate, options.archiving.unwrap_or_default())?;
     let ids = match options.id_seed {
         Some(seed) => shell::Ids::seeded(seed, store.head().await?.map_or(0, |h| h.seq)),
         None => shell::Ids::random(),
@@ -245,9 +249,17 @@ async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOpti
 /// Opens the log, waiting for another process up to `USERTRAIL_LOCK_TIMEOUT_MS`
 /// (default 10 s).
 pub fn open(path: &Path, durability: Durability) -> Result<SledStore, CliError> {
+    open_with(path, durability, store::Archiving::default())
+}
+
+/// [`open`], archiving as `archiving` says.
+fn open_with(
+    path: &Path,
+    durability: Durability,
+    archiving: store::Archiving,
+) -> Result<SledStore, CliError> {
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let options =
-        OpenOptions { lock_timeout: Duration::from_millis(wait), durability, ..OpenOptions::default() };
+    let options = OpenOptions { lock_timeout: Duration::from_millis(wait), durability, archiving };
     crate::timings::phase("opening the database");
     let store = SledStore::open(path, options)?;
     crate::timings::phase("opened");

@@ -284,8 +284,13 @@ mod tests {
 
     #[test]
     fn a_script_line_frees_what_it_loaded_even_in_the_binary() {
-        let binary =
-            RunOptions { id_seed: Some(7), color_stdout: true, color_stderr: false, exits_after_run: true };
+        let binary = RunOptions {
+            id_seed: Some(7),
+            color_stdout: true,
+            color_stderr: false,
+            exits_after_run: true,
+            archiving: None,
+        };
         let line = line_options(binary);
         assert!(!line.exits_after_run, "the process goes on after each line");
         assert_eq!((line.id_seed, line.color_stdout, line.color_stderr), (Some(7), true, false));

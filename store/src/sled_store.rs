@@ -406,7 +406,7 @@ impl SledStore {
     ) -> Result<SledStore, StoreError> {
         let events = db.open_tree("events").map_err(engine)?;
         let sealed = archive::Sealed::read(&events)?;
-        let store = SledStore {
+        let mut store = SledStore {
             inner: Arc::new(Inner {
                 events,
                 snapshots,
@@ -418,13 +418,18 @@ impl SledStore {
                 sealed,
                 archiving: options.archiving,
                 appended: Default::default(),
-                closed: false,
+                // Nothing to do at drop until the log is known to be ours
+                // and of our format: a close may rewrite the live database.
+                closed: true,
                 swap: None,
                 _lock: lock,
             }),
         };
         store.inner.check_format()?;
         store.inner.catch_up()?;
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.closed = false;
+        }
         Ok(store)
     }
 
@@ -953,12 +958,13 @@ impl Inner {
         to: u64,
     ) -> Result<impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + '_, StoreError> {
         let upto = self.sealed.upto;
-        let archived = match upto > 0 && start <= upto {
+        let archived = match upto > 0 && start <= to.min(upto) {
             true => Some(self.archive()?.range(keys::chunk_key(start)..=keys::chunk_key(to.min(upto)))),
             false => None,
         };
-        let live = (to > upto)
-            .then(|| self.events.range(keys::chunk_key(start.max(upto + 1))..=keys::chunk_key(to)));
+        let from_live = start.max(upto + 1);
+        let live =
+            (from_live <= to).then(|| self.events.range(keys::chunk_key(from_live)..=keys::chunk_key(to)));
         Ok(archived.into_iter().flatten().chain(live.into_iter().flatten()))
     }
 

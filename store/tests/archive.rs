@@ -195,3 +195,26 @@ async fn verify_finds_a_record_altered_in_the_archive() {
     let report = store.verify().await.unwrap();
     assert_eq!(report.problem.map(|p| p.seq), Some(victim));
 }
+
+#[test]
+fn a_log_of_a_newer_format_is_refused_and_never_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let archiving = Archiving { keep: 2 };
+    {
+        let store = open(&path, archiving);
+        write(&store, 0..40);
+        let tree = store.raw_tree();
+        let mut mark = b"usertrail-log".to_vec();
+        mark.extend_from_slice(&99u32.to_be_bytes());
+        tree.insert("mformat", mark).unwrap();
+        drop(tree);
+        assert_eq!(store.close().unwrap(), 0, "a bulk writer does not archive");
+    }
+    let err = SledStore::open(&path, OpenOptions { archiving, ..OpenOptions::default() }).err().unwrap();
+    assert!(matches!(err, store::StoreError::NewerFormat { found: 99, .. }), "{err}");
+    assert!(
+        !path.join("live").exists() && !path.join("live.next").exists(),
+        "nothing rewritten in its place"
+    );
+}

@@ -1,5 +1,7 @@
 //! End-to-end tests: usertrail command lines against scratch databases.
 
+/// A log whose older records moved into the archive answers as one that never archived.
+mod archive;
 /// Many writers at once on one store: invariants hold, nothing is lost (A3).
 mod concurrency;
 /// The common admin flows of the tenant directory, and its rules via the CLI.
