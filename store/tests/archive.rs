@@ -42,6 +42,19 @@ fn open(path: &std::path::Path, archiving: Archiving) -> SledStore {
     SledStore::open(path, OpenOptions { archiving, ..OpenOptions::default() }).unwrap()
 }
 
+/// A log in a scratch directory at `path` in it, with `calls` written by
+/// the handle returned (still open).
+fn log_with(
+    archiving: Archiving,
+    calls: std::ops::Range<u64>,
+) -> (tempfile::TempDir, std::path::PathBuf, SledStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = open(&path, archiving);
+    write(&store, calls);
+    (dir, path, store)
+}
+
 /// Appends calls `from..to`, each as its own append.
 fn write(store: &SledStore, calls: std::ops::Range<u64>) {
     for n in calls {
@@ -76,11 +89,8 @@ async fn answers(store: &SledStore) -> Vec<String> {
 
 #[tokio::test]
 async fn a_close_archives_old_records_and_every_read_answers_as_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
     let archiving = Archiving { keep: 100 };
-    let store = open(&path, archiving);
-    write(&store, 0..600);
+    let (_dir, path, store) = log_with(archiving, 0..600);
     let head = store.head().await.unwrap().unwrap().seq;
     assert_eq!(
         store.close().unwrap(),
@@ -177,13 +187,11 @@ async fn a_seal_cut_short_reads_as_before_and_a_later_close_seals_again() {
         assert_eq!(store.verify().await.unwrap().problem, None);
     }
 }
+
 #[tokio::test]
 async fn verify_finds_a_record_altered_in_the_archive() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
     let archiving = Archiving { keep: 20 };
-    let store = open(&path, archiving);
-    write(&store, 0..100);
+    let (_dir, path, store) = log_with(archiving, 0..100);
     store.close().unwrap();
     open(&path, archiving).close().unwrap();
     let store = open(&path, archiving);
@@ -198,19 +206,14 @@ async fn verify_finds_a_record_altered_in_the_archive() {
 
 #[test]
 fn a_log_of_a_newer_format_is_refused_and_never_archived() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
     let archiving = Archiving { keep: 2 };
-    {
-        let store = open(&path, archiving);
-        write(&store, 0..40);
-        let tree = store.raw_tree();
-        let mut mark = b"usertrail-log".to_vec();
-        mark.extend_from_slice(&99u32.to_be_bytes());
-        tree.insert("mformat", mark).unwrap();
-        drop(tree);
-        assert_eq!(store.close().unwrap(), 0, "a bulk writer does not archive");
-    }
+    let (_dir, path, store) = log_with(archiving, 0..40);
+    let tree = store.raw_tree();
+    let mut mark = b"usertrail-log".to_vec();
+    mark.extend_from_slice(&99u32.to_be_bytes());
+    tree.insert("mformat", mark).unwrap();
+    drop(tree);
+    assert_eq!(store.close().unwrap(), 0, "a bulk writer does not archive");
     let err = SledStore::open(&path, OpenOptions { archiving, ..OpenOptions::default() }).err().unwrap();
     assert!(matches!(err, store::StoreError::NewerFormat { found: 99, .. }), "{err}");
     assert!(
