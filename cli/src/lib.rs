@@ -34,8 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::{CommandFactory, FromArgMatches};
 use serde_json::json;
 use store::{Durability, EventStore, OpenOptions, SledStore, StoreError};
 
@@ -110,11 +109,10 @@ where
     T: Into<OsString> + Clone,
 {
     crate::timings::phase("started");
-    let parsed = Cli::command().try_get_matches_from(args).and_then(|mut m| {
-        let past = asks_for_the_past(&m);
-        Ok((Cli::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut Cli::command()))?, past))
-    });
-    let (cli, past) = match parsed {
+    let parsed = Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut Cli::command())));
+    let cli = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return clap_error(e, stdout, stderr),
     };
@@ -126,7 +124,7 @@ where
             return 3;
         }
     };
-    let result = runtime.block_on(dispatch(cli, past, stdout, options));
+    let result = runtime.block_on(dispatch(cli, stdout, options));
     crate::timings::phase("command done");
     drop(runtime);
     crate::timings::phase("runtime stopped");
@@ -141,14 +139,6 @@ where
             e.exit_code()
         }
     }
-}
-
-/// Whether a command line asks for a view as of a past point (`--at`), at
-/// any depth of subcommands.
-fn asks_for_the_past(matches: &ArgMatches) -> bool {
-    matches.try_contains_id("at").unwrap_or(false)
-        && matches.value_source("at") == Some(ValueSource::CommandLine)
-        || matches.subcommand().is_some_and(|(_, sub)| asks_for_the_past(sub))
 }
 
 /// Help and version go to stdout (exit 0); a usage error becomes one line on
@@ -170,7 +160,7 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     }
 }
 
-async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOptions) -> Result<(), CliError> {
+async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Result<(), CliError> {
     let Cli { global, command } = cli;
     let mut out = Out { json: global.json, w: stdout, color: options.color_stdout };
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
@@ -184,15 +174,6 @@ async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOpti
     if !matches!(command, Command::Init(_)) && !path.exists() {
         return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
     }
-    // Nearly every command starts from the directory at the log's head:
-    // its snapshot is decoded on the other core while sled opens.
-    // Not for views of the past (`changes` reads two points, likely past).
-    let prefetch = (!past
-        && !matches!(command, Command::Init(_) | Command::Verify | Command::Changes { .. }))
-    .then(|| {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || projections::fold::prefetch(&path, domain::tenant::STREAM))
-    });
     let store = open_with(&path, Durability::Immediate, options.archiving.unwrap_or_default())?;
     let ids = match options.id_seed {
         Some(seed) => shell::Ids::seeded(seed, store.head().await?.map_or(0, |h| h.seq)),
@@ -201,7 +182,6 @@ async fn dispatch(cli: Cli, past: bool, stdout: &mut dyn Write, options: RunOpti
     let mut shell = Shell::new(store, now);
     shell.ids = ids;
     shell.exits_after_run = options.exits_after_run;
-    shell.prefetch_tenant(prefetch);
     let actor = global.actor.as_ref();
     let result = match command {
         Command::Init(args) => directory::init(&shell, args, &mut out).await,
@@ -294,19 +274,5 @@ mod tests {
         }
         keep_freed_memory();
         assert_eq!(delay(MI_OPTION_PURGE_DELAY), -1);
-    }
-
-    fn past(line: &str) -> bool {
-        let matches = Cli::command().try_get_matches_from(line.split_whitespace()).unwrap();
-        asks_for_the_past(&matches)
-    }
-
-    #[test]
-    fn a_view_at_a_past_point_is_told_apart_at_any_depth() {
-        assert!(past("usertrail systemusers --env Sales --at seq:3"));
-        assert!(past("usertrail sku list --at 2026-03-01T00:00:00Z"));
-        assert!(!past("usertrail sku list"));
-        assert!(!past("usertrail systemusers --env Sales"));
-        assert!(!past("usertrail user create --upn a@contoso.onmicrosoft.com --first A --last B"));
     }
 }

@@ -37,15 +37,9 @@ pub struct Shell {
     pub now: Option<DateTime<Utc>>,
     /// Where new ids come from.
     pub ids: Ids,
-    /// The directory's head snapshot, being decoded while the store opened;
-    /// the first load of the directory takes it.
-    prefetched: std::sync::Mutex<Option<Prefetch<Tenant>>>,
     /// The process exits once the command is done: see [`Shell::release`].
     pub exits_after_run: bool,
 }
-
-/// A head snapshot being read and decoded on a blocking thread.
-type Prefetch<A> = tokio::task::JoinHandle<Option<projections::fold::Prefetched<A>>>;
 
 /// Where new ids come from: random and time-ordered (UUID v7) in normal
 /// use, so that the log's event id index grows at its right edge; derived
@@ -141,13 +135,7 @@ impl Together<'_> {
 impl Shell {
     /// A shell over `store` with random ids.
     pub fn new(store: SledStore, now: Option<DateTime<Utc>>) -> Shell {
-        Shell {
-            store,
-            now,
-            ids: Ids::random(),
-            prefetched: std::sync::Mutex::default(),
-            exits_after_run: false,
-        }
+        Shell { store, now, ids: Ids::random(), exits_after_run: false }
     }
 
     /// Lets go of state a command loaded. When the process exits right after
@@ -159,12 +147,6 @@ impl Shell {
         if self.exits_after_run {
             std::mem::forget(state);
         }
-    }
-
-    /// Hands the shell the directory's head snapshot, being decoded since
-    /// before the store opened ([`projections::fold::prefetch`]).
-    pub fn prefetch_tenant(&mut self, prefetch: Option<Prefetch<Tenant>>) {
-        *self.prefetched.get_mut().unwrap_or_else(|p| p.into_inner()) = prefetch;
     }
 
     /// Wraps an event for the log, with a new id.
@@ -260,15 +242,7 @@ impl Shell {
 
     /// The directory as of log position `upto`, and the tenant stream's version then.
     pub async fn tenant_at(&self, upto: u64) -> Result<(Tenant, u64), CliError> {
-        let prefetch = self.prefetched.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // A prefetch that failed is a cache miss.
-        let prefetched = match prefetch {
-            Some(task) => task.await.ok().flatten(),
-            None => None,
-        };
-        let snapshots = projections::fold::Snapshots::Use;
-        Ok(projections::fold::load_prefetched(&self.store, tenant::STREAM, upto, snapshots, prefetched)
-            .await?)
+        self.load(tenant::STREAM, upto).await
     }
 
     /// The directory now.

@@ -177,35 +177,11 @@ pub fn stamp_of(record: &Record) -> Stamp {
     Stamp { seq: record.seq, at: record.recorded_at }
 }
 
-/// A decoded head snapshot: read before its store was open ([`prefetch`]),
-/// or by a load.
-pub struct Prefetched<A> {
-    seq: u64,
-    bytes: usize,
-    head: HeadSnapshotted<A>,
-}
-
 /// Decodes a head snapshot; `None` if it cannot be (a cache miss).
-fn decode_head<A: Aggregate>(snapshot: &Snapshot) -> Option<Prefetched<A>> {
+fn decode_head<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
     let (head, _) = bincode::serde::decode_from_slice(checked(&snapshot.state)?, snapshot_config()).ok()?;
-    Some(Prefetched { seq: snapshot.seq, bytes: snapshot.state.len(), head })
-}
-
-impl<A> From<Prefetched<A>> for Start<A> {
-    fn from(p: Prefetched<A>) -> Start<A> {
-        let HeadSnapshotted { version, since_series, state } = p.head;
-        Start { state, version, bytes: p.bytes, since_series }
-    }
-}
-
-/// Reads and decodes the newest head snapshot of `stream` beside the
-/// database at `db` without opening it. Opening sled takes about as long as
-/// decoding a large directory, so a command starts this on another thread
-/// first and hands the result to [`load_prefetched`], which uses it only if
-/// it is still the snapshot a load would start from. `None` when there is
-/// none, or it cannot be read or decoded: it is a cache.
-pub fn prefetch<A: Aggregate>(db: &std::path::Path, stream: &str) -> Option<Prefetched<A>> {
-    decode_head(&store::read_snapshot_beside(db, &head_name(stream)).ok()??)
+    let HeadSnapshotted { version, since_series, state } = head;
+    Some(Start { state, version, bytes: snapshot.state.len(), since_series })
 }
 
 /// A stream's state as of log position `upto`, and the stream's version then.
@@ -214,24 +190,8 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    load_prefetched(store, stream, upto, snapshots, None).await
-}
-
-/// [`load`], starting from `prefetched` when it is the newest head snapshot
-/// at or before `upto` (as the load would otherwise read and decode it).
-pub async fn load_prefetched<A, S>(
-    store: &S,
-    stream: &str,
-    upto: u64,
-    snapshots: Snapshots,
-    prefetched: Option<Prefetched<A>>,
-) -> Result<(A, u64), Error>
-where
-    A: Aggregate,
-    S: EventStore + ?Sized,
-{
     let mut starting = match snapshots {
-        Snapshots::Use => start(store, stream, upto, prefetched, Kind::Head).await?,
+        Snapshots::Use => start::<A, S>(store, stream, upto, Kind::Head).await?,
         Snapshots::Ignore => Starting::Ready(Start::empty()),
     };
     // The records after the snapshot are read while it is decoded.
@@ -242,7 +202,7 @@ where
             Ok(start) => break (start, records),
             // A snapshot that cannot be decoded is a cache miss: the next
             // kind is tried (a head snapshot's is the series), then none.
-            Err(Kind::Head) => starting = start(store, stream, upto, None, Kind::Series).await?,
+            Err(Kind::Head) => starting = start(store, stream, upto, Kind::Series).await?,
             Err(Kind::Series) => starting = Starting::Ready(Start::empty()),
         }
     };
@@ -321,7 +281,7 @@ impl<A: Aggregate> Starting<A> {
         let (VersionOf { version }, _) =
             bincode::serde::decode_from_slice(framed(&snapshot.state)?, snapshot_config()).ok()?;
         let task = tokio::task::spawn_blocking(move || match kind {
-            Kind::Head => decode_head(&snapshot).map(Start::from),
+            Kind::Head => decode_head(&snapshot),
             Kind::Series => decode_series(&snapshot),
         });
         Some(Starting::Decoding { version, kind, task })
@@ -333,26 +293,12 @@ impl<A: Aggregate> Starting<A> {
 /// saved at the log's head, from the newest snapshot there was, and saving
 /// into the series removes those not newer. One that cannot be decoded is
 /// a cache miss.
-async fn start<A, S>(
-    store: &S,
-    stream: &str,
-    upto: u64,
-    prefetched: Option<Prefetched<A>>,
-    kind: Kind,
-) -> Result<Starting<A>, Error>
+async fn start<A, S>(store: &S, stream: &str, upto: u64, kind: Kind) -> Result<Starting<A>, Error>
 where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
     if kind == Kind::Head {
-        // A snapshot at a seq is the fold of the log up to it, whoever wrote
-        // it: the one read before the store opened is good if it is still the
-        // newest, which the listing tells without reading it again.
-        if let Some(p) = prefetched.filter(|p| p.seq <= upto) {
-            if store.snapshot_seq(&head_name(stream), upto).await? == Some(p.seq) {
-                return Ok(Starting::Ready(p.into()));
-            }
-        }
         let head = store.load_snapshot(&head_name(stream), upto).await?;
         if let Some(starting) = head.and_then(|s| Starting::decoding(s, Kind::Head)) {
             return Ok(starting);
@@ -513,11 +459,6 @@ mod tests {
     impl Log {
         fn new() -> Log {
             Log::over(SledStore::temporary().unwrap())
-        }
-
-        /// A log in a database at `path`, with its snapshots as files.
-        fn on_disk(path: &std::path::Path) -> Log {
-            Log::over(SledStore::open(path, store::OpenOptions::default()).unwrap())
         }
 
         fn over(store: SledStore) -> Log {
@@ -718,76 +659,6 @@ mod tests {
     }
 
     #[test]
-    fn a_prefetched_head_snapshot_is_used_only_while_it_is_the_one_a_load_would_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let mut log = Log::on_disk(&path);
-        assert!(prefetch::<Tenant>(&path, "tenant").is_none(), "no head snapshot yet");
-        log.seat_changes(99);
-        log.load(u64::MAX);
-        log.seat_changes(20);
-        log.load(u64::MAX);
-        assert_eq!(log.head_snapshots(), vec![120]);
-
-        // Marked, so that a load tells whether it started from it.
-        let marked = || {
-            let mut p =
-                prefetch::<Tenant>(&path, "tenant").expect("the head snapshot, read without the store");
-            assert_eq!(p.seq, 120);
-            p.head.state.skus.get_mut("dyn365_sales").unwrap().seats = 9_999;
-            Some(p)
-        };
-        let seats = |log: &Log, upto, p| {
-            let load = load_prefetched::<Tenant, _>(&log.store, "tenant", upto, Snapshots::Use, p);
-            log.rt.block_on(load).unwrap().0.skus["dyn365_sales"].seats
-        };
-        assert_eq!(seats(&log, u64::MAX, marked()), 9_999, "still the newest: used");
-        assert_eq!(seats(&log, 119, marked()), 119, "newer than the point asked: not used");
-
-        // Another reader moves the head snapshot on: the prefetched one is stale.
-        let stale = marked();
-        log.seat_changes(20);
-        log.load(u64::MAX);
-        assert_eq!(log.head_snapshots(), vec![140]);
-        assert_eq!(seats(&log, u64::MAX, stale), 140, "stale: the newest is read instead");
-
-        // A damaged file is no prefetch, and no error. (Every snapshot of
-        // both kinds is damaged: their directories are "aggregate" in hex.)
-        let head_dir = std::fs::read_dir(path.join("snapshots")).unwrap().map(|e| e.unwrap().path());
-        for dir in
-            head_dir.filter(|d| d.file_name().unwrap().to_string_lossy().starts_with("616767726567617465"))
-        {
-            for file in std::fs::read_dir(&dir).unwrap() {
-                std::fs::write(file.unwrap().path(), [0xff; 3]).unwrap();
-            }
-        }
-        assert!(prefetch::<Tenant>(&path, "tenant").is_none());
-        assert_eq!(seats(&log, u64::MAX, None), 140, "and the load replays from zero");
-    }
-
-    #[test]
-    fn a_prefetched_head_snapshot_overtaken_by_the_series_is_not_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let mut log = Log::on_disk(&path);
-        log.seat_changes(99);
-        log.load(u64::MAX);
-        log.seat_changes(20);
-        log.load(u64::MAX);
-        let mut p = prefetch::<Tenant>(&path, "tenant").unwrap();
-        assert_eq!(p.seq, 120);
-        p.head.state.skus.get_mut("dyn365_sales").unwrap().seats = 9_999;
-        // A writer saves into the series past it, which removes it.
-        log.seat_changes(20);
-        let (state, version) =
-            log.rt.block_on(load::<Tenant, _>(&log.store, "tenant", 140, Snapshots::Ignore)).unwrap();
-        log.rt.block_on(save(&log.store, "tenant", &state, version, 140)).unwrap();
-        assert_eq!(log.head_snapshots(), Vec::<u64>::new());
-        let load = load_prefetched::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use, Some(p));
-        assert_eq!(log.rt.block_on(load).unwrap().0.skus["dyn365_sales"].seats, 140);
-    }
-
-    #[test]
     fn a_snapshot_whose_version_reads_but_whose_state_does_not_is_a_cache_miss() {
         let (mut log, _) = marked_series_snapshot();
         log.seat_changes(20);
@@ -843,7 +714,7 @@ mod tests {
 
     /// The directory now, from the snapshots as they are.
     fn load_now(log: &Log) -> Tenant {
-        let load = load_prefetched::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use, None);
+        let load = load::<Tenant, _>(&log.store, "tenant", u64::MAX, Snapshots::Use);
         log.rt.block_on(load).unwrap().0
     }
 

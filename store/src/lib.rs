@@ -26,15 +26,6 @@ pub use record::{Causation, Hash, Metadata, NewEvent, Record, GENESIS_HASH};
 pub use sled_store::{Archiving, Durability, OpenOptions, SledStore};
 pub use snapshots::StagedSnapshot;
 
-/// The newest snapshot of `name` beside the database at `db`, read without
-/// opening the database (and so without waiting for its lock): a command
-/// may decode it while sled opens. Snapshots are caches, but one read this
-/// way may have been replaced since: check it with
-/// [`EventStore::snapshot_seq`] once the store is open.
-pub fn read_snapshot_beside(db: &std::path::Path, name: &str) -> Result<Option<Snapshot>, StoreError> {
-    snapshots::Snapshots::beside(db).load(name, u64::MAX)
-}
-
 /// The version a writer expects a stream to be at before its append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedVersion {
@@ -287,12 +278,6 @@ pub trait EventStore: Send + Sync {
     async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError>;
     /// The newest snapshot of `name` taken at or before `max_seq`.
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError>;
-    /// The seq of the newest snapshot of `name` taken at or before
-    /// `max_seq`, without reading it: whether a [`read_snapshot_beside`]
-    /// made before the store opened is still the one to start from.
-    async fn snapshot_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError> {
-        Ok(self.load_snapshot(name, max_seq).await?.map(|s| s.seq))
-    }
     /// Walks the chain and every index; reports the first bad record.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;
     /// Up to which seq the records are in the archive, which a read of them

@@ -1133,10 +1133,6 @@ impl Inner {
         self.snapshots.load(name, max_seq)
     }
 
-    fn snapshot_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError> {
-        self.snapshots.newest_seq(name, max_seq)
-    }
-
     fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
         self.snapshots.remove_before(name, below)
     }
@@ -1265,11 +1261,6 @@ impl EventStore for SledStore {
     async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.blocking(move |s| s.remove_snapshots(&name, below)).await
-    }
-
-    async fn snapshot_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError> {
-        let name = name.to_owned();
-        self.blocking(move |s| s.snapshot_seq(&name, max_seq)).await
     }
 
     fn archived_upto(&self) -> u64 {
