@@ -124,12 +124,20 @@ where
             return 3;
         }
     };
-    let result = runtime.block_on(dispatch(cli, stdout, options));
+    let mut damage = None;
+    let result = runtime.block_on(dispatch(cli, stdout, options, &mut damage));
     crate::timings::phase("command done");
     drop(runtime);
     crate::timings::phase("runtime stopped");
     match result {
-        Ok(()) => 0,
+        Ok(()) => {
+            // A read of a damaged log still answers, and says so.
+            if let Some(why) = damage {
+                let line = format!("warning: the log is damaged: {why}").replace(['\n', '\r'], " ");
+                let _ = writeln!(stderr, "{line}");
+            }
+            0
+        }
         Err(CliError::OutputClosed) => 0,
         Err(e) => {
             // One line, whatever a name in the message holds.
@@ -160,7 +168,13 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
     }
 }
 
-async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Result<(), CliError> {
+/// Runs the command; `damage` learns why the log is closed to appends, if it is.
+async fn dispatch(
+    cli: Cli,
+    stdout: &mut dyn Write,
+    options: RunOptions,
+    damage: &mut Option<String>,
+) -> Result<(), CliError> {
     let Cli { global, command } = cli;
     let mut out = Out { json: global.json, w: stdout, color: options.color_stdout };
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
@@ -175,6 +189,7 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
         return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
     }
     let store = open_with(&path, Durability::Immediate, options.archiving.unwrap_or_default())?;
+    *damage = store.damage();
     let ids = match options.id_seed {
         Some(seed) => shell::Ids::seeded(seed, store.head().await?.map_or(0, |h| h.seq)),
         None => shell::Ids::random(),
@@ -255,7 +270,10 @@ async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
         out.line(format!("verified {} records: hash chain and indexes intact", report.records))?;
     }
     match report.problem {
-        Some(p) => Err(CliError::Corrupt(format!("verify failed at record {}: {}", p.seq, p.what))),
+        Some(p) => Err(CliError::Corrupt(format!(
+            "verify failed at record {}: {}; the log takes no more writes: restore it from a backup taken before the damage",
+            p.seq, p.what
+        ))),
         None => Ok(()),
     }
 }

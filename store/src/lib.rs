@@ -280,6 +280,11 @@ pub trait EventStore: Send + Sync {
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError>;
     /// Walks the chain and every index; reports the first bad record.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;
+    /// Why the log is closed to appends, if it is: records found lost or
+    /// damaged at open or by `verify`. Reads still answer, and say so.
+    fn damage(&self) -> Option<String> {
+        None
+    }
     /// Up to which seq the records are in the archive, which a read of them
     /// opens (0: none are).
     fn archived_upto(&self) -> u64 {

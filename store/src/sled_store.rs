@@ -23,6 +23,7 @@ mod archive;
 mod staged;
 mod upgrade;
 mod verify;
+mod witness;
 
 pub use archive::Archiving;
 
@@ -31,8 +32,8 @@ use crate::keys::{self, be_u64, Run};
 use crate::record::{from_nanos, to_nanos, Hash, Record, GENESIS_HASH};
 use crate::snapshots::{Snapshots, StagedSnapshot};
 use crate::{
-    Append, AppendRejection, AppendResult, Appended, EventStore, Head, Snapshot, StoreError, Transaction,
-    VerifyReport,
+    Append, AppendRejection, AppendResult, Appended, EventStore, Head, Problem, Snapshot, StoreError,
+    Transaction, VerifyReport,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,7 +44,11 @@ use chrono::{DateTime, Utc};
 /// which this code reads too) only has its mark moved on at open. Format 1
 /// (records and indexes in two trees, one entry per record) is upgraded in
 /// place on open.
-pub const LOG_FORMAT: u32 = 4;
+/// Format 5 carries a witness of its head (`sled_store::witness`).
+pub const LOG_FORMAT: u32 = 5;
+/// The last format without a witness: what an upgrade from format 1 leaves
+/// until the witness is written, so that a crash in between is no loss.
+const LAST_UNWITNESSED_FORMAT: u32 = 4;
 const FORMAT_MAGIC: &[u8] = b"usertrail-log";
 
 /// When an append's data is made durable.
@@ -101,6 +106,11 @@ struct Inner {
     appended: std::sync::atomic::AtomicU64,
     /// Whether `close` did what a drop would.
     closed: bool,
+    /// The witness of the head (`None` for a temporary log); locked after
+    /// `index` when both are.
+    witness: Option<Mutex<witness::Witness>>,
+    /// How the log departs from its witness, as the open found it.
+    witness_problem: std::sync::OnceLock<crate::Problem>,
     // The last two, dropped in this order after the databases: a seal's
     // swap of the live database's directory, then the lock.
     /// What a seal leaves to do once the databases are closed.
@@ -222,12 +232,13 @@ fn engine(e: sled::Error) -> StoreError {
 }
 
 /// A non-empty directory without sled's own files: never ours to write into.
-/// (Our lock file alone is left by an open that failed before sled's start.)
+/// (Our lock file alone is left by an open that failed before sled's start;
+/// a witness without sled's files is a log that lost them, which the open names.)
 fn is_foreign_directory(path: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(path) else {
         return false;
     };
-    let non_empty = entries.flatten().any(|e| e.file_name() != LOCK_FILE);
+    let non_empty = entries.flatten().any(|e| e.file_name() != LOCK_FILE && e.file_name() != witness::FILE);
     non_empty && !path.join("conf").is_file() && !path.join("db").is_file()
 }
 
@@ -278,6 +289,11 @@ fn open_sled(dir: &Path, path: &Path, timeout: Duration, started: Instant) -> Re
             Err(e) => return Err(engine(e)),
         }
     }
+}
+
+/// Why a log is closed to appends once `verify` found `problem`.
+fn verify_found(problem: &Problem) -> String {
+    format!("verify found a problem at record {}: {}; restore the log", problem.seq, problem.what)
 }
 
 fn corrupt_seq(seq: u64, what: impl std::fmt::Display) -> StoreError {
@@ -373,13 +389,15 @@ impl SledStore {
         let started = Instant::now();
         let had_lock_file = path.join(LOCK_FILE).exists();
         let lock = take_lock(&path, options.lock_timeout, started)?;
-        archive::finish_swap(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        let io = |source| StoreError::Io { path: path.clone(), source };
+        archive::finish_swap(&path).map_err(io)?;
+        let witness = witness::Witness::open(&path).map_err(io)?;
         let live = archive::live_dir(&path);
         let db = open_sled(&live, &path, options.lock_timeout, started)?;
         let snapshots = Snapshots::beside(&path);
         let archive = archive::Archive::new(Some(path.clone()), live != path, options.lock_timeout);
         let lock_file = path.join(LOCK_FILE);
-        let opened = SledStore::over(db, path, options, snapshots, archive, Some(lock));
+        let opened = SledStore::over(db, path, options, snapshots, archive, Some(lock), Some(witness));
         if matches!(opened, Err(StoreError::NotOurs { .. })) && !had_lock_file {
             // Another program's sled database: leave nothing of ours in it.
             let _ = std::fs::remove_file(lock_file);
@@ -393,7 +411,7 @@ impl SledStore {
         let snapshots = Snapshots::Memory(Mutex::default());
         let options = OpenOptions { durability: Durability::Batched, ..OpenOptions::default() };
         let archive = archive::Archive::new(None, false, options.lock_timeout);
-        SledStore::over(db, PathBuf::from("(temporary)"), options, snapshots, archive, None)
+        SledStore::over(db, PathBuf::from("(temporary)"), options, snapshots, archive, None, None)
     }
 
     fn over(
@@ -403,7 +421,9 @@ impl SledStore {
         snapshots: Snapshots,
         archive: archive::Archive,
         lock: Option<std::fs::File>,
+        witness: Option<(witness::Witness, witness::Found)>,
     ) -> Result<SledStore, StoreError> {
+        let (witness, found) = witness.unzip();
         let events = db.open_tree("events").map_err(engine)?;
         let sealed = archive::Sealed::read(&events)?;
         let mut store = SledStore {
@@ -421,12 +441,15 @@ impl SledStore {
                 // Nothing to do at drop until the log is known to be ours
                 // and of our format: a close may rewrite the live database.
                 closed: true,
+                witness: witness.map(Mutex::new),
+                witness_problem: Default::default(),
                 swap: None,
                 _lock: lock,
             }),
         };
-        store.inner.check_format()?;
+        let format = store.inner.check_format()?;
         store.inner.catch_up()?;
+        store.inner.attest(format, found)?;
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.closed = false;
         }
@@ -581,9 +604,10 @@ impl SledStore {
 }
 
 impl Inner {
-    /// A fresh database gets our format mark; a format 1 one is upgraded;
-    /// anything else must carry the mark.
-    fn check_format(&self) -> Result<(), StoreError> {
+    /// The log's format (`None`: a new database), once it is one this code
+    /// reads as it is: a format 1 log is upgraded first; anything else must
+    /// carry the mark. The new mark is written by [`Inner::attest`].
+    fn check_format(&self) -> Result<Option<u32>, StoreError> {
         match self.events.get(keys::META_FORMAT).map_err(engine)? {
             Some(v) => {
                 let found = self.parse_mark(&v)?;
@@ -594,16 +618,14 @@ impl Inner {
                         supported: LOG_FORMAT,
                     });
                 }
-                if found == 2 || found == 3 {
-                    // It reads as it is; the new mark keeps older versions,
-                    // which cannot read compressed chunks or the archive, out.
-                    self.events.insert(keys::META_FORMAT, mark(LOG_FORMAT)).map_err(engine)?;
-                    self.db.flush().map_err(engine)?;
-                }
                 // An upgrade cut short after its mark landed leaves the old trees.
-                self.drop_format_1_trees()
+                self.drop_format_1_trees()?;
+                Ok(Some(found))
             }
-            None if self.has_tree(b"index") => self.upgrade_format_1(),
+            None if self.has_tree(b"index") => {
+                self.upgrade_format_1()?;
+                Ok(Some(LAST_UNWITNESSED_FORMAT))
+            }
             None => {
                 let foreign_tree = self
                     .db
@@ -615,11 +637,104 @@ impl Inner {
                 if foreign_tree || legacy_snapshots || !self.db.is_empty() || !self.events.is_empty() {
                     return Err(self.not_ours("it holds data but no usertrail format mark"));
                 }
-                self.events.insert(keys::META_FORMAT, mark(LOG_FORMAT)).map_err(engine)?;
-                self.db.flush().map_err(engine)?;
-                Ok(())
+                Ok(None)
             }
         }
+    }
+
+    /// Checks the log against its witness: a log that reaches less far, or
+    /// holds another record at the witness's seq, has lost records, and a
+    /// finding that `verify` recorded stands. Either closes the log to
+    /// appends (it can still be read and verified). A new log, or one from
+    /// before the witness, gets its witness here, then the format mark that
+    /// says it has one.
+    fn attest(&self, format: Option<u32>, found: Option<witness::Found>) -> Result<(), StoreError> {
+        let mut pending = self.lock();
+        if let (Some(witness), Some(found)) = (&self.witness, found) {
+            let last = self.last_seq()?;
+            let cannot_tell = |what| Problem {
+                seq: last,
+                what: format!("the witness file is {what}, so whether records were lost cannot be told"),
+            };
+            let problem = match found {
+                witness::Found::Damaged => Some(cannot_tell("damaged")),
+                witness::Found::Missing if format >= Some(LOG_FORMAT) => Some(cannot_tell("missing")),
+                witness::Found::Missing => None,
+                witness::Found::Holds(held) => match held.finding {
+                    Some(finding) => {
+                        pending.damaged = Some(verify_found(&finding));
+                        let _ = self.witness_problem.set(finding);
+                        return Ok(());
+                    }
+                    None => self.departs(&held, last),
+                },
+            };
+            if let Some(problem) = problem {
+                pending.damaged = Some(format!("{}; see usertrail verify", problem.what));
+                let _ = self.witness_problem.set(problem);
+                return Ok(());
+            }
+            if format >= Some(LOG_FORMAT) || pending.damaged.is_some() {
+                return Ok(());
+            }
+            let tip = self.tip()?;
+            let mut witness = witness.lock().unwrap_or_else(|p| p.into_inner());
+            witness.attest(tip.seq, tip.hash).map_err(|source| self.io(source))?;
+        } else if format >= Some(LOG_FORMAT) {
+            return Ok(());
+        }
+        self.events.insert(keys::META_FORMAT, mark(LOG_FORMAT)).map_err(engine)?;
+        self.db.flush().map_err(engine)?;
+        Ok(())
+    }
+
+    /// How the log, which ends at `last`, departs from what its witness
+    /// says was committed, if it does.
+    fn departs(&self, held: &witness::Witnessed, last: u64) -> Option<Problem> {
+        let (seq, hash) = (held.seq, witness::hex(&held.hash));
+        if seq > last {
+            let from = last + 1;
+            let missing =
+                if from == seq { format!("record {seq} is") } else { format!("records {from}-{seq} are") };
+            let what = format!(
+                "the log ends at record {last} but record {seq} was committed (hash {hash}): {missing} missing"
+            );
+            return Some(Problem { seq: from, what });
+        }
+        if seq == 0 {
+            return None;
+        }
+        let mut found = None;
+        let read = self.scan(seq..=seq, |_, bytes| {
+            found = Some(Record::peek(bytes).map(|r| r.hash).map_err(|e| e.to_string()));
+            Ok(false)
+        });
+        let what = match (read, found) {
+            (_, Some(Ok(stored))) if stored == held.hash => return None,
+            (_, Some(Ok(stored))) => {
+                format!("the record committed here had hash {hash}; this one has {}", witness::hex(&stored))
+            }
+            (_, Some(Err(e))) => format!("the last committed record is unreadable: {e}"),
+            (Err(e), None) => format!("the last committed record is unreadable: {e}"),
+            (Ok(()), None) => format!("the last committed record (hash {hash}) is missing"),
+        };
+        Some(Problem { seq, what })
+    }
+
+    /// Records that the log is whole up to its tip, once that is durable.
+    fn witness_tip(&self, seq: u64, hash: Hash) -> Result<(), StoreError> {
+        match &self.witness {
+            Some(witness) => witness
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .attest(seq, hash)
+                .map_err(|source| self.io(source)),
+            None => Ok(()),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> StoreError {
+        StoreError::Io { path: self.path.clone(), source }
     }
 
     fn parse_mark(&self, v: &[u8]) -> Result<u32, StoreError> {
@@ -640,6 +755,9 @@ impl Inner {
     /// What a close does: the index written, older records archived.
     fn close(&mut self) -> Result<u64, StoreError> {
         self.closed = true;
+        if self.durability == Durability::Batched && *self.appended.get_mut() > 0 {
+            self.flush()?;
+        }
         let mut pending = std::mem::take(self.pending_mut());
         let written = self.write_index(&mut pending);
         *self.pending_mut() = pending;
@@ -805,10 +923,18 @@ impl Inner {
         Ok(Ok(Some(Appended { first_seq, last_seq, stream_version, was_retry: true })))
     }
 
-    /// Makes every append durable, and writes the pending index entries.
+    /// Makes every append durable, writes the pending index entries, and
+    /// witnesses the tip. Holds the append lock throughout, so that the tip
+    /// witnessed is one the flush made durable.
     fn flush(&self) -> Result<(), StoreError> {
-        self.write_index(&mut self.lock())?;
-        self.flush_db()
+        let mut pending = self.lock();
+        self.write_index(&mut pending)?;
+        self.flush_db()?;
+        if pending.damaged.is_none() {
+            let tip = self.tip()?;
+            self.witness_tip(tip.seq, tip.hash)?;
+        }
+        Ok(())
     }
 
     fn flush_db(&self) -> Result<(), StoreError> {
@@ -1239,6 +1365,10 @@ impl EventStore for SledStore {
         self.blocking(move |s| s.seq_at(time)).await
     }
 
+    fn damage(&self) -> Option<String> {
+        self.inner.lock().damaged.clone()
+    }
+
     async fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.blocking(move |s| s.save_snapshot(&name, snapshot)).await
@@ -1471,7 +1601,9 @@ mod tests {
             let first = store.inner.chunk_start(100).unwrap();
             let stored = store.inner.events.get(keys::chunk_key(first)).unwrap().unwrap();
             store.inner.events.insert(keys::chunk_key(first), &stored[..stored.len() - 8]).unwrap();
-            store.inner.flush().unwrap();
+            // Flushed as a disk's fault would be: behind the store's back.
+            store.inner.write_index(&mut store.inner.lock()).unwrap();
+            store.inner.flush_db().unwrap();
         }
         let store =
             SledStore::open(&path, OpenOptions::default()).expect("a damaged log opens, to be verified");

@@ -268,6 +268,7 @@ impl Staged<'_> {
         let after_commit = (|| {
             if inner.durability == Durability::Immediate {
                 inner.flush_db()?;
+                inner.witness_tip(self.seq, self.prev_hash)?;
             }
             if pending.len() >= INDEX_EVERY {
                 inner.write_index(pending)?;

@@ -1,7 +1,7 @@
 //! The upgrade of a format 1 log (records keyed by seq in a `log` tree,
 //! indexes in an `index` tree) to this layout.
 
-use super::{corrupt_seq, engine, mark, Chunker, Inner, LOG_FORMAT};
+use super::{corrupt_seq, engine, mark, Chunker, Inner, LAST_UNWITNESSED_FORMAT};
 use crate::keys::{self, be_u64};
 use crate::record::Record;
 use crate::StoreError;
@@ -36,7 +36,8 @@ impl Inner {
         }
         chunker.close(&mut batch);
         // The indexes are built from the records by `catch_up`, like after a crash.
-        batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));
+        // The format without a witness: `attest` writes the witness, then the mark.
+        batch.insert(keys::META_FORMAT, mark(LAST_UNWITNESSED_FORMAT));
         self.events.apply_batch(batch).map_err(engine)?;
         self.db.flush().map_err(engine)?;
         self.drop_format_1_trees()

@@ -3,14 +3,49 @@
 use std::collections::HashMap;
 
 use super::archive::archived_part;
+use super::witness::Witnessed;
 use super::{engine, Inner};
 use crate::keys::{self, be_u64, Run};
 use crate::record::{Hash, Peek, Record, GENESIS_HASH};
 use crate::{Problem, StoreError, VerifyReport};
 
 impl Inner {
-    /// Walks the chain and checks every index entry; reports the first problem.
+    /// Walks the chain and checks every index entry, then the log against
+    /// its witness; reports the first problem, and records it in the
+    /// witness, which keeps the log closed to appends from then on.
     pub(super) fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let mut report = self.walk()?;
+        // A loss the witness shows explains what the walk finds past it
+        // (index entries of records gone): it is the finding.
+        report.problem = self.witness_problem.get().cloned().or(report.problem);
+        if let Some(problem) = &report.problem {
+            self.record_finding(problem)?;
+        }
+        Ok(report)
+    }
+
+    /// Keeps a finding in the witness (unless it holds one already) and
+    /// closes this handle to appends.
+    fn record_finding(&self, problem: &Problem) -> Result<(), StoreError> {
+        let mut pending = self.lock();
+        if pending.damaged.is_none() {
+            pending.damaged = Some(super::verify_found(problem));
+        }
+        let Some(witness) = &self.witness else { return Ok(()) };
+        let mut witness = witness.lock().unwrap_or_else(|p| p.into_inner());
+        let held = witness.holds.clone();
+        if held.as_ref().is_some_and(|h| h.finding.is_some()) {
+            return Ok(());
+        }
+        // The committed head stays what it was: only the finding is added.
+        let (seq, hash) = held.map_or((0, GENESIS_HASH), |h| (h.seq, h.hash));
+        witness
+            .write(Witnessed { seq, hash, finding: Some(problem.clone()) })
+            .map_err(|source| self.io(source))
+    }
+
+    /// The chain walked forward and every index entry checked against it.
+    fn walk(&self) -> Result<VerifyReport, StoreError> {
         // Everything into the blocks first, so that they are what is checked;
         // appends wait until the walk is done, so it sees one state.
         let mut pending = self.lock();
