@@ -14,10 +14,7 @@ impl Inner {
     /// its witness; reports the first problem, and records it in the
     /// witness, which keeps the log closed to appends from then on.
     pub(super) fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let mut report = self.walk()?;
-        // A loss the witness shows explains what the walk finds past it
-        // (index entries of records gone): it is the finding.
-        report.problem = self.witness_problem.get().cloned().or(report.problem);
+        let report = self.walk()?;
         if let Some(problem) = &report.problem {
             self.record_finding(problem)?;
         }
@@ -103,6 +100,12 @@ impl Inner {
                     prev_nanos = record.nanos;
                     walked = seq;
                 }
+            }
+            // The chain is whole as far as it goes. A loss the witness shows
+            // comes next: it explains what the indexes would say of the
+            // records gone.
+            if let Some(problem) = self.witness_problem.get() {
+                return Ok(Some(problem.clone()));
             }
             self.check_indexes(walked, &streams, &placed, &ids)
         })()?;
