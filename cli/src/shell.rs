@@ -631,8 +631,8 @@ impl Shell {
 
     /// Background sync passes over environments (S1), one after the other,
     /// on one reading of the directory. Every changed SystemUser is one
-    /// append with its own correlation id, caused by the sync process and the
-    /// directory record that triggered it.
+    /// append, caused by the sync process and the directory record that
+    /// triggered it; the appends of one pass share the pass's correlation id.
     pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
         let tenant = self.tenant().await?;
         self.sync_with(env_names, tenant).await
@@ -685,6 +685,7 @@ impl Shell {
             last_seq: None,
             dataverse: true,
         };
+        let pass = self.ids.next();
         for _ in 0..CONFLICT_RETRIES {
             let (tenant, tenant_version) = match cached {
                 Some(loaded) => &*loaded,
@@ -731,7 +732,7 @@ impl Shell {
                         meta: Metadata {
                             recorded_at: now,
                             actor: SYNC_ACTOR.to_owned(),
-                            correlation_id: self.ids.next(),
+                            correlation_id: pass,
                             causation: Causation::Process {
                                 name: SYNC_ACTOR.to_owned(),
                                 trigger: Some(change.trigger),

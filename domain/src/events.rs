@@ -840,6 +840,42 @@ pub enum EnvEvent {
 }
 
 impl EnvEvent {
+    /// The SystemUser record this event is about, if it is about one: a sync
+    /// pass's records are one audit record per SystemUser they change.
+    pub fn system_user(&self) -> Option<Uuid> {
+        use EnvEvent::*;
+        match self {
+            SystemUserAdded { id, .. }
+            | SystemUserUpdated { id, .. }
+            | SystemUserEnabled { id, .. }
+            | SystemUserDisabled { id, .. }
+            | LicensedChanged { id, .. }
+            | AccessModeChanged { id, .. }
+            | EmailEditedInEnvironment { id, .. }
+            | EntitlementChanged { id, .. }
+            | SetupModeChanged { id, .. } => Some(*id),
+            RoleAssigned { user, .. }
+            | RoleRemoved { user, .. }
+            | UserBusinessUnitChanged { user, .. }
+            | TeamMemberAdded { user, .. }
+            | TeamMemberRemoved { user, .. }
+            | MailboxTestScheduled { user }
+            | MailboxEnabled { user } => Some(*user),
+            EnvironmentCreated { .. }
+            | SecurityGroupChanged { .. }
+            | AppPassChanged { .. }
+            | SettingChanged { .. }
+            | BusinessUnitCreated { .. }
+            | RoleCreated { .. }
+            | RecordsReassigned { .. }
+            | RolePrivilegeSet { .. }
+            | TeamCreated { .. }
+            | TeamRoleAssigned { .. }
+            | TeamRoleRemoved { .. }
+            | UnifiedRoutingEnabled { .. } => None,
+        }
+    }
+
     /// The event's type name, as recorded in the envelope.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -111,16 +111,41 @@ pub fn environment_of(stream: &str) -> Option<Uuid> {
     stream.strip_prefix("env/").and_then(|id| Uuid::parse_str(id).ok())
 }
 
-/// Splits records (in log order) into commands: runs of one correlation id.
+/// Splits records (in log order) into commands (see [`same_command`]).
 pub fn commands(records: Vec<(Record, Event)>) -> Vec<Vec<(Record, Event)>> {
     let mut groups: Vec<Vec<(Record, Event)>> = Vec::new();
     for item in records {
+        let continues = groups
+            .last()
+            .and_then(|g| g.last())
+            .is_some_and(|(last, event)| same_command(last, subject(event), &item.0, subject(&item.1)));
         match groups.last_mut() {
-            Some(group) if group[0].0.correlation_id == item.0.correlation_id => group.push(item),
+            Some(group) if continues => group.push(item),
             _ => groups.push(vec![item]),
         }
     }
     groups
+}
+
+/// Whether record `next` belongs to the command of `previous`, the record
+/// before it: one correlation id, and within a sync pass (whose records
+/// share the pass's id) one SystemUser. `*_user`: what each is about.
+pub fn same_command(
+    previous: &Record,
+    previous_user: Option<Uuid>,
+    next: &Record,
+    next_user: Option<Uuid>,
+) -> bool {
+    previous.correlation_id == next.correlation_id
+        && (!matches!(previous.causation, Causation::Process { .. }) || previous_user == next_user)
+}
+
+/// The SystemUser an event is about, if any.
+pub fn subject(event: &Event) -> Option<Uuid> {
+    match event {
+        Event::Environment(e) => e.system_user(),
+        _ => None,
+    }
 }
 
 /// Which audit records a `history` call wants.

@@ -51,8 +51,10 @@ pub fn changes(mut env: Environment, records: &[(Record, EnvEvent)]) -> Vec<Chan
     // The last record of each command: the seq of its audit record.
     let mut ends = vec![0; records.len()];
     for i in (0..records.len()).rev() {
-        let same_as_next =
-            records.get(i + 1).is_some_and(|(next, _)| next.correlation_id == records[i].0.correlation_id);
+        let (record, event) = &records[i];
+        let same_as_next = records.get(i + 1).is_some_and(|(next, next_event)| {
+            crate::audit::same_command(record, event.system_user(), next, next_event.system_user())
+        });
         ends[i] = if same_as_next { ends[i + 1] } else { records[i].0.seq };
     }
     for (i, (record, event)) in records.iter().enumerate() {

@@ -81,8 +81,14 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
             Event::Environment(e) => env.apply(e, stamp),
             Event::CommandRejected(_) => {}
         }
-        let command_ends =
-            records.get(i + 1).is_none_or(|(next, _)| next.correlation_id != record.correlation_id);
+        let command_ends = records.get(i + 1).is_none_or(|(next, next_event)| {
+            !crate::audit::same_command(
+                record,
+                crate::audit::subject(event),
+                next,
+                crate::audit::subject(next_event),
+            )
+        });
         if !command_ends || !env.exists() {
             continue;
         }

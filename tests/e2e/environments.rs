@@ -78,9 +78,10 @@ fn s1_sync_fills_the_systemuser_table_with_dataverse_logical_names() {
 }
 
 #[test]
-fn l2_a_sync_pass_records_one_correlation_per_changed_systemuser_and_its_trigger() {
+fn l2_a_sync_pass_shares_one_correlation_and_history_shows_one_record_per_changed_systemuser() {
     let mut sb = contoso();
     sb.ok("env create --name Sales --type production");
+    sb.ok("env create --name Ops --type production");
     sb.ok("sync");
     sb.ok(&format!("user license remove --upn {ALICE} --sku DYN365_SALES"));
     let removal = log(&sb).last().unwrap().0.seq;
@@ -89,10 +90,34 @@ fn l2_a_sync_pass_records_one_correlation_per_changed_systemuser_and_its_trigger
     let (last, _) = records.last().unwrap();
     assert_eq!(last.actor, "sync");
     assert_eq!(last.causation, store::Causation::Process { name: "sync".into(), trigger: Some(removal) });
-    let first_pass: Vec<_> = records.iter().filter(|(r, _)| r.actor == "sync" && r.seq < removal).collect();
-    let correlations: std::collections::BTreeSet<_> =
-        first_pass.iter().map(|(r, _)| r.correlation_id).collect();
-    assert_eq!(correlations.len(), 2, "alice and the admin: one correlation each");
+
+    // The first run's passes: one per environment, each with one id.
+    let first_run: Vec<_> = records.iter().filter(|(r, _)| r.actor == "sync" && r.seq < removal).collect();
+    let by_stream: std::collections::BTreeMap<&str, std::collections::BTreeSet<uuid::Uuid>> =
+        first_run.iter().fold(Default::default(), |mut m, (r, _)| {
+            m.entry(r.stream.as_str()).or_default().insert(r.correlation_id);
+            m
+        });
+    assert_eq!(by_stream.len(), 2, "both environments synced");
+    assert!(by_stream.values().all(|ids| ids.len() == 1), "one id per pass: {by_stream:?}");
+    let pass_ids: std::collections::BTreeSet<_> = by_stream.values().flatten().collect();
+    assert_eq!(pass_ids.len(), 2, "each pass its own id");
+
+    // history: one audit record per changed SystemUser (alice and the
+    // admin in each environment), each carrying its pass's id.
+    let history = sb.json("history");
+    let sync_rows: Vec<&serde_json::Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["initiatedBy"]["app"]["displayName"] == "sync" && r["seq"].as_u64().unwrap() < removal)
+        .collect();
+    assert_eq!(sync_rows.len(), 4, "{sync_rows:#?}");
+    for row in &sync_rows {
+        let id: uuid::Uuid = row["correlationId"].as_str().unwrap().parse().unwrap();
+        assert!(pass_ids.contains(&id), "{row}");
+        assert_eq!(row["targetResources"].as_array().unwrap().len(), 1, "{row}");
+    }
 }
 
 #[test]
@@ -329,7 +354,7 @@ fn sync_passes_of_every_environment_are_written_back_to_back() {
     assert_eq!(seqs[1].0, seqs[0].1 + 1, "back to back: nothing interleaves");
     let correlations: std::collections::BTreeSet<_> =
         log(&sb).iter().filter(|(r, _)| r.seq > before).map(|(r, _)| r.correlation_id).collect();
-    assert_eq!(correlations.len(), 4, "alice and the admin in each environment");
+    assert_eq!(correlations.len(), 2, "one id per environment's pass");
 }
 
 /// S1: a pass leaves a mark of the directory and environment versions it
