@@ -1,13 +1,12 @@
 //! `whatif`: run a file of commands on a scratch copy of the database and
 //! print what they would change in the SystemUser tables. The real database
-//! is never opened: it is locked the way sled locks it, copied, and released,
+//! is never opened: it is locked as the store locks it, copied, and released,
 //! so it stays byte-for-byte as it was.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fs2::FileExt;
 use serde::Serialize;
 use serde_json::Value;
 use store::Durability;
@@ -87,31 +86,13 @@ fn read_script(file: &Path) -> Result<Vec<(usize, Vec<String>)>, CliError> {
 
 /// Copies the database directory while holding the store's lock on it.
 fn copy_locked(db: &Path, to: &Path) -> Result<(), CliError> {
-    let io =
-        |source: std::io::Error| CliError::Store(store::StoreError::Io { path: db.to_path_buf(), source });
     if !db.join("db").is_file() {
         return Err(CliError::Usage(format!("no usertrail database at {}", db.display())));
     }
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(db.join(store::sled_store::LOCK_FILE))
-        .map_err(io)?;
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let started = Instant::now();
-    while lock_file.try_lock_exclusive().is_err() {
-        if started.elapsed() >= Duration::from_millis(wait) {
-            return Err(CliError::Store(store::StoreError::Locked {
-                path: db.to_path_buf(),
-                waited: started.elapsed(),
-            }));
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let copied = copy_dir(db, to).map_err(io);
-    let _ = FileExt::unlock(&lock_file);
-    copied
+    let _lock = store::lock_dir(db, Duration::from_millis(wait))?;
+    copy_dir(db, to)
+        .map_err(|source| CliError::Store(store::StoreError::Io { path: db.to_path_buf(), source }))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -119,7 +100,15 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            let what = format!(
+                "{} is a symbolic link: usertrail follows no link inside its database",
+                entry.path().display()
+            );
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
+        }
+        if kind.is_dir() {
             copy_dir(&entry.path(), &target)?;
         } else {
             std::fs::copy(entry.path(), &target)?;

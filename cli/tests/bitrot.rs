@@ -337,6 +337,11 @@ fn l3_a_surname_changed_in_every_file_of_a_copy_is_named_and_nothing_lands_on_it
         usertrail(&copied, &["user", "update", "--upn", "user5@contoso.onmicrosoft.com", "--title", "X"]);
     assert_eq!(write.code, Some(3), "{}", write.stderr);
     assert!(write.stderr.contains("cannot be appended to"), "{}", write.stderr);
+    assert_eq!(write.stderr.trim().lines().count(), 1, "{}", write.stderr);
+    // Reads still answer, and say the log is damaged.
+    let read = usertrail(&copied, &["user", "list", "--json"]);
+    assert_eq!(read.code, Some(0), "{}", read.stderr);
+    assert!(read.stderr.starts_with("warning: the log is damaged: "), "{}", read.stderr);
     // The original is untouched and takes writes.
     assert_eq!(usertrail(&original, &["verify"]).code, Some(0));
 }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use record::{Causation, Hash, Metadata, NewEvent, Record, GENESIS_HASH};
-pub use sled_store::{Archiving, Durability, OpenOptions, SledStore};
+pub use sled_store::{lock_dir, Archiving, DirLock, Durability, OpenOptions, SledStore};
 pub use snapshots::StagedSnapshot;
 
 /// The version a writer expects a stream to be at before its append.
@@ -202,6 +202,9 @@ pub enum StoreError {
     /// The path holds something that is not a usertrail log.
     #[error("{} is not a usertrail database: {reason}", path.display())]
     NotOurs { path: PathBuf, reason: String },
+    /// A symbolic link inside the database's directory.
+    #[error("{} is a symbolic link: usertrail follows no link inside its database", path.display())]
+    Symlink { path: PathBuf },
     /// The log was written by a newer usertrail.
     #[error("database {} has log format {found}; this usertrail reads format {supported} (upgrade usertrail)", path.display())]
     NewerFormat { path: PathBuf, found: u32, supported: u32 },

@@ -117,17 +117,22 @@ struct Inner {
     swap: Option<archive::Swap>,
     /// Our lock on the log's directory (`None` for a temporary log), held
     /// until the handle is gone.
-    _lock: Option<std::fs::File>,
+    _lock: Option<DirLock>,
 }
 
 /// A stream read walks past the chunks between two of its records up to
 /// this many records apart, and seeks beyond.
 const SEEK_GAP: u64 = 512;
 
-/// Our lock file, held while a log is open: a seal replaces the live
-/// database's directory, so sled's lock on that database's files cannot
-/// keep a second opener out on its own.
+/// The lock file of earlier versions, which locked a file in the directory
+/// (one that anybody could remove while it was held): still ours if found.
 pub const LOCK_FILE: &str = "usertrail.lock";
+
+/// Our lock on a log's directory, held while a log is open. It is the
+/// directory itself that is locked: a seal replaces the live database's
+/// directory, so sled's lock on that database's files cannot keep a second
+/// opener out, and a lock file could be removed while held.
+pub struct DirLock(std::fs::File);
 
 /// Index entries are written as blocks once this many records are pending.
 pub const INDEX_EVERY: usize = 16_384;
@@ -232,8 +237,9 @@ fn engine(e: sled::Error) -> StoreError {
 }
 
 /// A non-empty directory without sled's own files: never ours to write into.
-/// (Our lock file alone is left by an open that failed before sled's start;
-/// a witness without sled's files is a log that lost them, which the open names.)
+/// (An earlier version's lock file alone is left by an open that failed
+/// before sled's start; a witness without sled's files is a log that lost
+/// them, which the open names.)
 fn is_foreign_directory(path: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(path) else {
         return false;
@@ -242,19 +248,20 @@ fn is_foreign_directory(path: &Path) -> bool {
     non_empty && !path.join("conf").is_file() && !path.join("db").is_file()
 }
 
-/// Takes our lock on the log's directory, waiting up to `timeout`.
-fn take_lock(path: &Path, timeout: Duration, started: Instant) -> Result<std::fs::File, StoreError> {
+/// Takes our lock on the log's directory (created, private, if it is not
+/// there), waiting up to `timeout` for another process to release it.
+pub fn lock_dir(path: &Path, timeout: Duration) -> Result<DirLock, StoreError> {
+    let started = Instant::now();
     let io = |source| StoreError::Io { path: path.to_path_buf(), source };
-    std::fs::create_dir_all(path).map_err(io)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path.join(LOCK_FILE))
-        .map_err(io)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(io)?;
+    let dir = std::fs::File::open(path).map_err(io)?;
     loop {
-        match fs2::FileExt::try_lock_exclusive(&file) {
-            Ok(()) => return Ok(file),
+        match fs2::FileExt::try_lock_exclusive(&dir) {
+            Ok(()) => return Ok(DirLock(dir)),
             Err(e) if e.kind() == fs2::lock_contended_error().kind() && started.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(25))
             }
@@ -264,6 +271,54 @@ fn take_lock(path: &Path, timeout: Duration, started: Instant) -> Result<std::fs
             Err(source) => return Err(io(source)),
         }
     }
+}
+
+/// Refuses a log whose directory holds a symbolic link anywhere (usertrail
+/// writes only files of its own, never through a link put in their place),
+/// and with `private`, makes what it holds private (the directory 0700, its
+/// files 0600): the log holds personal data.
+fn walk_own(root: &Path, private: bool) -> Result<(), StoreError> {
+    let io = |path: &Path, source| StoreError::Io { path: path.to_path_buf(), source };
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+            if meta.file_type().is_symlink() {
+                return Err(StoreError::Symlink { path });
+            }
+            if private {
+                only_owner(&path, &meta, if meta.is_dir() { 0o700 } else { 0o600 })
+                    .map_err(|e| io(&path, e))?;
+            }
+            if meta.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    let meta = std::fs::metadata(root).map_err(|e| io(root, e))?;
+    match private {
+        true => only_owner(root, &meta, 0o700).map_err(|e| io(root, e)),
+        false => Ok(()),
+    }
+}
+
+/// Takes group and other permissions away from `path`, if it has any.
+fn only_owner(path: &Path, meta: &std::fs::Metadata, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(
+                path,
+                std::fs::Permissions::from_mode(meta.permissions().mode() & mode),
+            )?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta, mode);
+    Ok(())
 }
 
 /// Opens the sled database in `dir` of the log at `path`. sled's own lock
@@ -387,22 +442,21 @@ impl SledStore {
             });
         }
         let started = Instant::now();
-        let had_lock_file = path.join(LOCK_FILE).exists();
-        let lock = take_lock(&path, options.lock_timeout, started)?;
+        let lock = lock_dir(&path, options.lock_timeout)?;
+        walk_own(&path, false)?;
         let io = |source| StoreError::Io { path: path.clone(), source };
         archive::finish_swap(&path).map_err(io)?;
         let witness = witness::Witness::open(&path).map_err(io)?;
         let live = archive::live_dir(&path);
+        let sled_files = live.join("conf").exists() || live.join("db").exists();
         let db = open_sled(&live, &path, options.lock_timeout, started)?;
         let snapshots = Snapshots::beside(&path);
         let archive = archive::Archive::new(Some(path.clone()), live != path, options.lock_timeout);
-        let lock_file = path.join(LOCK_FILE);
-        let opened = SledStore::over(db, path, options, snapshots, archive, Some(lock), Some(witness));
-        if matches!(opened, Err(StoreError::NotOurs { .. })) && !had_lock_file {
-            // Another program's sled database: leave nothing of ours in it.
-            let _ = std::fs::remove_file(lock_file);
-        }
-        opened
+        let witness = Some((witness.0, witness.1, sled_files));
+        let store = SledStore::over(db, path, options, snapshots, archive, Some(lock), witness)?;
+        // Only once the log is known to be ours: another program's files keep their modes.
+        walk_own(store.path(), true)?;
+        Ok(store)
     }
 
     /// Opens a throwaway log that lives in memory only (tests, whatif).
@@ -420,10 +474,10 @@ impl SledStore {
         options: OpenOptions,
         snapshots: Snapshots,
         archive: archive::Archive,
-        lock: Option<std::fs::File>,
-        witness: Option<(witness::Witness, witness::Found)>,
+        lock: Option<DirLock>,
+        witness: Option<(witness::Witness, witness::Found, bool)>,
     ) -> Result<SledStore, StoreError> {
-        let (witness, found) = witness.unzip();
+        let (witness, found) = witness.map(|(w, found, sled_files)| (w, (found, sled_files))).unzip();
         let events = db.open_tree("events").map_err(engine)?;
         let sealed = archive::Sealed::read(&events)?;
         let mut store = SledStore {
@@ -648,9 +702,16 @@ impl Inner {
     /// appends (it can still be read and verified). A new log, or one from
     /// before the witness, gets its witness here, then the format mark that
     /// says it has one.
-    fn attest(&self, format: Option<u32>, found: Option<witness::Found>) -> Result<(), StoreError> {
+    /// `found`: what the witness's place held, and whether sled's files were
+    /// there before this open (a new log has neither).
+    fn attest(&self, format: Option<u32>, found: Option<(witness::Found, bool)>) -> Result<(), StoreError> {
         let mut pending = self.lock();
-        if let (Some(witness), Some(found)) = (&self.witness, found) {
+        if let (Some(witness), Some((found, sled_files))) = (&self.witness, found) {
+            if format.is_none() && sled_files && matches!(found, witness::Found::Missing) {
+                return Err(self.not_ours(
+                    "it holds sled's files but no usertrail log (an `init` cut short leaves this too: remove the directory and run init again)",
+                ));
+            }
             let last = self.last_seq()?;
             let cannot_tell = |what| Problem {
                 seq: last,

@@ -221,3 +221,21 @@ fn a_log_of_a_newer_format_is_refused_and_never_archived() {
         "nothing rewritten in its place"
     );
 }
+
+#[tokio::test]
+async fn a_live_database_renamed_away_and_never_replaced_is_restored_not_passed_over() {
+    let archiving = Archiving { keep: 20 };
+    let (_dir, path, store) = log_with(archiving, 0..100);
+    store.close().unwrap();
+    open(&path, archiving).close().unwrap();
+    let store = open(&path, archiving);
+    let want = answers(&store).await;
+    assert!(store.archived_upto() > 0);
+    drop(store);
+    // A swap stopped after `live` went to `live.old`, and `live.next` lost.
+    std::fs::rename(path.join("live"), path.join("live.old")).unwrap();
+    let store = open(&path, Archiving::OFF);
+    assert!(path.join("live").is_dir() && !path.join("live.old").exists());
+    assert_eq!(answers(&store).await, want);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+}

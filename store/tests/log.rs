@@ -757,3 +757,88 @@ async fn a_transaction_overtaken_by_another_append_is_refused_whole() {
     assert_eq!(all.len(), 1, "only the other writer's record");
     assert_eq!(all[0].stream, "env/x");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_inside_the_database_is_refused_and_nothing_is_written_through_it() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, b"not yours").unwrap();
+    for name in ["db", "snapshots", "witness", "live"] {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(&dir));
+        let path = dir.path().join("db");
+        let link = path.join(name);
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&link).unwrap(),
+            Ok(_) => std::fs::remove_file(&link).unwrap(),
+            Err(_) => {}
+        }
+        let target =
+            if name == "snapshots" || name == "live" { outside.path().to_path_buf() } else { victim.clone() };
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = SledStore::open(&path, OpenOptions::default()).err().expect("refused");
+        assert!(matches!(err, StoreError::Symlink { .. }), "{name}: {err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not yours", "{name}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1, "{name}: nothing written outside");
+    }
+}
+
+#[test]
+fn sled_files_that_hold_no_usertrail_log_are_never_initialised_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // Someone else's sled database, empty: nothing in it says it is a log.
+    drop(sled::Config::new().path(&path).open().unwrap());
+    let err = SledStore::open(&path, OpenOptions::default()).err().expect("refused");
+    assert!(err.to_string().contains("no usertrail log"), "{err}");
+    // Nothing of ours was left in it: no mark, no witness.
+    assert!(!path.join("witness").exists());
+    let raw = sled::Config::new().path(&path).open();
+    if let Ok(raw) = raw {
+        assert!(raw.open_tree("events").unwrap().is_empty(), "no format mark written");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_database_is_private_whatever_the_modes_it_was_given() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .append_all_blocking(&[append("tenant", ExpectedVersion::Any, vec![event(1, b"a")], at(0))])
+        .unwrap()
+        .unwrap();
+    drop(store);
+    let path = dir.path().join("db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let everything = |path: &std::path::Path| {
+        let mut all = vec![path.to_path_buf()];
+        let mut i = 0;
+        while i < all.len() {
+            if all[i].is_dir() {
+                let more: Vec<_> = std::fs::read_dir(&all[i]).unwrap().map(|e| e.unwrap().path()).collect();
+                all.extend(more);
+            }
+            i += 1;
+        }
+        all
+    };
+    // As an earlier version (or a loose umask) left them.
+    for p in everything(&path) {
+        let loose = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(loose)).unwrap();
+    }
+    drop(open(&dir));
+    for p in everything(&path) {
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&p) & !want, 0, "{} is {:o}", p.display(), mode(&p));
+    }
+    // A new log's directory is private from the start.
+    let fresh = tempfile::tempdir().unwrap();
+    let new = fresh.path().join("new");
+    drop(SledStore::open(&new, OpenOptions::default()).unwrap());
+    assert_eq!(mode(&new), 0o700);
+}

@@ -124,6 +124,11 @@ pub(super) fn finish_swap(root: &Path) -> std::io::Result<()> {
     }
     if old.exists() && live.exists() {
         std::fs::remove_dir_all(&old)?;
+    } else if old.exists() {
+        // Renamed away and never replaced: the old one is the live database
+        // still, never to be passed over for the archive.
+        std::fs::rename(&old, &live)?;
+        sync_dir(root)?;
     }
     Ok(())
 }
