@@ -132,7 +132,9 @@ pub const LOCK_FILE: &str = "usertrail.lock";
 /// directory itself that is locked: a seal replaces the live database's
 /// directory, so sled's lock on that database's files cannot keep a second
 /// opener out, and a lock file could be removed while held.
-pub struct DirLock(std::fs::File);
+pub struct DirLock {
+    _held: std::fs::File,
+}
 
 /// Index entries are written as blocks once this many records are pending.
 pub const INDEX_EVERY: usize = 16_384;
@@ -261,7 +263,7 @@ pub fn lock_dir(path: &Path, timeout: Duration) -> Result<DirLock, StoreError> {
     let dir = std::fs::File::open(path).map_err(io)?;
     loop {
         match fs2::FileExt::try_lock_exclusive(&dir) {
-            Ok(()) => return Ok(DirLock(dir)),
+            Ok(()) => return Ok(DirLock { _held: dir }),
             Err(e) if e.kind() == fs2::lock_contended_error().kind() && started.elapsed() < timeout => {
                 std::thread::sleep(Duration::from_millis(25))
             }
