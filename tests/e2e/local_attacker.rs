@@ -124,3 +124,88 @@ fn records_from_before_read_verify_and_say_they_recorded_no_machine() {
         (json!(true), Some(records.len() as u64 + 1))
     );
 }
+
+const UA: &str = "ua@contoso.onmicrosoft.com";
+
+/// Sales, with a group team on Admins-SG holding System Administrator, and
+/// `helpers` (UPN, `user create` flags) created and synced.
+fn admins_team(helpers: &[(&str, &str)]) -> Sandbox {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 10");
+    for (upn, flags) in helpers {
+        sb.ok(&format!("user create --upn {upn} --first H --last H --license DYN365_SALES {flags}"));
+    }
+    sb.ok("group create --name Admins-SG");
+    sb.ok("env create --name Sales --type production --app sales");
+    sb.ok("team create --env Sales --name Admins --group Admins-SG");
+    sb.ok("team role assign --env Sales --team Admins --role 'System Administrator'");
+    sb.ok("sync");
+    sb
+}
+
+fn r7(findings: &Value) -> Vec<Value> {
+    findings.as_array().unwrap().iter().filter(|f| f["rule"] == "R7").cloned().collect()
+}
+
+/// Finding 8: a User Administrator adds itself to a group that backs a
+/// group team holding System Administrator; after `sync` it holds the role.
+/// The path is allowed (the services allow it); `review` now names it: the
+/// group, the team, the role, who may change the group's members, and the
+/// record that added the member.
+#[test]
+fn r7_elevation_through_a_group_team_is_a_high_review_finding() {
+    let mut sb = admins_team(&[(UA, "--admin-role user-admin")]);
+    // Before anyone uses the path, the path itself is a finding.
+    let before = r7(&sb.json("review --env Sales"));
+    assert_eq!(before.len(), 1, "{before:?}");
+    sb.ok(&format!("--as {UA} group add-member --group Admins-SG --upn {UA}"));
+    let added = sb.json("history --limit 1")[0]["seq"].as_u64().unwrap();
+    sb.ok("sync");
+    let roles = sb.json("systemusers --env Sales");
+    let ua = roles.as_array().unwrap().iter().find(|r| r["domainname"] == UA).unwrap();
+    assert!(ua["roles"].as_array().unwrap().contains(&json!("System Administrator")), "the path works: {ua}");
+
+    let findings = r7(&sb.json("review --env Sales"));
+    let group = findings.iter().find(|f| f["upn"] == "Sales").expect("the group's finding");
+    assert_eq!(group["severity"], "high");
+    let detail = group["detail"].as_str().unwrap();
+    for part in ["group Admins-SG", "team Admins", "System Administrator", UA, "User Administrator"] {
+        assert!(detail.contains(part), "{part} in {detail}");
+    }
+    let member = findings.iter().find(|f| f["upn"] == UA).expect("the member's finding");
+    assert_eq!(member["severity"], "high");
+    assert!(member["evidence"].as_array().unwrap().contains(&json!(added)), "{member}");
+    let detail = member["detail"].as_str().unwrap();
+    for part in
+        ["Admins-SG", "Admins", "System Administrator", &format!("record {added}"), &format!("by {UA}")]
+    {
+        assert!(detail.contains(part), "{part} in {detail}");
+    }
+    // The table shows it too.
+    let table = sb.ok("review --env Sales");
+    assert!(table.contains("R7"), "{table}");
+}
+
+/// A group owner without the role is a manager too; one the Global
+/// Administrator added is not "added by someone who does not hold it".
+#[test]
+fn r7_a_group_owner_without_the_role_is_named_and_an_admin_s_addition_is_not() {
+    let mut sb = admins_team(&[(ALICE, ""), ("bob@contoso.onmicrosoft.com", "")]);
+    sb.ok(&format!("group add-owner --group Admins-SG --upn {ALICE}"));
+    sb.ok("group add-member --group Admins-SG --upn bob@contoso.onmicrosoft.com");
+    sb.ok("sync");
+    let findings = r7(&sb.json("review --env Sales"));
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(findings[0]["detail"].as_str().unwrap().contains(&format!("{ALICE} (owner)")), "{findings:?}");
+}
+
+/// A clean setup: the same team, but no one who may change the group's
+/// members lacks System Administrator (only the Global Administrator), and
+/// its members were added by that administrator: no R7 finding.
+#[test]
+fn r7_a_group_team_whose_managers_hold_its_roles_is_no_finding() {
+    let mut sb = admins_team(&[(ALICE, "")]);
+    sb.ok(&format!("group add-member --group Admins-SG --upn {ALICE}"));
+    sb.ok("sync");
+    assert_eq!(r7(&sb.json("review --env Sales")), Vec::<Value>::new());
+}
