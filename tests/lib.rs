@@ -16,6 +16,12 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The operating-system account that sandbox commands run as.
+pub const SANDBOX_ACCOUNT: &str = "tester";
+
+/// The host name that sandbox commands run on.
+pub const SANDBOX_HOST: &str = "sandbox";
+
 /// A scratch database with a clock: each command is stamped one minute after
 /// the previous one unless the line says `--now`.
 pub struct Sandbox {
@@ -84,12 +90,26 @@ impl Sandbox {
             args.extend(["--now".to_owned(), self.clock.to_rfc3339()]);
         }
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        // The machine runs on the sandbox's clock, so `--now` is bounded by
+        // it as by the real clock outside, and the envelope's account, host
+        // and machine time are the same from run to run.
+        let machine = cli::machine::Machine::Fixed {
+            clock: self.clock,
+            account: SANDBOX_ACCOUNT,
+            host: SANDBOX_HOST,
+            allow_future: false,
+        };
         // Seeded ids: the same script writes the same log, so outputs can be snapshotted.
         let code = cli::run_with(
             args,
             &mut stdout,
             &mut stderr,
-            cli::RunOptions { id_seed: Some(42), archiving: self.archiving, ..cli::RunOptions::default() },
+            cli::RunOptions {
+                id_seed: Some(42),
+                archiving: self.archiving,
+                machine,
+                ..cli::RunOptions::default()
+            },
         );
         Run {
             code,

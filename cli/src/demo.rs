@@ -133,6 +133,7 @@ async fn prepare(path: &Path, is_default: bool) -> Result<bool, CliError> {
 pub async fn run(
     db: Option<&Path>,
     now: Option<DateTime<Utc>>,
+    machine: crate::machine::Machine,
     args: DemoArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
@@ -143,8 +144,10 @@ pub async fn run(
     let replaced = prepare(&path, is_default).await?;
     let store = crate::open(&path, Durability::Batched)?;
     // Whole seconds read better in the tour than the clock's nanoseconds.
-    let end = now.unwrap_or_else(Utc::now).with_nanosecond(0).unwrap_or_else(Utc::now);
-    let mut demo = Demo { shell: Shell::new(store, None), start: end - Duration::days(180) };
+    let end = now.unwrap_or_else(|| machine.clock()).with_nanosecond(0).unwrap_or_else(Utc::now);
+    let mut shell = Shell::new(store, None);
+    shell.machine = machine;
+    let mut demo = Demo { shell, start: end - Duration::days(180) };
     let people = script(&mut demo, args.users as usize).await?;
     demo.shell.store.flush().await?;
     if replaced && !out.json {

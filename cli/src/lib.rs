@@ -11,6 +11,7 @@
 //! - [`graph`]: reading Microsoft Graph exports for `import graph`.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
+//! - [`machine`]: the machine's clock (bounding `--now`), account and host.
 //!
 //! [`run`] is `main` minus the process: arguments in, exit code out.
 
@@ -20,6 +21,7 @@ pub mod directory;
 pub mod environments;
 pub mod error;
 pub mod graph;
+pub mod machine;
 pub mod output;
 pub mod security;
 pub mod shell;
@@ -62,6 +64,8 @@ pub struct RunOptions {
     /// When the store moves older records into its archive (tests that
     /// archive a small log); `None`: the store's default.
     pub archiving: Option<store::Archiving>,
+    /// The machine: the real one, or a fixed stand-in for tests on a clock of their own.
+    pub machine: machine::Machine,
 }
 
 impl RunOptions {
@@ -75,6 +79,7 @@ impl RunOptions {
             color_stderr: allowed && std::io::stderr().is_terminal(),
             exits_after_run: true,
             archiving: None,
+            machine: machine::Machine::Real,
         }
     }
 }
@@ -178,8 +183,11 @@ async fn dispatch(
     let Cli { global, command } = cli;
     let mut out = Out { json: global.json, w: stdout, color: options.color_stdout };
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
+    if let Some(now) = now {
+        options.machine.check_now(now)?;
+    }
     if let Command::Demo(args) = command {
-        return demo::run(global.db.as_deref(), now, args, &mut out).await;
+        return demo::run(global.db.as_deref(), now, options.machine, args, &mut out).await;
     }
     let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
     if let Command::Whatif { file, env } = &command {
@@ -197,6 +205,7 @@ async fn dispatch(
     let mut shell = Shell::new(store, now);
     shell.ids = ids;
     shell.exits_after_run = options.exits_after_run;
+    shell.machine = options.machine;
     let actor = global.actor.as_ref();
     let result = match command {
         Command::Init(args) => directory::init(&shell, args, &mut out).await,

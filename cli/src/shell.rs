@@ -12,11 +12,13 @@ use domain::sync;
 use domain::tenant::{self, Tenant, TenantCommand};
 use domain::{Refusal, Rejection, Upn};
 use store::{
-    Append, AppendRejection, Appended, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, SledStore,
+    Append, AppendRejection, Appended, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, Origin,
+    SledStore,
 };
 use uuid::Uuid;
 
 use crate::error::{usage, CliError};
+use crate::machine::{Machine, Runner};
 use crate::time::At;
 
 /// The stream of failure audit records.
@@ -39,6 +41,10 @@ pub struct Shell {
     pub ids: Ids,
     /// The process exits once the command is done: see [`Shell::release`].
     pub exits_after_run: bool,
+    /// The machine whose clock, account and host each record keeps.
+    pub machine: Machine,
+    /// The account and host, asked of the system once, by the first write.
+    runner: std::sync::OnceLock<Runner>,
 }
 
 /// Where new ids come from: random and time-ordered (UUID v7) in normal
@@ -135,7 +141,14 @@ impl Together<'_> {
 impl Shell {
     /// A shell over `store` with random ids.
     pub fn new(store: SledStore, now: Option<DateTime<Utc>>) -> Shell {
-        Shell { store, now, ids: Ids::random(), exits_after_run: false }
+        Shell {
+            store,
+            now,
+            ids: Ids::random(),
+            exits_after_run: false,
+            machine: Machine::Real,
+            runner: std::sync::OnceLock::new(),
+        }
     }
 
     /// Lets go of state a command loaded. When the process exits right after
@@ -183,7 +196,7 @@ impl Shell {
     /// The time to stamp on new events: `--now` or the clock, never earlier
     /// than the last record's time.
     pub async fn now(&self) -> Result<DateTime<Utc>, CliError> {
-        let now = self.now.unwrap_or_else(Utc::now);
+        let now = self.now.unwrap_or_else(|| self.machine.clock());
         if let Some(head) = self.store.head().await? {
             // A writer that read the clock just before another one appended
             // trails it by a moment: that is concurrency, not a clock gone back.
@@ -228,7 +241,7 @@ impl Shell {
             }
             None => {
                 let head = self.store.head().await?.map_or(DateTime::UNIX_EPOCH, |h| h.recorded_at);
-                self.now.unwrap_or_else(Utc::now).max(head)
+                self.now.unwrap_or_else(|| self.machine.clock()).max(head)
             }
         };
         Ok((seq, time))
@@ -297,12 +310,24 @@ impl Shell {
         }
     }
 
-    fn meta(actor: &str, command: &str, correlation_id: Uuid, now: DateTime<Utc>) -> Metadata {
+    fn meta(&self, actor: &str, command: &str, correlation_id: Uuid, now: DateTime<Utc>) -> Metadata {
         Metadata {
             recorded_at: now,
             actor: actor.to_owned(),
             correlation_id,
             causation: Causation::Command { name: command.to_owned() },
+            origin: Some(self.origin()),
+        }
+    }
+
+    /// Where a record made now is written from: the machine's clock (beside
+    /// the stamped time, which `--now` may set), account and host.
+    pub fn origin(&self) -> Origin {
+        let runner = self.runner.get_or_init(|| self.machine.runner());
+        Origin {
+            written_at: self.machine.clock(),
+            account: runner.account.clone(),
+            host: runner.host.clone(),
         }
     }
 
@@ -365,7 +390,8 @@ impl Shell {
                 Ok(Ok(_)) => return CliError::Rejected(refusal),
                 // On the clock, a later writer got in first: stamp the record anew.
                 Ok(Err(AppendRejection::TimeWentBackwards { last, .. })) if self.now.is_none() => {
-                    meta.recorded_at = Utc::now().max(last);
+                    meta.recorded_at = self.machine.clock().max(last);
+                    meta.origin = Some(self.origin());
                 }
                 Ok(Err(other)) => return CliError::Usage(other.to_string()),
                 Err(e) => return CliError::Store(e),
@@ -392,7 +418,7 @@ impl Shell {
                 _ => Shell::actor(&tenant, actor)?,
             };
             let now = self.now().await?;
-            let meta = Shell::meta(actor.as_str(), command.name(), correlation_id, now);
+            let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
             let decided = tenant::decide(&tenant, &actor, command, now).map(|events| {
                 let events: Vec<Event> = events.into_iter().map(Event::Tenant).collect();
                 let append = Append {
@@ -453,7 +479,7 @@ impl Shell {
             for command in commands {
                 let mut ids = self.ids.together();
                 let correlation_id = ids.id();
-                let meta = Shell::meta(actor.as_str(), name, correlation_id, now);
+                let meta = self.meta(actor.as_str(), name, correlation_id, now);
                 let events = match tenant::decide(&tenant, &actor, &command, now) {
                     Ok(events) => events,
                     Err(Rejection::Invalid(reason)) => {
@@ -560,7 +586,7 @@ impl Shell {
             let (tenant, version) = self.tenant().await?;
             let actor = Shell::actor(&tenant, actor)?;
             let now = self.now().await?;
-            let meta = Shell::meta(actor.as_str(), attempted.command, correlation_id, now);
+            let meta = self.meta(actor.as_str(), attempted.command, correlation_id, now);
             let decided = envcmd::decide_create(&tenant, &actor, new, now).map(|(registered, env_events)| {
                 let registered = Event::Tenant(registered);
                 let env_events: Vec<Event> = env_events.into_iter().map(Event::Environment).collect();
@@ -610,7 +636,7 @@ impl Shell {
                 _ => Shell::actor(&tenant, actor)?,
             };
             let now = self.now().await?;
-            let meta = Shell::meta(actor.as_str(), command.name(), correlation_id, now);
+            let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
             let decided = envcmd::decide(&tenant, &env, &actor, command, now).map(|events| {
                 let events: Vec<Event> = events.into_iter().map(Event::Environment).collect();
                 let append = Append {
@@ -737,6 +763,7 @@ impl Shell {
                                 name: SYNC_ACTOR.to_owned(),
                                 trigger: Some(change.trigger),
                             },
+                            origin: Some(self.origin()),
                         },
                     });
                     expected += change.events.len() as u64;

@@ -326,7 +326,15 @@ pub async fn changes(
 /// `review --env E [--at WHEN]`
 pub async fn review(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
     let AsOf { seq, time, tenant, environment } = shell.environment_as_of(env, at_of(&at)?).await?;
-    let findings = projections::review::review(&tenant, &environment, time);
+    // Who added each member of a group behind a group team: the envelope's
+    // actor, which the folded states do not keep.
+    let mut actors = BTreeMap::new();
+    for wanted in projections::review::actors_needed(&tenant, &environment) {
+        if let Some(record) = shell.store.read_log(wanted, wanted, 1).await?.into_iter().next() {
+            actors.insert(wanted, record.actor);
+        }
+    }
+    let findings = projections::review::review(&tenant, &environment, time, &actors);
     if out.json {
         return out.json(&serde_json::to_value(&findings).unwrap_or(Value::Null));
     }

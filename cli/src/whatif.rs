@@ -279,6 +279,7 @@ mod tests {
             color_stderr: false,
             exits_after_run: true,
             archiving: None,
+            machine: crate::machine::Machine::Real,
         };
         let line = line_options(binary);
         assert!(!line.exits_after_run, "the process goes on after each line");

@@ -13,6 +13,7 @@ fn usertrail(db: &std::path::Path, args: &[&str], lock_wait_ms: u64) -> Output {
         .env("USERTRAIL_LOCK_TIMEOUT_MS", lock_wait_ms.to_string())
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW")
+        .env_remove("USERTRAIL_ALLOW_FUTURE")
         .output()
         .expect("the binary runs")
 }
@@ -177,4 +178,54 @@ fn a3_three_processes_racing_for_the_last_non_interactive_seat() {
     let count =
         table.as_array().unwrap().iter().filter(|r| r["accessmode"] == 4 && r["kind"] == "user").count();
     assert_eq!(count, 7);
+}
+
+/// Issue 25 finding 4, in the binary on the real clock: a `--now` more than
+/// five minutes ahead is refused (exit 2, nothing appended) unless
+/// `USERTRAIL_ALLOW_FUTURE=1`; the record keeps the machine's clock, account
+/// and host beside the stamped time.
+#[test]
+fn a_now_ahead_of_the_clock_needs_allow_future_and_the_record_keeps_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    init(&db);
+    let ahead = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let create = ["user", "create", "--upn", "bob@contoso.onmicrosoft.com", "--first", "B", "--last", "S"];
+    let args: Vec<&str> = create.iter().copied().chain(["--now", ahead.as_str()]).collect();
+    let refused = usertrail(&db, &args, 1000);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--now") && stderr.contains("5 minutes"), "{stderr}");
+    let history = |db: &std::path::Path| -> serde_json::Value {
+        let out = usertrail(db, &["history", "--json"], 1000);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(history(&db).as_array().unwrap().len(), 1, "only init: nothing appended");
+
+    let allowed = Command::new(env!("CARGO_BIN_EXE_usertrail"))
+        .args(&args)
+        .arg("--db")
+        .arg(&db)
+        .env_remove("USERTRAIL_NOW")
+        .env("USERTRAIL_ALLOW_FUTURE", "1")
+        .output()
+        .unwrap();
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    let newest = history(&db)[0].clone();
+    let stamped = chrono::DateTime::parse_from_rfc3339(newest["activityDateTime"].as_str().unwrap()).unwrap();
+    let written = chrono::DateTime::parse_from_rfc3339(newest["writtenAt"].as_str().unwrap()).unwrap();
+    assert!(stamped - written > chrono::Duration::minutes(55), "{newest}");
+    let run_by = &newest["initiatedBy"]["user"]["runBy"];
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let account = run_by["account"].as_str().unwrap();
+    assert!(!account.is_empty(), "{run_by}");
+    if uid == 0 {
+        assert_eq!(account, "root");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if !host.trim().is_empty() {
+        assert_eq!(run_by["host"], host.trim());
+    }
 }

@@ -235,22 +235,13 @@ fn no_elevation<'a>(
     privileges: impl IntoIterator<Item = (&'a (String, Operation), &'a Level)>,
     what: &str,
 ) -> Result<(), Rejection> {
-    if Tenant::is_environment_admin(actor) {
-        return Ok(());
-    }
-    let Some(record) = env.user_by_object(actor.id) else {
-        return refuse(
+    match security::elevation(env, actor, privileges) {
+        None => Ok(()),
+        Some(security::Elevation::NoRecord) => refuse(
             Rule::R6,
             format!("{} has no record in {} and holds no privileges to {what}", actor.upn, env.name),
-        );
-    };
-    if security::is_system_administrator(env, record) {
-        return Ok(());
-    }
-    let grants = security::effective_privileges(env, record);
-    match security::shortfall(&grants, privileges) {
-        None => Ok(()),
-        Some(s) => refuse(
+        ),
+        Some(security::Elevation::Short(s)) => refuse(
             Rule::R6,
             format!(
                 "{} may not {what}: it needs {} on {} at {} level and holds {} (no elevation)",

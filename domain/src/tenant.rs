@@ -432,6 +432,28 @@ impl Tenant {
         user.is_privileged()
     }
 
+    /// Why `user` may change `group`'s members (D8, D9), or `None`.
+    pub fn may_change_members(user: &User, group: &Group) -> Option<GroupRight> {
+        if group.owners.contains(&user.id) {
+            return Some(GroupRight::Owner);
+        }
+        GROUP_MANAGER_ROLES.iter().copied().find(|r| user.admin_roles.contains(r)).map(GroupRight::Role)
+    }
+
+    /// Everyone who may change `group`'s members, and why: its owners and
+    /// the holders of [`GROUP_MANAGER_ROLES`], deleted users left out.
+    pub fn group_managers(&self, group: &Group) -> Vec<(&User, GroupRight)> {
+        let mut managers: Vec<(&User, GroupRight)> = self
+            .upns
+            .values()
+            .filter_map(|id| self.users.get(id))
+            .filter(|u| !u.is_deleted())
+            .filter_map(|u| Tenant::may_change_members(u, group).map(|right| (u, right)))
+            .collect();
+        managers.sort_by(|a, b| (a.1, &a.0.upn).cmp(&(b.1, &b.0.upn)));
+        managers
+    }
+
     /// Users that are not gone for good at `now`, in UPN order.
     pub fn live_users(&self, now: DateTime<Utc>) -> impl Iterator<Item = &User> {
         self.upns.values().filter_map(|id| self.users.get(id)).filter(move |u| !u.is_purged(now))
@@ -694,6 +716,18 @@ pub fn evolve(mut tenant: Tenant, event: &TenantEvent, stamp: Stamp) -> Tenant {
 }
 
 const USER_MANAGERS: &[AdminRole] = &[AdminRole::Global, AdminRole::UserAdmin];
+/// The directory roles that may change any group's members and owners (D8,
+/// D9); a group's owners may change their own group.
+pub const GROUP_MANAGER_ROLES: &[AdminRole] = USER_MANAGERS;
+
+/// Why a user may change a group's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupRight {
+    /// It owns the group.
+    Owner,
+    /// It holds a directory role that manages every group.
+    Role(AdminRole),
+}
 const GLOBAL_ONLY: &[AdminRole] = &[AdminRole::Global];
 const PASSWORD_RESETTERS: &[AdminRole] = &[AdminRole::Global, AdminRole::UserAdmin, AdminRole::PasswordAdmin];
 
@@ -1193,10 +1227,10 @@ impl<'a> Decision<'a> {
 
     /// Global and User Administrators manage every group; owners their own.
     fn may_manage(&self, group: &Group) -> Result<(), Rejection> {
-        if group.owners.contains(&self.actor.id) {
+        if Tenant::may_change_members(self.actor, group).is_some() {
             return Ok(());
         }
-        self.require(USER_MANAGERS, &format!("manage group {}", group.name))
+        self.require(GROUP_MANAGER_ROLES, &format!("manage group {}", group.name))
     }
 
     fn create_group(&self, id: Uuid, name: &str, owner: Option<&Upn>) -> Decided {

@@ -22,8 +22,11 @@ pub struct AuditRecord {
     pub seq: u64,
     /// A unique id (the command's last event id).
     pub id: Uuid,
-    /// When (RFC 3339).
+    /// When (RFC 3339): the stamped time, which `--now` may have set.
     pub activity_date_time: String,
+    /// The writing machine's clock at the time (RFC 3339); `None` (null)
+    /// for records written before the log kept it: none recorded.
+    pub written_at: Option<String>,
     /// What, in Graph's words (`Add user`, `Change user license`).
     pub activity_display_name: String,
     /// The area (`UserManagement`, `SystemUserManagement`, ...).
@@ -57,8 +60,10 @@ pub struct InitiatedBy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRef {
-    /// The user's UPN.
+    /// The user's UPN, as `--as` named it.
     pub user_principal_name: String,
+    /// Who ran the command on the machine; `None` (null): none recorded.
+    pub run_by: Option<RunBy>,
 }
 
 /// An app reference.
@@ -67,6 +72,17 @@ pub struct UserRef {
 pub struct AppRef {
     /// The app's name.
     pub display_name: String,
+    /// Who ran the process on the machine; `None` (null): none recorded.
+    pub run_by: Option<RunBy>,
+}
+
+/// `runBy`: the operating-system account and host that wrote a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunBy {
+    /// The operating-system account.
+    pub account: String,
+    /// The host name.
+    pub host: String,
 }
 
 /// A target resource and its modified properties.
@@ -184,13 +200,16 @@ pub fn record(group: &[(Record, Event)], names: &Names) -> Option<AuditRecord> {
     let (first, _) = group.first()?;
     let (last, _) = group.last()?;
     let (activity, category) = crate::activity::of_record(first);
+    // One command's records share one envelope: the first speaks for all.
+    let run_by = first.origin.as_ref().map(|o| RunBy { account: o.account.clone(), host: o.host.clone() });
     let initiated_by = match &first.causation {
         Causation::Process { .. } => {
-            InitiatedBy { user: None, app: Some(AppRef { display_name: first.actor.clone() }) }
+            InitiatedBy { user: None, app: Some(AppRef { display_name: first.actor.clone(), run_by }) }
         }
-        Causation::Command { .. } => {
-            InitiatedBy { user: Some(UserRef { user_principal_name: first.actor.clone() }), app: None }
-        }
+        Causation::Command { .. } => InitiatedBy {
+            user: Some(UserRef { user_principal_name: first.actor.clone(), run_by }),
+            app: None,
+        },
     };
     let env_id =
         environment_of(&first.stream).or_else(|| group.iter().find_map(|(r, _)| environment_of(&r.stream)));
@@ -218,6 +237,7 @@ pub fn record(group: &[(Record, Event)], names: &Names) -> Option<AuditRecord> {
         seq: last.seq,
         id: last.event_id,
         activity_date_time: crate::rfc3339(first.recorded_at),
+        written_at: first.origin.as_ref().map(|o| crate::rfc3339(o.written_at)),
         activity_display_name: activity,
         category,
         result: if result_reason.is_some() { "failure" } else { "success" },

@@ -484,6 +484,7 @@ mod tests {
                     actor: "admin".into(),
                     correlation_id: uuid::Uuid::nil(),
                     causation: Causation::Command { name: "test".into() },
+                    origin: None,
                 },
             };
             self.rt.block_on(self.store.append(append)).unwrap().unwrap();

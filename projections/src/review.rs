@@ -2,11 +2,15 @@
 //! an auditor asks for, each with a severity, its rule, the evidence (log
 //! records) and an advice line.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use domain::environment::{Environment, SystemUser, NON_INTERACTIVE_LIMIT};
+use domain::events::Member;
 use domain::events::{AccessMode, Level, Operation, UserKind, UserType};
 use domain::security;
-use domain::tenant::Tenant;
+use domain::tenant::{GroupRight, Tenant};
+use domain::Upn;
 use serde::Serialize;
 
 /// Data tables where Organization-level Write or Delete is worth a look.
@@ -53,9 +57,30 @@ fn role_evidence(env: &Environment, r: &SystemUser) -> Vec<u64> {
     evidence
 }
 
-/// Reviews `env` as of `at`.
-pub fn review(tenant: &Tenant, env: &Environment, at: DateTime<Utc>) -> Vec<Finding> {
+/// The records whose actors [`review`] asks for: those that last changed a
+/// member of a group behind one of `env`'s group teams.
+pub fn actors_needed(tenant: &Tenant, env: &Environment) -> Vec<u64> {
+    let mut seqs: Vec<u64> = env
+        .teams
+        .values()
+        .filter_map(|t| t.group.and_then(|g| tenant.groups.get(&g)))
+        .flat_map(|g| g.changes.iter().filter(|(m, _)| matches!(m, Member::User(_))).map(|(_, s)| *s))
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs
+}
+
+/// Reviews `env` as of `at`. `actors` names the actor (as the record's
+/// envelope has it) of each record [`actors_needed`] lists.
+pub fn review(
+    tenant: &Tenant,
+    env: &Environment,
+    at: DateTime<Utc>,
+    actors: &BTreeMap<u64, String>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
+    group_team_findings(tenant, env, actors, &mut out);
     let name = &env.name;
     let directory = |r: &SystemUser| r.object_id.and_then(|id| tenant.users.get(&id));
     for r in env.users.values() {
@@ -201,4 +226,66 @@ pub fn review(tenant: &Tenant, env: &Environment, at: DateTime<Utc>) -> Vec<Find
     };
     out.sort_by(|a, b| (rank(a.severity), &a.rule, &a.upn).cmp(&(rank(b.severity), &b.rule, &b.upn)));
     out
+}
+
+/// R6, R7: each group team holding a role beyond what someone who may change
+/// its group's members holds, and each member added by such a one (the
+/// domain says who may and who holds: `security::group_team_reach`).
+fn group_team_findings(
+    tenant: &Tenant,
+    env: &Environment,
+    actors: &BTreeMap<u64, String>,
+    out: &mut Vec<Finding>,
+) {
+    let adder = |seq: u64| actors.get(&seq).and_then(|a| Upn::parse(a).ok()).and_then(|u| tenant.user(&u));
+    for reach in security::group_team_reach(tenant, env, adder) {
+        let (group, team, role) = (&reach.group.name, &reach.team.name, &reach.role.name);
+        let role_seq = reach.team.role_changes.get(&reach.role.id).copied().unwrap_or(0);
+        if !reach.managers.is_empty() {
+            let who: Vec<String> = reach
+                .managers
+                .iter()
+                .map(|(u, right)| match right {
+                    GroupRight::Owner => format!("{} (owner)", u.upn),
+                    GroupRight::Role(r) => format!("{} ({})", u.upn, r.display_name()),
+                })
+                .collect();
+            let owners = reach.managers.iter().filter_map(|(u, r)| {
+                (*r == GroupRight::Owner).then(|| reach.group.changes.get(&Member::User(u.id)).copied())?
+            });
+            let roles = reach.managers.iter().filter_map(|(u, r)| match r {
+                GroupRight::Role(role) => u.evidence.admin_roles.get(role).copied(),
+                GroupRight::Owner => None,
+            });
+            out.push(finding(
+                "R7",
+                "high",
+                &env.name,
+                format!(
+                    "group {group} backs team {team}, which holds {role}; {} may change the group's members without holding {role} (R6): adding anyone to the group gives them {role} at the next sync",
+                    who.join(", ")
+                ),
+                [vec![role_seq], owners.collect(), roles.collect()].concat(),
+                format!(
+                    "give team {team} only roles its group's managers hold, or restrict who manages group {group} (its owners, User Administrators)"
+                ),
+            ));
+        }
+        for (member, seq) in &reach.added_by_others {
+            let by = actors.get(seq).map_or("an unknown actor", String::as_str);
+            out.push(finding(
+                "R7",
+                "high",
+                &member.upn,
+                format!(
+                    "added to group {group} (record {seq}) by {by}, who does not hold {role}; the group backs team {team}, which holds {role}"
+                ),
+                vec![*seq, role_seq],
+                format!(
+                    "confirm that {} should hold {role}; if not: usertrail group remove-member --group {group} --upn {}",
+                    member.upn, member.upn
+                ),
+            ));
+        }
+    }
 }

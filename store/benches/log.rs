@@ -40,6 +40,7 @@ fn command(n: u64, at: DateTime<Utc>) -> Append {
             actor: "admin@contoso.onmicrosoft.com".into(),
             correlation_id: Uuid::new_v4(),
             causation: Causation::Command { name: "user update".into() },
+            origin: None,
         },
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use record::{Causation, Hash, Metadata, NewEvent, Record, GENESIS_HASH};
+pub use record::{Causation, Hash, Metadata, NewEvent, Origin, Record, GENESIS_HASH};
 pub use sled_store::{lock_dir, Archiving, DirLock, Durability, OpenOptions, SledStore};
 pub use snapshots::StagedSnapshot;
 

@@ -3,7 +3,9 @@
 //! A stored value is `FORMAT byte ++ bincode(body) ++ sha256(body)`; the body
 //! carries the previous record's hash, so the stored hash covers the record
 //! and its predecessor (L3). The format byte lets a later version of the
-//! record be read next to this one.
+//! record be read next to this one: format 1 is the body alone; format 2
+//! appends the [`Origin`] (the machine's clock, account and host) to it.
+//! Records of format 1 are never rewritten: they read with no origin.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,8 @@ pub type Hash = [u8; 32];
 pub const GENESIS_HASH: Hash = [0; 32];
 
 const RECORD_FORMAT_V1: u8 = 1;
+/// Format 1's body followed by the [`Origin`].
+const RECORD_FORMAT_V2: u8 = 2;
 
 /// What caused an append: a user's command, or a background process such as
 /// the sync pass (with the log record that triggered it, where one did).
@@ -41,6 +45,22 @@ pub struct Metadata {
     pub correlation_id: Uuid,
     /// What caused the events.
     pub causation: Causation,
+    /// Where they were written from (`None`: sealed in format 1, as before).
+    pub origin: Option<Origin>,
+}
+
+/// Where a record was written from, as the writing machine saw it: its own
+/// clock beside the stamped time (which `--now` may set), and the
+/// operating-system account and host that ran the command. The store only
+/// carries these; the command line fills them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The machine's clock when the record was made.
+    pub written_at: DateTime<Utc>,
+    /// The operating-system account that ran the command.
+    pub account: String,
+    /// The host name of the machine that ran it.
+    pub host: String,
 }
 
 /// One event handed to the log: its identity, its type and its opaque payload.
@@ -75,6 +95,9 @@ pub struct Record {
     pub correlation_id: Uuid,
     /// What caused it.
     pub causation: Causation,
+    /// Where it was written from; `None` for records of format 1, which
+    /// recorded none.
+    pub origin: Option<Origin>,
     /// The payload's type name.
     pub event_type: String,
     /// The payload's schema version.
@@ -104,6 +127,18 @@ struct Body<'a> {
     #[serde(borrow, with = "serde_bytes_compat")]
     payload: std::borrow::Cow<'a, [u8]>,
     prev_hash: Hash,
+}
+
+/// The hashed part of a format 2 record: format 1's body, then the origin.
+/// bincode writes a nested struct as its fields in order, so the first part
+/// is byte for byte a format 1 body.
+#[derive(Serialize, Deserialize)]
+struct BodyV2<'a> {
+    #[serde(borrow)]
+    body: Body<'a>,
+    written_at_nanos: i64,
+    account: std::borrow::Cow<'a, str>,
+    host: std::borrow::Cow<'a, str>,
 }
 
 /// Bytes as one length-prefixed run rather than a sequence of u8 values.
@@ -149,24 +184,43 @@ pub(crate) struct Peek<'a> {
     pub hash: Hash,
 }
 
-/// Splits stored bytes into their decoded body and the stored hash.
-fn decode_body(bytes: &[u8]) -> Result<(Body<'_>, Hash), String> {
+/// The origin as a format 2 body holds it.
+struct StoredOrigin<'a> {
+    written_at_nanos: i64,
+    account: std::borrow::Cow<'a, str>,
+    host: std::borrow::Cow<'a, str>,
+}
+
+/// Splits stored bytes into their decoded body, its origin (format 2) and
+/// the stored hash.
+#[allow(clippy::type_complexity)]
+fn decode_body(bytes: &[u8]) -> Result<(Body<'_>, Option<StoredOrigin<'_>>, Hash), String> {
     let (&format, rest) = bytes.split_first().ok_or("empty record")?;
-    if format != RECORD_FORMAT_V1 {
+    if format != RECORD_FORMAT_V1 && format != RECORD_FORMAT_V2 {
         return Err(format!("unknown record format {format}"));
     }
     if rest.len() < 32 {
         return Err("record shorter than its hash".into());
     }
     let (body_bytes, hash) = rest.split_at(rest.len() - 32);
-    let (body, used): (Body<'_>, usize) = bincode::serde::borrow_decode_from_slice(body_bytes, config())
-        .map_err(|e| format!("undecodable record: {e}"))?;
+    let undecodable = |e: bincode::error::DecodeError| format!("undecodable record: {e}");
+    let (body, origin, used) = if format == RECORD_FORMAT_V1 {
+        let (body, used): (Body<'_>, usize) =
+            bincode::serde::borrow_decode_from_slice(body_bytes, config()).map_err(undecodable)?;
+        (body, None, used)
+    } else {
+        let (v2, used): (BodyV2<'_>, usize) =
+            bincode::serde::borrow_decode_from_slice(body_bytes, config()).map_err(undecodable)?;
+        let origin =
+            StoredOrigin { written_at_nanos: v2.written_at_nanos, account: v2.account, host: v2.host };
+        (v2.body, Some(origin), used)
+    };
     if used != body_bytes.len() {
         return Err("trailing bytes after the record body".into());
     }
     let mut stored_hash = [0; 32];
     stored_hash.copy_from_slice(hash);
-    Ok((body, stored_hash))
+    Ok((body, origin, stored_hash))
 }
 
 /// The largest record body we read or write. A limit also keeps a corrupt
@@ -193,11 +247,15 @@ fn sealed_capacity(stream: &str, event: &NewEvent, meta: &Metadata) -> usize {
     };
     // The format byte, the fixed-size fields, the integers as varints at their
     // widest and the length prefixes take at most 155 bytes.
+    // An origin adds its time (at most 10 bytes) and two strings with
+    // their length prefixes (at most 9 bytes each).
+    let origin = meta.origin.as_ref().map_or(0, |o| 28 + o.account.len() + o.host.len());
     160 + event.payload.len()
         + stream.len()
         + meta.actor.len()
         + event.event_type.len()
         + causation
+        + origin
         + std::mem::size_of::<Hash>()
 }
 
@@ -228,9 +286,24 @@ impl Record {
         // Room for everything, the hash included: growing the buffer mid-way
         // would copy the record once more.
         let mut bytes = Vec::with_capacity(sealed_capacity(stream, event, meta));
-        bytes.push(RECORD_FORMAT_V1);
-        bincode::serde::encode_into_std_write(&body, &mut bytes, config())
-            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let encoded = match &meta.origin {
+            // Without an origin, the record is sealed as before: format 1.
+            None => {
+                bytes.push(RECORD_FORMAT_V1);
+                bincode::serde::encode_into_std_write(&body, &mut bytes, config())
+            }
+            Some(origin) => {
+                bytes.push(RECORD_FORMAT_V2);
+                let v2 = BodyV2 {
+                    body,
+                    written_at_nanos: to_nanos(origin.written_at)?,
+                    account: origin.account.as_str().into(),
+                    host: origin.host.as_str().into(),
+                };
+                bincode::serde::encode_into_std_write(&v2, &mut bytes, config())
+            }
+        };
+        encoded.map_err(|e| StoreError::Encode(e.to_string()))?;
         // bincode's limit binds decoding only: a record past it could be
         // written but never read back.
         if bytes.len() > MAX_RECORD {
@@ -247,7 +320,12 @@ impl Record {
     /// Decodes stored bytes. `Ok` also for a record whose hash does not match
     /// its body: [`Record::hash_is_intact`] tells, so `verify` can name it.
     pub(crate) fn open(bytes: &[u8]) -> Result<Record, String> {
-        let (body, stored_hash) = decode_body(bytes)?;
+        let (body, origin, stored_hash) = decode_body(bytes)?;
+        let origin = origin.map(|o| Origin {
+            written_at: from_nanos(o.written_at_nanos),
+            account: o.account.into_owned(),
+            host: o.host.into_owned(),
+        });
         Ok(Record {
             seq: body.seq,
             event_id: Uuid::from_bytes(body.event_id),
@@ -257,6 +335,7 @@ impl Record {
             actor: body.actor.into_owned(),
             correlation_id: Uuid::from_bytes(body.correlation_id),
             causation: body.causation.into_owned(),
+            origin,
             event_type: body.event_type.into_owned(),
             schema_version: body.schema_version,
             payload: body.payload.into_owned(),
@@ -267,7 +346,7 @@ impl Record {
 
     /// The fields the store's own bookkeeping needs, read without copying.
     pub(crate) fn peek(bytes: &[u8]) -> Result<Peek<'_>, String> {
-        let (body, hash) = decode_body(bytes)?;
+        let (body, _, hash) = decode_body(bytes)?;
         Ok(Peek {
             seq: body.seq,
             event_id: Uuid::from_bytes(body.event_id),
@@ -304,8 +383,17 @@ mod tests {
             actor: "admin@contoso.onmicrosoft.com".into(),
             correlation_id: Uuid::from_u128(9),
             causation: Causation::Process { name: "sync".into(), trigger: Some(4) },
+            origin: None,
         };
         (event, meta)
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            written_at: DateTime::from_timestamp(1_700_000_060, 5).unwrap(),
+            account: "alice".into(),
+            host: "build-01.contoso.local".into(),
+        }
     }
 
     #[test]
@@ -316,10 +404,20 @@ mod tests {
             meta.actor = "a".repeat(200);
             meta.recorded_at = DateTime::from_timestamp_nanos(i64::MIN);
             let stream = "s".repeat(500);
-            let (_, bytes) = Record::seal(u64::MAX, &stream, u64::MAX, &event, &meta, [255; 32]).unwrap();
-            let room = sealed_capacity(&stream, &event, &meta);
-            assert!(bytes.len() <= room, "{} bytes sealed in a buffer of {room}", bytes.len());
-            assert!(room - bytes.len() < 200, "no more than a little slack: {} of {room}", bytes.len());
+            for origin in [
+                None,
+                Some(Origin {
+                    written_at: meta.recorded_at,
+                    account: "u".repeat(300),
+                    host: "h".repeat(70_000),
+                }),
+            ] {
+                meta.origin = origin;
+                let (_, bytes) = Record::seal(u64::MAX, &stream, u64::MAX, &event, &meta, [255; 32]).unwrap();
+                let room = sealed_capacity(&stream, &event, &meta);
+                assert!(bytes.len() <= room, "{} bytes sealed in a buffer of {room}", bytes.len());
+                assert!(room - bytes.len() < 200, "no more than a little slack: {} of {room}", bytes.len());
+            }
         }
     }
 
@@ -347,26 +445,93 @@ mod tests {
             actor: meta.actor,
             correlation_id: meta.correlation_id,
             causation: meta.causation,
+            origin: None,
             event_type: event.event_type,
             schema_version: event.schema_version,
             payload: event.payload,
             prev_hash: [3; 32],
             hash,
         };
+        assert_eq!(bytes[0], RECORD_FORMAT_V1, "no origin: sealed as before");
         assert_eq!(Record::open(&bytes).unwrap(), record);
     }
 
     #[test]
-    fn any_flipped_byte_breaks_the_hash_or_the_decoding() {
+    fn a_record_with_an_origin_is_format_2_and_opens_to_itself() {
+        let (event, mut meta) = sample(vec![1, 2, 3, 255]);
+        meta.origin = Some(origin());
+        let (hash, bytes) = Record::seal(5, "env/x", 2, &event, &meta, [3; 32]).unwrap();
+        assert_eq!(bytes[0], RECORD_FORMAT_V2);
+        assert!(Record::hash_is_intact(&bytes));
+        let opened = Record::open(&bytes).unwrap();
+        assert_eq!(opened.origin, Some(origin()));
+        assert_eq!((opened.seq, opened.hash, opened.prev_hash), (5, hash, [3; 32]));
+        assert_eq!(opened.payload, event.payload);
+        let peek = Record::peek(&bytes).unwrap();
+        assert_eq!((peek.seq, peek.version, peek.hash), (5, 2, hash));
+    }
+
+    /// A format 1 record as sealed before format 2 existed, byte for byte:
+    /// it must open, with no origin, and keep its hash (the chain covers
+    /// these bytes, so they can never be rewritten).
+    #[test]
+    fn a_format_1_record_from_before_reads_and_verifies_as_it_did() {
         let (event, meta) = sample(b"payload".to_vec());
-        let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
-        for i in 1..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x40;
-            assert!(
-                !Record::hash_is_intact(&bad) || Record::open(&bad).is_err(),
-                "flipping byte {i} went unnoticed"
-            );
+        let (_, sealed) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+        let bytes = hex(FORMAT_1_RECORD);
+        assert_eq!(sealed, bytes, "format 1 sealing still writes the same bytes");
+        assert!(Record::hash_is_intact(&bytes));
+        let record = Record::open(&bytes).unwrap();
+        assert_eq!(record.origin, None, "none recorded");
+        assert_eq!(record.actor, "admin@contoso.onmicrosoft.com");
+        assert_eq!(record.payload, b"payload");
+        assert_eq!(record.hash.as_slice(), &bytes[bytes.len() - 32..]);
+    }
+
+    /// The format byte sits outside the hash: changing it must still be
+    /// caught, by the decoding.
+    #[test]
+    fn a_record_read_as_the_other_format_does_not_open() {
+        let (event, mut meta) = sample(b"payload".to_vec());
+        let (_, mut v1) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+        meta.origin = Some(origin());
+        let (_, mut v2) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+        v1[0] = RECORD_FORMAT_V2;
+        v2[0] = RECORD_FORMAT_V1;
+        assert!(Record::open(&v1).is_err(), "a format 1 body read as format 2");
+        assert!(Record::open(&v2).is_err(), "a format 2 body read as format 1");
+        v2[0] = 3;
+        assert!(Record::open(&v2).unwrap_err().contains("unknown record format 3"));
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Sealed by the code before format 2 (at f26671e) from `sample(b"payload")`.
+    const FORMAT_1_RECORD: &str = concat!(
+        "0101000000000000000000000000000000070674656e616e7401fdf600546cfc",
+        "392f2f1d61646d696e40636f6e746f736f2e6f6e6d6963726f736f66742e636f",
+        "6d00000000000000000000000000000009010473796e6301040b557365724372",
+        "656174656401077061796c6f6164000000000000000000000000000000000000",
+        "00000000000000000000000000006a1f5903a3cf6a65486797769a371ad7027f",
+        "ea3dac782ca100fa4c1d0534517a",
+    );
+
+    #[test]
+    fn any_flipped_byte_breaks_the_hash_or_the_decoding() {
+        for origin in [None, Some(origin())] {
+            let (event, mut meta) = sample(b"payload".to_vec());
+            meta.origin = origin;
+            let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+            for i in 0..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[i] ^= 0x40;
+                assert!(
+                    !Record::hash_is_intact(&bad) || Record::open(&bad).is_err(),
+                    "flipping byte {i} went unnoticed"
+                );
+            }
         }
     }
 

@@ -1554,6 +1554,7 @@ mod tests {
             actor: "admin".into(),
             correlation_id: Uuid::from_u128(u128::from(n)),
             causation: Causation::Command { name: "test".into() },
+            origin: None,
         }
     }
 

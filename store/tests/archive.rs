@@ -34,6 +34,7 @@ fn call(n: u64) -> Append {
             actor: "admin@contoso.onmicrosoft.com".into(),
             correlation_id: Uuid::from_u128(u128::from(n) + 1_000_000),
             causation: Causation::Command { name: "test".into() },
+            origin: None,
         },
     }
 }

@@ -68,6 +68,7 @@ proptest! {
                             actor: "model".into(),
                             correlation_id: Uuid::from_u128(next_id),
                             causation: Causation::Command { name: "model".into() },
+                            origin: None,
                         },
                     };
                     let outcome = rt.block_on(store.append(append.clone())).unwrap();
@@ -96,6 +97,7 @@ proptest! {
                                 actor: "model".into(),
                                 correlation_id: Uuid::from_u128(next_id),
                                 causation: Causation::Command { name: "model".into() },
+                                origin: None,
                             },
                         });
                     }

@@ -24,6 +24,7 @@ fn append(n: u64) -> Append {
             actor: "admin@contoso.onmicrosoft.com".into(),
             correlation_id: Uuid::from_u128(u128::from(n)),
             causation: Causation::Command { name: "test".into() },
+            origin: None,
         },
     }
 }

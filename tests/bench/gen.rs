@@ -195,6 +195,7 @@ impl Gen {
             actor: actor.to_owned(),
             correlation_id: self.ids.next(),
             causation,
+            origin: None,
         }
     }
 

@@ -301,6 +301,7 @@ fn commands_of(db: &Path, count: usize) -> Vec<Append> {
                             actor: r.actor,
                             correlation_id: r.correlation_id,
                             causation: r.causation,
+                            origin: r.origin,
                         },
                     })
                 }

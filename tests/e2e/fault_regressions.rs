@@ -110,7 +110,8 @@ fn a_write_refused_by_the_file_system_exits_3_instead_of_hanging() {
                 "--city",
                 &big,
                 "--now",
-                "2027-01-01T00:00:00Z",
+                // After the sandbox's records, and in the machine's past.
+                "2026-02-01T00:00:00Z",
                 "--db",
                 db.to_str().unwrap(),
             ],

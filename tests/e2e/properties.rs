@@ -681,6 +681,7 @@ fn rebuild_cut(from: &std::path::Path, to: &std::path::Path, n: u64) -> Vec<Reco
                     actor: r.actor.clone(),
                     correlation_id: r.correlation_id,
                     causation: r.causation.clone(),
+                    origin: r.origin.clone(),
                 },
             }),
         }

@@ -305,6 +305,7 @@ mod tests {
                 actor: "admin".into(),
                 correlation_id: uuid::Uuid::from_u128(id),
                 causation: Causation::Command { name: "test".into() },
+                origin: None,
             },
         }
     }
