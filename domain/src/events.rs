@@ -311,6 +311,8 @@ pub enum TenantEvent {
         upn: String,
         user_type: UserType,
         profile: Profile,
+        /// Landed with the temporary password's salted hash: now written as
+        /// [`TenantEvent::UserCreatedV2`], which keeps none.
         password: PasswordHash,
         /// Licenses the guest holds in its home tenant: they do not count here (D10).
         home_licenses: Vec<String>,
@@ -333,7 +335,8 @@ pub enum TenantEvent {
     UserDeleted { id: Uuid },
     /// The user came back; licenses whose seats were taken meanwhile did not (D7).
     UserRestored { id: Uuid, licenses_not_restored: Vec<String> },
-    /// A new temporary password was set; only its salted hash is kept (D2).
+    /// A new temporary password was set. Landed with its salted hash (D2):
+    /// now written as [`TenantEvent::PasswordResetV2`], which keeps none.
     PasswordReset { id: Uuid, password: PasswordHash },
     /// A guest was invited; the license's seat is held until acceptance or expiry (D5).
     InvitationIssued { id: Uuid, sku: Option<String>, expires_at: DateTime<Utc> },
@@ -349,6 +352,23 @@ pub enum TenantEvent {
     GroupOwnerAdded { group: Uuid, user: Uuid },
     /// An environment was created; its own stream holds the rest (E1).
     EnvironmentRegistered { id: Uuid, name: String },
+    /// A user was created (D1, D2, D3): `UserCreated` without any trace of a
+    /// password. Nothing ever checks a temporary password, so the log keeps
+    /// only whether one was issued; who issued it and when are the record's
+    /// actor and time (L2).
+    UserCreatedV2 {
+        id: Uuid,
+        upn: String,
+        user_type: UserType,
+        profile: Profile,
+        /// Licenses the guest holds in its home tenant: they do not count here (D10).
+        home_licenses: Vec<String>,
+        /// Whether a temporary password was shown to the actor (not for imported users).
+        temporary_password: bool,
+    },
+    /// A new temporary password was issued (D2): `PasswordReset` without its
+    /// hash. Who issued it and when are the record's actor and time (L2).
+    PasswordResetV2 { id: Uuid },
 }
 
 /// The kind of an environment (E1).
@@ -902,6 +922,10 @@ impl Event {
                 TenantEvent::GroupMemberRemoved { .. } => "GroupMemberRemoved",
                 TenantEvent::GroupOwnerAdded { .. } => "GroupOwnerAdded",
                 TenantEvent::EnvironmentRegistered { .. } => "EnvironmentRegistered",
+                // The same facts as before in a new shape: scripts that count
+                // types (`import graph --json`'s `byType`) see no change.
+                TenantEvent::UserCreatedV2 { .. } => "UserCreated",
+                TenantEvent::PasswordResetV2 { .. } => "PasswordReset",
             },
             Event::Environment(e) => e.type_name(),
         }
@@ -1014,6 +1038,8 @@ mod tests {
         let role = proptest::sample::select(AdminRole::ALL.to_vec());
         let user_type = prop_oneof![Just(UserType::Member), Just(UserType::Guest)];
         let profile = proptest::collection::btree_map(field(), text(), 0..4).prop_map(Profile::from_iter);
+        let user_type2 = prop_oneof![Just(UserType::Member), Just(UserType::Guest)];
+        let profile2 = proptest::collection::btree_map(field(), text(), 0..4).prop_map(Profile::from_iter);
         let change = (field(), proptest::option::of(text()), proptest::option::of(text()))
             .prop_map(|(field, old, new)| FieldChange { field, old, new });
         prop_oneof![
@@ -1057,6 +1083,18 @@ mod tests {
             (uuid(), member()).prop_map(|(group, member)| TenantEvent::GroupMemberAdded { group, member }),
             (uuid(), member()).prop_map(|(group, member)| TenantEvent::GroupMemberRemoved { group, member }),
             (uuid(), uuid()).prop_map(|(group, user)| TenantEvent::GroupOwnerAdded { group, user }),
+            (uuid(), text(), user_type2, profile2, proptest::collection::vec(text(), 0..3), any::<bool>())
+                .prop_map(|(id, upn, user_type, profile, home_licenses, temporary_password)| {
+                    TenantEvent::UserCreatedV2 {
+                        id,
+                        upn,
+                        user_type,
+                        profile,
+                        home_licenses,
+                        temporary_password,
+                    }
+                }),
+            uuid().prop_map(|id| TenantEvent::PasswordResetV2 { id }),
         ]
     }
 
@@ -1109,5 +1147,25 @@ mod tests {
             environment: None,
         }));
         assert_eq!(rejected, vec![1, 0, 0, 0, 0, 0]);
+        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id: Uuid::from_u128(1) }));
+        assert_eq!(&reset[..2], &[0, 22], "PasswordResetV2 is 22, after UserCreatedV2 at 21");
+    }
+
+    /// D2: an issued password leaves no hash, salt or text in the event.
+    #[test]
+    fn a_password_issued_now_is_recorded_as_a_bare_fact() {
+        let id = Uuid::from_u128(7);
+        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id }));
+        assert_eq!(
+            reset.len(),
+            2 + 1 + 16,
+            "two tags and the user's id (its length, 16 bytes), nothing else"
+        );
+        let old = encode(&Event::Tenant(TenantEvent::PasswordReset {
+            id,
+            password: PasswordHash { salt: [1; 16], digest: [2; 32] },
+        }));
+        assert_eq!(&old[..2], &[0, 13], "the landed shape still reads");
+        assert!(matches!(decode(SCHEMA_VERSION, &old), Ok(Event::Tenant(TenantEvent::PasswordReset { .. }))));
     }
 }

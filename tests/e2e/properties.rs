@@ -18,7 +18,6 @@ use domain::events::{
     AccessMode, AdminRole, App, EnvEvent, EnvType, Event, Level, Operation, Profile, ProfileField, SkuKind,
     Stamp, TenantEvent, UserKind,
 };
-use domain::password::PasswordHash;
 use domain::rules::Rejection;
 use domain::security;
 use domain::sync::{sync_pass, sync_pass_over};
@@ -197,7 +196,7 @@ impl World {
             admin_roles,
             guest: false,
             home_licenses: vec![],
-            password: PasswordHash::new([7; 16], "x"),
+            temporary_password: true,
         }
     }
 
@@ -423,8 +422,8 @@ impl World {
             }
             11 => {
                 let sku = (b[2] % 3 != 0).then(|| sku(b[2]));
-                let (id, password) = (self.id(), PasswordHash::new([3; 16], "y"));
-                Action::Tenant(actor, TenantCommand::Invite { id, upn: guest(b[1]), sku, password })
+                let id = self.id();
+                Action::Tenant(actor, TenantCommand::Invite { id, upn: guest(b[1]), sku })
             }
             12 => Action::Tenant(guest(b[1]), TenantCommand::AcceptInvite { upn: guest(b[1]) }),
             13 => {
