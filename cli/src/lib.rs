@@ -132,9 +132,11 @@ where
         Ok(()) => 0,
         Err(CliError::OutputClosed) => 0,
         Err(e) => {
-            // One line, whatever a name in the message holds.
+            // One line, whatever a name in the message holds, and no control
+            // character of it reaches the terminal (issue 25, finding 9).
             let line = e.to_string().replace(['\n', '\r'], " ");
-            let line = if options.color_stderr { output::red(&line) } else { line };
+            let line = output::for_people(&line);
+            let line = if options.color_stderr { output::red(&line) } else { line.into_owned() };
             let _ = writeln!(stderr, "{line}");
             e.exit_code()
         }
