@@ -944,23 +944,39 @@ pub enum DecodeError {
 }
 
 /// The largest payload we decode: a corrupt length prefix must not ask for
-/// an impossible allocation.
-const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+/// an impossible allocation. [`encode`] refuses anything larger, so every
+/// event that lands can be read back.
+pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_PAYLOAD>()
+/// An event too large to be read back: refused before it is appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a {event_type} event would take more than {MAX_PAYLOAD} bytes, the most the log reads back")]
+pub struct TooLarge {
+    /// The event's type name.
+    pub event_type: &'static str,
 }
 
-/// Encodes an event for the log.
-pub fn encode(event: &Event) -> Vec<u8> {
+/// Decoding's claims: bincode counts a string's bytes twice (its allocation,
+/// then its reading), so twice the longest payload lets every payload of at
+/// most [`MAX_PAYLOAD`] bytes decode while a corrupt length prefix still
+/// cannot ask for more.
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 2 * MAX_PAYLOAD }>()
+}
+
+/// Encodes an event for the log, under the same limit as [`decode`]: an
+/// event that could not be read back is refused here, before any append
+/// (a 20 MiB name once landed and made every later command fail).
+pub fn encode(event: &Event) -> Result<Vec<u8>, TooLarge> {
     // Most events fit: growing from empty would reallocate and copy about
     // seven times on the way to a few hundred bytes.
     let mut bytes = Vec::with_capacity(256);
-    // Encoding into a Vec cannot fail for these plain types; an empty payload
-    // would be caught on decode rather than panic here.
+    let too_large = TooLarge { event_type: event.type_name() };
+    // Encoding into a Vec cannot fail for these plain types; bincode does not
+    // apply a limit when encoding, so the length is checked here.
     match bincode::serde::encode_into_std_write(event, &mut bytes, bincode::config::standard()) {
-        Ok(_) => bytes,
-        Err(_) => Vec::new(),
+        Ok(_) if bytes.len() <= MAX_PAYLOAD => Ok(bytes),
+        _ => Err(too_large),
     }
 }
 
@@ -968,6 +984,9 @@ pub fn encode(event: &Event) -> Vec<u8> {
 pub fn decode(schema_version: u16, bytes: &[u8]) -> Result<Event, DecodeError> {
     if schema_version > SCHEMA_VERSION {
         return Err(DecodeError::NewerSchema(schema_version));
+    }
+    if bytes.len() > MAX_PAYLOAD {
+        return Err(DecodeError::Malformed(format!("{} bytes, more than {MAX_PAYLOAD}", bytes.len())));
     }
     let (event, used) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
@@ -1111,7 +1130,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_event_round_trips(event in event()) {
-            let bytes = encode(&event);
+            let bytes = encode(&event).unwrap();
             prop_assert_eq!(decode(SCHEMA_VERSION, &bytes), Ok(event));
         }
 
@@ -1127,9 +1146,26 @@ mod tests {
         assert!(matches!(decode(SCHEMA_VERSION, &bytes), Err(DecodeError::Malformed(_))));
     }
 
+    /// Issue 25, finding 3: what `encode` accepts, `decode` reads back; one byte more is refused.
+    #[test]
+    fn an_event_the_log_could_not_read_back_is_refused_by_encode() {
+        let named =
+            |n: usize| Event::Tenant(TenantEvent::GroupCreated { id: Uuid::nil(), name: "x".repeat(n) });
+        let fits = MAX_PAYLOAD - 2 - 17 - 5;
+        let bytes = encode(&named(fits)).unwrap();
+        assert_eq!(bytes.len(), MAX_PAYLOAD);
+        // Compared, not printed: a failure would print 16 MiB.
+        assert!(decode(SCHEMA_VERSION, &bytes) == Ok(named(fits)), "the largest event reads back");
+        assert!(encode(&named(fits + 1)) == Err(TooLarge { event_type: "GroupCreated" }));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(SCHEMA_VERSION, &longer).is_err(), "nor does decode read more");
+        assert!(encode(&named(20 << 20)).is_err(), "the 20 MiB name of the issue");
+    }
+
     #[test]
     fn a_newer_schema_is_refused() {
-        let bytes = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::nil() }));
+        let bytes = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::nil() })).unwrap();
         assert_eq!(decode(SCHEMA_VERSION + 1, &bytes), Err(DecodeError::NewerSchema(SCHEMA_VERSION + 1)));
     }
 
@@ -1137,7 +1173,7 @@ mod tests {
     /// longer read. Add variants at the end instead.
     #[test]
     fn landed_encodings_do_not_move() {
-        let blocked = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::from_u128(1) }));
+        let blocked = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::from_u128(1) })).unwrap();
         assert_eq!(&blocked[..2], &[0, 9], "Event::Tenant is 0, UserBlocked is 9");
         let rejected = encode(&Event::CommandRejected(CommandRejected {
             command: String::new(),
@@ -1145,9 +1181,10 @@ mod tests {
             reason: String::new(),
             targets: vec![],
             environment: None,
-        }));
+        }))
+        .unwrap();
         assert_eq!(rejected, vec![1, 0, 0, 0, 0, 0]);
-        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id: Uuid::from_u128(1) }));
+        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id: Uuid::from_u128(1) })).unwrap();
         assert_eq!(&reset[..2], &[0, 22], "PasswordResetV2 is 22, after UserCreatedV2 at 21");
     }
 
@@ -1155,7 +1192,7 @@ mod tests {
     #[test]
     fn a_password_issued_now_is_recorded_as_a_bare_fact() {
         let id = Uuid::from_u128(7);
-        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id }));
+        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id })).unwrap();
         assert_eq!(
             reset.len(),
             2 + 1 + 16,
@@ -1164,7 +1201,8 @@ mod tests {
         let old = encode(&Event::Tenant(TenantEvent::PasswordReset {
             id,
             password: PasswordHash { salt: [1; 16], digest: [2; 32] },
-        }));
+        }))
+        .unwrap();
         assert_eq!(&old[..2], &[0, 13], "the landed shape still reads");
         assert!(matches!(decode(SCHEMA_VERSION, &old), Ok(Event::Tenant(TenantEvent::PasswordReset { .. }))));
     }

@@ -24,6 +24,7 @@ pub mod environment;
 pub mod events;
 pub mod ids;
 pub mod import;
+pub mod limits;
 pub mod password;
 pub mod rules;
 pub mod security;

@@ -478,7 +478,7 @@ mod tests {
                     event_id: uuid::Uuid::from_u128(u128::from(self.version) + 1),
                     event_type: event.type_name().into(),
                     schema_version: domain::SCHEMA_VERSION,
-                    payload: events::encode(&event),
+                    payload: events::encode(&event).unwrap(),
                 }],
                 meta: Metadata {
                     recorded_at: chrono::DateTime::UNIX_EPOCH,

@@ -1053,7 +1053,7 @@ fn environment_events_round_trip_through_the_codec() {
     for event in crate::environment::starting_state(id, "Sales", &[App::Sales]) {
         let wrapped = Event::Environment(event);
         assert_eq!(
-            crate::events::decode(crate::SCHEMA_VERSION, &crate::events::encode(&wrapped)),
+            crate::events::decode(crate::SCHEMA_VERSION, &crate::events::encode(&wrapped).unwrap()),
             Ok(wrapped)
         );
     }
