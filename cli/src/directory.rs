@@ -61,7 +61,7 @@ fn profile_fields(
     first: Option<&str>,
     last: Option<&str>,
     p: &ProfileArgs,
-) -> Vec<(ProfileField, Option<String>)> {
+) -> Result<Vec<(ProfileField, Option<String>)>, CliError> {
     let given = [
         (ProfileField::GivenName, first),
         (ProfileField::Surname, last),
@@ -78,11 +78,16 @@ fn profile_fields(
         (ProfileField::PostalCode, p.postal.as_deref()),
         (ProfileField::Country, p.country.as_deref()),
     ];
-    // An empty value clears the field.
-    given
-        .into_iter()
-        .filter_map(|(f, v)| v.map(|v| (f, Some(v.trim().to_owned()).filter(|v| !v.is_empty()))))
-        .collect()
+    // An empty value clears the field; a value past Microsoft's limit is
+    // refused here, before anything is decided (issue 25, finding 3).
+    let mut fields = Vec::new();
+    for (field, value) in given {
+        let Some(value) = value else { continue };
+        let value = value.trim();
+        domain::limits::check_profile_field(field, value).map_err(CliError::Usage)?;
+        fields.push((field, Some(value.to_owned()).filter(|v| !v.is_empty())));
+    }
+    Ok(fields)
 }
 
 fn new_user(id: Uuid, upn: Upn, fields: Vec<(ProfileField, Option<String>)>) -> NewUser {
@@ -198,7 +203,7 @@ pub async fn user(
             return crate::environments::user(shell, actor, env_command, out).await
         }
         UserCommand::Update(UpdateArgs { upn, first, last, profile }) => {
-            let fields = profile_fields(first.as_deref(), last.as_deref(), &profile);
+            let fields = profile_fields(first.as_deref(), last.as_deref(), &profile)?;
             let summary = format!("updated {upn}");
             (TenantCommand::UpdateUser { upn, fields }, summary, None)
         }
@@ -293,7 +298,7 @@ async fn create(
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
     let text = temporary_password()?;
-    let fields = profile_fields(Some(&args.first), Some(&args.last), &args.profile);
+    let fields = profile_fields(Some(&args.first), Some(&args.last), &args.profile)?;
     let mut new = new_user(shell.ids.next(), args.upn.clone(), fields);
     new.licenses = args.license;
     new.admin_roles = args.admin_role;

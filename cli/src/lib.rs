@@ -62,6 +62,10 @@ pub struct RunOptions {
     /// When the store moves older records into its archive (tests that
     /// archive a small log); `None`: the store's default.
     pub archiving: Option<store::Archiving>,
+    /// This run is a line of a `whatif` script: a `whatif` or `demo` in it
+    /// is refused wherever its flags stand (a script that ran itself
+    /// overflowed the stack; issue 25, finding 3).
+    pub inside_whatif: bool,
 }
 
 impl RunOptions {
@@ -75,6 +79,7 @@ impl RunOptions {
             color_stderr: allowed && std::io::stderr().is_terminal(),
             exits_after_run: true,
             archiving: None,
+            inside_whatif: false,
         }
     }
 }
@@ -134,7 +139,13 @@ where
         Err(e) => {
             // One line, whatever a name in the message holds, and no control
             // character of it reaches the terminal (issue 25, finding 9).
-            let line = e.to_string().replace(['\n', '\r'], " ");
+            let mut line = e.to_string().replace(['\n', '\r'], " ");
+            // A safety net: messages quote at most 200 characters of any
+            // input (domain::limits::quote), so a longer line is cut here.
+            if let Some((cut, _)) = line.char_indices().nth(2000) {
+                line.truncate(cut);
+                line.push_str("…");
+            }
             let line = output::for_people(&line);
             let line = if options.color_stderr { output::red(&line) } else { line.into_owned() };
             let _ = writeln!(stderr, "{line}");
@@ -155,7 +166,9 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
         _ => {
             let message = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
             let message = message.split("\n\nFor more information").next().unwrap_or(message);
-            let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            // clap quotes the bad value whole: each word at most 200 characters.
+            let one_line =
+                message.split_whitespace().map(domain::limits::quote).collect::<Vec<_>>().join(" ");
             let _ = writeln!(stderr, "{one_line} (see --help)");
             2
         }
@@ -166,6 +179,9 @@ async fn dispatch(cli: Cli, stdout: &mut dyn Write, options: RunOptions) -> Resu
     let Cli { global, command } = cli;
     let mut out = Out { json: global.json, w: stdout, color: options.color_stdout };
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
+    if options.inside_whatif && matches!(command, Command::Whatif { .. } | Command::Demo(_)) {
+        return Err(CliError::Usage("whatif and demo cannot run inside whatif".into()));
+    }
     if let Command::Demo(args) = command {
         return demo::run(global.db.as_deref(), now, args, &mut out).await;
     }
