@@ -10,7 +10,6 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use domain::envcmd::{EnvCommand, NewEnvironment, StubRow};
 use domain::events::{AccessMode, App, EnvType};
 use domain::events::{AdminRole, Profile, ProfileField, SkuKind};
-use domain::password::PasswordHash;
 use domain::tenant::{MemberRef, NewUser, TenantCommand};
 use domain::Upn;
 use serde_json::json;
@@ -99,8 +98,7 @@ fn person(
         admin_roles: vec![],
         guest: false,
         home_licenses: vec![],
-        // Demo users never sign in; a fixed salt keeps the demo reproducible.
-        password: PasswordHash::new([id as u8; 16], &Uuid::new_v4().to_string()),
+        temporary_password: true,
     })
 }
 
@@ -375,23 +373,12 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     demo.run(&hr, TenantCommand::Unblock { upn: upn(&service[1])? }).await?;
     demo.sync(78.5).await?;
     demo.day(80.0);
-    demo.run(
-        &format!("helpdesk@{DOMAIN}"),
-        TenantCommand::ResetPassword {
-            upn: upn(&service[1])?,
-            password: PasswordHash::new([80; 16], &Uuid::new_v4().to_string()),
-        },
-    )
-    .await?;
+    demo.run(&format!("helpdesk@{DOMAIN}"), TenantCommand::ResetPassword { upn: upn(&service[1])? }).await?;
 
     demo.day(90.0);
     let guest = upn("jane.doe@fabrikam.com")?;
-    let invite = TenantCommand::Invite {
-        id: Uuid::from_u128(5000),
-        upn: guest.clone(),
-        sku: Some(SALES.into()),
-        password: PasswordHash::new([90; 16], &Uuid::new_v4().to_string()),
-    };
+    let invite =
+        TenantCommand::Invite { id: Uuid::from_u128(5000), upn: guest.clone(), sku: Some(SALES.into()) };
     demo.run(&hr, invite).await?;
     demo.day(92.0);
     demo.run(&guest.to_string(), TenantCommand::AcceptInvite { upn: guest }).await?;

@@ -3,7 +3,6 @@
 //! shell, and prints what happened.
 
 use domain::events::{ProfileField, SkuKind};
-use domain::password::PasswordHash;
 use domain::tenant::{MemberRef, NewUser, Tenant, TenantCommand};
 use domain::Upn;
 use serde_json::{json, Value};
@@ -15,30 +14,54 @@ use crate::args::{
 };
 use crate::error::CliError;
 use crate::output::Out;
-use crate::shell::{Ids, Shell};
+use crate::shell::Shell;
 use crate::time::parse_at;
 
-/// A new temporary password and its salted hash. The text goes to the actor
-/// once; only the hash reaches the log (D2).
-fn temporary_password(ids: &Ids) -> (String, PasswordHash) {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let random = [ids.next(), ids.next()];
-    let bytes: Vec<u8> = random.iter().flat_map(|u| *u.as_bytes()).collect();
-    let pick = |b: &u8| ALPHABET[*b as usize % ALPHABET.len()] as char;
-    let text: String = bytes[..12].iter().map(pick).collect();
-    // Four groups of three, so it is easy to read out; '!' for complexity rules.
-    let text = format!("{}-{}-{}-{}!", &text[..3], &text[3..6], &text[6..9], &text[9..12]);
-    let mut salt = [0; 16];
-    salt.copy_from_slice(&bytes[16..32]);
-    let hash = PasswordHash::new(salt, &text);
-    (text, hash)
+/// The characters of a temporary password: no look-alikes (0/O, 1/l/I).
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+/// Random characters in a temporary password: 16 of 57 are 93 bits, past
+/// the 72 asked for even after redrawing those that miss a character class.
+const PASSWORD_CHARS: usize = 16;
+/// Characters per group, read out between dashes.
+const PASSWORD_GROUP: usize = 4;
+
+/// A new temporary password, drawn from the operating system's CSPRNG. It
+/// goes to the actor once and nowhere else: the log records only that one
+/// was issued (D2).
+///
+/// Four groups of four with dashes and a final `!`, so it is easy to read
+/// out; it always holds an upper-case letter, a lower-case letter, a digit
+/// and symbols, so it meets Entra ID's complexity rule (three of four
+/// classes) whatever was drawn.
+pub fn temporary_password() -> Result<String, CliError> {
+    // The largest multiple of the alphabet's size in a byte: bytes at or past
+    // it are redrawn, so every character is equally likely.
+    let fair = (256 / PASSWORD_ALPHABET.len() * PASSWORD_ALPHABET.len()) as u8;
+    loop {
+        let mut chars = Vec::with_capacity(PASSWORD_CHARS);
+        let mut bytes = [0u8; 64];
+        while chars.len() < PASSWORD_CHARS {
+            getrandom::fill(&mut bytes)
+                .map_err(|e| CliError::System(format!("no randomness from the operating system: {e}")))?;
+            let usable = bytes.iter().filter(|&&b| b < fair);
+            chars.extend(usable.map(|&b| PASSWORD_ALPHABET[usize::from(b) % PASSWORD_ALPHABET.len()]));
+            chars.truncate(PASSWORD_CHARS);
+        }
+        let classes = [u8::is_ascii_uppercase, u8::is_ascii_lowercase, u8::is_ascii_digit];
+        if !classes.iter().all(|class| chars.iter().any(class)) {
+            continue;
+        }
+        let groups: Vec<&str> =
+            chars.chunks(PASSWORD_GROUP).map(|g| std::str::from_utf8(g).unwrap_or_default()).collect();
+        return Ok(format!("{}!", groups.join("-")));
+    }
 }
 
 fn profile_fields(
     first: Option<&str>,
     last: Option<&str>,
     p: &ProfileArgs,
-) -> Vec<(ProfileField, Option<String>)> {
+) -> Result<Vec<(ProfileField, Option<String>)>, CliError> {
     let given = [
         (ProfileField::GivenName, first),
         (ProfileField::Surname, last),
@@ -55,19 +78,19 @@ fn profile_fields(
         (ProfileField::PostalCode, p.postal.as_deref()),
         (ProfileField::Country, p.country.as_deref()),
     ];
-    // An empty value clears the field.
-    given
-        .into_iter()
-        .filter_map(|(f, v)| v.map(|v| (f, Some(v.trim().to_owned()).filter(|v| !v.is_empty()))))
-        .collect()
+    // An empty value clears the field; a value past Microsoft's limit is
+    // refused here, before anything is decided (issue 25, finding 3).
+    let mut fields = Vec::new();
+    for (field, value) in given {
+        let Some(value) = value else { continue };
+        let value = value.trim();
+        domain::limits::check_profile_field(field, value).map_err(CliError::Usage)?;
+        fields.push((field, Some(value.to_owned()).filter(|v| !v.is_empty())));
+    }
+    Ok(fields)
 }
 
-fn new_user(
-    id: Uuid,
-    upn: Upn,
-    fields: Vec<(ProfileField, Option<String>)>,
-    password: PasswordHash,
-) -> NewUser {
+fn new_user(id: Uuid, upn: Upn, fields: Vec<(ProfileField, Option<String>)>) -> NewUser {
     let profile = fields.into_iter().filter_map(|(f, v)| Some((f, v?))).collect();
     NewUser {
         id,
@@ -77,14 +100,14 @@ fn new_user(
         admin_roles: vec![],
         guest: false,
         home_licenses: vec![],
-        password,
+        temporary_password: true,
     }
 }
 
 /// `init`
 pub async fn init(shell: &Shell, args: InitArgs, out: &mut Out<'_>) -> Result<(), CliError> {
-    let (password, hash) = temporary_password(&shell.ids);
-    let admin = new_user(shell.ids.next(), args.admin.clone(), vec![], hash);
+    let password = temporary_password()?;
+    let admin = new_user(shell.ids.next(), args.admin.clone(), vec![]);
     let id = admin.id;
     let command = TenantCommand::Init { domain: args.tenant.clone(), name: args.name, admin };
     let done = shell.execute(None, &command).await?;
@@ -180,7 +203,7 @@ pub async fn user(
             return crate::environments::user(shell, actor, env_command, out).await
         }
         UserCommand::Update(UpdateArgs { upn, first, last, profile }) => {
-            let fields = profile_fields(first.as_deref(), last.as_deref(), &profile);
+            let fields = profile_fields(first.as_deref(), last.as_deref(), &profile)?;
             let summary = format!("updated {upn}");
             (TenantCommand::UpdateUser { upn, fields }, summary, None)
         }
@@ -215,25 +238,20 @@ pub async fn user(
             (TenantCommand::Restore { upn: a.upn.clone() }, format!("restored {}", a.upn), None)
         }
         UserCommand::ResetPassword(a) => {
-            let (text, hash) = temporary_password(&shell.ids);
+            let text = temporary_password()?;
             (
-                TenantCommand::ResetPassword { upn: a.upn.clone(), password: hash },
+                TenantCommand::ResetPassword { upn: a.upn.clone() },
                 format!("reset the password of {}", a.upn),
                 Some((a.upn, text)),
             )
         }
         UserCommand::Invite { upn, license } => {
-            let (text, hash) = temporary_password(&shell.ids);
+            let text = temporary_password()?;
             let held =
                 license.as_ref().map_or(String::new(), |l| format!("; a {l} seat is held for 14 days"));
             let summary = format!("invited {upn}{held}");
             (
-                TenantCommand::Invite {
-                    id: shell.ids.next(),
-                    upn: upn.clone(),
-                    sku: license,
-                    password: hash,
-                },
+                TenantCommand::Invite { id: shell.ids.next(), upn: upn.clone(), sku: license },
                 summary,
                 Some((upn, text)),
             )
@@ -279,9 +297,9 @@ async fn create(
     args: CreateArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let (text, hash) = temporary_password(&shell.ids);
-    let fields = profile_fields(Some(&args.first), Some(&args.last), &args.profile);
-    let mut new = new_user(shell.ids.next(), args.upn.clone(), fields, hash);
+    let text = temporary_password()?;
+    let fields = profile_fields(Some(&args.first), Some(&args.last), &args.profile)?;
+    let mut new = new_user(shell.ids.next(), args.upn.clone(), fields);
     new.licenses = args.license;
     new.admin_roles = args.admin_role;
     new.guest = args.guest;
@@ -421,4 +439,40 @@ async fn group_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), 
         })
         .collect();
     out.table(&["group", "members", "owners"], rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeSet, HashSet};
+
+    /// Issue 25, finding 1: five runs once printed `BzU-hEM-…`, `BzU-hEW-…`
+    /// (text cut from clock-based ids). 10,000 draws from the OS's CSPRNG
+    /// share no 8-character prefix: with 57^8 ≈ 1.1e14 prefixes, the chance
+    /// that two of them do is about 5e7 / 1.1e14 ≈ 5e-7.
+    #[test]
+    fn temporary_passwords_share_no_prefix_beyond_chance_and_keep_their_shape() {
+        let drawn: Vec<String> = (0..10_000).map(|_| temporary_password().unwrap()).collect();
+        let mut prefixes = HashSet::new();
+        let mut first_chars = BTreeSet::new();
+        for password in &drawn {
+            let bytes = password.as_bytes();
+            assert_eq!(bytes.len(), 20, "{password}: four groups of four, three dashes, a '!'");
+            assert_eq!((bytes[4], bytes[9], bytes[14], bytes[19]), (b'-', b'-', b'-', b'!'), "{password}");
+            let chars: Vec<u8> = password.bytes().filter(|b| !matches!(b, b'-' | b'!')).collect();
+            assert_eq!(chars.len(), PASSWORD_CHARS);
+            assert!(chars.iter().all(|c| PASSWORD_ALPHABET.contains(c)), "{password}");
+            // Entra ID's complexity: at least three of upper, lower, digit, symbol.
+            assert!(chars.iter().any(u8::is_ascii_uppercase), "{password}");
+            assert!(chars.iter().any(u8::is_ascii_lowercase), "{password}");
+            assert!(chars.iter().any(u8::is_ascii_digit), "{password}");
+            assert!(prefixes.insert(password[..9].to_owned()), "two passwords begin {}", &password[..9]);
+            first_chars.insert(bytes[0]);
+        }
+        // Each of 57 characters is expected 175 times in first place; a
+        // missing one would mean a skewed draw (chance about 57 * e^-175).
+        assert_eq!(first_chars.len(), PASSWORD_ALPHABET.len(), "every character begins some password");
+        // At least 72 bits: 16 characters of 57 are 93 bits before the class redraw.
+        assert!(PASSWORD_CHARS as f64 * (PASSWORD_ALPHABET.len() as f64).log2() - 1.0 >= 72.0);
+    }
 }

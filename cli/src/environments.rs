@@ -438,6 +438,20 @@ pub fn read_stub_csv(path: &Path) -> Result<Vec<StubRow>, CliError> {
         if lastname.is_empty() {
             return usage(format!("{file} line {line}: lastname is empty"));
         }
+        // firstname and lastname are synchronized from givenName and surname
+        // (S6): the directory's limits hold for stubs too (issue 25, finding 3).
+        for (name, field, value) in [
+            ("firstname", domain::events::ProfileField::GivenName, firstname),
+            ("lastname", domain::events::ProfileField::Surname, lastname),
+        ] {
+            let cap = domain::limits::profile_cap(field);
+            if domain::limits::check_profile_field(field, value).is_err() {
+                return usage(format!(
+                    "{file} line {line}: {name} is {} characters long; the limit is {cap}",
+                    value.chars().count()
+                ));
+            }
+        }
         rows.push(StubRow {
             line,
             domainname: domainname.to_string(),

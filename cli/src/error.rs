@@ -18,6 +18,9 @@ pub enum CliError {
     /// The log holds something this usertrail cannot read: exit 3.
     #[error("error: database is corrupt: {0}")]
     Corrupt(String),
+    /// The operating system failed us outside the store (no randomness): exit 3.
+    #[error("error: {0}")]
+    System(String),
     /// Whoever read our output went away (`usertrail ... | head`): stop quietly.
     #[error("")]
     OutputClosed,
@@ -38,7 +41,7 @@ impl CliError {
         match self {
             CliError::Rejected(_) => 1,
             CliError::Usage(_) => 2,
-            CliError::Store(_) | CliError::Corrupt(_) => 3,
+            CliError::Store(_) | CliError::Corrupt(_) | CliError::System(_) => 3,
             CliError::OutputClosed => 0,
         }
     }

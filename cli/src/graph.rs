@@ -119,6 +119,7 @@ impl Keys for UserKeys {
         "postalCode",
         "country",
     ];
+    const REQUIRED: &'static [&'static str] = &["id"];
 }
 
 /// The keys read on a subscribed SKU (GET /subscribedSkus).
@@ -126,6 +127,7 @@ struct SkuKeys;
 
 impl Keys for SkuKeys {
     const KEYS: &'static [&'static str] = &["skuId", "skuPartNumber", "prepaidUnits"];
+    const REQUIRED: &'static [&'static str] = &["skuId"];
 }
 
 /// The keys read on a group (GET /groups with members and owners expanded).
@@ -133,6 +135,7 @@ struct GroupKeys;
 
 impl Keys for GroupKeys {
     const KEYS: &'static [&'static str] = &["id", "displayName", "members", "owners"];
+    const REQUIRED: &'static [&'static str] = &["id"];
 }
 
 /// The objects of one export file, keeping the keys of `K`; see [`json::items`].
@@ -214,6 +217,13 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
         if let Some(phones) = o.get("businessPhones") {
             let first = phones.as_array().and_then(|p| p.first()).and_then(Json::as_str).map(str::to_owned);
             profile.insert(ProfileField::OfficePhone, first.filter(|p| !p.trim().is_empty()));
+        }
+        // Microsoft's limits, refused while reading (issue 25, finding 3).
+        for (field, value) in &profile {
+            if let Some(value) = value {
+                domain::limits::check_profile_field(*field, value)
+                    .map_err(|why| CliError::Usage(format!("{} item {n}: {why}", file.display())))?;
+            }
         }
         let mut licenses = std::collections::BTreeSet::new();
         for license in o.get("assignedLicenses").and_then(Json::as_array).into_iter().flatten() {

@@ -66,6 +66,10 @@ pub struct RunOptions {
     pub archiving: Option<store::Archiving>,
     /// The machine: the real one, or a fixed stand-in for tests on a clock of their own.
     pub machine: machine::Machine,
+    /// This run is a line of a `whatif` script: a `whatif` or `demo` in it
+    /// is refused wherever its flags stand (a script that ran itself
+    /// overflowed the stack; issue 25, finding 3).
+    pub inside_whatif: bool,
 }
 
 impl RunOptions {
@@ -80,6 +84,7 @@ impl RunOptions {
             exits_after_run: true,
             archiving: None,
             machine: machine::Machine::Real,
+            inside_whatif: false,
         }
     }
 }
@@ -145,9 +150,17 @@ where
         }
         Err(CliError::OutputClosed) => 0,
         Err(e) => {
-            // One line, whatever a name in the message holds.
-            let line = e.to_string().replace(['\n', '\r'], " ");
-            let line = if options.color_stderr { output::red(&line) } else { line };
+            // One line, whatever a name in the message holds, and no control
+            // character of it reaches the terminal (issue 25, finding 9).
+            let mut line = e.to_string().replace(['\n', '\r'], " ");
+            // A safety net: messages quote at most 200 characters of any
+            // input (domain::limits::quote), so a longer line is cut here.
+            if let Some((cut, _)) = line.char_indices().nth(2000) {
+                line.truncate(cut);
+                line.push_str("…");
+            }
+            let line = output::for_people(&line);
+            let line = if options.color_stderr { output::red(&line) } else { line.into_owned() };
             let _ = writeln!(stderr, "{line}");
             e.exit_code()
         }
@@ -166,7 +179,9 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
         _ => {
             let message = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
             let message = message.split("\n\nFor more information").next().unwrap_or(message);
-            let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            // clap quotes the bad value whole: each word at most 200 characters.
+            let one_line =
+                message.split_whitespace().map(domain::limits::quote).collect::<Vec<_>>().join(" ");
             let _ = writeln!(stderr, "{one_line} (see --help)");
             2
         }
@@ -185,6 +200,9 @@ async fn dispatch(
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
     if let Some(now) = now {
         options.machine.check_now(now)?;
+    }
+    if options.inside_whatif && matches!(command, Command::Whatif { .. } | Command::Demo(_)) {
+        return Err(CliError::Usage("whatif and demo cannot run inside whatif".into()));
     }
     if let Command::Demo(args) = command {
         return demo::run(global.db.as_deref(), now, options.machine, args, &mut out).await;

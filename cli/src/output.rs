@@ -1,5 +1,13 @@
 //! Printing: aligned tables for people, one JSON document for scripts.
+//!
+//! Every line for people passes through [`Out::line`] (tables, summaries,
+//! coloured lines) and every error line through [`for_people`]: both show
+//! control characters escaped, so a name from an import cannot move the
+//! cursor, clear the screen or recolour what follows (issue 25, finding 9).
+//! JSON and CSV keep the true strings: they are data for programs.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 
 use comfy_table::{presets, ContentArrangement, Table};
@@ -38,17 +46,58 @@ pub fn yellow(text: &str) -> String {
     paint("33", text)
 }
 
+/// Whether `c` must not reach a terminal as it is: control characters (C0,
+/// DEL, C1: escape sequences and the CSI that begins them) and the
+/// bidirectional overrides, which reorder what is shown.
+fn unsafe_for_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with each character unsafe for a terminal written as `\u{1b}`,
+/// visibly; `keep_newlines` leaves line breaks between the lines of a block.
+/// Borrowed when there is nothing to escape, which is nearly always.
+fn escaped(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let unsafe_here = |c: char| unsafe_for_terminal(c) && !(keep_newlines && c == '\n');
+    if !text.chars().any(unsafe_here) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_here(c) {
+            // Writing into a String cannot fail.
+            let _ = write!(shown, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
+/// One line for people (an error message): every control character escaped,
+/// line breaks included.
+pub fn for_people(text: &str) -> Cow<'_, str> {
+    escaped(text, false)
+}
+
 impl Out<'_> {
-    /// Writes one line in a colour, when colour is on.
+    /// Writes one line in a colour, when colour is on. The text is escaped
+    /// before it is painted: the colour's own codes are the only ones sent.
     pub fn colored(&mut self, color: fn(&str) -> String, text: impl AsRef<str>) -> Result<(), CliError> {
-        let text = text.as_ref();
-        let line = if self.color { color(text) } else { text.to_owned() };
-        self.line(line)
+        let text = escaped(text.as_ref(), true);
+        if self.color {
+            return self.verbatim(&color(&text));
+        }
+        self.verbatim(&text)
     }
 
-    /// Writes one line of text.
+    /// Writes a line (or lines) of text for people, control characters escaped.
     pub fn line(&mut self, text: impl AsRef<str>) -> Result<(), CliError> {
-        writeln!(self.w, "{}", text.as_ref()).map_err(broken_pipe)
+        self.verbatim(&escaped(text.as_ref(), true))
+    }
+
+    /// Writes a line as it is: already escaped, or data (JSON).
+    fn verbatim(&mut self, text: &str) -> Result<(), CliError> {
+        writeln!(self.w, "{text}").map_err(broken_pipe)
     }
 
     /// Writes bytes as they are (CSV).
@@ -58,8 +107,10 @@ impl Out<'_> {
 
     /// Writes a JSON document, pretty-printed.
     pub fn json(&mut self, value: &Value) -> Result<(), CliError> {
+        // The true strings: serde_json escapes C0 controls as JSON requires,
+        // and a reader decodes them back.
         let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
-        self.line(text)
+        self.verbatim(&text)
     }
 
     /// Writes an aligned table with a header row.
@@ -68,13 +119,14 @@ impl Out<'_> {
         table.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
         table.set_header(headers.iter().map(|h| h.to_uppercase()));
         for row in rows {
-            table.add_row(row);
+            // Escaped before the widths are measured, line breaks too: a cell is one line.
+            table.add_row(row.iter().map(|cell| escaped(cell, false).into_owned()));
         }
         // comfy-table pads every cell; trailing blanks only get in the way of diffs.
         // comfy-table pads each cell with one blank on either side: drop the first.
         let text: Vec<String> =
             table.lines().map(|l| l.strip_prefix(' ').unwrap_or(&l).trim_end().to_owned()).collect();
-        self.line(text.join("\n"))
+        self.verbatim(&text.join("\n"))
     }
 
     /// Reports a write command: what it did and where its events landed.
@@ -108,4 +160,26 @@ fn broken_pipe(e: std::io::Error) -> CliError {
         return CliError::OutputClosed;
     }
     CliError::Usage(format!("cannot write output: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_people_and_colour_is_ours_alone() {
+        let hostile = "a\u{1b}[2Jb\u{9b}31mc\u{202e}d\u{7f}e\nf";
+        assert_eq!(for_people(hostile), "a\\u{1b}[2Jb\\u{9b}31mc\\u{202e}d\\u{7f}e\\u{a}f");
+        assert!(matches!(for_people("Zoë Ærøskøbing"), Cow::Borrowed(_)), "plain text is not copied");
+        let mut bytes = Vec::new();
+        let mut out = Out { json: false, w: &mut bytes, color: true };
+        out.colored(red, "x\u{1b}[0my").unwrap();
+        out.table(&["name"], vec![vec!["two\nlines".into()]]).unwrap();
+        out.json(&json!({ "name": "x\u{1b}y" })).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "\u{1b}[31mx\\u{1b}[0my\u{1b}[0m", "the colour's codes only");
+        assert_eq!(lines[2], "two\\u{a}lines", "a cell stays one line");
+        assert!(text.contains(r#""name": "x\u001by""#), "JSON keeps the string (escaped as JSON): {text}");
+    }
 }

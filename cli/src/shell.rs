@@ -162,9 +162,10 @@ impl Shell {
         }
     }
 
-    /// Wraps an event for the log, with a new id.
-    pub fn new_event(&self, event: &Event) -> NewEvent {
-        encoded(self.ids.next(), event)
+    /// Wraps an event for the log, with a new id; one too large for the log
+    /// to read back is bad input (exit 2), refused before any append.
+    pub fn new_event(&self, event: &Event) -> Result<NewEvent, Rejection> {
+        encoded(self.ids.next(), event).map_err(|e| Rejection::Invalid(e.to_string()))
     }
 }
 
@@ -378,7 +379,12 @@ impl Shell {
             targets: attempted.targets.clone(),
             environment: attempted.environment.clone(),
         };
-        let event = self.new_event(&Event::CommandRejected(record));
+        let event = match self.new_event(&Event::CommandRejected(record)) {
+            Ok(event) => event,
+            Err(Rejection::Invalid(reason) | Rejection::Refused(Refusal { reason, .. })) => {
+                return CliError::Usage(reason)
+            }
+        };
         for _ in 0..CONFLICT_RETRIES {
             let append = Append {
                 stream: AUDIT_STREAM.to_owned(),
@@ -419,15 +425,15 @@ impl Shell {
             };
             let now = self.now().await?;
             let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
-            let decided = tenant::decide(&tenant, &actor, command, now).map(|events| {
+            let decided = tenant::decide(&tenant, &actor, command, now).and_then(|events| {
                 let events: Vec<Event> = events.into_iter().map(Event::Tenant).collect();
                 let append = Append {
                     stream: tenant::STREAM.to_owned(),
                     expected: ExpectedVersion::Exactly(version),
-                    events: events.iter().map(|e| self.new_event(e)).collect(),
+                    events: events.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?,
                     meta: meta.clone(),
                 };
-                (events, vec![append])
+                Ok((events, vec![append]))
             });
             if let Some(done) = self.conclude(&attempted, meta, decided).await? {
                 crate::timings::phase("appended");
@@ -587,25 +593,26 @@ impl Shell {
             let actor = Shell::actor(&tenant, actor)?;
             let now = self.now().await?;
             let meta = self.meta(actor.as_str(), attempted.command, correlation_id, now);
-            let decided = envcmd::decide_create(&tenant, &actor, new, now).map(|(registered, env_events)| {
-                let registered = Event::Tenant(registered);
-                let env_events: Vec<Event> = env_events.into_iter().map(Event::Environment).collect();
-                let appends = vec![
-                    Append {
-                        stream: tenant::STREAM.to_owned(),
-                        expected: ExpectedVersion::Exactly(version),
-                        events: vec![self.new_event(&registered)],
-                        meta: meta.clone(),
-                    },
-                    Append {
-                        stream: environment::stream(new.id),
-                        expected: ExpectedVersion::Exactly(0),
-                        events: env_events.iter().map(|e| self.new_event(e)).collect(),
-                        meta: meta.clone(),
-                    },
-                ];
-                (std::iter::once(registered).chain(env_events).collect(), appends)
-            });
+            let decided =
+                envcmd::decide_create(&tenant, &actor, new, now).and_then(|(registered, env_events)| {
+                    let registered = Event::Tenant(registered);
+                    let env_events: Vec<Event> = env_events.into_iter().map(Event::Environment).collect();
+                    let appends = vec![
+                        Append {
+                            stream: tenant::STREAM.to_owned(),
+                            expected: ExpectedVersion::Exactly(version),
+                            events: vec![self.new_event(&registered)?],
+                            meta: meta.clone(),
+                        },
+                        Append {
+                            stream: environment::stream(new.id),
+                            expected: ExpectedVersion::Exactly(0),
+                            events: env_events.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?,
+                            meta: meta.clone(),
+                        },
+                    ];
+                    Ok((std::iter::once(registered).chain(env_events).collect(), appends))
+                });
             if let Some(done) = self.conclude(&attempted, meta, decided).await? {
                 return Ok(done);
             }
@@ -637,15 +644,15 @@ impl Shell {
             };
             let now = self.now().await?;
             let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
-            let decided = envcmd::decide(&tenant, &env, &actor, command, now).map(|events| {
+            let decided = envcmd::decide(&tenant, &env, &actor, command, now).and_then(|events| {
                 let events: Vec<Event> = events.into_iter().map(Event::Environment).collect();
                 let append = Append {
                     stream: environment::stream(env.id),
                     expected: ExpectedVersion::Exactly(version),
-                    events: events.iter().map(|e| self.new_event(e)).collect(),
+                    events: events.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?,
                     meta: meta.clone(),
                 };
-                (events, vec![append])
+                Ok((events, vec![append]))
             });
             if let Some(done) = self.conclude(&attempted, meta, decided).await? {
                 self.release((tenant, env));
@@ -754,7 +761,8 @@ impl Shell {
                             .events
                             .iter()
                             .map(|e| self.new_event(&Event::Environment(e.clone())))
-                            .collect(),
+                            .collect::<Result<_, _>>()
+                            .map_err(|r| CliError::Usage(r.to_string()))?,
                         meta: Metadata {
                             recorded_at: now,
                             actor: SYNC_ACTOR.to_owned(),
@@ -895,14 +903,14 @@ pub fn free_aside<T: Send + 'static>(value: T) {
     let _ = std::thread::Builder::new().name("free".into()).spawn(move || drop(value));
 }
 
-/// Wraps an event for the log under `id`.
-fn encoded(id: Uuid, event: &Event) -> NewEvent {
-    NewEvent {
+/// Wraps an event for the log under `id`, refused if the log could not read it back.
+fn encoded(id: Uuid, event: &Event) -> Result<NewEvent, events::TooLarge> {
+    Ok(NewEvent {
         event_id: id,
         event_type: event.type_name().to_owned(),
         schema_version: domain::SCHEMA_VERSION,
-        payload: events::encode(event),
-    }
+        payload: events::encode(event)?,
+    })
 }
 
 /// One command of a batch as decided: its events with their new ids, its
@@ -920,8 +928,9 @@ struct Encoder {
     /// Commands not yet handed over: they go in bunches, as to the store.
     bunch: Vec<Decided>,
     decided: tokio::sync::mpsc::Sender<Vec<Decided>>,
-    /// The transaction, once every command is encoded or it has ended.
-    encoding: tokio::task::JoinHandle<store::Transaction>,
+    /// The transaction, once every command is encoded or it has ended; an
+    /// event too large for the log ends it unwritten.
+    encoding: tokio::task::JoinHandle<Result<store::Transaction, events::TooLarge>>,
 }
 
 impl Encoder {
@@ -939,16 +948,20 @@ impl Encoder {
                     let append = Append {
                         stream: stream.to_owned(),
                         expected: ExpectedVersion::Exactly(expected),
-                        events: events.iter().map(|(id, event)| encoded(*id, event)).collect(),
+                        // Dropped with the transaction, whatever it staged is never written.
+                        events: events
+                            .iter()
+                            .map(|(id, event)| encoded(*id, event))
+                            .collect::<Result<_, _>>()?,
                         meta,
                     };
                     // An ended transaction says why at its commit.
                     if !transaction.blocking_send(append) {
-                        return transaction;
+                        return Ok(transaction);
                     }
                 }
             }
-            transaction
+            Ok(transaction)
         });
         Encoder { bunch: Vec::with_capacity(Self::BUNCH), decided, encoding }
     }
@@ -969,7 +982,10 @@ impl Encoder {
         // A failed send means the encoder stopped at an ended transaction.
         let _ = decided.send(bunch).await;
         drop(decided);
-        encoding.await.map_err(|e| CliError::Usage(format!("the encoding task failed: {e}")))
+        encoding
+            .await
+            .map_err(|e| CliError::Usage(format!("the encoding task failed: {e}")))?
+            .map_err(|e| CliError::Usage(e.to_string()))
     }
 }
 

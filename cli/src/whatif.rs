@@ -198,7 +198,7 @@ fn diff(
 /// process goes on after it, so what the line loaded must be freed (the
 /// binary's options leave it to the exit: a leaked directory per line).
 fn line_options(options: RunOptions) -> RunOptions {
-    RunOptions { exits_after_run: false, ..options }
+    RunOptions { exits_after_run: false, inside_whatif: true, ..options }
 }
 
 /// `whatif --file CMDS [--env E]`
@@ -280,9 +280,11 @@ mod tests {
             exits_after_run: true,
             archiving: None,
             machine: crate::machine::Machine::Real,
+            inside_whatif: false,
         };
         let line = line_options(binary);
         assert!(!line.exits_after_run, "the process goes on after each line");
+        assert!(line.inside_whatif, "a whatif in a line is refused");
         assert_eq!((line.id_seed, line.color_stdout, line.color_stderr), (Some(7), true, false));
     }
 

@@ -311,6 +311,8 @@ pub enum TenantEvent {
         upn: String,
         user_type: UserType,
         profile: Profile,
+        /// Landed with the temporary password's salted hash: now written as
+        /// [`TenantEvent::UserCreatedV2`], which keeps none.
         password: PasswordHash,
         /// Licenses the guest holds in its home tenant: they do not count here (D10).
         home_licenses: Vec<String>,
@@ -333,7 +335,8 @@ pub enum TenantEvent {
     UserDeleted { id: Uuid },
     /// The user came back; licenses whose seats were taken meanwhile did not (D7).
     UserRestored { id: Uuid, licenses_not_restored: Vec<String> },
-    /// A new temporary password was set; only its salted hash is kept (D2).
+    /// A new temporary password was set. Landed with its salted hash (D2):
+    /// now written as [`TenantEvent::PasswordResetV2`], which keeps none.
     PasswordReset { id: Uuid, password: PasswordHash },
     /// A guest was invited; the license's seat is held until acceptance or expiry (D5).
     InvitationIssued { id: Uuid, sku: Option<String>, expires_at: DateTime<Utc> },
@@ -349,6 +352,23 @@ pub enum TenantEvent {
     GroupOwnerAdded { group: Uuid, user: Uuid },
     /// An environment was created; its own stream holds the rest (E1).
     EnvironmentRegistered { id: Uuid, name: String },
+    /// A user was created (D1, D2, D3): `UserCreated` without any trace of a
+    /// password. Nothing ever checks a temporary password, so the log keeps
+    /// only whether one was issued; who issued it and when are the record's
+    /// actor and time (L2).
+    UserCreatedV2 {
+        id: Uuid,
+        upn: String,
+        user_type: UserType,
+        profile: Profile,
+        /// Licenses the guest holds in its home tenant: they do not count here (D10).
+        home_licenses: Vec<String>,
+        /// Whether a temporary password was shown to the actor (not for imported users).
+        temporary_password: bool,
+    },
+    /// A new temporary password was issued (D2): `PasswordReset` without its
+    /// hash. Who issued it and when are the record's actor and time (L2).
+    PasswordResetV2 { id: Uuid },
 }
 
 /// The kind of an environment (E1).
@@ -938,6 +958,10 @@ impl Event {
                 TenantEvent::GroupMemberRemoved { .. } => "GroupMemberRemoved",
                 TenantEvent::GroupOwnerAdded { .. } => "GroupOwnerAdded",
                 TenantEvent::EnvironmentRegistered { .. } => "EnvironmentRegistered",
+                // The same facts as before in a new shape: scripts that count
+                // types (`import graph --json`'s `byType`) see no change.
+                TenantEvent::UserCreatedV2 { .. } => "UserCreated",
+                TenantEvent::PasswordResetV2 { .. } => "PasswordReset",
             },
             Event::Environment(e) => e.type_name(),
         }
@@ -956,23 +980,39 @@ pub enum DecodeError {
 }
 
 /// The largest payload we decode: a corrupt length prefix must not ask for
-/// an impossible allocation.
-const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+/// an impossible allocation. [`encode`] refuses anything larger, so every
+/// event that lands can be read back.
+pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_PAYLOAD>()
+/// An event too large to be read back: refused before it is appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a {event_type} event would take more than {MAX_PAYLOAD} bytes, the most the log reads back")]
+pub struct TooLarge {
+    /// The event's type name.
+    pub event_type: &'static str,
 }
 
-/// Encodes an event for the log.
-pub fn encode(event: &Event) -> Vec<u8> {
+/// Decoding's claims: bincode counts a string's bytes twice (its allocation,
+/// then its reading), so twice the longest payload lets every payload of at
+/// most [`MAX_PAYLOAD`] bytes decode while a corrupt length prefix still
+/// cannot ask for more.
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 2 * MAX_PAYLOAD }>()
+}
+
+/// Encodes an event for the log, under the same limit as [`decode`]: an
+/// event that could not be read back is refused here, before any append
+/// (a 20 MiB name once landed and made every later command fail).
+pub fn encode(event: &Event) -> Result<Vec<u8>, TooLarge> {
     // Most events fit: growing from empty would reallocate and copy about
     // seven times on the way to a few hundred bytes.
     let mut bytes = Vec::with_capacity(256);
-    // Encoding into a Vec cannot fail for these plain types; an empty payload
-    // would be caught on decode rather than panic here.
+    let too_large = TooLarge { event_type: event.type_name() };
+    // Encoding into a Vec cannot fail for these plain types; bincode does not
+    // apply a limit when encoding, so the length is checked here.
     match bincode::serde::encode_into_std_write(event, &mut bytes, bincode::config::standard()) {
-        Ok(_) => bytes,
-        Err(_) => Vec::new(),
+        Ok(_) if bytes.len() <= MAX_PAYLOAD => Ok(bytes),
+        _ => Err(too_large),
     }
 }
 
@@ -980,6 +1020,9 @@ pub fn encode(event: &Event) -> Vec<u8> {
 pub fn decode(schema_version: u16, bytes: &[u8]) -> Result<Event, DecodeError> {
     if schema_version > SCHEMA_VERSION {
         return Err(DecodeError::NewerSchema(schema_version));
+    }
+    if bytes.len() > MAX_PAYLOAD {
+        return Err(DecodeError::Malformed(format!("{} bytes, more than {MAX_PAYLOAD}", bytes.len())));
     }
     let (event, used) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
@@ -1050,6 +1093,8 @@ mod tests {
         let role = proptest::sample::select(AdminRole::ALL.to_vec());
         let user_type = prop_oneof![Just(UserType::Member), Just(UserType::Guest)];
         let profile = proptest::collection::btree_map(field(), text(), 0..4).prop_map(Profile::from_iter);
+        let user_type2 = prop_oneof![Just(UserType::Member), Just(UserType::Guest)];
+        let profile2 = proptest::collection::btree_map(field(), text(), 0..4).prop_map(Profile::from_iter);
         let change = (field(), proptest::option::of(text()), proptest::option::of(text()))
             .prop_map(|(field, old, new)| FieldChange { field, old, new });
         prop_oneof![
@@ -1093,6 +1138,18 @@ mod tests {
             (uuid(), member()).prop_map(|(group, member)| TenantEvent::GroupMemberAdded { group, member }),
             (uuid(), member()).prop_map(|(group, member)| TenantEvent::GroupMemberRemoved { group, member }),
             (uuid(), uuid()).prop_map(|(group, user)| TenantEvent::GroupOwnerAdded { group, user }),
+            (uuid(), text(), user_type2, profile2, proptest::collection::vec(text(), 0..3), any::<bool>())
+                .prop_map(|(id, upn, user_type, profile, home_licenses, temporary_password)| {
+                    TenantEvent::UserCreatedV2 {
+                        id,
+                        upn,
+                        user_type,
+                        profile,
+                        home_licenses,
+                        temporary_password,
+                    }
+                }),
+            uuid().prop_map(|id| TenantEvent::PasswordResetV2 { id }),
         ]
     }
 
@@ -1109,7 +1166,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_event_round_trips(event in event()) {
-            let bytes = encode(&event);
+            let bytes = encode(&event).unwrap();
             prop_assert_eq!(decode(SCHEMA_VERSION, &bytes), Ok(event));
         }
 
@@ -1125,9 +1182,26 @@ mod tests {
         assert!(matches!(decode(SCHEMA_VERSION, &bytes), Err(DecodeError::Malformed(_))));
     }
 
+    /// Issue 25, finding 3: what `encode` accepts, `decode` reads back; one byte more is refused.
+    #[test]
+    fn an_event_the_log_could_not_read_back_is_refused_by_encode() {
+        let named =
+            |n: usize| Event::Tenant(TenantEvent::GroupCreated { id: Uuid::nil(), name: "x".repeat(n) });
+        let fits = MAX_PAYLOAD - 2 - 17 - 5;
+        let bytes = encode(&named(fits)).unwrap();
+        assert_eq!(bytes.len(), MAX_PAYLOAD);
+        // Compared, not printed: a failure would print 16 MiB.
+        assert!(decode(SCHEMA_VERSION, &bytes) == Ok(named(fits)), "the largest event reads back");
+        assert!(encode(&named(fits + 1)) == Err(TooLarge { event_type: "GroupCreated" }));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(SCHEMA_VERSION, &longer).is_err(), "nor does decode read more");
+        assert!(encode(&named(20 << 20)).is_err(), "the 20 MiB name of the issue");
+    }
+
     #[test]
     fn a_newer_schema_is_refused() {
-        let bytes = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::nil() }));
+        let bytes = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::nil() })).unwrap();
         assert_eq!(decode(SCHEMA_VERSION + 1, &bytes), Err(DecodeError::NewerSchema(SCHEMA_VERSION + 1)));
     }
 
@@ -1135,7 +1209,7 @@ mod tests {
     /// longer read. Add variants at the end instead.
     #[test]
     fn landed_encodings_do_not_move() {
-        let blocked = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::from_u128(1) }));
+        let blocked = encode(&Event::Tenant(TenantEvent::UserBlocked { id: Uuid::from_u128(1) })).unwrap();
         assert_eq!(&blocked[..2], &[0, 9], "Event::Tenant is 0, UserBlocked is 9");
         let rejected = encode(&Event::CommandRejected(CommandRejected {
             command: String::new(),
@@ -1143,7 +1217,29 @@ mod tests {
             reason: String::new(),
             targets: vec![],
             environment: None,
-        }));
+        }))
+        .unwrap();
         assert_eq!(rejected, vec![1, 0, 0, 0, 0, 0]);
+        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id: Uuid::from_u128(1) })).unwrap();
+        assert_eq!(&reset[..2], &[0, 22], "PasswordResetV2 is 22, after UserCreatedV2 at 21");
+    }
+
+    /// D2: an issued password leaves no hash, salt or text in the event.
+    #[test]
+    fn a_password_issued_now_is_recorded_as_a_bare_fact() {
+        let id = Uuid::from_u128(7);
+        let reset = encode(&Event::Tenant(TenantEvent::PasswordResetV2 { id })).unwrap();
+        assert_eq!(
+            reset.len(),
+            2 + 1 + 16,
+            "two tags and the user's id (its length, 16 bytes), nothing else"
+        );
+        let old = encode(&Event::Tenant(TenantEvent::PasswordReset {
+            id,
+            password: PasswordHash { salt: [1; 16], digest: [2; 32] },
+        }))
+        .unwrap();
+        assert_eq!(&old[..2], &[0, 13], "the landed shape still reads");
+        assert!(matches!(decode(SCHEMA_VERSION, &old), Ok(Event::Tenant(TenantEvent::PasswordReset { .. }))));
     }
 }

@@ -13,7 +13,8 @@ impl Upn {
     /// Parses a UPN, or says what is wrong with it.
     pub fn parse(text: &str) -> Result<Upn, String> {
         let text = text.trim();
-        let bad = |why: &str| Err(format!("malformed UPN '{text}': {why}"));
+        // Quoted in part: the text may be a 100 MB line.
+        let bad = |why: &str| Err(format!("malformed UPN '{}': {why}", crate::limits::quote(text)));
         if text.len() > 113 {
             return bad("longer than 113 characters");
         }

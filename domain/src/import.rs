@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use crate::events::{Member, ProfileField, SkuKind};
 use crate::ids::Upn;
-use crate::password::PasswordHash;
 use crate::tenant::{MemberRef, NewUser, Tenant, TenantCommand};
 
 /// A user as the export has it. `profile` holds the fields the export
@@ -79,12 +78,6 @@ pub struct Export {
     pub keep_missing: bool,
 }
 
-/// The placeholder hash of imported users: they sign in with the password
-/// their own directory holds; no temporary password is issued here.
-pub fn imported_password() -> PasswordHash {
-    PasswordHash { salt: [0; 16], digest: [0; 32] }
-}
-
 /// What the export's users need, user by user. Each user's commands depend
 /// on the directory alone, not on the other users: a caller may plan
 /// slices of the export apart (on several threads) and [`UserPlan::join`]
@@ -124,7 +117,8 @@ impl UserPlan {
                     admin_roles: vec![],
                     guest,
                     home_licenses: vec![],
-                    password: imported_password(),
+                    // They sign in with their own directory's password.
+                    temporary_password: false,
                 }));
                 plan.arrivals.extend(block);
                 continue;
@@ -356,7 +350,7 @@ mod tests {
             admin_roles: vec![],
             guest: false,
             home_licenses: vec![],
-            password: imported_password(),
+            temporary_password: false,
         };
         let init =
             TenantCommand::Init { domain: "contoso.onmicrosoft.com".into(), name: "Contoso".into(), admin };

@@ -4,7 +4,7 @@
 //! - [`events`]: every event of the log, the versioned schema, encode/decode.
 //! - [`rules`]: the rule IDs of `RULES.md`, refusals and rejections.
 //! - [`ids`]: user principal names, checked once at the edge.
-//! - [`password`]: temporary passwords as salted hashes (D2).
+//! - [`password`]: the salted hash landed events carry (D2); new ones keep none.
 //! - [`tenant`]: the tenant aggregate (D1-D10): `decide` and `evolve`.
 //! - [`users`]: the directory's users, decoded from a snapshot one by one, when first reached.
 //! - [`environment`]: an environment's state and its starting state (E1-E5).
@@ -24,6 +24,7 @@ pub mod environment;
 pub mod events;
 pub mod ids;
 pub mod import;
+pub mod limits;
 pub mod password;
 pub mod rules;
 pub mod security;

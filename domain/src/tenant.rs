@@ -15,7 +15,6 @@ use crate::events::{
     AdminRole, FieldChange, Member, Profile, ProfileField, SkuKind, Stamp, TenantEvent, UserType,
 };
 use crate::ids::{check_domain, Upn};
-use crate::password::PasswordHash;
 use crate::rules::{invalid, refuse, Rejection, Rule};
 use crate::users::Users;
 
@@ -91,8 +90,6 @@ pub struct User {
     pub blocked_at: Option<DateTime<Utc>>,
     /// A guest's invitation (D5).
     pub invitation: Option<Invitation>,
-    /// The temporary password's salted hash (D2).
-    pub password: PasswordHash,
     /// The records that last changed each fact about the user.
     pub evidence: UserEvidence,
 }
@@ -171,8 +168,10 @@ pub struct NewUser {
     pub guest: bool,
     /// A guest's home-tenant licenses, recorded but not counted (D10).
     pub home_licenses: Vec<String>,
-    /// The temporary password's salted hash (D2).
-    pub password: PasswordHash,
+    /// Whether a temporary password is issued to the actor (D2); an imported
+    /// user signs in with its own directory's password. The text never
+    /// reaches the domain.
+    pub temporary_password: bool,
 }
 
 /// A member to add to or remove from a group.
@@ -214,9 +213,9 @@ pub enum TenantCommand {
     /// Restores a soft-deleted user.
     Restore { upn: Upn },
     /// Sets a new temporary password.
-    ResetPassword { upn: Upn, password: PasswordHash },
+    ResetPassword { upn: Upn },
     /// Invites a guest, optionally holding a license seat for it.
-    Invite { id: Uuid, upn: Upn, sku: Option<String>, password: PasswordHash },
+    Invite { id: Uuid, upn: Upn, sku: Option<String> },
     /// The guest accepts its invitation (the actor is the guest).
     AcceptInvite { upn: Upn },
     /// Creates a security group.
@@ -522,7 +521,9 @@ impl Tenant {
                     s.changed = seq;
                 }
             }
-            TenantEvent::UserCreated { id, upn, user_type, profile, password, home_licenses } => {
+            // A landed `UserCreated`'s password hash is dropped: nothing reads it.
+            TenantEvent::UserCreated { id, upn, user_type, profile, home_licenses, .. }
+            | TenantEvent::UserCreatedV2 { id, upn, user_type, profile, home_licenses, .. } => {
                 self.upns.insert(upn.to_lowercase(), *id);
                 let user = Box::new(User {
                     id: *id,
@@ -536,7 +537,6 @@ impl Tenant {
                     deleted_at: None,
                     blocked_at: None,
                     invitation: None,
-                    password: password.clone(),
                     evidence: UserEvidence {
                         created: seq,
                         sign_in: seq,
@@ -626,12 +626,14 @@ fn changed_user(event: &TenantEvent) -> Option<Uuid> {
         | TenantEvent::UserDeleted { id }
         | TenantEvent::UserRestored { id, .. }
         | TenantEvent::PasswordReset { id, .. }
+        | TenantEvent::PasswordResetV2 { id }
         | TenantEvent::InvitationIssued { id, .. }
         | TenantEvent::InvitationAccepted { id, .. } => Some(*id),
         TenantEvent::TenantInitialized { .. }
         | TenantEvent::SkuAdded { .. }
         | TenantEvent::SkuSeatsChanged { .. }
         | TenantEvent::UserCreated { .. }
+        | TenantEvent::UserCreatedV2 { .. }
         | TenantEvent::GroupCreated { .. }
         | TenantEvent::GroupMemberAdded { .. }
         | TenantEvent::GroupMemberRemoved { .. }
@@ -691,7 +693,8 @@ fn fold_user(u: &mut User, event: &TenantEvent, seq: u64, at: DateTime<Utc>) {
                 }
             }
         }
-        TenantEvent::PasswordReset { password, .. } => u.password = password.clone(),
+        // Kept nowhere (D2): the record itself is the evidence that one was issued.
+        TenantEvent::PasswordReset { .. } | TenantEvent::PasswordResetV2 { .. } => {}
         TenantEvent::InvitationIssued { sku, expires_at, .. } => {
             u.invitation = Some(Invitation { sku: sku.clone(), expires_at: *expires_at, accepted: false });
         }
@@ -759,8 +762,8 @@ pub fn decide(
         TenantCommand::Unblock { upn } => d.unblock(upn),
         TenantCommand::Delete { upn } => d.delete(upn),
         TenantCommand::Restore { upn } => d.restore(upn),
-        TenantCommand::ResetPassword { upn, password } => d.reset_password(upn, password),
-        TenantCommand::Invite { id, upn, sku, password } => d.invite(*id, upn, sku.as_deref(), password),
+        TenantCommand::ResetPassword { upn } => d.reset_password(upn),
+        TenantCommand::Invite { id, upn, sku } => d.invite(*id, upn, sku.as_deref()),
         TenantCommand::AcceptInvite { upn } => d.accept_invite(upn),
         TenantCommand::CreateGroup { id, name, owner } => d.create_group(*id, name, owner.as_ref()),
         TenantCommand::AddMember { group, member } => d.add_member(group, member),
@@ -810,13 +813,13 @@ fn created(new: &NewUser, user_type: UserType) -> TenantEvent {
             Some(if display.is_empty() { new.upn.to_string() } else { display }),
         );
     }
-    TenantEvent::UserCreated {
+    TenantEvent::UserCreatedV2 {
         id: new.id,
         upn: new.upn.to_string(),
         user_type,
         profile,
-        password: new.password.clone(),
         home_licenses: new.home_licenses.clone(),
+        temporary_password: new.temporary_password,
     }
 }
 
@@ -1147,7 +1150,7 @@ impl<'a> Decision<'a> {
         Ok(vec![TenantEvent::UserRestored { id: user.id, licenses_not_restored: not_restored }])
     }
 
-    fn reset_password(&self, upn: &Upn, password: &PasswordHash) -> Decided {
+    fn reset_password(&self, upn: &Upn) -> Decided {
         self.require(PASSWORD_RESETTERS, "reset passwords")?;
         let user = self.active_user(upn)?;
         let only_password_admin = !self.actor.has_any(USER_MANAGERS);
@@ -1158,13 +1161,13 @@ impl<'a> Decision<'a> {
             );
         }
         self.may_change(user, "reset the password of")?;
-        Ok(vec![TenantEvent::PasswordReset { id: user.id, password: password.clone() }])
+        Ok(vec![TenantEvent::PasswordResetV2 { id: user.id }])
     }
 
-    fn invite(&self, id: Uuid, upn: &Upn, sku: Option<&str>, password: &PasswordHash) -> Decided {
+    fn invite(&self, id: Uuid, upn: &Upn, sku: Option<&str>) -> Decided {
         self.require(USER_MANAGERS, "invite guests")?;
         if let Some(guest) = self.tenant.live_user(upn, self.now) {
-            return self.reinvite(guest, sku, password);
+            return self.reinvite(guest, sku);
         }
         if upn.domain() == self.info.domain {
             return invalid(format!("{upn} is in this tenant's domain: create a member, invite outsiders"));
@@ -1178,7 +1181,7 @@ impl<'a> Decision<'a> {
             admin_roles: vec![],
             guest: true,
             home_licenses: vec![],
-            password: password.clone(),
+            temporary_password: true,
         };
         Ok(vec![
             created(&new, UserType::Guest),
@@ -1191,7 +1194,7 @@ impl<'a> Decision<'a> {
     }
 
     /// A guest whose invitation expired unaccepted can be invited again (D5).
-    fn reinvite(&self, guest: &User, sku: Option<&str>, password: &PasswordHash) -> Decided {
+    fn reinvite(&self, guest: &User, sku: Option<&str>) -> Decided {
         let expired = guest.invitation.as_ref().is_some_and(|i| !i.accepted && self.now >= i.expires_at);
         if !expired || guest.is_deleted() {
             let state = if guest.is_deleted() { " (soft-deleted, restorable)" } else { "" };
@@ -1199,7 +1202,7 @@ impl<'a> Decision<'a> {
         }
         let sku = sku.map(|part| self.assignable(part, 0)).transpose()?;
         Ok(vec![
-            TenantEvent::PasswordReset { id: guest.id, password: password.clone() },
+            TenantEvent::PasswordResetV2 { id: guest.id },
             TenantEvent::InvitationIssued {
                 id: guest.id,
                 sku: sku.map(|s| s.part.clone()),

@@ -350,7 +350,8 @@ impl Targets<'_> {
                 let t = self.target("Sku", None, Some(sku.clone()), None);
                 change(t, "seats", text(old), text(new));
             }
-            TenantEvent::UserCreated { id, user_type, profile, .. } => {
+            TenantEvent::UserCreated { id, user_type, profile, .. }
+            | TenantEvent::UserCreatedV2 { id, user_type, profile, .. } => {
                 let t = self.user(*id);
                 change(t, "userType", None, text(format!("{user_type:?}")));
                 for (field, value) in profile.iter() {
@@ -396,6 +397,12 @@ impl Targets<'_> {
                 "passwordProfile",
                 None,
                 text("temporary password set (shown once; stored hashed)"),
+            ),
+            TenantEvent::PasswordResetV2 { id } => change(
+                self.user(*id),
+                "passwordProfile",
+                None,
+                text("temporary password set (shown once; not stored)"),
             ),
             TenantEvent::InvitationIssued { id, sku, expires_at } => {
                 let t = self.user(*id);

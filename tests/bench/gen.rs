@@ -23,7 +23,6 @@ use domain::eligibility::How;
 use domain::envcmd::{self, EnvCommand, NewEnvironment};
 use domain::environment::{self, Environment};
 use domain::events::{self, AdminRole, App, EnvEvent, EnvType, Event, ProfileField, SkuKind, Stamp};
-use domain::password::PasswordHash;
 use domain::tenant::{self, MemberRef, NewUser, Tenant, TenantCommand};
 use domain::{Upn, SCHEMA_VERSION};
 use projections::fold::{self, Snapshots};
@@ -185,7 +184,7 @@ impl Gen {
             event_id: self.ids.next(),
             event_type: event.type_name().to_owned(),
             schema_version: SCHEMA_VERSION,
-            payload: events::encode(event),
+            payload: events::encode(event).expect("generated events are small"),
         }
     }
 
@@ -346,7 +345,7 @@ impl Gen {
             admin_roles: Vec::new(),
             guest: false,
             home_licenses: Vec::new(),
-            password: PasswordHash::new([(i % 251) as u8; 16], "Tmp#Pass-1234"),
+            temporary_password: true,
         }
     }
 

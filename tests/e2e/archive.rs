@@ -67,7 +67,7 @@ fn an_archived_log_answers_every_command_and_view_as_one_that_never_archived() {
                 assert_eq!((a.code, &a.stdout, &a.stderr), (b.code, &b.stdout, &b.stderr), "`{view}`");
             }
             None => {
-                let (a, b) = (plain.ok(line), archived.ok(line));
+                let (a, b) = (without_password(plain.ok(line)), without_password(archived.ok(line)));
                 assert_eq!(a, b, "`{line}`");
             }
         }
@@ -78,4 +78,16 @@ fn an_archived_log_answers_every_command_and_view_as_one_that_never_archived() {
     let head = store.read_log_blocking(1, u64::MAX, usize::MAX).unwrap().len() as u64;
     let upto = store::EventStore::archived_upto(&store);
     assert!(upto > head / 2 && upto < head, "{upto} of {head} records archived");
+}
+
+/// `out` with each temporary password blanked: they are drawn from the OS
+/// and differ between any two runs (issue 25, finding 1).
+fn without_password(out: String) -> String {
+    out.lines()
+        .map(|line| match line.split_once(": ") {
+            Some((head, _)) if head.starts_with("temporary password for ") => format!("{head}: <password>"),
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -300,7 +300,7 @@ fn batch_racing_another_writer(sb: &mut Sandbox, size: u128) -> (usize, usize) {
             admin_roles: vec![],
             guest: false,
             home_licenses: vec![],
-            password: domain::import::imported_password(),
+            temporary_password: false,
         })
     };
     // The runtime is dropped before this returns: whatever its tasks left

@@ -14,6 +14,8 @@ mod failures;
 mod fault_regressions;
 /// import graph: Microsoft Graph exports appended as their difference.
 mod graph;
+/// A local attacker's input (issue 25): oversized fields and files, nested whatif, control characters.
+mod hostile;
 /// A local attacker (issue 25): each attack reproduced, and shown to do no harm.
 mod local_attacker;
 /// Random command sequences keep the rules' invariants; fuzzed parsers and decoders never panic.

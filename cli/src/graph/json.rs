@@ -145,6 +145,10 @@ pub struct Picked<'a> {
 pub trait Keys {
     /// Every key worth reading.
     const KEYS: &'static [&'static str];
+    /// Keys without which an item is refused as soon as it is read, so that
+    /// a file of millions of `{}` fails at its first item rather than after
+    /// holding them all (issue 25, finding 3).
+    const REQUIRED: &'static [&'static str] = &[];
 }
 
 impl<'a> Picked<'a> {
@@ -175,7 +179,9 @@ impl<'de, K: Keys> Deserialize<'de> for PickedOf<'de, K> {
                 f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Picked<'de>, A::Error> {
-                let mut entries: Vec<(&'static str, Json<'de>)> = Vec::with_capacity(K::KEYS.len());
+                // Grown as keys are found: reserving every key's room made an
+                // empty object cost a kilobyte.
+                let mut entries: Vec<(&'static str, Json<'de>)> = Vec::new();
                 while let Some(key) = map.next_key::<Key<'de>>()? {
                     match K::KEYS.iter().find(|k| **k == key.0) {
                         Some(known) => {
@@ -187,6 +193,9 @@ impl<'de, K: Keys> Deserialize<'de> for PickedOf<'de, K> {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
+                }
+                if let Some(missing) = K::REQUIRED.iter().find(|r| !entries.iter().any(|(k, _)| k == *r)) {
+                    return Err(de::Error::custom(format!("an item without \"{missing}\"")));
                 }
                 Ok(Picked { entries })
             }

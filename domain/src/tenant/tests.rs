@@ -16,10 +16,6 @@ fn upn(text: &str) -> Upn {
     Upn::parse(text).unwrap()
 }
 
-fn pw(n: u8) -> PasswordHash {
-    PasswordHash::new([n; 16], "Temp-Pass-1")
-}
-
 fn new_user(n: u128, who: &str) -> NewUser {
     let mut profile = Profile::default();
     profile.set(ProfileField::GivenName, Some(who.split('@').next().unwrap_or(who).to_owned()));
@@ -31,7 +27,7 @@ fn new_user(n: u128, who: &str) -> NewUser {
         admin_roles: vec![],
         guest: false,
         home_licenses: vec![],
-        password: pw(n as u8),
+        temporary_password: true,
     }
 }
 
@@ -178,15 +174,17 @@ fn d1_a_purged_users_upn_can_be_used_again() {
 }
 
 #[test]
-fn d2_the_log_keeps_only_a_salted_hash() {
-    let w = World::contoso();
-    let mut new = new_user(70, CAROL);
-    new.password = PasswordHash::new([3; 16], "S3cret-Once!");
-    let events = w.when(ADMIN, TenantCommand::CreateUser(new)).unwrap();
-    let TenantEvent::UserCreated { password, .. } = &events[0] else { panic!("{events:?}") };
-    assert!(password.matches("S3cret-Once!"));
-    let encoded = crate::events::encode(&crate::Event::Tenant(events[0].clone()));
-    assert!(!encoded.windows(12).any(|w| w == b"S3cret-Once!"), "the password is not in the event");
+fn d2_the_log_records_that_a_temporary_password_was_issued_and_nothing_of_it() {
+    let mut w = World::contoso();
+    let events = w.when(ADMIN, TenantCommand::CreateUser(new_user(70, CAROL))).unwrap();
+    let TenantEvent::UserCreatedV2 { temporary_password, .. } = &events[0] else { panic!("{events:?}") };
+    assert!(*temporary_password, "a created user gets one");
+    let mut imported = new_user(71, "dave@contoso.onmicrosoft.com");
+    imported.temporary_password = false;
+    let events = w.when(ADMIN, TenantCommand::CreateUser(imported)).unwrap();
+    assert!(matches!(&events[0], TenantEvent::UserCreatedV2 { temporary_password: false, .. }));
+    let events = w.ok(ADMIN, TenantCommand::ResetPassword { upn: upn(ALICE) });
+    assert_eq!(events, vec![TenantEvent::PasswordResetV2 { id: w.user(ALICE).id }]);
 }
 
 #[test]
@@ -291,12 +289,7 @@ fn unknown_users_skus_and_groups_are_bad_input() {
 }
 
 fn invite(n: u128, who: &str, sku: Option<&str>) -> TenantCommand {
-    TenantCommand::Invite {
-        id: Uuid::from_u128(n),
-        upn: upn(who),
-        sku: sku.map(str::to_owned),
-        password: pw(1),
-    }
+    TenantCommand::Invite { id: Uuid::from_u128(n), upn: upn(who), sku: sku.map(str::to_owned) }
 }
 
 #[test]
@@ -476,12 +469,10 @@ fn d8_only_a_global_admin_assigns_admin_roles() {
 fn d8_a_password_admin_may_only_reset_passwords_of_non_admins() {
     let mut w = World::contoso();
     w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::PasswordAdmin });
-    let new = PasswordHash::new([9; 16], "Another-Pass-2");
-    w.ok(BOB, TenantCommand::ResetPassword { upn: upn(ALICE), password: new.clone() });
-    assert_eq!(w.user(ALICE).password, new);
-    assert!(!w.user(ALICE).password.matches("Temp-Pass-1"));
+    let events = w.ok(BOB, TenantCommand::ResetPassword { upn: upn(ALICE) });
+    assert_eq!(events, vec![TenantEvent::PasswordResetV2 { id: w.user(ALICE).id }]);
     refused_by(w.when(BOB, TenantCommand::Block { upn: upn(ALICE) }), Rule::D8);
-    refused_by(w.when(BOB, TenantCommand::ResetPassword { upn: upn(ADMIN), password: pw(9) }), Rule::D8);
+    refused_by(w.when(BOB, TenantCommand::ResetPassword { upn: upn(ADMIN) }), Rule::D8);
 }
 
 #[test]
