@@ -219,9 +219,9 @@ fn advise_directory(
         match check.rule {
             Rule::E1 => advice.push(format!("{env_name} has no Dataverse database: no user can be added there")),
             Rule::S2_1 if user.is_deleted() => match user.deleted_at {
-                Some(at) if !check.detail.contains("gone for good") => advice.push(format!(
+                Some(deleted) if !user.is_purged(at) => advice.push(format!(
                     "restore the user before {}: usertrail user restore --upn {upn}",
-                    crate::rfc3339(at + domain::tenant::RESTORE_WINDOW)
+                    crate::rfc3339(deleted + domain::tenant::RESTORE_WINDOW)
                 )),
                 _ => advice.push(format!("{upn} is gone for good: create the user again")),
             },

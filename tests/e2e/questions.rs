@@ -153,3 +153,29 @@ fn review_finds_what_an_auditor_asks_for() {
     sorted.sort_by_key(|s| ["high", "medium", "low"].iter().position(|x| x == s));
     assert_eq!(severities, sorted, "most severe first");
 }
+
+/// D7 in diagnose's advice: within 30 days a deleted user can be restored,
+/// after them it is gone for good; the domain's `is_purged` says which.
+#[test]
+fn d7_diagnose_advises_restore_within_the_window_and_recreation_after_it() {
+    let mut sb = sales();
+    sb.ok(&format!("user delete --upn {BOB}"));
+    let advice = |sb: &mut Sandbox| -> Vec<String> {
+        let d = sb.json(&format!("diagnose --env Sales --upn {BOB}"));
+        assert_eq!(d["canAccess"], false);
+        d["advice"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect()
+    };
+    sb.advance_days(20);
+    let within = advice(&mut sb);
+    assert!(within.iter().any(|a| a.starts_with("restore the user before")), "{within:?}");
+    assert!(!within.iter().any(|a| a.contains("gone for good")), "{within:?}");
+    sb.advance_days(15);
+    let after = sb.run(&format!("diagnose --env Sales --upn {BOB} --json"));
+    // Gone for good: the UPN names nobody any more, or the advice says so.
+    assert!(
+        after.code == 2 || after.stdout.contains("is gone for good: create the user again"),
+        "{} {}",
+        after.stdout,
+        after.stderr
+    );
+}
