@@ -264,8 +264,12 @@ async fn dispatch(
     // reading must not keep the database locked for the rest of the process.
     if matches!(result, Err(CliError::Store(StoreError::Io { .. } | StoreError::Engine(_)))) {
         std::mem::forget(shell);
+        return result;
     }
-    result
+    // The close's work (the index, moving older records into the archive)
+    // reports its failure rather than leave it to a drop that cannot.
+    let closed = shell.store.close_if_last();
+    result.and(closed.map(drop).map_err(CliError::from))
 }
 
 /// Opens the log, waiting for another process up to `USERTRAIL_LOCK_TIMEOUT_MS`

@@ -518,12 +518,29 @@ impl SledStore {
     }
 
     /// Closes the log, reporting what a drop would swallow: writing the
-    /// index, and moving older records into the archive as the options say.
-    /// Returns how many records moved. Fails if another clone is still open.
+    /// index, and moving older records into the archive as the options say
+    /// (the new live database swapped in once the databases are closed,
+    /// still under the lock). Returns how many records moved. Fails if
+    /// another clone is still open.
     pub fn close(self) -> Result<u64, StoreError> {
         let mut inner = Arc::try_unwrap(self.inner)
             .map_err(|_| StoreError::Engine("the log is still open elsewhere in this process".into()))?;
-        inner.close()
+        let moved = inner.close()?;
+        let (swap, lock, path) = (inner.swap.take(), inner._lock.take(), inner.path.clone());
+        drop(inner);
+        let swapped = swap.map_or(Ok(()), archive::Swap::finish);
+        drop(lock);
+        swapped.map_err(|source| StoreError::Io { path, source })?;
+        Ok(moved)
+    }
+
+    /// [`SledStore::close`] when this is the last handle; otherwise drops
+    /// this one and leaves the close to the last.
+    pub fn close_if_last(self) -> Result<u64, StoreError> {
+        match Arc::strong_count(&self.inner) {
+            1 => self.close(),
+            _ => Ok(0),
+        }
     }
 
     /// Archives as a close would, then stops where a crash could: with

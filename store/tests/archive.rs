@@ -240,3 +240,24 @@ async fn a_live_database_renamed_away_and_never_replaced_is_restored_not_passed_
     assert_eq!(answers(&store).await, want);
     assert_eq!(store.verify().await.unwrap().problem, None);
 }
+
+#[tokio::test]
+async fn a_swap_that_fails_is_reported_by_the_close_and_undone_by_the_next_open() {
+    let archiving = Archiving { keep: 20 };
+    let (_dir, path, store) = log_with(archiving, 0..100);
+    store.close().unwrap();
+    open(&path, archiving).close().unwrap();
+    let store = open(&path, archiving);
+    write(&store, 100..160);
+    drop(store);
+    let store = open(&path, archiving);
+    let want = answers(&store).await;
+    // Something in the swap's way: `live` cannot be renamed onto a full directory.
+    std::fs::create_dir_all(path.join("live.old").join("in-the-way")).unwrap();
+    let err = store.close().expect_err("the failed swap is reported");
+    assert!(matches!(err, store::StoreError::Io { .. }), "{err}");
+    let store = open(&path, Archiving::OFF);
+    assert!(!path.join("live.next").exists() && !path.join("live.old").exists());
+    assert_eq!(answers(&store).await, want);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+}

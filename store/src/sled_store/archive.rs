@@ -142,16 +142,26 @@ pub(super) struct Swap {
     root: PathBuf,
     /// Stop after this many renames (tests of a swap cut short).
     pub stop_after: Option<u8>,
+    /// Whether [`Swap::finish`] ran it, reporting how it went.
+    done: bool,
 }
 
 impl Drop for Swap {
     /// Best effort, like the rest of a drop: an open finishes what this does not.
     fn drop(&mut self) {
-        let _ = self.run();
+        if !self.done {
+            let _ = self.run();
+        }
     }
 }
 
 impl Swap {
+    /// Runs the swap and says how it went (a close that reports its errors).
+    pub(super) fn finish(mut self) -> std::io::Result<()> {
+        self.done = true;
+        self.run()
+    }
+
     fn run(&self) -> std::io::Result<()> {
         let (live, next, old) = (self.root.join(LIVE), self.root.join(NEXT), self.root.join(OLD));
         let mut renames = 0;
@@ -350,7 +360,7 @@ impl Inner {
         tree.apply_batch(batch).map_err(engine)?;
         next.flush().map_err(engine)?;
         drop((tree, next));
-        self.swap = Some(Swap { root, stop_after: None });
+        self.swap = Some(Swap { root, stop_after: None, done: false });
         self.sealed = sealed;
         Ok(cut - from)
     }
