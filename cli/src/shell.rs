@@ -47,6 +47,12 @@ pub struct Shell {
     runner: std::sync::OnceLock<Runner>,
 }
 
+/// A point of the log in absolute terms: `--at` once `N ago` is a time.
+enum Moment {
+    Seq(u64),
+    Time(DateTime<Utc>),
+}
+
 /// Where new ids come from: random and time-ordered (UUID v7) in normal
 /// use, so that the log's event id index grows at its right edge; derived
 /// from a seed, the log's head when the run started, and a counter when
@@ -222,11 +228,26 @@ impl Shell {
     /// The log position that `--at` names (the head when absent).
     pub async fn resolve(&self, at: Option<At>) -> Result<u64, CliError> {
         let head = self.store.head().await?.map_or(0, |h| h.seq);
-        Ok(match at {
+        Ok(match at.map(|at| self.moment(at)) {
             None => head,
-            Some(At::Seq(n)) => n.min(head),
-            Some(At::Time(t)) => self.store.seq_at(t).await?,
+            Some(Moment::Seq(n)) if n > head => {
+                return usage(format!("--at seq:{n} is past the log's end: the log ends at record {head}"))
+            }
+            Some(Moment::Seq(n)) => n,
+            Some(Moment::Time(t)) => self.store.seq_at(t).await?,
         })
+    }
+
+    /// Where `at` points, with `N ago` counted back from `--now` or the clock.
+    fn moment(&self, at: At) -> Moment {
+        match at {
+            At::Seq(n) => Moment::Seq(n),
+            At::Time(t) => Moment::Time(t),
+            At::Ago(d) => {
+                let now = self.now.unwrap_or_else(|| self.machine.clock());
+                Moment::Time(now.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC))
+            }
+        }
     }
 
     /// The position and time a view answers as of: `--at TIME` is judged at
@@ -234,9 +255,9 @@ impl Shell {
     /// (or `--now`) over the whole log.
     pub async fn point(&self, at: Option<At>) -> Result<(u64, DateTime<Utc>), CliError> {
         let seq = self.resolve(at).await?;
-        let time = match at {
-            Some(At::Time(t)) => t,
-            Some(At::Seq(_)) => {
+        let time = match at.map(|at| self.moment(at)) {
+            Some(Moment::Time(t)) => t,
+            Some(Moment::Seq(_)) => {
                 let record = self.store.read_log(seq, seq, 1).await?;
                 record.first().map_or(DateTime::UNIX_EPOCH, |r| r.recorded_at)
             }

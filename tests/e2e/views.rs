@@ -202,3 +202,35 @@ fn history_filters_by_time_and_limit() {
         .all(|r| r["activityDateTime"].as_str().unwrap() >= middle.as_str()));
     assert_eq!(count(&sb.json("history --limit 2")), 2);
 }
+
+/// `--at` takes a date (the end of that day, UTC) and `N{m,h,d} ago`, each
+/// the same point as the RFC 3339 time it names; a `seq:N` past the log's
+/// end is bad input naming where the log ends.
+#[test]
+fn l4_at_a_date_or_n_ago_names_the_same_point_and_seq_past_the_end_is_refused() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 3");
+    sb.ok(&format!("user create --upn {ALICE} --first Alice --last Smith --license DYN365_SALES"));
+    sb.advance_days(2);
+    sb.ok(&format!("user license remove --upn {ALICE} --sku DYN365_SALES"));
+    let head = sb.records();
+    let licensed = |sb: &mut Sandbox, when: &str| -> bool {
+        let users = sb.json(&format!("user list --at '{when}'"));
+        let alice =
+            users.as_array().unwrap().iter().find(|u| u["userPrincipalName"] == ALICE).cloned().unwrap();
+        !alice["assignedLicenses"].as_array().unwrap().is_empty()
+    };
+    // The sandbox's clock started on 2026-01-05; the license went two days later.
+    assert!(licensed(&mut sb, "2026-01-05"), "the end of the first day");
+    assert!(licensed(&mut sb, "2026-01-06T23:59:59.999999999Z"));
+    assert!(!licensed(&mut sb, "2026-01-07"), "the end of the day it went");
+    assert!(licensed(&mut sb, "1d ago"), "a day before the clock is before the removal");
+    // Each read is stamped a minute after the line before it (the harness's clock).
+    assert!(licensed(&mut sb, "90m ago"));
+    assert!(!licensed(&mut sb, "0m ago"));
+    let err = sb.fails(&format!("user list --at seq:{}", head + 1), 2);
+    assert!(err.contains(&format!("the log ends at record {head}")), "{err}");
+    assert!(!licensed(&mut sb, &format!("seq:{head}")));
+    let err = sb.fails("user list --at 2026-08-32", 2);
+    assert!(err.contains("a date (2026-03-01") && err.contains("ago"), "{err}");
+}
