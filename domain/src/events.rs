@@ -669,6 +669,20 @@ pub enum Entitlement {
     MarketingTenant(String),
 }
 
+impl std::fmt::Display for Entitlement {
+    /// In words, as views print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entitlement::License(sku) => write!(f, "license {sku}"),
+            Entitlement::AdminWithoutLicense => f.write_str("administrator without a license (S3)"),
+            Entitlement::KeptMode => f.write_str("keeps its access mode (A4, S3)"),
+            Entitlement::FreeDataversePlan(sku) => write!(f, "free Dataverse plan of {sku} (S1.4)"),
+            Entitlement::AppPass => f.write_str("app pass (S1.4)"),
+            Entitlement::MarketingTenant(sku) => write!(f, "tenant Marketing license {sku} (S1.4)"),
+        }
+    }
+}
+
 /// A table x operation privilege at an access level (R2).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Privilege {

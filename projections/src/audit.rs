@@ -614,8 +614,7 @@ impl Targets<'_> {
                 change(self.system_user(env, *user), "mailbox", None, text("test scheduled"))
             }
             EnvEvent::EntitlementChanged { id, old, new } => {
-                let (old, new) =
-                    (old.as_ref().map(|e| format!("{e:?}")), new.as_ref().map(|e| format!("{e:?}")));
+                let (old, new) = (old.as_ref().map(|e| e.to_string()), new.as_ref().map(|e| e.to_string()));
                 change(self.system_user(env, *id), "entitlement", old, new)
             }
             EnvEvent::SetupModeChanged { id, old, new } => {

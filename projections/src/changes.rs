@@ -131,7 +131,7 @@ pub fn changes(mut env: Environment, records: &[(Record, EnvEvent)]) -> Vec<Chan
                 push(user, "changed", Some("businessunit".into()), unit(old), unit(new))
             }
             EnvEvent::EntitlementChanged { id, old, new } => {
-                let show = |e: &Option<domain::events::Entitlement>| e.as_ref().map(|e| format!("{e:?}"));
+                let show = |e: &Option<domain::events::Entitlement>| e.as_ref().map(|e| e.to_string());
                 push(id, "changed", Some("entitlement".into()), show(old), show(new))
             }
             EnvEvent::MailboxEnabled { user } => {

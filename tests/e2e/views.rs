@@ -234,3 +234,69 @@ fn l4_at_a_date_or_n_ago_names_the_same_point_and_seq_past_the_end_is_refused() 
     let err = sb.fails("user list --at 2026-08-32", 2);
     assert!(err.contains("a date (2026-03-01") && err.contains("ago"), "{err}");
 }
+
+/// Views print words: no Rust debug form (`License("…")`) and no variant
+/// name (`KeptMode`) reaches a table or a JSON value, whatever the script
+/// recorded (issue 30: `changes` printed `License("DYN365_ENTERPRISE_SALES")`).
+#[test]
+fn views_print_words_never_a_debug_form_or_a_variant_name() {
+    let (mut sb, mut script) = scripted();
+    script.extend([
+        "sku add --sku POWERAPPS_PER_USER --kind power-apps --seats 3",
+        "user license assign --upn alice@contoso.onmicrosoft.com --sku POWERAPPS_PER_USER",
+        "user set-access-mode --env Sales --upn alice@contoso.onmicrosoft.com --mode read-write",
+        "sync",
+        "user license assign --upn alice@contoso.onmicrosoft.com --sku DYN365_SALES",
+        "user license remove --upn alice@contoso.onmicrosoft.com --sku POWERAPPS_PER_USER",
+        "sync",
+    ]);
+    for line in &script {
+        sb.run(line);
+    }
+    let head = sb.records();
+    let lines = [
+        format!("changes --env Sales --from seq:0 --to seq:{head}"),
+        "history".into(),
+        format!("timeline --env Sales --upn {ALICE}"),
+        format!("diagnose --env Sales --upn {ALICE}"),
+        "review --env Sales".into(),
+        "systemusers --env Sales".into(),
+    ];
+    // Graph's own names, which views print as Graph does.
+    let graph_terms = [
+        "SystemUserManagement",
+        "UserManagement",
+        "GroupManagement",
+        "RoleManagement",
+        "DirectoryManagement",
+    ];
+    let debug_form = |text: &str, json: bool| {
+        let variants = ["KeptMode", "AdminWithoutLicense", "FreeDataversePlan", "AppPass", "MarketingTenant"];
+        if let Some(at) = text.find("(\"") {
+            return Some(text[at.saturating_sub(30)..(at + 10).min(text.len())].to_owned());
+        }
+        text.split(|c: char| !c.is_ascii_alphanumeric())
+            .find(|w| {
+                let camel = w.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                    && w.chars().skip(1).any(|c| c.is_ascii_uppercase())
+                    && w.chars().any(|c| c.is_ascii_lowercase());
+                variants.contains(w) || (!json && camel && !graph_terms.contains(w))
+            })
+            .map(str::to_owned)
+    };
+    let mut seen_entitlement = false;
+    for line in &lines {
+        for json in [false, true] {
+            let run = sb.run(&format!("{line}{}", if json { " --json" } else { "" }));
+            assert_eq!(run.code, 0, "{line}: {}", run.stderr);
+            seen_entitlement |= run.stdout.contains("license POWERAPPS_PER_USER");
+            assert_eq!(
+                debug_form(&run.stdout, json),
+                None,
+                "`{line}` (json: {json}) printed:\n{}",
+                run.stdout
+            );
+        }
+    }
+    assert!(seen_entitlement, "the script changed an entitlement, and a view said so in words");
+}
