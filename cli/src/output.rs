@@ -73,6 +73,18 @@ fn escaped(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
+/// An RFC 3339 time as tables print it: to the second (JSON keeps the
+/// milliseconds, so that a time given back to `--at` includes its event).
+pub fn to_second(time: &str) -> String {
+    match time.find('.') {
+        Some(dot) => {
+            let end = time[dot + 1..].find(|c: char| !c.is_ascii_digit()).map_or(time.len(), |n| dot + 1 + n);
+            format!("{}{}", &time[..dot], &time[end..])
+        }
+        None => time.to_owned(),
+    }
+}
+
 /// One line for people (an error message): every control character escaped,
 /// line breaks included.
 pub fn for_people(text: &str) -> Cow<'_, str> {
@@ -165,6 +177,14 @@ fn broken_pipe(e: std::io::Error) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_print_times_to_the_second() {
+        assert_eq!(to_second("2026-12-06T11:22:51.234Z"), "2026-12-06T11:22:51Z");
+        assert_eq!(to_second("2026-12-06T11:22:51.234944571+01:00"), "2026-12-06T11:22:51+01:00");
+        assert_eq!(to_second("2026-12-06T11:22:51Z"), "2026-12-06T11:22:51Z");
+        assert_eq!(to_second("now"), "now");
+    }
 
     #[test]
     fn control_characters_are_escaped_for_people_and_colour_is_ours_alone() {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use domain::envcmd::{self, EnvCommand, NewEnvironment};
 use domain::environment::{self, Environment};
 use domain::events::{self, CommandRejected, Event};
@@ -203,7 +203,12 @@ impl Shell {
     /// The time to stamp on new events: `--now` or the clock, never earlier
     /// than the last record's time.
     pub async fn now(&self) -> Result<DateTime<Utc>, CliError> {
-        let now = self.now.unwrap_or_else(|| self.machine.clock());
+        // The clock to the millisecond: JSON prints every digit a time
+        // has, and a time printed is a time a script gives back to `--at`.
+        let now = self.now.unwrap_or_else(|| {
+            let clock = self.machine.clock();
+            clock.with_nanosecond(clock.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(clock)
+        });
         if let Some(head) = self.store.head().await? {
             // A writer that read the clock just before another one appended
             // trails it by a moment: that is concurrency, not a clock gone back.

@@ -82,7 +82,7 @@ pub async fn history(
             };
             vec![
                 r.seq.to_string(),
-                r.activity_date_time.clone(),
+                crate::output::to_second(&r.activity_date_time),
                 by,
                 r.activity_display_name.clone(),
                 r.environment.clone().unwrap_or_default(),
@@ -220,8 +220,8 @@ pub async fn timeline(
         .iter()
         .map(|i| {
             vec![
-                i.from.clone(),
-                i.to.clone().unwrap_or_else(|| "now".into()),
+                crate::output::to_second(&i.from),
+                i.to.as_deref().map_or_else(|| "now".into(), crate::output::to_second),
                 i.state.to_owned(),
                 i.accessmode.map_or_else(String::new, |m| m.to_string()),
                 if i.can_access { "yes" } else { "no" }.to_owned(),
@@ -310,7 +310,7 @@ pub async fn changes(
         .map(|c| {
             vec![
                 c.seq.to_string(),
-                c.at.clone(),
+                crate::output::to_second(&c.at),
                 c.upn.clone(),
                 c.change.to_owned(),
                 c.field.clone().unwrap_or_default(),

@@ -229,3 +229,28 @@ fn a_now_ahead_of_the_clock_needs_allow_future_and_the_record_keeps_the_machine(
         assert_eq!(run_by["host"], host.trim());
     }
 }
+
+/// On the real clock, new records are stamped to the millisecond: JSON
+/// prints no more digits than that, a time it prints given back to `--at`
+/// includes its record, and tables print times to the second.
+#[test]
+fn times_on_the_clock_are_stamped_to_the_millisecond_and_read_back_by_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let run = |args: &[&str]| usertrail(&db, args, 1000);
+    let out =
+        run(&["init", "--tenant", "contoso.onmicrosoft.com", "--admin", "admin@contoso.onmicrosoft.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let upn = "alice@contoso.onmicrosoft.com";
+    assert!(run(&["user", "create", "--upn", upn, "--first", "Alice", "--last", "Smith"]).status.success());
+    let history: serde_json::Value = serde_json::from_slice(&run(&["history", "--json"]).stdout).unwrap();
+    let newest = history[0]["activityDateTime"].as_str().unwrap().to_owned();
+    let fraction = newest.split_once('.').map_or("", |(_, f)| f.trim_end_matches('Z'));
+    assert!(fraction.len() <= 3, "{newest}: to the millisecond");
+    let users: serde_json::Value =
+        serde_json::from_slice(&run(&["user", "list", "--json", "--at", &newest]).stdout).unwrap();
+    assert!(users.to_string().contains(upn), "--at {newest} includes the user created then: {users}");
+    let table = String::from_utf8(run(&["history"]).stdout).unwrap();
+    let seconds = &newest[..19];
+    assert!(table.contains(&format!("{seconds}Z")) && !table.contains(&format!("{seconds}.")), "{table}");
+}
