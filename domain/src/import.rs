@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::events::{Member, ProfileField, SkuKind};
 use crate::ids::Upn;
-use crate::tenant::{MemberRef, NewUser, Tenant, TenantCommand};
+use crate::tenant::{MemberRef, NewUser, Tenant, TenantCommand, User};
 
 /// A user as the export has it. `profile` holds the fields the export
 /// mentions: `Some` sets, `None` (an explicit null) clears; absent fields are
@@ -298,7 +298,11 @@ pub fn plan_with(
     }
 
     if !export.keep_missing {
-        for user in tenant.live_users(now).filter(|u| !u.is_deleted() && !seen.contains(&u.id)) {
+        // The admin named at `init` is usertrail's default actor and rarely in
+        // an export of a real tenant: it is never soft-deleted by an import.
+        let init_admin = tenant.info.as_ref().map(|i| i.admin);
+        let missing = |u: &&User| !u.is_deleted() && !seen.contains(&u.id) && Some(u.id) != init_admin;
+        for user in tenant.live_users(now).filter(missing) {
             if let Ok(upn) = Upn::parse(&user.upn) {
                 deletions.push(TenantCommand::Delete { upn });
             }
@@ -468,6 +472,11 @@ mod tests {
         );
         let kept = Export { keep_missing: true, ..without_bob };
         assert!(plan(&tenant, kept.clone(), now).is_empty());
+        // The admin named at `init` is never deleted by an import, even by
+        // one that does not list it (the first import of a real tenant).
+        let only_bob =
+            Export { users: vec![user(2, "bob@contoso.onmicrosoft.com", "Oslo", &[])], ..Export::default() };
+        assert!(plan(&tenant, only_bob, now).is_empty(), "bob is there already, and the admin stays");
     }
 
     #[test]

@@ -241,3 +241,27 @@ fn a_first_pass_larger_than_one_transaction_lands_every_systemuser_once() {
     assert_eq!(again[0]["changed"].as_array().unwrap().len(), 0, "the pass was whole");
     assert_eq!(sb.json("verify")["ok"], true);
 }
+
+/// The first import of a real tenant's export into a fresh `init`: the admin
+/// named at `init` is not in it, and is never soft-deleted by the import
+/// (it was the last Global Administrator, so D8 refused the whole import).
+#[test]
+fn the_first_import_of_an_export_without_the_init_admin_lands_and_keeps_the_admin() {
+    let mut sb = Sandbox::contoso();
+    let users = [
+        user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", json!("Lyon"), &[SALES_SKU]),
+        user(BOB, "bob@contoso.onmicrosoft.com", "Bob", json!("Oslo"), &[E3_SKU]),
+    ];
+    let line = export(&sb, &users, &[ALICE]);
+    sb.ok(&line);
+    let list = sb.json("user list");
+    let deleted = |upn: &str| {
+        list.as_array().unwrap().iter().find(|u| u["userPrincipalName"] == upn).map(|u| u["deleted"].clone())
+    };
+    assert_eq!(deleted("admin@contoso.onmicrosoft.com"), Some(json!(false)), "{list}");
+    assert_eq!(deleted("alice@contoso.onmicrosoft.com"), Some(json!(false)));
+    // And the admin still acts: a second import of the same files changes nothing.
+    let before = sb.records();
+    sb.ok(&line);
+    assert_eq!(sb.records(), before);
+}
