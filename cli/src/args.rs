@@ -842,14 +842,14 @@ pub enum ImportCommand {
         after_help = "Example:\n  usertrail import graph --users users-1.json --users users-2.json --groups groups.json --skus skus.json\n\nFiles may be Graph pages ({\"value\": [...]}), bare arrays or JSON Lines. Users absent\nfrom the export are soft-deleted unless --keep-missing. Importing the same files twice\nappends nothing."
     )]
     Graph {
-        /// GET /users export (repeatable: one file per page)
-        #[arg(long, required = true)]
+        /// GET /users export: one file per page, after one flag or repeated
+        #[arg(long, required = true, num_args = 1..)]
         users: Vec<PathBuf>,
-        /// GET /groups export with members and owners expanded (repeatable)
-        #[arg(long)]
+        /// GET /groups export with members and owners expanded (several files allowed)
+        #[arg(long, num_args = 1..)]
         groups: Vec<PathBuf>,
-        /// GET /subscribedSkus export (repeatable)
-        #[arg(long)]
+        /// GET /subscribedSkus export (several files allowed)
+        #[arg(long, num_args = 1..)]
         skus: Vec<PathBuf>,
         /// Keep users the export does not mention instead of deleting them
         #[arg(long)]

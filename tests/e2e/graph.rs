@@ -47,8 +47,9 @@ fn export(sb: &Sandbox, users: &[Value], members: &[&str]) -> String {
     ]);
     std::fs::write(dir.join("skus.json"), skus.to_string()).unwrap();
     let d = |f: &str| dir.join(f).display().to_string();
+    // Two pages after one flag, as a shell's glob gives them.
     format!(
-        "import graph --users {} --users {} --groups {} --skus {}",
+        "import graph --users {} {} --groups {} --skus {}",
         d("users-1.json"),
         d("users-2.json"),
         d("groups.jsonl"),
