@@ -227,6 +227,12 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
         }
         let mut licenses = std::collections::BTreeSet::new();
         for license in o.get("assignedLicenses").and_then(Json::as_array).into_iter().flatten() {
+            // A plain string is a skuPartNumber, as `user list --json` writes
+            // it: the tool's own output imports again.
+            if let Some(part) = license.as_str() {
+                licenses.insert(part.to_owned());
+                continue;
+            }
             let Some(sku_id) =
                 license.get("skuId").and_then(Json::as_str).and_then(|s| Uuid::parse_str(s).ok())
             else {

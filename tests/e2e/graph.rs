@@ -266,3 +266,35 @@ fn the_first_import_of_an_export_without_the_init_admin_lands_and_keeps_the_admi
     sb.ok(&line);
     assert_eq!(sb.records(), before);
 }
+
+/// `user list --json` writes licenses as skuPartNumber strings; `import
+/// graph` reads that form, so the tool's own output imports into a fresh
+/// database that holds the same SKUs, and nothing differs.
+#[test]
+fn user_list_json_imports_again_and_nothing_differs() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 5");
+    sb.ok("sku add --sku ENTERPRISEPACK --kind office --seats 5");
+    sb.ok("user create --upn alice@contoso.onmicrosoft.com --first Alice --last Smith --license DYN365_SALES --license ENTERPRISEPACK --city Lyon");
+    sb.ok("user create --upn bob@contoso.onmicrosoft.com --first Bob --last Jones");
+    let listed = sb.json("user list");
+    assert!(listed.to_string().contains("\"DYN365_SALES\""), "{listed}");
+    let mut copy = Sandbox::contoso();
+    copy.ok("sku add --sku DYN365_SALES --kind d365 --seats 5");
+    copy.ok("sku add --sku ENTERPRISEPACK --kind office --seats 5");
+    let file = copy.dir().join("users.json");
+    std::fs::write(&file, listed.to_string()).unwrap();
+    copy.ok(&format!("import graph --users {}", file.display()));
+    let strip_ids = |v: Value| -> Vec<Value> {
+        let mut users: Vec<Value> = v.as_array().unwrap().clone();
+        for u in &mut users {
+            u.as_object_mut().unwrap().remove("id");
+        }
+        users.sort_by_key(|u| u["userPrincipalName"].as_str().unwrap_or_default().to_owned());
+        users
+    };
+    assert_eq!(strip_ids(copy.json("user list")), strip_ids(listed));
+    let before = copy.records();
+    copy.ok(&format!("import graph --users {}", file.display()));
+    assert_eq!(copy.records(), before, "a second import of the same file appends nothing");
+}
