@@ -218,6 +218,18 @@ pub enum Command {
     /// Build a sample tenant with months of history and take a guided tour
     #[command(after_help = "Example:\n  usertrail demo            # writes ./usertrail-demo.db afresh")]
     Demo(DemoArgs),
+    /// Print the completion script for a shell
+    #[command(
+        after_help = "Examples:\n  usertrail completions bash > ~/.local/share/bash-completion/completions/usertrail\n  usertrail completions zsh > ~/.zfunc/_usertrail\n  usertrail completions fish > ~/.config/fish/completions/usertrail.fish\n  usertrail completions powershell >> $PROFILE"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff)
+    #[command(after_help = "Example:\n  usertrail man > ~/.local/share/man/man1/usertrail.1")]
+    Man,
 }
 
 /// `init`

@@ -204,6 +204,19 @@ async fn dispatch(
     if options.inside_whatif && matches!(command, Command::Whatif { .. } | Command::Demo(_)) {
         return Err(CliError::Usage("whatif and demo cannot run inside whatif".into()));
     }
+    // Made from the same clap types as the parser: they never disagree with it.
+    if let Command::Completions { shell } = command {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "usertrail", &mut script);
+        return out.raw(&script);
+    }
+    if let Command::Man = command {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut page)
+            .map_err(|e| CliError::Usage(format!("cannot render the manual page: {e}")))?;
+        return out.raw(&page);
+    }
     if let Command::Demo(args) = command {
         return demo::run(global.db.as_deref(), now, options.machine, args, &mut out).await;
     }
@@ -256,7 +269,7 @@ async fn dispatch(
         Command::Whatif { .. } => Ok(()),
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify => verify(&shell, &mut out).await,
-        Command::Demo(_) => Ok(()),
+        Command::Demo(_) | Command::Completions { .. } | Command::Man => Ok(()),
     };
     // After a failed write, sled's flush-on-drop would wait forever on the
     // buffer that failed: leave the store to the process's exit instead.

@@ -254,3 +254,36 @@ fn times_on_the_clock_are_stamped_to_the_millisecond_and_read_back_by_at() {
     let seconds = &newest[..19];
     assert!(table.contains(&format!("{seconds}Z")) && !table.contains(&format!("{seconds}.")), "{table}");
 }
+
+/// Completions for each shell and the manual page come from the parser's own
+/// types: they name every command, need no database, and bash reads its
+/// script without an error.
+#[test]
+fn completions_for_every_shell_and_the_man_page_name_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("none");
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = usertrail(&db, &["completions", shell], 1000);
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8(out.stdout).unwrap();
+        for command in ["verify", "systemusers", "whatif", "admin-role"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    assert!(!db.exists(), "no database is made for them");
+    let bash = usertrail(&db, &["completions", "bash"], 1000).stdout;
+    let script = dir.path().join("usertrail.bash");
+    std::fs::write(&script, bash).unwrap();
+    if let Ok(checked) = Command::new("bash").arg("-n").arg(&script).output() {
+        assert!(checked.status.success(), "bash -n: {}", String::from_utf8_lossy(&checked.stderr));
+    }
+    let man = usertrail(&db, &["man"], 1000);
+    assert!(man.status.success());
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH usertrail"), "{}", &page[..page.len().min(200)]);
+    for command in ["verify", "systemusers", "history"] {
+        assert!(page.contains(command), "the man page lists {command}");
+    }
+    let bad = usertrail(&db, &["completions", "tcsh"], 1000);
+    assert_eq!(bad.status.code(), Some(2));
+}
