@@ -56,6 +56,9 @@ pub struct RunOptions {
     pub id_seed: Option<u64>,
     /// Colour on stdout (a terminal, and NO_COLOR unset).
     pub color_stdout: bool,
+    /// The terminal's width, when stdout is one: tables fit it. Piped
+    /// output keeps every table at its full width, for scripts.
+    pub width: Option<u16>,
     /// Colour on stderr (a terminal, and NO_COLOR unset).
     pub color_stderr: bool,
     /// The process exits once this run returns (the binary): what a command
@@ -80,6 +83,7 @@ impl RunOptions {
         RunOptions {
             id_seed: None,
             color_stdout: allowed && std::io::stdout().is_terminal(),
+            width: std::io::stdout().is_terminal().then(output::terminal_width).flatten(),
             color_stderr: allowed && std::io::stderr().is_terminal(),
             exits_after_run: true,
             archiving: None,
@@ -196,7 +200,7 @@ async fn dispatch(
     damage: &mut Option<String>,
 ) -> Result<(), CliError> {
     let Cli { global, command } = cli;
-    let mut out = Out { json: global.json, w: stdout, color: options.color_stdout };
+    let mut out = Out { json: global.json, w: stdout, color: options.color_stdout, width: options.width };
     let now = global.now.as_deref().map(|t| time::parse_time(t, "--now")).transpose()?;
     if let Some(now) = now {
         options.machine.check_now(now)?;

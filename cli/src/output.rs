@@ -24,6 +24,21 @@ pub struct Out<'a> {
     pub w: &'a mut dyn Write,
     /// Colour whole lines (a terminal, NO_COLOR unset).
     pub color: bool,
+    /// Fit tables to this many columns (a terminal's width).
+    pub width: Option<u16>,
+}
+
+/// The width of the terminal on stdout, or `COLUMNS`.
+pub fn terminal_width() -> Option<u16> {
+    #[cfg(unix)]
+    {
+        // SAFETY: TIOCGWINSZ writes a `winsize` into the struct it is given, and nothing else.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0 && size.ws_col > 0 {
+            return Some(size.ws_col);
+        }
+    }
+    std::env::var("COLUMNS").ok()?.parse().ok().filter(|&w: &u16| w > 0)
 }
 
 /// Wraps text in an ANSI colour.
@@ -128,7 +143,12 @@ impl Out<'_> {
     /// Writes an aligned table with a header row.
     pub fn table(&mut self, headers: &[&str], rows: Vec<Vec<String>>) -> Result<(), CliError> {
         let mut table = Table::new();
-        table.load_preset(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+        table.load_preset(presets::NOTHING);
+        match self.width {
+            // Long cells wrap within their column rather than widen the table.
+            Some(width) => table.set_content_arrangement(ContentArrangement::Dynamic).set_width(width),
+            None => table.set_content_arrangement(ContentArrangement::Disabled),
+        };
         table.set_header(headers.iter().map(|h| h.to_uppercase()));
         for row in rows {
             // Escaped before the widths are measured, line breaks too: a cell is one line.
@@ -179,6 +199,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_table_fits_the_terminal_and_keeps_its_full_width_when_piped() {
+        let rows = vec![vec!["1".into(), "x".repeat(120), "alice@contoso.onmicrosoft.com".into()]; 3];
+        let render = |width: Option<u16>| {
+            let mut bytes = Vec::new();
+            let mut out = Out { json: false, w: &mut bytes, color: false, width };
+            out.table(&["seq", "detail", "upn"], rows.clone()).unwrap();
+            String::from_utf8(bytes).unwrap()
+        };
+        let narrow = render(Some(60));
+        assert!(narrow.lines().all(|l| l.chars().count() <= 60), "{narrow}");
+        assert!(narrow.lines().count() > 4, "long cells wrap: {narrow}");
+        assert_eq!(narrow.matches('x').count(), 3 * 120, "nothing is cut, only wrapped");
+        let piped = render(None);
+        assert_eq!(piped.lines().count(), 4, "one line a row: {piped}");
+        assert!(piped.lines().nth(1).is_some_and(|l| l.contains(&"x".repeat(120))));
+    }
+
+    #[test]
     fn tables_print_times_to_the_second() {
         assert_eq!(to_second("2026-12-06T11:22:51.234Z"), "2026-12-06T11:22:51Z");
         assert_eq!(to_second("2026-12-06T11:22:51.234944571+01:00"), "2026-12-06T11:22:51+01:00");
@@ -192,7 +230,7 @@ mod tests {
         assert_eq!(for_people(hostile), "a\\u{1b}[2Jb\\u{9b}31mc\\u{202e}d\\u{7f}e\\u{a}f");
         assert!(matches!(for_people("Zoë Ærøskøbing"), Cow::Borrowed(_)), "plain text is not copied");
         let mut bytes = Vec::new();
-        let mut out = Out { json: false, w: &mut bytes, color: true };
+        let mut out = Out { json: false, w: &mut bytes, color: true, width: None };
         out.colored(red, "x\u{1b}[0my").unwrap();
         out.table(&["name"], vec![vec!["two\nlines".into()]]).unwrap();
         out.json(&json!({ "name": "x\u{1b}y" })).unwrap();

@@ -276,6 +276,7 @@ mod tests {
         let binary = RunOptions {
             id_seed: Some(7),
             color_stdout: true,
+            width: None,
             color_stderr: false,
             exits_after_run: true,
             archiving: None,
