@@ -188,12 +188,20 @@ pub enum Command {
         #[arg(long, value_name = "WHEN")]
         to: String,
     },
-    /// An access review: findings with rule, severity, evidence and advice
-    #[command(after_help = "Example:\n  usertrail review --env Sales --at 2026-06-30T00:00:00Z --json")]
+    /// An access review: a summary by rule and severity, then findings with evidence and advice
+    #[command(
+        after_help = "Examples:\n  usertrail review --env Sales --at 2026-06-30T00:00:00Z --json\n  usertrail review --severity high            # every environment, high findings only\n  usertrail review --env Sales --rule A3 --rule R6"
+    )]
     Review {
-        /// The environment
+        /// Only these environments (repeatable; default every environment)
         #[arg(long)]
-        env: String,
+        env: Vec<String>,
+        /// Only findings of these rules (repeatable, e.g. R6)
+        #[arg(long)]
+        rule: Vec<String>,
+        /// Only findings of this severity or higher
+        #[arg(long, value_parser = ["high", "medium", "low"])]
+        severity: Option<String>,
         #[command(flatten)]
         at: AtArgs,
     },

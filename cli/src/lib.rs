@@ -266,7 +266,10 @@ async fn dispatch(
             views::compare(&shell, &env, &upn, &with, at, &mut out).await
         }
         Command::Changes { env, from, to } => views::changes(&shell, &env, &from, &to, &mut out).await,
-        Command::Review { env, at } => views::review(&shell, &env, at, &mut out).await,
+        Command::Review { env, rule, severity, at } => {
+            let filter = views::ReviewFilter { rules: rule, severity };
+            views::review(&shell, &env, &filter, at, &mut out).await
+        }
         Command::Export(args::ExportCommand::Systemusers { env, format, at }) => {
             environments::export(&shell, &env, format, at, &mut out).await
         }

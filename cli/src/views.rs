@@ -9,6 +9,7 @@ use domain::Upn;
 use projections::audit::{self, AuditRecord, Filter, Names};
 use projections::diagnose::{self, NotOffered};
 use projections::timeline::{self, Subject};
+use serde::Serialize;
 use serde_json::Value;
 use store::EventStore;
 
@@ -324,32 +325,73 @@ pub async fn changes(
 }
 
 /// `review --env E [--at WHEN]`
-pub async fn review(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
-    let AsOf { seq, time, tenant, environment } = shell.environment_as_of(env, at_of(&at)?).await?;
-    // Who added each member of a group behind a group team: the envelope's
-    // actor, which the folded states do not keep.
-    let mut actors = BTreeMap::new();
-    for wanted in projections::review::actors_needed(&tenant, &environment) {
-        if let Some(record) = shell.store.read_log(wanted, wanted, 1).await?.into_iter().next() {
-            actors.insert(wanted, record.actor);
+pub async fn review(
+    shell: &Shell,
+    envs: &[String],
+    filter: &ReviewFilter,
+    at: AtArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let at = at_of(&at)?;
+    let (seq, time) = shell.point(at).await?;
+    let envs: Vec<String> = match envs {
+        [] => shell.tenant_at(seq).await?.0.environments().map(|(_, name)| name.to_owned()).collect(),
+        named => named.to_vec(),
+    };
+    let mut rows = Vec::new();
+    for env in &envs {
+        let AsOf { tenant, environment, .. } = shell.environment_as_of(env, at).await?;
+        // Who added each member of a group behind a group team: the envelope's
+        // actor, which the folded states do not keep.
+        let mut actors = BTreeMap::new();
+        for wanted in projections::review::actors_needed(&tenant, &environment) {
+            if let Some(record) = shell.store.read_log(wanted, wanted, 1).await?.into_iter().next() {
+                actors.insert(wanted, record.actor);
+            }
         }
+        let findings = projections::review::review(&tenant, &environment, time, &actors);
+        rows.extend(
+            findings
+                .into_iter()
+                .filter(|f| filter.keeps(f))
+                .map(|finding| ReviewRow { environment: environment.name.clone(), finding }),
+        );
     }
-    let findings = projections::review::review(&tenant, &environment, time, &actors);
     if out.json {
-        return out.json(&serde_json::to_value(&findings).unwrap_or(Value::Null));
+        return out.json(&serde_json::to_value(&rows).unwrap_or(Value::Null));
     }
+    let scope = match envs.as_slice() {
+        [one] => one.clone(),
+        _ => format!("{} environments", envs.len()),
+    };
     out.line(format!(
-        "access review of {env} as of {} (seq {seq}): {} findings",
-        projections::rfc3339(time),
-        findings.len()
+        "access review of {scope} as of {} (seq {seq}): {} findings",
+        crate::output::to_second(&projections::rfc3339(time)),
+        rows.len()
     ))?;
-    let rows = findings
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // The summary first: a large environment has thousands of findings.
+    let mut summary: BTreeMap<(u8, &str, &str), usize> = BTreeMap::new();
+    for row in &rows {
+        let f = &row.finding;
+        *summary.entry((severity_rank(f.severity), f.severity, f.rule.as_str())).or_default() += 1;
+    }
+    let summary_rows = summary
         .iter()
-        .map(|f| {
+        .map(|((_, severity, rule), n)| vec![severity.to_string(), rule.to_string(), n.to_string()])
+        .collect();
+    out.table(&["severity", "rule", "findings"], summary_rows)?;
+    out.line("")?;
+    let table = rows
+        .iter()
+        .map(|ReviewRow { environment, finding: f }| {
             let evidence: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
             vec![
                 f.severity.to_owned(),
                 f.rule.clone(),
+                environment.clone(),
                 f.upn.clone(),
                 f.detail.clone(),
                 evidence.join(","),
@@ -357,5 +399,40 @@ pub async fn review(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) -> 
             ]
         })
         .collect();
-    out.table(&["severity", "rule", "upn", "detail", "evidence (seq)", "advice"], rows)
+    out.table(&["severity", "rule", "environment", "upn", "detail", "evidence (seq)", "advice"], table)
+}
+
+/// Which findings `review` shows.
+#[derive(Debug, Default)]
+pub struct ReviewFilter {
+    /// Only these rules (none: all).
+    pub rules: Vec<String>,
+    /// Only this severity or higher.
+    pub severity: Option<String>,
+}
+
+impl ReviewFilter {
+    fn keeps(&self, f: &projections::review::Finding) -> bool {
+        let rule = self.rules.is_empty() || self.rules.iter().any(|r| r.eq_ignore_ascii_case(&f.rule));
+        let severe = self.severity.as_deref().is_none_or(|s| severity_rank(f.severity) <= severity_rank(s));
+        rule && severe
+    }
+}
+
+/// high first.
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "high" => 0,
+        "medium" => 1,
+        _ => 2,
+    }
+}
+
+/// A finding with the environment it was found in (`review --json`'s
+/// objects: CLI.md's keys plus `environment`).
+#[derive(Serialize)]
+struct ReviewRow {
+    environment: String,
+    #[serde(flatten)]
+    finding: projections::review::Finding,
 }

@@ -179,3 +179,42 @@ fn d7_diagnose_advises_restore_within_the_window_and_recreation_after_it() {
         after.stderr
     );
 }
+
+/// `review` without `--env` reviews every environment (each finding names
+/// its own); `--severity` keeps that severity or higher, `--rule` those
+/// rules; the table opens with a summary by severity and rule.
+#[test]
+fn review_summarises_by_rule_and_severity_and_filters_by_environment_rule_and_severity() {
+    let mut sb = sales();
+    sb.ok("env create --name Ops --type sandbox");
+    sb.ok("sync");
+    sb.ok(&format!("user block --upn {BOB}"));
+    let all = sb.json("review");
+    let rows = all.as_array().unwrap();
+    let envs: std::collections::BTreeSet<&str> =
+        rows.iter().map(|f| f["environment"].as_str().unwrap()).collect();
+    assert_eq!(envs, ["Ops", "Sales"].into_iter().collect(), "{all}");
+    let sales_only = sb.json("review --env Sales");
+    assert!(sales_only.as_array().unwrap().iter().all(|f| f["environment"] == "Sales"));
+    assert_eq!(
+        sales_only.as_array().unwrap().len(),
+        rows.iter().filter(|f| f["environment"] == "Sales").count(),
+        "the same findings, filtered"
+    );
+    let rank = |s: &str| ["high", "medium", "low"].iter().position(|x| *x == s).unwrap();
+    for severity in ["high", "medium", "low"] {
+        let kept = sb.json(&format!("review --severity {severity}"));
+        let want = rows.iter().filter(|f| rank(f["severity"].as_str().unwrap()) <= rank(severity)).count();
+        assert_eq!(kept.as_array().unwrap().len(), want, "--severity {severity}");
+    }
+    let a3 = sb.json("review --rule a3");
+    assert!(!a3.as_array().unwrap().is_empty() && a3.as_array().unwrap().iter().all(|f| f["rule"] == "A3"));
+    let table = sb.ok("review --env Sales");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("access review of Sales as of"), "{table}");
+    assert!(
+        lines[1].starts_with("SEVERITY") && lines[1].contains("FINDINGS"),
+        "the summary comes first: {table}"
+    );
+    sb.fails("review --severity urgent", 2);
+}
