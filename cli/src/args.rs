@@ -190,7 +190,7 @@ pub enum Command {
     },
     /// An access review: a summary by rule and severity, then findings with evidence and advice
     #[command(
-        after_help = "Examples:\n  usertrail review --env Sales --at 2026-06-30T00:00:00Z --json\n  usertrail review --severity high            # every environment, high findings only\n  usertrail review --env Sales --rule A3 --rule R6"
+        after_help = "Example:\n  usertrail review --env Sales --at 2026-06-30T00:00:00Z --json\n  usertrail review --severity high            # every environment, high findings only\n  usertrail review --env Sales --rule A3 --rule R6"
     )]
     Review {
         /// Only these environments (repeatable; default every environment)
@@ -228,7 +228,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print the completion script for a shell
     #[command(
-        after_help = "Examples:\n  usertrail completions bash > ~/.local/share/bash-completion/completions/usertrail\n  usertrail completions zsh > ~/.zfunc/_usertrail\n  usertrail completions fish > ~/.config/fish/completions/usertrail.fish\n  usertrail completions powershell >> $PROFILE"
+        after_help = "Example:\n  usertrail completions bash > ~/.local/share/bash-completion/completions/usertrail\n  usertrail completions zsh > ~/.zfunc/_usertrail\n  usertrail completions fish > ~/.config/fish/completions/usertrail.fish\n  usertrail completions powershell >> $PROFILE"
     )]
     Completions {
         /// The shell

@@ -384,22 +384,23 @@ pub async fn review(
         .collect();
     out.table(&["severity", "rule", "findings"], summary_rows)?;
     out.line("")?;
+    // The environment column only when there are several to tell apart.
+    let several = envs.len() > 1;
     let table = rows
         .iter()
         .map(|ReviewRow { environment, finding: f }| {
             let evidence: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
-            vec![
-                f.severity.to_owned(),
-                f.rule.clone(),
-                environment.clone(),
-                f.upn.clone(),
-                f.detail.clone(),
-                evidence.join(","),
-                f.advice.clone(),
-            ]
+            let mut row = vec![f.severity.to_owned(), f.rule.clone()];
+            row.extend(several.then(|| environment.clone()));
+            row.extend([f.upn.clone(), f.detail.clone(), evidence.join(","), f.advice.clone()]);
+            row
         })
         .collect();
-    out.table(&["severity", "rule", "environment", "upn", "detail", "evidence (seq)", "advice"], table)
+    let headers: &[&str] = match several {
+        true => &["severity", "rule", "environment", "upn", "detail", "evidence (seq)", "advice"],
+        false => &["severity", "rule", "upn", "detail", "evidence (seq)", "advice"],
+    };
+    out.table(headers, table)
 }
 
 /// Which findings `review` shows.
