@@ -214,7 +214,7 @@ pub enum Command {
     },
     /// Check the hash chain and every index; report the first bad record
     #[command(
-        after_help = "Examples:\n  usertrail verify --db ./usertrail.db\n  usertrail verify --digest digest-2026-03-01.json"
+        after_help = "Example:\n  usertrail verify --db ./usertrail.db\n  usertrail verify --digest digest-2026-03-01.json"
     )]
     Verify {
         /// Instead: does this log still hold the record of this digest
@@ -800,7 +800,7 @@ pub enum ExportCommand {
     },
     /// Every record of the log, one JSON object a line, with the exact bytes each hash covers
     #[command(
-        after_help = "Examples:\n  usertrail export log > log.jsonl\n  usertrail export log --to seq:4200 > intact.jsonl"
+        after_help = "Example:\n  usertrail export log > log.jsonl\n  usertrail export log --to seq:4200 > intact.jsonl"
     )]
     Log {
         /// jsonl (the only one)
