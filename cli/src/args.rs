@@ -205,7 +205,7 @@ pub enum Command {
         #[command(flatten)]
         at: AtArgs,
     },
-    /// Export a view (systemusers) as JSON or CSV
+    /// Export a view (systemusers) as JSON or CSV, or the log itself
     #[command(subcommand)]
     Export(ExportCommand),
     /// Run a file of commands on a scratch copy and print the SystemUser diff; the real log is untouched
@@ -221,8 +221,25 @@ pub enum Command {
         env: Option<String>,
     },
     /// Check the hash chain and every index; report the first bad record
-    #[command(after_help = "Example:\n  usertrail verify --db ./usertrail.db")]
-    Verify,
+    #[command(
+        after_help = "Example:\n  usertrail verify --db ./usertrail.db\n  usertrail verify --digest digest-2026-03-01.json"
+    )]
+    Verify {
+        /// Instead: does this log still hold the record of this digest
+        /// (`digest --json` saved), with its hash, chained to the head?
+        #[arg(long, value_name = "FILE")]
+        digest: Option<PathBuf>,
+    },
+    /// The head (seq, hash, time, tenant): keep it elsewhere, check it later with verify --digest
+    #[command(after_help = "Example:\n  usertrail digest --json > digest-2026-03-01.json")]
+    Digest,
+    /// A new database from an `export log` file, every hash and field checked
+    #[command(after_help = "Example:\n  usertrail restore --from log.jsonl --db ./restored.db")]
+    Restore {
+        /// The export (JSON Lines, from record 1)
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
     /// Build a sample tenant with months of history and take a guided tour
     #[command(after_help = "Example:\n  usertrail demo            # writes ./usertrail-demo.db afresh")]
     Demo(DemoArgs),
@@ -801,6 +818,28 @@ pub enum ExportCommand {
         #[command(flatten)]
         at: AtArgs,
     },
+    /// Every record of the log, one JSON object a line, with the exact bytes each hash covers
+    #[command(
+        after_help = "Example:\n  usertrail export log > log.jsonl\n  usertrail export log --to seq:4200 > intact.jsonl"
+    )]
+    Log {
+        /// jsonl (the only one)
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: LogFormat,
+        /// From this record (seq:N); default the first
+        #[arg(long, value_name = "seq:N")]
+        from: Option<String>,
+        /// Up to this point (seq:N or an RFC 3339 time), included; default the head
+        #[arg(long, value_name = "WHEN")]
+        to: Option<String>,
+    },
+}
+
+/// The format of `export log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// JSON Lines: one record a line.
+    Jsonl,
 }
 
 /// An export format.

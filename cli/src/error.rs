@@ -18,6 +18,10 @@ pub enum CliError {
     /// The log holds something this usertrail cannot read: exit 3.
     #[error("error: database is corrupt: {0}")]
     Corrupt(String),
+    /// The log does not hold what a digest or an export says it held, or an
+    /// export's line disagrees with its own bytes: exit 3.
+    #[error("error: {0}")]
+    Disproved(String),
     /// The operating system failed us outside the store (no randomness): exit 3.
     #[error("error: {0}")]
     System(String),
@@ -41,7 +45,7 @@ impl CliError {
         match self {
             CliError::Rejected(_) => 1,
             CliError::Usage(_) => 2,
-            CliError::Store(_) | CliError::Corrupt(_) | CliError::System(_) => 3,
+            CliError::Store(_) | CliError::Corrupt(_) | CliError::Disproved(_) | CliError::System(_) => 3,
             CliError::OutputClosed => 0,
         }
     }

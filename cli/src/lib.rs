@@ -8,6 +8,7 @@
 //! - [`security`]: business units, roles, teams, mailboxes, `privileges`.
 //! - [`views`]: `history`, `diagnose`, `timeline`, `compare`, `changes`, `review`.
 //! - [`whatif`]: commands on a scratch copy, and the SystemUser diff.
+//! - [`proof`]: `digest`, `verify --digest`, `export log`, `restore`.
 //! - [`graph`]: reading Microsoft Graph exports for `import graph`.
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod graph;
 pub mod machine;
 pub mod output;
+pub mod proof;
 pub mod security;
 pub mod shell;
 pub mod time;
@@ -228,6 +230,13 @@ async fn dispatch(
     if let Command::Whatif { file, env } = &command {
         return whatif::whatif(&path, file, env.as_deref(), options, &mut out).await;
     }
+    if let Command::Restore { from } = &command {
+        let archiving = options.archiving.unwrap_or_default();
+        // Batched: the restore flushes once at its end, and a restore cut
+        // short is removed whole.
+        let open = |p: &Path| open_with(p, Durability::Batched, archiving);
+        return proof::restore(&path, from, open, &mut out).await;
+    }
     if !matches!(command, Command::Init(_)) && !path.exists() {
         return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
     }
@@ -273,9 +282,14 @@ async fn dispatch(
         Command::Export(args::ExportCommand::Systemusers { env, format, at }) => {
             environments::export(&shell, &env, format, at, &mut out).await
         }
-        Command::Whatif { .. } => Ok(()),
+        Command::Export(args::ExportCommand::Log { format: args::LogFormat::Jsonl, from, to }) => {
+            proof::export_log(&shell, from.as_deref(), to.as_deref(), &mut out).await
+        }
+        Command::Digest => proof::digest(&shell, &mut out).await,
+        Command::Whatif { .. } | Command::Restore { .. } => Ok(()),
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
-        Command::Verify => verify(&shell, &mut out).await,
+        Command::Verify { digest: None } => verify(&shell, &mut out).await,
+        Command::Verify { digest: Some(file) } => proof::verify_digest(&shell, &file, &mut out).await,
         Command::Demo(_) | Command::Completions { .. } | Command::Man => Ok(()),
     };
     // After a failed write, sled's flush-on-drop would wait forever on the
@@ -321,9 +335,13 @@ async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
         out.line(format!("verified {} records: hash chain and indexes intact", report.records))?;
     }
     match report.problem {
+        // The records before the first bad one are sound: an export of them
+        // restores into a usable database, when no backup is at hand.
         Some(p) => Err(CliError::Corrupt(format!(
-            "verify failed at record {}: {}; the log takes no more writes: restore it from a backup taken before the damage",
-            p.seq, p.what
+            "verify failed at record {seq}: {what}; the log takes no more writes: restore it from a backup taken before the damage, or keep the records before it: `usertrail export log --to seq:{before} > intact.jsonl`, then `usertrail restore --from intact.jsonl --db NEW`",
+            seq = p.seq,
+            what = p.what,
+            before = p.seq.saturating_sub(1),
         ))),
         None => Ok(()),
     }

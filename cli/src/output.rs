@@ -187,7 +187,7 @@ impl Out<'_> {
 
 /// A closed pipe (`usertrail user list | head`) ends the command quietly;
 /// any other failure to write is reported.
-fn broken_pipe(e: std::io::Error) -> CliError {
+pub(crate) fn broken_pipe(e: std::io::Error) -> CliError {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         return CliError::OutputClosed;
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use record::{Causation, Hash, Metadata, NewEvent, Origin, Record, GENESIS_HASH};
+pub use record::{Causation, Hash, Metadata, NewEvent, Origin, Record, Sealed, GENESIS_HASH};
 pub use sled_store::{lock_dir, Archiving, DirLock, Durability, OpenOptions, SledStore};
 pub use snapshots::StagedSnapshot;
 
@@ -191,6 +191,10 @@ pub enum AppendRejection {
     /// Another append landed while a [`Transaction`] was open: decide again.
     #[error("the log moved from record {began} to {now} while the transaction was open")]
     Moved { began: u64, now: u64 },
+    /// A record sealed elsewhere ([`SledStore::append_sealed`]) is not the
+    /// log's next one: its seq, chain, stream version, time or event id.
+    #[error("record {seq} cannot follow the log's last record: {what}")]
+    NotNext { seq: u64, what: String },
 }
 
 /// A failure of the store itself: I/O, locking, corruption. Fail-stop.

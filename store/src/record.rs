@@ -367,6 +367,73 @@ impl Record {
     }
 }
 
+/// A record in the form the log stores it (`format byte ++ body ++
+/// sha256(body)`), with what it decodes to: how records leave the log
+/// byte for byte (an export) and come back into another one (a restore)
+/// with the same hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    bytes: Vec<u8>,
+    record: Record,
+}
+
+impl Sealed {
+    /// Stored bytes as the log holds them; the stored hash is kept as it is,
+    /// intact or not ([`Sealed::hash_is_intact`] tells).
+    pub(crate) fn from_stored(bytes: Vec<u8>) -> Result<Sealed, String> {
+        let record = Record::open(&bytes)?;
+        Ok(Sealed { bytes, record })
+    }
+
+    /// The record whose hashed part is `hashed` (what an export's `bytes`
+    /// carry), sealed as the log would store it, its hash computed here.
+    /// The format byte is not hashed, so it is found from the body: a
+    /// format 2 body is a format 1 body followed by the origin, so exactly
+    /// one of the two reads it whole.
+    pub fn from_hashed(hashed: &[u8]) -> Result<Sealed, String> {
+        let hash = Sha256::digest(hashed);
+        let mut first_error = None;
+        for format in [RECORD_FORMAT_V1, RECORD_FORMAT_V2] {
+            let mut bytes = Vec::with_capacity(hashed.len() + 33);
+            bytes.push(format);
+            bytes.extend_from_slice(hashed);
+            bytes.extend_from_slice(&hash);
+            match Record::open(&bytes) {
+                Ok(record) => return Ok(Sealed { bytes, record }),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_default())
+    }
+
+    /// The decoded record (its `hash` is the stored one).
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The decoded record, taken.
+    pub fn into_record(self) -> Record {
+        self.record
+    }
+
+    /// Exactly the bytes the record's hash covers: the encoded body.
+    pub fn hashed(&self) -> &[u8] {
+        &self.bytes[1..self.bytes.len() - 32]
+    }
+
+    /// Whether the stored hash is the hash of the stored body.
+    pub fn hash_is_intact(&self) -> bool {
+        Record::hash_is_intact(&self.bytes)
+    }
+
+    /// The bytes as stored: format byte, body, hash.
+    pub(crate) fn stored(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

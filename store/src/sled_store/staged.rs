@@ -14,7 +14,7 @@ use std::sync::MutexGuard;
 use rustc_hash::FxHashSet;
 
 use super::{engine, Chunker, Inner, Pending, INDEX_EVERY};
-use crate::record::{from_nanos, to_nanos, Hash, Record};
+use crate::record::{from_nanos, to_nanos, Hash, Record, Sealed};
 use crate::{Append, AppendRejection, AppendResult, Appended, Durability, ExpectedVersion, StoreError};
 
 /// Appends checked and sealed, not yet written.
@@ -131,7 +131,83 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Appends records sealed elsewhere, byte for byte, all or none: each
+    /// must be the log's next record (seq, chain, stream version, time, a
+    /// new event id) with its hash intact. Returns the new tip's seq.
+    pub(super) fn append_sealed(&self, records: &[Sealed]) -> AppendResult<u64> {
+        let mut staged = match self.stage(true, None)? {
+            Ok(staged) => staged,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        for sealed in records {
+            if let Err(rejection) = staged.add_sealed(sealed)? {
+                return Ok(Err(rejection));
+            }
+        }
+        let tip = staged.seq;
+        Ok(staged.commit()?.map(|_| tip))
+    }
+}
+
 impl Staged<'_> {
+    /// Checks that a sealed record is the next one after what is staged,
+    /// and stages its bytes as they are.
+    fn add_sealed(&mut self, sealed: &Sealed) -> AppendResult<()> {
+        let record = sealed.record();
+        let seq = self.seq + 1;
+        let not_next = |what: String| Ok(Err(AppendRejection::NotNext { seq: record.seq, what }));
+        if !sealed.hash_is_intact() {
+            return not_next("its hash is not the hash of its body".into());
+        }
+        if record.seq != seq {
+            return not_next(format!("the next record is {seq}"));
+        }
+        if record.prev_hash != self.prev_hash {
+            return not_next(format!("it does not chain to record {}'s hash", self.seq));
+        }
+        let nanos = to_nanos(record.recorded_at)?;
+        if nanos < self.last_nanos {
+            return not_next("it is stamped before the record it follows".into());
+        }
+        let inner = self.inner;
+        let Some(pending) = self.held.as_ref() else {
+            return Err(StoreError::Engine("a sealed append runs under the append lock".into()));
+        };
+        if pending.indexed != self.indexed {
+            self.newest = inner.newest_indexed_id()?;
+            self.indexed = pending.indexed;
+        }
+        if !self.new_ids.insert(record.event_id)
+            || inner.event_seq(pending, self.newest, &record.event_id)?.is_some()
+        {
+            return not_next(format!("event id {} is in the log already", record.event_id));
+        }
+        if record.stream.len() > usize::from(u16::MAX) {
+            return not_next(format!("a stream name of {} bytes", record.stream.len()));
+        }
+        let stream = match self.stream_at.get(record.stream.as_str()) {
+            Some(&i) => i,
+            None => {
+                let version = inner.stream_version_in(pending, &record.stream)?;
+                self.stream_at.insert(record.stream.clone(), self.streams.len());
+                self.streams.push((record.stream.clone(), version));
+                self.streams.len() - 1
+            }
+        };
+        let current = self.streams[stream].1;
+        if record.version != current + 1 {
+            return not_next(format!("stream '{}' is at version {current}", record.stream));
+        }
+        self.seq = seq;
+        self.chunker.push(seq, sealed.stored(), &mut self.batch);
+        self.noted.push((stream, record.version, seq, record.event_id));
+        self.prev_hash = record.hash;
+        self.streams[stream].1 = record.version;
+        self.last_nanos = nanos;
+        Ok(Ok(()))
+    }
+
     /// Checks one append against the log and what this call staged before
     /// it, and seals its records. A rejection ends the call.
     fn add(&mut self, append: &Append) -> AppendResult<()> {
