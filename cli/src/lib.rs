@@ -163,7 +163,7 @@ where
             // input (domain::limits::quote), so a longer line is cut here.
             if let Some((cut, _)) = line.char_indices().nth(2000) {
                 line.truncate(cut);
-                line.push_str("…");
+                line.push('…');
             }
             let line = output::for_people(&line);
             let line = if options.color_stderr { output::red(&line) } else { line.into_owned() };

@@ -204,14 +204,15 @@ mod tests {
         // A torn write of the newest slot leaves the one before: a lag.
         let path = dir.path().join(FILE);
         let mut bytes = std::fs::read(&path).unwrap();
-        let newest = 5 % 2 * SLOT;
+        // Five writes: the fifth went to slot 1 (odd generations), the fourth to slot 0.
+        let (newest, older) = (SLOT, 0);
         bytes[newest + 30] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let (_, found) = Witness::open(dir.path()).unwrap();
         assert!(matches!(found, Found::Holds(ref h) if *h == witnessed(4, None)), "{found:?}");
 
         // Both slots damaged: named, never taken for "nothing to check".
-        bytes[(1 - 5 % 2) * SLOT + 30] ^= 1;
+        bytes[older + 30] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(Witness::open(dir.path()).unwrap().1, Found::Damaged));
         std::fs::write(&path, &bytes[..100]).unwrap();
