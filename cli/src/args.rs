@@ -243,6 +243,12 @@ pub enum Command {
     /// Build a sample tenant with months of history and take a guided tour
     #[command(after_help = "Example:\n  usertrail demo            # writes ./usertrail-demo.db afresh")]
     Demo(DemoArgs),
+    /// One log record: its command, its event in words, its hash, its neighbours
+    #[command(after_help = "Example:\n  usertrail record 331      # any evidence seq a view prints")]
+    Record {
+        /// The record's seq
+        seq: u64,
+    },
     /// Print the completion script for a shell
     #[command(
         after_help = "Example:\n  usertrail completions bash > ~/.local/share/bash-completion/completions/usertrail\n  usertrail completions zsh > ~/.zfunc/_usertrail\n  usertrail completions fish > ~/.config/fish/completions/usertrail.fish\n  usertrail completions powershell >> $PROFILE"

@@ -286,6 +286,7 @@ async fn dispatch(
             proof::export_log(&shell, from.as_deref(), to.as_deref(), &mut out).await
         }
         Command::Digest => proof::digest(&shell, &mut out).await,
+        Command::Record { seq } => views::record(&shell, seq, &mut out).await,
         Command::Whatif { .. } | Command::Restore { .. } => Ok(()),
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify { digest: None } => verify(&shell, &mut out).await,

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
+use domain::environment::Environment;
 use domain::events::Event;
+use domain::tenant::Tenant;
 use domain::Upn;
 use projections::audit::{self, AuditRecord, Filter, Names};
 use projections::diagnose::{self, NotOffered};
@@ -12,6 +14,7 @@ use projections::timeline::{self, Subject};
 use serde::Serialize;
 use serde_json::Value;
 use store::EventStore;
+use uuid::Uuid;
 
 use crate::args::AtArgs;
 use crate::error::{usage, CliError};
@@ -49,13 +52,9 @@ pub async fn history(
         }
         None => 1,
     };
-    let (tenant, _) = shell.tenant_at(upto).await?;
+    let (tenant, envs) = names_at(shell, upto).await?;
     if let Some(env) = &filter.environment {
         shell.environment_at(&tenant, env, upto).await?;
-    }
-    let mut envs = BTreeMap::new();
-    for (id, name) in tenant.environments() {
-        envs.insert(id, shell.environment_at(&tenant, name, upto).await?.0);
     }
     let names = Names { tenant: &tenant, envs: &envs };
     let records = newest_first(shell, from, to, limit, &filter, &names).await?;
@@ -436,4 +435,117 @@ struct ReviewRow {
     environment: String,
     #[serde(flatten)]
     finding: projections::review::Finding,
+}
+
+/// The directory and every environment as of `upto`: what names things in
+/// audit records.
+async fn names_at(shell: &Shell, upto: u64) -> Result<(Tenant, BTreeMap<Uuid, Environment>), CliError> {
+    let (tenant, _) = shell.tenant_at(upto).await?;
+    let mut envs = BTreeMap::new();
+    for (id, name) in tenant.environments() {
+        envs.insert(id, shell.environment_at(&tenant, name, upto).await?.0);
+    }
+    Ok((tenant, envs))
+}
+
+/// `record N`: the record, its command, its event in words, its hash, its neighbours.
+pub async fn record(shell: &Shell, seq: u64, out: &mut Out<'_>) -> Result<(), CliError> {
+    let head = shell.store.head().await?.map_or(0, |h| h.seq);
+    if seq == 0 || seq > head {
+        return usage(format!("no record {seq}: the log holds records 1 to {head}"));
+    }
+    // The records around it, grouped into commands as `history` groups
+    // them; the window widens until the command lies inside it (an import
+    // is one command of many thousand records).
+    let mut reach = 256;
+    let command = loop {
+        let (from, to) = (seq.saturating_sub(reach).max(1), (seq + reach).min(head));
+        let mut decoded = Vec::new();
+        for record in shell.store.read_log(from, to, usize::MAX).await? {
+            let event = event_of(&record)?;
+            decoded.push((record, event));
+        }
+        let command = audit::commands(decoded)
+            .into_iter()
+            .find(|group| group.iter().any(|(r, _)| r.seq == seq))
+            .ok_or_else(|| CliError::Corrupt(format!("record {seq} is not where the log says it is")))?;
+        let (first, last) = (command[0].0.seq, command[command.len() - 1].0.seq);
+        if (first > from || from == 1) && (last < to || to == head) {
+            break command;
+        }
+        reach *= 8;
+    };
+    let (tenant, envs) = names_at(shell, seq).await?;
+    let names = Names { tenant: &tenant, envs: &envs };
+    let whole = audit::record(&command, &names);
+    let this = command.iter().find(|(r, _)| r.seq == seq).cloned().into_iter().collect::<Vec<_>>();
+    let alone = audit::record(&this, &names);
+    let (record, _) = &this[0];
+    let sealed = shell.store.read_sealed(seq, seq, 1).await?;
+    let line = match sealed.first().map(crate::proof::export_line) {
+        Some(Ok(line)) => line,
+        Some(Err(why)) => return Err(CliError::Corrupt(format!("record {seq}: {why}"))),
+        None => return Err(CliError::Corrupt(format!("record {seq} is missing"))),
+    };
+    let (first, last) =
+        (command.first().map_or(seq, |(r, _)| r.seq), command.last().map_or(seq, |(r, _)| r.seq));
+    let previous = (seq > 1).then(|| seq - 1);
+    let next = (seq < head).then(|| seq + 1);
+    if out.json {
+        let mut value = line;
+        if let Value::Object(fields) = &mut value {
+            fields.insert("command".into(), serde_json::to_value(&whole).unwrap_or(Value::Null));
+            fields.insert("commandRecords".into(), serde_json::json!({ "first": first, "last": last }));
+            fields.insert(
+                "targetResources".into(),
+                serde_json::to_value(alone.as_ref().map(|a| &a.target_resources)).unwrap_or(Value::Null),
+            );
+            fields.insert("previous".into(), serde_json::json!(previous));
+            fields.insert("next".into(), serde_json::json!(next));
+        }
+        return out.json(&value);
+    }
+    let stream = match audit::environment_of(&record.stream).and_then(|id| envs.get(&id)) {
+        Some(env) => format!("{} ({}), version {}", record.stream, env.name, record.version),
+        None => format!("{}, version {}", record.stream, record.version),
+    };
+    let by = whole.as_ref().map_or_else(String::new, |w| match (&w.initiated_by.user, &w.initiated_by.app) {
+        (Some(user), _) => user.user_principal_name.clone(),
+        (None, Some(app)) => format!("{} (app)", app.display_name),
+        (None, None) => String::new(),
+    });
+    let activity = whole.as_ref().map_or("", |w| w.activity_display_name.as_str());
+    let span = if first == last { format!("record {first}") } else { format!("records {first}-{last}") };
+    out.line(format!("record {seq} of {head}"))?;
+    out.line(format!("  time      {}", crate::output::to_second(&projections::rfc3339(record.recorded_at))))?;
+    if let Some(origin) = &record.origin {
+        out.line(format!(
+            "  run by    {} on {}, at {}",
+            origin.account,
+            origin.host,
+            crate::output::to_second(&projections::rfc3339(origin.written_at))
+        ))?;
+    }
+    out.line(format!("  stream    {stream}"))?;
+    out.line(format!("  command   {activity} by {by} ({span}, correlation {})", record.correlation_id))?;
+    if let Some(reason) = whole.as_ref().and_then(|w| w.result_reason.as_ref()) {
+        out.line(format!("  result    {reason}"))?;
+    }
+    out.line(format!("  event     {}", record.event_type))?;
+    for target in alone.iter().flat_map(|a| &a.target_resources) {
+        let name =
+            target.user_principal_name.clone().or_else(|| target.display_name.clone()).unwrap_or_default();
+        out.line(format!("    {} {name}", target.kind))?;
+        for m in &target.modified_properties {
+            let (old, new) = (m.old_value.as_deref().unwrap_or("-"), m.new_value.as_deref().unwrap_or("-"));
+            out.line(format!("      {}: {old} -> {new}", m.display_name))?;
+        }
+    }
+    out.line(format!("  hash      {}", crate::proof::hex(&record.hash)))?;
+    out.line(format!(
+        "  previous  {} (hash {})",
+        previous.map_or("none".into(), |p| p.to_string()),
+        crate::proof::hex(&record.prev_hash)
+    ))?;
+    out.line(format!("  next      {}", next.map_or("none".into(), |n| n.to_string())))
 }

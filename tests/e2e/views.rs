@@ -300,3 +300,65 @@ fn views_print_words_never_a_debug_form_or_a_variant_name() {
     }
     assert!(seen_entitlement, "the script changed an entitlement, and a view said so in words");
 }
+
+/// `record N` shows any evidence seq any view prints: the record, the
+/// command it belongs to (a sync pass's record alone, as history shows it),
+/// its event in words, its hash and its neighbours.
+#[test]
+fn record_n_shows_every_evidence_seq_the_views_print() {
+    let (mut sb, script) = scripted();
+    for line in &script {
+        sb.run(line);
+    }
+    let head = sb.records();
+    let mut seqs = std::collections::BTreeSet::new();
+    let mut collect = |v: &Value, key: &str| {
+        fn walk(v: &Value, key: &str, out: &mut std::collections::BTreeSet<u64>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        match (k == key, x) {
+                            (true, Value::Number(n)) => out.extend(n.as_u64()),
+                            (true, Value::Array(a)) => out.extend(a.iter().filter_map(Value::as_u64)),
+                            _ => walk(x, key, out),
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| walk(x, key, out)),
+                _ => {}
+            }
+        }
+        walk(v, key, &mut seqs);
+    };
+    collect(&sb.json(&format!("diagnose --env Sales --upn {ALICE}")), "evidence");
+    collect(&sb.json("review --env Sales"), "evidence");
+    collect(&sb.json(&format!("changes --env Sales --from seq:0 --to seq:{head}")), "seq");
+    collect(&sb.json("history"), "seq");
+    assert!(seqs.len() > 10, "{seqs:?}");
+    for &seq in &seqs {
+        let shown = sb.json(&format!("record {seq}"));
+        assert_eq!(shown["seq"], seq, "{shown}");
+        assert_eq!(shown["hash"].as_str().map(str::len), Some(64));
+        let (first, last) = (
+            shown["commandRecords"]["first"].as_u64().unwrap(),
+            shown["commandRecords"]["last"].as_u64().unwrap(),
+        );
+        assert!(first <= seq && seq <= last, "{shown}");
+        assert_eq!(
+            shown["command"]["seq"], last,
+            "the command's audit record is its last seq, as history shows it"
+        );
+        assert_eq!(shown["previous"], if seq > 1 { Value::from(seq - 1) } else { Value::Null });
+    }
+    let text = sb.ok(&format!("record {head}"));
+    assert!(
+        text.starts_with(&format!("record {head} of {head}"))
+            && text.contains("hash")
+            && text.contains("next      none"),
+        "{text}"
+    );
+    for bad in [0, head + 1] {
+        let err = sb.fails(&format!("record {bad}"), 2);
+        assert!(err.contains(&format!("the log holds records 1 to {head}")), "{err}");
+    }
+}
