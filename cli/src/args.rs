@@ -111,25 +111,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  usertrail history --user alice@contoso.onmicrosoft.com --env Sales --since 2026-03-01T00:00:00Z --limit 20"
     )]
-    History {
-        /// Records that concern this user (as actor or target)
-        #[arg(long, value_parser = Upn::parse)]
-        user: Option<Upn>,
-        /// Records of this environment
-        #[arg(long)]
-        env: Option<String>,
-        /// From this time (RFC 3339)
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Up to this time (RFC 3339)
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
-        /// At most this many records
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[command(flatten)]
-        at: AtArgs,
-    },
+    History(HistoryArgs),
     /// Run diagnostics: every check with the records behind it, and what would fix it
     #[command(
         after_help = "Example:\n  usertrail diagnose --env Sales --upn alice@contoso.onmicrosoft.com --at 2026-03-01T00:00:00Z"
@@ -177,34 +159,12 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  usertrail changes --env Sales --from 2026-03-01T00:00:00Z --to seq:400"
     )]
-    Changes {
-        /// The environment
-        #[arg(long)]
-        env: String,
-        /// From this point (RFC 3339 time or seq:N), excluded
-        #[arg(long, value_name = "WHEN")]
-        from: String,
-        /// To this point (RFC 3339 time or seq:N), included
-        #[arg(long, value_name = "WHEN")]
-        to: String,
-    },
+    Changes(ChangesArgs),
     /// An access review: a summary by rule and severity, then findings with evidence and advice
     #[command(
         after_help = "Example:\n  usertrail review --env Sales --at 2026-06-30T00:00:00Z --json\n  usertrail review --severity high            # every environment, high findings only\n  usertrail review --env Sales --rule A3 --rule R6"
     )]
-    Review {
-        /// Only these environments (repeatable; default every environment)
-        #[arg(long)]
-        env: Vec<String>,
-        /// Only findings of these rules (repeatable, e.g. R6)
-        #[arg(long)]
-        rule: Vec<String>,
-        /// Only findings of this severity or higher
-        #[arg(long, value_parser = ["high", "medium", "low"])]
-        severity: Option<String>,
-        #[command(flatten)]
-        at: AtArgs,
-    },
+    Review(ReviewArgs),
     /// Export a view (systemusers) as JSON or CSV, or the log itself
     #[command(subcommand)]
     Export(ExportCommand),
@@ -311,6 +271,71 @@ pub enum SkuCommand {
     /// List SKUs with seats used and free
     #[command(after_help = "Example:\n  usertrail sku list --at 2026-03-01T00:00:00Z")]
     List(AtArgs),
+}
+
+/// `history`'s filters (and `export history`'s).
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Records that concern this user (as actor or target)
+    #[arg(long, value_parser = Upn::parse)]
+    pub user: Option<Upn>,
+    /// Records of this environment
+    #[arg(long)]
+    pub env: Option<String>,
+    /// From this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Up to this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// At most this many records
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub at: AtArgs,
+}
+
+/// `changes`'s interval (and `export changes`'s).
+#[derive(Debug, Args)]
+pub struct ChangesArgs {
+    /// The environment
+    #[arg(long)]
+    pub env: String,
+    /// From this point (as --at takes it), excluded
+    #[arg(long, value_name = "WHEN")]
+    pub from: String,
+    /// To this point (as --at takes it), included
+    #[arg(long, value_name = "WHEN")]
+    pub to: String,
+}
+
+/// `review`'s scope and filters (and `export review`'s).
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Only these environments (repeatable; default every environment)
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// Only findings of these rules (repeatable, e.g. R6)
+    #[arg(long)]
+    pub rule: Vec<String>,
+    /// Only findings of this severity or higher
+    #[arg(long, value_parser = ["high", "medium", "low"])]
+    pub severity: Option<String>,
+    #[command(flatten)]
+    pub at: AtArgs,
+}
+
+/// How an export is written.
+#[derive(Debug, Args)]
+pub struct ExportTo {
+    /// json or csv
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// CSV for Excel: a UTF-8 byte order mark, and cells that begin with
+    /// = + - @ (or a tab or carriage return) prefixed with ' so that Excel
+    /// reads them as text, never as a formula (OWASP, CSV injection)
+    #[arg(long)]
+    pub excel: bool,
 }
 
 /// `--at WHEN` of the views.
@@ -818,9 +843,46 @@ pub enum ExportCommand {
         /// The environment
         #[arg(long)]
         env: String,
-        /// json or csv
-        #[arg(long, value_enum)]
-        format: ExportFormat,
+        #[command(flatten)]
+        to: ExportTo,
+        #[command(flatten)]
+        at: AtArgs,
+    },
+    /// Export audit records: JSON exactly as `history --json`, or CSV
+    #[command(
+        after_help = "Example:\n  usertrail export history --since 2026-01-01T00:00:00Z --limit 100000 --format csv --excel > history.csv"
+    )]
+    History {
+        #[command(flatten)]
+        view: HistoryArgs,
+        #[command(flatten)]
+        to: ExportTo,
+    },
+    /// Export the drift between two points: JSON exactly as `changes --json`, or CSV
+    #[command(
+        after_help = "Example:\n  usertrail export changes --env Sales --from 2026-01-01 --to 2026-03-31 --format csv --excel > q1.csv"
+    )]
+    Changes {
+        #[command(flatten)]
+        view: ChangesArgs,
+        #[command(flatten)]
+        to: ExportTo,
+    },
+    /// Export an access review: JSON exactly as `review --json`, or CSV
+    #[command(
+        after_help = "Example:\n  usertrail export review --severity medium --format csv --excel > review.csv"
+    )]
+    Review {
+        #[command(flatten)]
+        view: ReviewArgs,
+        #[command(flatten)]
+        to: ExportTo,
+    },
+    /// Export the directory's users: JSON exactly as `user list --json`, or CSV
+    #[command(after_help = "Example:\n  usertrail export users --format csv --excel > users.csv")]
+    Users {
+        #[command(flatten)]
+        to: ExportTo,
         #[command(flatten)]
         at: AtArgs,
     },

@@ -436,8 +436,15 @@ async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Res
         .await?;
     out.line("")?;
     out.line("== The audit history, newest first (usertrail history --limit 8) ==")?;
-    let filter = projections::audit::Filter::default();
-    crate::views::history(shell, filter, None, None, 8, crate::args::AtArgs { at: None }, out).await?;
+    let view = crate::args::HistoryArgs {
+        user: None,
+        env: None,
+        since: None,
+        until: None,
+        limit: 8,
+        at: crate::args::AtArgs { at: None },
+    };
+    crate::views::history(shell, view, out).await?;
     out.line("")?;
     out.line("== The SystemUser table of Sales (usertrail systemusers --env Sales) ==")?;
     crate::environments::systemusers(shell, "Sales", crate::args::AtArgs { at: None }, out).await?;

@@ -315,7 +315,8 @@ async fn create(
     out.line(format!("temporary password for {}: {text}  (shown once; it is not stored)", args.upn))
 }
 
-async fn user_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+/// `user list [--at WHEN]` (and `export users`).
+pub async fn user_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), CliError> {
     let (tenant, now) = tenant_as_of(shell, &at).await?;
     let users: Vec<_> = tenant.live_users(now).collect();
     if out.json {

@@ -520,41 +520,29 @@ fn access_mode_name(value: u8) -> &'static str {
 pub async fn export(
     shell: &Shell,
     env: &str,
-    format: crate::args::ExportFormat,
+    to: &crate::args::ExportTo,
     at: AtArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
     let rows = systemuser_rows(shell, env, &at).await?;
-    match format {
+    match to.format {
         crate::args::ExportFormat::Json => out.json(&serde_json::to_value(&rows).unwrap_or(Value::Null)),
         crate::args::ExportFormat::Csv => {
-            let mut writer =
-                csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-            let text = |e: csv::Error| CliError::Usage(format!("cannot write CSV: {e}"));
+            // Every column, in Dataverse's order, even for an empty table.
             let header =
                 serde_json::to_value(projections::systemusers::Row::default_columns()).unwrap_or(Value::Null);
             let columns: Vec<String> = header
                 .as_array()
                 .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
-            writer.write_record(&columns).map_err(text)?;
-            for row in &rows {
-                let value = serde_json::to_value(row).unwrap_or(Value::Null);
-                let cells: Vec<String> = columns
-                    .iter()
-                    .map(|c| match &value[c] {
-                        Value::Null => String::new(),
-                        Value::String(s) => s.clone(),
-                        Value::Array(items) => {
-                            items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(";")
-                        }
-                        other => other.to_string(),
-                    })
-                    .collect();
-                writer.write_record(&cells).map_err(text)?;
-            }
-            let bytes = writer.into_inner().map_err(|e| CliError::Usage(format!("cannot write CSV: {e}")))?;
-            out.raw(&bytes)
+            let cells = rows
+                .iter()
+                .map(|row| {
+                    let value = serde_json::to_value(row).unwrap_or(Value::Null);
+                    columns.iter().map(|c| crate::export::plain(&value[c])).collect()
+                })
+                .collect();
+            out.raw(&crate::export::csv(&columns, cells, to.excel)?)
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod directory;
 pub mod environments;
 pub mod error;
+pub mod export;
 pub mod graph;
 pub mod machine;
 pub mod output;
@@ -265,22 +266,48 @@ async fn dispatch(
         Command::Team(c) => security::team(&shell, actor, c, &mut out).await,
         Command::Mailbox(c) => security::mailbox(&shell, actor, c, &mut out).await,
         Command::Privileges { env, upn, at } => security::privileges(&shell, &env, &upn, at, &mut out).await,
-        Command::History { user, env, since, until, limit, at } => {
-            let filter = projections::audit::Filter { user: user.map(|u| u.to_string()), environment: env };
-            views::history(&shell, filter, since.as_deref(), until.as_deref(), limit, at, &mut out).await
-        }
+        Command::History(view) => views::history(&shell, view, &mut out).await,
         Command::Diagnose { env, upn, at } => views::diagnose(&shell, &env, &upn, at, &mut out).await,
         Command::Timeline { env, upn, at } => views::timeline(&shell, &env, &upn, at, &mut out).await,
         Command::Compare { env, upn, with, at } => {
             views::compare(&shell, &env, &upn, &with, at, &mut out).await
         }
-        Command::Changes { env, from, to } => views::changes(&shell, &env, &from, &to, &mut out).await,
-        Command::Review { env, rule, severity, at } => {
-            let filter = views::ReviewFilter { rules: rule, severity };
-            views::review(&shell, &env, &filter, at, &mut out).await
+        Command::Changes(view) => views::changes(&shell, &view, &mut out).await,
+        Command::Review(view) => views::review(&shell, view, &mut out).await,
+        Command::Export(args::ExportCommand::Systemusers { env, to, at }) => {
+            environments::export(&shell, &env, &to, at, &mut out).await
         }
-        Command::Export(args::ExportCommand::Systemusers { env, format, at }) => {
-            environments::export(&shell, &env, format, at, &mut out).await
+        Command::Export(args::ExportCommand::History { view, to }) => {
+            let mut doc = Vec::new();
+            async {
+                views::history(&shell, view, &mut Out::document(&mut doc)).await?;
+                export::write(&doc, &to, &mut out)
+            }
+            .await
+        }
+        Command::Export(args::ExportCommand::Changes { view, to }) => {
+            let mut doc = Vec::new();
+            async {
+                views::changes(&shell, &view, &mut Out::document(&mut doc)).await?;
+                export::write(&doc, &to, &mut out)
+            }
+            .await
+        }
+        Command::Export(args::ExportCommand::Review { view, to }) => {
+            let mut doc = Vec::new();
+            async {
+                views::review(&shell, view, &mut Out::document(&mut doc)).await?;
+                export::write(&doc, &to, &mut out)
+            }
+            .await
+        }
+        Command::Export(args::ExportCommand::Users { to, at }) => {
+            let mut doc = Vec::new();
+            async {
+                directory::user_list(&shell, at, &mut Out::document(&mut doc)).await?;
+                export::write(&doc, &to, &mut out)
+            }
+            .await
         }
         Command::Export(args::ExportCommand::Log { format: args::LogFormat::Jsonl, from, to }) => {
             proof::export_log(&shell, from.as_deref(), to.as_deref(), &mut out).await

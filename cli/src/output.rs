@@ -106,6 +106,13 @@ pub fn for_people(text: &str) -> Cow<'_, str> {
     escaped(text, false)
 }
 
+impl<'a> Out<'a> {
+    /// JSON into `buffer`: a view's document, for an export to reshape.
+    pub fn document(buffer: &'a mut Vec<u8>) -> Out<'a> {
+        Out { json: true, w: buffer, color: false, width: None }
+    }
+}
+
 impl Out<'_> {
     /// Writes one line in a colour, when colour is on. The text is escaped
     /// before it is painted: the colour's own codes are the only ones sent.

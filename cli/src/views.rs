@@ -16,7 +16,7 @@ use serde_json::Value;
 use store::EventStore;
 use uuid::Uuid;
 
-use crate::args::AtArgs;
+use crate::args::{AtArgs, ChangesArgs, HistoryArgs, ReviewArgs};
 use crate::error::{usage, CliError};
 use crate::output::Out;
 use crate::shell::{event_of, AsOf, Shell};
@@ -31,15 +31,10 @@ fn at_of(at: &AtArgs) -> Result<Option<crate::time::At>, CliError> {
 }
 
 /// `history [--user U] [--env E] [--since T] [--until T] [--limit N] [--at WHEN]`
-pub async fn history(
-    shell: &Shell,
-    filter: Filter,
-    since: Option<&str>,
-    until: Option<&str>,
-    limit: usize,
-    at: AtArgs,
-    out: &mut Out<'_>,
-) -> Result<(), CliError> {
+pub async fn history(shell: &Shell, view: HistoryArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+    let HistoryArgs { user, env, since, until, limit, at } = view;
+    let filter = Filter { user: user.map(|u| u.to_string()), environment: env };
+    let (since, until) = (since.as_deref(), until.as_deref());
     let (upto, _) = shell.point(at_of(&at)?).await?;
     let mut to = upto;
     if let Some(until) = until {
@@ -271,15 +266,10 @@ pub async fn compare(
 }
 
 /// `changes --env E --from WHEN --to WHEN`
-pub async fn changes(
-    shell: &Shell,
-    env: &str,
-    from: &str,
-    to: &str,
-    out: &mut Out<'_>,
-) -> Result<(), CliError> {
-    let from = shell.resolve(Some(parse_at(from)?)).await?;
-    let to = shell.resolve(Some(parse_at(to)?)).await?;
+pub async fn changes(shell: &Shell, view: &ChangesArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+    let env = view.env.as_str();
+    let from = shell.resolve(Some(parse_at(&view.from)?)).await?;
+    let to = shell.resolve(Some(parse_at(&view.to)?)).await?;
     if from > to {
         return usage(format!("--from (seq {from}) is after --to (seq {to})"));
     }
@@ -324,14 +314,10 @@ pub async fn changes(
 }
 
 /// `review --env E [--at WHEN]`
-pub async fn review(
-    shell: &Shell,
-    envs: &[String],
-    filter: &ReviewFilter,
-    at: AtArgs,
-    out: &mut Out<'_>,
-) -> Result<(), CliError> {
-    let at = at_of(&at)?;
+pub async fn review(shell: &Shell, view: ReviewArgs, out: &mut Out<'_>) -> Result<(), CliError> {
+    let filter = ReviewFilter { rules: view.rule, severity: view.severity };
+    let envs = view.env.as_slice();
+    let at = at_of(&view.at)?;
     let (seq, time) = shell.point(at).await?;
     let envs: Vec<String> = match envs {
         [] => shell.tenant_at(seq).await?.0.environments().map(|(_, name)| name.to_owned()).collect(),
@@ -403,12 +389,11 @@ pub async fn review(
 }
 
 /// Which findings `review` shows.
-#[derive(Debug, Default)]
-pub struct ReviewFilter {
+struct ReviewFilter {
     /// Only these rules (none: all).
-    pub rules: Vec<String>,
+    rules: Vec<String>,
     /// Only this severity or higher.
-    pub severity: Option<String>,
+    severity: Option<String>,
 }
 
 impl ReviewFilter {

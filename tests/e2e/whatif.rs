@@ -106,3 +106,51 @@ fn export_gives_the_systemusers_json_or_rfc4180_csv() {
     let err = sb.fails("export systemusers --env Sales --format csv --at seq:3", 2);
     assert!(err.contains("unknown environment Sales"), "{err}");
 }
+
+/// `export history|changes|review|users`: JSON exactly as the view's
+/// `--json`; CSV with one column per key that reads back to the same rows;
+/// `--excel` adds a byte order mark and makes a formula-looking cell text
+/// (a display name of `=HYPERLINK(...)`), while plain CSV stays byte-true.
+#[test]
+fn every_view_exports_as_json_or_csv_and_excel_gets_no_formula() {
+    let mut sb = sales();
+    sb.ok("user create --upn eve@contoso.onmicrosoft.com --first Eve --last Doe --display-name =HYPERLINK(\"http://x\")");
+    let head = sb.records();
+    let views = [
+        ("history --limit 500", "export history --limit 500"),
+        (
+            &*format!("changes --env Sales --from seq:0 --to seq:{head}"),
+            &*format!("export changes --env Sales --from seq:0 --to seq:{head}"),
+        ),
+        ("review", "export review"),
+        ("user list", "export users"),
+    ]
+    .map(|(v, e)| (v.to_owned(), e.to_owned()));
+    for (view, export) in &views {
+        let json = sb.ok(&format!("{export} --format json"));
+        assert_eq!(json, sb.ok(&format!("{view} --json")), "{export}: exactly the view's JSON");
+        let doc: Value = serde_json::from_str(&json).unwrap();
+        let csv_text = sb.ok(&format!("{export} --format csv"));
+        assert!(!csv_text.starts_with('\u{feff}'));
+        let mut reader = csv::ReaderBuilder::new().from_reader(csv_text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), doc.as_array().unwrap().len(), "{export}: a row per object");
+        assert!(header.iter().any(|h| !h.is_empty()), "{export}");
+    }
+    let plain = sb.ok("export users --format csv");
+    assert!(
+        plain.contains(",=HYPERLINK(\"\"http://x\"\"),")
+            || plain.contains("\"=HYPERLINK(\"\"http://x\"\")\""),
+        "{plain}"
+    );
+    let excel = sb.ok("export users --format csv --excel");
+    assert!(excel.starts_with('\u{feff}'), "Excel reads UTF-8 by its byte order mark");
+    assert!(
+        excel.contains("'=HYPERLINK(") && !excel.contains(",=HYPERLINK(") && !excel.contains("\"=HYPERLINK("),
+        "{excel}"
+    );
+    let excel_users = sb.ok("export systemusers --env Sales --format csv --excel");
+    assert!(excel_users.starts_with('\u{feff}'));
+    sb.fails("export review --format xml", 2);
+}
