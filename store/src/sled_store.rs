@@ -343,6 +343,14 @@ fn open_sled(dir: &Path, path: &Path, timeout: Duration, started: Instant) -> Re
                     path.display()
                 )))
             }
+            // A log's databases are all made by this sled with its defaults:
+            // a configuration sled calls unsupported is a damaged one.
+            Err(sled::Error::Unsupported(why)) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} cannot be opened: its storage configuration is damaged ({why})",
+                    path.display()
+                )))
+            }
             Err(e) => return Err(engine(e)),
         }
     }

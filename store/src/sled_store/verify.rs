@@ -108,7 +108,13 @@ impl Inner {
                 return Ok(Some(problem.clone()));
             }
             self.check_indexes(walked, &streams, &placed, &ids)
-        })()?;
+        })();
+        // Stored bytes that cannot be read (the archive's sled files damaged,
+        // say) are a finding like any other: named, and kept in the witness.
+        let found = match found {
+            Err(StoreError::Corrupt(what)) => Some(Problem { seq: walked + 1, what }),
+            other => other?,
+        };
         Ok(VerifyReport { records: walked, problem: found })
     }
 

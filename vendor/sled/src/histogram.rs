@@ -47,19 +47,7 @@ pub struct Histogram {
 impl Default for Histogram {
     #[allow(unsafe_code)]
     fn default() -> Histogram {
-        // usertrail patch: without metrics nothing reads or writes the
-        // buckets, and allocating them (46 histograms of 512 KiB) could cost
-        // an opening a zeroing of 24 MiB.
-        #[cfg(feature = "no_metrics")]
-        {
-            Histogram {
-                vals: Vec::new(),
-                sum: AtomicUsize::new(0),
-                count: AtomicUsize::new(0),
-            }
-        }
-
-        #[cfg(all(not(feature = "no_metrics"), not(feature = "miri_optimizations")))]
+        #[cfg(not(feature = "miri_optimizations"))]
         {
             let mut vals = Vec::with_capacity(BUCKETS);
             vals.resize_with(BUCKETS, Default::default);
@@ -71,7 +59,7 @@ impl Default for Histogram {
             }
         }
 
-        #[cfg(all(not(feature = "no_metrics"), feature = "miri_optimizations"))]
+        #[cfg(feature = "miri_optimizations")]
         {
             // Avoid calling Vec::resize_with with a large length because its
             // internals cause stacked borrows tracking information to add an

@@ -632,19 +632,14 @@ impl SegmentAccountant {
             }
         }
 
-        // usertrail patch: a free segment that an earlier start already
-        // zeroed is read, not written again. Rewriting it left the whole
-        // segment dirty in the page cache for the next fsync, on every start.
-        let zero: u8 = MessageKind::Corrupted.into();
-        let mut zeroed: Option<Vec<u8>> = None;
         for segment_base in to_free {
             self.free_segment(segment_base)?;
-            if holds_only(&self.config.file, segment_base, self.config.segment_size, zero) {
-                continue;
-            }
             io_fail!(self.config, "zero garbage segment SA");
-            let zeroed = zeroed.get_or_insert_with(|| vec![zero; self.config.segment_size]);
-            pwrite_all(&self.config.file, zeroed, segment_base)?;
+            pwrite_all(
+                &self.config.file,
+                &*vec![MessageKind::Corrupted.into(); self.config.segment_size],
+                segment_base,
+            )?;
         }
 
         // we want to complete all truncations because
@@ -1132,25 +1127,4 @@ impl SegmentAccountant {
 
         idx
     }
-}
-
-/// usertrail patch: whether the `len` bytes at `base` hold nothing but
-/// `byte`, read a slice at a time and given up at the first other byte; a
-/// read that fails says no, and the caller writes them as before.
-pub(crate) fn holds_only(file: &std::fs::File, base: LogOffset, len: usize, byte: u8) -> bool {
-    const SLICE: usize = 64 * 1024;
-    let mut buf = vec![0_u8; SLICE.min(len)];
-    // Compared as slices (memcmp), not byte by byte: a start checks
-    // megabytes this way.
-    let expected = vec![byte; buf.len()];
-    let mut at = 0;
-    while at < len {
-        let n = buf.len().min(len - at);
-        let slice = &mut buf[..n];
-        if pread_exact(file, slice, base + at as LogOffset).is_err() || slice[..] != expected[..n] {
-            return false;
-        }
-        at += n;
-    }
-    true
 }

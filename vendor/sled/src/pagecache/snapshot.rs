@@ -4,7 +4,6 @@ use zstd::block::{compress, decompress};
 use crate::*;
 
 use super::{
-    segment::holds_only,
     arr_to_u32, gc_blobs, pwrite_all, raw_segment_iter_from, u32_to_arr,
     u64_to_arr, BasedBuf, DiskPtr, LogIter, LogKind, LogOffset, Lsn,
     MessageKind,
@@ -318,6 +317,7 @@ fn advance_snapshot(
                 let shred_len = config.segment_size
                     - usize::try_from(segment_progress).unwrap()
                     - 1;
+                let shred_zone = vec![MessageKind::Corrupted.into(); shred_len];
                 let shred_base =
                     offset + LogOffset::try_from(segment_progress).unwrap();
 
@@ -332,17 +332,7 @@ fn advance_snapshot(
                     shred_base,
                     shred_base + shred_len as LogOffset
                 );
-                // usertrail patch: the tail is written only if some byte in
-                // it is not the shred byte yet (usually the previous start
-                // shredded it and nothing was written past the tip since).
-                // The sync stays: zeroes an earlier process wrote are on
-                // disk once it returns, as they were before.
-                let shred_byte: u8 = MessageKind::Corrupted.into();
-                if !holds_only(&config.file, shred_base, shred_len, shred_byte)
-                {
-                    let shred_zone = vec![shred_byte; shred_len];
-                    pwrite_all(&config.file, &shred_zone, shred_base)?;
-                }
+                pwrite_all(&config.file, &shred_zone, shred_base)?;
                 config.file.sync_all()?;
             }
             (iterated_lsn, iter.segment_base.map(|bb| bb.offset))
@@ -371,24 +361,7 @@ fn advance_snapshot(
         return Err(Error::corruption(None));
     }
 
-    // usertrail patch: sled writes snapshots only here, when it starts, and
-    // the published code rewrote the whole page table (and fsynced it)
-    // whenever the replay had moved at all, though most starts replay a few
-    // writes within the segment the snapshot ends in. Those starts now keep
-    // the snapshot on disk, when that segment is also the one this start
-    // goes on writing in (so it is not freed now): the next start replays
-    // that segment from it again. Any other start writes it, as before, and
-    // must: once it has, sled may zero and reuse segments that only a
-    // replay from an older snapshot would need.
-    let segment_size = config.segment_size as Lsn;
-    let same_segment = match (old_stable_lsn, snapshot.stable_lsn) {
-        (Some(old), Some(new)) => old / segment_size == new / segment_size,
-        _ => false,
-    };
-    let keep_on_disk = same_segment
-        && snapshot.active_segment.is_some()
-        && iter.segments.is_empty();
-    if snapshot.stable_lsn > old_stable_lsn && !keep_on_disk {
+    if snapshot.stable_lsn > old_stable_lsn {
         write_snapshot(config, &snapshot)?;
     }
 
