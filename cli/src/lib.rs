@@ -49,7 +49,7 @@ use crate::shell::Shell;
 pub const DEFAULT_DB: &str = "usertrail.db";
 
 /// How a run differs from the binary's defaults (for tests and scripted demos).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Derive new ids from this seed and the log's head instead of at random,
     /// so the same script writes the same log (insta snapshots rely on it).
@@ -70,6 +70,10 @@ pub struct RunOptions {
     /// is refused wherever its flags stand (a script that ran itself
     /// overflowed the stack; issue 25, finding 3).
     pub inside_whatif: bool,
+    /// Where the key that authenticates the database's caches is kept
+    /// (`CacheKeys::Process`, the default: a key of this process's own,
+    /// so that tests write nothing into the user's home).
+    pub cache_keys: store::CacheKeys,
 }
 
 impl RunOptions {
@@ -85,8 +89,21 @@ impl RunOptions {
             archiving: None,
             machine: machine::Machine::Real,
             inside_whatif: false,
+            cache_keys: key_dir().map_or(store::CacheKeys::Process, store::CacheKeys::Dir),
         }
     }
+}
+
+/// Where the binary keeps the keys that authenticate each database's
+/// caches: outside every database, so that whoever can write a database's
+/// directory cannot forge them (issue 25, finding 2). `USERTRAIL_KEY_DIR`,
+/// else `$XDG_CONFIG_HOME/usertrail/keys`, else `~/.config/usertrail/keys`;
+/// with none of them, caches last one process.
+pub fn key_dir() -> Option<PathBuf> {
+    let set = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    set("USERTRAIL_KEY_DIR")
+        .or_else(|| set("XDG_CONFIG_HOME").map(|c| c.join("usertrail").join("keys")))
+        .or_else(|| set("HOME").map(|h| h.join(".config").join("usertrail").join("keys")))
 }
 
 /// mimalloc's `mi_option_purge_delay`, for which libmimalloc-sys names no
@@ -135,6 +152,7 @@ where
         }
     };
     let mut damage = None;
+    let color_stderr = options.color_stderr;
     let result = runtime.block_on(dispatch(cli, stdout, options, &mut damage));
     crate::timings::phase("command done");
     drop(runtime);
@@ -160,7 +178,7 @@ where
                 line.push_str("…");
             }
             let line = output::for_people(&line);
-            let line = if options.color_stderr { output::red(&line) } else { line.into_owned() };
+            let line = if color_stderr { output::red(&line) } else { line.into_owned() };
             let _ = writeln!(stderr, "{line}");
             e.exit_code()
         }
@@ -205,7 +223,8 @@ async fn dispatch(
         return Err(CliError::Usage("whatif and demo cannot run inside whatif".into()));
     }
     if let Command::Demo(args) = command {
-        return demo::run(global.db.as_deref(), now, options.machine, args, &mut out).await;
+        return demo::run(global.db.as_deref(), now, options.machine, &options.cache_keys, args, &mut out)
+            .await;
     }
     let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
     if let Command::Whatif { file, env } = &command {
@@ -214,7 +233,8 @@ async fn dispatch(
     if !matches!(command, Command::Init(_)) && !path.exists() {
         return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
     }
-    let store = open_with(&path, Durability::Immediate, options.archiving.unwrap_or_default())?;
+    let archiving = options.archiving.unwrap_or_default();
+    let store = open_with(&path, Durability::Immediate, archiving, options.cache_keys)?;
     *damage = store.damage();
     let ids = match options.id_seed {
         Some(seed) => shell::Ids::seeded(seed, store.head().await?.map_or(0, |h| h.seq)),
@@ -270,8 +290,8 @@ async fn dispatch(
 
 /// Opens the log, waiting for another process up to `USERTRAIL_LOCK_TIMEOUT_MS`
 /// (default 10 s).
-pub fn open(path: &Path, durability: Durability) -> Result<SledStore, CliError> {
-    open_with(path, durability, store::Archiving::default())
+pub fn open(path: &Path, durability: Durability, keys: &store::CacheKeys) -> Result<SledStore, CliError> {
+    open_with(path, durability, store::Archiving::default(), keys.clone())
 }
 
 /// [`open`], archiving as `archiving` says.
@@ -279,30 +299,55 @@ fn open_with(
     path: &Path,
     durability: Durability,
     archiving: store::Archiving,
+    cache_keys: store::CacheKeys,
 ) -> Result<SledStore, CliError> {
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let options = OpenOptions { lock_timeout: Duration::from_millis(wait), durability, archiving };
+    let options =
+        OpenOptions { lock_timeout: Duration::from_millis(wait), durability, archiving, cache_keys };
     crate::timings::phase("opening the database");
     let store = SledStore::open(path, options)?;
     crate::timings::phase("opened");
     Ok(store)
 }
 
+/// `verify`: the log (chain, witness, indexes), then every cache against
+/// the fold of the log (issue 25, finding 2).
 async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
     let report = shell.store.verify().await?;
+    // Caches are checked against a log found whole: a damaged one may not fold.
+    let caches = match report.problem {
+        None => projections::fold::check_caches(&shell.store).await?,
+        Some(_) => Vec::new(),
+    };
     if out.json {
         let problem = report.problem.as_ref().map(|p| json!({ "seq": p.seq, "what": p.what }));
-        out.json(&json!({ "records": report.records, "ok": report.problem.is_none(), "problem": problem }))?;
+        let named: Vec<String> = caches.iter().map(ToString::to_string).collect();
+        let ok = report.problem.is_none() && caches.is_empty();
+        out.json(&json!({ "records": report.records, "ok": ok, "problem": problem, "caches": named }))?;
     } else if report.problem.is_none() {
         out.line(format!("verified {} records: hash chain and indexes intact", report.records))?;
+        for cache in &caches {
+            out.line(cache.to_string())?;
+        }
     }
-    match report.problem {
-        Some(p) => Err(CliError::Corrupt(format!(
+    if let Some(p) = report.problem {
+        return Err(CliError::Corrupt(format!(
             "verify failed at record {}: {}; the log takes no more writes: restore it from a backup taken before the damage",
             p.seq, p.what
-        ))),
-        None => Ok(()),
+        )));
     }
+    if caches.is_empty() {
+        return Ok(());
+    }
+    // One the store vouches for would be used by the next command: it goes.
+    // The others are misses already, and stay as evidence.
+    for cache in caches.iter().filter(|c| c.trusted) {
+        shell.store.remove_snapshots(&cache.name, cache.seq.saturating_add(1)).await?;
+    }
+    Err(CliError::Corrupt(format!(
+        "verify found {} caches that are not the log's (named above); the log itself is intact, and no command uses them",
+        caches.len()
+    )))
 }
 
 #[cfg(test)]
