@@ -63,6 +63,21 @@ impl Sandbox {
         self.dir.path().join("usertrail.db")
     }
 
+    /// How a test opens the sandbox's database itself: with its cache key,
+    /// as its commands do (a key of the test's own would write caches the
+    /// commands and `verify` take for forged).
+    pub fn open_options(&self) -> store::OpenOptions {
+        store::OpenOptions {
+            cache_keys: store::CacheKeys::Dir(self.key_dir()),
+            ..store::OpenOptions::default()
+        }
+    }
+
+    /// Where the sandbox keeps the keys of its databases' caches.
+    pub fn key_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
     /// The scratch directory (for files a test writes next to the database).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -108,6 +123,8 @@ impl Sandbox {
                 id_seed: Some(42),
                 archiving: self.archiving,
                 machine,
+                // The sandbox's own key directory: never the user's home.
+                cache_keys: store::CacheKeys::Dir(self.key_dir()),
                 ..cli::RunOptions::default()
             },
         );

@@ -110,7 +110,8 @@ async fn prepare(path: &Path, is_default: bool) -> Result<bool, CliError> {
         return Ok(false);
     }
     let records = {
-        let store = crate::open(path, Durability::Batched)?;
+        // Only the head is read: no cache, so no key, is needed.
+        let store = crate::open(path, Durability::Batched, &store::CacheKeys::Process)?;
         store.head().await?.map_or(0, |h| h.seq)
     };
     if records == 0 {
@@ -132,6 +133,7 @@ pub async fn run(
     db: Option<&Path>,
     now: Option<DateTime<Utc>>,
     machine: crate::machine::Machine,
+    keys: &store::CacheKeys,
     args: DemoArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
@@ -140,7 +142,7 @@ pub async fn run(
         None => (PathBuf::from(DEMO_DB), true),
     };
     let replaced = prepare(&path, is_default).await?;
-    let store = crate::open(&path, Durability::Batched)?;
+    let store = crate::open(&path, Durability::Batched, keys)?;
     // Whole seconds read better in the tour than the clock's nanoseconds.
     let end = now.unwrap_or_else(|| machine.clock()).with_nanosecond(0).unwrap_or_else(Utc::now);
     let mut shell = Shell::new(store, None);

@@ -52,7 +52,7 @@ use crate::shell::Shell;
 pub const DEFAULT_DB: &str = "usertrail.db";
 
 /// How a run differs from the binary's defaults (for tests and scripted demos).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Derive new ids from this seed and the log's head instead of at random,
     /// so the same script writes the same log (insta snapshots rely on it).
@@ -76,6 +76,10 @@ pub struct RunOptions {
     /// is refused wherever its flags stand (a script that ran itself
     /// overflowed the stack; issue 25, finding 3).
     pub inside_whatif: bool,
+    /// Where the key that authenticates the database's caches is kept
+    /// (`CacheKeys::Process`, the default: a key of this process's own,
+    /// so that tests write nothing into the user's home).
+    pub cache_keys: store::CacheKeys,
 }
 
 impl RunOptions {
@@ -92,8 +96,21 @@ impl RunOptions {
             archiving: None,
             machine: machine::Machine::Real,
             inside_whatif: false,
+            cache_keys: key_dir().map_or(store::CacheKeys::Process, store::CacheKeys::Dir),
         }
     }
+}
+
+/// Where the binary keeps the keys that authenticate each database's
+/// caches: outside every database, so that whoever can write a database's
+/// directory cannot forge them (issue 25, finding 2). `USERTRAIL_KEY_DIR`,
+/// else `$XDG_CONFIG_HOME/usertrail/keys`, else `~/.config/usertrail/keys`;
+/// with none of them, caches last one process.
+pub fn key_dir() -> Option<PathBuf> {
+    let set = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    set("USERTRAIL_KEY_DIR")
+        .or_else(|| set("XDG_CONFIG_HOME").map(|c| c.join("usertrail").join("keys")))
+        .or_else(|| set("HOME").map(|h| h.join(".config").join("usertrail").join("keys")))
 }
 
 /// mimalloc's `mi_option_purge_delay`, for which libmimalloc-sys names no
@@ -142,6 +159,7 @@ where
         }
     };
     let mut damage = None;
+    let color_stderr = options.color_stderr;
     let result = runtime.block_on(dispatch(cli, stdout, options, &mut damage));
     crate::timings::phase("command done");
     drop(runtime);
@@ -167,7 +185,7 @@ where
                 line.push('…');
             }
             let line = output::for_people(&line);
-            let line = if options.color_stderr { output::red(&line) } else { line.into_owned() };
+            let line = if color_stderr { output::red(&line) } else { line.into_owned() };
             let _ = writeln!(stderr, "{line}");
             e.exit_code()
         }
@@ -225,7 +243,8 @@ async fn dispatch(
         return out.raw(&page);
     }
     if let Command::Demo(args) = command {
-        return demo::run(global.db.as_deref(), now, options.machine, args, &mut out).await;
+        return demo::run(global.db.as_deref(), now, options.machine, &options.cache_keys, args, &mut out)
+            .await;
     }
     let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
     if let Command::Whatif { file, env } = &command {
@@ -235,13 +254,15 @@ async fn dispatch(
         let archiving = options.archiving.unwrap_or_default();
         // Batched: the restore flushes once at its end, and a restore cut
         // short is removed whole.
-        let open = |p: &Path| open_with(p, Durability::Batched, archiving);
+        let keys = options.cache_keys.clone();
+        let open = |p: &Path| open_with(p, Durability::Batched, archiving, keys.clone());
         return proof::restore(&path, from, open, &mut out).await;
     }
     if !matches!(command, Command::Init(_)) && !path.exists() {
         return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
     }
-    let store = open_with(&path, Durability::Immediate, options.archiving.unwrap_or_default())?;
+    let archiving = options.archiving.unwrap_or_default();
+    let store = open_with(&path, Durability::Immediate, archiving, options.cache_keys)?;
     *damage = store.damage();
     let ids = match options.id_seed {
         Some(seed) => shell::Ids::seeded(seed, store.head().await?.map_or(0, |h| h.seq)),
@@ -336,8 +357,8 @@ async fn dispatch(
 
 /// Opens the log, waiting for another process up to `USERTRAIL_LOCK_TIMEOUT_MS`
 /// (default 10 s).
-pub fn open(path: &Path, durability: Durability) -> Result<SledStore, CliError> {
-    open_with(path, durability, store::Archiving::default())
+pub fn open(path: &Path, durability: Durability, keys: &store::CacheKeys) -> Result<SledStore, CliError> {
+    open_with(path, durability, store::Archiving::default(), keys.clone())
 }
 
 /// [`open`], archiving as `archiving` says.
@@ -345,34 +366,59 @@ fn open_with(
     path: &Path,
     durability: Durability,
     archiving: store::Archiving,
+    cache_keys: store::CacheKeys,
 ) -> Result<SledStore, CliError> {
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let options = OpenOptions { lock_timeout: Duration::from_millis(wait), durability, archiving };
+    let options =
+        OpenOptions { lock_timeout: Duration::from_millis(wait), durability, archiving, cache_keys };
     crate::timings::phase("opening the database");
     let store = SledStore::open(path, options)?;
     crate::timings::phase("opened");
     Ok(store)
 }
 
+/// `verify`: the log (chain, witness, indexes), then every cache against
+/// the fold of the log (issue 25, finding 2).
 async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
     let report = shell.store.verify().await?;
+    // Caches are checked against a log found whole: a damaged one may not fold.
+    let caches = match report.problem {
+        None => projections::fold::check_caches(&shell.store).await?,
+        Some(_) => Vec::new(),
+    };
     if out.json {
         let problem = report.problem.as_ref().map(|p| json!({ "seq": p.seq, "what": p.what }));
-        out.json(&json!({ "records": report.records, "ok": report.problem.is_none(), "problem": problem }))?;
+        let named: Vec<String> = caches.iter().map(ToString::to_string).collect();
+        let ok = report.problem.is_none() && caches.is_empty();
+        out.json(&json!({ "records": report.records, "ok": ok, "problem": problem, "caches": named }))?;
     } else if report.problem.is_none() {
         out.line(format!("verified {} records: hash chain and indexes intact", report.records))?;
+        for cache in &caches {
+            out.line(cache.to_string())?;
+        }
     }
-    match report.problem {
+    if let Some(p) = report.problem {
         // The records before the first bad one are sound: an export of them
         // restores into a usable database, when no backup is at hand.
-        Some(p) => Err(CliError::Corrupt(format!(
+        return Err(CliError::Corrupt(format!(
             "verify failed at record {seq}: {what}; the log takes no more writes: restore it from a backup taken before the damage, or keep the records before it: `usertrail export log --to seq:{before} > intact.jsonl`, then `usertrail restore --from intact.jsonl --db NEW`",
             seq = p.seq,
             what = p.what,
             before = p.seq.saturating_sub(1),
-        ))),
-        None => Ok(()),
+        )));
     }
+    if caches.is_empty() {
+        return Ok(());
+    }
+    // One the store vouches for would be used by the next command: it goes.
+    // The others are misses already, and stay as evidence.
+    for cache in caches.iter().filter(|c| c.trusted) {
+        shell.store.remove_snapshots(&cache.name, cache.seq.saturating_add(1)).await?;
+    }
+    Err(CliError::Corrupt(format!(
+        "verify found {} caches that are not the log's (named above); the log itself is intact, and no command uses them",
+        caches.len()
+    )))
 }
 
 #[cfg(test)]

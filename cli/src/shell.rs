@@ -832,7 +832,13 @@ impl Shell {
                 }
                 let mark =
                     SyncMark { tenant: *tenant_version, environment: expected, dataverse: env.dataverse };
-                self.store.save_snapshot(&format!("sync/{stream}"), mark.snapshot()).await?;
+                // Bound to the log's head now (the store's framing: a mark
+                // copied from another history, or forged, is a miss).
+                if let Some(head) = self.store.head().await? {
+                    let name = format!("sync/{stream}");
+                    self.store.save_snapshot(&name, mark.snapshot(head.seq)).await?;
+                    self.store.remove_snapshots(&name, head.seq).await?;
+                }
                 return Ok(report);
             }
             // Another writer got in: read the directory again too.
@@ -842,7 +848,7 @@ impl Shell {
     }
 
     async fn sync_mark(&self, stream: &str) -> Result<Option<SyncMark>, CliError> {
-        let saved = self.store.load_snapshot(&format!("sync/{stream}"), 0).await?;
+        let saved = self.store.load_snapshot(&format!("sync/{stream}"), u64::MAX).await?;
         Ok(saved.and_then(|s| SyncMark::read(&s.state)))
     }
 }
@@ -850,7 +856,8 @@ impl Shell {
 /// What a sync pass over an environment left behind: the versions of the
 /// directory and the environment that it brought in line, and whether the
 /// environment has a database. A cache beside the log (a lost mark costs one
-/// full pass), kept as the store's snapshot `sync/<stream>` at seq 0.
+/// full pass), kept as the store's snapshot `sync/<stream>` at the head it
+/// was written at, which binds and authenticates it as every cache is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncMark {
     /// The tenant stream's version the pass read.
@@ -862,12 +869,12 @@ pub struct SyncMark {
 }
 
 impl SyncMark {
-    fn snapshot(self) -> store::Snapshot {
+    fn snapshot(self, seq: u64) -> store::Snapshot {
         let mut state = Vec::with_capacity(17);
         state.extend_from_slice(&self.tenant.to_be_bytes());
         state.extend_from_slice(&self.environment.to_be_bytes());
         state.push(u8::from(self.dataverse));
-        store::Snapshot { seq: 0, state }
+        store::Snapshot { seq, state }
     }
 
     fn read(state: &[u8]) -> Option<SyncMark> {

@@ -121,8 +121,9 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 async fn tables(
     copy: &Path,
     only: Option<&str>,
+    keys: &store::CacheKeys,
 ) -> Result<BTreeMap<String, BTreeMap<String, Value>>, CliError> {
-    let shell = Shell::new(crate::open(copy, Durability::Batched)?, None);
+    let shell = Shell::new(crate::open(copy, Durability::Batched, keys)?, None);
     let (tenant, _) = shell.tenant().await?;
     let mut tables = BTreeMap::new();
     for (_, name) in tenant.environments() {
@@ -210,22 +211,85 @@ pub async fn whatif(
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
     let script = read_script(file)?;
-    let scratch =
-        tempfile::tempdir().map_err(|e| CliError::Usage(format!("cannot make a scratch directory: {e}")))?;
+    let scratch = scratch_dir()?;
+    // The binary's process ends at a signal: the copy goes first. (Not in
+    // process: exiting would end the caller, a test harness.)
+    let guard = options.exits_after_run.then(|| removed_on_signal(scratch.path().to_path_buf()));
+    let result = run_script(db, file, env, &script, &scratch, options, out).await;
+    if let Some(guard) = guard {
+        guard.abort();
+    }
+    result
+}
+
+/// The scratch directory of a whatif: its own (0700, whatever the umask:
+/// the copy holds the log's personal data; issue 25, finding 5), removed
+/// when dropped.
+fn scratch_dir() -> Result<tempfile::TempDir, CliError> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("usertrail-whatif-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    builder.tempdir().map_err(|e| CliError::Usage(format!("cannot make a scratch directory: {e}")))
+}
+
+/// Waits for SIGINT or SIGTERM, then removes `scratch` and ends the
+/// process as the signal would have (128 + its number).
+fn removed_on_signal(scratch: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let code = {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut interrupt), Ok(mut terminate)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = interrupt.recv() => 130,
+                _ = terminate.recv() => 143,
+            }
+        };
+        #[cfg(not(unix))]
+        let code = match tokio::signal::ctrl_c().await {
+            Ok(()) => 130,
+            Err(_) => return,
+        };
+        // A line still running may write into the copy meanwhile: try again
+        // until it is gone.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&scratch).is_ok() || !scratch.exists() {
+                break;
+            }
+        }
+        std::process::exit(code);
+    })
+}
+
+/// Runs the script on a copy of `db` in `scratch` and prints what would change.
+async fn run_script(
+    db: &Path,
+    file: &Path,
+    env: Option<&str>,
+    script: &[(usize, Vec<String>)],
+    scratch: &tempfile::TempDir,
+    options: RunOptions,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
     let copy: PathBuf = scratch.path().join("usertrail.db");
     copy_locked(db, &copy)?;
-    let before = tables(&copy, env).await?;
+    let before = tables(&copy, env, &options.cache_keys).await?;
     if let Some(env) = env.filter(|_| before.is_empty()) {
         return usage(format!("unknown environment {env} in {}", db.display()));
     }
-    for (line, words) in &script {
+    for (line, words) in script {
         // --db before the line's own words: a `--` in the line cannot swallow it.
         let mut args = vec!["usertrail".to_owned(), "--db".to_owned(), copy.display().to_string()];
         args.extend(words.iter().cloned());
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         // Each line runs as its own command, on the copy, off this runtime.
         let code = tokio::task::block_in_place(|| {
-            crate::run_with(args, &mut stdout, &mut stderr, line_options(options))
+            crate::run_with(args, &mut stdout, &mut stderr, line_options(options.clone()))
         });
         if code != 0 {
             let stderr = String::from_utf8_lossy(&stderr);
@@ -238,7 +302,7 @@ pub async fn whatif(
             });
         }
     }
-    let after = tables(&copy, env).await?;
+    let after = tables(&copy, env, &options.cache_keys).await?;
     let differences = diff(&before, &after);
     if out.json {
         return out.json(&serde_json::to_value(&differences).unwrap_or(Value::Null));
@@ -282,6 +346,7 @@ mod tests {
             archiving: None,
             machine: crate::machine::Machine::Real,
             inside_whatif: false,
+            cache_keys: store::CacheKeys::Process,
         };
         let line = line_options(binary);
         assert!(!line.exits_after_run, "the process goes on after each line");

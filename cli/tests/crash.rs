@@ -16,6 +16,11 @@ use uuid::Uuid;
 const BIN: &str = env!("CARGO_BIN_EXE_usertrail");
 const SKU: &str = "CRASH_SKU";
 
+/// The binary's cache keys go beside the database, never into the home.
+fn key_dir(db: &std::path::Path) -> std::path::PathBuf {
+    db.with_file_name("keys")
+}
+
 /// A small xorshift generator: `rand` is not a dependency. The seed is
 /// printed, and `USERTRAIL_CRASH_SEED` replays one.
 struct XorShift(u64);
@@ -50,6 +55,7 @@ fn usertrail(db: &Path, args: &[&str]) -> Output {
         .arg("--db")
         .arg(db)
         .env("USERTRAIL_LOCK_TIMEOUT_MS", "20000")
+        .env("USERTRAIL_KEY_DIR", key_dir(&db))
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW")
         .output()
@@ -185,6 +191,7 @@ fn sigkill_at_random_moments_loses_no_printed_command_and_leaves_no_half_command
             .env("BIN", BIN)
             .env("DB", &db)
             .env("USERTRAIL_LOCK_TIMEOUT_MS", "20000")
+            .env("USERTRAIL_KEY_DIR", key_dir(&db))
             .env_remove("USERTRAIL_AS")
             .env_remove("USERTRAIL_NOW")
             .stdin(Stdio::null())
@@ -301,6 +308,7 @@ fn a_file_system_that_refuses_to_grow_the_database_exits_3_and_changes_nothing()
         .arg("--db")
         .arg(&db)
         .env("USERTRAIL_LOCK_TIMEOUT_MS", "2000")
+        .env("USERTRAIL_KEY_DIR", key_dir(&db))
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW");
     // SAFETY: between fork and exec the closure calls only setrlimit(2) and
@@ -434,6 +442,7 @@ fn a_read_only_database_exits_3_with_one_line_and_is_intact_once_writable() {
         .arg("--db")
         .arg(&db)
         .env("USERTRAIL_LOCK_TIMEOUT_MS", "2000")
+        .env("USERTRAIL_KEY_DIR", key_dir(&db))
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW");
     if root {

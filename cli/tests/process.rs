@@ -4,6 +4,11 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+/// The binary's cache keys go beside the database, never into the home.
+fn key_dir(db: &std::path::Path) -> std::path::PathBuf {
+    db.with_file_name("keys")
+}
+
 fn usertrail(db: &std::path::Path, args: &[&str], lock_wait_ms: u64) -> Output {
     Command::new(env!("CARGO_BIN_EXE_usertrail"))
         .env_remove("NO_COLOR")
@@ -11,6 +16,7 @@ fn usertrail(db: &std::path::Path, args: &[&str], lock_wait_ms: u64) -> Output {
         .arg("--db")
         .arg(db)
         .env("USERTRAIL_LOCK_TIMEOUT_MS", lock_wait_ms.to_string())
+        .env("USERTRAIL_KEY_DIR", key_dir(&db))
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW")
         .env_remove("USERTRAIL_ALLOW_FUTURE")
@@ -108,6 +114,7 @@ fn two_processes_at_once_both_land() {
             .arg("--db")
             .arg(&db)
             .env("USERTRAIL_LOCK_TIMEOUT_MS", "20000")
+            .env("USERTRAIL_KEY_DIR", key_dir(&db))
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap()
@@ -159,6 +166,7 @@ fn a3_three_processes_racing_for_the_last_non_interactive_seat() {
                 .args(["--mode", "non-interactive", "--db"])
                 .arg(&db)
                 .env("USERTRAIL_LOCK_TIMEOUT_MS", "20000")
+                .env("USERTRAIL_KEY_DIR", key_dir(&db))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -208,6 +216,7 @@ fn a_now_ahead_of_the_clock_needs_allow_future_and_the_record_keeps_the_machine(
         .arg("--db")
         .arg(&db)
         .env_remove("USERTRAIL_NOW")
+        .env("USERTRAIL_KEY_DIR", key_dir(&db))
         .env("USERTRAIL_ALLOW_FUTURE", "1")
         .output()
         .unwrap();
@@ -286,4 +295,58 @@ fn completions_for_every_shell_and_the_man_page_name_every_command() {
     }
     let bad = usertrail(&db, &["completions", "tcsh"], 1000);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Issue 25, finding 5: `whatif` copies the whole database; a SIGTERM left
+/// the copy behind (217 after a nested whatif). Its scratch directory is
+/// now private (0700) and removed when the process is told to end.
+#[cfg(unix)]
+#[test]
+fn a_whatif_ended_by_sigterm_leaves_no_scratch_copy() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    init(&db);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let script = dir.path().join("script.txt");
+    let lines: Vec<String> = (0..5000)
+        .map(|i| format!("user create --upn u{i}@contoso.onmicrosoft.com --first U --last N{i}"))
+        .collect();
+    std::fs::write(&script, lines.join("\n")).unwrap();
+    let scratch = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().path()).collect()
+    };
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_usertrail"))
+            .args(["whatif", "--file"])
+            .arg(&script)
+            .arg("--db")
+            .arg(&db)
+            .env("TMPDIR", &tmp)
+            .env("USERTRAIL_KEY_DIR", key_dir(&db))
+            .env_remove("USERTRAIL_AS")
+            .env_remove("USERTRAIL_NOW")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Once the copy is made and a few lines have run on it.
+        let started = Instant::now();
+        while !scratch().iter().any(|d| d.join("usertrail.db").join("db").is_file()) {
+            assert!(started.elapsed() < Duration::from_secs(30), "no scratch copy appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let made = scratch();
+        assert_eq!(made.len(), 1);
+        let mode = std::fs::metadata(&made[0]).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the copy's directory is private");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(child.try_wait().unwrap().is_none(), "still running when signalled");
+        // SAFETY: sends a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + signal), "ends as the signal would have");
+        assert_eq!(scratch(), Vec::<std::path::PathBuf>::new(), "no scratch copy is left");
+    }
 }

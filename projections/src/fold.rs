@@ -144,27 +144,20 @@ fn snapshot_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 1 << 30 }>()
 }
 
-/// What a snapshot's bytes start with, then the CRC-32 of the rest, then the
-/// rest: a [`Snapshotted`] or [`HeadSnapshotted`] state. The tag names the
-/// format: snapshots without it (written before users were kept encoded one
-/// by one, [`domain::users`]) are cache misses. The checksum is what lets a
-/// directory's users be decoded later, when first reached: their bytes are
-/// known to be the ones written. `uts3`: users no longer hold a password
-/// hash (D2), so `uts2` users would not decode.
+/// What a snapshot's state starts with, then a [`Snapshotted`] or
+/// [`HeadSnapshotted`] state: the tag names the encoding, so that a snapshot
+/// of another one is a cache miss. The store hands out only the bytes it
+/// wrote (bound to the log and authenticated, `store::snapshots`), which is
+/// what lets a directory's users be decoded later, when first reached.
+/// `uts3`: users no longer hold a password hash (D2), so `uts2` users would
+/// not decode.
 const FRAME_TAG: [u8; 4] = *b"uts3";
-/// The tag and the checksum.
-const FRAME_HEADER: usize = 8;
+/// The tag.
+const FRAME_HEADER: usize = 4;
 
-/// The state in a snapshot's bytes, unchecked: enough to read its version.
+/// The state in a snapshot's bytes, if they are of this encoding.
 fn framed(bytes: &[u8]) -> Option<&[u8]> {
-    (bytes.len() >= FRAME_HEADER && bytes[..4] == FRAME_TAG).then(|| &bytes[FRAME_HEADER..])
-}
-
-/// The state in a snapshot's bytes, if they are the bytes written.
-fn checked(bytes: &[u8]) -> Option<&[u8]> {
-    let state = framed(bytes)?;
-    let crc = u32::from_le_bytes(bytes[4..FRAME_HEADER].try_into().ok()?);
-    (crc32fast::hash(state) == crc).then_some(state)
+    (bytes.get(..FRAME_HEADER)? == FRAME_TAG).then(|| &bytes[FRAME_HEADER..])
 }
 
 /// Decodes a record's payload, or names the record that cannot be read.
@@ -180,7 +173,7 @@ pub fn stamp_of(record: &Record) -> Stamp {
 
 /// Decodes a head snapshot; `None` if it cannot be (a cache miss).
 fn decode_head<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
-    let (head, _) = bincode::serde::decode_from_slice(checked(&snapshot.state)?, snapshot_config()).ok()?;
+    let (head, _) = bincode::serde::decode_from_slice(framed(&snapshot.state)?, snapshot_config()).ok()?;
     let HeadSnapshotted { version, since_series, state } = head;
     Some(Start { state, version, bytes: snapshot.state.len(), since_series })
 }
@@ -312,7 +305,7 @@ where
 /// Decodes a snapshot of the series; `None` if it cannot be (a cache miss).
 fn decode_series<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
     let (s, _) =
-        bincode::serde::decode_from_slice::<Snapshotted<A>, _>(checked(&snapshot.state)?, snapshot_config())
+        bincode::serde::decode_from_slice::<Snapshotted<A>, _>(framed(&snapshot.state)?, snapshot_config())
             .ok()?;
     Some(Start {
         state: s.state,
@@ -345,11 +338,8 @@ pub fn snapshot_bytes<A: Aggregate>(state: &A, version: u64) -> Result<Vec<u8>, 
 fn encode(snapshot: impl Serialize, size_hint: usize) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::with_capacity(FRAME_HEADER + size_hint);
     bytes.extend_from_slice(&FRAME_TAG);
-    bytes.extend_from_slice(&[0; 4]);
     bincode::serde::encode_into_std_write(snapshot, &mut bytes, bincode::config::standard())
         .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))?;
-    let crc = crc32fast::hash(&bytes[FRAME_HEADER..]);
-    bytes[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
     Ok(bytes)
 }
 
@@ -441,6 +431,107 @@ impl Rebuilt {
         }
         Ok(())
     }
+}
+
+/// A cache that is not the log's: named by `verify`, never used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFinding {
+    /// The cache's name (`aggregate/<stream>`, `aggregate-head/<stream>`, `sync/<stream>`).
+    pub name: String,
+    /// The record it says it was folded to.
+    pub seq: u64,
+    /// What is wrong with it.
+    pub what: String,
+    /// The store vouches for it (authentic and bound), so a load would
+    /// use it: only a key that leaked, or a fold that changed, makes one.
+    pub trusted: bool,
+}
+
+impl std::fmt::Display for CacheFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cache {} at record {} {}", self.name, self.seq, self.what)
+    }
+}
+
+/// Checks every cache against the log: the store's check (authentic, and
+/// bound to the record at its seq), then, for a snapshot, that its state is
+/// the fold of its stream up to that seq. Each stream is folded once, from
+/// its first record forward through its snapshots.
+pub async fn check_caches<S: EventStore + ?Sized>(store: &S) -> Result<Vec<CacheFinding>, Error> {
+    let mut streams: std::collections::BTreeMap<String, Vec<(u64, String, Kind)>> = Default::default();
+    let mut findings = Vec::new();
+    for (name, seq) in store.snapshot_names().await? {
+        let kind_stream = match name.split_once('/') {
+            Some(("aggregate", stream)) => Some((Kind::Series, stream)),
+            Some(("aggregate-head", stream)) => Some((Kind::Head, stream)),
+            _ => None,
+        };
+        match kind_stream {
+            Some((kind, stream)) => streams.entry(stream.to_owned()).or_default().push((seq, name, kind)),
+            // Not a fold (a sync mark): authentic and bound is all there is to check.
+            None => {
+                if let Some(Err(miss)) = store.check_snapshot(&name, seq).await? {
+                    findings.push(CacheFinding { name, seq, what: miss.to_string(), trusted: false });
+                }
+            }
+        }
+    }
+    for (stream, mut caches) in streams {
+        caches.sort_by_key(|(seq, _, _)| *seq);
+        if stream == domain::tenant::STREAM {
+            check_stream::<Tenant, S>(store, &stream, caches, &mut findings).await?;
+        } else if stream.starts_with(domain::environment::STREAM_PREFIX) {
+            check_stream::<Environment, S>(store, &stream, caches, &mut findings).await?;
+        } else {
+            let what = "is of no stream usertrail folds";
+            findings.extend(caches.into_iter().map(|(seq, name, _)| CacheFinding {
+                name,
+                seq,
+                what: what.to_owned(),
+                trusted: false,
+            }));
+        }
+    }
+    Ok(findings)
+}
+
+/// Folds `stream` forward through its `caches` (sorted by seq), comparing each.
+async fn check_stream<A, S>(
+    store: &S,
+    stream: &str,
+    caches: Vec<(u64, String, Kind)>,
+    findings: &mut Vec<CacheFinding>,
+) -> Result<(), Error>
+where
+    A: Aggregate + PartialEq,
+    S: EventStore + ?Sized,
+{
+    let (mut state, mut version) = (A::default(), 0);
+    for (seq, name, kind) in caches {
+        for record in store.read_stream_until(stream, version + 1, seq).await? {
+            state.fold(event_of(&record)?, stamp_of(&record));
+            version = record.version;
+        }
+        let snapshot = match store.check_snapshot(&name, seq).await? {
+            None => continue,
+            Some(Ok(snapshot)) => snapshot,
+            Some(Err(miss)) => {
+                findings.push(CacheFinding { name, seq, what: miss.to_string(), trusted: false });
+                continue;
+            }
+        };
+        let decoded = match kind {
+            Kind::Head => decode_head::<A>(&snapshot),
+            Kind::Series => decode_series::<A>(&snapshot),
+        };
+        let what = match decoded {
+            None => "cannot be decoded",
+            Some(start) if start.version != version || start.state != state => "differs from the log",
+            Some(_) => continue,
+        };
+        findings.push(CacheFinding { name, seq, what: what.to_owned(), trusted: true });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -668,11 +759,9 @@ mod tests {
         // gives, while the rest is decoded: when that fails, they are read
         // again from the next kind of snapshot, or from the first record.
         let damaged = |seq: u64| {
-            // Framed and checksummed, so that only the decoding fails.
-            let state = [seq as u8, 0xff, 0xff, 0xff];
+            // Tagged and saved by the store, so that only the decoding fails.
             let mut bytes = FRAME_TAG.to_vec();
-            bytes.extend_from_slice(&crc32fast::hash(&state).to_le_bytes());
-            bytes.extend_from_slice(&state);
+            bytes.extend_from_slice(&[seq as u8, 0xff, 0xff, 0xff]);
             Snapshot { seq, state: bytes }
         };
         log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", damaged(110))).unwrap();
@@ -688,12 +777,41 @@ mod tests {
     }
 
     #[test]
+    fn check_caches_names_a_snapshot_that_differs_from_the_fold_and_passes_the_others() {
+        let mut log = Log::new();
+        log.seat_changes(99);
+        log.load(u64::MAX);
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        let check = |log: &Log| {
+            let found = log.rt.block_on(check_caches(&log.store)).unwrap();
+            found.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!((log.newest("aggregate"), log.head_snapshots()), (Some(100), vec![120]));
+        assert_eq!(check(&log), Vec::<String>::new(), "the caches the fold left are the log's");
+        // Authentic (written through the store) but not the fold: named.
+        let (mut state, version) =
+            log.rt.block_on(load::<Tenant, _>(&log.store, "tenant", 100, Snapshots::Ignore)).unwrap();
+        state.skus.insert("marker".into(), state.skus["dyn365_sales"].clone());
+        log.rt.block_on(save(&log.store, "tenant", &state, version, 100)).unwrap();
+        let bad = Snapshot { seq: 120, state: FRAME_TAG.to_vec() };
+        log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", bad)).unwrap();
+        assert_eq!(
+            check(&log),
+            [
+                "cache aggregate/tenant at record 100 differs from the log",
+                "cache aggregate-head/tenant at record 120 cannot be decoded",
+            ]
+        );
+    }
+
+    #[test]
     fn a_head_snapshot_that_cannot_be_decoded_is_a_cache_miss() {
         let mut log = Log::new();
         log.seat_changes(99);
         log.load(u64::MAX);
         log.seat_changes(20);
-        let snapshot = Snapshot { seq: 121, state: vec![0xff; 3] };
+        let snapshot = Snapshot { seq: 120, state: vec![0xff; 3] };
         log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", snapshot)).unwrap();
         assert_eq!(log.load(u64::MAX).skus["dyn365_sales"].seats, 120);
     }
@@ -721,22 +839,27 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_with_a_byte_changed_is_a_cache_miss() {
-        let (log, mut bytes) = marked_series_snapshot();
+    fn a_snapshot_file_with_a_byte_changed_is_a_cache_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::over(SledStore::open(dir.path().join("db"), store::OpenOptions::default()).unwrap());
+        let mut log = log;
+        log.seat_changes(99);
+        let (mut state, version) =
+            log.rt.block_on(load::<Tenant, _>(&log.store, "tenant", 100, Snapshots::Ignore)).unwrap();
+        state.skus.insert("marker".into(), state.skus["dyn365_sales"].clone());
+        log.rt.block_on(save(&log.store, "tenant", &state, version, 100)).unwrap();
+        assert!(load_now(&log).skus.contains_key("marker"), "the load starts from it");
+        let file = dir.path().join("db/snapshots/6167677265676174652f74656e616e74/00000000000000000100");
+        let bytes = std::fs::read(&file).unwrap();
         // Anywhere in the state: a byte in a user's encoding would otherwise
         // surface only when that user is first reached.
-        for at in [FRAME_HEADER, bytes.len() / 2, bytes.len() - 1] {
-            let original = bytes[at];
-            bytes[at] ^= 0x01;
-            log.rt
-                .block_on(
-                    log.store.save_snapshot("aggregate/tenant", Snapshot { seq: 100, state: bytes.clone() }),
-                )
-                .unwrap();
+        for at in [0, 4 + FRAME_HEADER, bytes.len() / 2, bytes.len() - 1] {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            std::fs::write(&file, &changed).unwrap();
             let state = load_now(&log);
             assert!(!state.skus.contains_key("marker"), "byte {at} changed: replayed from the first record");
             assert_eq!(state.skus["dyn365_sales"].seats, 100);
-            bytes[at] = original;
         }
     }
 
@@ -799,8 +922,8 @@ mod tests {
         let user = tenant.users.get(&id).unwrap();
         let bytes = bincode::serde::encode_to_vec(user, bincode::config::standard()).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        // A snapshot keeps its users' bytes, checked by its CRC and decoded
-        // when first reached: bytes of an older encoding would pass the check
+        // A snapshot keeps its users' bytes, authenticated by the store and
+        // decoded when first reached: bytes of an older encoding would pass the check
         // and fail there, so a change to User's encoding needs a new
         // FRAME_TAG (which turns every older snapshot into a cache miss), and
         // then this constant.

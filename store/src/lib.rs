@@ -13,6 +13,7 @@ pub mod record;
 pub mod sled_store;
 
 mod blocks;
+mod cache_key;
 mod keys;
 mod snapshots;
 
@@ -22,9 +23,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use cache_key::{CacheKeys, ID_FILE as CACHE_ID_FILE};
 pub use record::{Causation, Hash, Metadata, NewEvent, Origin, Record, Sealed, GENESIS_HASH};
 pub use sled_store::{lock_dir, Archiving, DirLock, Durability, OpenOptions, SledStore};
-pub use snapshots::StagedSnapshot;
+pub use snapshots::{CacheMiss, StagedSnapshot};
 
 /// The version a writer expects a stream to be at before its append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,8 +285,18 @@ pub trait EventStore: Send + Sync {
     /// Removes the snapshots of `name` taken before `below` (all of them
     /// with `u64::MAX`): for a name that keeps only its newest.
     async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError>;
-    /// The newest snapshot of `name` taken at or before `max_seq`.
+    /// The newest snapshot of `name` taken at or before `max_seq`, if it is
+    /// authentic and bound to this log (any other is a miss).
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError>;
+    /// Every snapshot by name and seq, whether it would be used or not (for `verify`).
+    async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The snapshot of `name` at `seq` (`None`: there is none), or why it
+    /// is a miss.
+    async fn check_snapshot(
+        &self,
+        name: &str,
+        seq: u64,
+    ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError>;
     /// Walks the chain and every index; reports the first bad record.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;
     /// Why the log is closed to appends, if it is: records found lost or

@@ -28,9 +28,10 @@ mod witness;
 pub use archive::Archiving;
 
 use crate::blocks;
+use crate::cache_key::{self, CacheKeys};
 use crate::keys::{self, be_u64, Run};
 use crate::record::{from_nanos, to_nanos, Hash, Record, Sealed, GENESIS_HASH};
-use crate::snapshots::{Snapshots, StagedSnapshot};
+use crate::snapshots::{CacheMiss, Snapshots, StagedSnapshot};
 use crate::{
     Append, AppendRejection, AppendResult, Appended, EventStore, Head, Problem, Snapshot, StoreError,
     Transaction, VerifyReport,
@@ -70,6 +71,8 @@ pub struct OpenOptions {
     pub durability: Durability,
     /// When a close moves older records into the archive.
     pub archiving: Archiving,
+    /// Where the key that authenticates the caches is kept.
+    pub cache_keys: CacheKeys,
 }
 
 impl Default for OpenOptions {
@@ -78,6 +81,7 @@ impl Default for OpenOptions {
             lock_timeout: Duration::from_secs(10),
             durability: Durability::Immediate,
             archiving: Archiving::default(),
+            cache_keys: CacheKeys::Process,
         }
     }
 }
@@ -460,10 +464,25 @@ impl SledStore {
         let live = archive::live_dir(&path);
         let sled_files = live.join("conf").exists() || live.join("db").exists();
         let db = open_sled(&live, &path, options.lock_timeout, started)?;
-        let snapshots = Snapshots::beside(&path);
+        // The key is found once the log is known to be ours: its id is a
+        // file in the database's directory.
+        let snapshots = Snapshots::beside(&path, Err("not read yet".into()));
         let archive = archive::Archive::new(Some(path.clone()), live != path, options.lock_timeout);
         let witness = Some((witness.0, witness.1, sled_files));
-        let store = SledStore::over(db, path, options, snapshots, archive, Some(lock), witness)?;
+        let keys = options.cache_keys.clone();
+        let mut store = SledStore::over(db, path, options, snapshots, archive, Some(lock), witness)?;
+        let (key, new) = match keys {
+            CacheKeys::Process => (cache_key::process_key(), false),
+            CacheKeys::Dir(dir) => cache_key::database_key(store.path(), &dir)
+                .map_err(|source| StoreError::Io { path: store.path().to_path_buf(), source })?,
+        };
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.snapshots.key = key;
+            // Under a new key no cache written before can be checked again.
+            if new {
+                inner.snapshots.clear()?;
+            }
+        }
         // Only once the log is known to be ours: another program's files keep their modes.
         walk_own(store.path(), true)?;
         Ok(store)
@@ -472,7 +491,7 @@ impl SledStore {
     /// Opens a throwaway log that lives in memory only (tests, whatif).
     pub fn temporary() -> Result<SledStore, StoreError> {
         let db = sled::Config::new().temporary(true).open().map_err(engine)?;
-        let snapshots = Snapshots::Memory(Mutex::default());
+        let snapshots = Snapshots::in_memory(cache_key::process_key());
         let options = OpenOptions { durability: Durability::Batched, ..OpenOptions::default() };
         let archive = archive::Archive::new(None, false, options.lock_timeout);
         SledStore::over(db, PathBuf::from("(temporary)"), options, snapshots, archive, None, None)
@@ -1365,14 +1384,36 @@ impl Inner {
     fn publish_snapshot(&self, staged: StagedSnapshot) -> Result<(), StoreError> {
         // A snapshot file must never outlive the records it reflects: in the
         // batched mode they may not be on disk yet.
-        if self.durability == Durability::Batched && matches!(self.snapshots, Snapshots::Dir(_)) {
+        if self.durability == Durability::Batched && self.snapshots.on_disk() {
             self.flush_db()?;
         }
-        self.snapshots.publish(staged)
+        // Bound to the record it was folded to, which must be in the log.
+        let hash = self.hash_at(staged.seq())?.ok_or_else(|| {
+            StoreError::Task(format!("a snapshot at record {} is past the log's head", staged.seq()))
+        })?;
+        self.snapshots.publish(staged, hash)
     }
 
     fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
-        self.snapshots.load(name, max_seq)
+        self.snapshots.load(name, max_seq, |seq| self.hash_at(seq))
+    }
+
+    fn check_snapshot(
+        &self,
+        name: &str,
+        seq: u64,
+    ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError> {
+        self.snapshots.check(name, seq, |seq| self.hash_at(seq))
+    }
+
+    /// The hash of the record at `seq`, if the log reaches that far. A
+    /// record missing below the head is the log's damage, not a cache's.
+    fn hash_at(&self, seq: u64) -> Result<Option<Hash>, StoreError> {
+        match self.read_log(seq, seq, 1)?.first() {
+            Some(record) => Ok(Some(record.hash)),
+            None if seq <= self.tip()?.seq => Err(corrupt_seq(seq, "missing from the log")),
+            None => Ok(None),
+        }
     }
 
     fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
@@ -1507,6 +1548,19 @@ impl EventStore for SledStore {
     async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.blocking(move |s| s.remove_snapshots(&name, below)).await
+    }
+
+    async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.blocking(|s| s.snapshots.all()).await
+    }
+
+    async fn check_snapshot(
+        &self,
+        name: &str,
+        seq: u64,
+    ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.check_snapshot(&name, seq)).await
     }
 
     fn archived_upto(&self) -> u64 {

@@ -4,42 +4,118 @@
 //! inside sled, each would be a blob that sled rereads when it recovers its
 //! log on open, and a leaf of them a multi-megabyte rewrite. As files, a save
 //! is one write and a rename, and a load one read.
+//!
+//! Every cache goes through one framing here (issue 25, finding 2):
+//! `TAG ++ state ++ hash ++ mac`, where `hash` is the hash of the record at
+//! the cache's seq (binding it to the log: a cache folded from another
+//! history is a miss) and `mac` the HMAC-SHA256, under the database's key
+//! (`cache_key`), of the name, the seq, the state and the hash. Someone who
+//! can write the database's directory but not read the key cannot make a
+//! cache that is used: it fails its MAC, and is a miss.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::cache_key::Key;
+use crate::record::Hash;
 use crate::{Snapshot, StoreError};
 
-/// Where snapshots live.
-pub(crate) enum Snapshots {
+/// What a cache's bytes start with: the framing's version.
+const TAG: [u8; 4] = *b"utc1";
+/// What follows the state: the bound record's hash, then the MAC.
+const TRAILER: usize = 64;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a cache is not used: it is a miss, and `verify` names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheMiss {
+    /// The database has no usable key: no cache can be checked.
+    #[error("cannot be checked: {0}")]
+    NoKey(String),
+    /// The bytes are not a cache this usertrail writes, or fail the MAC.
+    #[error("fails its MAC (changed, or written under another key)")]
+    Forged,
+    /// Authentic, but the log holds another record at its seq (or none).
+    #[error("was folded from another history than this log's")]
+    OtherHistory,
+}
+
+/// Where snapshots live, and the key that authenticates them.
+pub(crate) struct Snapshots {
+    place: Place,
+    pub(crate) key: Key,
+}
+
+enum Place {
     /// In a directory of the database.
     Dir(PathBuf),
     /// In memory, for temporary stores.
     Memory(Mutex<BTreeMap<(String, u64), Vec<u8>>>),
 }
 
+/// The MAC of a cache named `name` at `seq`, fed its tag: the state and
+/// the record's hash follow. The name's length comes first, so that no
+/// other name and state give the same input.
+fn mac_for(key: &[u8; 32], name: &str, seq: u64) -> HmacSha256 {
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    mac.update(&(name.len() as u64).to_le_bytes());
+    mac.update(name.as_bytes());
+    mac.update(&seq.to_le_bytes());
+    mac.update(&TAG);
+    mac
+}
+
 impl Snapshots {
-    /// The snapshots of the database at `db`.
-    pub(crate) fn beside(db: &Path) -> Snapshots {
-        Snapshots::Dir(db.join("snapshots"))
+    /// The snapshots of the database at `db`, under `key`.
+    pub(crate) fn beside(db: &Path, key: Key) -> Snapshots {
+        Snapshots { place: Place::Dir(db.join("snapshots")), key }
     }
 
-    /// Saves a state; a snapshot already at that seq is replaced. (The
-    /// store stages and publishes itself, flushing sled in between.)
+    /// Snapshots in memory, under `key`.
+    pub(crate) fn in_memory(key: Key) -> Snapshots {
+        Snapshots { place: Place::Memory(Mutex::default()), key }
+    }
+
+    /// Whether they are files (which a batched store flushes before publishing).
+    pub(crate) fn on_disk(&self) -> bool {
+        matches!(self.place, Place::Dir(_))
+    }
+
+    /// Saves a state bound to the test log's hash at its seq; a snapshot already at that seq is replaced. (The store stages and
+    /// publishes itself, flushing sled in between.)
     #[cfg(test)]
     pub(crate) fn save(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.publish(self.stage(name, snapshot)?)
+        let hash = tests::bound(snapshot.seq);
+        self.publish(self.stage(name, snapshot)?, hash)
     }
 
     /// Writes a state where no reader looks yet: [`Snapshots::publish`]
-    /// makes it the snapshot of `name` at its seq.
+    /// binds it to its record and makes it the snapshot of `name` at its
+    /// seq. Without a key, nothing is written: a cache nobody could check
+    /// would never be used.
     pub(crate) fn stage(&self, name: &str, snapshot: Snapshot) -> Result<StagedSnapshot, StoreError> {
         let Snapshot { seq, state } = snapshot;
-        let staged = |held| StagedSnapshot { name: name.to_owned(), seq, held };
-        match self {
-            Snapshots::Memory(_) => Ok(staged(Held::Bytes(state))),
-            Snapshots::Dir(root) => {
+        let Ok(key) = &self.key else {
+            return Ok(StagedSnapshot { name: name.to_owned(), seq, held: Held::Published, mac: None });
+        };
+        let mut mac = mac_for(key, name, seq);
+        mac.update(&state);
+        let staged = |held| StagedSnapshot { name: name.to_owned(), seq, held, mac: Some(mac) };
+        match &self.place {
+            Place::Memory(_) => {
+                let mut bytes = Vec::with_capacity(TAG.len() + state.len() + TRAILER);
+                bytes.extend_from_slice(&TAG);
+                bytes.extend_from_slice(&state);
+                Ok(staged(Held::Bytes(bytes)))
+            }
+            Place::Dir(root) => {
                 let dir = root.join(hex(name));
                 let io = |source| StoreError::Io { path: dir.clone(), source };
                 std::fs::create_dir_all(&dir).map_err(io)?;
@@ -49,23 +125,35 @@ impl Snapshots {
                 let aside = dir.join(format!(".{seq}.{}.{n}.tmp", std::process::id()));
                 let staged = staged(Held::File { aside: aside.clone(), path: dir.join(file_name(seq)) });
                 // On failure, dropping `staged` removes what was written.
-                std::fs::write(&aside, &state).map_err(io)?;
+                let mut file = std::fs::File::create(&aside).map_err(io)?;
+                file.write_all(&TAG).and_then(|()| file.write_all(&state)).map_err(io)?;
                 Ok(staged)
             }
         }
     }
 
-    /// Makes a staged state the snapshot of its name at its seq, replacing
-    /// one already there.
-    pub(crate) fn publish(&self, mut staged: StagedSnapshot) -> Result<(), StoreError> {
-        match (self, std::mem::replace(&mut staged.held, Held::Published)) {
-            (Snapshots::Memory(map), Held::Bytes(state)) => {
+    /// Binds a staged state to `hash`, the hash of the record at its seq,
+    /// and makes it the snapshot of its name at its seq, replacing one
+    /// already there.
+    pub(crate) fn publish(&self, mut staged: StagedSnapshot, hash: Hash) -> Result<(), StoreError> {
+        let Some(mut mac) = staged.mac.take() else { return Ok(()) };
+        mac.update(&hash);
+        let mut trailer = hash.to_vec();
+        trailer.extend_from_slice(&mac.finalize().into_bytes());
+        match (&self.place, std::mem::replace(&mut staged.held, Held::Published)) {
+            (Place::Memory(map), Held::Bytes(mut bytes)) => {
+                bytes.extend_from_slice(&trailer);
                 let key = (std::mem::take(&mut staged.name), staged.seq);
-                map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, state);
+                map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, bytes);
                 Ok(())
             }
-            (Snapshots::Dir(_), Held::File { aside, path }) => {
-                std::fs::rename(&aside, &path).map_err(|source| {
+            (Place::Dir(_), Held::File { aside, path }) => {
+                let written = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&aside)
+                    .and_then(|mut file| file.write_all(&trailer))
+                    .and_then(|()| std::fs::rename(&aside, &path));
+                written.map_err(|source| {
                     let _ = std::fs::remove_file(&aside);
                     StoreError::Io { path, source }
                 })
@@ -81,13 +169,13 @@ impl Snapshots {
 
     /// Removes the snapshots of `name` taken before `below`.
     pub(crate) fn remove_before(&self, name: &str, below: u64) -> Result<(), StoreError> {
-        match self {
-            Snapshots::Memory(map) => {
+        match &self.place {
+            Place::Memory(map) => {
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
                 map.retain(|(n, seq), _| n != name || *seq >= below);
                 Ok(())
             }
-            Snapshots::Dir(root) => {
+            Place::Dir(root) => {
                 let dir = root.join(hex(name));
                 for seq in seqs(&dir)?.into_iter().filter(|&seq| seq < below) {
                     let path = dir.join(file_name(seq));
@@ -104,37 +192,124 @@ impl Snapshots {
         }
     }
 
+    /// Removes every snapshot: for a new key, under which none written
+    /// before could be checked again.
+    pub(crate) fn clear(&self) -> Result<(), StoreError> {
+        for (name, _) in self.all()? {
+            self.remove_before(&name, u64::MAX)?;
+        }
+        Ok(())
+    }
+
+    /// Every snapshot, by name and seq.
+    pub(crate) fn all(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        match &self.place {
+            Place::Memory(map) => Ok(map.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()),
+            Place::Dir(root) => {
+                let entries = match std::fs::read_dir(root) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(source) => return Err(StoreError::Io { path: root.clone(), source }),
+                };
+                let mut all = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(|source| StoreError::Io { path: root.clone(), source })?;
+                    // A directory whose name no name maps to is nothing of ours.
+                    let Some(name) = entry.file_name().to_str().and_then(unhex) else { continue };
+                    all.extend(seqs(&entry.path())?.into_iter().map(|seq| (name.clone(), seq)));
+                }
+                all.sort();
+                Ok(all)
+            }
+        }
+    }
+
     /// The seq of the newest snapshot of `name` taken at or before
     /// `max_seq`, without reading it.
     pub(crate) fn newest_seq(&self, name: &str, max_seq: u64) -> Result<Option<u64>, StoreError> {
-        match self {
-            Snapshots::Memory(map) => {
+        match &self.place {
+            Place::Memory(map) => {
                 let map = map.lock().unwrap_or_else(|p| p.into_inner());
                 let range = (name.to_owned(), 0)..=(name.to_owned(), max_seq);
                 Ok(map.range(range).next_back().map(|((_, seq), _)| *seq))
             }
-            Snapshots::Dir(root) => {
+            Place::Dir(root) => {
                 Ok(seqs(&root.join(hex(name)))?.into_iter().filter(|&seq| seq <= max_seq).max())
             }
         }
     }
 
-    /// The newest snapshot of `name` taken at or before `max_seq`.
-    pub(crate) fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
+    /// The newest snapshot of `name` taken at or before `max_seq`, if it is
+    /// authentic and bound to this log (`hash_at` gives the hash of the
+    /// record at a seq); any other is a miss.
+    pub(crate) fn load(
+        &self,
+        name: &str,
+        max_seq: u64,
+        hash_at: impl FnOnce(u64) -> Result<Option<Hash>, StoreError>,
+    ) -> Result<Option<Snapshot>, StoreError> {
         let Some(seq) = self.newest_seq(name, max_seq)? else { return Ok(None) };
-        match self {
-            Snapshots::Memory(map) => {
+        Ok(self.check(name, seq, hash_at)?.and_then(Result::ok))
+    }
+
+    /// The snapshot of `name` at `seq` (`None`: there is none), or why it
+    /// is a miss.
+    pub(crate) fn check(
+        &self,
+        name: &str,
+        seq: u64,
+        hash_at: impl FnOnce(u64) -> Result<Option<Hash>, StoreError>,
+    ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError> {
+        let key = match &self.key {
+            Ok(key) => key,
+            Err(why) => return Ok(Some(Err(CacheMiss::NoKey(why.clone())))),
+        };
+        let Some((tag, mut state)) = self.read(name, seq)? else { return Ok(None) };
+        let Some(at) = state.len().checked_sub(TRAILER).filter(|_| tag == TAG) else {
+            return Ok(Some(Err(CacheMiss::Forged)));
+        };
+        let trailer = state.split_off(at);
+        let (hash, tail) = trailer.split_at(32);
+        let mut mac = mac_for(key, name, seq);
+        mac.update(&state);
+        mac.update(hash);
+        if mac.verify_slice(tail).is_err() {
+            return Ok(Some(Err(CacheMiss::Forged)));
+        }
+        if hash_at(seq)?.is_none_or(|found| found[..] != *hash) {
+            return Ok(Some(Err(CacheMiss::OtherHistory)));
+        }
+        Ok(Some(Ok(Snapshot { seq, state })))
+    }
+
+    /// The tag and the rest of a snapshot's bytes, as stored.
+    fn read(&self, name: &str, seq: u64) -> Result<Option<([u8; 4], Vec<u8>)>, StoreError> {
+        match &self.place {
+            Place::Memory(map) => {
                 let map = map.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(map.get(&(name.to_owned(), seq)).map(|state| Snapshot { seq, state: state.clone() }))
+                Ok(map.get(&(name.to_owned(), seq)).map(|bytes| {
+                    let (tag, rest) = bytes.split_at(TAG.len().min(bytes.len()));
+                    (tag.try_into().unwrap_or_default(), rest.to_vec())
+                }))
             }
-            Snapshots::Dir(root) => {
+            Place::Dir(root) => {
                 let path = root.join(hex(name)).join(file_name(seq));
-                match std::fs::read(&path) {
-                    Ok(state) => Ok(Some(Snapshot { seq, state })),
+                let io = |source| StoreError::Io { path: path.clone(), source };
+                let mut file = match std::fs::File::open(&path) {
+                    Ok(file) => file,
                     // Removed meanwhile: a cache miss, not an error.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(StoreError::Io { path, source }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io(e)),
+                };
+                // Read in two, so that the state need not be moved after its tag.
+                let mut tag = [0; 4];
+                let len = file.metadata().map_err(io)?.len();
+                if file.read_exact(&mut tag).is_err() {
+                    return Ok(Some(([0; 4], Vec::new())));
                 }
+                let mut state = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                file.read_to_end(&mut state).map_err(io)?;
+                Ok(Some((tag, state)))
             }
         }
     }
@@ -142,11 +317,19 @@ impl Snapshots {
 
 /// A state written by [`EventStore::stage_snapshot`](crate::EventStore::stage_snapshot)
 /// where no reader looks yet; dropped unpublished, it is discarded.
-#[derive(Debug)]
 pub struct StagedSnapshot {
     name: String,
     seq: u64,
     held: Held,
+    /// The MAC so far (of the name, the seq and the state); `None`: the
+    /// store has no key, and publishing does nothing.
+    mac: Option<HmacSha256>,
+}
+
+impl std::fmt::Debug for StagedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedSnapshot").field("name", &self.name).field("seq", &self.seq).finish()
+    }
 }
 
 impl StagedSnapshot {
@@ -193,6 +376,12 @@ fn hex(name: &str) -> String {
     name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The name a directory's hex name stands for, if any.
+fn unhex(hex: &str) -> Option<String> {
+    let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok());
+    String::from_utf8(bytes.collect::<Option<_>>()?).ok()
+}
+
 fn file_name(seq: u64) -> String {
     format!("{seq:020}")
 }
@@ -200,14 +389,84 @@ fn file_name(seq: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache_key::process_key;
+
+    /// The hash of record `seq` in the tests' log.
+    pub(super) fn bound(seq: u64) -> Hash {
+        [seq as u8; 32]
+    }
+
+    /// The tests' log, which holds records up to 100.
+    fn log(seq: u64) -> Result<Option<Hash>, StoreError> {
+        Ok((seq <= 100).then(|| bound(seq)))
+    }
+
+    fn miss(snapshots: &Snapshots, name: &str, seq: u64) -> Option<CacheMiss> {
+        snapshots.check(name, seq, log).unwrap().and_then(Result::err)
+    }
+
+    #[test]
+    fn a_cache_with_a_byte_changed_or_of_another_history_or_without_a_key_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::beside(dir.path(), process_key());
+        let name = "aggregate/tenant";
+        snapshots.save(name, Snapshot { seq: 7, state: vec![1, 2, 3] }).unwrap();
+        assert_eq!(miss(&snapshots, name, 7), None);
+        let path = dir.path().join("snapshots").join(hex(name)).join(file_name(7));
+        let bytes = std::fs::read(&path).unwrap();
+        for at in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            std::fs::write(&path, &changed).unwrap();
+            assert_eq!(miss(&snapshots, name, 7), Some(CacheMiss::Forged), "byte {at}");
+            assert_eq!(snapshots.load(name, u64::MAX, log).unwrap(), None);
+        }
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert_eq!(miss(&snapshots, name, 7), Some(CacheMiss::Forged), "cut short");
+        std::fs::write(&path, &bytes).unwrap();
+        // Under another name, or at another seq: the MAC covers both.
+        let other = dir.path().join("snapshots").join(hex("aggregate-head/tenant"));
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join(file_name(7)), &bytes).unwrap();
+        assert_eq!(miss(&snapshots, "aggregate-head/tenant", 7), Some(CacheMiss::Forged));
+        std::fs::rename(&path, path.with_file_name(file_name(8))).unwrap();
+        assert_eq!(miss(&snapshots, name, 8), Some(CacheMiss::Forged));
+        // Authentic, but the log holds another record there.
+        let another = |_| Ok(Some([0xee; 32]));
+        snapshots.save(name, Snapshot { seq: 9, state: vec![9] }).unwrap();
+        let found = snapshots.check(name, 9, another).unwrap().and_then(Result::err);
+        assert_eq!(found, Some(CacheMiss::OtherHistory));
+        assert_eq!(snapshots.load(name, 9, another).unwrap(), None);
+        snapshots.save(name, Snapshot { seq: 101, state: vec![9] }).unwrap();
+        assert_eq!(miss(&snapshots, name, 101), Some(CacheMiss::OtherHistory), "a record the log lacks");
+        // Under another key (a copy from another database): a miss.
+        let theirs = Snapshots::beside(dir.path(), Ok([7; 32]));
+        assert_eq!(miss(&theirs, name, 9), Some(CacheMiss::Forged));
+        // Without a key, nothing is written and nothing is used.
+        let keyless = Snapshots::beside(dir.path(), Err("lost".into()));
+        assert_eq!(miss(&keyless, name, 9), Some(CacheMiss::NoKey("lost".into())));
+        keyless.save(name, Snapshot { seq: 50, state: vec![5] }).unwrap();
+        assert_eq!(snapshots.newest_seq(name, u64::MAX).unwrap(), Some(101), "nothing written at 50");
+        assert_eq!(
+            snapshots.all().unwrap(),
+            [
+                ("aggregate-head/tenant".to_owned(), 7),
+                (name.to_owned(), 8),
+                (name.to_owned(), 9),
+                (name.to_owned(), 101)
+            ]
+        );
+        snapshots.clear().unwrap();
+        assert_eq!(snapshots.all().unwrap(), []);
+    }
 
     fn check(snapshots: &Snapshots) {
-        assert_eq!(snapshots.load("aggregate/tenant", 100).unwrap(), None);
+        assert_eq!(snapshots.load("aggregate/tenant", 100, log).unwrap(), None);
         for seq in [10, 30, 20] {
             snapshots.save("aggregate/tenant", Snapshot { seq, state: vec![seq as u8] }).unwrap();
         }
         snapshots.save("aggregate/env/x", Snapshot { seq: 25, state: vec![1] }).unwrap();
-        let at = |max| snapshots.load("aggregate/tenant", max).unwrap().map(|s| (s.seq, s.state));
+        let at = |max| snapshots.load("aggregate/tenant", max, log).unwrap().map(|s| (s.seq, s.state));
         assert_eq!(at(9), None);
         assert_eq!(at(25), Some((20, vec![20])));
         assert_eq!(at(u64::MAX), Some((30, vec![30])));
@@ -217,7 +476,7 @@ mod tests {
         assert_eq!(at(25), None, "the older ones are gone");
         assert_eq!(at(u64::MAX), Some((30, vec![30])), "the one at the bound stays");
         assert_eq!(
-            snapshots.load("aggregate/env/x", u64::MAX).unwrap().map(|s| s.seq),
+            snapshots.load("aggregate/env/x", u64::MAX, log).unwrap().map(|s| s.seq),
             Some(25),
             "other names keep theirs"
         );
@@ -233,30 +492,31 @@ mod tests {
         drop(staged);
         assert_eq!(snapshots.newest_seq(name, u64::MAX).unwrap(), Some(5), "dropped is discarded");
         let staged = snapshots.stage(name, Snapshot { seq: 9, state: vec![9, 9] }).unwrap();
-        snapshots.publish(staged).unwrap();
-        let published = snapshots.load(name, u64::MAX).unwrap().map(|s| (s.seq, s.state));
+        snapshots.publish(staged, bound(9)).unwrap();
+        let published = snapshots.load(name, u64::MAX, log).unwrap().map(|s| (s.seq, s.state));
         assert_eq!(published, Some((9, vec![9, 9])));
     }
 
     #[test]
     fn a_snapshot_staged_by_another_kind_of_store_is_refused_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (disk, memory) = (Snapshots::beside(dir.path()), Snapshots::Memory(Mutex::default()));
+        let (disk, memory) =
+            (Snapshots::beside(dir.path(), process_key()), Snapshots::in_memory(process_key()));
         let staged = disk.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3] }).unwrap();
-        assert!(memory.publish(staged).is_err());
+        assert!(memory.publish(staged, bound(3)).is_err());
         assert_eq!(memory.newest_seq("aggregate/tenant", u64::MAX).unwrap(), None);
         let files = std::fs::read_dir(dir.path().join("snapshots").join(hex("aggregate/tenant"))).unwrap();
         assert_eq!(files.count(), 0, "the refused file is removed");
         let staged = memory.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3] }).unwrap();
-        assert!(disk.publish(staged).is_err());
+        assert!(disk.publish(staged, bound(3)).is_err());
         assert_eq!(disk.newest_seq("aggregate/tenant", u64::MAX).unwrap(), None);
     }
 
     #[test]
     fn a_staged_snapshot_is_seen_once_published_and_leaves_nothing_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        staging(&Snapshots::beside(dir.path()));
-        staging(&Snapshots::Memory(Mutex::default()));
+        staging(&Snapshots::beside(dir.path(), process_key()));
+        staging(&Snapshots::in_memory(process_key()));
         let files = std::fs::read_dir(dir.path().join("snapshots").join(hex("aggregate/tenant")))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -267,7 +527,7 @@ mod tests {
     #[test]
     fn the_newest_at_or_before_a_seq_is_found_on_disk_and_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        check(&Snapshots::beside(dir.path()));
-        check(&Snapshots::Memory(Mutex::default()));
+        check(&Snapshots::beside(dir.path(), process_key()));
+        check(&Snapshots::in_memory(process_key()));
     }
 }

@@ -50,12 +50,27 @@ fn chunk_key(first: u64) -> Vec<u8> {
 /// Removes records `from..` as sled's recovery does when it takes a
 /// damaged message for the end of its log: the rest opens as if it were all.
 fn lose_tail(dir: &tempfile::TempDir, from: u64, to: u64) {
-    let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+    let db = raw_sled(dir);
     let events = db.open_tree("events").unwrap();
     for seq in from..=to {
         events.remove(chunk_key(seq)).unwrap();
     }
     db.flush().unwrap();
+}
+
+/// The log's sled database, opened behind the store's back. sled's file
+/// lock may outlive a closed handle of this process for a moment.
+fn raw_sled(dir: &tempfile::TempDir) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(dir.path().join("db")).open() {
+            Ok(db) => return db,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("sled did not open: {e}"),
+        }
+    }
 }
 
 fn refused(store: &SledStore, n: u64) -> String {
@@ -218,7 +233,7 @@ fn a_log_from_before_the_witness_gets_one_at_its_first_open() {
     std::fs::remove_file(&witness).unwrap();
     {
         // The format mark of the last format without a witness.
-        let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+        let db = raw_sled(&dir);
         let mut mark = b"usertrail-log".to_vec();
         mark.extend_from_slice(&4u32.to_be_bytes());
         db.open_tree("events").unwrap().insert("mformat", mark).unwrap();

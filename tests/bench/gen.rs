@@ -119,6 +119,13 @@ pub fn upn_of(i: usize) -> String {
     format!("u{i}.{}@{DOMAIN}", LAST[i % LAST.len()].to_lowercase())
 }
 
+/// Where the bench keeps its databases' cache keys: one place for the
+/// generator and every child command, which are separate processes (a
+/// process's own key would make every cache of the one before a miss).
+pub fn cache_keys() -> store::CacheKeys {
+    store::CacheKeys::Dir(std::env::temp_dir().join("usertrail-bench-keys"))
+}
+
 /// Opens (or creates) a log in the batched mode, as an import would.
 pub fn open_batched(path: &Path) -> SledStore {
     SledStore::open(
@@ -126,6 +133,7 @@ pub fn open_batched(path: &Path) -> SledStore {
         OpenOptions {
             lock_timeout: Duration::from_secs(10),
             durability: Durability::Batched,
+            cache_keys: cache_keys(),
             ..OpenOptions::default()
         },
     )

@@ -256,7 +256,12 @@ fn dir_size(path: &Path) -> u64 {
 fn open(path: &Path, durability: Durability) -> SledStore {
     SledStore::open(
         path,
-        OpenOptions { lock_timeout: Duration::from_secs(10), durability, ..OpenOptions::default() },
+        OpenOptions {
+            lock_timeout: Duration::from_secs(10),
+            durability,
+            cache_keys: gen::cache_keys(),
+            ..OpenOptions::default()
+        },
     )
     .unwrap()
 }
@@ -591,7 +596,8 @@ fn run_cli(args: &[String]) -> f64 {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let t = Instant::now();
-    let code = cli::run(args.iter().cloned(), &mut out, &mut err);
+    let options = cli::RunOptions { cache_keys: gen::cache_keys(), ..cli::RunOptions::default() };
+    let code = cli::run_with(args.iter().cloned(), &mut out, &mut err, options);
     let took = secs(t.elapsed());
     assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
     took

@@ -6,7 +6,7 @@ use domain::envcmd::EnvCommand;
 use domain::events::{AccessMode, Level, Operation, ProfileField};
 use domain::tenant::TenantCommand;
 use domain::Upn;
-use store::{OpenOptions, SledStore};
+use store::SledStore;
 use tests::Sandbox;
 
 /// Contoso with environment Sales, `seated` users already non-interactive
@@ -47,7 +47,7 @@ fn a3_tasks_racing_for_the_7th_8th_and_9th_seat_leave_at_most_seven() {
 }
 
 async fn race_for_the_last_seat(sb: &Sandbox) {
-    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
     let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
     let shell = Arc::new(Shell::new(store, Some(now)));
@@ -95,7 +95,7 @@ fn racing_syncs_and_commands_lose_nothing() {
 }
 
 async fn race_syncs_and_commands(sb: &Sandbox) {
-    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
     let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
     let shell = Arc::new(Shell::new(store, Some(now)));
@@ -121,7 +121,7 @@ fn racing_writers_on_the_wall_clock_all_land() {
     // "time went backwards" (exit 2) instead of deciding again.
     let sb = sales_with(0, 8);
     let failures = runtime().block_on(async {
-        let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+        let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
         let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
         let shell = Arc::new(Shell::new(store, None));
         let tasks: Vec<_> = (0..8)
@@ -150,7 +150,7 @@ fn admin(upn: &str) -> Upn {
 }
 
 fn shell_an_hour_on(sb: &Sandbox) -> Arc<Shell> {
-    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
     Arc::new(Shell::new(store, Some(now)))
 }

@@ -87,7 +87,7 @@ fn l3_verify_exits_3_naming_a_tampered_record() {
     sb.ok(&format!("user create --upn {ALICE} --first Alice --last Smith --city Lyon"));
     assert!(sb.ok("verify").contains("intact"));
     {
-        let store = store::SledStore::open(sb.db(), store::OpenOptions::default()).unwrap();
+        let store = store::SledStore::open(sb.db(), sb.open_options()).unwrap();
         let mut bytes = store.raw_record(4).unwrap().unwrap();
         let at = bytes.windows(4).position(|w| w == b"Lyon").expect("the city is in record 4");
         bytes[at..at + 4].copy_from_slice(b"Nice");

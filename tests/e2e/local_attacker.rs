@@ -2,7 +2,7 @@
 //! `--as` or `--now`. Each test reproduces an attack and checks it does no harm.
 
 use serde_json::{json, Value};
-use store::{Append, ExpectedVersion, Metadata, NewEvent, OpenOptions, SledStore};
+use store::{Append, ExpectedVersion, Metadata, NewEvent, SledStore};
 use tests::{Sandbox, SANDBOX_ACCOUNT, SANDBOX_HOST};
 
 const MALLORY: &str = "mallory@contoso.onmicrosoft.com";
@@ -76,13 +76,13 @@ fn records_from_before_read_verify_and_say_they_recorded_no_machine() {
     let mut original = Sandbox::contoso();
     original.ok(&format!("user create --upn {ALICE} --first Alice --last A"));
     let old = Sandbox::new();
-    let records = SledStore::open(original.db(), OpenOptions::default())
+    let records = SledStore::open(original.db(), original.open_options())
         .unwrap()
         .read_log_blocking(1, u64::MAX, usize::MAX)
         .unwrap();
     {
         // Written again without an origin, as an older usertrail wrote them.
-        let store = SledStore::open(old.db(), OpenOptions::default()).unwrap();
+        let store = SledStore::open(old.db(), old.open_options()).unwrap();
         let appends: Vec<Append> = records
             .iter()
             .map(|r| Append {
@@ -208,4 +208,236 @@ fn r7_a_group_team_whose_managers_hold_its_roles_is_no_finding() {
     sb.ok(&format!("group add-member --group Admins-SG --upn {ALICE}"));
     sb.ok("sync");
     assert_eq!(r7(&sb.json("review --env Sales")), Vec::<Value>::new());
+}
+
+/// Finding 2's Contoso: Mallory a Password Administrator (`role`), and
+/// enough records after her that a `user list` leaves the directory's head
+/// snapshot; returns its file.
+fn mallory_with_a_head_snapshot(sb: &mut Sandbox, role: &str) -> std::path::PathBuf {
+    sb.ok(&format!("user create --upn {MALLORY} --first Mallory --last M"));
+    sb.ok(&format!("user admin-role add --upn {MALLORY} --role {role}"));
+    for i in 0..20 {
+        sb.ok(&format!("user create --upn u{i}@contoso.onmicrosoft.com --first U --last N{i}"));
+    }
+    sb.ok("user list");
+    let dir = sb.db().join("snapshots").join(hex("aggregate-head/tenant"));
+    let newest = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).max();
+    newest.expect("a head snapshot of the directory")
+}
+
+fn hex(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cache file's parts: its tag, its state, and its trailer (the bound
+/// record's hash and the MAC; `store::snapshots`).
+fn parts(bytes: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let (tag, rest) = bytes.split_at(4);
+    let (state, trailer) = rest.split_at(rest.len() - 64);
+    (tag, state, trailer)
+}
+
+fn roles_of(sb: &mut Sandbox, upn: &str) -> Value {
+    let list = sb.json("user list");
+    let user = list.as_array().unwrap().iter().find(|u| u["userPrincipalName"] == upn).unwrap().clone();
+    user["adminRoles"].clone()
+}
+
+/// Finding 2: a head snapshot edited to make a Password Administrator
+/// Global (the CRC recomputed) made `user list` show her Global, let her
+/// grant Global, and `verify` passed. Now the cache carries a MAC under a
+/// key outside the database: the same forged state (taken from a database
+/// where she is Global, every other byte alike) fails it and is a miss.
+#[test]
+fn a_head_snapshot_forged_to_make_a_password_admin_global_is_a_miss_and_verify_names_it() {
+    let mut sb = Sandbox::contoso();
+    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let mut global = Sandbox::contoso();
+    let theirs = mallory_with_a_head_snapshot(&mut global, "global");
+    assert_eq!(file.file_name(), theirs.file_name(), "both at the same record");
+    let (ours, forged) = (std::fs::read(&file).unwrap(), std::fs::read(&theirs).unwrap());
+    let (tag, state, trailer) = parts(&ours);
+    let differing = state.iter().zip(parts(&forged).1).filter(|(a, b)| a != b).count();
+    assert!(differing > 0 && differing < 4, "a forgery of a byte or so: {differing}");
+    // The attacker keeps the binding (the record's hash), and cannot make the MAC.
+    std::fs::write(&file, [tag, parts(&forged).1, trailer].concat()).unwrap();
+
+    // Verify first: a command's fold, finding it a miss, writes the true
+    // cache over it.
+    let seq = file.file_name().unwrap().to_str().unwrap().parse::<u64>().unwrap();
+    let (stdout, stderr) = verify_fails(&mut sb);
+    let line = format!("cache aggregate-head/tenant at record {seq} fails its MAC");
+    assert!(stdout.contains(&line), "{stdout}");
+    assert!(stderr.contains("caches that are not the log's") && stderr.contains("the log itself is intact"));
+    assert!(file.exists(), "a cache that is a miss anyway stays, as evidence");
+    assert_eq!(roles_of(&mut sb, MALLORY), json!(["password-admin"]), "the log's truth, not the cache's");
+    let before = sb.records();
+    let refused = sb.fails(&format!("--as {MALLORY} user admin-role add --upn {MALLORY} --role global"), 1);
+    assert!(refused.contains("rejected"), "{refused}");
+    assert_eq!(sb.records(), before + 1, "only the refusal's audit record");
+    assert_eq!(sb.run("verify").code, 0, "the fold wrote the true cache over the forged one");
+}
+
+/// `verify`, which exits 3: its stdout and stderr.
+fn verify_fails(sb: &mut Sandbox) -> (String, String) {
+    let run = sb.run("verify");
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    (run.stdout, run.stderr)
+}
+
+/// Finding 2, the key leaked: a forgery with a good MAC is used by commands
+/// until `verify`, which re-folds the log, names it and removes it.
+#[test]
+fn a_forged_cache_with_a_good_mac_is_named_by_verify_and_removed() {
+    let mut sb = Sandbox::contoso();
+    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let mut global = Sandbox::contoso();
+    let theirs = mallory_with_a_head_snapshot(&mut global, "global");
+    let ours = std::fs::read(&file).unwrap();
+    let (tag, _, trailer) = parts(&ours);
+    let forged = std::fs::read(&theirs).unwrap();
+    let state = parts(&forged).1;
+    let key_file = std::fs::read_dir(sb.key_dir()).unwrap().next().unwrap().unwrap().path();
+    let key = std::fs::read(key_file).unwrap();
+    let seq = file.file_name().unwrap().to_str().unwrap().parse::<u64>().unwrap();
+    let name = "aggregate-head/tenant";
+    let mac = mac(
+        &key,
+        &[
+            &(name.len() as u64).to_le_bytes(),
+            name.as_bytes(),
+            &seq.to_le_bytes(),
+            tag,
+            state,
+            &trailer[..32],
+        ],
+    );
+    std::fs::write(&file, [tag, state, &trailer[..32], &mac].concat()).unwrap();
+    assert_eq!(roles_of(&mut sb, MALLORY), json!(["global"]), "with the key, a forgery is used");
+    let (stdout, _) = verify_fails(&mut sb);
+    assert!(stdout.contains(&format!("cache {name} at record {seq} differs from the log")), "{stdout}");
+    assert!(!file.exists(), "verify removed the cache the store vouched for");
+    assert_eq!(roles_of(&mut sb, MALLORY), json!(["password-admin"]));
+    assert_eq!(sb.run("verify").code, 0, "nothing left to name");
+}
+
+/// HMAC-SHA256 of the parts, as the test computes it on its own.
+fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Finding 2: a cache copied whole from another database (its own key,
+/// another history) is a miss, and `verify` names it.
+#[test]
+fn a_snapshot_copied_from_another_database_is_a_miss() {
+    let mut sb = Sandbox::contoso();
+    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let mut global = Sandbox::contoso();
+    let theirs = mallory_with_a_head_snapshot(&mut global, "global");
+    std::fs::copy(&theirs, &file).unwrap();
+    let (stdout, _) = verify_fails(&mut sb);
+    assert!(stdout.contains("cache aggregate-head/tenant at record"), "{stdout}");
+    assert!(stdout.contains("fails its MAC"), "another database, another key: {stdout}");
+    assert_eq!(roles_of(&mut sb, MALLORY), json!(["password-admin"]));
+}
+
+/// Finding 2: a database copied whole (its id, and its key with it) whose
+/// history then went another way: a cache of one copied into the other
+/// passes the MAC, and the binding to the record's hash makes it a miss.
+#[test]
+fn a_snapshot_from_a_copy_with_another_history_since_is_a_miss() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("user create --upn carol@contoso.onmicrosoft.com --first Carol --last C");
+    let mut twin = Sandbox::new();
+    copy_dir(&sb.db(), &twin.db());
+    copy_dir(&sb.key_dir(), &twin.key_dir());
+    twin.advance_days(1);
+    sb.advance_days(1);
+    let theirs = mallory_with_a_head_snapshot(&mut sb, "global");
+    let file = mallory_with_a_head_snapshot(&mut twin, "password-admin");
+    assert_eq!(file.file_name(), theirs.file_name(), "both at the same record");
+    std::fs::copy(&theirs, &file).unwrap();
+    let (stdout, _) = verify_fails(&mut twin);
+    assert!(stdout.contains("was folded from another history than this log's"), "{stdout}");
+    assert_eq!(roles_of(&mut twin, MALLORY), json!(["password-admin"]));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Finding 2: a sync mark (no checksum then) raised to the directory's
+/// version made `sync` answer "up to date" and left a removed group member
+/// enabled (S4). The mark is now a cache like the others: raised, it fails
+/// its MAC, and the pass looks at everyone.
+#[test]
+fn a_raised_sync_mark_is_a_miss_and_sync_still_disables_the_removed_member() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 20");
+    sb.ok(&format!("user create --upn {ALICE} --first Alice --last A --license DYN365_SALES"));
+    sb.ok("group create --name Sales-SG");
+    sb.ok(&format!("group add-member --group Sales-SG --upn {ALICE}"));
+    sb.ok("env create --name Sales --type production --security-group Sales-SG");
+    sb.ok("sync");
+    let enabled = |sb: &mut Sandbox| {
+        let table = sb.json("systemusers --env Sales");
+        let alice = table.as_array().unwrap().iter().find(|r| r["domainname"] == ALICE).unwrap().clone();
+        alice["isdisabled"] == false
+    };
+    assert!(enabled(&mut sb));
+    sb.ok(&format!("group remove-member --group Sales-SG --upn {ALICE}"));
+    let marks = std::fs::read_dir(sb.db().join("snapshots")).unwrap().map(|e| e.unwrap().path());
+    let marks: Vec<_> =
+        marks.filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&hex("sync/"))).collect();
+    assert_eq!(marks.len(), 1, "one environment, one mark");
+    let file = std::fs::read_dir(&marks[0]).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    // The tenant version it brought in line, raised by the one removal.
+    let tenant = u64::from_be_bytes(bytes[4..12].try_into().unwrap());
+    bytes[4..12].copy_from_slice(&(tenant + 1).to_be_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let passes = sb.json("sync");
+    assert_eq!(passes[0]["changed"], json!([ALICE]), "{passes}");
+    assert!(!enabled(&mut sb), "S4: disabled once out of the group");
+}
+
+/// Finding 2: a missing key (another machine, a config directory lost)
+/// makes every cache a miss, and commands answer as before; a new key is
+/// made, and the caches it cannot check are gone.
+#[test]
+fn without_its_key_file_every_cache_is_a_miss_and_commands_are_still_right() {
+    let mut sb = Sandbox::contoso();
+    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let keys: Vec<_> = std::fs::read_dir(sb.key_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(keys.len(), 1, "one database, one key");
+    let old = std::fs::read(&keys[0]).unwrap();
+    std::fs::remove_file(&keys[0]).unwrap();
+    assert_eq!(roles_of(&mut sb, MALLORY), json!(["password-admin"]));
+    assert!(!file.exists(), "a cache no key can check is removed");
+    let new = std::fs::read(&keys[0]).unwrap();
+    assert!(new.len() == 32 && new != old, "a new key, for new caches");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&sb.key_dir()), mode(&keys[0])), (0o700, 0o600));
+    }
+    let before = sb.records();
+    sb.fails(&format!("--as {MALLORY} user admin-role add --upn {MALLORY} --role global"), 1);
+    assert_eq!(sb.records(), before + 1);
+    assert_eq!(sb.run("verify").code, 0);
 }

@@ -38,11 +38,11 @@ mod views;
 mod whatif;
 
 use domain::Event;
-use store::{OpenOptions, Record, SledStore};
+use store::{Record, SledStore};
 
 /// Every record of the sandbox's log, decoded.
 pub fn log(sb: &tests::Sandbox) -> Vec<(Record, Event)> {
-    let store = SledStore::open(sb.db(), OpenOptions::default()).expect("the database opens");
+    let store = SledStore::open(sb.db(), sb.open_options()).expect("the database opens");
     let records = store.read_log_blocking(1, u64::MAX, usize::MAX).expect("the log reads");
     records
         .into_iter()

@@ -719,7 +719,7 @@ proptest! {
         let head = sb.records();
         let mut points: Vec<u64> = cuts.iter().map(|c| 1 + c % head).collect();
         points.push(head);
-        let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+        let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
         let log = store.read_log_blocking(1, u64::MAX, usize::MAX).unwrap();
         drop(store);
         for (i, n) in points.into_iter().enumerate() {
@@ -767,7 +767,7 @@ fn l4_time_travel_across_snapshots_equals_the_rebuilt_log() {
     }
     sb.ok("sync");
     let head = sb.records();
-    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let log = store.read_log_blocking(1, u64::MAX, usize::MAX).unwrap();
     let env_stream = log.iter().find(|r| r.stream.starts_with("env/")).unwrap().stream.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -1095,7 +1095,7 @@ fn tampered_checks(
     changed: bool,
 ) -> Result<(), TestCaseError> {
     {
-        let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+        let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
         let report = runtime.block_on(store.verify());
         if changed {
             let report = report.expect("verify walks a tampered log");
@@ -1179,16 +1179,16 @@ proptest! {
             // The witness too: verify keeps its finding there until the log is restored.
             let witness = std::fs::read(sb.db().join("witness")).unwrap();
             let original = {
-                let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+                let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
                 let original = store.raw_record(seq).unwrap().expect("the record");
                 store.raw_set_record(seq, Some(&tampered(&original, &how))).unwrap();
                 original
             };
             // The checks, then the record put back whatever they found.
             let outcome = tampered_checks(sb, &runtime, seq, head, tampered(&original, &how) != original);
-            SledStore::open(sb.db(), OpenOptions::default()).unwrap().raw_set_record(seq, Some(&original)).unwrap();
+            SledStore::open(sb.db(), sb.open_options()).unwrap().raw_set_record(seq, Some(&original)).unwrap();
             std::fs::write(sb.db().join("witness"), &witness).unwrap();
-            let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+            let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
             let report = runtime.block_on(store.verify()).unwrap();
             outcome?;
             prop_assert_eq!(report.problem, None, "the record is back");

@@ -1,6 +1,6 @@
 use projections::fold::{load, Snapshots};
 use serde_json::Value;
-use store::{OpenOptions, SledStore};
+use store::SledStore;
 use tests::Sandbox;
 
 const ALICE: &str = "alice@contoso.onmicrosoft.com";
@@ -95,7 +95,7 @@ fn a_rebuild_from_zero_equals_the_checkpointed_states() {
         }
     }
     let head = sb.records();
-    let store = SledStore::open(sb.db(), OpenOptions::default()).unwrap();
+    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let env_stream = {
         let (tenant, _): (domain::tenant::Tenant, u64) =

@@ -1,0 +1,176 @@
+//! The key that authenticates a database's caches (snapshots, sync marks;
+//! issue 25, finding 2). It is kept outside the database's directory, so that
+//! whoever can write there cannot forge a cache: a forged one fails its MAC
+//! and is a miss.
+//!
+//! A key is named by the database's id, a random id kept in the database
+//! (`cache-id`), rather than by its path: a copy (whatif's scratch database,
+//! a moved directory) keeps a key and its caches, and a path reused by
+//! another database never finds the old one's key. Someone who rewrites the
+//! id only makes every cache a miss (the caches, and the binding to the
+//! log's hashes, are still checked under whatever key the id names).
+
+use std::path::{Path, PathBuf};
+
+/// Where a store finds the key that authenticates its caches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CacheKeys {
+    /// One random key for the process: caches outlive no process (temporary
+    /// stores, tests, other programs using the library).
+    #[default]
+    Process,
+    /// The database's key in this directory, outside the database (the CLI:
+    /// `USERTRAIL_KEY_DIR`, else the user's config directory).
+    Dir(PathBuf),
+}
+
+/// A key, or why there is none (every cache is then a miss, and none is written).
+pub(crate) type Key = Result<[u8; 32], String>;
+
+/// The file, in a database's directory, that holds its id.
+pub const ID_FILE: &str = "cache-id";
+
+/// The process's own key.
+pub(crate) fn process_key() -> Key {
+    static KEY: std::sync::OnceLock<Key> = std::sync::OnceLock::new();
+    KEY.get_or_init(random).clone()
+}
+
+fn random() -> Key {
+    let mut key = [0; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("the OS's random numbers failed: {e}"))?;
+    Ok(key)
+}
+
+/// The key of the database at `db`, kept in `dir`, and whether it was made
+/// now (a new key means no cache written before can be checked again). An
+/// error is the database's directory failing; a key that cannot be read or
+/// made is a `Key` error.
+pub(crate) fn database_key(db: &Path, dir: &Path) -> std::io::Result<(Key, bool)> {
+    let id = database_id(db)?;
+    let path = dir.join(&id);
+    match read_key(&path) {
+        Ok(key) => return Ok((Ok(key), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Ok((Err(format!("the cache key {} cannot be used: {e}", path.display())), false)),
+    }
+    match make_key(dir, &id) {
+        Ok(key) => Ok((Ok(key), true)),
+        Err(e) => Ok((Err(format!("no cache key could be made in {}: {e}", dir.display())), false)),
+    }
+}
+
+/// A key file: 32 bytes that only its owner may read (one others can read
+/// authenticates nothing).
+fn read_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    let bytes = std::fs::read(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::other(format!("its mode is {:o}, not 600", mode & 0o777)));
+        }
+    }
+    bytes.try_into().map_err(|_| std::io::Error::other("it does not hold 32 bytes"))
+}
+
+/// Makes the key `id` in `dir` (0700), as a complete 0600 file: written
+/// aside, then linked into place, so two processes making it at once agree
+/// on the one that got there first.
+fn make_key(dir: &Path, id: &str) -> std::io::Result<[u8; 32]> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    let key = random().map_err(std::io::Error::other)?;
+    let aside = dir.join(format!(".{id}.{}.tmp", std::process::id()));
+    write_private(&aside, &key)?;
+    let linked = std::fs::hard_link(&aside, dir.join(id));
+    let _ = std::fs::remove_file(&aside);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(&dir.join(id)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a new file readable by its owner only, whatever the umask.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The database's id (32 hex digits), made if it has none or holds
+/// something else: its caches then become misses, which is all a lost id costs.
+fn database_id(db: &Path) -> std::io::Result<String> {
+    let path = db.join(ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => {
+            return Ok(id)
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::InvalidData => {
+        }
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let aside = db.join(format!(".{ID_FILE}.tmp"));
+    write_private(&aside, id.as_bytes())?;
+    std::fs::rename(&aside, &path)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_made_once_private_and_found_again_by_the_database_id() {
+        let (db, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dir = keys.path().join("usertrail").join("keys");
+        let (first, new) = database_key(db.path(), &dir).unwrap();
+        assert!(new && first.is_ok());
+        let (again, new) = database_key(db.path(), &dir).unwrap();
+        assert!(!new);
+        assert_eq!(again, first, "the same database finds its key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            let id = std::fs::read_to_string(db.path().join(ID_FILE)).unwrap();
+            assert_eq!((mode(&dir), mode(&dir.join(&id))), (0o700, 0o600));
+            // A key others can read authenticates nothing.
+            std::fs::set_permissions(dir.join(&id), std::fs::Permissions::from_mode(0o644)).unwrap();
+            let (loose, new) = database_key(db.path(), &dir).unwrap();
+            assert!(!new && loose.unwrap_err().contains("not 600"));
+        }
+        let other = tempfile::tempdir().unwrap();
+        let (theirs, _) = database_key(other.path(), &dir).unwrap();
+        assert_ne!(theirs.unwrap(), first.unwrap(), "another database, another key");
+    }
+
+    #[test]
+    fn a_damaged_id_is_replaced_and_its_database_gets_a_new_key() {
+        let (db, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (first, _) = database_key(db.path(), keys.path()).unwrap();
+        std::fs::write(db.path().join(ID_FILE), "../../etc/passwd").unwrap();
+        let (second, new) = database_key(db.path(), keys.path()).unwrap();
+        assert!(new);
+        assert_ne!(second.unwrap(), first.unwrap());
+        assert_eq!(
+            std::fs::read_dir(keys.path()).unwrap().count(),
+            2,
+            "nothing written outside the key directory"
+        );
+    }
+}
