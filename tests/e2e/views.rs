@@ -1,3 +1,5 @@
+//! The views as of any point (L4), rebuilt from zero, and the audit history (L1, L2).
+
 use projections::fold::{load, Snapshots};
 use serde_json::Value;
 use store::{OpenOptions, SledStore};
