@@ -392,8 +392,8 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) {
 /// Root ignores file permissions, so when the test runs as root it gives the
 /// database to an unprivileged user (uid 65534) and runs the binary as that
 /// user: the permissions then bind exactly as for an owner running usertrail
-/// on its own read-only database. If this system cannot switch users, that
-/// one assertion is skipped (and says so); the rest is still checked.
+/// on its own read-only database. If this system cannot switch users, the
+/// test fails: it never passes without having run the refused write.
 #[test]
 fn a_read_only_database_exits_3_with_one_line_and_is_intact_once_writable() {
     use std::os::unix::fs::PermissionsExt;
@@ -457,9 +457,11 @@ fn a_read_only_database_exits_3_with_one_line_and_is_intact_once_writable() {
             assert!(stderr.to_lowercase().contains("permission denied"), "it says why: {stderr}");
             assert!(out.stdout.is_empty(), "no success line");
         }
-        Err(e) if root => println!(
-            "SKIPPED the read-only assertion: running as root, and the binary cannot be run as uid \
-             {unprivileged} here ({e}), so file permissions would not bind"
+        // Never skipped: where root cannot run a process as another user,
+        // the read-only refusal is unproven, and that is a failure to see.
+        Err(e) if root => panic!(
+            "running as root, the binary cannot be run as uid {unprivileged} here ({e}): \
+             file permissions would not bind, so the read-only refusal is not shown"
         ),
         Err(e) => panic!("the binary runs: {e}"),
     }
