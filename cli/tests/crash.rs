@@ -166,9 +166,11 @@ fn printed_reports(stdout: &[u8]) -> Vec<Value> {
 /// group: the shell and the usertrail process it runs) at random moments.
 #[test]
 fn sigkill_at_random_moments_loses_no_printed_command_and_leaves_no_half_command() {
-    const MIN_KILLS: usize = 50;
-    const WANTED_KILLS: usize = 60;
-    const TIME_BOUND: Duration = Duration::from_secs(40);
+    // Counted, not timed: a slow or loaded machine takes longer and still
+    // makes every kill (issue 34: a 40 s ceiling could be missed).
+    const KILLS: usize = 60;
+    // Only against a hang: about 15 s on two cores.
+    const HANG_GUARD: Duration = Duration::from_secs(600);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     init(&db);
@@ -177,7 +179,8 @@ fn sigkill_at_random_moments_loses_no_printed_command_and_leaves_no_half_command
     let first_day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
     let mut previous: Vec<Record> = read_log(&db);
     let (mut kills, mut printed_total, mut mid_command) = (0, 0, 0);
-    while kills < WANTED_KILLS && started.elapsed() < TIME_BOUND {
+    while kills < KILLS {
+        assert!(started.elapsed() < HANG_GUARD, "a hang: {kills} kills in {:?}", started.elapsed());
         let day = (first_day + chrono::Days::new(kills as u64)).format("%Y-%m-%d").to_string();
         let mut child = Command::new("sh")
             .arg("-c")
@@ -255,7 +258,7 @@ fn sigkill_at_random_moments_loses_no_printed_command_and_leaves_no_half_command
         started.elapsed(),
         previous.len()
     );
-    assert!(kills >= MIN_KILLS, "only {kills} kills within {TIME_BOUND:?}");
+    assert_eq!(kills, KILLS);
     assert!(printed_total > 0, "the writers got commands through between kills");
     // The database is still usable after all that.
     ok(
