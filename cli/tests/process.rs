@@ -94,6 +94,8 @@ fn a_held_database_waits_then_exits_3_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Two processes started together queue on the directory lock: the second
+/// waits for the first to close, then decides on the log it left.
 #[test]
 fn two_processes_at_once_both_land() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,6 +131,9 @@ fn two_processes_at_once_both_land() {
     assert!(verify.status.success());
 }
 
+/// A3 across processes: they queue on the directory lock rather than race
+/// (the optimistic races are in process, `tests/e2e/concurrency.rs`), so
+/// the first to take the lock gets the seat and the others see it taken.
 #[test]
 fn a3_three_processes_racing_for_the_last_non_interactive_seat() {
     let dir = tempfile::tempdir().unwrap();

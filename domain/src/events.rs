@@ -1167,9 +1167,187 @@ mod tests {
         ]
     }
 
+    fn entitlement() -> impl Strategy<Value = Entitlement> {
+        prop_oneof![
+            text().prop_map(Entitlement::License),
+            Just(Entitlement::AdminWithoutLicense),
+            Just(Entitlement::KeptMode),
+            text().prop_map(Entitlement::FreeDataversePlan),
+            Just(Entitlement::AppPass),
+            text().prop_map(Entitlement::MarketingTenant),
+        ]
+    }
+
+    fn access_mode() -> impl Strategy<Value = AccessMode> {
+        proptest::sample::select(vec![
+            AccessMode::ReadWrite,
+            AccessMode::Administrative,
+            AccessMode::Read,
+            AccessMode::SupportUser,
+            AccessMode::NonInteractive,
+            AccessMode::DelegatedAdmin,
+        ])
+    }
+
+    fn column() -> impl Strategy<Value = Column> {
+        proptest::sample::select(Column::ALL.to_vec())
+    }
+
+    fn level() -> impl Strategy<Value = Level> {
+        proptest::sample::select(Level::ALL.to_vec())
+    }
+
+    fn operation() -> impl Strategy<Value = Operation> {
+        proptest::sample::select(Operation::ALL.to_vec())
+    }
+
+    /// Every `EnvEvent` variant (issue 34: the property generated none).
+    fn env_event() -> impl Strategy<Value = EnvEvent> {
+        use EnvEvent as E;
+        let opt_uuid = || proptest::option::of(uuid());
+        let opt_text = || proptest::option::of(text());
+        let env_type = proptest::sample::select(EnvType::ALL.to_vec());
+        let apps =
+            proptest::collection::vec(proptest::sample::select(vec![App::Sales, App::CustomerService]), 0..3);
+        let privilege = (text(), operation(), level()).prop_map(|(table, operation, level)| Privilege {
+            table,
+            operation,
+            level,
+        });
+        let kind = proptest::sample::select(vec![
+            UserKind::User,
+            UserKind::Application,
+            UserKind::Stub,
+            UserKind::DelegatedAdmin,
+            UserKind::Support,
+        ]);
+        let added_by = proptest::sample::select(vec![
+            AddedBy::Sync,
+            AddedBy::Access,
+            AddedBy::AdminAdd,
+            AddedBy::Refresh,
+            AddedBy::Placeholder,
+            AddedBy::AppUserCreate,
+            AddedBy::Import,
+        ]);
+        let change = (column(), opt_text(), opt_text()).prop_map(|(column, old, new)| ColumnChange {
+            column,
+            old,
+            new,
+        });
+        let added = (
+            (uuid(), kind, opt_uuid(), opt_uuid(), text()),
+            (proptest::collection::vec((column(), text()), 0..3), access_mode(), any::<(bool, bool)>()),
+            (uuid(), added_by, proptest::option::of(entitlement())),
+        )
+            .prop_map(
+                |(
+                    (id, kind, object_id, application_id, domainname),
+                    (columns, access_mode, (is_licensed, is_disabled)),
+                    (business_unit, added_by, entitlement),
+                )| E::SystemUserAdded {
+                    id,
+                    kind,
+                    object_id,
+                    application_id,
+                    domainname,
+                    columns,
+                    access_mode,
+                    is_licensed,
+                    is_disabled,
+                    business_unit,
+                    added_by,
+                    entitlement,
+                },
+            );
+        prop_oneof![
+            (uuid(), text(), env_type, any::<bool>(), opt_uuid(), any::<u32>(), apps, uuid()).prop_map(
+                |(id, name, env_type, dataverse, security_group, app_pass, apps, creator)| {
+                    E::EnvironmentCreated {
+                        id,
+                        name,
+                        env_type,
+                        dataverse,
+                        security_group,
+                        app_pass,
+                        apps,
+                        creator,
+                    }
+                }
+            ),
+            (opt_uuid(), opt_uuid()).prop_map(|(old, new)| E::SecurityGroupChanged { old, new }),
+            any::<(u32, u32)>().prop_map(|(old, new)| E::AppPassChanged { old, new }),
+            (text(), opt_text(), opt_text()).prop_map(|(name, old, new)| E::SettingChanged {
+                name,
+                old,
+                new
+            }),
+            (uuid(), text(), opt_uuid()).prop_map(|(id, name, parent)| E::BusinessUnitCreated {
+                id,
+                name,
+                parent
+            }),
+            (uuid(), text(), uuid(), proptest::collection::vec(privilege, 0..3), any::<bool>()).prop_map(
+                |(id, name, business_unit, privileges, app_access)| E::RoleCreated {
+                    id,
+                    name,
+                    business_unit,
+                    privileges,
+                    app_access
+                }
+            ),
+            added,
+            (uuid(), proptest::collection::vec(change, 0..3))
+                .prop_map(|(id, changes)| E::SystemUserUpdated { id, changes }),
+            (uuid(), proptest::option::of(entitlement()))
+                .prop_map(|(id, entitlement)| E::SystemUserEnabled { id, entitlement }),
+            (uuid(), text()).prop_map(|(id, reason)| E::SystemUserDisabled { id, reason }),
+            (uuid(), any::<bool>()).prop_map(|(id, is_licensed)| E::LicensedChanged { id, is_licensed }),
+            (uuid(), access_mode(), access_mode()).prop_map(|(id, old, new)| E::AccessModeChanged {
+                id,
+                old,
+                new
+            }),
+            (uuid(), uuid()).prop_map(|(user, role)| E::RoleAssigned { user, role }),
+            (uuid(), uuid()).prop_map(|(user, role)| E::RoleRemoved { user, role }),
+            (uuid(), opt_text(), opt_text()).prop_map(|(id, old, new)| E::EmailEditedInEnvironment {
+                id,
+                old,
+                new
+            }),
+            (uuid(), uuid()).prop_map(|(from, to)| E::RecordsReassigned { from, to }),
+            (uuid(), uuid(), uuid()).prop_map(|(user, old, new)| E::UserBusinessUnitChanged {
+                user,
+                old,
+                new
+            }),
+            (uuid(), text(), operation(), level(), level()).prop_map(|(role, table, operation, old, new)| {
+                E::RolePrivilegeSet { role, table, operation, old, new }
+            }),
+            (uuid(), text(), uuid(), opt_uuid()).prop_map(|(id, name, business_unit, group)| {
+                E::TeamCreated { id, name, business_unit, group }
+            }),
+            (uuid(), uuid()).prop_map(|(team, user)| E::TeamMemberAdded { team, user }),
+            (uuid(), uuid()).prop_map(|(team, user)| E::TeamMemberRemoved { team, user }),
+            (uuid(), uuid()).prop_map(|(team, role)| E::TeamRoleAssigned { team, role }),
+            (uuid(), uuid()).prop_map(|(team, role)| E::TeamRoleRemoved { team, role }),
+            uuid().prop_map(|user| E::MailboxTestScheduled { user }),
+            uuid().prop_map(|user| E::MailboxEnabled { user }),
+            uuid().prop_map(|consented_by| E::UnifiedRoutingEnabled { consented_by }),
+            (uuid(), proptest::option::of(entitlement()), proptest::option::of(entitlement()))
+                .prop_map(|(id, old, new)| E::EntitlementChanged { id, old, new }),
+            (uuid(), access_mode(), access_mode()).prop_map(|(id, old, new)| E::SetupModeChanged {
+                id,
+                old,
+                new
+            }),
+        ]
+    }
+
     fn event() -> impl Strategy<Value = Event> {
         prop_oneof![
             tenant_event().prop_map(Event::Tenant),
+            env_event().prop_map(Event::Environment),
             (text(), text(), text(), proptest::collection::vec(text(), 0..3), proptest::option::of(text()))
                 .prop_map(|(command, rule, reason, targets, environment)| Event::CommandRejected(
                     CommandRejected { command, rule, reason, targets, environment }
@@ -1178,6 +1356,9 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every variant of `Event`, `TenantEvent` and `EnvEvent` with varied fields.
         #[test]
         fn every_event_round_trips(event in event()) {
             let bytes = encode(&event).unwrap();

@@ -437,7 +437,11 @@ fn l3_verify_finds_a_stray_index_entry() {
         store.raw_index_event(Uuid::from_u128(12345), 7).unwrap();
     });
     let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
-    assert!(report.problem.is_some());
+    let problem = report.problem.expect("a stray entry is caught");
+    // Named: the position the stray entry claims, and what is wrong with it
+    // (not some other problem that happens to be found first).
+    assert_eq!(problem.seq, 7, "{}", problem.what);
+    assert_eq!(problem.what, "event id index entry names no record of the log");
 }
 
 #[test]

@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Append `n` events to stream `s`, with the right expected version or a stale one.
-    Append { s: u8, n: u8, stale: bool },
+    /// Append `n` events to stream `s`, with the right expected version
+    /// (`stale` 0) or one `stale` behind (negative) or ahead (positive).
+    Append { s: u8, n: u8, stale: i8 },
     /// Several appends in one call, with payloads large enough to span chunks.
     Batch { parts: Vec<(u8, u8)>, payload: u16 },
     /// Retry the most recent successful append verbatim.
@@ -22,7 +23,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..3u8, 0..4u8, proptest::bool::weighted(0.2)).prop_map(|(s, n, stale)| Op::Append { s, n, stale }),
+        6 => (0..3u8, 0..4u8, prop_oneof![8 => Just(0i8), 1 => -3..0i8, 1 => 1..4i8])
+            .prop_map(|(s, n, stale)| Op::Append { s, n, stale }),
         2 => (proptest::collection::vec((0..3u8, 1..5u8), 1..6), 1..3000u16)
             .prop_map(|(parts, payload)| Op::Batch { parts, payload }),
         1 => Just(Op::Retry),
@@ -47,14 +49,19 @@ proptest! {
         let options = OpenOptions { archiving, ..OpenOptions::default() };
         let mut store = SledStore::open(&path, options.clone()).unwrap();
         let mut model: Vec<(String, Uuid)> = Vec::new();
-        let mut last_ok: Option<Append> = None;
+        // The last successful append and where it landed.
+        let mut last_ok: Option<(Append, store::Appended)> = None;
         let mut next_id = 0u128;
         for op in ops {
             match op {
                 Op::Append { s, n, stale } => {
                     let stream = format!("env/{s}");
                     let version = model.iter().filter(|(st, _)| *st == stream).count() as u64;
-                    let expected = if stale { version + 1 } else { version };
+                    // Behind a stream at version 0 there is nothing: ahead instead.
+                    let expected = match version.checked_add_signed(i64::from(stale)) {
+                        Some(v) => v,
+                        None => version + stale.unsigned_abs() as u64,
+                    };
                     let events: Vec<NewEvent> = (0..n).map(|_| {
                         next_id += 1;
                         NewEvent { event_id: Uuid::from_u128(next_id), event_type: "T".into(), schema_version: 1, payload: vec![s; 3] }
@@ -72,10 +79,18 @@ proptest! {
                         },
                     };
                     let outcome = rt.block_on(store.append(append.clone())).unwrap();
-                    prop_assert_eq!(outcome.is_ok(), !stale);
-                    if !stale {
+                    if expected == version {
+                        let landed = outcome.expect("the right version lands");
+                        prop_assert_eq!(landed.first_seq, model.len() as u64 + 1);
                         model.extend(events.iter().map(|e| (stream.clone(), e.event_id)));
-                        last_ok = Some(append);
+                        prop_assert_eq!(landed.last_seq, model.len() as u64);
+                        last_ok = Some((append, landed));
+                    } else {
+                        // Refused whichever side it is stale on, naming both versions.
+                        prop_assert_eq!(
+                            outcome,
+                            Err(store::AppendRejection::Conflict { stream, expected, actual: version })
+                        );
                     }
                 }
                 Op::Batch { parts, payload } => {
@@ -109,9 +124,20 @@ proptest! {
                     prop_assert_eq!(landed.last().map(|a| a.last_seq), Some(model.len() as u64));
                 }
                 Op::Retry => {
-                    if let Some(append) = last_ok.clone() {
+                    if let Some((append, original)) = last_ok.clone() {
+                        let empty = append.events.is_empty();
                         let outcome = rt.block_on(store.append(append)).unwrap().unwrap();
-                        prop_assert!(outcome.was_retry || outcome.first_seq > outcome.last_seq);
+                        if empty {
+                            // Nothing to recognise: an empty append at the head again.
+                            prop_assert!(outcome.first_seq > outcome.last_seq);
+                        } else {
+                            // A retry answers where the original landed, writing nothing.
+                            prop_assert!(outcome.was_retry);
+                            prop_assert_eq!(
+                                (outcome.first_seq, outcome.last_seq, outcome.stream_version),
+                                (original.first_seq, original.last_seq, original.stream_version)
+                            );
+                        }
                     }
                 }
                 Op::Reopen => {
@@ -148,4 +174,19 @@ proptest! {
         prop_assert_eq!(report.problem, None);
         prop_assert_eq!(report.records, model.len() as u64);
     }
+}
+
+#[test]
+fn the_generator_tries_stale_versions_behind_and_ahead() {
+    // The property is only as good as its steps: both sides must come up.
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut behind, mut ahead) = (0, 0);
+    for _ in 0..2000 {
+        if let Op::Append { stale, .. } = op().new_tree(&mut runner).unwrap().current() {
+            behind += usize::from(stale < 0);
+            ahead += usize::from(stale > 0);
+        }
+    }
+    assert!(behind > 50 && ahead > 50, "behind {behind}, ahead {ahead}");
 }

@@ -1,3 +1,5 @@
+//! Many writers at once on one store: invariants hold, nothing is lost (A3).
+
 use std::sync::Arc;
 
 use cli::error::CliError;

@@ -1,3 +1,5 @@
+//! The common admin flows of the tenant directory, and its rules via the CLI.
+
 use serde_json::Value;
 use tests::Sandbox;
 

@@ -1,3 +1,5 @@
+//! Environments, sync and the SystemUser lifecycle (E, S, A, P, T rules).
+
 use serde_json::Value;
 use tests::Sandbox;
 

@@ -1,3 +1,5 @@
+//! Bad input, refused commands and store faults: exit codes, one line, nothing half-written.
+
 use tests::Sandbox;
 
 use crate::log;

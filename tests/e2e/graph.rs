@@ -1,3 +1,5 @@
+//! import graph: Microsoft Graph exports appended as their difference.
+
 use serde_json::{json, Value};
 use tests::Sandbox;
 

@@ -1,3 +1,5 @@
+//! Digests, the verifiable export of the log, and restore (issue 27): what an auditor checks without us.
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

@@ -1,3 +1,5 @@
+//! compare, changes, review: the questions no other tool answers.
+
 use serde_json::Value;
 use tests::Sandbox;
 

@@ -1,3 +1,5 @@
+//! Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
+
 use serde_json::{json, Value};
 use tests::Sandbox;
 

@@ -1,3 +1,5 @@
+//! The views as of any point (L4), rebuilt from zero, and the audit history (L1, L2).
+
 use projections::fold::{load, Snapshots};
 use serde_json::Value;
 use store::SledStore;
@@ -152,8 +154,19 @@ fn l1_history_has_one_record_per_command_newest_first_with_old_and_new_values() 
     assert_eq!(update["initiatedBy"]["user"]["userPrincipalName"], "admin@contoso.onmicrosoft.com");
     // seq is the command's last record: --at seq:N shows the whole command.
     assert!(records[2]["seq"].as_u64() < update["seq"].as_u64());
+    // `--user` keeps exactly the records about her: an empty answer, or one
+    // that drops or adds a record, fails.
     let by_user = sb.json(&format!("history --user {ALICE}"));
-    assert!(by_user.as_array().unwrap().iter().all(|r| r.to_string().contains(ALICE)));
+    let all = sb.json("history");
+    let about: Vec<&Value> =
+        all.as_array().unwrap().iter().filter(|r| r.to_string().contains(ALICE)).collect();
+    let kept: Vec<&Value> = by_user.as_array().unwrap().iter().collect();
+    assert_eq!(kept, about);
+    assert!(all.as_array().unwrap().len() > kept.len(), "records about others are left out");
+    let activities: Vec<&str> = kept.iter().filter_map(|r| r["activityDisplayName"].as_str()).collect();
+    for activity in ["Add user", "Update user"] {
+        assert!(activities.contains(&activity), "{activity} in {activities:?}");
+    }
     let err = sb.fails("history --env Nowhere", 2);
     assert!(err.contains("unknown environment Nowhere"), "{err}");
 }

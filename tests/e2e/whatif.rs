@@ -1,3 +1,5 @@
+//! whatif on a scratch copy, and exports.
+
 use serde_json::Value;
 use tests::Sandbox;
 

@@ -1490,3 +1490,119 @@ fn regression_the_creator_of_a_developer_environment_administers_it() {
     };
     assert!(w.when(env, ALICE, create).is_ok(), "{:?}", w.roles_of(env, ALICE));
 }
+
+/// Issue 34 (mutants of `holds_app_pass`): the capacity goes to the earliest
+/// holders, each judged by its own place in line; lowered, the later holder
+/// loses its pass and the earlier keeps it.
+#[test]
+fn s1_4_app_passes_go_to_the_earliest_holders_each_by_its_own_place() {
+    let mut w = World::contoso();
+    let carol = "carol@contoso.onmicrosoft.com";
+    w.user(carol);
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.app_pass = 2);
+    w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(BOB) });
+    w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) });
+    let reason = refused_by(w.when(env, ADMIN, EnvCommand::AddUser { upn: upn(carol) }), Rule::S2_2);
+    assert!(reason.contains("the app-pass capacity is used up (2 of 2)"), "{reason}");
+    let entitlement = |w: &World, who: &str| {
+        eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(who)).unwrap(), How::Sync, w.now).entitlement
+    };
+    assert_eq!(entitlement(&w, BOB), Some(Entitlement::AppPass));
+    assert_eq!(entitlement(&w, ALICE), Some(Entitlement::AppPass));
+    w.ok(env, ADMIN, EnvCommand::Set { security_group: None, app_pass: Some(1), settings: vec![] });
+    assert_eq!(entitlement(&w, BOB), Some(Entitlement::AppPass), "the first in line keeps its pass");
+    assert_eq!(entitlement(&w, ALICE), None, "the second loses it");
+}
+
+/// Issue 34 (mutants of `sign_in`'s purge guard): deleted, a user fails
+/// sign-in as restorable until the 30th day, and as gone for good from it.
+#[test]
+fn s2_1_a_deleted_user_is_restorable_for_30_days_then_gone_for_good() {
+    let mut w = World::contoso();
+    let env = production(&mut w);
+    w.tenant_ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    let deleted = w.now;
+    let sign_in = |w: &World| {
+        let alice = w.tenant.users.values().find(|u| u.upn == ALICE).expect("alice is kept").clone();
+        let e = eligibility(&w.tenant, &w.envs[env], &alice, How::Sync, w.now);
+        let check = e.checks.into_iter().find(|c| c.rule == Rule::S2_1).expect("the sign-in check");
+        assert!(!check.passed);
+        check.detail
+    };
+    w.now = deleted + Duration::days(30) - Duration::seconds(1);
+    assert_eq!(sign_in(&w), format!("{ALICE} is deleted in the directory (since 2026-02-02)"));
+    w.now = deleted + Duration::days(30);
+    assert_eq!(sign_in(&w), format!("{ALICE} was deleted on 2026-02-02 and is gone for good"));
+}
+
+/// Issue 34 (mutants of `add_check`'s arms): a sync pass refuses each
+/// on-demand-only entitlement by name.
+#[test]
+fn s1_4_the_add_check_names_each_on_demand_only_entitlement() {
+    let mut w = World::contoso();
+    w.license(ALICE, E3);
+    let with_pass = w.env(ADMIN, "Sales", EnvType::Production, |e| e.app_pass = 1);
+    let without = w.env(ADMIN, "Service", EnvType::Production, |_| {});
+    w.tenant_ok(ADMIN, TenantCommand::AddSku { sku: "MKT".into(), kind: SkuKind::MarketingTenant, seats: 1 });
+    let add_check = |w: &World, env: usize, who: &str| {
+        let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(who)).unwrap(), How::Sync, w.now);
+        let check = e.checks.into_iter().find(|c| c.name == ADD_CHECK).expect("the add check");
+        assert!(!check.passed && check.rule == Rule::S1_4, "{check:?}");
+        check.detail
+    };
+    assert_eq!(
+        add_check(&w, with_pass, ALICE),
+        "entitled only by the free Dataverse plan of ENTERPRISEPACK: added on demand only"
+    );
+    assert_eq!(add_check(&w, with_pass, BOB), "entitled only by the app-pass capacity: added on demand only");
+    assert_eq!(
+        add_check(&w, without, BOB),
+        "entitled only by the tenant's Marketing license MKT: added on demand only"
+    );
+}
+
+/// Issue 34 (boundary mutants in `license`): a Marketing SKU with no seats
+/// entitles nothing, and a capacity of zero app passes is not "used up".
+#[test]
+fn s2_2_a_marketing_license_without_seats_and_no_app_pass_capacity_entitle_nothing() {
+    let mut w = World::contoso();
+    w.tenant_ok(ADMIN, TenantCommand::AddSku { sku: "MKT".into(), kind: SkuKind::MarketingTenant, seats: 0 });
+    let env = production(&mut w);
+    let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(BOB)).unwrap(), How::AdminAdd, w.now);
+    assert_eq!(e.entitlement, None);
+    let license = e.checks.iter().find(|c| c.rule == Rule::S2_2).expect("the license check");
+    assert!(!license.passed);
+    assert_eq!(license.detail, "no license that entitles Dataverse");
+}
+
+/// Issue 34 (the `s > 0` filter of `check`): a record that never touched
+/// the user is no evidence: a non-member's group check names the group's
+/// setting alone.
+#[test]
+fn s2_4_a_non_members_group_check_has_the_setting_alone_as_evidence() {
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = w.env(ADMIN, "Sales", EnvType::Production, |e| e.security_group = Some("Sales-SG".into()));
+    let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)).unwrap(), How::Sync, w.now);
+    let group = e.checks.iter().find(|c| c.rule == Rule::S2_4).expect("the group check");
+    assert!(!group.passed);
+    assert_eq!(group.evidence, vec![w.envs[env].evidence.security_group]);
+}
+
+/// Issue 34 (`licensed || entitled` in `eligibility`): a guest entitled here
+/// by something other than a paid license (the free plan) passes S2.3.
+#[test]
+fn s2_3_a_guest_entitled_by_the_free_plan_passes_the_guest_check() {
+    let mut w = World::contoso();
+    let mut jane = w.new_user("jane@fabrikam.com");
+    jane.guest = true;
+    w.tenant_ok(ADMIN, TenantCommand::CreateUser(jane));
+    w.license("jane@fabrikam.com", E3);
+    let env = production(&mut w);
+    let user = w.tenant.user(&upn("jane@fabrikam.com")).unwrap();
+    let e = eligibility(&w.tenant, &w.envs[env], user, How::Access, w.now);
+    assert!(!e.licensed, "the free plan is no paid license");
+    let guest = e.checks.iter().find(|c| c.rule == Rule::S2_3).expect("the guest check");
+    assert!(guest.passed, "{guest:?}");
+    assert_eq!(guest.detail, "a guest entitled by this tenant");
+}
