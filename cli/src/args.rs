@@ -65,6 +65,9 @@ pub enum Command {
         /// Only this environment
         #[arg(long)]
         env: Option<String>,
+        /// Name every changed user, not only the first few
+        #[arg(long)]
+        verbose: bool,
     },
     /// Application users (server-to-server identities) of an environment
     #[command(subcommand, name = "app-user")]

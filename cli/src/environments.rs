@@ -192,7 +192,12 @@ async fn env_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), Cl
 }
 
 /// `sync [--env E]`
-pub async fn sync(shell: &Shell, env: Option<String>, out: &mut Out<'_>) -> Result<(), CliError> {
+pub async fn sync(
+    shell: &Shell,
+    env: Option<String>,
+    verbose: bool,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
     let reports = match env {
         Some(name) => shell.sync(&[name]).await?,
         None => shell.sync_all().await?,
@@ -200,24 +205,53 @@ pub async fn sync(shell: &Shell, env: Option<String>, out: &mut Out<'_>) -> Resu
     if out.json {
         let doc: Vec<Value> = reports
             .iter()
-            .map(|r| json!({ "environment": r.environment, "changed": r.changed, "firstSeq": r.first_seq, "lastSeq": r.last_seq }))
+            .map(|r| {
+                json!({
+                    "environment": r.environment,
+                    "changed": r.changed,
+                    "firstSeq": r.first_seq,
+                    "lastSeq": r.last_seq,
+                    "added": r.counts.added,
+                    "enabled": r.counts.enabled,
+                    "disabled": r.counts.disabled,
+                    "updated": r.counts.updated,
+                    "unchanged": r.unchanged(),
+                })
+            })
             .collect();
         return out.json(&Value::Array(doc));
     }
     if reports.is_empty() {
         return out.line("no environments to sync");
     }
+    // A summary per environment: a first pass over a large tenant changes
+    // tens of thousands of records, and their names are `--verbose`'s.
+    const NAMED: usize = 3;
     for r in reports {
         let line = match (r.first_seq, r.last_seq) {
             _ if !r.dataverse => format!("{}: no Dataverse database, nothing to sync", r.environment),
-            (Some(first), Some(last)) => format!(
-                "{}: {} record{} changed (seq {}): {}",
-                r.environment,
-                r.changed.len(),
-                if r.changed.len() == 1 { "" } else { "s" },
-                if first == last { first.to_string() } else { format!("{first}-{last}") },
-                r.changed.join(", ")
-            ),
+            (Some(first), Some(last)) => {
+                let c = r.counts;
+                let mut parts: Vec<String> = [
+                    (c.added, "added"),
+                    (c.enabled, "enabled"),
+                    (c.disabled, "disabled"),
+                    (c.updated, "updated"),
+                ]
+                .into_iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+                parts.extend(r.unchanged().map(|n| format!("{n} unchanged")));
+                let span = if first == last { first.to_string() } else { format!("{first}-{last}") };
+                let names = match (verbose, r.changed.len().checked_sub(NAMED)) {
+                    (false, Some(more)) if more > 0 => {
+                        format!("{} and {more} more (--verbose names all)", r.changed[..NAMED].join(", "))
+                    }
+                    _ => r.changed.join(", "),
+                };
+                format!("{}: {} (seq {span}): {names}", r.environment, parts.join(", "))
+            }
             _ => format!("{}: up to date", r.environment),
         };
         out.line(line)?;

@@ -278,7 +278,7 @@ async fn dispatch(
         Command::Sku(c) => directory::sku(&shell, actor, c, &mut out).await,
         Command::User(c) => directory::user(&shell, actor, c, &mut out).await,
         Command::Env(c) => environments::env(&shell, actor, c, &mut out).await,
-        Command::Sync { env } => environments::sync(&shell, env, &mut out).await,
+        Command::Sync { env, verbose } => environments::sync(&shell, env, verbose, &mut out).await,
         Command::AppUser(c) => environments::app_user(&shell, actor, c, &mut out).await,
         Command::Import(c) => environments::import(&shell, actor, c, &mut out).await,
         Command::Systemusers { env, at } => environments::systemusers(&shell, &env, at, &mut out).await,

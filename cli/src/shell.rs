@@ -743,6 +743,8 @@ impl Shell {
             first_seq: None,
             last_seq: None,
             dataverse: true,
+            counts: SyncCounts::default(),
+            records: None,
         };
         let pass = self.ids.next();
         for _ in 0..CONFLICT_RETRIES {
@@ -766,6 +768,7 @@ impl Shell {
             }
             let (env, version): (Environment, u64) = self.load(&stream, u64::MAX).await?;
             report.dataverse = env.dataverse;
+            report.records = Some(env.users.len());
             let now = self.now().await?;
             let changes = match unchanged(version) {
                 Some(_) => sync::sync_pass_over(tenant, &env, now, judged),
@@ -814,6 +817,7 @@ impl Shell {
                         report.first_seq = report.first_seq.or(appended.first().map(|a| a.first_seq));
                         report.last_seq = appended.last().map(|a| a.last_seq).or(report.last_seq);
                         report.changed.extend(chunk.iter().map(|c| c.upn.clone()));
+                        chunk.iter().for_each(|c| report.counts.count(c));
                     }
                     Err(AppendRejection::Conflict { .. }) => {
                         raced = true;
@@ -924,6 +928,48 @@ pub struct SyncReport {
     pub last_seq: Option<u64>,
     /// Whether it has a database (a pass over one without does nothing).
     pub dataverse: bool,
+    /// What the changes were.
+    pub counts: SyncCounts,
+    /// The SystemUser records before the pass, when it read the environment.
+    pub records: Option<usize>,
+}
+
+impl SyncReport {
+    /// The records the pass left as they were, when it read the environment.
+    pub fn unchanged(&self) -> Option<usize> {
+        let after = self.records? + self.counts.added;
+        Some(after.saturating_sub(self.changed.len()))
+    }
+}
+
+/// A pass's changes by kind: each changed SystemUser counts once, as what
+/// happened to it first (added, enabled or disabled), else as updated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Records added.
+    pub added: usize,
+    /// Records enabled.
+    pub enabled: usize,
+    /// Records disabled.
+    pub disabled: usize,
+    /// Records whose columns, mode, license flag or roles changed.
+    pub updated: usize,
+}
+
+impl SyncCounts {
+    fn count(&mut self, change: &sync::SyncChange) {
+        use domain::events::EnvEvent::*;
+        let kind = |f: fn(&domain::events::EnvEvent) -> bool| change.events.iter().any(f);
+        if kind(|e| matches!(e, SystemUserAdded { .. })) {
+            self.added += 1
+        } else if kind(|e| matches!(e, SystemUserEnabled { .. })) {
+            self.enabled += 1
+        } else if kind(|e| matches!(e, SystemUserDisabled { .. })) {
+            self.disabled += 1
+        } else {
+            self.updated += 1
+        }
+    }
 }
 
 /// Frees `value` on a thread of its own, for the large states a command
