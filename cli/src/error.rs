@@ -9,6 +9,10 @@ pub enum CliError {
     /// A rule forbids the command: exit 1; one failure audit record was appended.
     #[error("{0}")]
     Rejected(Refusal),
+    /// A rule refused a line of a `whatif` script: exit 1 (the real log
+    /// is untouched; the message is the line's own refusal).
+    #[error("{0}")]
+    RefusedLine(String),
     /// Bad usage or input: exit 2; nothing was appended.
     #[error("error: {0}")]
     Usage(String),
@@ -43,7 +47,7 @@ impl CliError {
     /// The documented exit code (README, "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Rejected(_) => 1,
+            CliError::Rejected(_) | CliError::RefusedLine(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Store(_) | CliError::Corrupt(_) | CliError::Disproved(_) | CliError::System(_) => 3,
             CliError::OutputClosed => 0,

@@ -294,24 +294,31 @@ async fn run_script(
         if code != 0 {
             let stderr = String::from_utf8_lossy(&stderr);
             let reason = stderr.trim().trim_start_matches("error: ").replace('\n', " ");
-            return Err(match code {
-                1 => {
-                    CliError::Usage(format!("{} line {line}: {reason} (nothing was changed)", file.display()))
-                }
-                _ => CliError::Usage(format!("{} line {line}: {reason}", file.display())),
-            });
+            if code != 1 {
+                return usage(format!("{} line {line}: {reason}", file.display()));
+            }
+            // A rule refused it: what the lines before it would change, then why.
+            let after = tables(&copy, env, &options.cache_keys).await?;
+            let ran = format!("the {} lines before line {line}", line_count_before(script, *line));
+            print_diff(&diff(&before, &after), &ran, db, out)?;
+            return Err(CliError::RefusedLine(format!("{} line {line}: {reason}", file.display())));
         }
     }
     let after = tables(&copy, env, &options.cache_keys).await?;
-    let differences = diff(&before, &after);
+    print_diff(&diff(&before, &after), &format!("{} commands", script.len()), db, out)
+}
+
+/// How many commands of the script come before script line `line`.
+fn line_count_before(script: &[(usize, Vec<String>)], line: usize) -> usize {
+    script.iter().filter(|(n, _)| *n < line).count()
+}
+
+/// The SystemUser differences, after saying what ran.
+fn print_diff(differences: &[Difference], ran: &str, db: &Path, out: &mut Out<'_>) -> Result<(), CliError> {
     if out.json {
-        return out.json(&serde_json::to_value(&differences).unwrap_or(Value::Null));
+        return out.json(&serde_json::to_value(differences).unwrap_or(Value::Null));
     }
-    out.line(format!(
-        "ran {} commands on a scratch copy of {}; the database itself is unchanged",
-        script.len(),
-        db.display()
-    ))?;
+    out.line(format!("ran {ran} on a scratch copy of {}; the database itself is unchanged", db.display()))?;
     if differences.is_empty() {
         return out.line("no SystemUser record would change");
     }

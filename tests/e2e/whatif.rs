@@ -156,3 +156,32 @@ fn every_view_exports_as_json_or_csv_and_excel_gets_no_formula() {
     assert!(excel_users.starts_with('\u{feff}'));
     sb.fails("export review --format xml", 2);
 }
+
+/// A whatif line that a rule refuses exits 1 (not 2, as bad input would),
+/// after the diff of the lines before it; the database is untouched.
+#[test]
+fn a_whatif_line_refused_by_a_rule_exits_1_after_the_diff_up_to_it() {
+    let mut sb = sales();
+    let plan = sb.dir().join("plan.txt");
+    std::fs::write(
+        &plan,
+        format!("group remove-member --group Sales-SG --upn {ALICE}\nsync\nuser admin-role remove --upn admin@contoso.onmicrosoft.com --role global\nsync\n"),
+    )
+    .unwrap();
+    let before = fingerprint(&sb.db());
+    let run = sb.run(&format!("whatif --file {}", plan.display()));
+    assert_eq!(run.code, 1, "{} {}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("line 3: rejected (D8)"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stdout.starts_with("ran the 2 lines before line 3 on a scratch copy"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(ALICE) && run.stdout.contains("isdisabled"),
+        "alice's record is disabled by line 2: {}",
+        run.stdout
+    );
+    assert_eq!(fingerprint(&sb.db()), before);
+    let json = sb.run(&format!("whatif --file {} --json", plan.display()));
+    assert_eq!(json.code, 1);
+    let diff: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(diff.as_array().unwrap().iter().any(|d| d["domainname"] == ALICE));
+}
