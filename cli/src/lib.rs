@@ -11,7 +11,9 @@
 //! - [`proof`]: `digest`, `verify --digest`, `export log`, `restore`.
 //! - [`graph`]: reading Microsoft Graph exports for `import graph`.
 //! - [`demo`]: the sample tenant and its guided tour.
+//! - [`views`] also has `record N`; [`export`]: views out as JSON or CSV (`--excel`).
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
+//! - [`timings`]: `USERTRAIL_TIMINGS=1`, when each phase of a command ended.
 //! - [`machine`]: the machine's clock (bounding `--now`), account and host.
 //!
 //! [`run`] is `main` minus the process: arguments in, exit code out.

@@ -1,5 +1,6 @@
-//! The views of the log: `history`, `diagnose`, `timeline`. Each answers as
-//! of `--at` (L4) from states folded up to that point.
+//! The views of the log: `history`, `diagnose`, `timeline`, `compare`,
+//! `changes`, `review` and `record N`. Each answers as of `--at` (L4) from
+//! states folded up to that point.
 
 use std::collections::BTreeMap;
 

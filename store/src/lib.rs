@@ -2,8 +2,11 @@
 //!
 //! # Layout
 //! - [`record`]: one event as the log keeps it, its bytes and its hash chain.
-//! - `keys`: how records, indexes and snapshots are keyed in sled's trees.
-//! - [`sled_store`]: [`SledStore`], the log on sled: append, read, snapshot, verify.
+//! - `keys`, `blocks`: how records and their indexes are keyed and packed in sled.
+//! - [`sled_store`]: [`SledStore`], the log on sled: append, read, verify, and
+//!   the witness of its head.
+//! - `snapshots`, `cache_key`: caches beside the log (snapshots, sync marks),
+//!   each bound to a record's hash and authenticated under a key kept outside it.
 //! - This file: the [`EventStore`] trait that the rest of usertrail uses, and
 //!   the errors.
 //!

@@ -6,9 +6,9 @@
 //! The index entries of new records are kept in memory (`Pending`) and
 //! written as blocks every [`INDEX_EVERY`] records, on `flush`, and when the
 //! store closes; opening a log rebuilds from the records whatever the index
-//! blocks do not cover yet. sled's file lock keeps other processes out while
-//! a database is open, and the index mutex orders appends within the
-//! process: an append call reads the head and the stream versions, checks,
+//! blocks do not cover yet. Our lock on the log's directory keeps other
+//! processes out while a log is open, and the index mutex orders appends
+//! within the process: an append call reads the head and the stream versions, checks,
 //! and writes with nobody in between; a transaction checks each append
 //! under the mutex as it comes and, at its commit, that the head has not
 //! moved since it began (`sled_store/staged.rs`).

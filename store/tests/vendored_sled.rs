@@ -1,4 +1,4 @@
-//! The fixes in `vendor/sled` (vendor/README.md), tested through sled's
+//! The fix in `vendor/sled` (vendor/README.md), tested through sled's
 //! public API as the store uses it.
 
 use std::sync::{Arc, Barrier};
