@@ -7,6 +7,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use domain::events::Event;
 use serde_json::{json, Map, Value};
@@ -30,71 +31,25 @@ const MAX_LINE: u64 = 200 * 1024 * 1024;
 
 /// Hex of a hash, lower case.
 pub fn hex(hash: &Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash)
 }
 
 /// A hash from 64 hex digits, or `None`.
 pub fn parse_hex(text: &str) -> Option<Hash> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 || !text.is_ascii() {
-        return None;
-    }
     let mut hash = [0; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let digits = std::str::from_utf8(pair).ok()?;
-        hash[i] = u8::from_str_radix(digits, 16).ok()?;
-    }
-    Some(hash)
+    hex::decode_to_slice(text, &mut hash).ok().map(|()| hash)
 }
-
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding (RFC 4648, section 4), as Python's
 /// `base64.b64decode` reads it.
 pub fn base64(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for group in bytes.chunks(3) {
-        let b = [group[0], group.get(1).copied().unwrap_or(0), group.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= group.len() {
-                text.push(char::from(BASE64[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                text.push('=');
-            }
-        }
-    }
-    text
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Decodes standard base64 with padding; `None` for anything else.
+/// Decodes standard base64 with padding, canonical only (no stray bits);
+/// `None` for anything else.
 pub fn unbase64(text: &str) -> Option<Vec<u8>> {
-    let text = text.as_bytes();
-    if text.len() % 4 != 0 {
-        return None;
-    }
-    let value = |c: u8| BASE64.iter().position(|&b| b == c).map(|v| v as u32);
-    let mut bytes = Vec::with_capacity(text.len() / 4 * 3);
-    let groups = text.len() / 4;
-    for (g, group) in text.chunks_exact(4).enumerate() {
-        let pad = group.iter().rev().take_while(|&&c| c == b'=').count();
-        // Padding only at the very end, and at most two.
-        if pad > 2 || (pad > 0 && g + 1 != groups) {
-            return None;
-        }
-        let mut n = 0;
-        for &c in &group[..4 - pad] {
-            n = (n << 6) | value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        // Bits below the last byte must be zero: one encoding per input.
-        if decoded[3 - pad..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        bytes.extend_from_slice(&decoded[..3 - pad]);
-    }
-    Some(bytes)
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 /// The record's event as people read it: `type` and the event's fields.

@@ -373,13 +373,12 @@ fn seqs(dir: &Path) -> Result<Vec<u64>, StoreError> {
 
 /// A name as a file name: hex, so any name maps to one file name and back.
 fn hex(name: &str) -> String {
-    name.bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(name)
 }
 
 /// The name a directory's hex name stands for, if any.
-fn unhex(hex: &str) -> Option<String> {
-    let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok());
-    String::from_utf8(bytes.collect::<Option<_>>()?).ok()
+fn unhex(text: &str) -> Option<String> {
+    String::from_utf8(hex::decode(text).ok()?).ok()
 }
 
 fn file_name(seq: u64) -> String {

@@ -123,7 +123,7 @@ impl Witness {
 
 /// A hash as the witness's findings print it: lowercase hex.
 pub(super) fn hex(hash: &Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash)
 }
 
 fn encode(generation: u64, w: &Witnessed) -> [u8; SLOT] {
