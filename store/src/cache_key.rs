@@ -63,6 +63,13 @@ pub(crate) fn database_key(db: &Path, dir: &Path) -> std::io::Result<(Key, bool)
 /// A key file: 32 bytes that only its owner may read (one others can read
 /// authenticates nothing).
 fn read_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    // Neither the key nor its directory is followed through a link: one
+    // put there would hand the key's choice to whoever put it.
+    for place in [Some(path), path.parent()].into_iter().flatten() {
+        if std::fs::symlink_metadata(place)?.file_type().is_symlink() {
+            return Err(std::io::Error::other(format!("{} is a symbolic link", place.display())));
+        }
+    }
     let bytes = std::fs::read(path)?;
     #[cfg(unix)]
     {
@@ -123,7 +130,7 @@ fn database_id(db: &Path) -> std::io::Result<String> {
     }
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = hex::encode(bytes);
     let aside = db.join(format!(".{ID_FILE}.tmp"));
     write_private(&aside, id.as_bytes())?;
     std::fs::rename(&aside, &path)?;
@@ -157,6 +164,30 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let (theirs, _) = database_key(other.path(), &dir).unwrap();
         assert_ne!(theirs.unwrap(), first.unwrap(), "another database, another key");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_or_key_directory_that_is_a_symlink_is_not_used() {
+        let (db, keys, elsewhere) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dir = keys.path().join("keys");
+        let (key, _) = database_key(db.path(), &dir).unwrap();
+        assert!(key.is_ok());
+        let id = std::fs::read_to_string(db.path().join(ID_FILE)).unwrap();
+        // The key file replaced by a link to a key someone else chose.
+        let planted = elsewhere.path().join("planted");
+        write_private(&planted, &[7; 32]).unwrap();
+        std::fs::remove_file(dir.join(&id)).unwrap();
+        std::os::unix::fs::symlink(&planted, dir.join(&id)).unwrap();
+        let (key, made) = database_key(db.path(), &dir).unwrap();
+        assert!(!made && key.is_err_and(|why| why.contains("symbolic link")));
+        // The directory itself a link.
+        let linked = keys.path().join("linked");
+        std::os::unix::fs::symlink(elsewhere.path(), &linked).unwrap();
+        std::fs::copy(&planted, elsewhere.path().join(&id)).unwrap();
+        let (key, _) = database_key(db.path(), &linked).unwrap();
+        assert!(key.is_err_and(|why| why.contains("symbolic link")));
     }
 
     #[test]
