@@ -149,6 +149,22 @@ impl Out<'_> {
 
     /// Writes an aligned table with a header row.
     pub fn table(&mut self, headers: &[&str], rows: Vec<Vec<String>>) -> Result<(), CliError> {
+        self.table_painted(headers, rows, |_| None)
+    }
+
+    /// [`Out::table`], each row in the colour `paint` picks for it (a
+    /// failed check, a high finding, a refusal), when colour is on and no
+    /// row had to wrap.
+    pub fn table_painted(
+        &mut self,
+        headers: &[&str],
+        rows: Vec<Vec<String>>,
+        paint: impl Fn(&[String]) -> Option<fn(&str) -> String>,
+    ) -> Result<(), CliError> {
+        let colours: Vec<Option<fn(&str) -> String>> = match self.color {
+            true => rows.iter().map(|r| paint(r)).collect(),
+            false => Vec::new(),
+        };
         let mut table = Table::new();
         table.load_preset(presets::NOTHING);
         match self.width {
@@ -163,8 +179,16 @@ impl Out<'_> {
         }
         // comfy-table pads every cell; trailing blanks only get in the way of diffs.
         // comfy-table pads each cell with one blank on either side: drop the first.
-        let text: Vec<String> =
+        let mut text: Vec<String> =
             table.lines().map(|l| l.strip_prefix(' ').unwrap_or(&l).trim_end().to_owned()).collect();
+        // A line a row, after the header: otherwise rows wrapped, and stay plain.
+        if !colours.is_empty() && text.len() == colours.len() + 1 {
+            for (line, colour) in text.iter_mut().skip(1).zip(&colours) {
+                if let Some(colour) = colour {
+                    *line = colour(line);
+                }
+            }
+        }
         self.verbatim(&text.join("\n"))
     }
 
@@ -221,6 +245,28 @@ mod tests {
         let piped = render(None);
         assert_eq!(piped.lines().count(), 4, "one line a row: {piped}");
         assert!(piped.lines().nth(1).is_some_and(|l| l.contains(&"x".repeat(120))));
+    }
+
+    #[test]
+    fn painted_rows_only_where_colour_is_on_and_no_row_wrapped() {
+        let rows = vec![vec!["ok".to_owned(), "fine".to_owned()], vec!["FAIL".to_owned(), "x".repeat(90)]];
+        let render = |color: bool, width: Option<u16>| {
+            let mut bytes = Vec::new();
+            let mut out = Out { json: false, w: &mut bytes, color, width };
+            out.table_painted(&["result", "detail"], rows.clone(), |r| {
+                (r[0] == "FAIL").then_some(red as fn(&str) -> String)
+            })
+            .unwrap();
+            String::from_utf8(bytes).unwrap()
+        };
+        let painted = render(true, None);
+        let lines: Vec<&str> = painted.lines().collect();
+        assert!(
+            lines[2].starts_with("\x1b[31m") && !lines[1].contains('\x1b') && !lines[0].contains('\x1b'),
+            "{painted:?}"
+        );
+        assert!(!render(false, None).contains('\x1b'), "no colour when off (a pipe, NO_COLOR)");
+        assert!(!render(true, Some(40)).contains('\x1b'), "wrapped rows stay plain");
     }
 
     #[test]

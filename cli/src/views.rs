@@ -87,7 +87,12 @@ pub async fn history(shell: &Shell, view: HistoryArgs, out: &mut Out<'_>) -> Res
             ]
         })
         .collect();
-    out.table(&["seq", "time", "initiated by", "activity", "environment", "targets", "result"], rows)
+    // A refusal's result is its reason (`rejected (D8): ...`).
+    out.table_painted(
+        &["seq", "time", "initiated by", "activity", "environment", "targets", "result"],
+        rows,
+        |row| row[6].starts_with("rejected").then_some(crate::output::red as fn(&str) -> String),
+    )
 }
 
 /// Reads the log backwards from `to`, page by page, and builds the audit
@@ -175,7 +180,9 @@ pub async fn diagnose(
             ]
         })
         .collect();
-    out.table(&["result", "rule", "check", "detail", "evidence (seq)"], rows)?;
+    out.table_painted(&["result", "rule", "check", "detail", "evidence (seq)"], rows, |row| {
+        (row[0] == "FAIL").then_some(crate::output::red as fn(&str) -> String)
+    })?;
     for advice in &diagnosis.advice {
         out.colored(crate::output::yellow, format!("advice: {advice}"))?;
     }
@@ -386,7 +393,11 @@ pub async fn review(shell: &Shell, view: ReviewArgs, out: &mut Out<'_>) -> Resul
         true => &["severity", "rule", "environment", "upn", "detail", "evidence (seq)", "advice"],
         false => &["severity", "rule", "upn", "detail", "evidence (seq)", "advice"],
     };
-    out.table(headers, table)
+    out.table_painted(headers, table, |row| match row[0].as_str() {
+        "high" => Some(crate::output::red as fn(&str) -> String),
+        "medium" => Some(crate::output::yellow),
+        _ => None,
+    })
 }
 
 /// Which findings `review` shows.
