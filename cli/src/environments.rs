@@ -6,7 +6,7 @@ use std::path::Path;
 
 use domain::envcmd::{EnvCommand as DomainCommand, NewEnvironment, StubRow};
 use domain::environment::{Environment, INACTIVITY_TIMEOUT, SESSION_TIMEOUT};
-use domain::events::{EnvEvent, Event};
+use domain::events::{AccessMode, EnvEvent, Event};
 use domain::Upn;
 use serde_json::{json, Value};
 
@@ -529,24 +529,14 @@ pub async fn systemusers(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>
                 u.fullname.clone().unwrap_or_default(),
                 u.kind.to_owned(),
                 if u.isdisabled { "disabled" } else { "enabled" }.to_owned(),
-                format!("{} ({})", access_mode_name(u.accessmode), u.accessmode),
+                AccessMode::from_value(u.accessmode)
+                    .map_or_else(|| u.accessmode.to_string(), AccessMode::shown),
                 if u.islicensed { "yes" } else { "no" }.to_owned(),
                 u.roles.join(", "),
             ]
         })
         .collect();
     out.table(&["domainname", "fullname", "kind", "status", "access mode", "licensed", "roles"], table)
-}
-
-fn access_mode_name(value: u8) -> &'static str {
-    match value {
-        0 => "read-write",
-        1 => "administrative",
-        2 => "read",
-        3 => "support",
-        4 => "non-interactive",
-        _ => "delegated-admin",
-    }
 }
 
 /// `export systemusers --env E --format json|csv [--at WHEN]`: JSON exactly as

@@ -197,7 +197,13 @@ pub async fn timeline(
     at: AtArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let AsOf { seq, tenant, environment, .. } = shell.environment_as_of(env, at_of(&at)?).await?;
+    let asked = at_of(&at)?;
+    let AsOf { seq, time, tenant, environment } = shell.environment_as_of(env, asked).await?;
+    // The last interval runs to the point asked: now, or `--at`'s.
+    let end = match asked {
+        None => "now".to_owned(),
+        Some(_) => crate::output::to_second(&projections::rfc3339(time)),
+    };
     let subject = match tenant.user(upn) {
         Some(user) => Subject::Directory(user.id),
         None if environment.users_named(upn.as_str()).next().is_some() => Subject::Named(upn.to_string()),
@@ -224,9 +230,11 @@ pub async fn timeline(
         .map(|i| {
             vec![
                 crate::output::to_second(&i.from),
-                i.to.as_deref().map_or_else(|| "now".into(), crate::output::to_second),
+                i.to.as_deref().map_or_else(|| end.clone(), crate::output::to_second),
                 i.state.to_owned(),
-                i.accessmode.map_or_else(String::new, |m| m.to_string()),
+                i.accessmode.map_or_else(String::new, |m| {
+                    domain::events::AccessMode::from_value(m).map_or_else(|| m.to_string(), |m| m.shown())
+                }),
                 if i.can_access { "yes" } else { "no" }.to_owned(),
                 format!("seq {} {}", i.cause.seq, i.cause.activity_display_name),
             ]

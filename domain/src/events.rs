@@ -479,6 +479,19 @@ impl AccessMode {
         }
     }
 
+    /// The mode Dataverse stores as `value` (A1), if it is one.
+    pub fn from_value(value: u8) -> Option<AccessMode> {
+        use AccessMode::*;
+        [ReadWrite, Administrative, Read, SupportUser, NonInteractive, DelegatedAdmin]
+            .into_iter()
+            .find(|m| m.value() == value)
+    }
+
+    /// As views print it: the name, then the value Dataverse stores.
+    pub fn shown(self) -> String {
+        format!("{} ({})", self.cli_name(), self.value())
+    }
+
     /// The name used on the command line.
     pub fn cli_name(self) -> &'static str {
         match self {

@@ -375,3 +375,20 @@ fn record_n_shows_every_evidence_seq_the_views_print() {
         assert!(err.contains(&format!("the log holds records 1 to {head}")), "{err}");
     }
 }
+
+/// One vocabulary: `timeline` prints the access mode as `systemusers` does
+/// (`read-write (0)`), and `--at` ends the last interval at the point asked,
+/// not at "now".
+#[test]
+fn timeline_speaks_as_systemusers_and_ends_at_the_point_asked() {
+    let (mut sb, script) = scripted();
+    for line in &script {
+        sb.run(line);
+    }
+    let now = sb.ok(&format!("timeline --env Sales --upn {ALICE}"));
+    assert!(now.lines().last().is_some_and(|l| l.contains(" now ")), "{now}");
+    assert!(now.contains("read-write (0)") && now.contains("administrative (1)"), "{now}");
+    let then = sb.ok(&format!("timeline --env Sales --upn {ALICE} --at seq:20"));
+    let last = then.lines().last().unwrap();
+    assert!(!last.contains(" now ") && last.contains("2026-01-05T"), "{then}");
+}
