@@ -1270,11 +1270,26 @@ impl Inner {
     ) -> Result<Vec<Record>, StoreError> {
         let seqs = self.stream_seqs(stream, from_version.max(1), max_seq)?;
         let mut records = Vec::with_capacity(seqs.len());
+        // The index says where a stream's records are; the records say
+        // whose they are and in what order. A fold decides on what this
+        // returns, so an index that skips or borrows records (damaged, or
+        // forged) is named here, not folded.
+        let mut version = from_version.max(1);
         self.read_seqs(&seqs, |seq, bytes| {
             let record = Record::open(bytes).map_err(|e| corrupt_seq(seq, e))?;
             if record.seq != seq {
                 return Err(corrupt_seq(seq, format!("its place in the log holds record {}", record.seq)));
             }
+            if record.stream != stream || record.version != version {
+                return Err(corrupt_seq(
+                    seq,
+                    format!(
+                        "the index gives it as version {version} of stream '{stream}', but it is version {} of '{}'",
+                        record.version, record.stream
+                    ),
+                ));
+            }
+            version += 1;
             records.push(record);
             Ok(())
         })?;

@@ -879,3 +879,33 @@ async fn records_with_and_without_an_origin_chain_read_and_verify_together() {
     store.raw_set_record(2, Some(&bytes)).unwrap();
     assert_eq!(store.verify().await.unwrap().problem.map(|p| p.seq), Some(2));
 }
+
+/// A fold decides on what a stream read returns: an index that skips a
+/// record of the stream (damaged, or forged to hide a role's removal) is
+/// named by the read, never folded as if the stream were whole.
+#[tokio::test]
+async fn a_stream_read_through_an_index_that_skips_a_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..6u128 {
+        let stream = if i % 2 == 0 { "tenant" } else { "env/x" };
+        store
+            .append(append(stream, ExpectedVersion::Any, vec![event(i, b"e")], at(i as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    store.flush().await.unwrap();
+    // The tenant's runs: (v1, seq 1), (v2, seq 3), (v3, seq 5); drop the second.
+    let tree = store.raw_tree();
+    let mut prefix = vec![b's'];
+    prefix.extend_from_slice(&(6u16).to_be_bytes());
+    prefix.extend_from_slice(b"tenant");
+    let (key, block) = tree.scan_prefix(&prefix).next().unwrap().unwrap();
+    assert_eq!(block.len(), 3 * 20);
+    let forged: Vec<u8> = block[..20].iter().chain(&block[40..]).copied().collect();
+    tree.insert(key, forged).unwrap();
+    let err = store.read_stream("tenant", 1).await.unwrap_err().to_string();
+    assert!(err.contains("record 5") && err.contains("version 2 of stream 'tenant'"), "{err}");
+    assert!(store.verify().await.unwrap().problem.is_some(), "verify names it too");
+}
