@@ -29,7 +29,12 @@ pub fn csv(columns: &[String], rows: Vec<Vec<String>>, excel: bool) -> Result<Ve
     let text = |e: csv::Error| CliError::Usage(format!("cannot write CSV: {e}"));
     let start = if excel { "\u{feff}".as_bytes().to_vec() } else { Vec::new() };
     let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(start);
-    writer.write_record(columns).map_err(text)?;
+    // The header too: a column named after data (a key of a map) is data.
+    match excel {
+        true => writer.write_record(columns.iter().map(|c| as_text(c))),
+        false => writer.write_record(columns),
+    }
+    .map_err(text)?;
     for row in rows {
         match excel {
             true => writer.write_record(row.iter().map(|c| as_text(c))),
@@ -54,24 +59,31 @@ fn as_text(cell: &str) -> String {
 pub fn flatten(doc: &Value) -> (Vec<String>, Vec<Vec<String>>) {
     let items: &[Value] = doc.as_array().map_or(std::slice::from_ref(doc), Vec::as_slice);
     let mut columns: Vec<String> = Vec::new();
-    let mut flat: Vec<Vec<(String, String)>> = Vec::with_capacity(items.len());
+    let mut column_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut flat: Vec<Vec<(usize, String)>> = Vec::with_capacity(items.len());
     for item in items {
         let mut cells = Vec::new();
         cells_of("", item, &mut cells);
-        for (key, _) in &cells {
-            if !columns.contains(key) {
-                columns.push(key.clone());
-            }
-        }
-        flat.push(cells);
+        let placed = cells
+            .into_iter()
+            .map(|(key, value)| {
+                let at = *column_of.entry(key.clone()).or_insert_with(|| {
+                    columns.push(key);
+                    columns.len() - 1
+                });
+                (at, value)
+            })
+            .collect();
+        flat.push(placed);
     }
     let rows = flat
         .into_iter()
         .map(|cells| {
-            columns
-                .iter()
-                .map(|c| cells.iter().find(|(k, _)| k == c).map(|(_, v)| v.clone()).unwrap_or_default())
-                .collect()
+            let mut row = vec![String::new(); columns.len()];
+            for (at, value) in cells {
+                row[at] = value;
+            }
+            row
         })
         .collect();
     (columns, rows)

@@ -351,6 +351,11 @@ async fn dispatch(
         std::mem::forget(shell);
         return result;
     }
+    // Damage found while the command ran (a witness that could not be
+    // written) is said too.
+    if damage.is_none() {
+        *damage = shell.store.damage();
+    }
     // The close's work (the index, moving older records into the archive)
     // reports its failure rather than leave it to a drop that cannot.
     let closed = shell.store.close_if_last();

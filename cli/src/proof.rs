@@ -431,8 +431,10 @@ pub async fn restore(
         },
         Err(e) => Err(e),
     };
-    // The handle goes first: its lock and files live in the directory.
-    drop(store);
+    // The handle goes first: its lock and files live in the directory. Its
+    // close (the index, a seal) reports its failure as the restore's.
+    let closed = store.close_if_last().map_err(CliError::from);
+    let result = result.and_then(|restored| closed.map(|_| restored));
     match result {
         Ok((records, head)) => {
             let line = format!(

@@ -119,7 +119,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// something else: its caches then become misses, which is all a lost id costs.
 fn database_id(db: &Path) -> std::io::Result<String> {
     let path = db.join(ID_FILE);
-    match std::fs::read_to_string(&path) {
+    let read = std::fs::File::open(&path).and_then(|file| {
+        // An id is 32 characters: a huge file in its place is read no further.
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, 64), &mut text).map(|_| text)
+    });
+    match read {
         Ok(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => {
             return Ok(id)
         }

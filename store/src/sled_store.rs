@@ -294,6 +294,13 @@ fn walk_own(root: &Path, private: bool) -> Result<(), StoreError> {
             if meta.file_type().is_symlink() {
                 return Err(StoreError::Symlink { path });
             }
+            // A FIFO, socket or device would make an open wait or read forever.
+            if !meta.is_file() && !meta.is_dir() {
+                return Err(StoreError::NotOurs {
+                    path,
+                    reason: "it is neither a file nor a directory".into(),
+                });
+            }
             if private {
                 only_owner(&path, &meta, if meta.is_dir() { 0o700 } else { 0o600 })
                     .map_err(|e| io(&path, e))?;
@@ -800,6 +807,9 @@ impl Inner {
             if format >= Some(LOG_FORMAT) || pending.damaged.is_some() {
                 return Ok(());
             }
+            // The witness never leads what is durable: records a crash left
+            // only in the page cache are flushed before it names them.
+            self.db.flush().map_err(engine)?;
             let tip = self.tip()?;
             let mut witness = witness.lock().unwrap_or_else(|p| p.into_inner());
             witness.attest(tip.seq, tip.hash).map_err(|source| self.io(source))?;

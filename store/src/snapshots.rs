@@ -27,6 +27,9 @@ use crate::{Snapshot, StoreError};
 
 /// What a cache's bytes start with: the framing's version.
 const TAG: [u8; 4] = *b"utc1";
+/// The largest cache file read: far above any state (a 300k-user
+/// directory is some hundreds of MiB), far below what would exhaust memory.
+const MAX_CACHE_BYTES: u64 = 4 << 30;
 /// What follows the state: the bound record's hash, then the MAC.
 const TRAILER: usize = 64;
 
@@ -123,10 +126,20 @@ impl Snapshots {
                 static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let aside = dir.join(format!(".{seq}.{}.{n}.tmp", std::process::id()));
-                let staged = staged(Held::File { aside: aside.clone(), path: dir.join(file_name(seq)) });
+                // A new file, never one (or a link) someone put in its place,
+                // private whatever the umask; written and published through
+                // this handle, never opened again by name.
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&aside).map_err(io)?;
                 // On failure, dropping `staged` removes what was written.
-                let mut file = std::fs::File::create(&aside).map_err(io)?;
+                let mut staged = staged(Held::File { aside, path: dir.join(file_name(seq)), file: None });
                 file.write_all(&TAG).and_then(|()| file.write_all(&state)).map_err(io)?;
+                if let Held::File { file: held, .. } = &mut staged.held {
+                    *held = Some(file);
+                }
                 Ok(staged)
             }
         }
@@ -147,10 +160,9 @@ impl Snapshots {
                 map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, bytes);
                 Ok(())
             }
-            (Place::Dir(_), Held::File { aside, path }) => {
-                let written = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&aside)
+            (Place::Dir(_), Held::File { aside, path, file }) => {
+                let written = file
+                    .ok_or_else(|| std::io::Error::other("the staged file was not written"))
                     .and_then(|mut file| file.write_all(&trailer))
                     .and_then(|()| std::fs::rename(&aside, &path));
                 written.map_err(|source| {
@@ -295,6 +307,14 @@ impl Snapshots {
             Place::Dir(root) => {
                 let path = root.join(hex(name)).join(file_name(seq));
                 let io = |source| StoreError::Io { path: path.clone(), source };
+                // Opening a FIFO would wait for a writer, and a link leads
+                // elsewhere: anything but a regular file is a miss.
+                match std::fs::symlink_metadata(&path) {
+                    Ok(meta) if !meta.is_file() => return Ok(Some(([0; 4], Vec::new()))),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io(e)),
+                }
                 let mut file = match std::fs::File::open(&path) {
                     Ok(file) => file,
                     // Removed meanwhile: a cache miss, not an error.
@@ -303,12 +323,17 @@ impl Snapshots {
                 };
                 // Read in two, so that the state need not be moved after its tag.
                 let mut tag = [0; 4];
-                let len = file.metadata().map_err(io)?.len();
+                let meta = file.metadata().map_err(io)?;
+                // Only a regular file of a size a state can have: a planted
+                // FIFO or a huge sparse file is a miss, not a hang or an abort.
+                if !meta.is_file() || meta.len() > MAX_CACHE_BYTES {
+                    return Ok(Some(([0; 4], Vec::new())));
+                }
                 if file.read_exact(&mut tag).is_err() {
                     return Ok(Some(([0; 4], Vec::new())));
                 }
-                let mut state = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-                file.read_to_end(&mut state).map_err(io)?;
+                let mut state = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+                file.take(MAX_CACHE_BYTES).read_to_end(&mut state).map_err(io)?;
                 Ok(Some((tag, state)))
             }
         }
@@ -346,7 +371,7 @@ enum Held {
     Bytes(Vec<u8>),
     /// In a file of the snapshot's directory whose name is not a seq, so
     /// that no reader takes it for a snapshot, until it is renamed to `path`.
-    File { aside: PathBuf, path: PathBuf },
+    File { aside: PathBuf, path: PathBuf, file: Option<std::fs::File> },
     /// Gone where it belongs (what `publish` leaves behind).
     Published,
 }

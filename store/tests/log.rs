@@ -909,3 +909,18 @@ async fn a_stream_read_through_an_index_that_skips_a_record_is_refused() {
     assert!(err.contains("record 5") && err.contains("version 2 of stream 'tenant'"), "{err}");
     assert!(store.verify().await.unwrap().problem.is_some(), "verify names it too");
 }
+
+/// A FIFO planted in the database directory would make an open wait for a
+/// writer for ever: it is refused at open, named, never opened.
+#[cfg(unix)]
+#[test]
+fn a_fifo_inside_the_database_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let fifo = dir.path().join("db").join("cache-id");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let err = SledStore::open(dir.path().join("db"), OpenOptions::default()).err().expect("refused");
+    assert!(err.to_string().contains("neither a file nor a directory"), "{err}");
+}

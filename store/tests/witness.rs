@@ -246,3 +246,24 @@ fn a_log_from_before_the_witness_gets_one_at_its_first_open() {
     let store = open(&dir);
     assert!(refused(&store, 6).contains("record 5 is missing"));
 }
+
+#[test]
+fn a_huge_file_in_the_witness_place_is_read_no_further() {
+    let dir = tempfile::tempdir().unwrap();
+    log_of(&dir, 2);
+    let path = dir.path().join("db").join("witness");
+    // Sparse: 64 GiB that reading whole would exhaust memory. Its slots
+    // come first, whole: the witness still holds.
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(64 << 30).unwrap();
+    let store = open(&dir);
+    assert_eq!(store.damage(), None);
+    store.append_all_blocking(&[append(3)]).unwrap().unwrap();
+    drop(store);
+    // The same size in zeroes: no whole slot, so damage, named.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(0).unwrap();
+    file.set_len(64 << 30).unwrap();
+    drop(file);
+    let store = open(&dir);
+    assert!(store.damage().is_some_and(|d| d.contains("witness file is damaged")), "{:?}", store.damage());
+}

@@ -341,10 +341,11 @@ impl Staged<'_> {
                 .iter()
                 .map(|&(stream, version, seq, id)| (streams[stream].0.as_str(), version, seq, id)),
         );
+        let mut unwitnessed = None;
         let after_commit = (|| {
             if inner.durability == Durability::Immediate {
                 inner.flush_db()?;
-                inner.witness_tip(self.seq, self.prev_hash)?;
+                unwitnessed = inner.witness_tip(self.seq, self.prev_hash).err();
             }
             if pending.len() >= INDEX_EVERY {
                 inner.write_index(pending)?;
@@ -356,6 +357,12 @@ impl Staged<'_> {
             // in this process; reopening finds out from the records.
             pending.damaged = Some(format!("a write after record {} failed: {e}", self.seq));
             return Err(e);
+        }
+        if let Some(e) = unwitnessed {
+            // The records are durable and reported as landed; only their
+            // witness lags. Named, and nothing more is appended here.
+            pending.damaged =
+                Some(format!("the witness could not be written after record {}: {e}", self.seq));
         }
         Ok(Ok(self.results))
     }

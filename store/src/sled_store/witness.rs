@@ -82,7 +82,8 @@ impl Witness {
         }
         let mut file = std::fs::OpenOptions::new().read(true).write(true).open(&witness.path)?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+        // Two slots at most: a huge file in its place is damage, not a read.
+        (&mut file).take(2 * SLOT as u64 + 1).read_to_end(&mut bytes)?;
         witness.file = Some(file);
         let slots = [0, 1].map(|i| bytes.get(i * SLOT..(i + 1) * SLOT).and_then(decode));
         let Some((generation, newest)) = slots.into_iter().flatten().max_by_key(|(g, _)| *g) else {
@@ -97,15 +98,28 @@ impl Witness {
     pub(super) fn write(&mut self, witnessed: Witnessed) -> io::Result<()> {
         let generation = self.generation + 1;
         let slot = encode(generation, &witnessed);
+        let created = self.file.is_none();
         let file = match &mut self.file {
             Some(file) => file,
             // `create_new` never follows a symlink put in its place meanwhile.
             None => {
-                self.file.insert(std::fs::OpenOptions::new().write(true).create_new(true).open(&self.path)?)
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                self.file.insert(options.open(&self.path)?)
             }
         };
         file.seek(SeekFrom::Start((generation % 2) * SLOT as u64))?;
         file.write_all(&slot)?;
+        if created {
+            // A later write may be lost to a power cut (the witness lags);
+            // the file itself must not be, once the format mark says it is there.
+            file.sync_all()?;
+            if let Some(dir) = self.path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+        }
         self.generation = generation;
         self.holds = Some(witnessed);
         Ok(())
