@@ -988,6 +988,22 @@ pub enum ImportCommand {
         #[arg(long, value_name = "PART=KIND", value_parser = parse_sku_kind)]
         sku_kind: Vec<(String, domain::events::SkuKind)>,
     },
+    /// Import the Entra admin center's "Download users" CSV, as its difference (licenses left as they are)
+    #[command(
+        name = "entra-csv",
+        after_help = "Example:\n  usertrail import entra-csv --file exportUsers_2026-12-6.csv --skus skus.json"
+    )]
+    EntraCsv {
+        /// The downloaded CSV
+        #[arg(long)]
+        file: PathBuf,
+        /// GET /subscribedSkus export, for SKUs not known yet (several files allowed)
+        #[arg(long, num_args = 1..)]
+        skus: Vec<PathBuf>,
+        /// Keep users the file does not mention instead of deleting them
+        #[arg(long)]
+        keep_missing: bool,
+    },
     /// Import stub users from a CSV file (header: domainname,firstname,lastname)
     #[command(
         name = "stub-users",

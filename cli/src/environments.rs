@@ -370,8 +370,20 @@ pub async fn import(
                 skus,
                 kinds: sku_kind.into_iter().collect(),
                 keep_missing,
+                entra_csv: None,
             };
-            return import_graph(shell, actor, &files, out).await;
+            return import_graph(shell, actor, &files, "import graph", out).await;
+        }
+        ImportCommand::EntraCsv { file, skus, keep_missing } => {
+            let files = crate::graph::Files {
+                users: vec![],
+                groups: vec![],
+                skus,
+                kinds: Default::default(),
+                keep_missing,
+                entra_csv: Some(file),
+            };
+            return import_graph(shell, actor, &files, "import entra-csv", out).await;
         }
     };
     let rows = read_stub_csv(&file)?;
@@ -391,6 +403,7 @@ async fn import_graph(
     shell: &Shell,
     actor: Option<&Upn>,
     files: &crate::graph::Files,
+    command: &'static str,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
     crate::timings::phase("start");
@@ -398,7 +411,7 @@ async fn import_graph(
     let users = export.as_ref().map_or(0, |e| e.users.len());
     crate::timings::phase("read the export");
     let done = shell
-        .execute_batch(actor, "import graph", |tenant, now| {
+        .execute_batch(actor, command, |tenant, now| {
             // Planning takes the export apart into the commands. A retry,
             // after another writer got in first, reads the files again: keeping
             // a copy for it would hold every user twice for the whole import.

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{usage, CliError};
 
+mod entra;
 mod json;
 
 use json::{Json, Keys, Picked, PickedOf};
@@ -187,6 +188,9 @@ pub struct Files {
     pub kinds: BTreeMap<String, SkuKind>,
     /// `--keep-missing`.
     pub keep_missing: bool,
+    /// An Entra admin center users download (`import entra-csv`), read
+    /// besides (or instead of) the Graph pages.
+    pub entra_csv: Option<PathBuf>,
 }
 
 /// The users of one export file, in order.
@@ -257,7 +261,7 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
                 _ => None,
             },
             guest,
-            licenses,
+            licenses: Some(licenses),
         });
     }
     Ok(users)
@@ -315,7 +319,10 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
             skus.push(ImportedSku { kind: kind_of(&part, &files.kinds), part, seats });
         }
     }
-    let users = read_users(&files.users, &sku_parts)?;
+    let mut users = read_users(&files.users, &sku_parts)?;
+    if let Some(file) = &files.entra_csv {
+        users.extend(entra::users(file)?);
+    }
     let groups = if files.groups.is_empty() {
         None
     } else {
@@ -524,7 +531,7 @@ mod tests {
                 profile: [(ProfileField::City, Some(format!("City {n}")))].into_iter().collect(),
                 account_enabled: Some(n % 7 != 0),
                 guest: false,
-                licenses: Default::default(),
+                licenses: Some(Default::default()),
             })
             .collect();
         let export = Export { users, ..Export::default() };

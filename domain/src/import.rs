@@ -27,8 +27,9 @@ pub struct ImportedUser {
     pub account_enabled: Option<bool>,
     /// userType Guest.
     pub guest: bool,
-    /// Assigned licenses, by part number.
-    pub licenses: BTreeSet<String>,
+    /// Assigned licenses, by part number; `None`: the export does not say
+    /// (the Entra admin center's CSV), and licenses are left as they are.
+    pub licenses: Option<BTreeSet<String>>,
 }
 
 /// A group member as the export has it.
@@ -113,7 +114,7 @@ impl UserPlan {
                     id,
                     upn,
                     profile: profile.into_iter().filter_map(|(f, v)| Some((f, v?))).collect(),
-                    licenses: licenses.into_iter().collect(),
+                    licenses: licenses.into_iter().flatten().collect(),
                     admin_roles: vec![],
                     guest,
                     home_licenses: vec![],
@@ -143,6 +144,7 @@ impl UserPlan {
                 }
                 _ => {}
             }
+            let Some(licenses) = licenses else { continue };
             let held: BTreeSet<String> = existing.licenses.iter().map(|l| l.to_lowercase()).collect();
             let wanted: BTreeSet<String> = licenses.iter().map(|l| l.to_lowercase()).collect();
             for sku in existing.licenses.iter().filter(|l| !wanted.contains(&l.to_lowercase())) {
@@ -374,7 +376,7 @@ mod tests {
             .collect(),
             account_enabled: Some(true),
             guest: false,
-            licenses: licenses.iter().map(|s| (*s).to_owned()).collect(),
+            licenses: Some(licenses.iter().map(|s| (*s).to_owned()).collect()),
         }
     }
 
@@ -403,7 +405,7 @@ mod tests {
         assert!(plan(&tenant, export.clone(), now).is_empty(), "nothing left to do");
         // A change in the export becomes an update with old and new values, and a move of the license.
         export.users[1].profile.insert(ProfileField::City, Some("Nice".into()));
-        export.users[1].licenses.clear();
+        export.users[1].licenses = Some(BTreeSet::new());
         let commands = plan(&tenant, export.clone(), now);
         assert_eq!(commands.len(), 2, "{commands:?}");
         assert!(

@@ -300,3 +300,55 @@ fn user_list_json_imports_again_and_nothing_differs() {
     copy.ok(&format!("import graph --users {}", file.display()));
     assert_eq!(copy.records(), before, "a second import of the same file appends nothing");
 }
+
+/// `import entra-csv` reads the Entra admin center's "Download users" CSV as
+/// a difference: profiles and sign-in change, licenses are left as they are
+/// (the file names none), a user the file leaves out is soft-deleted, a
+/// second import appends nothing, and a bad row appends nothing.
+#[test]
+fn import_entra_csv_reads_the_users_download_and_leaves_licenses_alone() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 5");
+    sb.ok(
+        "user create --upn alice@contoso.onmicrosoft.com --first Alice --last Smith --license DYN365_SALES",
+    );
+    sb.ok("user create --upn bob@contoso.onmicrosoft.com --first Bob --last Lee");
+    let list = sb.json("user list");
+    let id = |upn: &str| {
+        list.as_array().unwrap().iter().find(|u| u["userPrincipalName"] == upn).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let file = sb.dir().join("exportUsers.csv");
+    let csv = format!(
+        "\u{feff}userPrincipalName,displayName,surname,mail,givenName,objectId,userType,jobTitle,department,accountEnabled,usageLocation,streetAddress,state,country,physicalDeliveryOfficeName,city,postalCode,telephoneNumber,mobile\r\n\
+         alice@contoso.onmicrosoft.com,Alice Smith,Smith,,Alice,{},Member,Lead,Sales,True,FR,,,,,Lyon,,,\r\n\
+         carol@contoso.onmicrosoft.com,Carol Diaz,Diaz,,Carol,0b8c1a2e-0000-4000-8000-00000000000c,Member,,,False,,,,,,,,,\r\n",
+        id("alice@contoso.onmicrosoft.com")
+    );
+    std::fs::write(&file, csv).unwrap();
+    sb.ok(&format!("import entra-csv --file {}", file.display()));
+    let after = sb.json("user list");
+    let user = |upn: &str| {
+        after.as_array().unwrap().iter().find(|u| u["userPrincipalName"] == upn).cloned().unwrap()
+    };
+    assert_eq!(
+        user("alice@contoso.onmicrosoft.com")["assignedLicenses"],
+        json!(["DYN365_SALES"]),
+        "licenses left alone"
+    );
+    assert_eq!(user("bob@contoso.onmicrosoft.com")["deleted"], true, "left out of the file: soft-deleted");
+    assert_eq!(user("carol@contoso.onmicrosoft.com")["accountEnabled"], false);
+    assert_eq!(user("admin@contoso.onmicrosoft.com")["deleted"], false, "the admin named at init stays");
+    let history = sb.json("history --limit 1");
+    assert_eq!(history[0]["activityDisplayName"].as_str().is_some(), true);
+    let before = sb.records();
+    sb.ok(&format!("import entra-csv --file {}", file.display()));
+    assert_eq!(sb.records(), before, "the same file again appends nothing");
+    std::fs::write(&file, "userPrincipalName,objectId\r\nnot-a-upn,0b8c1a2e-0000-4000-8000-00000000000d\r\n")
+        .unwrap();
+    let err = sb.fails(&format!("import entra-csv --file {}", file.display()), 2);
+    assert!(err.contains("line 2"), "{err}");
+    assert_eq!(sb.records(), before);
+}
