@@ -27,9 +27,11 @@ pub struct Difference {
     pub change: &'static str,
     /// The column, for a change.
     pub field: Option<String>,
-    /// Before.
+    /// Before (`oldValue`, as `changes --json` names it).
+    #[serde(rename = "oldValue")]
     pub old: Option<String>,
-    /// After.
+    /// After (`newValue`).
+    #[serde(rename = "newValue")]
     pub new: Option<String>,
 }
 
