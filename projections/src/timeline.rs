@@ -2,9 +2,9 @@
 //! disabled, with the access mode and whether the user could get in, each
 //! opened by the record that changed it.
 
+use domain::eligibility::can_access;
 use domain::environment::{Environment, SystemUser};
-use domain::events::{AccessMode, Event, Stamp, UserKind};
-use domain::security;
+use domain::events::{Event, Stamp};
 use domain::tenant::Tenant;
 use serde::Serialize;
 use store::Record;
@@ -21,7 +21,7 @@ pub struct Interval {
     pub state: &'static str,
     /// The access mode's value (A1), while there is a record.
     pub accessmode: Option<u8>,
-    /// An enabled record with a role whose mode allows signing in (R4, A6).
+    /// The user gets in through the web interface (`domain::eligibility::can_access`).
     #[serde(rename = "canAccess")]
     pub can_access: bool,
     /// The record that opened the interval.
@@ -54,18 +54,6 @@ fn find<'a>(env: &'a Environment, subject: &Subject) -> Option<&'a SystemUser> {
     }
 }
 
-/// Whether a record lets its user in through the web interface now: enabled,
-/// with a role (R4), in a mode that signs in (A6), and a directory user who
-/// may sign in (S2.1: blocking or deleting takes effect at once, before sync).
-pub fn can_access(tenant: &Tenant, env: &Environment, r: &SystemUser) -> bool {
-    let signs_in = r.object_id.is_none_or(|id| tenant.users.get(&id).is_some_and(|u| u.can_sign_in()));
-    !r.is_disabled
-        && r.kind != UserKind::Stub
-        && r.access_mode != AccessMode::NonInteractive
-        && security::has_any_role(env, r)
-        && signs_in
-}
-
 /// The timeline of `subject` over the tenant's and an environment's records
 /// merged in log order. State is judged when a command (or one sync change)
 /// is complete, so an interval's cause is that command's last record: the
@@ -92,13 +80,15 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
         if !command_ends || !env.exists() {
             continue;
         }
-        let (state, accessmode, can) = match find(&env, subject) {
-            None => ("absent", None, false),
-            Some(r) => (
-                if r.is_disabled { "disabled" } else { "enabled" },
-                Some(r.access_mode.value()),
-                can_access(&tenant, &env, r),
-            ),
+        let found = find(&env, subject);
+        let user = match subject {
+            Subject::Directory(id) => tenant.users.get(id),
+            Subject::Named(_) => None,
+        };
+        let can = can_access(&tenant, &env, user, found, record.recorded_at).can();
+        let (state, accessmode) = match found {
+            None => ("absent", None),
+            Some(r) => (if r.is_disabled { "disabled" } else { "enabled" }, Some(r.access_mode.value())),
         };
         let same = intervals
             .last()

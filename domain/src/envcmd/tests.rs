@@ -5,7 +5,7 @@
 use chrono::{Duration, TimeZone};
 
 use super::*;
-use crate::eligibility::{eligibility, ADD_CHECK};
+use crate::eligibility::{eligibility, Checked};
 use crate::environment::{DELEGATED_ADMIN_UPN, SUPPORT_UPN};
 use crate::events::{AdminRole, Entitlement, Event, Member, Profile, ProfileField, SkuKind, Stamp};
 use crate::rules::Refusal;
@@ -350,7 +350,7 @@ fn s1_1_a_trial_adds_on_demand_only_but_keeps_records_up_to_date() {
     let env = w.env(ADMIN, "Trial", EnvType::Trial, |_| {});
     assert!(w.sync(env).is_empty());
     let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)).unwrap(), How::Sync, w.now);
-    let add = e.checks.iter().find(|c| c.name == ADD_CHECK).unwrap();
+    let add = e.checks.iter().find(|c| c.what == Checked::Added).unwrap();
     assert_eq!((add.rule, add.passed), (Rule::S1_1, false));
     w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) });
     w.tenant_ok(
@@ -1546,7 +1546,7 @@ fn s1_4_the_add_check_names_each_on_demand_only_entitlement() {
     w.tenant_ok(ADMIN, TenantCommand::AddSku { sku: "MKT".into(), kind: SkuKind::MarketingTenant, seats: 1 });
     let add_check = |w: &World, env: usize, who: &str| {
         let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(who)).unwrap(), How::Sync, w.now);
-        let check = e.checks.into_iter().find(|c| c.name == ADD_CHECK).expect("the add check");
+        let check = e.checks.into_iter().find(|c| c.what == Checked::Added).expect("the add check");
         assert!(!check.passed && check.rule == Rule::S1_4, "{check:?}");
         check.detail
     };
