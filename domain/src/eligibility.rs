@@ -420,15 +420,9 @@ pub fn can_access(
     if user.is_none() {
         checks.push(kind(r));
     }
-    let status = if r.is_disabled { "disabled" } else { "enabled" };
-    let detail = format!("the record is {status} (since record {})", r.evidence.status);
-    checks.push(check(
-        Rule::S4,
-        Checked::Record,
-        !r.is_disabled,
-        detail,
-        vec![r.evidence.added, r.evidence.status],
-    ));
+    let (status, evidence) = (if r.is_disabled { "disabled" } else { "enabled" }, r.evidence.status);
+    let detail = format!("the record is {status} (since record {evidence})");
+    checks.push(check(Rule::S4, Checked::Record, !r.is_disabled, detail, vec![r.evidence.added, evidence]));
     let roles = security::roles_of(env, r);
     let detail = if roles.is_empty() {
         "no security role, directly or through a team: the record stays enabled and licensed but cannot reach the environment (removing all roles is not the recommended way to remove access)".to_owned()
@@ -447,8 +441,8 @@ pub fn can_access(
     Access { eligibility, record: checks }
 }
 
-/// A record that is no directory user's: a placeholder (E5), an application
-/// user (P1) or a stub, which never signs in (T1.1).
+/// A record that is no directory user's (views look those up by their user):
+/// a placeholder (E5), an application user (P1) or a stub, which never signs in (T1.1).
 fn kind(r: &SystemUser) -> Check {
     let (rule, passed, what) = match r.kind {
         UserKind::DelegatedAdmin => (Rule::E5, true, "the delegated-admin placeholder: every partner delegated admin maps to it; never synced, never counted (E5)"),

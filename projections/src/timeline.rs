@@ -4,8 +4,8 @@
 
 use domain::eligibility::can_access;
 use domain::environment::{Environment, SystemUser};
-use domain::events::{Event, Stamp};
-use domain::tenant::Tenant;
+use domain::events::{Event, Stamp, UserKind};
+use domain::tenant::{Tenant, User};
 use serde::Serialize;
 use store::Record;
 use uuid::Uuid;
@@ -47,10 +47,15 @@ pub enum Subject {
     Named(String),
 }
 
-fn find<'a>(env: &'a Environment, subject: &Subject) -> Option<&'a SystemUser> {
+/// The subject's directory user, if any, and its record.
+fn find<'a>(
+    tenant: &'a Tenant,
+    env: &'a Environment,
+    subject: &Subject,
+) -> (Option<&'a User>, Option<&'a SystemUser>) {
     match subject {
-        Subject::Directory(id) => env.user_by_object(*id),
-        Subject::Named(name) => env.users_named(name).next(),
+        Subject::Directory(id) => (tenant.users.get(id), env.user_by_object(*id)),
+        Subject::Named(name) => (None, env.users_named(name).find(|r| r.kind != UserKind::User)),
     }
 }
 
@@ -80,11 +85,7 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
         if !command_ends || !env.exists() {
             continue;
         }
-        let found = find(&env, subject);
-        let user = match subject {
-            Subject::Directory(id) => tenant.users.get(id),
-            Subject::Named(_) => None,
-        };
+        let (user, found) = find(&tenant, &env, subject);
         let can = can_access(&tenant, &env, user, found, record.recorded_at).can();
         let (state, accessmode) = match found {
             None => ("absent", None),
