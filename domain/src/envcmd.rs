@@ -580,7 +580,7 @@ impl<'a> Decision<'a> {
         if record.access_mode == mode {
             return Ok(vec![]);
         }
-        if mode == AccessMode::NonInteractive && self.env.non_interactive_count() >= NON_INTERACTIVE_LIMIT {
+        if mode == AccessMode::NonInteractive && self.env.non_interactive().count() >= NON_INTERACTIVE_LIMIT {
             return refuse(
                 Rule::A3,
                 format!(

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use domain::eligibility::{can_access, Checked};
 use domain::environment::{Environment, SystemUser, NON_INTERACTIVE_LIMIT};
 use domain::events::Member;
-use domain::events::{AccessMode, Level, Operation, UserKind, UserType};
+use domain::events::{Level, Operation, UserKind, UserType};
 use domain::security;
 use domain::tenant::{GroupRight, Tenant};
 use domain::Upn;
@@ -174,11 +174,7 @@ pub fn review(
         }
     }
 
-    let non_interactive: Vec<&SystemUser> = env
-        .users
-        .values()
-        .filter(|u| u.kind == UserKind::User && u.access_mode == AccessMode::NonInteractive)
-        .collect();
+    let non_interactive: Vec<&SystemUser> = env.non_interactive().collect();
     let count = non_interactive.len();
     let severity = match count {
         n if n >= NON_INTERACTIVE_LIMIT => "high",

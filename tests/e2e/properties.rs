@@ -406,7 +406,7 @@ impl World {
                 .filter(|u| u.access_mode == AccessMode::NonInteractive && u.kind != UserKind::Application)
                 .count();
             assert!(count <= 7, "A3: {} has {count} non-interactive users", env.name);
-            assert_eq!(env.non_interactive_count(), count, "A3: the rule's count in {}", env.name);
+            assert_eq!(env.non_interactive().count(), count, "A3: the rule's count in {}", env.name);
             for stub in env.users.values().filter(|u| u.kind == UserKind::Stub) {
                 assert!(stub.is_disabled, "T1.1: stub {} is enabled in {}", stub.domainname, env.name);
             }
@@ -682,14 +682,14 @@ fn the_world_reaches_the_limits_the_properties_are_about() {
     // Without this the properties could hold vacuously: a scenario that sets
     // users non-interactive reaches A3's limit, and the eighth is refused.
     let mut w = World::contoso();
-    assert_eq!(w.envs[0].non_interactive_count(), 5);
+    assert_eq!(w.envs[0].non_interactive().count(), 5);
     for i in [0, 1, 7, 8] {
         let set = EnvCommand::SetAccessMode { upn: user(i), mode: AccessMode::NonInteractive };
         let outcome = w.act(Action::Env(0, upn(ADMIN), set));
         assert_eq!(outcome.is_ok(), i < 2, "user {i}: {outcome:?}");
         w.invariants();
     }
-    assert_eq!(w.envs[0].non_interactive_count(), NON_INTERACTIVE_LIMIT);
+    assert_eq!(w.envs[0].non_interactive().count(), NON_INTERACTIVE_LIMIT);
     // R6's oracle sees what the manager holds (Write on systemuser at
     // Organization, A2) and not all that System Administrator grants, so a
     // manager's elevation to it would be caught.

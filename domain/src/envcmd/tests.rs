@@ -321,7 +321,7 @@ fn e5_placeholders_are_never_synced_nor_counted() {
     let mut w = World::contoso();
     let env = production(&mut w);
     w.sync(env);
-    assert_eq!(w.envs[env].non_interactive_count(), 0);
+    assert_eq!(w.envs[env].non_interactive().count(), 0);
     let placeholders: Vec<_> =
         w.envs[env].users.values().filter(|u| u.added_by == AddedBy::Placeholder).collect();
     assert_eq!(placeholders.len(), 2);
@@ -860,7 +860,7 @@ fn a3_the_eighth_non_interactive_user_is_refused() {
             roles: vec![],
         },
     );
-    assert_eq!(w.envs[env].non_interactive_count(), 7);
+    assert_eq!(w.envs[env].non_interactive().count(), 7);
 }
 
 #[test]
@@ -931,7 +931,7 @@ fn p1_application_users_are_enabled_non_interactive_and_uncounted() {
         (UserKind::Application, AccessMode::NonInteractive, false)
     );
     assert_eq!(app.column(Column::FirstName), Some("#"));
-    assert_eq!(w.envs[env].non_interactive_count(), 0, "no limit on their number");
+    assert_eq!(w.envs[env].non_interactive().count(), 0, "no limit on their number");
     let again = EnvCommand::CreateAppUser {
         app_id: Uuid::from_u128(100),
         name: "Dup".into(),
