@@ -5,7 +5,7 @@
 use chrono::{Duration, TimeZone};
 
 use super::*;
-use crate::eligibility::{eligibility, Checked};
+use crate::eligibility::{can_access, eligibility, Checked};
 use crate::environment::{DELEGATED_ADMIN_UPN, SUPPORT_UPN};
 use crate::events::{AdminRole, Entitlement, Event, Member, Profile, ProfileField, SkuKind, Stamp};
 use crate::rules::Refusal;
@@ -899,6 +899,29 @@ fn a5_an_administrative_user_reaches_no_data_whatever_its_roles() {
     w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::NonInteractive });
     let reach = w.record(env, ALICE).unwrap().reach();
     assert!(!reach.web && reach.api && reach.data, "A6: API only");
+}
+
+#[test]
+fn s5_access_is_judged_at_once_and_names_each_check_that_fails() {
+    // R: S5, S2.2, R4, A6. A lost license closes access before the next sync disables the record.
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let access = |w: &World| -> (bool, Vec<Checked>) {
+        let access =
+            can_access(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)), w.record(env, ALICE), w.now);
+        (access.can(), access.checks().filter(|c| !c.passed).map(|c| c.what).collect())
+    };
+    assert_eq!(access(&w), (false, vec![Checked::Roles]), "synced without a role (R4)");
+    w.ok(env, ADMIN, EnvCommand::AssignRole { upn: upn(ALICE), role: BASIC_USER.into() });
+    assert_eq!(access(&w), (true, vec![]));
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::NonInteractive });
+    assert_eq!(access(&w), (false, vec![Checked::AccessMode]), "API only (A6)");
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::ReadWrite });
+    w.unlicense(ALICE, SALES_SKU);
+    assert!(!w.record(env, ALICE).unwrap().is_disabled, "no sync yet");
+    assert_eq!(access(&w), (false, vec![Checked::License]));
 }
 
 #[test]
