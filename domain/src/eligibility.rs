@@ -33,28 +33,19 @@ impl How {
     }
 }
 
-/// What a check is about: code tells checks apart by it, never by their text.
+/// What a check is about, whatever its rule and words: code tells checks
+/// apart by it, never by their text; [`Checked::name`] is what people read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Checked {
-    /// The environment has a database (E1).
     Database,
-    /// The user may sign in (S2.1).
     SignIn,
-    /// What entitles the user (S2.2, S3).
     License,
-    /// A guest's entitlement comes from this tenant (S2.3).
     GuestLicense,
-    /// The environment's security group (S2.4).
     SecurityGroup,
-    /// A missing record may be added now (S1).
     Added,
-    /// What a record that is no directory user's is (E5, P1, T1).
     Kind,
-    /// The record exists and is enabled (S4, S5).
     Record,
-    /// The record holds a role (R4).
     Roles,
-    /// The access mode lets it in (A1, A5, A6).
     AccessMode,
 }
 

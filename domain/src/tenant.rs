@@ -828,6 +828,7 @@ fn created(new: &NewUser, user_type: UserType) -> TenantEvent {
     }
 }
 
+/// The actor as a user of this tenant, not gone for good.
 fn known<'a>(tenant: &'a Tenant, actor: &Upn, now: DateTime<Utc>) -> Result<&'a User, Rejection> {
     match tenant.live_user(actor, now) {
         Some(user) => Ok(user),
