@@ -1,8 +1,8 @@
 //! Run diagnostics: why a user can or cannot reach an environment, as of a
-//! point in time. The eligibility checks are those sync decides with
-//! (`domain::eligibility`); the record, role (R4) and access-mode (A5, A6)
-//! checks follow; each names the log records behind it, and advice says
-//! what would fix what fails.
+//! point in time. The checks are the domain's (`domain::eligibility::can_access`:
+//! the eligibility sync decides with, then the record, role (R4) and access
+//! mode (A5, A6)); each names the log records behind it, and advice says what
+//! would fix what fails.
 
 use chrono::{DateTime, Utc};
 use domain::eligibility::{can_access, eligibility, Check, Checked, Eligibility, How};
