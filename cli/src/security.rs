@@ -224,7 +224,7 @@ pub async fn privileges(
         })
         .collect();
     out.table(&["table", "operation", "level", "from"], rows)?;
-    if record.access_mode == domain::events::AccessMode::Administrative {
+    if !record.reach().data {
         out.line("(Administrative access mode: data privileges are withheld whatever the roles, A5)")?;
     }
     Ok(())

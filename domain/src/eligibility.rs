@@ -1,19 +1,20 @@
 //! Eligibility: the one function that says whether a directory user may be
 //! in an environment, returning every check it made (rules E1, S1-S3, D10)
-//! with the log records that decided it. Sync, Refresh, access attempts,
-//! on-demand adds and diagnostics all use [`eligibility`]; no other code
-//! decides these rules.
+//! with the log records that decided it; and [`can_access`], the one answer
+//! to whether a user gets in now (S5, S4, R4, A5, A6). Sync, Refresh, access
+//! attempts, on-demand adds and every view use them; no other code decides
+//! these rules.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use crate::environment::Environment;
-use crate::events::{AdminRole, Entitlement, EnvType, Member, SkuKind, UserType};
+use crate::environment::{Environment, SystemUser};
+use crate::events::{AccessMode, AdminRole, Entitlement, EnvType, Member, SkuKind, UserKind, UserType};
 use crate::rules::Rule;
+use crate::security;
 use crate::tenant::{Tenant, User};
 
 /// How the user is being considered: it changes the S1 exceptions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum How {
     /// The background sync pass (S1).
     Sync,
@@ -32,13 +33,47 @@ impl How {
     }
 }
 
+/// What a check is about, whatever its rule and words: code tells checks
+/// apart by it, never by their text; [`Checked::name`] is what people read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    Database,
+    SignIn,
+    License,
+    GuestLicense,
+    SecurityGroup,
+    Added,
+    Kind,
+    Record,
+    Roles,
+    AccessMode,
+}
+
+impl Checked {
+    /// The short name people read.
+    pub fn name(self) -> &'static str {
+        match self {
+            Checked::Database => "database",
+            Checked::SignIn => "sign-in",
+            Checked::License => "license",
+            Checked::GuestLicense => "guest license",
+            Checked::SecurityGroup => "security group",
+            Checked::Added => "added to the environment",
+            Checked::Kind => "kind",
+            Checked::Record => "record",
+            Checked::Roles => "security roles",
+            Checked::AccessMode => "access mode",
+        }
+    }
+}
+
 /// One check: its rule, whether it passed, why, and the records behind it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     /// The rule checked.
     pub rule: Rule,
-    /// A short name (`license`, `security group`).
-    pub name: &'static str,
+    /// What it is about.
+    pub what: Checked,
     /// Whether it passed.
     pub passed: bool,
     /// A human sentence.
@@ -48,7 +83,7 @@ pub struct Check {
 }
 
 /// Every check made, and what the user is entitled by.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eligibility {
     /// The checks, in the order they were made.
     pub checks: Vec<Check>,
@@ -58,13 +93,10 @@ pub struct Eligibility {
     pub licensed: bool,
 }
 
-/// The name of the check on adding a missing record (S1 and its exceptions).
-pub const ADD_CHECK: &str = "added to the environment";
-
 impl Eligibility {
     /// Entitled to an enabled record: every check but the add check passed (S2).
     pub fn entitled(&self) -> bool {
-        self.checks.iter().filter(|c| c.name != ADD_CHECK).all(|c| c.passed)
+        self.checks.iter().filter(|c| c.what != Checked::Added).all(|c| c.passed)
     }
 
     /// May be added now: entitled, and the add check passed too (S1).
@@ -96,11 +128,11 @@ impl Eligibility {
     }
 }
 
-fn check(rule: Rule, name: &'static str, passed: bool, detail: String, evidence: Vec<u64>) -> Check {
+fn check(rule: Rule, what: Checked, passed: bool, detail: String, evidence: Vec<u64>) -> Check {
     let mut evidence: Vec<u64> = evidence.into_iter().filter(|&s| s > 0).collect();
     evidence.sort_unstable();
     evidence.dedup();
-    Check { rule, name, passed, detail, evidence }
+    Check { rule, what, passed, detail, evidence }
 }
 
 /// Decides whether `user` is entitled to `env` at `now`, considered as `how`.
@@ -114,7 +146,7 @@ pub fn eligibility(
     let mut checks = vec![
         check(
             Rule::E1,
-            "database",
+            Checked::Database,
             env.dataverse,
             if env.dataverse {
                 format!("{} has a Dataverse database", env.name)
@@ -147,11 +179,7 @@ fn sign_in(user: &User, now: DateTime<Utc>) -> Check {
         (None, false) => (false, format!("{} is blocked from signing in", user.upn)),
         (None, true) => (true, format!("{} exists and may sign in", user.upn)),
     };
-    check(Rule::S2_1, "sign-in", passed, detail, vec![user.evidence.sign_in])
-}
-
-fn is_paid(kind: SkuKind) -> bool {
-    matches!(kind, SkuKind::D365 | SkuKind::PowerApps)
+    check(Rule::S2_1, Checked::SignIn, passed, detail, vec![user.evidence.sign_in])
 }
 
 /// S2.2 with the exceptions of S3: what entitles the user, if anything.
@@ -161,10 +189,10 @@ fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<En
     let role_evidence: Vec<u64> = user.evidence.admin_roles.values().copied().collect();
     let record = env.user_by_object(user.id);
     let pass = |detail: String, entitlement, evidence| {
-        (check(Rule::S2_2, "license", true, detail, evidence), Some(entitlement))
+        (check(Rule::S2_2, Checked::License, true, detail, evidence), Some(entitlement))
     };
 
-    let (result, licensed) = if let Some(sku) = held.iter().find(|s| is_paid(s.kind)) {
+    let (result, licensed) = if let Some(sku) = held.iter().find(|s| s.kind.is_paid()) {
         let evidence = vec![user.evidence.licenses.get(&sku.part).copied().unwrap_or(0)];
         (pass(format!("licensed: {}", sku.part), Entitlement::License(sku.part.clone()), evidence), true)
     } else if let Some(role) = [AdminRole::Global, AdminRole::PowerPlatform, AdminRole::Dynamics365]
@@ -177,11 +205,7 @@ fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<En
         };
         (pass(detail, Entitlement::AdminWithoutLicense, role_evidence.clone()), false)
     } else if let Some(r) = record.filter(|r| {
-        !r.setup_user
-            && matches!(
-                r.access_mode,
-                crate::events::AccessMode::NonInteractive | crate::events::AccessMode::Administrative
-            )
+        !r.setup_user && matches!(r.access_mode, AccessMode::NonInteractive | AccessMode::Administrative)
     }) {
         let detail =
             format!("no license needed: the record is {} and keeps its mode (A4)", r.access_mode.cli_name());
@@ -218,14 +242,14 @@ fn license(tenant: &Tenant, env: &Environment, user: &User) -> (Check, Option<En
         }
         let mut evidence = license_evidence;
         evidence.push(user.evidence.created);
-        ((check(Rule::S2_2, "license", false, detail, evidence), None), false)
+        ((check(Rule::S2_2, Checked::License, false, detail, evidence), None), false)
     };
     (result.0, result.1, licensed)
 }
 
 /// The app-pass capacity goes to the earliest holders first; a newcomer gets a
 /// pass only while one is free (S1.4).
-fn holds_app_pass(env: &Environment, record: Option<&crate::environment::SystemUser>) -> bool {
+fn holds_app_pass(env: &Environment, record: Option<&SystemUser>) -> bool {
     let holders = env.app_pass_holders();
     match record.and_then(|r| holders.iter().position(|h| h.id == r.id)) {
         Some(rank) => (rank as u32) < env.app_pass,
@@ -237,7 +261,7 @@ fn guest(user: &User, entitled_here: bool) -> Check {
     if user.user_type == UserType::Member {
         return check(
             Rule::S2_3,
-            "guest license",
+            Checked::GuestLicense,
             true,
             "a member of this tenant".into(),
             vec![user.evidence.created],
@@ -255,13 +279,13 @@ fn guest(user: &User, entitled_here: bool) -> Check {
     } else {
         format!("a guest needs a license from this tenant (D10){home}")
     };
-    check(Rule::S2_3, "guest license", entitled_here, detail, evidence)
+    check(Rule::S2_3, Checked::GuestLicense, entitled_here, detail, evidence)
 }
 
 fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> Check {
     let Some(group) = env.security_group.and_then(|g| tenant.groups.get(&g)) else {
         let detail = format!("{} has no security group", env.name);
-        return check(Rule::S2_4, "security group", true, detail, vec![env.evidence.security_group]);
+        return check(Rule::S2_4, Checked::SecurityGroup, true, detail, vec![env.evidence.security_group]);
     };
     let sg = env.evidence.security_group;
     let member = Member::User(user.id);
@@ -272,7 +296,7 @@ fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> 
         let evidence = vec![sg, user.evidence.admin_roles.get(&role).copied().unwrap_or(0)];
         return check(
             Rule::S2_4,
-            "security group",
+            Checked::SecurityGroup,
             true,
             format!("exempt from {} as a {role}", group.name),
             evidence,
@@ -281,7 +305,7 @@ fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> 
     if group.members.contains(&member) {
         return check(
             Rule::S2_4,
-            "security group",
+            Checked::SecurityGroup,
             true,
             format!("a direct member of {}", group.name),
             vec![sg, changed],
@@ -291,7 +315,7 @@ fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> 
     let in_environment = env.user_by_object(user.id).is_some();
     if (how.on_demand() || in_environment) && group.owners.contains(&user.id) {
         let detail = format!("an owner of {}: counts as a member when added on demand", group.name);
-        return check(Rule::S2_4, "security group", true, detail, vec![sg, changed]);
+        return check(Rule::S2_4, Checked::SecurityGroup, true, detail, vec![sg, changed]);
     }
     let nested = group.members.iter().find_map(|m| match m {
         Member::Group(g) => tenant.groups.get(g).filter(|inner| inner.members.contains(&member)),
@@ -306,7 +330,7 @@ fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> 
     if user.admin_roles.contains(&AdminRole::Dynamics365) {
         detail.push_str("; Dynamics 365 Administrators must be members too");
     }
-    check(Rule::S2_4, "security group", false, detail, vec![sg, changed])
+    check(Rule::S2_4, Checked::SecurityGroup, false, detail, vec![sg, changed])
 }
 
 /// S1: whether a missing record may be added now, by environment type and entitlement.
@@ -314,9 +338,9 @@ fn add_check(tenant: &Tenant, env: &Environment, user: &User, how: How, e: &Elig
     let created = env.evidence.created;
     if let Some(record) = env.user_by_object(user.id) {
         let detail = format!("already in {} (since record {})", env.name, record.evidence.added);
-        return check(Rule::S1, ADD_CHECK, true, detail, vec![record.evidence.added]);
+        return check(Rule::S1, Checked::Added, true, detail, vec![record.evidence.added]);
     }
-    let refuse = |rule, detail: String| check(rule, ADD_CHECK, false, detail, vec![created]);
+    let refuse = |rule, detail: String| check(rule, Checked::Added, false, detail, vec![created]);
     match env.env_type {
         Some(EnvType::Developer) if user.id != env.creator => {
             let creator = tenant.users.get(&env.creator).map_or("its creator", |u| u.upn.as_str());
@@ -342,5 +366,95 @@ fn add_check(tenant: &Tenant, env: &Environment, user: &User, how: How, e: &Elig
         return refuse(Rule::S1_4, format!("entitled only by {by}: added on demand only"));
     }
     let detail = if how.on_demand() { "may be added on demand" } else { "added automatically by sync" };
-    check(Rule::S1, ADD_CHECK, true, detail.into(), vec![created])
+    check(Rule::S1, Checked::Added, true, detail.into(), vec![created])
+}
+
+/// Whether a user gets into an environment's web interface, with every check that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The directory user's eligibility, judged as its own access attempt (S5).
+    pub eligibility: Option<Eligibility>,
+    /// The record's checks: what it is, its status (S4, S5), roles (R4), access mode (A5, A6).
+    pub record: Vec<Check>,
+}
+
+impl Access {
+    /// Every check, the eligibility's first.
+    pub fn checks(&self) -> impl Iterator<Item = &Check> {
+        self.eligibility.iter().flat_map(|e| &e.checks).chain(&self.record)
+    }
+
+    /// Gets in: every check passed.
+    pub fn can(&self) -> bool {
+        self.checks().all(|c| c.passed)
+    }
+}
+
+/// The one answer to "can this user get in now": the directory `user` (if
+/// any) through `record` (its SystemUser, if any) at `now`. Blocking, a lost
+/// license or group take effect at once, before the next sync disables the
+/// record: an access attempt is judged on entitlement at that moment (S5).
+pub fn can_access(
+    tenant: &Tenant,
+    env: &Environment,
+    user: Option<&User>,
+    record: Option<&SystemUser>,
+    now: DateTime<Utc>,
+) -> Access {
+    let eligibility = user.map(|u| eligibility(tenant, env, u, How::Access, now));
+    let Some(r) = record else {
+        let who = user.map_or("the user", |u| u.upn.as_str());
+        let detail = format!("{who} has no SystemUser record in {}", env.name);
+        return Access { eligibility, record: vec![check(Rule::S5, Checked::Record, false, detail, vec![])] };
+    };
+    let mut checks = Vec::new();
+    if user.is_none() {
+        checks.push(kind(r));
+    }
+    let (status, evidence) = (if r.is_disabled { "disabled" } else { "enabled" }, r.evidence.status);
+    let detail = format!("the record is {status} (since record {evidence})");
+    checks.push(check(Rule::S4, Checked::Record, !r.is_disabled, detail, vec![r.evidence.added, evidence]));
+    let roles = security::roles_of(env, r);
+    let detail = if roles.is_empty() {
+        "no security role, directly or through a team: the record stays enabled and licensed but cannot reach the environment (removing all roles is not the recommended way to remove access)".to_owned()
+    } else {
+        let names: Vec<String> = roles
+            .iter()
+            .map(|(role, team)| match team {
+                Some(t) => format!("{} (team {t})", role.name),
+                None => role.name.clone(),
+            })
+            .collect();
+        format!("holds {}", names.join(", "))
+    };
+    checks.push(check(Rule::R4, Checked::Roles, !roles.is_empty(), detail, security::role_evidence(env, r)));
+    checks.push(access_mode(r));
+    Access { eligibility, record: checks }
+}
+
+/// A record that is no directory user's (views look those up by their user):
+/// a placeholder (E5), an application user (P1) or a stub, which never signs in (T1.1).
+fn kind(r: &SystemUser) -> Check {
+    let (rule, passed, what) = match r.kind {
+        UserKind::DelegatedAdmin => (Rule::E5, true, "the delegated-admin placeholder: every partner delegated admin maps to it; never synced, never counted (E5)"),
+        UserKind::Support => (Rule::E5, true, "the support placeholder for Microsoft support engineers; never synced, never counted (E5)"),
+        UserKind::Stub => (Rule::T1_1, false, "a stub user: it cannot sign in (T1.1)"),
+        _ => (Rule::P1, true, "an application user: enabled at creation, non-interactive, not counted toward the limit of seven (P1)"),
+    };
+    check(rule, Checked::Kind, passed, format!("{} is {what}", r.domainname), vec![r.evidence.added])
+}
+
+/// What the access mode lets the record reach (A5, A6).
+fn access_mode(r: &SystemUser) -> Check {
+    let (reach, mode) = (r.reach(), r.access_mode.cli_name());
+    let (rule, detail) = if !reach.web {
+        (Rule::A6, format!("{mode}: reaches data through the API only, never the web interface"))
+    } else if !reach.data {
+        (Rule::A5, format!("{mode}: settings and administration only, no data whatever its roles"))
+    } else if !reach.write {
+        (Rule::A1, format!("{mode}: reads data within its privileges, writes nothing"))
+    } else {
+        (Rule::A1, format!("{}: full access within its privileges", r.access_mode.shown()))
+    };
+    check(rule, Checked::AccessMode, reach.web, detail, vec![r.evidence.access_mode])
 }

@@ -18,7 +18,7 @@ use crate::ids::{derive_id, Upn};
 use crate::rules::{invalid, refuse, Rejection, Rule};
 use crate::security;
 use crate::sync::sync_user;
-use crate::tenant::{Tenant, User};
+use crate::tenant::{authenticate, Tenant, User};
 
 /// An environment to create (`env create`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,17 +190,6 @@ pub fn check_name<'a>(what: &str, name: &'a str) -> Result<&'a str, Rejection> {
         return invalid(format!("{what} name {name:?} holds a control character"));
     }
     Ok(name)
-}
-
-/// The actor as a directory user who can sign in.
-fn authenticate<'a>(tenant: &'a Tenant, actor: &Upn, now: DateTime<Utc>) -> Result<&'a User, Rejection> {
-    let Some(user) = tenant.live_user(actor, now) else {
-        return invalid(format!("unknown actor {actor}: no such user in this tenant"));
-    };
-    if !user.can_sign_in() {
-        return refuse(Rule::D8, format!("actor {actor} cannot sign in and cannot act"));
-    }
-    Ok(user)
 }
 
 /// A2: environment administration takes a tenant admin role acting through
@@ -430,10 +419,11 @@ pub fn decide(
     }
 }
 
-/// The refusal of a user who is not entitled: the first failing rule, every failing check.
-fn not_entitled(user: &User, env: &Environment, e: &Eligibility) -> Decided {
+/// The refusal of a user who is not entitled to `what` (access, be added to)
+/// the environment: the first failing rule, every failing check.
+fn not_entitled(user: &User, env: &Environment, e: &Eligibility, what: &str) -> Decided {
     let rule = e.failing().next().map_or(Rule::S5, |c| c.rule);
-    refuse(rule, format!("{} cannot be added to {}: {}", user.upn, env.name, e.failing_summary()))
+    refuse(rule, format!("{} cannot {what} {}: {}", user.upn, env.name, e.failing_summary()))
 }
 
 /// S5: a user's own access attempt adds a missing entitled user, or enables
@@ -447,7 +437,7 @@ fn access(tenant: &Tenant, env: &Environment, upn: &Upn, now: DateTime<Utc>) -> 
         return invalid(format!("unknown user {upn}"));
     };
     if let Some(record) = env.user_by_object(user.id) {
-        if record.access_mode == AccessMode::NonInteractive {
+        if !record.reach().web {
             return refuse(
                 Rule::A6,
                 format!("{upn} is non-interactive in {}: it reaches data through the API only, not the web interface", env.name),
@@ -457,8 +447,7 @@ fn access(tenant: &Tenant, env: &Environment, upn: &Upn, now: DateTime<Utc>) -> 
     needs_database(env)?;
     let (e, events) = sync_user(tenant, env, user, How::Access, now);
     if !e.may_add() {
-        let rule = e.failing().next().map_or(Rule::S5, |c| c.rule);
-        return refuse(rule, format!("{upn} cannot access {}: {}", env.name, e.failing_summary()));
+        return not_entitled(user, env, &e, "access");
     }
     Ok(events)
 }
@@ -562,7 +551,7 @@ impl<'a> Decision<'a> {
         needs_database(self.env)?;
         let (e, events) = sync_user(self.tenant, self.env, user, How::AdminAdd, self.now);
         if !e.may_add() {
-            return not_entitled(user, self.env, &e);
+            return not_entitled(user, self.env, &e, "be added to");
         }
         Ok(events)
     }
@@ -591,7 +580,7 @@ impl<'a> Decision<'a> {
         if record.access_mode == mode {
             return Ok(vec![]);
         }
-        if mode == AccessMode::NonInteractive && self.env.non_interactive_count() >= NON_INTERACTIVE_LIMIT {
+        if mode == AccessMode::NonInteractive && self.env.non_interactive().count() >= NON_INTERACTIVE_LIMIT {
             return refuse(
                 Rule::A3,
                 format!(

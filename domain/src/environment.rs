@@ -323,11 +323,10 @@ impl Environment {
 
     /// Non-interactive directory users, enabled or not (A3); application
     /// users and placeholders do not count.
-    pub fn non_interactive_count(&self) -> usize {
+    pub fn non_interactive(&self) -> impl Iterator<Item = &SystemUser> {
         self.users
             .values()
             .filter(|u| u.kind == UserKind::User && u.access_mode == AccessMode::NonInteractive)
-            .count()
     }
 
     /// Enabled records entitled by the app-pass capacity, earliest first.

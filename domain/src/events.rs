@@ -155,6 +155,11 @@ impl SkuKind {
     pub fn from_cli(name: &str) -> Option<SkuKind> {
         SkuKind::ALL.into_iter().find(|k| k.cli_name() == name)
     }
+
+    /// A paid user license, which entitles its holder wherever it is (S2.2, S7).
+    pub fn is_paid(self) -> bool {
+        matches!(self, SkuKind::D365 | SkuKind::PowerApps)
+    }
 }
 
 /// Member of the tenant, or a guest from another tenant (D10).

@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::environment::{Environment, Role, SystemUser, Team, SYSTEM_ADMINISTRATOR};
-use crate::events::{AccessMode, Level, Member, Operation};
+use crate::events::{Level, Member, Operation};
 use crate::tenant::{Group, GroupRight, Tenant, User};
 
 /// Tables of settings and administration, which Administrative users keep (A5).
@@ -79,9 +79,7 @@ fn privileges_of(user: &SystemUser, roles: Vec<(&Role, Option<&str>)>) -> Vec<Gr
             if *level == Level::None {
                 continue;
             }
-            if user.access_mode == AccessMode::Administrative
-                && !ADMINISTRATION_TABLES.contains(&table.as_str())
-            {
+            if !user.reach().data && !ADMINISTRATION_TABLES.contains(&table.as_str()) {
                 continue;
             }
             let source = Source { role: role.name.clone(), team: team.map(str::to_owned) };
@@ -140,6 +138,17 @@ pub fn shortfall<'a>(
             held,
         })
     })
+}
+
+/// The records behind a record's roles: its own assignments, and its teams'
+/// memberships and roles.
+pub fn role_evidence(env: &Environment, user: &SystemUser) -> Vec<u64> {
+    let mut evidence: Vec<u64> = user.evidence.roles.values().copied().collect();
+    for team in env.teams_of(user.id) {
+        evidence.extend(team.member_changes.get(&user.id));
+        evidence.extend(team.role_changes.values());
+    }
+    evidence
 }
 
 /// Whether the record has any role at all, directly or through a team (R4).

@@ -747,7 +747,12 @@ pub fn decide(
     let Some(info) = &tenant.info else {
         return invalid("no tenant in this database yet: run `usertrail init` first");
     };
-    let d = Decision { tenant, info, now, actor: authenticate(tenant, actor, command, now)? };
+    // The invited guest accepts its invitation itself, and cannot sign in before.
+    let actor = match command {
+        TenantCommand::AcceptInvite { .. } => known(tenant, actor, now)?,
+        _ => authenticate(tenant, actor, now)?,
+    };
+    let d = Decision { tenant, info, now, actor };
     match command {
         TenantCommand::Init { domain, name, admin } => decide_init(tenant, domain, name, admin),
         TenantCommand::AddSku { sku, kind, seats } => d.add_sku(sku, *kind, *seats),
@@ -823,20 +828,17 @@ fn created(new: &NewUser, user_type: UserType) -> TenantEvent {
     }
 }
 
-/// The actor must be a user of this tenant who can sign in; `accept-invite`
-/// is done by the invited guest itself, who cannot sign in before it.
-fn authenticate<'a>(
-    tenant: &'a Tenant,
-    actor: &Upn,
-    command: &TenantCommand,
-    now: DateTime<Utc>,
-) -> Result<&'a User, Rejection> {
-    let Some(user) = tenant.live_user(actor, now) else {
-        return invalid(format!("unknown actor {actor}: no such user in this tenant"));
-    };
-    if matches!(command, TenantCommand::AcceptInvite { .. }) {
-        return Ok(user);
+/// The actor as a user of this tenant, not gone for good.
+fn known<'a>(tenant: &'a Tenant, actor: &Upn, now: DateTime<Utc>) -> Result<&'a User, Rejection> {
+    match tenant.live_user(actor, now) {
+        Some(user) => Ok(user),
+        None => invalid(format!("unknown actor {actor}: no such user in this tenant")),
     }
+}
+
+/// The actor of a command: a user of this tenant who can sign in (D8).
+pub fn authenticate<'a>(tenant: &'a Tenant, actor: &Upn, now: DateTime<Utc>) -> Result<&'a User, Rejection> {
+    let user = known(tenant, actor, now)?;
     if !user.can_sign_in() {
         let why = if user.is_deleted() { "is deleted" } else { "is blocked from signing in" };
         return refuse(Rule::D8, format!("actor {actor} {why} and cannot act"));

@@ -161,7 +161,7 @@ pub fn compare(
     };
     let (ca, cb) = (checks(a), checks(b));
     for check in &ca {
-        let other = cb.iter().find(|c| c.rule == check.rule && c.name == check.name);
+        let other = cb.iter().find(|c| c.what == check.what);
         let verdict = |c: Option<&domain::eligibility::Check>| {
             c.map(|c| format!("{}: {}", if c.passed { "passed" } else { "failed" }, c.detail))
         };
@@ -170,7 +170,7 @@ pub fn compare(
                 aspect: "check",
                 a: verdict(Some(check)),
                 b: verdict(other),
-                detail: format!("{} ({})", check.name, check.rule),
+                detail: format!("{} ({})", check.what.name(), check.rule),
             });
         }
     }

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+use domain::eligibility::{can_access, Checked};
 use domain::environment::{Environment, SystemUser, NON_INTERACTIVE_LIMIT};
 use domain::events::Member;
-use domain::events::{AccessMode, Level, Operation, UserKind, UserType};
+use domain::events::{Level, Operation, UserKind, UserType};
 use domain::security;
 use domain::tenant::{GroupRight, Tenant};
 use domain::Upn;
@@ -48,15 +49,6 @@ fn finding(
     Finding { rule: rule.to_owned(), severity, upn: upn.to_owned(), detail, evidence, advice }
 }
 
-fn role_evidence(env: &Environment, r: &SystemUser) -> Vec<u64> {
-    let mut evidence: Vec<u64> = r.evidence.roles.values().copied().collect();
-    for team in env.teams_of(r.id) {
-        evidence.extend(team.member_changes.get(&r.id));
-        evidence.extend(team.role_changes.values());
-    }
-    evidence
-}
-
 /// The records whose actors [`review`] asks for: those that last changed a
 /// member of a group behind one of `env`'s group teams.
 pub fn actors_needed(tenant: &Tenant, env: &Environment) -> Vec<u64> {
@@ -85,7 +77,10 @@ pub fn review(
     let directory = |r: &SystemUser| r.object_id.and_then(|id| tenant.users.get(&id));
     for r in env.users.values() {
         let upn = r.domainname.as_str();
-        let has_role = security::has_any_role(env, r);
+        // The access findings (R4, D10) name checks the domain fails, as diagnose shows them.
+        let access = can_access(tenant, env, directory(r), Some(r), at);
+        let fails = |what| access.checks().any(|c| c.what == what && !c.passed);
+        let has_role = !fails(Checked::Roles);
         match r.kind {
             UserKind::User if !r.is_disabled && !has_role && r.setup_user => out.push(finding(
                 "R4",
@@ -108,7 +103,7 @@ pub fn review(
                 "low",
                 upn,
                 format!("disabled but still holds {}", super::systemusers::role_names(env, r).join(", ")),
-                [vec![r.evidence.status], role_evidence(env, r)].concat(),
+                [vec![r.evidence.status], security::role_evidence(env, r)].concat(),
                 format!("remove the roles if the user left: usertrail role remove --env {name} --upn {upn} --role ..."),
             )),
             _ => {}
@@ -135,7 +130,7 @@ pub fn review(
                     "high",
                     upn,
                     format!("Organization-level {} without being an administrator", wide.join("; ")),
-                    role_evidence(env, r),
+                    security::role_evidence(env, r),
                     "narrow the role to Business Unit level, or confirm the need and record it".into(),
                 ));
             }
@@ -167,7 +162,7 @@ pub fn review(
             };
             let evidence =
                 [vec![user.evidence.created], user.evidence.licenses.values().copied().collect()].concat();
-            let severity = if user.licenses.is_empty() && !r.is_disabled { "medium" } else { "low" };
+            let severity = if fails(Checked::GuestLicense) && !r.is_disabled { "medium" } else { "low" };
             out.push(finding(
                 "D10",
                 severity,
@@ -179,11 +174,7 @@ pub fn review(
         }
     }
 
-    let non_interactive: Vec<&SystemUser> = env
-        .users
-        .values()
-        .filter(|u| u.kind == UserKind::User && u.access_mode == AccessMode::NonInteractive)
-        .collect();
+    let non_interactive: Vec<&SystemUser> = env.non_interactive().collect();
     let count = non_interactive.len();
     let severity = match count {
         n if n >= NON_INTERACTIVE_LIMIT => "high",

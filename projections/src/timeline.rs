@@ -2,10 +2,10 @@
 //! disabled, with the access mode and whether the user could get in, each
 //! opened by the record that changed it.
 
+use domain::eligibility::can_access;
 use domain::environment::{Environment, SystemUser};
-use domain::events::{AccessMode, Event, Stamp, UserKind};
-use domain::security;
-use domain::tenant::Tenant;
+use domain::events::{Event, Stamp, UserKind};
+use domain::tenant::{Tenant, User};
 use serde::Serialize;
 use store::Record;
 use uuid::Uuid;
@@ -21,7 +21,7 @@ pub struct Interval {
     pub state: &'static str,
     /// The access mode's value (A1), while there is a record.
     pub accessmode: Option<u8>,
-    /// An enabled record with a role whose mode allows signing in (R4, A6).
+    /// The user gets in through the web interface (`domain::eligibility::can_access`).
     #[serde(rename = "canAccess")]
     pub can_access: bool,
     /// The record that opened the interval.
@@ -47,23 +47,16 @@ pub enum Subject {
     Named(String),
 }
 
-fn find<'a>(env: &'a Environment, subject: &Subject) -> Option<&'a SystemUser> {
+/// The subject's directory user, if any, and its record.
+fn find<'a>(
+    tenant: &'a Tenant,
+    env: &'a Environment,
+    subject: &Subject,
+) -> (Option<&'a User>, Option<&'a SystemUser>) {
     match subject {
-        Subject::Directory(id) => env.user_by_object(*id),
-        Subject::Named(name) => env.users_named(name).next(),
+        Subject::Directory(id) => (tenant.users.get(id), env.user_by_object(*id)),
+        Subject::Named(name) => (None, env.users_named(name).find(|r| r.kind != UserKind::User)),
     }
-}
-
-/// Whether a record lets its user in through the web interface now: enabled,
-/// with a role (R4), in a mode that signs in (A6), and a directory user who
-/// may sign in (S2.1: blocking or deleting takes effect at once, before sync).
-pub fn can_access(tenant: &Tenant, env: &Environment, r: &SystemUser) -> bool {
-    let signs_in = r.object_id.is_none_or(|id| tenant.users.get(&id).is_some_and(|u| u.can_sign_in()));
-    !r.is_disabled
-        && r.kind != UserKind::Stub
-        && r.access_mode != AccessMode::NonInteractive
-        && security::has_any_role(env, r)
-        && signs_in
 }
 
 /// The timeline of `subject` over the tenant's and an environment's records
@@ -92,13 +85,11 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
         if !command_ends || !env.exists() {
             continue;
         }
-        let (state, accessmode, can) = match find(&env, subject) {
-            None => ("absent", None, false),
-            Some(r) => (
-                if r.is_disabled { "disabled" } else { "enabled" },
-                Some(r.access_mode.value()),
-                can_access(&tenant, &env, r),
-            ),
+        let (user, found) = find(&tenant, &env, subject);
+        let can = can_access(&tenant, &env, user, found, record.recorded_at).can();
+        let (state, accessmode) = match found {
+            None => ("absent", None),
+            Some(r) => (if r.is_disabled { "disabled" } else { "enabled" }, Some(r.access_mode.value())),
         };
         let same = intervals
             .last()

@@ -4,6 +4,9 @@
 //! - The domain, driven directly (decide + apply, sync passes): after every
 //!   step A3, D4 seats, T1.1 and R6 hold; a second sync pass at the same time
 //!   changes nothing; folding the log from scratch gives the kept state.
+//! - The views, on the same random scripts: `diagnose` and `timeline` agree
+//!   on access at the end of every command, and `review`'s access findings
+//!   name checks that `diagnose` fails.
 //! - The CLI: `systemusers --at seq:N` equals the same view on a database
 //!   rebuilt from records 1..N, also across the shell's snapshots, and
 //!   `--at TIME` equals `--at seq:M` for the last record at TIME (L4).
@@ -115,6 +118,8 @@ struct World {
     versions: (u64, Vec<u64>),
     /// Per environment, those versions right after its last sync pass.
     passed: std::collections::HashMap<usize, (u64, u64)>,
+    /// The last seq of each command, and of each change of a sync pass.
+    ends: Vec<u64>,
 }
 
 /// One random step of a scenario.
@@ -142,6 +147,7 @@ impl World {
             next: 1000,
             versions: (0, Vec::new()),
             passed: std::collections::HashMap::new(),
+            ends: Vec::new(),
         };
         let admin = w.new_user(upn(ADMIN), vec![], vec![]);
         let init = TenantCommand::Init { domain: DOMAIN.into(), name: "Contoso".into(), admin };
@@ -269,6 +275,13 @@ impl World {
         self.apply_tenant(&[registered]);
         self.envs.push(Environment::default());
         self.apply_env(self.envs.len() - 1, &events);
+        self.end_command();
+    }
+
+    fn end_command(&mut self) {
+        if self.ends.last() != Some(&self.seq) {
+            self.ends.push(self.seq);
+        }
     }
 
     /// A step that must go through (the set-up).
@@ -305,6 +318,7 @@ impl World {
                 }
                 for change in changes {
                     self.apply_env(env, &change.events);
+                    self.end_command();
                 }
                 let again = sync_pass(&self.tenant, &self.envs[env], self.now);
                 assert!(again.is_empty(), "a second pass at the same time changed {again:?}");
@@ -312,6 +326,7 @@ impl World {
             }
             Action::Advance(by) => self.now += by,
         }
+        self.end_command();
         Ok(())
     }
 
@@ -391,7 +406,7 @@ impl World {
                 .filter(|u| u.access_mode == AccessMode::NonInteractive && u.kind != UserKind::Application)
                 .count();
             assert!(count <= 7, "A3: {} has {count} non-interactive users", env.name);
-            assert_eq!(env.non_interactive_count(), count, "A3: the rule's count in {}", env.name);
+            assert_eq!(env.non_interactive().count(), count, "A3: the rule's count in {}", env.name);
             for stub in env.users.values().filter(|u| u.kind == UserKind::Stub) {
                 assert!(stub.is_disabled, "T1.1: stub {} is enabled in {}", stub.domainname, env.name);
             }
@@ -667,14 +682,14 @@ fn the_world_reaches_the_limits_the_properties_are_about() {
     // Without this the properties could hold vacuously: a scenario that sets
     // users non-interactive reaches A3's limit, and the eighth is refused.
     let mut w = World::contoso();
-    assert_eq!(w.envs[0].non_interactive_count(), 5);
+    assert_eq!(w.envs[0].non_interactive().count(), 5);
     for i in [0, 1, 7, 8] {
         let set = EnvCommand::SetAccessMode { upn: user(i), mode: AccessMode::NonInteractive };
         let outcome = w.act(Action::Env(0, upn(ADMIN), set));
         assert_eq!(outcome.is_ok(), i < 2, "user {i}: {outcome:?}");
         w.invariants();
     }
-    assert_eq!(w.envs[0].non_interactive_count(), NON_INTERACTIVE_LIMIT);
+    assert_eq!(w.envs[0].non_interactive().count(), NON_INTERACTIVE_LIMIT);
     // R6's oracle sees what the manager holds (Write on systemuser at
     // Organization, A2) and not all that System Administrator grants, so a
     // manager's elevation to it would be caught.
@@ -693,6 +708,130 @@ fn the_world_reaches_the_limits_the_properties_are_about() {
     assert!(w.act(Action::Tenant(upn(ADMIN), TenantCommand::CreateUser(eleventh))).is_err());
     w.invariants();
     w.replay();
+}
+
+// ---- One answer to "can this user get in" ----
+
+/// The world's log for `timeline`: the tenant's and environment `env`'s
+/// records, each command (or change of a sync pass) under one correlation.
+fn timeline_records(w: &World, env: usize) -> Vec<(Record, Event)> {
+    let decode = |bytes: &[u8]| domain::events::decode(domain::SCHEMA_VERSION, bytes).expect("it decodes");
+    w.log
+        .iter()
+        .filter(|(stream, ..)| matches!(stream, Stream::Tenant) || *stream == Stream::Env(env))
+        .map(|(_, stamp, bytes)| {
+            let record = Record {
+                seq: stamp.seq,
+                event_id: Uuid::nil(),
+                stream: String::new(),
+                version: 0,
+                recorded_at: stamp.at,
+                actor: ADMIN.into(),
+                correlation_id: Uuid::from_u128(w.ends.partition_point(|&end| end < stamp.seq) as u128),
+                causation: store::Causation::Command { name: "user update".into() },
+                origin: None,
+                event_type: String::new(),
+                schema_version: domain::SCHEMA_VERSION,
+                payload: Vec::new(),
+                prev_hash: store::GENESIS_HASH,
+                hash: store::GENESIS_HASH,
+            };
+            (record, decode(bytes))
+        })
+        .collect()
+}
+
+/// At the end of every command, for every environment and every user (and
+/// placeholder) the CLI can name: `diagnose`'s canAccess is `timeline`'s for
+/// the interval holding that seq, and every access finding of `review` (R4,
+/// and D10 at medium) names a check that `diagnose` fails for that user.
+fn views_agree(w: &World) {
+    use projections::{diagnose::diagnose, review::review, timeline};
+    let mut subjects: Vec<Vec<(Upn, timeline::Subject)>> = Vec::new();
+    for env in &w.envs {
+        let users = w.tenant.users.values().map(|u| (upn(&u.upn), timeline::Subject::Directory(u.id)));
+        // Records the CLI names by domainname: no directory user holds it.
+        let named = env.users.values().filter(|r| r.kind != UserKind::User).filter_map(|r| {
+            let upn = Upn::parse(&r.domainname).ok().filter(|u| w.tenant.user(u).is_none())?;
+            Some((upn, timeline::Subject::Named(r.domainname.clone())))
+        });
+        subjects.push(users.chain(named).collect());
+    }
+    let timelines: Vec<Vec<Vec<timeline::Interval>>> = (0..w.envs.len())
+        .map(|i| {
+            let records = timeline_records(w, i);
+            subjects[i].iter().map(|(_, subject)| timeline::timeline(&records, subject)).collect()
+        })
+        .collect();
+    let (mut tenant, mut envs) = (Tenant::default(), vec![Environment::default(); w.envs.len()]);
+    let mut log = w.log.iter().peekable();
+    for &end in &w.ends {
+        let mut at = w.now;
+        while let Some((stream, stamp, bytes)) = log.next_if(|(_, stamp, _)| stamp.seq <= end) {
+            match (stream, domain::events::decode(domain::SCHEMA_VERSION, bytes).expect("it decodes")) {
+                (Stream::Tenant, Event::Tenant(e)) => tenant.apply(&e, *stamp),
+                (Stream::Env(i), Event::Environment(e)) => envs[*i].apply(&e, *stamp),
+                (stream, event) => panic!("{event:?} on {stream:?}"),
+            }
+            at = stamp.at;
+        }
+        for (i, env) in envs.iter().enumerate().filter(|(_, env)| env.exists()) {
+            for ((upn, subject), intervals) in subjects[i].iter().zip(&timelines[i]) {
+                // A UPN names one user at a time: before it was reused, it named another.
+                if let timeline::Subject::Directory(id) = subject {
+                    if tenant.user(upn).map(|u| u.id) != Some(*id) {
+                        continue;
+                    }
+                }
+                let diagnosed = diagnose(&tenant, env, upn, at).is_ok_and(|d| d.can_access);
+                let interval = intervals.iter().rev().find(|i| i.cause.seq <= end);
+                let held =
+                    interval.unwrap_or_else(|| panic!("{upn} in {}: no interval at seq {end}", env.name));
+                assert_eq!(
+                    diagnosed, held.can_access,
+                    "{upn} in {} at seq {end}: diagnose and timeline",
+                    env.name
+                );
+            }
+            for f in review(&tenant, env, at, &BTreeMap::new()) {
+                let rule = match (f.rule.as_str(), f.severity) {
+                    ("R4", _) => "R4",
+                    ("D10", "medium") => "S2.3",
+                    _ => continue,
+                };
+                let Ok(upn) = Upn::parse(&f.upn) else { continue };
+                let record = env.users_named(&f.upn).find(|r| r.kind == UserKind::User);
+                if tenant.user(&upn).map(|u| u.id) != record.and_then(|r| r.object_id) {
+                    continue;
+                }
+                let d = diagnose(&tenant, env, &upn, at).expect("a user with a record is diagnosed");
+                assert!(
+                    d.checks.iter().any(|c| c.rule == rule && !c.passed),
+                    "review's {} finding on {upn} in {} at seq {end}, yet diagnose fails no {rule} check: {:?}",
+                    f.rule,
+                    env.name,
+                    d.checks
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// diagnose, timeline and review agree on access after random scripts.
+    #[test]
+    fn diagnose_timeline_and_review_agree_on_access(
+        steps in proptest::collection::vec(any::<[u8; 6]>(), 1..100)
+    ) {
+        let mut w = World::contoso();
+        for bytes in steps {
+            let action = w.action(bytes);
+            let _ = w.act(action);
+        }
+        views_agree(&w);
+    }
 }
 
 // ---- Time travel through the CLI (L4) ----

@@ -5,7 +5,7 @@
 use chrono::{Duration, TimeZone};
 
 use super::*;
-use crate::eligibility::{eligibility, ADD_CHECK};
+use crate::eligibility::{can_access, eligibility, Checked};
 use crate::environment::{DELEGATED_ADMIN_UPN, SUPPORT_UPN};
 use crate::events::{AdminRole, Entitlement, Event, Member, Profile, ProfileField, SkuKind, Stamp};
 use crate::rules::Refusal;
@@ -321,7 +321,7 @@ fn e5_placeholders_are_never_synced_nor_counted() {
     let mut w = World::contoso();
     let env = production(&mut w);
     w.sync(env);
-    assert_eq!(w.envs[env].non_interactive_count(), 0);
+    assert_eq!(w.envs[env].non_interactive().count(), 0);
     let placeholders: Vec<_> =
         w.envs[env].users.values().filter(|u| u.added_by == AddedBy::Placeholder).collect();
     assert_eq!(placeholders.len(), 2);
@@ -350,7 +350,7 @@ fn s1_1_a_trial_adds_on_demand_only_but_keeps_records_up_to_date() {
     let env = w.env(ADMIN, "Trial", EnvType::Trial, |_| {});
     assert!(w.sync(env).is_empty());
     let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)).unwrap(), How::Sync, w.now);
-    let add = e.checks.iter().find(|c| c.name == ADD_CHECK).unwrap();
+    let add = e.checks.iter().find(|c| c.what == Checked::Added).unwrap();
     assert_eq!((add.rule, add.passed), (Rule::S1_1, false));
     w.ok(env, ADMIN, EnvCommand::AddUser { upn: upn(ALICE) });
     w.tenant_ok(
@@ -860,7 +860,7 @@ fn a3_the_eighth_non_interactive_user_is_refused() {
             roles: vec![],
         },
     );
-    assert_eq!(w.envs[env].non_interactive_count(), 7);
+    assert_eq!(w.envs[env].non_interactive().count(), 7);
 }
 
 #[test]
@@ -902,6 +902,29 @@ fn a5_an_administrative_user_reaches_no_data_whatever_its_roles() {
 }
 
 #[test]
+fn s5_access_is_judged_at_once_and_names_each_check_that_fails() {
+    // R: S5, S2.2, R4, A6. A lost license closes access before the next sync disables the record.
+    let mut w = World::contoso();
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let access = |w: &World| -> (bool, Vec<Checked>) {
+        let access =
+            can_access(&w.tenant, &w.envs[env], w.tenant.user(&upn(ALICE)), w.record(env, ALICE), w.now);
+        (access.can(), access.checks().filter(|c| !c.passed).map(|c| c.what).collect())
+    };
+    assert_eq!(access(&w), (false, vec![Checked::Roles]), "synced without a role (R4)");
+    w.ok(env, ADMIN, EnvCommand::AssignRole { upn: upn(ALICE), role: BASIC_USER.into() });
+    assert_eq!(access(&w), (true, vec![]));
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::NonInteractive });
+    assert_eq!(access(&w), (false, vec![Checked::AccessMode]), "API only (A6)");
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::ReadWrite });
+    w.unlicense(ALICE, SALES_SKU);
+    assert!(!w.record(env, ALICE).unwrap().is_disabled, "no sync yet");
+    assert_eq!(access(&w), (false, vec![Checked::License]));
+}
+
+#[test]
 fn a6_a_non_interactive_user_cannot_sign_in_to_the_web_interface() {
     let mut w = World::contoso();
     w.license(ALICE, SALES_SKU);
@@ -931,7 +954,7 @@ fn p1_application_users_are_enabled_non_interactive_and_uncounted() {
         (UserKind::Application, AccessMode::NonInteractive, false)
     );
     assert_eq!(app.column(Column::FirstName), Some("#"));
-    assert_eq!(w.envs[env].non_interactive_count(), 0, "no limit on their number");
+    assert_eq!(w.envs[env].non_interactive().count(), 0, "no limit on their number");
     let again = EnvCommand::CreateAppUser {
         app_id: Uuid::from_u128(100),
         name: "Dup".into(),
@@ -1546,7 +1569,7 @@ fn s1_4_the_add_check_names_each_on_demand_only_entitlement() {
     w.tenant_ok(ADMIN, TenantCommand::AddSku { sku: "MKT".into(), kind: SkuKind::MarketingTenant, seats: 1 });
     let add_check = |w: &World, env: usize, who: &str| {
         let e = eligibility(&w.tenant, &w.envs[env], w.tenant.user(&upn(who)).unwrap(), How::Sync, w.now);
-        let check = e.checks.into_iter().find(|c| c.name == ADD_CHECK).expect("the add check");
+        let check = e.checks.into_iter().find(|c| c.what == Checked::Added).expect("the add check");
         assert!(!check.passed && check.rule == Rule::S1_4, "{check:?}");
         check.detail
     };
