@@ -312,4 +312,11 @@ pub trait EventStore: Send + Sync {
     fn archived_upto(&self) -> u64 {
         0
     }
+    /// The index misses this handle met (blocks failing their MAC, or a
+    /// stream's not reaching its head) and rebuilt from the records, each
+    /// with the seq the rebuilt index reached: `verify` names them as caches
+    /// that were not the log's.
+    fn index_misses(&self) -> Vec<(u64, String)> {
+        Vec::new()
+    }
 }
