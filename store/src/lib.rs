@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`record`]: one event as the log keeps it, its bytes and its hash chain.
-//! - `keys`, `blocks`: how records and their indexes are keyed and packed in sled.
+//! - `keys`, `blocks`: how records and their indexes are keyed and packed in
+//!   sled, each index block authenticated.
 //! - [`sled_store`]: [`SledStore`], the log on sled: append, read, verify, and
 //!   the witness of its head.
 //! - `snapshots`, `cache_key`: caches beside the log (snapshots, sync marks),
