@@ -69,7 +69,7 @@ impl IndexKey {
         let len = len.ok_or_else(forged)?;
         let (entries, mac) = value.split_at(len);
         let keyed = sled_key.len() >= layout.key && sled_key.ends_with(&entries[..layout.key]);
-        if !keyed || !self.hmac(BLOCK_LABEL, &[sled_key, entries]).verify_slice(mac).is_ok() {
+        if !keyed || self.hmac(BLOCK_LABEL, &[sled_key, entries]).verify_slice(mac).is_err() {
             return Err(forged());
         }
         Ok(value.subslice(0, len))

@@ -544,6 +544,11 @@ impl SledStore {
             _lock: lock,
         };
         let format = inner.check_format()?;
+        if format.is_none() && matches!(found, Some((witness::Found::Missing, true))) {
+            return Err(inner.not_ours(
+                "it holds sled's files but no usertrail log (an `init` cut short leaves this too: remove the directory and run init again)",
+            ));
+        }
         // The key is found once the log is known to be ours: its id is a
         // file in the database's directory.
         let (key, new) = match &options.cache_keys {
@@ -572,7 +577,7 @@ impl SledStore {
         if let Some(sealed) = inner.catch_up(checked)? {
             inner.sealed = sealed;
         }
-        inner.attest(format, found)?;
+        inner.attest(format, found.map(|(found, _)| found))?;
         inner.closed = false;
         Ok(SledStore { inner: Arc::new(inner) })
     }
@@ -804,16 +809,10 @@ impl Inner {
     /// appends (it can still be read and verified). A new log, or one from
     /// before the witness, gets its witness here, then the format mark that
     /// says it has one.
-    /// `found`: what the witness's place held, and whether sled's files were
-    /// there before this open (a new log has neither).
-    fn attest(&self, format: Option<u32>, found: Option<(witness::Found, bool)>) -> Result<(), StoreError> {
+    /// `found`: what the witness's place held.
+    fn attest(&self, format: Option<u32>, found: Option<witness::Found>) -> Result<(), StoreError> {
         let mut pending = self.lock();
-        if let (Some(witness), Some((found, sled_files))) = (&self.witness, found) {
-            if format.is_none() && sled_files && matches!(found, witness::Found::Missing) {
-                return Err(self.not_ours(
-                    "it holds sled's files but no usertrail log (an `init` cut short leaves this too: remove the directory and run init again)",
-                ));
-            }
+        if let (Some(witness), Some(found)) = (&self.witness, found) {
             let last = self.last_seq()?;
             let cannot_tell = |what| Problem {
                 seq: last,

@@ -804,10 +804,12 @@ fn sled_files_that_hold_no_usertrail_log_are_never_initialised_over() {
     let path = dir.path().join("db");
     // Someone else's sled database, empty: nothing in it says it is a log.
     drop(sled::Config::new().path(&path).open().unwrap());
-    let err = SledStore::open(&path, OpenOptions::default()).err().expect("refused");
+    let keys =
+        OpenOptions { cache_keys: store::CacheKeys::Dir(dir.path().join("keys")), ..OpenOptions::default() };
+    let err = SledStore::open(&path, keys).err().expect("refused");
     assert!(err.to_string().contains("no usertrail log"), "{err}");
-    // Nothing of ours was left in it: no mark, no witness.
-    assert!(!path.join("witness").exists());
+    // Nothing of ours was left in it: no mark, no witness, no cache id.
+    assert!(!path.join("witness").exists() && !path.join(store::CACHE_ID_FILE).exists());
     let raw = sled::Config::new().path(&path).open();
     if let Ok(raw) = raw {
         assert!(raw.open_tree("events").unwrap().is_empty(), "no format mark written");

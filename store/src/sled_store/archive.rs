@@ -392,12 +392,7 @@ impl Inner {
     /// live database: the first seal leaves the root's database, which
     /// holds it all, as it is). Returns the event id entries and each
     /// stream's runs (moved, kept) after the cut, and the new archive mark.
-    #[allow(clippy::type_complexity)]
-    fn move_index(
-        &self,
-        from: u64,
-        cut: u64,
-    ) -> Result<(Vec<u8>, BTreeMap<String, (Vec<u8>, Vec<u8>)>, Sealed), StoreError> {
+    fn move_index(&self, from: u64, cut: u64) -> Result<(Vec<u8>, SplitRuns, Sealed), StoreError> {
         let live = &self.events;
         let (mut moved_ids, mut kept_ids) = (Vec::new(), Vec::new());
         for block in live.scan_prefix(keys::EVENT_PREFIX) {
@@ -412,7 +407,7 @@ impl Inner {
                 side.extend_from_slice(entry);
             }
         }
-        let mut runs: BTreeMap<String, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+        let mut runs = SplitRuns::new();
         for block in live.scan_prefix([keys::TAG_STREAM]) {
             let (key, block) = block.map_err(engine)?;
             let block =
@@ -495,6 +490,9 @@ impl Inner {
         Ok(())
     }
 }
+
+/// Each stream's run entries split at a seal's cut: those moved, those kept.
+type SplitRuns = BTreeMap<String, (Vec<u8>, Vec<u8>)>;
 
 /// A run's part up to `cut` and its part after.
 fn split_run(run: Run, cut: u64) -> (Option<Run>, Option<Run>) {
