@@ -105,13 +105,13 @@ fn person(
 /// Removes a previous demo database at the default path; refuses to touch
 /// any other database that holds records.
 /// Returns whether a previous demo database was replaced.
-async fn prepare(path: &Path, is_default: bool) -> Result<bool, CliError> {
+async fn prepare(path: &Path, is_default: bool, keys: &store::CacheKeys) -> Result<bool, CliError> {
     if !path.exists() {
         return Ok(false);
     }
     let records = {
-        // Only the head is read: no cache, so no key, is needed.
-        let store = crate::open(path, Durability::Batched, &store::CacheKeys::Process)?;
+        // Under the database's own key: under another, its index would be rebuilt.
+        let store = crate::open(path, Durability::Batched, keys)?;
         store.head().await?.map_or(0, |h| h.seq)
     };
     if records == 0 {
@@ -141,7 +141,7 @@ pub async fn run(
         Some(p) => (p.to_path_buf(), false),
         None => (PathBuf::from(DEMO_DB), true),
     };
-    let replaced = prepare(&path, is_default).await?;
+    let replaced = prepare(&path, is_default, keys).await?;
     let store = crate::open(&path, Durability::Batched, keys)?;
     // Whole seconds read better in the tour than the clock's nanoseconds.
     let end = now.unwrap_or_else(|| machine.clock()).with_nanosecond(0).unwrap_or_else(Utc::now);

@@ -453,13 +453,21 @@ impl std::fmt::Display for CacheFinding {
     }
 }
 
-/// Checks every cache against the log: the store's check (authentic, and
-/// bound to the record at its seq), then, for a snapshot, that its state is
+/// Checks every cache against the log: the index blocks the store found
+/// not the log's (and rebuilt), the store's check of each other cache
+/// (authentic, and bound to the record at its seq), then, for a snapshot, that its state is
 /// the fold of its stream up to that seq. Each stream is folded once, from
 /// its first record forward through its snapshots.
 pub async fn check_caches<S: EventStore + ?Sized>(store: &S) -> Result<Vec<CacheFinding>, Error> {
     let mut streams: std::collections::BTreeMap<String, Vec<(u64, String, Kind)>> = Default::default();
-    let mut findings = Vec::new();
+    let mut findings: Vec<CacheFinding> = (store.index_misses().into_iter())
+        .map(|(seq, what)| CacheFinding {
+            name: "index".into(),
+            seq,
+            what: format!("was not the log's ({what}); it was rebuilt from the records"),
+            trusted: false,
+        })
+        .collect();
     for (name, seq) in store.snapshot_names().await? {
         let kind_stream = match name.split_once('/') {
             Some(("aggregate", stream)) => Some((Kind::Series, stream)),

@@ -6,15 +6,17 @@
 //!
 //! | tag | key                                        | value                                   |
 //! |-----|--------------------------------------------|-----------------------------------------|
-//! | `m` | `m` ++ name                                | store metadata: format, indexed-up-to, archive mark |
+//! | `m` | `m` ++ name                                | store metadata: format, index mark, archive mark |
 //! | `r` | `r` ++ seq of its first record             | a chunk: consecutive records (LZ4 when that saves) |
-//! | `e` | `e` ++ first event id of the block         | block of (event id, seq), sorted        |
-//! | `s` | `s` ++ len(stream) u16 ++ stream ++ version | block of runs (version, seq, count)     |
+//! | `e` | `e` ++ first event id of the block         | block of (event id, seq), sorted, ++ MAC |
+//! | `s` | `s` ++ len(stream) u16 ++ stream ++ version | block of runs (version, seq, count) ++ MAC |
 //!
 //! What each holds, and why no more (sled's open time and write cost grow
 //! with its number of entries, not with their size):
-//! - The records are the truth; the `e` and `s` indexes can be rebuilt from
-//!   them, and `mindexed` says up to which seq they have been. A chunk packs
+//! - The records are the truth; the `e` and `s` indexes are caches of them,
+//!   authenticated and bound to the log (`sled_store::index`): `mindexed`
+//!   says up to which seq they have been built, with that record's hash and
+//!   each stream's head there. A chunk packs
 //!   the records of one append call up to about [`CHUNK_BYTES`], so one
 //!   command is one sled insert.
 //! - Index entries are packed into blocks (see `blocks`). A stream entry is a
@@ -49,7 +51,8 @@ const PACKED: u8 = 0xC4;
 const MAX_CHUNK: usize = 64 * 1024 * 1024 + 2 * CHUNK_BYTES;
 
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
-/// The seq up to which the index blocks cover the records.
+/// The seq up to which the index blocks cover the records, its record's
+/// hash, and each stream's head there (`sled_store::index::Mark`).
 pub(crate) const META_INDEXED: &[u8] = b"mindexed";
 /// What the archive holds (`sled_store::archive::Sealed`).
 pub(crate) const META_ARCHIVE: &[u8] = b"marchive";

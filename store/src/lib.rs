@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`record`]: one event as the log keeps it, its bytes and its hash chain.
-//! - `keys`, `blocks`: how records and their indexes are keyed and packed in sled.
+//! - `keys`, `blocks`: how records and their indexes are keyed and packed in
+//!   sled, each index block authenticated.
 //! - [`sled_store`]: [`SledStore`], the log on sled: append, read, verify, and
 //!   the witness of its head.
 //! - `snapshots`, `cache_key`: caches beside the log (snapshots, sync marks),
@@ -311,5 +312,12 @@ pub trait EventStore: Send + Sync {
     /// opens (0: none are).
     fn archived_upto(&self) -> u64 {
         0
+    }
+    /// The index misses this handle met (blocks failing their MAC, or a
+    /// stream's not reaching its head) and rebuilt from the records, each
+    /// with the seq the rebuilt index reached: `verify` names them as caches
+    /// that were not the log's.
+    fn index_misses(&self) -> Vec<(u64, String)> {
+        Vec::new()
     }
 }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod archive;
+mod index;
 mod staged;
 mod upgrade;
 mod verify;
@@ -27,7 +28,7 @@ mod witness;
 
 pub use archive::Archiving;
 
-use crate::blocks;
+use crate::blocks::IndexKey;
 use crate::cache_key::{self, CacheKeys};
 use crate::keys::{self, be_u64, Run};
 use crate::record::{from_nanos, to_nanos, Hash, Record, Sealed, GENESIS_HASH};
@@ -45,11 +46,16 @@ use chrono::{DateTime, Utc};
 /// which this code reads too) only has its mark moved on at open. Format 1
 /// (records and indexes in two trees, one entry per record) is upgraded in
 /// place on open.
-/// Format 5 carries a witness of its head (`sled_store::witness`).
-pub const LOG_FORMAT: u32 = 5;
+/// Format 5 carries a witness of its head (`sled_store::witness`). Format 6
+/// authenticates the index and the archive mark (`sled_store::index`): an
+/// older log's are a miss, rebuilt with MACs at its first open.
+pub const LOG_FORMAT: u32 = 6;
 /// The last format without a witness: what an upgrade from format 1 leaves
 /// until the witness is written, so that a crash in between is no loss.
 const LAST_UNWITNESSED_FORMAT: u32 = 4;
+/// The first format with a witness: one missing from a log of this format
+/// or later was lost.
+const FIRST_WITNESSED_FORMAT: u32 = 5;
 const FORMAT_MAGIC: &[u8] = b"usertrail-log";
 
 /// When an append's data is made durable.
@@ -71,7 +77,8 @@ pub struct OpenOptions {
     pub durability: Durability,
     /// When a close moves older records into the archive.
     pub archiving: Archiving,
-    /// Where the key that authenticates the caches is kept.
+    /// Where the key that authenticates the caches (snapshots, sync marks,
+    /// the index) is kept.
     pub cache_keys: CacheKeys,
 }
 
@@ -99,6 +106,14 @@ struct Inner {
     snapshots: Snapshots,
     /// Index entries not in the blocks yet; its lock orders appends.
     index: Mutex<Pending>,
+    /// Authenticates the index blocks and marks: the caches' key, or with
+    /// none, the process's (the index is then rebuilt at every open).
+    index_key: IndexKey,
+    /// Why the index met by the call in flight is not the log's (`index`).
+    missed: Mutex<Option<String>>,
+    /// The index misses met and rebuilt, with the seq the rebuilt index
+    /// reached, for `verify` to name.
+    misses: Mutex<Vec<(u64, String)>>,
     durability: Durability,
     /// The older records' database, opened by the first read that needs it.
     archive: archive::Archive,
@@ -154,8 +169,12 @@ const MERGE_WHEN_PENDING_PER_NEW: usize = 16;
 struct Pending {
     /// The blocks cover every record up to this seq.
     indexed: u64,
+    /// Each stream's head as of `indexed`, as the authenticated mark says.
+    heads: index::Heads,
     /// The last record this holds (or `indexed` when it holds none).
     upto: u64,
+    /// The hash of record `upto`.
+    tip_hash: Hash,
     /// Event id to seq.
     events: BTreeMap<uuid::Uuid, u64>,
     /// Each stream's runs, in version order.
@@ -476,20 +495,7 @@ impl SledStore {
         let snapshots = Snapshots::beside(&path, Err("not read yet".into()));
         let archive = archive::Archive::new(Some(path.clone()), live != path, options.lock_timeout);
         let witness = Some((witness.0, witness.1, sled_files));
-        let keys = options.cache_keys.clone();
-        let mut store = SledStore::over(db, path, options, snapshots, archive, Some(lock), witness)?;
-        let (key, new) = match keys {
-            CacheKeys::Process => (cache_key::process_key(), false),
-            CacheKeys::Dir(dir) => cache_key::database_key(store.path(), &dir)
-                .map_err(|source| StoreError::Io { path: store.path().to_path_buf(), source })?,
-        };
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.snapshots.key = key;
-            // Under a new key no cache written before can be checked again.
-            if new {
-                inner.snapshots.clear()?;
-            }
-        }
+        let store = SledStore::over(db, path, options, snapshots, archive, Some(lock), witness)?;
         // Only once the log is known to be ours: another program's files keep their modes.
         walk_own(store.path(), true)?;
         Ok(store)
@@ -515,35 +521,65 @@ impl SledStore {
     ) -> Result<SledStore, StoreError> {
         let (witness, found) = witness.map(|(w, found, sled_files)| (w, (found, sled_files))).unzip();
         let events = db.open_tree("events").map_err(engine)?;
-        let sealed = archive::Sealed::read(&events)?;
-        let mut store = SledStore {
-            inner: Arc::new(Inner {
-                events,
-                snapshots,
-                db,
-                path,
-                index: Mutex::new(Pending::default()),
-                durability: options.durability,
-                archive,
-                sealed,
-                archiving: options.archiving,
-                appended: Default::default(),
-                // Nothing to do at drop until the log is known to be ours
-                // and of our format: a close may rewrite the live database.
-                closed: true,
-                witness: witness.map(Mutex::new),
-                witness_problem: Default::default(),
-                swap: None,
-                _lock: lock,
-            }),
+        let mut inner = Inner {
+            events,
+            snapshots,
+            db,
+            path,
+            index: Mutex::new(Pending::default()),
+            index_key: IndexKey([0; 32]),
+            missed: Mutex::default(),
+            misses: Mutex::default(),
+            durability: options.durability,
+            archive,
+            sealed: archive::Sealed::default(),
+            archiving: options.archiving,
+            appended: Default::default(),
+            // Nothing to do at drop until the log is known to be ours
+            // and of our format: a close may rewrite the live database.
+            closed: true,
+            witness: witness.map(Mutex::new),
+            witness_problem: Default::default(),
+            swap: None,
+            _lock: lock,
         };
-        let format = store.inner.check_format()?;
-        store.inner.catch_up()?;
-        store.inner.attest(format, found)?;
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.closed = false;
+        let format = inner.check_format()?;
+        if format.is_none() && matches!(found, Some((witness::Found::Missing, true))) {
+            return Err(inner.not_ours(
+                "it holds sled's files but no usertrail log (an `init` cut short leaves this too: remove the directory and run init again)",
+            ));
         }
-        Ok(store)
+        // The key is found once the log is known to be ours: its id is a
+        // file in the database's directory.
+        let (key, new) = match &options.cache_keys {
+            CacheKeys::Dir(dir) if inner._lock.is_some() => cache_key::database_key(&inner.path, dir)
+                .map_err(|source| StoreError::Io { path: inner.path.clone(), source })?,
+            _ => (cache_key::process_key(), false),
+        };
+        inner.index_key =
+            IndexKey(key.clone().or_else(|_| cache_key::process_key()).map_err(StoreError::Engine)?);
+        inner.snapshots.key = key;
+        // Under a new key no cache written before can be checked again.
+        if new {
+            inner.snapshots.clear()?;
+        }
+        let checked = match archive::Sealed::read(&inner.events, &inner.index_key)? {
+            archive::Mark::Checked(sealed) => {
+                inner.sealed = sealed;
+                true
+            }
+            archive::Mark::Unchecked(upto) => {
+                inner.sealed.upto = upto;
+                false
+            }
+        };
+        inner.check_archive_mark()?;
+        if let Some(sealed) = inner.catch_up(checked)? {
+            inner.sealed = sealed;
+        }
+        inner.attest(format, found.map(|(found, _)| found))?;
+        inner.closed = false;
+        Ok(SledStore { inner: Arc::new(inner) })
     }
 
     /// Where the database lives.
@@ -600,7 +636,7 @@ impl SledStore {
 
     /// The blocking form of [`EventStore::append_all`], for callers off the runtime.
     pub fn append_all_blocking(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
-        self.inner.append_all(appends)
+        self.inner.trusting(|s| s.append_all(appends))
     }
 
     /// The blocking form of [`EventStore::read_log`].
@@ -621,7 +657,7 @@ impl SledStore {
     /// next record, else [`AppendRejection::NotNext`]. Returns the new
     /// head's seq.
     pub async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
-        self.blocking(move |s| s.append_sealed(&records)).await
+        self.blocking(move |s| s.trusting(|s| s.append_sealed(&records))).await
     }
 
     /// The stored bytes of record `seq`, for tests that tamper with them.
@@ -671,12 +707,14 @@ impl SledStore {
         Ok(())
     }
 
-    /// Sets an event id index entry behind the store's back (tests of `verify`).
+    /// Sets an event id index entry behind the store's back, sealed under
+    /// the store's key as a bug (or a key leaked) would (tests of `verify`).
     #[doc(hidden)]
     pub fn raw_index_event(&self, id: uuid::Uuid, seq: u64) -> Result<(), StoreError> {
-        self.inner.write_index(&mut self.inner.lock())?;
-        let tree = &self.inner.events;
-        let found = blocks::block_at(tree, keys::EVENT_PREFIX, id.as_bytes()).map_err(engine)?;
+        let inner = &self.inner;
+        inner.write_index(&mut inner.lock())?;
+        let blocks = inner.event_blocks(&inner.events);
+        let found = blocks.block_at(id.as_bytes()).map_err(|e| inner.block_error(e))?;
         let (old_key, block) = match found {
             Some((k, b)) => (Some(k), b.to_vec()),
             None => (None, Vec::new()),
@@ -688,13 +726,13 @@ impl SledStore {
             .collect();
         entries.push(keys::event_entry(&id, seq));
         entries.sort();
+        let mut batch = sled::Batch::default();
         if let Some(k) = old_key {
-            tree.remove(k).map_err(engine)?;
+            batch.remove(k);
         }
-        let mut key = keys::EVENT_PREFIX.to_vec();
-        key.extend_from_slice(&entries[0][..16]);
-        tree.insert(key, entries.concat()).map_err(engine)?;
-        tree.flush().map_err(engine)?;
+        blocks.pack(&entries.concat(), &mut batch);
+        inner.events.apply_batch(batch).map_err(engine)?;
+        inner.events.flush().map_err(engine)?;
         Ok(())
     }
 
@@ -771,16 +809,10 @@ impl Inner {
     /// appends (it can still be read and verified). A new log, or one from
     /// before the witness, gets its witness here, then the format mark that
     /// says it has one.
-    /// `found`: what the witness's place held, and whether sled's files were
-    /// there before this open (a new log has neither).
-    fn attest(&self, format: Option<u32>, found: Option<(witness::Found, bool)>) -> Result<(), StoreError> {
+    /// `found`: what the witness's place held.
+    fn attest(&self, format: Option<u32>, found: Option<witness::Found>) -> Result<(), StoreError> {
         let mut pending = self.lock();
-        if let (Some(witness), Some((found, sled_files))) = (&self.witness, found) {
-            if format.is_none() && sled_files && matches!(found, witness::Found::Missing) {
-                return Err(self.not_ours(
-                    "it holds sled's files but no usertrail log (an `init` cut short leaves this too: remove the directory and run init again)",
-                ));
-            }
+        if let (Some(witness), Some(found)) = (&self.witness, found) {
             let last = self.last_seq()?;
             let cannot_tell = |what| Problem {
                 seq: last,
@@ -788,7 +820,9 @@ impl Inner {
             };
             let problem = match found {
                 witness::Found::Damaged => Some(cannot_tell("damaged")),
-                witness::Found::Missing if format >= Some(LOG_FORMAT) => Some(cannot_tell("missing")),
+                witness::Found::Missing if format >= Some(FIRST_WITNESSED_FORMAT) => {
+                    Some(cannot_tell("missing"))
+                }
                 witness::Found::Missing => None,
                 witness::Found::Holds(held) => match held.finding {
                     Some(finding) => {
@@ -908,40 +942,6 @@ impl Inner {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads into memory the index entries of the records that the blocks
-    /// do not cover yet (written since the last index write, or after a
-    /// crash, or by an upgrade).
-    fn catch_up(&self) -> Result<(), StoreError> {
-        let mut pending = self.lock();
-        let indexed = match self.events.get(keys::META_INDEXED).map_err(engine)? {
-            Some(v) => be_u64(&v).ok_or_else(|| StoreError::Corrupt("the index mark is malformed".into()))?,
-            None => 0,
-        };
-        let last = self.last_seq()?;
-        *pending = Pending { indexed, upto: indexed, ..Pending::default() };
-        if indexed > last {
-            pending.damaged =
-                Some(format!("the index covers records up to {indexed} but the log ends at {last}"));
-            return Ok(());
-        }
-        let mut damaged = None;
-        let scanned = self.scan(indexed + 1..=last, |seq, bytes| match Record::peek(bytes) {
-            Ok(record) => {
-                pending.note(&record.stream, record.version, seq, record.event_id);
-                Ok(true)
-            }
-            Err(e) => {
-                damaged = Some(corrupt_seq(seq, e).to_string());
-                Ok(false)
-            }
-        });
-        pending.damaged = damaged.or(scanned.err().map(|e| e.to_string()));
-        if pending.len() >= INDEX_EVERY {
-            self.write_index(&mut pending)?;
-        }
-        Ok(())
-    }
-
     /// The seq of the last record, from the chunks' layout alone: a log
     /// whose last record is damaged still opens, to be read and verified
     /// (a last chunk that does not decompress counts as its first record).
@@ -955,40 +955,10 @@ impl Inner {
         })
     }
 
-    /// Writes the pending index entries into the blocks, with the mark of
-    /// how far they go, in one atomic batch.
-    fn write_index(&self, pending: &mut Pending) -> Result<(), StoreError> {
-        if pending.upto == pending.indexed {
-            return Ok(());
-        }
-        let merge_error = |e| match e {
-            blocks::MergeError::Engine(e) => engine(e),
-            blocks::MergeError::Clash(key) => {
-                StoreError::Corrupt(format!("index entry {key:02x?} is in the index with another value"))
-            }
-        };
-        let mut batch = sled::Batch::default();
-        let entries: Vec<u8> =
-            pending.events.iter().flat_map(|(id, &seq)| keys::event_entry(id, seq)).collect();
-        blocks::merge(&self.events, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &entries, &mut batch)
-            .map_err(merge_error)?;
-        for (stream, runs) in &pending.runs {
-            let entries: Vec<u8> = runs.iter().flat_map(|r| r.entry()).collect();
-            blocks::merge(&self.events, &keys::stream_prefix(stream), keys::RUN_LAYOUT, &entries, &mut batch)
-                .map_err(merge_error)?;
-        }
-        batch.insert(keys::META_INDEXED, &pending.upto.to_be_bytes()[..]);
-        self.events.apply_batch(batch).map_err(engine)?;
-        // The damage past `upto` is still there once its index is written.
-        let damaged = pending.damaged.take();
-        *pending = Pending { indexed: pending.upto, upto: pending.upto, damaged, ..Pending::default() };
-        Ok(())
-    }
-
     /// The largest event id in the index blocks: new ids are time-ordered,
     /// so those past it need no lookup.
     fn newest_indexed_id(&self) -> Result<Option<[u8; 16]>, StoreError> {
-        let last = blocks::block_at(&self.events, keys::EVENT_PREFIX, &[0xff; 16]).map_err(engine)?;
+        let last = self.event_blocks(&self.events).block_at(&[0xff; 16]).map_err(|e| self.block_error(e))?;
         let live = last.and_then(|(_, block)| {
             let entry = block.chunks_exact(keys::EVENT_LAYOUT.entry).last()?;
             entry[..16].try_into().ok()
@@ -1010,16 +980,15 @@ impl Inner {
         if newest.is_none_or(|newest| id.as_bytes() > &newest) {
             return Ok(None);
         }
-        let entry = blocks::lookup(&self.events, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, id.as_bytes())
-            .map_err(engine)?;
+        let entry = self.event_blocks(&self.events).lookup(id.as_bytes()).map_err(|e| self.block_error(e))?;
         if let Some(seq) = entry.and_then(|e| be_u64(&e[16..])) {
             return Ok(Some(seq));
         }
         if self.sealed.newest_id.is_none_or(|newest| id.as_bytes() > &newest) {
             return Ok(None);
         }
-        let entry = blocks::lookup(self.archive()?, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, id.as_bytes())
-            .map_err(engine)?;
+        let entry =
+            self.event_blocks(self.archive()?).lookup(id.as_bytes()).map_err(|e| self.block_error(e))?;
         // Past the mark, an interrupted seal's copy: the live blocks answered.
         Ok(entry.and_then(|e| be_u64(&e[16..])).filter(|&seq| seq <= self.sealed.upto))
     }
@@ -1111,34 +1080,20 @@ impl Inner {
         Ok((tip.seq > 0).then(|| Head { seq: tip.seq, recorded_at: from_nanos(tip.nanos), hash: tip.hash }))
     }
 
-    /// The stream's version: the end of its last run, pending or in the blocks.
-    fn stream_version_in(&self, pending: &Pending, stream: &str) -> Result<u64, StoreError> {
-        if let Some(run) = pending.runs.get(stream).and_then(|r| r.last()) {
-            return Ok(run.end() - 1);
-        }
-        let last =
-            blocks::block_at(&self.events, &keys::stream_prefix(stream), &[0xff; 8]).map_err(engine)?;
-        match last {
-            None => Ok(self.sealed.versions.get(stream).copied().unwrap_or(0)),
-            Some((_, block)) => {
-                let entry = block.chunks_exact(keys::RUN_LAYOUT.entry).last();
-                let run = entry.and_then(Run::of).ok_or_else(|| malformed_runs(stream))?;
-                Ok(run.end() - 1)
-            }
-        }
-    }
-
     fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-        self.stream_version_in(&self.lock(), stream)
+        Ok(self.lock().version(stream))
     }
 
     /// The seqs of a stream's records with version `>= from_version` and
-    /// seq `<= max_seq`, in order.
+    /// seq `<= max_seq`, in order. The runs that give them must cover the
+    /// stream from `from_version` to its authenticated head (or to the
+    /// first run past `max_seq`): a block rolled back is a miss.
     fn stream_seqs(&self, stream: &str, from_version: u64, max_seq: u64) -> Result<Vec<u64>, StoreError> {
         let pending = self.lock();
         let mut runs = Vec::new();
         let prefix = keys::stream_prefix(stream);
         let from_key = from_version.to_be_bytes();
+        let blocked = |e| self.block_error(e);
         // Seqs grow with versions: past the first run beyond `max_seq`, the
         // blocks (and the pending runs, all later) hold nothing wanted. The
         // archive's runs come first, cut at its mark.
@@ -1146,8 +1101,9 @@ impl Inner {
         let archived = self.sealed.versions.get(stream).is_some_and(|&v| v >= from_version);
         let mut beyond = false;
         if archived {
-            'archive: for block in blocks::blocks_from(self.archive()?, &prefix, &from_key).map_err(engine)? {
-                let (_, block) = block.map_err(engine)?;
+            let blocks = self.run_blocks(self.archive()?, &prefix);
+            'archive: for block in blocks.from(&from_key).map_err(blocked)? {
+                let (_, block) = block.map_err(blocked)?;
                 for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
                     let run = Run::of(entry).ok_or_else(|| malformed_runs(stream))?;
                     let Some(run) = archive::archived_part(run, upto) else { break 'archive };
@@ -1159,11 +1115,11 @@ impl Inner {
                 }
             }
         }
-        'blocks: for block in blocks::blocks_from(&self.events, &prefix, &from_key).map_err(engine)? {
+        'blocks: for block in self.run_blocks(&self.events, &prefix).from(&from_key).map_err(blocked)? {
             if beyond {
                 break;
             }
-            let (_, block) = block.map_err(engine)?;
+            let (_, block) = block.map_err(blocked)?;
             for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
                 let run = Run::of(entry).ok_or_else(|| malformed_runs(stream))?;
                 if run.seq > max_seq {
@@ -1176,9 +1132,14 @@ impl Inner {
         if !beyond {
             runs.extend(pending.runs.get(stream).into_iter().flatten().copied());
         }
+        runs.retain(|r| r.end() > from_version);
+        let head = pending.version(stream);
         drop(pending);
+        if let Err(why) = index::runs_cover(&runs, from_version, beyond, head) {
+            return Err(self.miss(format!("the stream index of '{stream}': {why}")));
+        }
         let mut seqs = Vec::new();
-        for run in runs.into_iter().filter(|r| r.end() > from_version) {
+        for run in runs {
             let skip = from_version.saturating_sub(run.version);
             for k in skip..u64::from(run.count) {
                 let seq = run.seq + k;
@@ -1500,13 +1461,16 @@ impl EventStore for SledStore {
 
     async fn append_all(&self, appends: Vec<Append>) -> AppendResult<Vec<Appended>> {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.append_all(&appends))
+        tokio::task::spawn_blocking(move || inner.trusting(|s| s.append_all(&appends)))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn begin(&self) -> Result<Transaction, StoreError> {
-        let began = self.blocking(|s| s.tip_seq()).await?;
+        // The index a transaction will look ids up in, checked before it
+        // starts: a miss met once it runs cannot run it again.
+        let began =
+            self.blocking(|s| s.trusting(|s| s.newest_indexed_id().and_then(|_| s.tip_seq()))).await?;
         let inner = Arc::clone(&self.inner);
         Ok(Transaction::spawn(move |appends, commit| inner.append_stream(began, appends, commit)))
     }
@@ -1526,7 +1490,7 @@ impl EventStore for SledStore {
 
     async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Record>, StoreError> {
         let stream = stream.to_owned();
-        self.blocking(move |s| s.read_stream(&stream, from_version)).await
+        self.blocking(move |s| s.trusting(|s| s.read_stream(&stream, from_version))).await
     }
 
     async fn read_stream_until(
@@ -1536,7 +1500,7 @@ impl EventStore for SledStore {
         max_seq: u64,
     ) -> Result<Vec<Record>, StoreError> {
         let stream = stream.to_owned();
-        self.blocking(move |s| s.read_stream_until(&stream, from_version, max_seq)).await
+        self.blocking(move |s| s.trusting(|s| s.read_stream_until(&stream, from_version, max_seq))).await
     }
 
     async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -1590,6 +1554,10 @@ impl EventStore for SledStore {
 
     fn archived_upto(&self) -> u64 {
         self.inner.sealed.upto
+    }
+
+    fn index_misses(&self) -> Vec<(u64, String)> {
+        self.inner.index_misses()
     }
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
@@ -1911,7 +1879,7 @@ mod tests {
         store.raw_set_record(10, Some(b"not a record")).unwrap();
         // As an open finds it: the blocks cover nothing, record 10 is unreadable.
         *store.inner.lock() = Pending::default();
-        store.inner.catch_up().unwrap();
+        store.inner.catch_up(true).unwrap();
         let refused = |store: &SledStore| match store.append_all_blocking(&[append(11)]) {
             Err(StoreError::Corrupt(why)) => why.contains("cannot be appended to"),
             _ => false,
@@ -1937,10 +1905,11 @@ mod tests {
         store.inner.flush().unwrap();
         let more: Vec<Append> = (301..=400).map(|n| append(n, "env/a")).collect();
         store.append_all_blocking(&more).unwrap().unwrap();
-        // A crash loses what was only in memory: the entries of 301..=400.
-        *store.inner.lock() = Pending { indexed: 300, upto: 300, ..Pending::default() };
-        assert_eq!(store.inner.stream_version("env/a").unwrap(), 150, "the blocks alone stop at 300");
-        store.inner.catch_up().unwrap();
+        // A crash loses what was only in memory: the entries of 301..=400;
+        // an open finds the blocks' mark at 300 and catches up from there.
+        *store.inner.lock() = Pending::default();
+        store.inner.catch_up(true).unwrap();
+        assert_eq!(store.inner.lock().indexed, 300, "the blocks' mark");
         assert_eq!(store.inner.stream_version("env/a").unwrap(), 250);
         let seqs: Vec<u64> = store.inner.read_stream("env/a", 149).unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [298, 300].into_iter().chain(301..=400).collect::<Vec<_>>());

@@ -261,3 +261,136 @@ async fn a_swap_that_fails_is_reported_by_the_close_and_undone_by_the_next_open(
     assert_eq!(answers(&store).await, want);
     assert_eq!(store.verify().await.unwrap().problem, None);
 }
+
+/// A log at `path` sealed twice (`keep` 60), the same calls written to a
+/// temporary log that never archived; returns that one.
+async fn sealed_twice(path: &std::path::Path, options: impl Fn() -> OpenOptions) -> SledStore {
+    let fresh = SledStore::temporary().unwrap();
+    for calls in [0..200, 200..400] {
+        let store = SledStore::open(path, options()).unwrap();
+        write(&store, calls.clone());
+        write(&fresh, calls);
+        drop(store);
+        assert!(SledStore::open(path, options()).unwrap().close().unwrap() > 0, "sealed");
+    }
+    fresh
+}
+
+fn with_keep(keys: Option<&std::path::Path>) -> OpenOptions {
+    let cache_keys = keys.map_or(store::CacheKeys::Process, |k| store::CacheKeys::Dir(k.to_path_buf()));
+    OpenOptions { archiving: Archiving { keep: 60 }, cache_keys, ..OpenOptions::default() }
+}
+
+/// The live database's `events` tree, opened behind the store's back.
+fn live_tree(path: &std::path::Path) -> (sled::Db, sled::Tree) {
+    let db = sled::Config::new().path(path.join("live")).open().unwrap();
+    let tree = db.open_tree("events").unwrap();
+    (db, tree)
+}
+
+/// Finding 2: `marchive` says which records the archive holds, so it is no
+/// cache: rolled back to the one an earlier seal wrote (authentic), removed,
+/// or forged, it is named at open, never passed over.
+#[tokio::test]
+async fn an_archive_mark_rolled_back_removed_or_forged_is_named_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let fresh = SledStore::temporary().unwrap();
+    let grow = |calls: std::ops::Range<u64>| {
+        let store = SledStore::open(&path, with_keep(None)).unwrap();
+        write(&store, calls.clone());
+        write(&fresh, calls);
+        drop(store);
+        SledStore::open(&path, with_keep(None)).unwrap().close().unwrap();
+    };
+    grow(0..200);
+    let first = live_tree(&path).1.get(b"marchive").unwrap().unwrap();
+    grow(200..400);
+    let truth = live_tree(&path).1.get(b"marchive").unwrap().unwrap();
+    let mut forged = truth.to_vec();
+    let at = forged.len() - 40;
+    forged[at] ^= 1;
+    let cases: [(Option<&[u8]>, &str); 3] = [
+        (Some(&first), "are archived, but the live database starts at record"),
+        (None, "says records up to 0 are archived, but the live database starts at record"),
+        (Some(&forged), "fails its MAC"),
+    ];
+    for (value, named) in cases {
+        let (db, tree) = live_tree(&path);
+        match value {
+            Some(v) => tree.insert(b"marchive", v).map(drop),
+            None => tree.remove(b"marchive").map(drop),
+        }
+        .unwrap();
+        tree.flush().unwrap();
+        drop((tree, db));
+        let err = SledStore::open(&path, with_keep(None)).err().expect("named").to_string();
+        assert!(err.contains("marchive") && err.contains(named), "{err}");
+    }
+    let (db, tree) = live_tree(&path);
+    tree.insert(b"marchive", truth).unwrap();
+    tree.flush().unwrap();
+    drop((tree, db));
+    let store = SledStore::open(&path, with_keep(None)).unwrap();
+    assert_eq!(answers(&store).await, answers(&fresh).await, "the true mark back: as before");
+}
+
+/// Finding 2: without its key (lost, or another machine's), a log's index
+/// and archive mark are under a key it does not have: the open rebuilds
+/// both databases' index and the mark from the records, under the new key,
+/// and every answer is as before; the next open trusts them again.
+#[tokio::test]
+async fn without_its_key_the_index_and_archive_mark_are_rebuilt_and_answer_as_before() {
+    let (dir, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let path = dir.path().join("db");
+    let fresh = sealed_twice(&path, || with_keep(Some(keys.path()))).await;
+    let want = answers(&fresh).await;
+    for entry in std::fs::read_dir(keys.path()).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let store = SledStore::open(&path, with_keep(Some(keys.path()))).unwrap();
+    assert!(store.archive_is_open(), "the archive's index was rebuilt too");
+    assert_eq!(answers(&store).await, want);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    assert_eq!(store.index_misses(), [], "another key is no finding");
+    drop(store);
+    let store = SledStore::open(&path, with_keep(Some(keys.path()))).unwrap();
+    assert!(!store.archive_is_open(), "nothing rebuilt: the new key authenticates them");
+    assert_eq!(answers(&store).await, want);
+}
+
+/// A format 5 log (its blocks and marks without MACs, `mindexed` a seq
+/// alone, `marchive` without its record's hash) opens: its index and archive
+/// mark are rebuilt with MACs, and it goes on as a format 6 log.
+#[tokio::test]
+async fn a_format_5_log_gets_its_index_and_archive_mark_authenticated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let fresh = sealed_twice(&path, || with_keep(None)).await;
+    let indexed = {
+        let store = SledStore::open(&path, with_keep(None)).unwrap();
+        store.head().await.unwrap().unwrap().seq
+    };
+    for dir in [path.clone(), path.join("live")] {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let tree = db.open_tree("events").unwrap();
+        for entry in tree.iter() {
+            let (key, value) = entry.unwrap();
+            let old = match &key[..] {
+                [b'e' | b's', ..] => value[..value.len() - 32].to_vec(),
+                b"mformat" => [&b"usertrail-log"[..], &5u32.to_be_bytes()].concat(),
+                b"mindexed" => indexed.to_be_bytes().to_vec(),
+                // Format 5's mark: the seq, versions and newest id, no hash, no MAC.
+                b"marchive" => value[..value.len() - 64].to_vec(),
+                _ => continue,
+            };
+            tree.insert(key, old).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(&path, with_keep(None)).unwrap();
+    assert_eq!(answers(&store).await, answers(&fresh).await);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    let format = store.raw_tree().get(b"mformat").unwrap().unwrap();
+    assert_eq!(format[format.len() - 4..], 6u32.to_be_bytes());
+}

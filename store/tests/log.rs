@@ -417,6 +417,18 @@ fn l3_verify_names_swapped_records() {
     assert_eq!(report.problem.unwrap().seq, 3);
 }
 
+/// `verify` of a log whose index is not its records': no problem with the
+/// log (the index is a cache, rebuilt), and the one miss it names.
+fn index_miss_named_by_verify(store: &SledStore) -> String {
+    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    assert_eq!((report.records, report.problem), (10, None), "the log itself is intact");
+    let misses = store.index_misses();
+    assert_eq!(misses.len(), 1, "{misses:?}");
+    let again = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
+    assert_eq!((again.problem, store.index_misses().len()), (None, 1), "rebuilt: nothing more to name");
+    misses[0].1.clone()
+}
+
 #[test]
 fn l3_verify_names_a_wrong_index_entry() {
     let dir = tempfile::tempdir().unwrap();
@@ -424,10 +436,8 @@ fn l3_verify_names_a_wrong_index_entry() {
         // Point event 5's id entry at record 2.
         store.raw_index_event(Uuid::from_u128(4), 2).unwrap();
     });
-    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
-    let problem = report.problem.unwrap();
-    assert_eq!(problem.seq, 5);
-    assert!(problem.what.contains("event id index"), "{}", problem.what);
+    let what = index_miss_named_by_verify(&store);
+    assert!(what.starts_with("record 5: event id index"), "{what}");
 }
 
 #[test]
@@ -436,12 +446,10 @@ fn l3_verify_finds_a_stray_index_entry() {
     let store = tampered_db_with(&dir, |store| {
         store.raw_index_event(Uuid::from_u128(12345), 7).unwrap();
     });
-    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
-    let problem = report.problem.expect("a stray entry is caught");
     // Named: the position the stray entry claims, and what is wrong with it
     // (not some other problem that happens to be found first).
-    assert_eq!(problem.seq, 7, "{}", problem.what);
-    assert_eq!(problem.what, "event id index entry names no record of the log");
+    let what = index_miss_named_by_verify(&store);
+    assert_eq!(what, "record 7: event id index entry names no record of the log");
 }
 
 #[test]
@@ -450,10 +458,10 @@ fn l3_verify_names_a_missing_stream_index_entry() {
     let store = tampered_db_with(&dir, |store| {
         store.raw_remove_stream_index("tenant").unwrap();
     });
-    let report = tokio::runtime::Runtime::new().unwrap().block_on(store.verify()).unwrap();
-    let problem = report.problem.expect("a missing run is caught");
-    assert_eq!(problem.seq, 1);
-    assert!(problem.what.contains("stream index entry is missing"), "{}", problem.what);
+    let what = index_miss_named_by_verify(&store);
+    assert!(what.starts_with("record 1: stream index entry is missing"), "{what}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(store.read_stream("tenant", 1)).unwrap().len(), 10, "rebuilt");
 }
 
 #[test]
@@ -796,10 +804,12 @@ fn sled_files_that_hold_no_usertrail_log_are_never_initialised_over() {
     let path = dir.path().join("db");
     // Someone else's sled database, empty: nothing in it says it is a log.
     drop(sled::Config::new().path(&path).open().unwrap());
-    let err = SledStore::open(&path, OpenOptions::default()).err().expect("refused");
+    let keys =
+        OpenOptions { cache_keys: store::CacheKeys::Dir(dir.path().join("keys")), ..OpenOptions::default() };
+    let err = SledStore::open(&path, keys).err().expect("refused");
     assert!(err.to_string().contains("no usertrail log"), "{err}");
-    // Nothing of ours was left in it: no mark, no witness.
-    assert!(!path.join("witness").exists());
+    // Nothing of ours was left in it: no mark, no witness, no cache id.
+    assert!(!path.join("witness").exists() && !path.join(store::CACHE_ID_FILE).exists());
     let raw = sled::Config::new().path(&path).open();
     if let Ok(raw) = raw {
         assert!(raw.open_tree("events").unwrap().is_empty(), "no format mark written");
@@ -880,13 +890,9 @@ async fn records_with_and_without_an_origin_chain_read_and_verify_together() {
     assert_eq!(store.verify().await.unwrap().problem.map(|p| p.seq), Some(2));
 }
 
-/// A fold decides on what a stream read returns: an index that skips a
-/// record of the stream (damaged, or forged to hide a role's removal) is
-/// named by the read, never folded as if the stream were whole.
-#[tokio::test]
-async fn a_stream_read_through_an_index_that_skips_a_record_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+/// The tenant's and env/x's records, alternating, six in all, flushed into
+/// the index blocks; and the sled key of the tenant's (one) run block.
+async fn alternating(store: &SledStore) -> Vec<u8> {
     for i in 0..6u128 {
         let stream = if i % 2 == 0 { "tenant" } else { "env/x" };
         store
@@ -896,18 +902,156 @@ async fn a_stream_read_through_an_index_that_skips_a_record_is_refused() {
             .unwrap();
     }
     store.flush().await.unwrap();
-    // The tenant's runs: (v1, seq 1), (v2, seq 3), (v3, seq 5); drop the second.
-    let tree = store.raw_tree();
     let mut prefix = vec![b's'];
     prefix.extend_from_slice(&(6u16).to_be_bytes());
     prefix.extend_from_slice(b"tenant");
-    let (key, block) = tree.scan_prefix(&prefix).next().unwrap().unwrap();
-    assert_eq!(block.len(), 3 * 20);
-    let forged: Vec<u8> = block[..20].iter().chain(&block[40..]).copied().collect();
-    tree.insert(key, forged).unwrap();
-    let err = store.read_stream("tenant", 1).await.unwrap_err().to_string();
-    assert!(err.contains("record 5") && err.contains("version 2 of stream 'tenant'"), "{err}");
-    assert!(store.verify().await.unwrap().problem.is_some(), "verify names it too");
+    let (key, _) = store.raw_tree().scan_prefix(&prefix).next().unwrap().unwrap();
+    key.to_vec()
+}
+
+async fn seqs(store: &SledStore, stream: &str, from: u64) -> Vec<u64> {
+    store.read_stream(stream, from).await.unwrap().iter().map(|r| r.seq).collect()
+}
+
+/// Issue 25, finding 2: a fold decides on what a stream read returns. A run
+/// block forged to skip a record (to hide a role's removal), its MAC left
+/// as it was, fails it: a miss, and the read gives the log's records from
+/// the index rebuilt; `verify` names it.
+#[tokio::test]
+async fn a_run_block_forged_to_skip_a_record_is_a_miss_and_the_read_is_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let key = alternating(&store).await;
+    let tree = store.raw_tree();
+    // The tenant's runs: (v1, seq 1), (v2, seq 3), (v3, seq 5), then the MAC; drop the second.
+    let block = tree.get(&key).unwrap().unwrap();
+    assert_eq!(block.len(), 3 * 20 + 32);
+    tree.insert(&key, [&block[..20], &block[40..]].concat()).unwrap();
+    assert_eq!(seqs(&store, "tenant", 1).await, [1, 3, 5]);
+    let misses = store.index_misses();
+    assert_eq!(misses.len(), 1, "{misses:?}");
+    assert!(
+        misses[0].1.contains("stream index block of 'tenant' from version 1 fails its MAC"),
+        "{misses:?}"
+    );
+    assert_eq!(store.verify().await.unwrap().problem, None);
+}
+
+/// Finding 2, the tail hidden: the tenant's run block rolled back to the one
+/// a copy of the database holds from before its last record (authentic: it
+/// passes its MAC). A read finds its runs short of the stream's head, which
+/// the authenticated `mindexed` names: a miss, at every upto; the expected
+/// version of an append is the head's, never the old block's.
+#[tokio::test]
+async fn a_run_block_rolled_back_to_an_older_copy_is_a_miss_and_appends_see_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let key = alternating(&store).await;
+    let old = store.raw_tree().get(&key).unwrap().unwrap();
+    // The removal the attacker hides: version 4, record 7.
+    store
+        .append(append("tenant", ExpectedVersion::Exactly(3), vec![event(6, b"removed")], at(6)))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(store);
+    let store = open(&dir);
+    let tree = store.raw_tree();
+    assert_ne!(tree.get(&key).unwrap().unwrap(), old, "the close rewrote the block");
+    for (from, upto) in [(1, u64::MAX), (1, 6), (4, u64::MAX), (2, 5)] {
+        tree.insert(&key, &old).unwrap();
+        let want: Vec<u64> =
+            [1, 3, 5, 7].into_iter().skip(from as usize - 1).filter(|&s| s <= upto).collect();
+        let got: Vec<u64> =
+            store.read_stream_until("tenant", from, upto).await.unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(got, want, "from version {from} up to record {upto}");
+    }
+    assert!(
+        store
+            .index_misses()
+            .iter()
+            .all(|(_, what)| what.contains("runs end at version 3 but its head is version 4")),
+        "{:?}",
+        store.index_misses()
+    );
+    tree.insert(&key, &old).unwrap();
+    assert_eq!(store.stream_version("tenant").await.unwrap(), 4);
+    let stale = append("tenant", ExpectedVersion::Exactly(3), vec![event(7, b"x")], at(7));
+    match store.append(stale).await.unwrap() {
+        Err(AppendRejection::Conflict { expected: 3, actual: 4, .. }) => {}
+        other => panic!("decided on the old block: {other:?}"),
+    }
+    assert_eq!(seqs(&store, "tenant", 1).await, [1, 3, 5, 7]);
+}
+
+/// Finding 2: a new event's id planted in an event id block, its MAC left as
+/// it was, would make the new event look like a retry of record 1 (and
+/// write nothing); the block fails its MAC, and the event lands.
+#[tokio::test]
+async fn an_event_id_block_forged_to_fake_a_retry_is_a_miss_and_the_event_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    alternating(&store).await;
+    let tree = store.raw_tree();
+    let (key, block) = tree.scan_prefix([b'e']).next().unwrap().unwrap();
+    let mut forged = block.to_vec();
+    forged[..16].copy_from_slice(Uuid::from_u128(100).as_bytes());
+    forged[16..24].copy_from_slice(&1u64.to_be_bytes());
+    tree.insert(&key, forged).unwrap();
+    let landed = store
+        .append(append("tenant", ExpectedVersion::Any, vec![event(100, b"new")], at(9)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((landed.first_seq, landed.was_retry), (7, false));
+    assert_eq!(store.index_misses().len(), 1);
+}
+
+/// Finding 2: an index copied in from another database (another key) is a
+/// miss: a run block fails its MAC at the first read; the whole index,
+/// `mindexed` with it, fails at open and is rebuilt there, silently (as
+/// under any other key), answering with this log's records.
+#[tokio::test]
+async fn an_index_copied_from_another_database_is_a_miss() {
+    let keys = tempfile::tempdir().unwrap();
+    let options = || OpenOptions {
+        cache_keys: store::CacheKeys::Dir(keys.path().to_path_buf()),
+        ..OpenOptions::default()
+    };
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = SledStore::open(ours.path().join("db"), options()).unwrap();
+    let key = alternating(&store).await;
+    let other = SledStore::open(theirs.path().join("db"), options()).unwrap();
+    // Their tenant: versions 1-3 at records 1-3 (ours are at 1, 3 and 5).
+    for i in 0..3u128 {
+        other
+            .append(append("tenant", ExpectedVersion::Any, vec![event(50 + i, b"t")], at(i as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    other.flush().await.unwrap();
+    let index: Vec<(sled::IVec, sled::IVec)> = other
+        .raw_tree()
+        .iter()
+        .map(Result::unwrap)
+        .filter(|(k, _)| matches!(k[0], b'e' | b's') || &k[..] == b"mindexed")
+        .collect();
+    drop(other);
+    store.raw_tree().insert(&key, &index.iter().find(|(k, _)| k[..] == key[..]).unwrap().1).unwrap();
+    assert_eq!(seqs(&store, "tenant", 1).await, [1, 3, 5]);
+    assert_eq!(store.index_misses().len(), 1);
+    for (k, v) in &index {
+        store.raw_tree().insert(k, v).unwrap();
+    }
+    store.raw_tree().flush().unwrap();
+    drop(store);
+    let store = SledStore::open(ours.path().join("db"), options()).unwrap();
+    assert_eq!(seqs(&store, "tenant", 1).await, [1, 3, 5]);
+    assert_eq!(seqs(&store, "env/x", 1).await, [2, 4, 6]);
+    assert_eq!(store.stream_version("tenant").await.unwrap(), 3);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    assert_eq!(store.index_misses(), [], "a mark under another key is a miss at open, not a finding");
 }
 
 /// A FIFO planted in the database directory would make an open wait for a

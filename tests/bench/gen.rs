@@ -171,7 +171,7 @@ pub fn generate(path: &Path, spec: Spec) -> Generated {
     // command after it, done here so that the log is as commands find it.
     assert_eq!(g.store.close().expect("close the log"), 0, "a bulk writer does not archive");
     let settling = Instant::now();
-    let archived = SledStore::open(path, OpenOptions::default())
+    let archived = SledStore::open(path, OpenOptions { cache_keys: cache_keys(), ..OpenOptions::default() })
         .and_then(SledStore::close)
         .expect("archive the older records");
     Generated {

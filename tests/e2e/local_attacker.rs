@@ -441,3 +441,76 @@ fn without_its_key_file_every_cache_is_a_miss_and_commands_are_still_right() {
     assert_eq!(sb.records(), before + 1);
     assert_eq!(sb.run("verify").code, 0);
 }
+
+/// The tenant stream's run block (its sled key and value), read from the
+/// sandbox's database behind the store's back.
+fn tenant_runs(sb: &Sandbox) -> (Vec<u8>, Vec<u8>) {
+    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
+    let prefix = [&b"s"[..], &6u16.to_be_bytes(), b"tenant"].concat();
+    let mut blocks = store.raw_tree().scan_prefix(prefix);
+    let (key, value) = blocks.next().expect("the tenant's runs are in a block").unwrap();
+    assert!(blocks.next().is_none(), "one block");
+    (key.to_vec(), value.to_vec())
+}
+
+/// Puts `value` under `key` in the sandbox's database, and removes its
+/// snapshots: the next command folds the tenant from its first record.
+fn plant(sb: &Sandbox, key: &[u8], value: &[u8]) {
+    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
+    store.raw_tree().insert(key, value).unwrap();
+    store.raw_tree().flush().unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(sb.db().join("snapshots"));
+}
+
+/// Mallory a Global Administrator, then removed: the tenant's run block as
+/// it was before the removal, and as it is after.
+fn mallory_removed(sb: &mut Sandbox) -> ((Vec<u8>, Vec<u8>), (Vec<u8>, Vec<u8>)) {
+    sb.ok(&format!("user create --upn {MALLORY} --first Mallory --last M"));
+    sb.ok(&format!("user admin-role add --upn {MALLORY} --role global"));
+    let before = tenant_runs(sb);
+    sb.ok(&format!("user admin-role remove --upn {MALLORY} --role global"));
+    let after = tenant_runs(sb);
+    assert_eq!(before.0, after.0, "the same block, rewritten");
+    (before, after)
+}
+
+/// Finding 2, the index: the tenant's run block rolled back to the one it
+/// was before Mallory's Global Administrator role was removed (authentic:
+/// the store wrote it), and the snapshots deleted, hid the removal from a
+/// fold from zero, and she acted as Global again. The runs now fall short
+/// of the tenant's head in the authenticated `mindexed`: the index is a
+/// miss, rebuilt from the records, and she is refused.
+#[test]
+fn a_tenant_run_block_rolled_back_to_hide_a_role_removal_is_a_miss_and_she_is_refused() {
+    let mut sb = Sandbox::contoso();
+    let ((key, old), _) = mallory_removed(&mut sb);
+    let before = sb.records();
+    plant(&sb, &key, &old);
+    let refused = sb.fails(&format!("--as {MALLORY} user create --upn {ALICE} --first Alice --last A"), 1);
+    assert!(refused.contains("rejected"), "{refused}");
+    assert_eq!(sb.records(), before + 1, "only the refusal's audit record");
+    assert_eq!(roles_of(&mut sb, MALLORY), json!([]), "the log's truth, not the old block's");
+    assert_eq!(sb.run("verify").code, 0, "rebuilt by the command");
+}
+
+/// Finding 2, the index forged: the removal's run cut out of the tenant's
+/// block (its MAC left as it was). `verify`, run first, names the index as
+/// a cache that was not the log's, rebuilt; the log still takes writes, and
+/// Mallory is refused.
+#[test]
+fn a_tenant_run_block_forged_to_hide_a_role_removal_is_named_by_verify_and_a_miss() {
+    let mut sb = Sandbox::contoso();
+    let ((_, old), (key, new)) = mallory_removed(&mut sb);
+    // The runs before the removal's, and the block's MAC.
+    let forged = [&new[..old.len() - 32], &new[new.len() - 32..]].concat();
+    assert!(forged.len() < new.len());
+    plant(&sb, &key, &forged);
+    let (stdout, stderr) = verify_fails(&mut sb);
+    assert!(stdout.contains("cache index at record") && stdout.contains("fails its MAC"), "{stdout}");
+    assert!(stdout.contains("it was rebuilt from the records"), "{stdout}");
+    assert!(stderr.contains("the log itself is intact"), "{stderr}");
+    assert_eq!(sb.run("verify").code, 0, "nothing left to name");
+    sb.fails(&format!("--as {MALLORY} user create --upn {ALICE} --first Alice --last A"), 1);
+    sb.ok(&format!("user create --upn {ALICE} --first Alice --last A"));
+}

@@ -39,8 +39,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{engine, mark, open_sled, Inner, LOG_FORMAT};
-use crate::blocks;
+use crate::blocks::{BlockError, IndexKey, MAC_BYTES};
 use crate::keys::{self, be_u64, Run};
+use crate::record::{Hash, Record};
 use crate::StoreError;
 
 const LIVE: &str = "live";
@@ -72,6 +73,9 @@ impl Default for Archiving {
 }
 
 /// What the archive holds, as the live database records it (`marchive`).
+/// It is not a cache: it says where records live. So it is bound to the
+/// record at `upto` and carries a MAC under the index's key; one that fails
+/// while `mindexed` passes is named, never passed over.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Sealed {
     /// Every record up to this seq (its chunk and index entries) is read
@@ -81,21 +85,46 @@ pub(super) struct Sealed {
     pub versions: BTreeMap<String, u64>,
     /// The largest event id in the archive up to `upto`.
     pub newest_id: Option<[u8; 16]>,
+    /// The hash of record `upto` (zeros: not known yet, while it is rebuilt).
+    pub hash: Hash,
+}
+
+/// What `marchive`'s MAC covers starts with this.
+const MARK_LABEL: &[u8] = b"usertrail archive mark 1\0";
+
+/// `marchive` as an open finds it.
+pub(super) enum Mark {
+    /// Passed its MAC (or is absent: nothing is archived).
+    Checked(Sealed),
+    /// Failed it (another key, an older format, or a forgery): only the
+    /// seq it names, which the live database's first chunk must confirm.
+    Unchecked(u64),
 }
 
 impl Sealed {
-    pub(super) fn read(live: &sled::Tree) -> Result<Sealed, StoreError> {
-        match live.get(keys::META_ARCHIVE).map_err(engine)? {
-            None => Ok(Sealed::default()),
-            Some(v) => bincode::serde::decode_from_slice(&v, bincode::config::standard())
-                .map(|(sealed, _)| sealed)
-                .map_err(|_| StoreError::Corrupt("the archive mark is malformed".into())),
+    pub(super) fn read(live: &sled::Tree, key: &IndexKey) -> Result<Mark, StoreError> {
+        let Some(v) = live.get(keys::META_ARCHIVE).map_err(engine)? else {
+            return Ok(Mark::Checked(Sealed::default()));
+        };
+        let config = bincode::config::standard();
+        if let Some(at) = v.len().checked_sub(MAC_BYTES) {
+            let (body, mac) = v.split_at(at);
+            if key.checks(MARK_LABEL, &[body], mac) {
+                if let Ok((sealed, _)) = bincode::serde::decode_from_slice(body, config) {
+                    return Ok(Mark::Checked(sealed));
+                }
+            }
         }
+        // Every format's mark starts with `upto`.
+        bincode::serde::decode_from_slice::<u64, _>(&v, config)
+            .map(|(upto, _)| Mark::Unchecked(upto))
+            .map_err(|_| StoreError::Corrupt("the archive mark is malformed".into()))
     }
 
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .map_err(|e| StoreError::Engine(format!("encoding the archive mark: {e}")))
+    pub(super) fn encode(&self, key: &IndexKey) -> Result<Vec<u8>, StoreError> {
+        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .map_err(|e| StoreError::Engine(format!("encoding the archive mark: {e}")))?;
+        Ok(key.seal(MARK_LABEL, &[&body]))
     }
 }
 
@@ -226,7 +255,60 @@ impl Inner {
         };
         let db = open_sled(root, &self.path, self.archive.lock_timeout, Instant::now())?;
         let tree = db.open_tree("events").map_err(engine)?;
+        self.bound_to(&tree)?;
         Ok(&self.archive.db.get_or_init(|| (db, tree)).1)
+    }
+
+    /// Checks that the archive holds the record `marchive` is bound to.
+    fn bound_to(&self, archive: &sled::Tree) -> Result<(), StoreError> {
+        let Sealed { upto, hash, .. } = self.sealed;
+        if hash == Hash::default() {
+            return Ok(());
+        }
+        let chunk = archive.range(keys::chunk_key(0)..=keys::chunk_key(upto)).next_back().transpose();
+        let held = chunk.map_err(engine)?.and_then(|(key, stored)| {
+            let first = keys::chunk_first(&key)?;
+            let chunk = keys::Chunk::of(stored).ok()?;
+            let bytes = chunk.records().nth(usize::try_from(upto.checked_sub(first)?).ok()?)?.ok()?;
+            Record::peek(bytes).ok().map(|r| r.hash)
+        });
+        if held == Some(hash) {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt(format!(
+            "the archive mark (marchive in {}) is bound to record {upto} with hash {}, which the archive does not hold",
+            self.path.display(),
+            hex::encode(hash)
+        )))
+    }
+
+    /// At open: the live database must start right after the records
+    /// `marchive` says the archive holds (a seal writes it so), and there
+    /// is an archive if it says any are.
+    pub(super) fn check_archive_mark(&self) -> Result<(), StoreError> {
+        let upto = self.sealed.upto;
+        let first = self.events.range(keys::chunk_key(0)..=keys::chunk_key(u64::MAX)).next();
+        let first = match first.transpose().map_err(engine)? {
+            Some((key, _)) => keys::chunk_first(&key),
+            None => None,
+        };
+        let fits = match (self.archive.split, first) {
+            (false, _) => upto == 0,
+            (true, Some(first)) => first == upto + 1,
+            // Records missing from the live database are the witness's to name.
+            (true, None) => true,
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt(format!(
+            "the archive mark (marchive in {}) says records up to {upto} are archived, but the live database {}",
+            self.path.display(),
+            match first {
+                Some(first) if self.archive.split => format!("starts at record {first}"),
+                _ => "is the only one".to_owned(),
+            }
+        )))
     }
 
     /// The tree holding the chunk that starts at `first`.
@@ -262,7 +344,6 @@ impl Inner {
         let Some(root) = self.archive.root.clone() else { return Ok(0) };
         let mut pending = std::mem::take(self.pending_mut());
         let written = self.write_index(&mut pending);
-        let indexed = pending.indexed;
         *self.pending_mut() = pending;
         written?;
         let from = self.sealed.upto;
@@ -271,21 +352,66 @@ impl Inner {
         if cut <= from {
             return Ok(0);
         }
+        let (kept_ids, runs, sealed) = self.trusting(|s| s.move_index(from, cut))?;
+        // Still the mark of the whole index: the records it names stay.
+        let pending = self.pending_mut();
+        let indexed =
+            super::index::Mark { seq: pending.indexed, hash: pending.tip_hash, heads: pending.heads.clone() };
         let live = &self.events;
 
-        // Event ids and runs split at the cut (a run across it in two).
+        // The new live database: the rest, and the marks.
+        let next_dir = root.join(NEXT);
+        if next_dir.exists() {
+            std::fs::remove_dir_all(&next_dir)
+                .map_err(|source| StoreError::Io { path: next_dir.clone(), source })?;
+        }
+        let next = sled::Config::new().path(&next_dir).open().map_err(engine)?;
+        let tree = next.open_tree("events").map_err(engine)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));
+        batch.insert(keys::META_INDEXED, indexed.encode(&self.index_key));
+        batch.insert(keys::META_ARCHIVE, sealed.encode(&self.index_key)?);
+        for entry in live.range(keys::chunk_key(cut + 1)..=keys::chunk_key(u64::MAX)) {
+            let (key, chunk) = entry.map_err(engine)?;
+            batch.insert(key, chunk);
+        }
+        self.event_blocks(&tree).pack(&kept_ids, &mut batch);
+        for (stream, (_, kept)) in &runs {
+            self.run_blocks(&tree, &keys::stream_prefix(stream)).pack(kept, &mut batch);
+        }
+        tree.apply_batch(batch).map_err(engine)?;
+        next.flush().map_err(engine)?;
+        drop((tree, next));
+        self.swap = Some(Swap { root, stop_after: None, done: false });
+        self.sealed = sealed;
+        Ok(cut - from)
+    }
+
+    /// The live index split at `cut` (a run across it in two), its part up
+    /// to the cut written into the archive (when there is one besides the
+    /// live database: the first seal leaves the root's database, which
+    /// holds it all, as it is). Returns the event id entries and each
+    /// stream's runs (moved, kept) after the cut, and the new archive mark.
+    fn move_index(&self, from: u64, cut: u64) -> Result<(Vec<u8>, SplitRuns, Sealed), StoreError> {
+        let live = &self.events;
         let (mut moved_ids, mut kept_ids) = (Vec::new(), Vec::new());
         for block in live.scan_prefix(keys::EVENT_PREFIX) {
-            let (_, block) = block.map_err(engine)?;
+            let (key, block) = block.map_err(engine)?;
+            let block = self
+                .index_key
+                .open_block(keys::EVENT_LAYOUT, &key, &block)
+                .map_err(|e| self.block_error(e))?;
             for entry in block.chunks_exact(keys::EVENT_LAYOUT.entry) {
                 let seq = be_u64(&entry[16..]).unwrap_or(0);
                 let side = if seq <= cut { &mut moved_ids } else { &mut kept_ids };
                 side.extend_from_slice(entry);
             }
         }
-        let mut runs: BTreeMap<String, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+        let mut runs = SplitRuns::new();
         for block in live.scan_prefix([keys::TAG_STREAM]) {
             let (key, block) = block.map_err(engine)?;
+            let block =
+                self.index_key.open_block(keys::RUN_LAYOUT, &key, &block).map_err(|e| self.block_error(e))?;
             let stream = keys::stream_of_key(&key)
                 .ok_or_else(|| StoreError::Corrupt("a stream index key is malformed".into()))?
                 .0
@@ -298,7 +424,8 @@ impl Inner {
                 kept.extend(after.iter().flat_map(|r| r.entry()));
             }
         }
-        let mut sealed = Sealed { upto: cut, ..self.sealed.clone() };
+        let hash = self.hash_at(cut)?.ok_or_else(|| super::corrupt_seq(cut, "missing from the log"))?;
+        let mut sealed = Sealed { upto: cut, hash, ..self.sealed.clone() };
         for (stream, (moved, _)) in &runs {
             if let Some(last) = moved.chunks_exact(keys::RUN_LAYOUT.entry).last().and_then(Run::of) {
                 sealed.versions.insert(stream.clone(), last.end() - 1);
@@ -309,9 +436,6 @@ impl Inner {
                 newest.try_into().map_err(|_| StoreError::Corrupt("an event id is short".into()))?;
             sealed.newest_id = sealed.newest_id.max(Some(newest));
         }
-
-        // Into the archive, when there is one besides the live database
-        // (the first seal leaves the root's database, which holds it all, as it is).
         if self.archive.split {
             let archive = self.archive()?;
             let mut batch = sled::Batch::default();
@@ -319,14 +443,12 @@ impl Inner {
                 let (key, chunk) = entry.map_err(engine)?;
                 batch.insert(key, chunk);
             }
-            blocks::merge(archive, keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &moved_ids, &mut batch).map_err(
-                |e| match e {
-                    blocks::MergeError::Engine(e) => engine(e),
-                    blocks::MergeError::Clash(key) => StoreError::Corrupt(format!(
-                        "archive event id entry {key:02x?} is there with another seq"
-                    )),
-                },
-            )?;
+            self.event_blocks(archive).merge(&moved_ids, &mut batch).map_err(|e| match e {
+                BlockError::Clash(key) => StoreError::Corrupt(format!(
+                    "archive event id entry {key:02x?} is there with another seq"
+                )),
+                e => self.block_error(e),
+            })?;
             for (stream, (moved, _)) in &runs {
                 if !moved.is_empty() {
                     let since = self.sealed.versions.get(stream).copied().unwrap_or(0) + 1;
@@ -336,33 +458,7 @@ impl Inner {
             archive.apply_batch(batch).map_err(engine)?;
             archive.flush().map_err(engine)?;
         }
-
-        // The new live database: the rest, and the marks.
-        let next_dir = root.join(NEXT);
-        if next_dir.exists() {
-            std::fs::remove_dir_all(&next_dir)
-                .map_err(|source| StoreError::Io { path: next_dir.clone(), source })?;
-        }
-        let next = sled::Config::new().path(&next_dir).open().map_err(engine)?;
-        let tree = next.open_tree("events").map_err(engine)?;
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));
-        batch.insert(keys::META_INDEXED, &indexed.to_be_bytes()[..]);
-        batch.insert(keys::META_ARCHIVE, sealed.encode()?);
-        for entry in live.range(keys::chunk_key(cut + 1)..=keys::chunk_key(u64::MAX)) {
-            let (key, chunk) = entry.map_err(engine)?;
-            batch.insert(key, chunk);
-        }
-        blocks::pack(keys::EVENT_PREFIX, keys::EVENT_LAYOUT, &kept_ids, &mut batch);
-        for (stream, (_, kept)) in &runs {
-            blocks::pack(&keys::stream_prefix(stream), keys::RUN_LAYOUT, kept, &mut batch);
-        }
-        tree.apply_batch(batch).map_err(engine)?;
-        next.flush().map_err(engine)?;
-        drop((tree, next));
-        self.swap = Some(Swap { root, stop_after: None, done: false });
-        self.sealed = sealed;
-        Ok(cut - from)
+        Ok((kept_ids, runs, sealed))
     }
 
     /// Rewrites a stream's archived runs from version `since` on: what is
@@ -377,9 +473,10 @@ impl Inner {
         batch: &mut sled::Batch,
     ) -> Result<(), StoreError> {
         let prefix = keys::stream_prefix(stream);
+        let blocks = self.run_blocks(archive, &prefix);
         let mut entries = Vec::new();
-        for block in blocks::blocks_from(archive, &prefix, &since.to_be_bytes()).map_err(engine)? {
-            let (key, block) = block.map_err(engine)?;
+        for block in blocks.from(&since.to_be_bytes()).map_err(|e| self.block_error(e))? {
+            let (key, block) = block.map_err(|e| self.block_error(e))?;
             batch.remove(key);
             for entry in block.chunks_exact(keys::RUN_LAYOUT.entry) {
                 let run = Run::of(entry).ok_or_else(|| super::malformed_runs(stream))?;
@@ -389,10 +486,13 @@ impl Inner {
             }
         }
         entries.extend_from_slice(moved);
-        blocks::pack(&prefix, keys::RUN_LAYOUT, &entries, batch);
+        blocks.pack(&entries, batch);
         Ok(())
     }
 }
+
+/// Each stream's run entries split at a seal's cut: those moved, those kept.
+type SplitRuns = BTreeMap<String, (Vec<u8>, Vec<u8>)>;
 
 /// A run's part up to `cut` and its part after.
 fn split_run(run: Run, cut: u64) -> (Option<Run>, Option<Run>) {

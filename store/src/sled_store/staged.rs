@@ -189,7 +189,7 @@ impl Staged<'_> {
         let stream = match self.stream_at.get(record.stream.as_str()) {
             Some(&i) => i,
             None => {
-                let version = inner.stream_version_in(pending, &record.stream)?;
+                let version = pending.version(&record.stream);
                 self.stream_at.insert(record.stream.clone(), self.streams.len());
                 self.streams.push((record.stream.clone(), version));
                 self.streams.len() - 1
@@ -284,7 +284,7 @@ impl Staged<'_> {
         let stream = match self.stream_at.get(append.stream.as_str()) {
             Some(&i) => i,
             None => {
-                let version = inner.stream_version_in(pending, &append.stream)?;
+                let version = pending.version(&append.stream);
                 self.stream_at.insert(append.stream.clone(), self.streams.len());
                 self.streams.push((append.stream.clone(), version));
                 self.streams.len() - 1
@@ -341,6 +341,7 @@ impl Staged<'_> {
                 .iter()
                 .map(|&(stream, version, seq, id)| (streams[stream].0.as_str(), version, seq, id)),
         );
+        pending.tip_hash = self.prev_hash;
         let mut unwitnessed = None;
         let after_commit = (|| {
             if inner.durability == Durability::Immediate {

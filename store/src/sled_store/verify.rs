@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::archive::archived_part;
+use super::index::Heads;
 use super::witness::Witnessed;
 use super::{engine, Inner};
 use crate::keys::{self, be_u64, Run};
@@ -12,9 +13,11 @@ use crate::{Problem, StoreError, VerifyReport};
 impl Inner {
     /// Walks the chain and checks every index entry, then the log against
     /// its witness; reports the first problem, and records it in the
-    /// witness, which keeps the log closed to appends from then on.
+    /// witness, which keeps the log closed to appends from then on. An
+    /// index that is not the records' is no such problem: it is rebuilt,
+    /// and named by [`Inner::index_misses`].
     pub(super) fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let report = self.walk()?;
+        let report = self.trusting(|s| s.walk())?;
         if let Some(problem) = &report.problem {
             self.record_finding(problem)?;
         }
@@ -107,11 +110,22 @@ impl Inner {
             if let Some(problem) = self.witness_problem.get() {
                 return Ok(Some(problem.clone()));
             }
-            self.check_indexes(walked, &streams, &placed, &ids)
+            // The index is a cache of the records: one that is not theirs is
+            // a miss, rebuilt (by `trusting`) and named, not the log's damage.
+            let problem = match check_heads(walked, &pending.heads, &streams, &placed) {
+                Some(problem) => Some(problem),
+                None => self.check_indexes(walked, &streams, &placed, &ids)?,
+            };
+            match problem {
+                Some(Problem { seq, what }) => Err(self.miss(format!("record {seq}: {what}"))),
+                None => Ok(None),
+            }
         })();
         // Stored bytes that cannot be read (the archive's sled files damaged,
         // say) are a finding like any other: named, and kept in the witness.
         let found = match found {
+            // An index that is not the log's is a miss: rebuilt, then walked again.
+            Err(e) if self.has_missed() => return Err(e),
             Err(StoreError::Corrupt(what)) => Some(Problem { seq: walked + 1, what }),
             other => other?,
         };
@@ -141,16 +155,13 @@ impl Inner {
         for (tree, archived) in trees {
             let mut last_id: Option<Vec<u8>> = None;
             for entry in tree.iter() {
-                let (key, block) = entry.map_err(engine)?;
+                let (key, value) = entry.map_err(engine)?;
+                let opened =
+                    |layout| self.index_key.open_block(layout, &key, &value).map_err(|e| self.block_error(e));
                 match key.first().copied() {
                     Some(keys::TAG_META | keys::TAG_CHUNK) => {}
                     Some(keys::TAG_EVENT) => {
-                        if block.is_empty()
-                            || block.len() % keys::EVENT_LAYOUT.entry != 0
-                            || key[1..] != block[..16]
-                        {
-                            return stray(last, "an event id index block is malformed".into());
-                        }
+                        let block = opened(keys::EVENT_LAYOUT)?;
                         for entry in block.chunks_exact(keys::EVENT_LAYOUT.entry) {
                             let seq = be_u64(&entry[16..]).unwrap_or(0);
                             if last_id.as_deref().is_some_and(|prev| prev >= &entry[..16]) {
@@ -186,12 +197,10 @@ impl Inner {
                                 format!("stream index names '{stream}', which has no record"),
                             );
                         };
+                        let block = opened(keys::RUN_LAYOUT)?;
                         let runs: Option<Vec<Run>> =
                             block.chunks_exact(keys::RUN_LAYOUT.entry).map(Run::of).collect();
-                        let runs = runs.filter(|r| {
-                            block.len() % keys::RUN_LAYOUT.entry == 0
-                                && r.first().map(|r| r.version) == Some(first_version)
-                        });
+                        let runs = runs.filter(|r| r.first().map(|r| r.version) == Some(first_version));
                         let Some(runs) = runs else {
                             return stray(last, format!("stream index block of '{stream}' is malformed"));
                         };
@@ -264,4 +273,24 @@ fn check_record(
         return None;
     };
     Some(Problem { seq, what })
+}
+
+/// The authenticated stream heads (`mindexed`) are the log's: each stream's
+/// last version and its seq, as the walk found them (`placed`, by seq).
+fn check_heads(
+    last: u64,
+    heads: &Heads,
+    streams: &HashMap<String, (u32, u64)>,
+    placed: &[(u32, u64)],
+) -> Option<Problem> {
+    let mut seqs = vec![0; streams.len()];
+    for (seq, &(index, _)) in (1..).zip(placed) {
+        seqs[index as usize] = seq;
+    }
+    let found: Heads = streams
+        .iter()
+        .map(|(stream, &(index, version))| (stream.clone(), (version, seqs[index as usize])))
+        .collect();
+    (found != *heads)
+        .then(|| Problem { seq: last.max(1), what: "the index mark's stream heads are not the log's".into() })
 }
