@@ -358,46 +358,90 @@ impl Shell {
         }
     }
 
+    /// Runs tries of a command until one is not turned back by another
+    /// writer (`Ok(None)`: load and decide again), at most
+    /// [`CONFLICT_RETRIES`] of them; `None` when every one was.
+    /// What a try changes for the next one lives outside it, behind a lock
+    /// that no two tries ever hold at once: a future borrowing from its
+    /// closure could not be sent to another thread.
+    async fn retry<T, Try: std::future::Future<Output = Result<Option<T>, CliError>>>(
+        mut attempt: impl FnMut() -> Try,
+    ) -> Result<Option<T>, CliError> {
+        for _ in 0..CONFLICT_RETRIES {
+            if let Some(done) = attempt().await? {
+                return Ok(Some(done));
+            }
+        }
+        Ok(None)
+    }
+
+    fn gave_up(what: &str) -> CliError {
+        CliError::Usage(format!("gave up after {CONFLICT_RETRIES} tries: other writers keep changing {what}"))
+    }
+
+    /// What an append turned down means for a try: another writer got in
+    /// first (`Ok(None)`: try again), or the error that ends the command.
+    fn lost_race<T>(&self, rejection: AppendRejection) -> Result<Option<T>, CliError> {
+        match rejection {
+            AppendRejection::Conflict { .. } | AppendRejection::Moved { .. } => Ok(None),
+            // Another writer on the clock got in first with a later time: read
+            // the clock again and re-decide, as after a conflict.
+            AppendRejection::TimeWentBackwards { .. } if self.now.is_none() => Ok(None),
+            other => usage(other.to_string()),
+        }
+    }
+
     /// Ends one try of a command: bad input ends it with nothing appended; a
-    /// refusal with one audit record (L1); events are appended in one
-    /// transaction. `None` means another writer won the race: try again.
+    /// refusal with one audit record (L1); the events of each stream, decided
+    /// at its version, are appended in one transaction. `None` means another
+    /// writer won the race: try again.
     async fn conclude(
         &self,
         attempted: &Attempted,
         meta: Metadata,
-        decided: Result<(Vec<Event>, Vec<Append>), Rejection>,
+        decided: Result<Vec<(String, u64, Vec<Event>)>, Rejection>,
     ) -> Result<Option<Done>, CliError> {
         let correlation_id = meta.correlation_id;
-        let (events, appends) = match decided {
-            Ok(planned) => planned,
+        let mut events = Vec::new();
+        let mut appends = Vec::new();
+        let encoded = decided.and_then(|streams| {
+            for (stream, version, decided) in streams {
+                let new = decided.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?;
+                appends.push(Append {
+                    stream,
+                    expected: ExpectedVersion::Exactly(version),
+                    events: new,
+                    meta: meta.clone(),
+                });
+                events.extend(decided);
+            }
+            Ok(())
+        });
+        match encoded {
+            Ok(()) => {}
             Err(Rejection::Invalid(reason)) => return usage(reason),
             Err(Rejection::Refused(refusal)) => return Err(self.refused(attempted, refusal, meta).await),
-        };
+        }
         if events.is_empty() {
             return Ok(Some(Done { events, appended: None, correlation_id }));
         }
-        match self.store.append_all(appends).await? {
-            Ok(appended) => {
-                let first = appended.iter().map(|a| a.first_seq).min();
-                let last = appended.iter().map(|a| a.last_seq).max();
-                let appended = first.zip(last).map(|(first_seq, last_seq)| Appended {
-                    first_seq,
-                    last_seq,
-                    stream_version: appended.last().map_or(0, |a| a.stream_version),
-                    was_retry: false,
-                });
-                Ok(Some(Done { events, appended, correlation_id }))
-            }
-            Err(AppendRejection::Conflict { .. }) => Ok(None),
-            // Another writer on the clock got in first with a later time: read
-            // the clock again and re-decide, as after a conflict.
-            Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => Ok(None),
-            Err(other) => usage(other.to_string()),
-        }
+        let appended = match self.store.append_all(appends).await? {
+            Ok(appended) => appended,
+            Err(rejection) => return self.lost_race(rejection),
+        };
+        let first = appended.iter().map(|a| a.first_seq).min();
+        let last = appended.iter().map(|a| a.last_seq).max();
+        let appended = first.zip(last).map(|(first_seq, last_seq)| Appended {
+            first_seq,
+            last_seq,
+            stream_version: appended.last().map_or(0, |a| a.stream_version),
+            was_retry: false,
+        });
+        Ok(Some(Done { events, appended, correlation_id }))
     }
 
     /// Records a refusal (L1) and returns the error that reports it.
-    async fn refused(&self, attempted: &Attempted, refusal: Refusal, mut meta: Metadata) -> CliError {
+    async fn refused(&self, attempted: &Attempted, refusal: Refusal, meta: Metadata) -> CliError {
         let record = CommandRejected {
             command: attempted.command.to_owned(),
             rule: refusal.rule.to_string(),
@@ -411,37 +455,41 @@ impl Shell {
                 return CliError::Usage(reason)
             }
         };
-        for _ in 0..CONFLICT_RETRIES {
+        let (event, meta) = (&event, &tokio::sync::Mutex::new(meta));
+        let recorded = Shell::retry(move || async move {
+            let mut meta = meta.lock().await;
             let append = Append {
                 stream: AUDIT_STREAM.to_owned(),
                 expected: ExpectedVersion::Any,
                 events: vec![event.clone()],
                 meta: meta.clone(),
             };
-            match self.store.append(append).await {
-                Ok(Ok(_)) => return CliError::Rejected(refusal),
+            match self.store.append(append).await? {
+                Ok(_) => Ok(Some(())),
                 // On the clock, a later writer got in first: stamp the record anew.
-                Ok(Err(AppendRejection::TimeWentBackwards { last, .. })) if self.now.is_none() => {
+                Err(AppendRejection::TimeWentBackwards { last, .. }) if self.now.is_none() => {
                     meta.recorded_at = self.machine.clock().max(last);
                     meta.origin = Some(self.origin());
+                    Ok(None)
                 }
-                Ok(Err(other)) => return CliError::Usage(other.to_string()),
-                Err(e) => return CliError::Store(e),
+                Err(other) => usage(other.to_string()),
             }
+        });
+        match recorded.await {
+            Ok(Some(())) => CliError::Rejected(refusal),
+            Ok(None) => {
+                CliError::Usage(format!("gave up recording the refusal after {CONFLICT_RETRIES} tries"))
+            }
+            Err(e) => e,
         }
-        CliError::Usage(format!("gave up recording the refusal after {CONFLICT_RETRIES} tries"))
-    }
-
-    fn gave_up<T>(what: &str) -> Result<T, CliError> {
-        usage(format!("gave up after {CONFLICT_RETRIES} tries: other writers keep changing {what}"))
     }
 
     /// Decides a tenant command and appends its events, all or none. A lost
     /// race re-decides on the newer state; a refusal leaves one audit record.
     pub async fn execute(&self, actor: Option<&Upn>, command: &TenantCommand) -> Result<Done, CliError> {
         let correlation_id = self.ids.next();
-        let attempted = Attempted { command: command.name(), targets: command.targets(), environment: None };
-        for _ in 0..CONFLICT_RETRIES {
+        let attempted = &Attempted { command: command.name(), targets: command.targets(), environment: None };
+        let done = Shell::retry(move || async move {
             let (tenant, version) = self.tenant().await?;
             crate::timings::phase("loaded the tenant");
             let actor = match command {
@@ -451,23 +499,17 @@ impl Shell {
             };
             let now = self.now().await?;
             let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
-            let decided = tenant::decide(&tenant, &actor, command, now).and_then(|events| {
-                let events: Vec<Event> = events.into_iter().map(Event::Tenant).collect();
-                let append = Append {
-                    stream: tenant::STREAM.to_owned(),
-                    expected: ExpectedVersion::Exactly(version),
-                    events: events.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?,
-                    meta: meta.clone(),
-                };
-                Ok((events, vec![append]))
+            let decided = tenant::decide(&tenant, &actor, command, now).map(|events| {
+                vec![(tenant::STREAM.to_owned(), version, events.into_iter().map(Event::Tenant).collect())]
             });
-            if let Some(done) = self.conclude(&attempted, meta, decided).await? {
+            let done = self.conclude(attempted, meta, decided).await?;
+            if done.is_some() {
                 crate::timings::phase("appended");
                 self.release(tenant);
-                return Ok(done);
             }
-        }
-        Shell::gave_up("the tenant")
+            Ok(done)
+        });
+        done.await?.ok_or_else(|| Shell::gave_up("the tenant"))
     }
 
     /// Decides a batch of tenant commands (an import) in order, each against
@@ -480,9 +522,10 @@ impl Shell {
         &self,
         actor: Option<&Upn>,
         name: &'static str,
-        mut plan: impl FnMut(&Tenant, DateTime<Utc>) -> Result<Vec<TenantCommand>, CliError>,
+        plan: impl FnMut(&Tenant, DateTime<Utc>) -> Result<Vec<TenantCommand>, CliError>,
     ) -> Result<BatchDone, CliError> {
-        for _ in 0..CONFLICT_RETRIES {
+        let plan = &tokio::sync::Mutex::new(plan);
+        let done = Shell::retry(move || async move {
             let (mut tenant, version) = self.tenant().await?;
             let actor = Shell::actor(&tenant, actor)?;
             let now = self.now().await?;
@@ -492,7 +535,7 @@ impl Shell {
             let head = self.store.head().await?.map_or(0, |h| h.seq);
             let mut next_seq = head + 1;
             crate::timings::phase("loaded the tenant");
-            let commands = plan(&tenant, now)?;
+            let commands = (*plan.lock().await)(&tenant, now)?;
             crate::timings::phase("planned");
             let progress = indicatif::ProgressBar::new(commands.len() as u64);
             progress.set_style(
@@ -575,30 +618,26 @@ impl Shell {
                     )
                 })
             });
-            match transaction.commit().await? {
-                Ok(appended) if appended.is_empty() => return Ok(done),
-                Ok(appended) => {
-                    crate::timings::phase("appended");
-                    let landed =
-                        appended.first().map(|a| a.first_seq).zip(appended.last().map(|a| a.last_seq));
-                    let landed_as_stamped = landed == Some((head + 1, stamped_last));
-                    done.changes = appended.len();
-                    done.seqs = landed;
-                    if let Some(staging) = snapshot.filter(|_| landed_as_stamped) {
-                        let staged = staging
-                            .await
-                            .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
-                        projections::fold::publish(&self.store, tenant::STREAM, staged).await?;
-                        crate::timings::phase("saved the snapshot");
-                    }
-                    return Ok(done);
-                }
-                Err(AppendRejection::Conflict { .. } | AppendRejection::Moved { .. }) => continue,
-                Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => continue,
-                Err(other) => return usage(other.to_string()),
+            let appended = match transaction.commit().await? {
+                Ok(appended) => appended,
+                Err(rejection) => return self.lost_race(rejection),
+            };
+            if appended.is_empty() {
+                return Ok(Some(done));
             }
-        }
-        Shell::gave_up("the tenant")
+            crate::timings::phase("appended");
+            let landed = appended.first().map(|a| a.first_seq).zip(appended.last().map(|a| a.last_seq));
+            done.changes = appended.len();
+            done.seqs = landed;
+            if let Some(staging) = snapshot.filter(|_| landed == Some((head + 1, stamped_last))) {
+                let staged =
+                    staging.await.map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
+                projections::fold::publish(&self.store, tenant::STREAM, staged).await?;
+                crate::timings::phase("saved the snapshot");
+            }
+            Ok(Some(done))
+        });
+        done.await?.ok_or_else(|| Shell::gave_up("the tenant"))
     }
 
     /// Creates an environment: its registry entry on the tenant stream and its
@@ -609,41 +648,25 @@ impl Shell {
         new: &NewEnvironment,
     ) -> Result<Done, CliError> {
         let correlation_id = self.ids.next();
-        let attempted = Attempted {
+        let attempted = &Attempted {
             command: "env create",
             targets: vec![new.name.clone()],
             environment: Some(new.name.clone()),
         };
-        for _ in 0..CONFLICT_RETRIES {
+        let done = Shell::retry(move || async move {
             let (tenant, version) = self.tenant().await?;
             let actor = Shell::actor(&tenant, actor)?;
             let now = self.now().await?;
             let meta = self.meta(actor.as_str(), attempted.command, correlation_id, now);
-            let decided =
-                envcmd::decide_create(&tenant, &actor, new, now).and_then(|(registered, env_events)| {
-                    let registered = Event::Tenant(registered);
-                    let env_events: Vec<Event> = env_events.into_iter().map(Event::Environment).collect();
-                    let appends = vec![
-                        Append {
-                            stream: tenant::STREAM.to_owned(),
-                            expected: ExpectedVersion::Exactly(version),
-                            events: vec![self.new_event(&registered)?],
-                            meta: meta.clone(),
-                        },
-                        Append {
-                            stream: environment::stream(new.id),
-                            expected: ExpectedVersion::Exactly(0),
-                            events: env_events.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?,
-                            meta: meta.clone(),
-                        },
-                    ];
-                    Ok((std::iter::once(registered).chain(env_events).collect(), appends))
-                });
-            if let Some(done) = self.conclude(&attempted, meta, decided).await? {
-                return Ok(done);
-            }
-        }
-        Shell::gave_up("the tenant")
+            let decided = envcmd::decide_create(&tenant, &actor, new, now).map(|(registered, events)| {
+                vec![
+                    (tenant::STREAM.to_owned(), version, vec![Event::Tenant(registered)]),
+                    (environment::stream(new.id), 0, events.into_iter().map(Event::Environment).collect()),
+                ]
+            });
+            self.conclude(attempted, meta, decided).await
+        });
+        done.await?.ok_or_else(|| Shell::gave_up("the tenant"))
     }
 
     /// Decides a command on one environment and appends its events, all or
@@ -656,7 +679,7 @@ impl Shell {
         command: &EnvCommand,
     ) -> Result<Done, CliError> {
         let correlation_id = self.ids.next();
-        for _ in 0..CONFLICT_RETRIES {
+        let done = Shell::retry(move || async move {
             let (tenant, _) = self.tenant().await?;
             let (env, version) = self.environment_at(&tenant, env_name, u64::MAX).await?;
             let attempted = Attempted {
@@ -670,22 +693,20 @@ impl Shell {
             };
             let now = self.now().await?;
             let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
-            let decided = envcmd::decide(&tenant, &env, &actor, command, now).and_then(|events| {
-                let events: Vec<Event> = events.into_iter().map(Event::Environment).collect();
-                let append = Append {
-                    stream: environment::stream(env.id),
-                    expected: ExpectedVersion::Exactly(version),
-                    events: events.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?,
-                    meta: meta.clone(),
-                };
-                Ok((events, vec![append]))
+            let decided = envcmd::decide(&tenant, &env, &actor, command, now).map(|events| {
+                vec![(
+                    environment::stream(env.id),
+                    version,
+                    events.into_iter().map(Event::Environment).collect(),
+                )]
             });
-            if let Some(done) = self.conclude(&attempted, meta, decided).await? {
+            let done = self.conclude(&attempted, meta, decided).await?;
+            if done.is_some() {
                 self.release((tenant, env));
-                return Ok(done);
             }
-        }
-        Shell::gave_up(env_name)
+            Ok(done)
+        });
+        done.await?.ok_or_else(|| Shell::gave_up(env_name))
     }
 
     /// Background sync passes over environments (S1), one after the other,
@@ -737,7 +758,7 @@ impl Shell {
     /// (`sync::sync_pass_over`), and at nobody when there are none: a pass
     /// with nothing to do does not even read the environment.
     async fn sync_one(&self, name: &str, cached: &mut Option<(Tenant, u64)>) -> Result<SyncReport, CliError> {
-        let mut report = SyncReport {
+        let report = SyncReport {
             environment: name.to_owned(),
             changed: Vec::new(),
             first_seq: None,
@@ -747,7 +768,10 @@ impl Shell {
             records: None,
         };
         let pass = self.ids.next();
-        for _ in 0..CONFLICT_RETRIES {
+        let state = tokio::sync::Mutex::new((cached, report));
+        let synced = Shell::retry(|| async {
+            let mut state = state.lock().await;
+            let (cached, report) = &mut *state;
             let (tenant, tenant_version) = match cached {
                 Some(loaded) => &*loaded,
                 None => &*cached.insert(self.tenant().await?),
@@ -763,7 +787,7 @@ impl Shell {
             if let Some(mark) = unchanged(self.store.stream_version(&stream).await?) {
                 if judged.is_empty() || !mark.dataverse {
                     report.dataverse = mark.dataverse;
-                    return Ok(report);
+                    return Ok(Some(()));
                 }
             }
             let (env, version): (Environment, u64) = self.load(&stream, u64::MAX).await?;
@@ -779,7 +803,6 @@ impl Shell {
             // of this environment does not replay it.
             let mut after = (written >= projections::fold::SNAPSHOT_AFTER).then(|| env.clone());
             let mut expected = version;
-            let mut raced = false;
             for chunk in changes.chunks(SYNC_CHUNK) {
                 let mut appends = Vec::with_capacity(chunk.len());
                 for change in chunk {
@@ -805,50 +828,41 @@ impl Shell {
                     });
                     expected += change.events.len() as u64;
                 }
-                match self.store.append_all(appends).await? {
-                    Ok(appended) => {
-                        if let Some(state) = after.as_mut() {
-                            for (change, landed) in chunk.iter().zip(&appended) {
-                                for (event, seq) in change.events.iter().zip(landed.first_seq..) {
-                                    state.apply(event, domain::events::Stamp { seq, at: now });
-                                }
-                            }
+                let appended = match self.store.append_all(appends).await? {
+                    Ok(appended) => appended,
+                    Err(rejection) => {
+                        // Another writer got in: read the directory again too.
+                        **cached = None;
+                        return self.lost_race(rejection);
+                    }
+                };
+                if let Some(state) = after.as_mut() {
+                    for (change, landed) in chunk.iter().zip(&appended) {
+                        for (event, seq) in change.events.iter().zip(landed.first_seq..) {
+                            state.apply(event, domain::events::Stamp { seq, at: now });
                         }
-                        report.first_seq = report.first_seq.or(appended.first().map(|a| a.first_seq));
-                        report.last_seq = appended.last().map(|a| a.last_seq).or(report.last_seq);
-                        report.changed.extend(chunk.iter().map(|c| c.upn.clone()));
-                        chunk.iter().for_each(|c| report.counts.count(c));
                     }
-                    Err(AppendRejection::Conflict { .. }) => {
-                        raced = true;
-                        break;
-                    }
-                    Err(AppendRejection::TimeWentBackwards { .. }) if self.now.is_none() => {
-                        raced = true;
-                        break;
-                    }
-                    Err(other) => return usage(other.to_string()),
                 }
+                report.first_seq = report.first_seq.or(appended.first().map(|a| a.first_seq));
+                report.last_seq = appended.last().map(|a| a.last_seq).or(report.last_seq);
+                report.changed.extend(chunk.iter().map(|c| c.upn.clone()));
+                chunk.iter().for_each(|c| report.counts.count(c));
             }
-            if !raced {
-                if let (Some(state), Some(last)) = (after, report.last_seq) {
-                    projections::fold::save(&self.store, &stream, &state, expected, last).await?;
-                }
-                let mark =
-                    SyncMark { tenant: *tenant_version, environment: expected, dataverse: env.dataverse };
-                // Bound to the log's head now (the store's framing: a mark
-                // copied from another history, or forged, is a miss).
-                if let Some(head) = self.store.head().await? {
-                    let name = format!("sync/{stream}");
-                    self.store.save_snapshot(&name, mark.snapshot(head.seq)).await?;
-                    self.store.remove_snapshots(&name, head.seq).await?;
-                }
-                return Ok(report);
+            if let (Some(state), Some(last)) = (after, report.last_seq) {
+                projections::fold::save(&self.store, &stream, &state, expected, last).await?;
             }
-            // Another writer got in: read the directory again too.
-            *cached = None;
-        }
-        Shell::gave_up(name)
+            let mark = SyncMark { tenant: *tenant_version, environment: expected, dataverse: env.dataverse };
+            // Bound to the log's head now (the store's framing: a mark
+            // copied from another history, or forged, is a miss).
+            if let Some(head) = self.store.head().await? {
+                let name = format!("sync/{stream}");
+                self.store.save_snapshot(&name, mark.snapshot(head.seq)).await?;
+                self.store.remove_snapshots(&name, head.seq).await?;
+            }
+            Ok(Some(()))
+        });
+        synced.await?.ok_or_else(|| Shell::gave_up(name))?;
+        Ok(state.into_inner().1)
     }
 
     async fn sync_mark(&self, stream: &str) -> Result<Option<SyncMark>, CliError> {
