@@ -543,9 +543,8 @@ impl Shell {
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             progress.set_message(name);
-            // Each command's events are encoded, then sealed by the store,
-            // while the next is decided.
-            let mut encoder = Encoder::spawn(tenant::STREAM, self.store.begin().await?);
+            // Each command's events are sealed by the store while the next is decided.
+            let mut transaction = self.store.begin().await?;
             let mut done = BatchDone::default();
             let mut expected = version;
             let mut ended_early = false;
@@ -568,7 +567,7 @@ impl Shell {
                     Err(Rejection::Refused(refusal)) => {
                         progress.finish_and_clear();
                         // Nothing of the batch is written; the refusal is.
-                        drop(encoder);
+                        drop(transaction);
                         let attempted =
                             Attempted { command: name, targets: command.targets(), environment: None };
                         return Err(self.refused(&attempted, refusal, meta).await);
@@ -578,23 +577,35 @@ impl Shell {
                 if events.is_empty() {
                     continue;
                 }
-                let mut decided = Vec::with_capacity(events.len());
+                let mut records = Vec::with_capacity(events.len());
                 for event in events {
                     tenant.apply(&event, domain::events::Stamp { seq: next_seq, at: now });
                     next_seq += 1;
                     let event = Event::Tenant(event);
                     *done.events_by_type.entry(event.type_name()).or_default() += 1;
-                    decided.push((ids.id(), event));
+                    // Dropped with the transaction, whatever it staged is never written.
+                    match encoded(ids.id(), &event) {
+                        Ok(record) => records.push(record),
+                        Err(too_large) => {
+                            progress.finish_and_clear();
+                            return usage(too_large.to_string());
+                        }
+                    }
                 }
                 let follows = expected;
-                expected += decided.len() as u64;
-                if !encoder.send(Decided { events: decided, meta, expected: follows }).await {
+                expected += records.len() as u64;
+                let append = Append {
+                    stream: tenant::STREAM.to_owned(),
+                    expected: ExpectedVersion::Exactly(follows),
+                    events: records,
+                    meta,
+                };
+                if !transaction.send(append).await {
                     ended_early = true; // the commit below says why
                     break;
                 }
             }
             progress.finish_and_clear();
-            let transaction = encoder.finish().await?;
             crate::timings::phase("decided");
             // A large batch leaves the directory's snapshot behind. Encoding
             // (and then freeing) a large directory, and writing tens of
@@ -1004,82 +1015,6 @@ fn encoded(id: Uuid, event: &Event) -> Result<NewEvent, events::TooLarge> {
         schema_version: domain::SCHEMA_VERSION,
         payload: events::encode(event)?,
     })
-}
-
-/// One command of a batch as decided: its events with their new ids, its
-/// metadata, and the stream version they follow.
-struct Decided {
-    events: Vec<(Uuid, Event)>,
-    meta: Metadata,
-    expected: u64,
-}
-
-/// Encodes a batch's events into appends and hands them to its transaction,
-/// on a thread of its own: encoding 200k events takes a tenth of a second
-/// that deciding the commands after them need not wait for.
-struct Encoder {
-    /// Commands not yet handed over: they go in bunches, as to the store.
-    bunch: Vec<Decided>,
-    decided: tokio::sync::mpsc::Sender<Vec<Decided>>,
-    /// The transaction, once every command is encoded or it has ended; an
-    /// event too large for the log ends it unwritten.
-    encoding: tokio::task::JoinHandle<Result<store::Transaction, events::TooLarge>>,
-}
-
-impl Encoder {
-    /// Commands handed over at a time.
-    const BUNCH: usize = 256;
-    /// Bunches in flight before the decider waits for the encoder.
-    const IN_FLIGHT: usize = 8;
-
-    /// Starts encoding into `transaction`, whose appends go to `stream`.
-    fn spawn(stream: &'static str, mut transaction: store::Transaction) -> Encoder {
-        let (decided, mut received) = tokio::sync::mpsc::channel::<Vec<Decided>>(Self::IN_FLIGHT);
-        let encoding = tokio::task::spawn_blocking(move || {
-            while let Some(bunch) = received.blocking_recv() {
-                for Decided { events, meta, expected } in bunch {
-                    let append = Append {
-                        stream: stream.to_owned(),
-                        expected: ExpectedVersion::Exactly(expected),
-                        // Dropped with the transaction, whatever it staged is never written.
-                        events: events
-                            .iter()
-                            .map(|(id, event)| encoded(*id, event))
-                            .collect::<Result<_, _>>()?,
-                        meta,
-                    };
-                    // An ended transaction says why at its commit.
-                    if !transaction.blocking_send(append) {
-                        return Ok(transaction);
-                    }
-                }
-            }
-            Ok(transaction)
-        });
-        Encoder { bunch: Vec::with_capacity(Self::BUNCH), decided, encoding }
-    }
-
-    /// Adds a command. `false`: the transaction has already ended.
-    async fn send(&mut self, decided: Decided) -> bool {
-        self.bunch.push(decided);
-        if self.bunch.len() < Self::BUNCH {
-            return true;
-        }
-        let bunch = std::mem::replace(&mut self.bunch, Vec::with_capacity(Self::BUNCH));
-        self.decided.send(bunch).await.is_ok()
-    }
-
-    /// Encodes what is left, and gives back the transaction to commit.
-    async fn finish(self) -> Result<store::Transaction, CliError> {
-        let Encoder { bunch, decided, encoding } = self;
-        // A failed send means the encoder stopped at an ended transaction.
-        let _ = decided.send(bunch).await;
-        drop(decided);
-        encoding
-            .await
-            .map_err(|e| CliError::Usage(format!("the encoding task failed: {e}")))?
-            .map_err(|e| CliError::Usage(e.to_string()))
-    }
 }
 
 #[cfg(test)]
