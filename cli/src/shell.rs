@@ -39,7 +39,7 @@ pub struct Shell {
     pub now: Option<DateTime<Utc>>,
     /// Where new ids come from.
     pub ids: Ids,
-    /// The process exits once the command is done: see [`Shell::release`].
+    /// The process exits once the command is done: see [`release`].
     pub exits_after_run: bool,
     /// The machine whose clock, account and host each record keeps.
     pub machine: Machine,
@@ -154,17 +154,6 @@ impl Shell {
             exits_after_run: false,
             machine: Machine::Real,
             runner: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Lets go of state a command loaded. When the process exits right after
-    /// the command, the state is left to the exit instead of freed: freeing
-    /// the directory of a 1M-event log, entry by entry, took 0.8 ms of a
-    /// `user create` (BENCHMARKS.md, target 4). The store is never given
-    /// here: its drop leaves the log's indexes complete.
-    pub fn release<T>(&self, state: T) {
-        if self.exits_after_run {
-            std::mem::forget(state);
         }
     }
 
@@ -505,7 +494,7 @@ impl Shell {
             let done = self.conclude(attempted, meta, decided).await?;
             if done.is_some() {
                 crate::timings::phase("appended");
-                self.release(tenant);
+                release(self.exits_after_run, tenant);
             }
             Ok(done)
         });
@@ -608,18 +597,18 @@ impl Shell {
             progress.finish_and_clear();
             crate::timings::phase("decided");
             // A large batch leaves the directory's snapshot behind. Encoding
-            // (and then freeing) a large directory, and writing tens of
+            // (and, in tests, freeing) a large directory, and writing tens of
             // megabytes, take a while: they run beside the commit, and the
             // staged snapshot is published only if the events land where
             // the working state was stamped (dropped, it is discarded).
             let stamped_last = next_seq - 1;
             let large = stamped_last - head >= projections::fold::SNAPSHOT_AFTER as u64;
             let snapshot = (large && !ended_early).then(|| {
-                let store = self.store.clone();
+                let (store, exits_after_run) = (self.store.clone(), self.exits_after_run);
                 tokio::spawn(async move {
                     let bytes = tokio::task::spawn_blocking(move || {
                         let bytes = projections::fold::snapshot_bytes(&tenant, expected);
-                        free_aside(tenant);
+                        release(exits_after_run, tenant);
                         bytes
                     })
                     .await
@@ -713,7 +702,7 @@ impl Shell {
             });
             let done = self.conclude(&attempted, meta, decided).await?;
             if done.is_some() {
-                self.release((tenant, env));
+                release(self.exits_after_run, (tenant, env));
             }
             Ok(done)
         });
@@ -997,14 +986,15 @@ impl SyncCounts {
     }
 }
 
-/// Frees `value` on a thread of its own, for the large states a command
-/// leaves behind (a 100k-user directory takes a tenth of a second to free):
-/// nothing waits for it, and a process that ends first hands the memory
-/// back to the OS at once.
-pub fn free_aside<T: Send + 'static>(value: T) {
-    // If no thread can be started, `spawn` drops the closure, and so frees
-    // the value, here.
-    let _ = std::thread::Builder::new().name("free".into()).spawn(move || drop(value));
+/// Lets go of state a command loaded. When the process exits right after
+/// the command, the state is left to the exit, which hands the memory back
+/// at once, instead of freed entry by entry (BENCHMARKS.md, "One memory
+/// habit"). The store is never given here: its drop leaves the log's
+/// indexes complete.
+pub fn release<T>(exits_after_run: bool, state: T) {
+    if exits_after_run {
+        std::mem::forget(state);
+    }
 }
 
 /// Wraps an event for the log under `id`, refused if the log could not read it back.
@@ -1056,11 +1046,9 @@ mod tests {
             }
         }
         let drops = Arc::new(AtomicUsize::new(0));
-        let mut shell = Shell::new(SledStore::temporary().unwrap(), None);
-        shell.release(Counted(Arc::clone(&drops)));
+        release(false, Counted(Arc::clone(&drops)));
         assert_eq!(drops.load(Ordering::SeqCst), 1, "tests and the demo run many commands: freed");
-        shell.exits_after_run = true;
-        shell.release(Counted(Arc::clone(&drops)));
+        release(true, Counted(Arc::clone(&drops)));
         assert_eq!(drops.load(Ordering::SeqCst), 1, "left to the exit");
     }
 }
