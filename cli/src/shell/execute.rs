@@ -14,6 +14,7 @@ use super::{release, Attempted, Done, Shell, AUDIT_STREAM, CONFLICT_RETRIES};
 use crate::error::{usage, CliError};
 
 impl Shell {
+    /// The metadata of a command's records.
     pub(super) fn meta(
         &self,
         actor: &str,
@@ -58,6 +59,7 @@ impl Shell {
         Ok(None)
     }
 
+    /// The error of a command that other writers kept turning back.
     pub(super) fn gave_up(what: &str) -> CliError {
         CliError::Usage(format!("gave up after {CONFLICT_RETRIES} tries: other writers keep changing {what}"))
     }
@@ -88,15 +90,15 @@ impl Shell {
         let mut events = Vec::new();
         let mut appends = Vec::new();
         let encoded = decided.and_then(|streams| {
-            for (stream, version, decided) in streams {
-                let new = decided.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?;
+            for (stream, version, stream_events) in streams {
+                let new = stream_events.iter().map(|e| self.new_event(e)).collect::<Result<_, _>>()?;
                 appends.push(Append {
                     stream,
                     expected: ExpectedVersion::Exactly(version),
                     events: new,
                     meta: meta.clone(),
                 });
-                events.extend(decided);
+                events.extend(stream_events);
             }
             Ok(())
         });
