@@ -67,7 +67,7 @@ pub struct RunOptions {
     /// Colour on stderr (a terminal, and NO_COLOR unset).
     pub color_stderr: bool,
     /// The process exits once this run returns (the binary): what a command
-    /// loaded is left to the exit rather than freed ([`shell::Shell::release`]).
+    /// loaded is left to the exit rather than freed ([`shell::release`]).
     pub exits_after_run: bool,
     /// When the store moves older records into its archive (tests that
     /// archive a small log); `None`: the store's default.
@@ -113,20 +113,6 @@ pub fn key_dir() -> Option<PathBuf> {
     set("USERTRAIL_KEY_DIR")
         .or_else(|| set("XDG_CONFIG_HOME").map(|c| c.join("usertrail").join("keys")))
         .or_else(|| set("HOME").map(|h| h.join(".config").join("usertrail").join("keys")))
-}
-
-/// mimalloc's `mi_option_purge_delay`, for which libmimalloc-sys names no
-/// constant; a test pins it to the option's default.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Makes mimalloc, the binaries' global allocator, keep the memory a
-/// command frees instead of handing it back to the OS. A command is one short
-/// process: handing back a large import's heap range by range at its exit cost
-/// 40 ms of a 0.65 s import (each range a TLB shootdown on every core), while
-/// the exit itself frees it all at once (BENCHMARKS.md, target 6).
-pub fn keep_freed_memory() {
-    // SAFETY: sets one integer option; no pointers change hands.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
 /// Runs one command line; returns the process exit code (README, "Exit codes").
@@ -426,21 +412,4 @@ async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
         "verify found {} caches that are not the log's (named above); the log itself is intact, and no command uses them",
         caches.len()
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_purge_delay_option_is_the_one_set_to_keep_freed_memory() {
-        // mimalloc 3's purge delay defaults to 1000 ms, which no neighbouring
-        // option does: the index names the option meant.
-        let delay = |n| unsafe { libmimalloc_sys::mi_option_get(n) };
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            assert_eq!(delay(MI_OPTION_PURGE_DELAY), 1000);
-        }
-        keep_freed_memory();
-        assert_eq!(delay(MI_OPTION_PURGE_DELAY), -1);
-    }
 }

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    cli::keep_freed_memory();
     let options = cli::RunOptions::for_terminal();
     let code = cli::run_with(
         std::env::args_os(),

@@ -592,11 +592,13 @@ fn target_2(big_db: &Path, head: u64, rows: &mut Vec<Row>) {
 }
 
 /// Runs a command line in-process (output discarded); returns its time.
-fn run_cli(args: &[String]) -> f64 {
+/// `exits_after_run`: this process ends with the command, as the binary's does.
+fn run_cli(args: &[String], exits_after_run: bool) -> f64 {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let t = Instant::now();
-    let options = cli::RunOptions { cache_keys: gen::cache_keys(), ..cli::RunOptions::default() };
+    let options =
+        cli::RunOptions { cache_keys: gen::cache_keys(), exits_after_run, ..cli::RunOptions::default() };
     let code = cli::run_with(args.iter().cloned(), &mut out, &mut err, options);
     let took = secs(t.elapsed());
     assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
@@ -670,9 +672,7 @@ fn target_3(
 
 /// In a child process: one command line; prints its time and peak RSS.
 fn child_cli(args: &[String]) {
-    // As the `usertrail` binary does.
-    cli::keep_freed_memory();
-    let took = run_cli(args);
+    let took = run_cli(args, true);
     println!("RESULT {took} {}", vm_hwm_kib());
 }
 
@@ -960,6 +960,7 @@ fn target_6(cfg: &Config, rows: &mut Vec<Row>) {
         run_cli(
             &[&base[..], &["init", "--tenant", gen::DOMAIN, "--admin", gen::ADMIN].map(String::from)]
                 .concat(),
+            false,
         );
         let mut import: Vec<String> =
             [&["--child-cli".to_owned()], &base[..], &["import".to_owned(), "graph".to_owned()]].concat();

@@ -1,0 +1,170 @@
+//! Loading: the time a command is stamped with, the point `--at` names, and
+//! the states folded up to it.
+
+use chrono::{DateTime, Timelike, Utc};
+use domain::environment::{self, Environment};
+use domain::tenant::{self, Tenant};
+use domain::Upn;
+use store::EventStore;
+use uuid::Uuid;
+
+use super::{Aggregate, Shell};
+use crate::error::{usage, CliError};
+use crate::time::At;
+
+/// A point of the log in absolute terms: `--at` once `N ago` is a time.
+enum Moment {
+    Seq(u64),
+    Time(DateTime<Utc>),
+}
+
+impl Shell {
+    /// The time to stamp on new events: `--now` or the clock, never earlier
+    /// than the last record's time.
+    pub async fn now(&self) -> Result<DateTime<Utc>, CliError> {
+        // The clock to the millisecond: JSON prints every digit a time
+        // has, and a time printed is a time a script gives back to `--at`.
+        let now = self.now.unwrap_or_else(|| {
+            let clock = self.machine.clock();
+            clock.with_nanosecond(clock.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(clock)
+        });
+        if let Some(head) = self.store.head().await? {
+            // A writer that read the clock just before another one appended
+            // trails it by a moment: that is concurrency, not a clock gone back.
+            if self.now.is_none()
+                && now < head.recorded_at
+                && head.recorded_at - now <= chrono::Duration::seconds(1)
+            {
+                return Ok(head.recorded_at);
+            }
+            if now < head.recorded_at {
+                let source = if self.now.is_some() { "--now" } else { "the clock" };
+                return usage(format!(
+                    "{source} ({}) is earlier than the last event ({}): time never goes backwards; pass a later --now",
+                    now.to_rfc3339(),
+                    head.recorded_at.to_rfc3339()
+                ));
+            }
+        }
+        Ok(now)
+    }
+
+    /// The log position that `--at` names (the head when absent).
+    pub async fn resolve(&self, at: Option<At>) -> Result<u64, CliError> {
+        let head = self.store.head().await?.map_or(0, |h| h.seq);
+        Ok(match at.map(|at| self.moment(at)) {
+            None => head,
+            Some(Moment::Seq(n)) if n > head => {
+                return usage(format!("--at seq:{n} is past the log's end: the log ends at record {head}"))
+            }
+            Some(Moment::Seq(n)) => n,
+            Some(Moment::Time(t)) => self.store.seq_at(t).await?,
+        })
+    }
+
+    /// Where `at` points, with `N ago` counted back from `--now` or the clock.
+    fn moment(&self, at: At) -> Moment {
+        match at {
+            At::Seq(n) => Moment::Seq(n),
+            At::Time(t) => Moment::Time(t),
+            At::Ago(d) => {
+                let now = self.now.unwrap_or_else(|| self.machine.clock());
+                Moment::Time(now.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC))
+            }
+        }
+    }
+
+    /// The position and time a view answers as of: `--at TIME` is judged at
+    /// that time, `--at seq:N` at record N's time, and no `--at` at the clock
+    /// (or `--now`) over the whole log.
+    pub async fn point(&self, at: Option<At>) -> Result<(u64, DateTime<Utc>), CliError> {
+        let seq = self.resolve(at).await?;
+        let time = match at.map(|at| self.moment(at)) {
+            Some(Moment::Time(t)) => t,
+            Some(Moment::Seq(_)) => {
+                let record = self.store.read_log(seq, seq, 1).await?;
+                record.first().map_or(DateTime::UNIX_EPOCH, |r| r.recorded_at)
+            }
+            None => {
+                let head = self.store.head().await?.map_or(DateTime::UNIX_EPOCH, |h| h.recorded_at);
+                self.now.unwrap_or_else(|| self.machine.clock()).max(head)
+            }
+        };
+        Ok((seq, time))
+    }
+
+    /// A stream's state as of log position `upto`, and the stream's version
+    /// then: the nearest snapshot, plus the stream's records after it.
+    pub async fn load<A: Aggregate>(&self, stream: &str, upto: u64) -> Result<(A, u64), CliError> {
+        Ok(projections::fold::load(&self.store, stream, upto, projections::fold::Snapshots::Use).await?)
+    }
+
+    /// The directory as of log position `upto`, and the tenant stream's version then.
+    pub async fn tenant_at(&self, upto: u64) -> Result<(Tenant, u64), CliError> {
+        self.load(tenant::STREAM, upto).await
+    }
+
+    /// The directory now.
+    pub async fn tenant(&self) -> Result<(Tenant, u64), CliError> {
+        self.tenant_at(u64::MAX).await
+    }
+
+    /// An environment by name, as of `upto`, with its stream version.
+    pub async fn environment_at(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        upto: u64,
+    ) -> Result<(Environment, u64), CliError> {
+        let (id, _) = Shell::environment_named(tenant, name)?;
+        self.load(&environment::stream(id), upto).await
+    }
+
+    /// An environment's id and name as the directory registered it, or the
+    /// error that names the known ones.
+    pub(super) fn environment_named<'t>(tenant: &'t Tenant, name: &str) -> Result<(Uuid, &'t str), CliError> {
+        tenant.environment(name).map_or_else(
+            || {
+                let known: Vec<&str> = tenant.environments().map(|(_, n)| n).collect();
+                let hint = if known.is_empty() {
+                    "none exists yet".to_owned()
+                } else {
+                    format!("known: {}", known.join(", "))
+                };
+                usage(format!("unknown environment {name} ({hint})"))
+            },
+            Ok,
+        )
+    }
+
+    /// What a view of one environment answers from: the point `--at` names
+    /// (seq and time), and the directory and the environment as they stood then.
+    pub async fn environment_as_of(&self, env: &str, at: Option<At>) -> Result<AsOf, CliError> {
+        let (seq, time) = self.point(at).await?;
+        let (tenant, _) = self.tenant_at(seq).await?;
+        let (environment, _) = self.environment_at(&tenant, env, seq).await?;
+        Ok(AsOf { seq, time, tenant, environment })
+    }
+
+    /// The actor of a command: `--as`, or the Global Administrator named at `init`.
+    pub fn actor(tenant: &Tenant, given: Option<&Upn>) -> Result<Upn, CliError> {
+        match given {
+            Some(upn) => Ok(upn.clone()),
+            None => tenant
+                .default_actor()
+                .map_or_else(|| usage("no actor: pass --as UPN (or run `usertrail init` first)"), Ok),
+        }
+    }
+}
+
+/// The states a view of one environment answers from.
+pub struct AsOf {
+    /// The log position.
+    pub seq: u64,
+    /// The time it is judged at.
+    pub time: DateTime<Utc>,
+    /// The directory then.
+    pub tenant: Tenant,
+    /// The environment then.
+    pub environment: Environment,
+}

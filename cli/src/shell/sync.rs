@@ -1,0 +1,272 @@
+//! Sync passes over environments (S1) and the marks they leave.
+
+use domain::environment::{self, Environment};
+use domain::events::Event;
+use domain::sync;
+use domain::tenant::Tenant;
+use store::{Append, Causation, EventStore, ExpectedVersion, Metadata};
+
+use super::Shell;
+use crate::error::CliError;
+
+/// The most changed SystemUsers one transaction of a sync pass holds.
+pub const SYNC_CHUNK: usize = 1000;
+
+impl Shell {
+    /// Background sync passes over environments (S1), one after the other,
+    /// on one reading of the directory. Every changed SystemUser is one
+    /// append, caused by the sync process and the directory record that
+    /// triggered it; the appends of one pass share the pass's correlation id.
+    pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
+        let tenant = self.tenant().await?;
+        self.sync_with(env_names, tenant).await
+    }
+
+    /// [`Shell::sync`] over every environment of the directory.
+    pub async fn sync_all(&self) -> Result<Vec<SyncReport>, CliError> {
+        let tenant = self.tenant().await?;
+        let names: Vec<String> = tenant.0.environments().map(|(_, n)| n.to_owned()).collect();
+        self.sync_with(&names, tenant).await
+    }
+
+    async fn sync_with(
+        &self,
+        env_names: &[String],
+        tenant: (Tenant, u64),
+    ) -> Result<Vec<SyncReport>, CliError> {
+        // Drawn on stderr only when it is a terminal; a large tenant takes a while.
+        let progress = indicatif::ProgressBar::new(env_names.len() as u64);
+        progress.set_style(
+            indicatif::ProgressStyle::with_template("sync {msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut reports = Vec::with_capacity(env_names.len());
+        let mut tenant = Some(tenant);
+        for name in env_names {
+            progress.set_message(name.clone());
+            reports.push(self.sync_one(name, &mut tenant).await?);
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        Ok(reports)
+    }
+
+    /// One environment's pass, written in transactions of at most
+    /// [`SYNC_CHUNK`] changed SystemUsers (each change whole), so a first
+    /// pass over a large tenant never holds it all in one transaction. A lost
+    /// race recomputes what is left: the pass is idempotent.
+    ///
+    /// A pass leaves a [`SyncMark`]: the versions of the directory and of the
+    /// environment it brought in line. While both are unchanged, the next
+    /// pass looks only at the users whose entitlement time alone can change
+    /// (`sync::sync_pass_over`), and at nobody when there are none: a pass
+    /// with nothing to do does not even read the environment.
+    async fn sync_one(&self, name: &str, cached: &mut Option<(Tenant, u64)>) -> Result<SyncReport, CliError> {
+        let report = SyncReport {
+            environment: name.to_owned(),
+            changed: Vec::new(),
+            first_seq: None,
+            last_seq: None,
+            dataverse: true,
+            counts: SyncCounts::default(),
+            records: None,
+        };
+        let pass = self.ids.next();
+        let state = tokio::sync::Mutex::new((cached, report));
+        let synced = Shell::retry(|| async {
+            let mut state = state.lock().await;
+            let (cached, report) = &mut *state;
+            let (tenant, tenant_version) = match cached {
+                Some(loaded) => &*loaded,
+                None => &*cached.insert(self.tenant().await?),
+            };
+            let (id, canonical) = Shell::environment_named(tenant, name)?;
+            report.environment = canonical.to_owned();
+            let stream = environment::stream(id);
+            let judged: Vec<&domain::tenant::User> =
+                tenant.users.values().filter(|u| u.judged_by_time()).collect();
+            let mark = self.sync_mark(&stream).await?;
+            let unchanged =
+                |env_version| mark.filter(|m| (m.tenant, m.environment) == (*tenant_version, env_version));
+            if let Some(mark) = unchanged(self.store.stream_version(&stream).await?) {
+                if judged.is_empty() || !mark.dataverse {
+                    report.dataverse = mark.dataverse;
+                    return Ok(Some(()));
+                }
+            }
+            let (env, version): (Environment, u64) = self.load(&stream, u64::MAX).await?;
+            report.dataverse = env.dataverse;
+            report.records = Some(env.users.len());
+            let now = self.now().await?;
+            let changes = match unchanged(version) {
+                Some(_) => sync::sync_pass_over(tenant, &env, now, judged),
+                None => sync::sync_pass(tenant, &env, now),
+            };
+            let written: usize = changes.iter().map(|c| c.events.len()).sum();
+            // A large pass leaves a snapshot behind, so that the next reader
+            // of this environment does not replay it.
+            let mut after = (written >= projections::fold::SNAPSHOT_AFTER).then(|| env.clone());
+            let mut expected = version;
+            for chunk in changes.chunks(SYNC_CHUNK) {
+                let mut appends = Vec::with_capacity(chunk.len());
+                for change in chunk {
+                    appends.push(Append {
+                        stream: stream.clone(),
+                        expected: ExpectedVersion::Exactly(expected),
+                        events: change
+                            .events
+                            .iter()
+                            .map(|e| self.new_event(&Event::Environment(e.clone())))
+                            .collect::<Result<_, _>>()
+                            .map_err(|r| CliError::Usage(r.to_string()))?,
+                        meta: Metadata {
+                            recorded_at: now,
+                            actor: SYNC_ACTOR.to_owned(),
+                            correlation_id: pass,
+                            causation: Causation::Process {
+                                name: SYNC_ACTOR.to_owned(),
+                                trigger: Some(change.trigger),
+                            },
+                            origin: Some(self.origin()),
+                        },
+                    });
+                    expected += change.events.len() as u64;
+                }
+                let appended = match self.store.append_all(appends).await? {
+                    Ok(appended) => appended,
+                    Err(rejection) => {
+                        // Another writer got in: read the directory again too.
+                        **cached = None;
+                        return self.lost_race(rejection);
+                    }
+                };
+                if let Some(state) = after.as_mut() {
+                    for (change, landed) in chunk.iter().zip(&appended) {
+                        for (event, seq) in change.events.iter().zip(landed.first_seq..) {
+                            state.apply(event, domain::events::Stamp { seq, at: now });
+                        }
+                    }
+                }
+                report.first_seq = report.first_seq.or(appended.first().map(|a| a.first_seq));
+                report.last_seq = appended.last().map(|a| a.last_seq).or(report.last_seq);
+                report.changed.extend(chunk.iter().map(|c| c.upn.clone()));
+                chunk.iter().for_each(|c| report.counts.count(c));
+            }
+            if let (Some(state), Some(last)) = (after, report.last_seq) {
+                projections::fold::save(&self.store, &stream, &state, expected, last).await?;
+            }
+            let mark = SyncMark { tenant: *tenant_version, environment: expected, dataverse: env.dataverse };
+            // Bound to the log's head now (the store's framing: a mark
+            // copied from another history, or forged, is a miss).
+            if let Some(head) = self.store.head().await? {
+                let name = format!("sync/{stream}");
+                self.store.save_snapshot(&name, mark.snapshot(head.seq)).await?;
+                self.store.remove_snapshots(&name, head.seq).await?;
+            }
+            Ok(Some(()))
+        });
+        synced.await?.ok_or_else(|| Shell::gave_up(name))?;
+        Ok(state.into_inner().1)
+    }
+
+    async fn sync_mark(&self, stream: &str) -> Result<Option<SyncMark>, CliError> {
+        let saved = self.store.load_snapshot(&format!("sync/{stream}"), u64::MAX).await?;
+        Ok(saved.and_then(|s| SyncMark::read(&s.state)))
+    }
+}
+
+/// What a sync pass over an environment left behind: the versions of the
+/// directory and the environment that it brought in line, and whether the
+/// environment has a database. A cache beside the log (a lost mark costs one
+/// full pass), kept as the store's snapshot `sync/<stream>` at the head it
+/// was written at, which binds and authenticates it as every cache is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncMark {
+    /// The tenant stream's version the pass read.
+    pub tenant: u64,
+    /// The environment stream's version once the pass was written.
+    pub environment: u64,
+    /// Whether the environment has a Dataverse database.
+    pub dataverse: bool,
+}
+
+impl SyncMark {
+    fn snapshot(self, seq: u64) -> store::Snapshot {
+        let mut state = Vec::with_capacity(17);
+        state.extend_from_slice(&self.tenant.to_be_bytes());
+        state.extend_from_slice(&self.environment.to_be_bytes());
+        state.push(u8::from(self.dataverse));
+        store::Snapshot { seq, state }
+    }
+
+    fn read(state: &[u8]) -> Option<SyncMark> {
+        let tenant = u64::from_be_bytes(state.get(..8)?.try_into().ok()?);
+        let environment = u64::from_be_bytes(state.get(8..16)?.try_into().ok()?);
+        let dataverse = match state.get(16..)? {
+            [0] => false,
+            [1] => true,
+            _ => return None,
+        };
+        Some(SyncMark { tenant, environment, dataverse })
+    }
+}
+
+/// The actor name of the sync process in the log (`initiatedBy.app`).
+pub const SYNC_ACTOR: &str = "sync";
+
+/// What one environment's sync pass changed.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// The environment's name.
+    pub environment: String,
+    /// The UPNs whose records changed.
+    pub changed: Vec<String>,
+    /// The first record written.
+    pub first_seq: Option<u64>,
+    /// The last record written.
+    pub last_seq: Option<u64>,
+    /// Whether it has a database (a pass over one without does nothing).
+    pub dataverse: bool,
+    /// What the changes were.
+    pub counts: SyncCounts,
+    /// The SystemUser records before the pass, when it read the environment.
+    pub records: Option<usize>,
+}
+
+impl SyncReport {
+    /// The records the pass left as they were, when it read the environment.
+    pub fn unchanged(&self) -> Option<usize> {
+        let after = self.records? + self.counts.added;
+        Some(after.saturating_sub(self.changed.len()))
+    }
+}
+
+/// A pass's changes by kind: each changed SystemUser counts once, as what
+/// happened to it first (added, enabled or disabled), else as updated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Records added.
+    pub added: usize,
+    /// Records enabled.
+    pub enabled: usize,
+    /// Records disabled.
+    pub disabled: usize,
+    /// Records whose columns, mode, license flag or roles changed.
+    pub updated: usize,
+}
+
+impl SyncCounts {
+    fn count(&mut self, change: &sync::SyncChange) {
+        use domain::events::EnvEvent::*;
+        let kind = |f: fn(&domain::events::EnvEvent) -> bool| change.events.iter().any(f);
+        if kind(|e| matches!(e, SystemUserAdded { .. })) {
+            self.added += 1
+        } else if kind(|e| matches!(e, SystemUserEnabled { .. })) {
+            self.enabled += 1
+        } else if kind(|e| matches!(e, SystemUserDisabled { .. })) {
+            self.disabled += 1
+        } else {
+            self.updated += 1
+        }
+    }
+}
