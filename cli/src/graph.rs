@@ -181,11 +181,11 @@ fn field_text(key: &str, value: &Field<Str>) -> Result<Option<Option<String>>, S
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum License<'a> {
-    Part(#[serde(borrow)] Cow<'a, str>),
     Sku {
         #[serde(rename = "skuId", borrow)]
         sku_id: Cow<'a, str>,
     },
+    Part(#[serde(borrow)] Cow<'a, str>),
 }
 
 /// A subscribed SKU (GET /subscribedSkus).

