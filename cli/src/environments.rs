@@ -451,14 +451,15 @@ pub fn read_stub_csv(path: &Path) -> Result<Vec<StubRow>, CliError> {
     let file = path.display();
     let text = std::fs::read(path).map_err(|e| CliError::Usage(format!("cannot read {file}: {e}")))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_slice());
+    let mut lines = CsvLines::new(&text);
     let mut rows = Vec::new();
     let mut header_seen = false;
     for record in reader.records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
+            let line = lines.of(e.position().map_or(0, |p| p.byte()));
             CliError::Usage(format!("{file} line {line}: {e}"))
         })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let line = lines.of(record.position().map_or(0, |p| p.byte()));
         let fields: Vec<&str> = record.iter().map(str::trim).collect();
         if !header_seen {
             let header: Vec<String> =
@@ -515,6 +516,44 @@ pub fn read_stub_csv(path: &Path) -> Result<Vec<StubRow>, CliError> {
         return usage(format!("{file}: no rows after the header"));
     }
     Ok(rows)
+}
+
+/// The lines of a CSV's records as an editor shows them. csv's own count
+/// places a record where the one before it ended: a line short after a CRLF
+/// end, and blind to the empty lines it skips.
+pub(crate) struct CsvLines<'a> {
+    text: &'a [u8],
+    /// How far the text is counted, and the line there.
+    counted: usize,
+    line: usize,
+}
+
+impl<'a> CsvLines<'a> {
+    /// Lines of `text`, from its start.
+    pub(crate) fn new(text: &'a [u8]) -> Self {
+        CsvLines { text, counted: 0, line: 1 }
+    }
+
+    /// The line of the record csv places at byte `offset` (offsets only
+    /// grow: the text is counted once).
+    pub(crate) fn of(&mut self, offset: u64) -> usize {
+        let mut start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.text.len());
+        // The record starts past the line ends csv had not read yet.
+        while matches!(self.text.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        for at in self.counted..start {
+            // A CR alone ends a line too, for csv as for editors.
+            let ends = match self.text[at] {
+                b'\n' => true,
+                b'\r' => self.text.get(at + 1) != Some(&b'\n'),
+                _ => false,
+            };
+            self.line += usize::from(ends);
+        }
+        self.counted = self.counted.max(start);
+        self.line
+    }
 }
 
 /// The SystemUser rows of an environment as of `--at`.
@@ -580,6 +619,36 @@ pub async fn export(
                 })
                 .collect();
             out.raw(&crate::export::csv(&columns, cells, to.excel)?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t1_stub_csv_lines_are_an_editors_after_crlf_empty_and_quoted_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stubs.csv");
+        let lines = [
+            "domainname,firstname,lastname",
+            "",
+            "a@contoso.com,A,A",
+            "",
+            "",
+            "b@contoso.com,\"Two\nlines\",B",
+            "c@contoso.com,C,C",
+            ",,",
+            "bad,D,D",
+        ];
+        for end in ["\n", "\r\n", "\r"] {
+            std::fs::write(&file, lines[..8].join(end)).unwrap();
+            let rows: Vec<usize> = read_stub_csv(&file).unwrap().iter().map(|r| r.line).collect();
+            assert_eq!(rows, [3, 6, 8], "{end:?}");
+            std::fs::write(&file, lines.join(end) + end).unwrap();
+            let err = read_stub_csv(&file).unwrap_err().to_string();
+            assert!(err.contains("line 10: malformed UPN"), "{end:?}: {err}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! members and owners, /subscribedSkus) in any of the shapes Graph and Graph
 //! Data Connect write them, and turns them into a `domain::import::Export`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -11,6 +12,7 @@ use domain::events::{ProfileField, SkuKind};
 use domain::import::{Export, ImportedGroup, ImportedMember, ImportedSku, ImportedUser, UserPlan};
 use domain::tenant::{Tenant, TenantCommand};
 use domain::Upn;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{usage, CliError};
@@ -18,7 +20,7 @@ use crate::error::{usage, CliError};
 mod entra;
 mod json;
 
-use json::{Json, Keys, Picked, PickedOf};
+use json::{Field, Id, Key, Str};
 
 /// skuPartNumbers whose kind is known; any other is `office` unless overridden.
 pub const WELL_KNOWN_SKUS: [(&str, SkuKind); 30] = [
@@ -78,102 +80,165 @@ pub fn guest_address(upn: &str, mail: Option<String>) -> String {
     }
 }
 
-/// Profile fields by their Graph attribute names.
-const FIELDS: [(&str, ProfileField); 13] = [
-    ("givenName", ProfileField::GivenName),
-    ("surname", ProfileField::Surname),
-    ("displayName", ProfileField::DisplayName),
-    ("jobTitle", ProfileField::JobTitle),
-    ("department", ProfileField::Department),
-    ("mail", ProfileField::Mail),
-    ("mobilePhone", ProfileField::MobilePhone),
-    ("faxNumber", ProfileField::Fax),
-    ("streetAddress", ProfileField::StreetAddress),
-    ("city", ProfileField::City),
-    ("state", ProfileField::State),
-    ("postalCode", ProfileField::PostalCode),
-    ("country", ProfileField::Country),
-];
+/// `"id"`: a user's or a group's.
+enum ObjectId {}
 
-/// The keys `import graph` reads on a user (GET /users).
-struct UserKeys;
-
-impl Keys for UserKeys {
-    const KEYS: &'static [&'static str] = &[
-        "id",
-        "userPrincipalName",
-        "userType",
-        "accountEnabled",
-        "businessPhones",
-        "assignedLicenses",
-        "givenName",
-        "surname",
-        "displayName",
-        "jobTitle",
-        "department",
-        "mail",
-        "mobilePhone",
-        "faxNumber",
-        "streetAddress",
-        "city",
-        "state",
-        "postalCode",
-        "country",
-    ];
-    const REQUIRED: &'static [&'static str] = &["id"];
+impl Key for ObjectId {
+    const NAME: &'static str = "id";
 }
 
-/// The keys read on a subscribed SKU (GET /subscribedSkus).
-struct SkuKeys;
+/// `"skuId"`.
+enum SkuId {}
 
-impl Keys for SkuKeys {
-    const KEYS: &'static [&'static str] = &["skuId", "skuPartNumber", "prepaidUnits"];
-    const REQUIRED: &'static [&'static str] = &["skuId"];
+impl Key for SkuId {
+    const NAME: &'static str = "skuId";
 }
 
-/// The keys read on a group (GET /groups with members and owners expanded).
-struct GroupKeys;
-
-impl Keys for GroupKeys {
-    const KEYS: &'static [&'static str] = &["id", "displayName", "members", "owners"];
-    const REQUIRED: &'static [&'static str] = &["id"];
+/// Trimmed, and none if empty.
+fn trimmed(s: &Str) -> Option<String> {
+    Some(s.0.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
-/// The objects of one export file, keeping the keys of `K`; see [`json::items`].
-fn read_objects<'t, K: Keys>(file: &Path, text: &'t str) -> Result<Vec<Picked<'t>>, CliError> {
-    Ok(json::items::<PickedOf<K>>(file, text)?.into_iter().map(|p| p.object).collect())
+/// A user of GET /users (or of `user list --json`): what the import reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphUser<'a> {
+    #[serde(borrow)]
+    id: Id<'a, ObjectId>,
+    #[serde(default, borrow)]
+    user_principal_name: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    user_type: Field<Str<'a>>,
+    #[serde(default)]
+    account_enabled: Field<bool>,
+    #[serde(default, borrow)]
+    business_phones: Field<Vec<Str<'a>>>,
+    #[serde(default, borrow)]
+    assigned_licenses: Field<Vec<License<'a>>>,
+    #[serde(default, borrow)]
+    given_name: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    surname: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    display_name: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    job_title: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    department: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    mail: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    mobile_phone: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    fax_number: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    street_address: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    city: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    state: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    postal_code: Field<Str<'a>>,
+    #[serde(default, borrow)]
+    country: Field<Str<'a>>,
 }
 
-fn string(o: &Picked, key: &str) -> Option<String> {
-    o.get(key).and_then(Json::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
-}
-
-/// Refuses a user whose known fields have the wrong JSON type: a value we
-/// cannot read must not be mistaken for an absent one (and cleared or skipped).
-fn check_user_types(file: &Path, n: usize, o: &Picked) -> Result<(), CliError> {
-    let texts = FIELDS.iter().map(|(key, _)| *key).chain(["userPrincipalName", "userType", "mail"]);
-    for key in texts {
-        if o.get(key).is_some_and(|v| !matches!(v, Json::Text(_) | Json::Null)) {
-            return usage(format!("{} item {n}: \"{key}\" must be a string or null", file.display()));
-        }
+impl<'a> GraphUser<'a> {
+    /// The profile fields, by their Graph names.
+    fn profile(&self) -> [(&'static str, ProfileField, &Field<Str<'a>>); 13] {
+        use ProfileField::*;
+        [
+            ("givenName", GivenName, &self.given_name),
+            ("surname", Surname, &self.surname),
+            ("displayName", DisplayName, &self.display_name),
+            ("jobTitle", JobTitle, &self.job_title),
+            ("department", Department, &self.department),
+            ("mail", Mail, &self.mail),
+            ("mobilePhone", MobilePhone, &self.mobile_phone),
+            ("faxNumber", Fax, &self.fax_number),
+            ("streetAddress", StreetAddress, &self.street_address),
+            ("city", City, &self.city),
+            ("state", State, &self.state),
+            ("postalCode", PostalCode, &self.postal_code),
+            ("country", Country, &self.country),
+        ]
     }
-    if o.get("accountEnabled").is_some_and(|v| !matches!(v, Json::Bool(_) | Json::Null)) {
-        return usage(format!("{} item {n}: \"accountEnabled\" must be true, false or null", file.display()));
-    }
-    for key in ["businessPhones", "assignedLicenses"] {
-        if o.get(key).is_some_and(|v| !matches!(v, Json::Array(_) | Json::Null)) {
-            return usage(format!("{} item {n}: \"{key}\" must be an array or null", file.display()));
-        }
-    }
-    Ok(())
 }
 
-fn uuid(file: &Path, n: usize, o: &Picked, key: &str) -> Result<Uuid, CliError> {
-    match o.get(key).and_then(Json::as_str).map(|s| Uuid::parse_str(s.trim())) {
-        Some(Ok(id)) => Ok(id),
-        Some(Err(_)) => usage(format!("{} item {n}: \"{key}\" is not a UUID", file.display())),
-        None => usage(format!("{} item {n}: \"{key}\" is missing", file.display())),
+/// A text field: `None` if absent, `Some(None)` if null or blank; one of
+/// another type is refused.
+fn field_text(key: &str, value: &Field<Str>) -> Result<Option<Option<String>>, String> {
+    match value {
+        Field::Absent => Ok(None),
+        Field::Null => Ok(Some(None)),
+        Field::Is(s) => Ok(Some(trimmed(s))),
+        Field::Wrong(_) => Err(format!("\"{key}\" must be a string or null")),
     }
+}
+
+/// An assigned license: Graph's `{"skuId": ...}`, or a skuPartNumber as
+/// `user list --json` writes it, so that the tool's own output imports again.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum License<'a> {
+    Sku {
+        #[serde(rename = "skuId", borrow)]
+        sku_id: Cow<'a, str>,
+    },
+    Part(#[serde(borrow)] Cow<'a, str>),
+}
+
+/// A subscribed SKU (GET /subscribedSkus).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphSku<'a> {
+    #[serde(borrow)]
+    sku_id: Id<'a, SkuId>,
+    #[serde(borrow)]
+    sku_part_number: Option<Str<'a>>,
+    prepaid_units: Option<Units>,
+}
+
+/// A SKU's `prepaidUnits`.
+#[derive(Deserialize)]
+struct Units {
+    enabled: Option<i64>,
+}
+
+/// A group (GET /groups with members and owners expanded).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphGroup<'a> {
+    #[serde(borrow)]
+    id: Id<'a, ObjectId>,
+    #[serde(borrow)]
+    display_name: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    members: Field<Vec<Member<'a>>>,
+    #[serde(borrow)]
+    owners: Option<Vec<Member<'a>>>,
+}
+
+/// A group's member or owner.
+#[derive(Deserialize)]
+struct Member<'a> {
+    #[serde(rename = "@odata.type", borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+}
+
+impl Member<'_> {
+    /// Its type and id; one without a valid id is passed over.
+    fn read(&self) -> Option<(&str, Uuid)> {
+        let id = Uuid::parse_str(&self.id.as_ref()?.0).ok()?;
+        Some((self.kind.as_ref().map_or("#microsoft.graph.user", |k| &k.0), id))
+    }
+}
+
+fn uuid<K: Key>(file: &Path, n: usize, id: &Id<K>) -> Result<Uuid, CliError> {
+    Uuid::parse_str(id.0.trim())
+        .or_else(|_| usage(format!("{} item {n}: \"{}\" is not a UUID", file.display(), K::NAME)))
 }
 
 /// What `import graph` was given.
@@ -197,72 +262,80 @@ pub struct Files {
 fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<ImportedUser>, CliError> {
     let text = json::read_text(file)?;
     let mut users = Vec::new();
-    for (n, o) in read_objects::<UserKeys>(file, &text)?.iter().enumerate() {
+    for (n, u) in json::items::<GraphUser>(file, &text)?.iter().enumerate() {
         let n = n + 1;
-        let id = uuid(file, n, o, "id")?;
-        check_user_types(file, n, o)?;
-        let guest = string(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest"));
-        let upn = match string(o, "userPrincipalName")
-            .map(|u| guest_address(&u, string(o, "mail")))
-            .map(|u| Upn::parse(&u))
-        {
-            Some(Ok(upn)) => upn,
-            Some(Err(why)) => return usage(format!("{} item {n}: {why}", file.display())),
-            None => return usage(format!("{} item {n}: \"userPrincipalName\" is missing", file.display())),
-        };
+        let bad = |why: String| CliError::Usage(format!("{} item {n}: {why}", file.display()));
+        let id = uuid(file, n, &u.id)?;
+        let upn = field_text("userPrincipalName", &u.user_principal_name).map_err(bad)?.flatten();
+        let user_type = field_text("userType", &u.user_type).map_err(bad)?.flatten();
+        let guest = user_type.is_some_and(|t| t.eq_ignore_ascii_case("Guest"));
         let mut profile = BTreeMap::new();
-        for (key, field) in FIELDS {
-            // Entra always has a display name: a null one is an export artifact, not a request to clear.
-            let null_name = field == ProfileField::DisplayName && o.get(key) == Some(&Json::Null);
-            if o.contains_key(key) && !null_name {
-                profile.insert(field, string(o, key));
+        for (key, field, value) in u.profile() {
+            match field_text(key, value).map_err(bad)? {
+                // Entra always has a display name: a null one is an export artifact, not a request to clear.
+                Some(None) if field == ProfileField::DisplayName && matches!(value, Field::Null) => {}
+                Some(value) => drop(profile.insert(field, value)),
+                None => {}
             }
         }
-        if let Some(phones) = o.get("businessPhones") {
-            let first = phones.as_array().and_then(|p| p.first()).and_then(Json::as_str).map(str::to_owned);
-            profile.insert(ProfileField::OfficePhone, first.filter(|p| !p.trim().is_empty()));
+        let account_enabled = match u.account_enabled {
+            Field::Is(enabled) => Some(enabled),
+            Field::Wrong(_) => return Err(bad("\"accountEnabled\" must be true, false or null".into())),
+            Field::Absent | Field::Null => None,
+        };
+        match &u.business_phones {
+            Field::Absent => {}
+            Field::Null => drop(profile.insert(ProfileField::OfficePhone, None)),
+            Field::Is(phones) => {
+                let first = phones.first().map(|p| p.0.to_string()).filter(|p| !p.trim().is_empty());
+                profile.insert(ProfileField::OfficePhone, first);
+            }
+            Field::Wrong(_) => {
+                return Err(bad("\"businessPhones\" must be an array of strings or null".into()))
+            }
         }
+        let licenses = match &u.assigned_licenses {
+            Field::Absent | Field::Null => &[][..],
+            Field::Is(licenses) => licenses,
+            Field::Wrong(_) => {
+                return Err(bad(
+                    "\"assignedLicenses\" must be an array of {\"skuId\": ...} objects or skuPartNumbers, or null"
+                        .into(),
+                ))
+            }
+        };
+        let mail = profile.get(&ProfileField::Mail).cloned().flatten();
+        let upn = match upn.map(|u| Upn::parse(&guest_address(&u, mail))) {
+            Some(Ok(upn)) => upn,
+            Some(Err(why)) => return Err(bad(why.to_string())),
+            None => return Err(bad("\"userPrincipalName\" is missing".into())),
+        };
         // Microsoft's limits, refused while reading (issue 25, finding 3).
         for (field, value) in &profile {
             if let Some(value) = value {
-                domain::limits::check_profile_field(*field, value)
-                    .map_err(|why| CliError::Usage(format!("{} item {n}: {why}", file.display())))?;
+                domain::limits::check_profile_field(*field, value).map_err(bad)?;
             }
         }
-        let mut licenses = std::collections::BTreeSet::new();
-        for license in o.get("assignedLicenses").and_then(Json::as_array).into_iter().flatten() {
-            // A plain string is a skuPartNumber, as `user list --json` writes
-            // it: the tool's own output imports again.
-            if let Some(part) = license.as_str() {
-                licenses.insert(part.to_owned());
-                continue;
-            }
-            let Some(sku_id) =
-                license.get("skuId").and_then(Json::as_str).and_then(|s| Uuid::parse_str(s).ok())
-            else {
-                return usage(format!("{} item {n}: an assigned license has no valid skuId", file.display()));
+        let mut parts = std::collections::BTreeSet::new();
+        for license in licenses {
+            let sku_id = match license {
+                License::Part(part) => {
+                    parts.insert(part.to_string());
+                    continue;
+                }
+                License::Sku { sku_id } => Uuid::parse_str(sku_id)
+                    .map_err(|_| bad("an assigned license has no valid skuId".into()))?,
             };
             match sku_parts.get(&sku_id) {
-                Some(part) => licenses.insert(part.clone()),
+                Some(part) => parts.insert(part.clone()),
                 None => {
-                    return usage(format!(
-                        "{} item {n}: license {sku_id} of {upn} is not in the subscribedSkus export (pass it with --skus)",
-                        file.display()
-                    ))
+                    return Err(bad(format!(
+                        "license {sku_id} of {upn} is not in the subscribedSkus export (pass it with --skus)"
+                    )))
                 }
             };
         }
-        users.push(ImportedUser {
-            id,
-            upn,
-            profile,
-            account_enabled: match o.get("accountEnabled") {
-                Some(Json::Bool(enabled)) => Some(*enabled),
-                _ => None,
-            },
-            guest,
-            licenses: Some(licenses),
-        });
+        users.push(ImportedUser { id, upn, profile, account_enabled, guest, licenses: Some(parts) });
     }
     Ok(users)
 }
@@ -307,13 +380,12 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
     let mut skus = Vec::new();
     for file in &files.skus {
         let text = json::read_text(file)?;
-        for (n, o) in read_objects::<SkuKeys>(file, &text)?.iter().enumerate() {
-            let id = uuid(file, n + 1, o, "skuId")?;
-            let Some(part) = string(o, "skuPartNumber") else {
+        for (n, s) in json::items::<GraphSku>(file, &text)?.iter().enumerate() {
+            let id = uuid(file, n + 1, &s.sku_id)?;
+            let Some(part) = s.sku_part_number.as_ref().and_then(trimmed) else {
                 return usage(format!("{} item {}: \"skuPartNumber\" is missing", file.display(), n + 1));
             };
-            let seats =
-                o.get("prepaidUnits").and_then(|p| p.get("enabled")).and_then(Json::as_i64).unwrap_or(0);
+            let seats = s.prepaid_units.as_ref().and_then(|p| p.enabled).unwrap_or(0);
             let seats = u32::try_from(seats.max(0)).unwrap_or(u32::MAX);
             sku_parts.insert(id, part.clone());
             skus.push(ImportedSku { kind: kind_of(&part, &files.kinds), part, seats });
@@ -329,45 +401,38 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
         let mut groups = Vec::new();
         for file in &files.groups {
             let text = json::read_text(file)?;
-            for (n, o) in read_objects::<GroupKeys>(file, &text)?.iter().enumerate() {
-                let id = uuid(file, n + 1, o, "id")?;
-                let Some(name) = string(o, "displayName") else {
+            for (n, g) in json::items::<GraphGroup>(file, &text)?.iter().enumerate() {
+                let id = uuid(file, n + 1, &g.id)?;
+                let Some(name) = g.display_name.as_ref().and_then(trimmed) else {
                     return usage(format!("{} item {}: \"displayName\" is missing", file.display(), n + 1));
                 };
-                let objects = |key: &str| -> Vec<(String, Uuid)> {
-                    o.get(key)
-                        .and_then(Json::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|m| {
-                            let kind = m
-                                .get("@odata.type")
-                                .and_then(Json::as_str)
-                                .unwrap_or("#microsoft.graph.user");
-                            let id =
-                                m.get("id").and_then(Json::as_str).and_then(|s| Uuid::parse_str(s).ok())?;
-                            Some((kind.to_owned(), id))
-                        })
-                        .collect()
-                };
                 // Without `$expand=members` there is no "members" key: leave members as they are.
-                let members = o.contains_key("members").then(|| objects("members"));
-                let members = members.map(|m| {
-                    m.into_iter()
-                        .filter_map(|(kind, id)| match kind.as_str() {
-                            "#microsoft.graph.user" => Some(ImportedMember::User(id)),
-                            "#microsoft.graph.group" => Some(ImportedMember::Group(id)),
-                            // Devices, service principals and contacts are not members here.
-                            _ => None,
-                        })
-                        .collect()
-                });
-                let owners = objects("owners")
-                    .into_iter()
-                    .filter(|(k, _)| k == "#microsoft.graph.user")
-                    .map(|(_, id)| id)
-                    .collect();
-                groups.push(ImportedGroup { id, name, members, owners });
+                let members = match &g.members {
+                    Field::Absent => None,
+                    Field::Null => Some(Default::default()),
+                    Field::Is(members) => Some(
+                        members
+                            .iter()
+                            .filter_map(Member::read)
+                            .filter_map(|(kind, id)| match kind {
+                                "#microsoft.graph.user" => Some(ImportedMember::User(id)),
+                                "#microsoft.graph.group" => Some(ImportedMember::Group(id)),
+                                // Devices, service principals and contacts are not members here.
+                                _ => None,
+                            })
+                            .collect(),
+                    ),
+                    Field::Wrong(_) => {
+                        return usage(format!(
+                            "{} item {}: \"members\" must be an array or null",
+                            file.display(),
+                            n + 1
+                        ))
+                    }
+                };
+                let owners = g.owners.iter().flatten().filter_map(Member::read);
+                let owners = owners.filter(|(kind, _)| *kind == "#microsoft.graph.user").map(|(_, id)| id);
+                groups.push(ImportedGroup { id, name, members, owners: owners.collect() });
             }
         }
         Some(groups)
@@ -425,7 +490,7 @@ mod tests {
     /// How many user objects a file holds, or why it cannot be read.
     fn count(file: &Path) -> Result<usize, CliError> {
         let text = json::read_text(file)?;
-        Ok(read_objects::<UserKeys>(file, &text)?.len())
+        Ok(json::items::<GraphUser>(file, &text)?.len())
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
@@ -463,39 +528,73 @@ mod tests {
     }
 
     #[test]
-    fn a_page_value_that_is_not_an_array_or_an_item_that_is_not_an_object_is_named() {
+    fn a_page_value_that_is_not_an_array_an_item_that_is_not_an_object_or_a_repeated_key_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, text) in [("null.json", r#"{"value": null}"#), ("text.json", r#"{"value": "x"}"#)] {
+        for (name, text, says) in [
+            ("text.json", r#"{"value": "x"}"#, "expected a sequence"),
+            ("items.json", r#"{"value": [{"id": "1"}, 7]}"#, "expected struct GraphUser"),
+            ("twice.json", r#"{"value": [], "value": [{"id": "1"}]}"#, "duplicate field `value`"),
+            ("dup.json", r#"[{"id": "1", "city": "Oslo", "city": "Lyon"}]"#, "duplicate field `city`"),
+        ] {
             let err = count(&write(&dir, name, text)).unwrap_err().to_string();
-            assert!(err.contains(&format!("{name}: \"value\" is not an array")), "{err}");
+            assert!(
+                err.contains(&format!("unexpected JSON in {}", dir.path().join(name).display())),
+                "{err}"
+            );
+            assert!(err.contains("at line 1, column") && err.contains(says), "{err}");
         }
-        let twice = write(&dir, "twice.json", r#"{"value": 1, "value": [{"id": "1"}, {"id": "2"}]}"#);
-        assert_eq!(count(&twice).unwrap(), 2, "a repeated key counts once, the last");
-        let err =
-            count(&write(&dir, "items.json", r#"{"value": [{"id": "1"}, 7]}"#)).unwrap_err().to_string();
-        assert!(
-            err.contains("unexpected JSON in")
-                && err.contains("items.json at line 1, column")
-                && err.contains("expected an object"),
-            "{err}"
-        );
+        // An item without its id is refused where it ends, whatever the layout.
+        for (name, text, place) in [
+            ("null.json", r#"{"value": null}"#, "line 1, column 15"),
+            ("lines.json", "{\"id\":\"1\"}\n\n{\"city\":\"Lyon\"}\n", "line 3, column 15"),
+            ("array.json", "[{\"id\":\"1\"},\n {\"id\": null}]", "line 2, column 13"),
+        ] {
+            let err = count(&write(&dir, name, text)).unwrap_err().to_string();
+            assert!(err.contains(&format!("{name} at {place}: an item without \"id\"")), "{err}");
+        }
     }
 
     #[test]
-    fn users_keep_the_last_of_duplicate_keys_read_escapes_and_skip_what_the_import_does_not_read() {
+    fn users_read_escapes_borrow_plain_strings_and_skip_what_the_import_does_not_read() {
+        let text = r#"{"id": "00000000-0000-4000-8000-000000000001", "city": "Lyon", "surname": "Ly\non",
+            "userPrincipalName": "a\u0040contoso.com", "extensionAttributes": {"deep": [1, {"x": null}]},
+            "accountEnabled": false}"#;
+        let user: GraphUser = serde_json::from_str(text).unwrap();
+        assert!(matches!(user.city, Field::Is(Str(Cow::Borrowed("Lyon")))));
+        assert!(matches!(&user.surname, Field::Is(Str(Cow::Owned(s))) if s == "Ly\non"));
         let dir = tempfile::tempdir().unwrap();
-        let file = write(
-            &dir,
-            "dup.json",
-            r#"{"value": [{"id": "00000000-0000-4000-8000-000000000001", "city": "Oslo",
-                "userPrincipalName": "a\u0040contoso.com", "extensionAttributes": {"deep": [1, {"x": null}]},
-                "city": "Lyon", "accountEnabled": false}]}"#,
-        );
-        let users = read_users(&[file], &BTreeMap::new()).unwrap();
+        let users = read_users(&[write(&dir, "u.json", &format!("[{text}]"))], &BTreeMap::new()).unwrap();
         assert_eq!(users[0].upn.to_string(), "a@contoso.com");
         assert_eq!(users[0].profile.get(&ProfileField::City), Some(&Some("Lyon".to_owned())));
         assert_eq!(users[0].account_enabled, Some(false));
-        assert_eq!(users[0].profile.len(), 1, "only the fields the export mentions: {:?}", users[0].profile);
+        assert_eq!(users[0].profile.len(), 2, "only the fields the export mentions: {:?}", users[0].profile);
+    }
+
+    #[test]
+    fn null_clears_absent_leaves_alone_and_another_type_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "00000000-0000-4000-8000-000000000001";
+        let file = write(
+            &dir,
+            "u.json",
+            &format!(
+                r#"[{{"id": "{id}", "userPrincipalName": "a@contoso.com", "city": null, "jobTitle": " ", "displayName": null, "businessPhones": []}}]"#
+            ),
+        );
+        let users = read_users(&[file], &BTreeMap::new()).unwrap();
+        let want =
+            [(ProfileField::JobTitle, None), (ProfileField::City, None), (ProfileField::OfficePhone, None)];
+        assert_eq!(users[0].profile, want.into_iter().collect(), "a null displayName is not a clear");
+        assert_eq!(users[0].account_enabled, None);
+        for (field, value) in [("mail", "[]"), ("assignedLicenses", "{}"), ("accountEnabled", "0")] {
+            let file = write(
+                &dir,
+                "bad.json",
+                &format!(r#"[{{"id": "{id}", "userPrincipalName": "a@contoso.com", "{field}": {value}}}]"#),
+            );
+            let err = read_users(&[file], &BTreeMap::new()).unwrap_err().to_string();
+            assert!(err.contains(&format!("bad.json item 1: \"{field}\" must be")), "{err}");
+        }
     }
 
     #[test]

@@ -273,8 +273,8 @@ pub async fn compare(
             vec![
                 d.aspect.to_owned(),
                 d.detail.clone(),
-                d.a.clone().unwrap_or_else(|| "-".into()),
-                d.b.clone().unwrap_or_else(|| "-".into()),
+                d.a.as_ref().map_or_else(|| "-".into(), ToString::to_string),
+                d.b.as_ref().map_or_else(|| "-".into(), ToString::to_string),
             ]
         })
         .collect();
@@ -393,7 +393,12 @@ pub async fn review(shell: &Shell, view: ReviewArgs, out: &mut Out<'_>) -> Resul
             let evidence: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
             let mut row = vec![f.severity.to_owned(), f.rule.clone()];
             row.extend(several.then(|| environment.clone()));
-            row.extend([f.upn.clone(), f.detail.clone(), evidence.join(","), f.advice.clone()]);
+            row.extend([
+                f.upn.clone().unwrap_or_default(),
+                f.detail.clone(),
+                evidence.join(","),
+                f.advice.clone(),
+            ]);
             row
         })
         .collect();

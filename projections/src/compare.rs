@@ -33,11 +33,43 @@ pub struct Difference {
     /// businessunit, accessmode, isdisabled, islicensed, role, privilege, check.
     pub aspect: &'static str,
     /// The first user's value.
-    pub a: Option<String>,
+    pub a: Option<Side>,
     /// The second user's value.
-    pub b: Option<String>,
+    pub b: Option<Side>,
     /// What it is about, and where it comes from.
     pub detail: String,
+}
+
+/// One user's value in a difference: text, or a yes or no that `--json`
+/// writes as a JSON boolean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Side {
+    /// A name, a level, a verdict.
+    Text(String),
+    /// isdisabled, islicensed.
+    Flag(bool),
+}
+
+impl From<String> for Side {
+    fn from(text: String) -> Self {
+        Side::Text(text)
+    }
+}
+
+impl From<bool> for Side {
+    fn from(flag: bool) -> Self {
+        Side::Flag(flag)
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Side::Text(text) => f.write_str(text),
+            Side::Flag(flag) => write!(f, "{flag}"),
+        }
+    }
 }
 
 /// Why a comparison cannot be made.
@@ -51,13 +83,14 @@ fn record<'a>(tenant: &Tenant, env: &'a Environment, upn: &Upn) -> Option<&'a Sy
     tenant.user(upn).and_then(|u| env.user_by_object(u.id)).or_else(|| env.users_named(upn.as_str()).next())
 }
 
-fn diff(
+fn diff<S: Into<Side>>(
     out: &mut Vec<Difference>,
     aspect: &'static str,
-    a: Option<String>,
-    b: Option<String>,
+    a: Option<S>,
+    b: Option<S>,
     detail: impl Into<String>,
 ) {
+    let (a, b) = (a.map(Into::into), b.map(Into::into));
     if a != b {
         out.push(Difference { aspect, a, b, detail: detail.into() });
     }
@@ -114,11 +147,10 @@ pub fn compare(
         r.map(|r| format!("{} ({})", r.access_mode.cli_name(), r.access_mode.value()))
     };
     diff(&mut out, "accessmode", mode(ra), mode(rb), "what the access mode allows (A1, A5, A6)");
-    let status = |r: Option<&SystemUser>| {
-        Some(r.map_or_else(|| "no record".to_owned(), |r| r.is_disabled.to_string()))
-    };
+    // No record: null, as for every other aspect.
+    let status = |r: Option<&SystemUser>| r.map(|r| r.is_disabled);
     diff(&mut out, "isdisabled", status(ra), status(rb), "the record's status (S4, S5)");
-    let licensed = |r: Option<&SystemUser>| r.map(|r| r.is_licensed.to_string());
+    let licensed = |r: Option<&SystemUser>| r.map(|r| r.is_licensed);
     diff(&mut out, "islicensed", licensed(ra), licensed(rb), "a Dynamics 365 or Power Apps license (S2.2)");
 
     let roles_a = ra.map(|r| role_sources(env, r)).unwrap_or_default();
@@ -149,8 +181,8 @@ pub fn compare(
             let detail = format!("{} on {table} (R3)", operation.cli_name());
             out.push(Difference {
                 aspect: "privilege",
-                a: grant_text(x.as_ref()),
-                b: grant_text(y.as_ref()),
+                a: grant_text(x.as_ref()).map(Side::Text),
+                b: grant_text(y.as_ref()).map(Side::Text),
                 detail,
             });
         }
@@ -163,7 +195,7 @@ pub fn compare(
     for check in &ca {
         let other = cb.iter().find(|c| c.what == check.what);
         let verdict = |c: Option<&domain::eligibility::Check>| {
-            c.map(|c| format!("{}: {}", if c.passed { "passed" } else { "failed" }, c.detail))
+            c.map(|c| Side::Text(format!("{}: {}", if c.passed { "passed" } else { "failed" }, c.detail)))
         };
         if other.map(|o| o.passed) != Some(check.passed) {
             out.push(Difference {

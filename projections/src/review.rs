@@ -25,8 +25,9 @@ pub struct Finding {
     pub rule: String,
     /// high, medium or low.
     pub severity: &'static str,
-    /// The user concerned (or the environment for environment-wide findings).
-    pub upn: String,
+    /// The user concerned; none for a finding about the environment itself
+    /// (A3, and R7 on a group team).
+    pub upn: Option<String>,
     /// One line.
     pub detail: String,
     /// The log records behind it.
@@ -35,10 +36,10 @@ pub struct Finding {
     pub advice: String,
 }
 
-fn finding(
+fn finding<'a>(
     rule: &str,
     severity: &'static str,
-    upn: &str,
+    upn: impl Into<Option<&'a str>>,
     detail: String,
     mut evidence: Vec<u64>,
     advice: String,
@@ -46,7 +47,8 @@ fn finding(
     evidence.retain(|&s| s > 0);
     evidence.sort_unstable();
     evidence.dedup();
-    Finding { rule: rule.to_owned(), severity, upn: upn.to_owned(), detail, evidence, advice }
+    let upn = upn.into().map(str::to_owned);
+    Finding { rule: rule.to_owned(), severity, upn, detail, evidence, advice }
 }
 
 /// The records whose actors [`review`] asks for: those that last changed a
@@ -184,7 +186,7 @@ pub fn review(
     out.push(finding(
         "A3",
         severity,
-        name,
+        None,
         format!("{count} of {NON_INTERACTIVE_LIMIT} non-interactive users (application users do not count)"),
         non_interactive.iter().map(|u| u.evidence.access_mode).collect(),
         if count >= NON_INTERACTIVE_LIMIT {
@@ -204,7 +206,7 @@ pub fn review(
         out.push(finding(
             "D4",
             "medium",
-            &user.upn,
+            user.upn.as_str(),
             format!("blocked since {} and still holds {}", crate::rfc3339(since), licenses.join(", ")),
             [vec![user.evidence.sign_in], user.evidence.licenses.values().copied().collect()].concat(),
             format!("free the seats: usertrail user license remove --upn {} --sku {}", user.upn, licenses[0]),
@@ -251,7 +253,7 @@ fn group_team_findings(
             out.push(finding(
                 "R7",
                 "high",
-                &env.name,
+                None,
                 format!(
                     "group {group} backs team {team}, which holds {role}; {} may change the group's members without holding {role} (R6): adding anyone to the group gives them {role} at the next sync",
                     who.join(", ")
@@ -267,7 +269,7 @@ fn group_team_findings(
             out.push(finding(
                 "R7",
                 "high",
-                &member.upn,
+                member.upn.as_str(),
                 format!(
                     "added to group {group} (record {seq}) by {by}, who does not hold {role}; the group backs team {team}, which holds {role}"
                 ),

@@ -52,6 +52,13 @@ fn compare_names_the_missing_group_membership_role_and_privileges() {
         .unwrap();
     assert_eq!(read_account["b"], "bu from Salesperson (team Sales team)");
     assert_eq!(read_account["a"], Value::Null);
+    // Yes-or-no aspects are JSON booleans (issue 30); no record is null.
+    let side = |aspect: &str| {
+        let d = cmp["differences"].as_array().unwrap().iter().find(|d| d["aspect"] == aspect).unwrap();
+        (d["a"].clone(), d["b"].clone())
+    };
+    assert_eq!(side("isdisabled"), (Value::Null, Value::Bool(false)));
+    assert_eq!(side("islicensed"), (Value::Null, Value::Bool(true)));
     // Fixed: the golden user and bob stand the same.
     sb.ok(&format!("group add-member --group Sales-SG --upn {BOB}"));
     sb.ok("sync");
@@ -145,6 +152,11 @@ fn review_finds_what_an_auditor_asks_for() {
     assert_eq!(apps[0]["upn"], "ERP connector");
     let limit = by_rule("A3");
     assert_eq!(limit[0]["detail"], "0 of 7 non-interactive users (application users do not count)");
+    assert_eq!(
+        (&limit[0]["upn"], &limit[0]["environment"]),
+        (&Value::Null, &serde_json::json!("Sales")),
+        "about the environment"
+    );
     for f in findings.as_array().unwrap() {
         assert!(["high", "medium", "low"].contains(&f["severity"].as_str().unwrap()));
         assert!(f["advice"].as_str().is_some_and(|a| !a.is_empty()));

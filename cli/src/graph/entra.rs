@@ -52,13 +52,10 @@ pub fn users(file: &Path) -> Result<Vec<ImportedUser>, CliError> {
         ));
     };
     let mut users = Vec::new();
+    let mut lines = crate::environments::CsvLines::new(body.as_bytes());
     for row in reader.records() {
         let row = row.map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
-        // Counted from the record's byte offset, which after a CRLF line end
-        // is the end's own `\n`: counting it too gives the line either way.
-        let offset = row.position().map_or(0, |p| p.byte() as usize);
-        let upto = (offset + 1).min(body.len());
-        let line = body.as_bytes()[..upto].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = lines.of(row.position().map_or(0, |p| p.byte()));
         let bad = |what: String| CliError::Usage(format!("{name} line {line}: {what}"));
         let cell = |i: usize| row.get(i).map(str::trim).filter(|v| !v.is_empty());
         let id = cell(id_at)
