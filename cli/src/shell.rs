@@ -588,7 +588,7 @@ impl Shell {
                         let staged = staging
                             .await
                             .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
-                        projections::fold::publish(&self.store, tenant::STREAM, staged).await?;
+                        projections::fold::publish(&self.store, staged).await?;
                         crate::timings::phase("saved the snapshot");
                     }
                     return Ok(done);
@@ -841,7 +841,7 @@ impl Shell {
                 if let Some(head) = self.store.head().await? {
                     let name = format!("sync/{stream}");
                     self.store.save_snapshot(&name, mark.snapshot(head.seq)).await?;
-                    self.store.remove_snapshots(&name, head.seq).await?;
+                    self.store.remove_snapshots(&name, 0..head.seq).await?;
                 }
                 return Ok(report);
             }
