@@ -113,8 +113,7 @@ impl std::ops::Add for Replayed {
 struct Start<A> {
     state: A,
     version: u64,
-    /// The snapshot's seq and size (0: none).
-    seq: u64,
+    /// The snapshot's size (0: none).
     bytes: usize,
     /// For a tip, how far it is past the snapshot before it.
     tip: Option<Replayed>,
@@ -122,7 +121,7 @@ struct Start<A> {
 
 impl<A: Default> Start<A> {
     fn empty() -> Start<A> {
-        Start { state: A::default(), version: 0, seq: 0, bytes: 0, tip: None }
+        Start { state: A::default(), version: 0, bytes: 0, tip: None }
     }
 }
 
@@ -170,7 +169,7 @@ fn decode<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
             _ => return None,
         },
     };
-    Some(Start { state, version, seq: snapshot.seq, bytes: snapshot.state.len(), tip })
+    Some(Start { state, version, bytes: snapshot.state.len(), tip })
 }
 
 /// A stream's state as of log position `upto`, and the stream's version then.
@@ -180,12 +179,13 @@ where
     S: EventStore + ?Sized,
 {
     let name = series_name(stream);
-    let start = match snapshots {
-        Snapshots::Use => store.load_snapshot(&name, upto).await?.and_then(|s| decode::<A>(&s)),
+    let loaded = match snapshots {
+        Snapshots::Use => store.load_snapshot(&name, upto).await?,
         Snapshots::Ignore => None,
     };
-    let Start { mut state, mut version, seq: from, bytes: base_bytes, tip } =
-        start.unwrap_or_else(Start::empty);
+    let from = loaded.as_ref().map_or(0, |s| s.seq);
+    let start = loaded.and_then(|s| decode::<A>(&s)).unwrap_or_else(Start::empty);
+    let Start { mut state, mut version, bytes: base_bytes, tip } = start;
     // A damaged snapshot may claim any version.
     let records = store.read_stream_until(stream, version.saturating_add(1), upto).await?;
     let mut replayed = Replayed::default();
@@ -210,9 +210,10 @@ where
             state.snapshot_size_hint(),
         )?;
         store.save_snapshot(&name, Snapshot { seq: last.seq, state: bytes }).await?;
-        if tip.is_some() {
-            store.remove_snapshots(&name, from..from + 1).await?;
-        }
+        // The tip it started from goes, and so does any newer snapshot it
+        // was passed over for (a miss).
+        let first = if tip.is_some() { from } else { from + 1 };
+        store.remove_snapshots(&name, first..last.seq).await?;
         // An earlier usertrail kept its newest head snapshot apart.
         store.remove_snapshots(&format!("aggregate-head/{stream}"), 0..u64::MAX).await?;
     }
