@@ -242,16 +242,16 @@ fn engine(e: sled::Error) -> StoreError {
     }
 }
 
-/// A non-empty directory without sled's own files in any of our places:
-/// never ours to write into. (An earlier version's lock file alone is left
-/// by an open that failed before sled's start; a witness without sled's
-/// files is a log that lost them, which the open names.)
+/// A non-empty directory without a witness or sled's own files in any of
+/// our places: never ours to write into. (An earlier version's lock file
+/// alone is left by an open that failed before sled's start; a witness
+/// without sled's files is a log that lost them, which the open names.)
 fn is_foreign_directory(path: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(path) else {
+    let Ok(mut entries) = std::fs::read_dir(path) else {
         return false;
     };
-    let non_empty = entries.flatten().any(|e| e.file_name() != LOCK_FILE && e.file_name() != witness::FILE);
-    non_empty && !archive::holds_a_database(path)
+    let non_empty = entries.any(|e| e.is_ok_and(|e| e.file_name() != LOCK_FILE));
+    non_empty && !path.join(witness::FILE).is_file() && !archive::holds_a_database(path)
 }
 
 /// Why sled's files that hold no log are refused.
@@ -512,6 +512,11 @@ impl SledStore {
         // Only once the log is known to be ours: another program's files keep their modes.
         walk_own(store.path(), true)?;
         Ok(store)
+    }
+
+    /// Whether `path` holds a log's database, in any layout an open reads.
+    pub fn exists(path: &Path) -> bool {
+        archive::holds_a_database(path)
     }
 
     /// Opens a throwaway log that lives in memory only (tests, whatif).
