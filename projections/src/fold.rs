@@ -97,7 +97,7 @@ impl Replayed {
     /// Whether this much replay is `1 / per_spacing` of a spacing, for a
     /// snapshot of `snapshot_bytes`.
     fn spans(self, snapshot_bytes: usize, per_spacing: u64) -> bool {
-        self.records * per_spacing >= MIN_REPLAY
+        self.records.saturating_mul(per_spacing) >= MIN_REPLAY
             && self.bytes as f64 * per_spacing as f64 >= snapshot_bytes as f64 * REPLAY_PER_SNAPSHOT_BYTE
     }
 }
@@ -105,7 +105,11 @@ impl Replayed {
 impl std::ops::Add for Replayed {
     type Output = Replayed;
     fn add(self, other: Replayed) -> Replayed {
-        Replayed { records: self.records + other.records, bytes: self.bytes + other.bytes }
+        // Saturating: a tip's trailer is a cache's bytes.
+        Replayed {
+            records: self.records.saturating_add(other.records),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
     }
 }
 
