@@ -226,7 +226,8 @@ where
 
 /// Saves `state` as the snapshot of `stream` at log position `seq`, where
 /// the stream was at `version`. For writers that have just folded what
-/// they appended: the next reader starts from it instead of replaying.
+/// they appended: the next reader starts from it instead of replaying. A
+/// tip before it stays, a snapshot of the series like the others.
 pub async fn save<A, S>(store: &S, stream: &str, state: &A, version: u64, seq: u64) -> Result<(), Error>
 where
     A: Aggregate,
