@@ -406,7 +406,7 @@ async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
     // One the store vouches for would be used by the next command: it goes.
     // The others are misses already, and stay as evidence.
     for cache in caches.iter().filter(|c| c.trusted) {
-        shell.store.remove_snapshots(&cache.name, cache.seq.saturating_add(1)).await?;
+        shell.store.remove_snapshots(&cache.name, cache.seq..cache.seq.saturating_add(1)).await?;
     }
     Err(CliError::Corrupt(format!(
         "verify found {} caches that are not the log's (named above); the log itself is intact, and no command uses them",

@@ -88,7 +88,7 @@ fn read_script(file: &Path) -> Result<Vec<(usize, Vec<String>)>, CliError> {
 
 /// Copies the database directory while holding the store's lock on it.
 fn copy_locked(db: &Path, to: &Path) -> Result<(), CliError> {
-    if !db.join("db").is_file() {
+    if !store::SledStore::exists(db) {
         return Err(CliError::Usage(format!("no usertrail database at {}", db.display())));
     }
     let wait = std::env::var("USERTRAIL_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);

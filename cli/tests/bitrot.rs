@@ -286,7 +286,7 @@ fn l3_every_flipped_bit_or_cut_file_is_named_by_verify_or_changes_nothing() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let pristine = dir.path().join("pristine");
     build(&pristine);
-    assert!(pristine.join("live").is_dir(), "the database has an archive");
+    assert!(pristine.join("archive").is_dir(), "the database has an archive");
     assert!(pristine.join("snapshots").is_dir(), "the database has snapshots");
     // The baseline, from a copy: even a read may move sled's own files.
     let reference = dir.path().join("reference");

@@ -338,7 +338,7 @@ fn a_whatif_ended_by_sigterm_leaves_no_scratch_copy() {
             .unwrap();
         // Once the copy is made and a few lines have run on it.
         let started = Instant::now();
-        while !scratch().iter().any(|d| d.join("usertrail.db").join("db").is_file()) {
+        while !scratch().iter().any(|d| d.join("usertrail.db").join("live").join("db").is_file()) {
             assert!(started.elapsed() < Duration::from_secs(30), "no scratch copy appeared");
             std::thread::sleep(Duration::from_millis(10));
         }

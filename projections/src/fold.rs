@@ -2,12 +2,13 @@
 //! is the nearest snapshot at or before it, plus the stream's records after
 //! it. Snapshots are caches; a fold without them gives the same state.
 //!
-//! Each stream has two kinds. The *series* (`aggregate/<stream>`) is spaced
+//! Each stream has one series of snapshots (`aggregate/<stream>`), spaced
 //! so that a read anywhere in the past replays at most about half a
-//! snapshot's bytes. The *head snapshot* (`aggregate-head/<stream>`, only the
-//! newest kept) is left by a read at the log's head that replayed a
-//! sixteenth of that, so that a command, which always reads at the head,
-//! replays a few records rather than up to half a snapshot's worth.
+//! snapshot's bytes. Its newest may be a *sliding tip*: a read at the log's
+//! head that replayed an eighth of a spacing saves one, so that a command,
+//! which always reads at the head, replays a few records rather than up to
+//! a spacing's worth; while the tip is less than one spacing past the
+//! snapshot before it, the next such save replaces it.
 
 use domain::environment::Environment;
 use domain::events::{self, Event, Stamp};
@@ -21,19 +22,14 @@ use crate::Error;
 /// A writer that appended this many records to a stream saves its state.
 pub const SNAPSHOT_AFTER: usize = 256;
 
-/// A read saves a snapshot once it replayed at least this many records...
+/// Snapshots kept in the series are at least this many records apart...
 const MIN_REPLAY: u64 = 64;
-/// ...and about half as many bytes of records as the snapshot it started
-/// from: replaying stays within a small factor of decoding a snapshot, and
-/// snapshots take no more room than the records between them.
+/// ...and about half as many bytes of records as the snapshot: replaying
+/// stays within a small factor of decoding a snapshot, and snapshots take
+/// no more room than the records between them.
 const REPLAY_PER_SNAPSHOT_BYTE: f64 = 0.5;
-/// A read at the log's head that replayed at least this many records...
-const MIN_HEAD_REPLAY: u64 = 16;
-/// ...and a sixteenth of its snapshot's bytes leaves a *head snapshot*: the
-/// next command (which starts from the head) then replays a few records, not
-/// up to half a snapshot's worth. Only the newest head snapshot is kept, so
-/// they cost one snapshot's room per stream, not one per sixteenth.
-const HEAD_REPLAY_PER_SNAPSHOT_BYTE: f64 = 1.0 / 16.0;
+/// A read at the head saves a tip once it replayed this fraction of a spacing.
+const TIPS_PER_SPACING: u64 = 8;
 /// What a record costs to replay beyond its payload, in bytes.
 const RECORD_OVERHEAD: usize = 100;
 
@@ -82,19 +78,11 @@ pub enum Snapshots {
     Ignore,
 }
 
+/// A snapshot's state; a tip's encoding goes on with [`Replayed`], how far
+/// it is past the snapshot before it.
 #[derive(Serialize, Deserialize)]
 struct Snapshotted<A> {
     version: u64,
-    state: A,
-}
-
-/// A head snapshot: a state, and what lies between it and the newest
-/// snapshot of the series, so that the series still gets its next snapshot
-/// when reads start from head snapshots.
-#[derive(Serialize, Deserialize)]
-struct HeadSnapshotted<A> {
-    version: u64,
-    since_series: Replayed,
     state: A,
 }
 
@@ -106,10 +94,22 @@ struct Replayed {
 }
 
 impl Replayed {
-    /// Whether this much replay is worth a snapshot of `snapshot_bytes`
-    /// saved to spare it, at `per_byte` of the snapshot's bytes.
-    fn at_least(self, min_records: u64, snapshot_bytes: usize, per_byte: f64) -> bool {
-        self.records >= min_records && self.bytes as f64 >= snapshot_bytes as f64 * per_byte
+    /// Whether this much replay is `1 / per_spacing` of a spacing, for a
+    /// snapshot of `snapshot_bytes`.
+    fn spans(self, snapshot_bytes: usize, per_spacing: u64) -> bool {
+        self.records.saturating_mul(per_spacing) >= MIN_REPLAY
+            && self.bytes as f64 * per_spacing as f64 >= snapshot_bytes as f64 * REPLAY_PER_SNAPSHOT_BYTE
+    }
+}
+
+impl std::ops::Add for Replayed {
+    type Output = Replayed;
+    fn add(self, other: Replayed) -> Replayed {
+        // Saturating: a tip's trailer is a cache's bytes.
+        Replayed {
+            records: self.records.saturating_add(other.records),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
     }
 }
 
@@ -117,25 +117,20 @@ impl Replayed {
 struct Start<A> {
     state: A,
     version: u64,
-    /// The size of the snapshot it was decoded from (0: none).
+    /// The snapshot's size (0: none).
     bytes: usize,
-    /// What was replayed since the series' newest snapshot, when starting
-    /// from a head snapshot.
-    since_series: Replayed,
+    /// For a tip, how far it is past the snapshot before it.
+    tip: Option<Replayed>,
 }
 
 impl<A: Default> Start<A> {
     fn empty() -> Start<A> {
-        Start { state: A::default(), version: 0, bytes: 0, since_series: Replayed::default() }
+        Start { state: A::default(), version: 0, bytes: 0, tip: None }
     }
 }
 
 fn series_name(stream: &str) -> String {
     format!("aggregate/{stream}")
-}
-
-fn head_name(stream: &str) -> String {
-    format!("aggregate-head/{stream}")
 }
 
 /// Snapshots are caches of our own making, but a damaged one must not ask
@@ -144,21 +139,15 @@ fn snapshot_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 1 << 30 }>()
 }
 
-/// What a snapshot's state starts with, then a [`Snapshotted`] or
-/// [`HeadSnapshotted`] state: the tag names the encoding, so that a snapshot
-/// of another one is a cache miss. The store hands out only the bytes it
-/// wrote (bound to the log and authenticated, `store::snapshots`), which is
-/// what lets a directory's users be decoded later, when first reached.
-/// `uts3`: users no longer hold a password hash (D2), so `uts2` users would
-/// not decode.
+/// What a snapshot's state starts with, then a [`Snapshotted`] state: the
+/// tag names the encoding, so that a snapshot of another one is a cache
+/// miss. The store hands out only the bytes it wrote (bound to the log and
+/// authenticated, `store::snapshots`), which is what lets a directory's
+/// users be decoded later, when first reached. `uts3`: users no longer hold
+/// a password hash (D2), so `uts2` users would not decode.
 const FRAME_TAG: [u8; 4] = *b"uts3";
 /// The tag.
 const FRAME_HEADER: usize = 4;
-
-/// The state in a snapshot's bytes, if they are of this encoding.
-fn framed(bytes: &[u8]) -> Option<&[u8]> {
-    (bytes.get(..FRAME_HEADER)? == FRAME_TAG).then(|| &bytes[FRAME_HEADER..])
-}
 
 /// Decodes a record's payload, or names the record that cannot be read.
 pub fn event_of(record: &Record) -> Result<Event, Error> {
@@ -171,11 +160,20 @@ pub fn stamp_of(record: &Record) -> Stamp {
     Stamp { seq: record.seq, at: record.recorded_at }
 }
 
-/// Decodes a head snapshot; `None` if it cannot be (a cache miss).
-fn decode_head<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
-    let (head, _) = bincode::serde::decode_from_slice(framed(&snapshot.state)?, snapshot_config()).ok()?;
-    let HeadSnapshotted { version, since_series, state } = head;
-    Some(Start { state, version, bytes: snapshot.state.len(), since_series })
+/// Decodes a snapshot; `None` if it cannot be (a cache miss).
+fn decode<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
+    let bytes =
+        (snapshot.state.get(..FRAME_HEADER)? == FRAME_TAG).then(|| &snapshot.state[FRAME_HEADER..])?;
+    let (Snapshotted { version, state }, read) =
+        bincode::serde::decode_from_slice(bytes, snapshot_config()).ok()?;
+    let tip = match bytes.get(read..)? {
+        [] => None,
+        rest => match bincode::serde::decode_from_slice(rest, snapshot_config()).ok()? {
+            (tip, read) if read == rest.len() => Some(tip),
+            _ => return None,
+        },
+    };
+    Some(Start { state, version, bytes: snapshot.state.len(), tip })
 }
 
 /// A stream's state as of log position `upto`, and the stream's version then.
@@ -184,181 +182,82 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    let mut starting = match snapshots {
-        Snapshots::Use => start::<A, S>(store, stream, upto, Kind::Head).await?,
-        Snapshots::Ignore => Starting::Ready(Start::empty()),
+    let name = series_name(stream);
+    let loaded = match snapshots {
+        Snapshots::Use => store.load_snapshot(&name, upto).await?,
+        Snapshots::Ignore => None,
     };
-    // The records after the snapshot are read while it is decoded.
-    let (start, records) = loop {
-        // A damaged snapshot may claim any version.
-        let records = store.read_stream_until(stream, starting.version().saturating_add(1), upto).await?;
-        match starting.finish().await {
-            Ok(start) => break (start, records),
-            // A snapshot that cannot be decoded is a cache miss: the next
-            // kind is tried (a head snapshot's is the series), then none.
-            Err(Kind::Head) => starting = start(store, stream, upto, Kind::Series).await?,
-            Err(Kind::Series) => starting = Starting::Ready(Start::empty()),
-        }
-    };
-    let Start { mut state, mut version, bytes: base_bytes, since_series } = start;
+    let from = loaded.as_ref().map_or(0, |s| s.seq);
+    let start = loaded.and_then(|s| decode::<A>(&s)).unwrap_or_else(Start::empty);
+    let Start { mut state, mut version, bytes: base_bytes, tip } = start;
+    // A damaged snapshot may claim any version.
+    let records = store.read_stream_until(stream, version.saturating_add(1), upto).await?;
     let mut replayed = Replayed::default();
-    let mut last_seq = 0;
     for record in &records {
         state.fold(event_of(record)?, stamp_of(record));
         version = record.version;
-        last_seq = record.seq;
-        replayed.records += 1;
-        replayed.bytes += (record.payload.len() + RECORD_OVERHEAD) as u64;
+        replayed = replayed + Replayed { records: 1, bytes: (record.payload.len() + RECORD_OVERHEAD) as u64 };
     }
-    if snapshots == Snapshots::Ignore || replayed.records == 0 {
+    let Some(last) = records.last().filter(|_| snapshots == Snapshots::Use) else {
         return Ok((state, version));
-    }
-    let since_series = Replayed {
-        records: since_series.records + replayed.records,
-        bytes: since_series.bytes + replayed.bytes,
     };
-    // A replay that began in the archive leaves a head snapshot however
-    // short it was: else every command on this stream would open the archive.
-    let from_archive = records.first().is_some_and(|r| r.seq <= store.archived_upto());
-    if since_series.at_least(MIN_REPLAY, base_bytes, REPLAY_PER_SNAPSHOT_BYTE) {
-        save(store, stream, &state, version, last_seq).await?;
-    } else if (from_archive || replayed.at_least(MIN_HEAD_REPLAY, base_bytes, HEAD_REPLAY_PER_SNAPSHOT_BYTE))
-        && store.head().await?.is_none_or(|head| upto >= head.seq)
+    // What lies between this state and the snapshot before the tip, if it started from one.
+    let since = tip.map_or(replayed, |tip| tip + replayed);
+    let spaced = since.spans(base_bytes, 1);
+    if spaced
+        || replayed.spans(base_bytes, TIPS_PER_SPACING)
+            && store.head().await?.is_none_or(|head| upto >= head.seq)
     {
-        let head = HeadSnapshotted { version, since_series, state: &state };
-        let bytes = encode(head, state.snapshot_size_hint())?;
-        let name = head_name(stream);
-        store.save_snapshot(&name, Snapshot { seq: last_seq, state: bytes }).await?;
-        store.remove_snapshots(&name, last_seq).await?;
+        let bytes = encode(
+            Snapshotted { version, state: &state },
+            (!spaced).then_some(since),
+            state.snapshot_size_hint(),
+        )?;
+        store.save_snapshot(&name, Snapshot { seq: last.seq, state: bytes }).await?;
+        // The tip it started from goes, and so does any newer snapshot it
+        // was passed over for (a miss).
+        let first = if tip.is_some() { from } else { from + 1 };
+        store.remove_snapshots(&name, first..last.seq).await?;
+        // An earlier usertrail kept its newest head snapshot apart.
+        store.remove_snapshots(&format!("aggregate-head/{stream}"), 0..u64::MAX).await?;
     }
     Ok((state, version))
 }
 
-/// The two kinds of snapshot of a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Head,
-    Series,
-}
-
-/// Where a load starts: a state at hand, or a snapshot whose version is
-/// known and whose state is being decoded on another thread meanwhile.
-enum Starting<A> {
-    Ready(Start<A>),
-    Decoding { version: u64, kind: Kind, task: tokio::task::JoinHandle<Option<Start<A>>> },
-}
-
-impl<A: Aggregate> Starting<A> {
-    /// The stream's version at the snapshot.
-    fn version(&self) -> u64 {
-        match self {
-            Starting::Ready(start) => start.version,
-            Starting::Decoding { version, .. } => *version,
-        }
-    }
-
-    /// The decoded start, or the kind of the snapshot that could not be decoded.
-    async fn finish(self) -> Result<Start<A>, Kind> {
-        match self {
-            Starting::Ready(start) => Ok(start),
-            Starting::Decoding { kind, task, .. } => task.await.ok().flatten().ok_or(kind),
-        }
-    }
-
-    /// Starts decoding a snapshot of `kind` on a blocking thread, once its
-    /// version (the first field of both kinds) reads; `None` if it does not.
-    fn decoding(snapshot: Snapshot, kind: Kind) -> Option<Starting<A>> {
-        #[derive(Deserialize)]
-        struct VersionOf {
-            version: u64,
-        }
-        let (VersionOf { version }, _) =
-            bincode::serde::decode_from_slice(framed(&snapshot.state)?, snapshot_config()).ok()?;
-        let task = tokio::task::spawn_blocking(move || match kind {
-            Kind::Head => decode_head(&snapshot),
-            Kind::Series => decode_series(&snapshot),
-        });
-        Some(Starting::Decoding { version, kind, task })
-    }
-}
-
-/// The newest snapshot at or before `upto`, from `kind` on. A head
-/// snapshot, when there is one, is newer than the whole series: it is only
-/// saved at the log's head, from the newest snapshot there was, and saving
-/// into the series removes those not newer. One that cannot be decoded is
-/// a cache miss.
-async fn start<A, S>(store: &S, stream: &str, upto: u64, kind: Kind) -> Result<Starting<A>, Error>
-where
-    A: Aggregate,
-    S: EventStore + ?Sized,
-{
-    if kind == Kind::Head {
-        let head = store.load_snapshot(&head_name(stream), upto).await?;
-        if let Some(starting) = head.and_then(|s| Starting::decoding(s, Kind::Head)) {
-            return Ok(starting);
-        }
-    }
-    let series = store.load_snapshot(&series_name(stream), upto).await?;
-    Ok(series.and_then(|s| Starting::decoding(s, Kind::Series)).unwrap_or(Starting::Ready(Start::empty())))
-}
-
-/// Decodes a snapshot of the series; `None` if it cannot be (a cache miss).
-fn decode_series<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
-    let (s, _) =
-        bincode::serde::decode_from_slice::<Snapshotted<A>, _>(framed(&snapshot.state)?, snapshot_config())
-            .ok()?;
-    Some(Start {
-        state: s.state,
-        version: s.version,
-        bytes: snapshot.state.len(),
-        since_series: Replayed::default(),
-    })
-}
-
 /// Saves `state` as the snapshot of `stream` at log position `seq`, where
 /// the stream was at `version`. For writers that have just folded what
-/// they appended: the next reader starts from it instead of replaying.
+/// they appended: the next reader starts from it instead of replaying. A
+/// tip before it stays, a snapshot of the series like the others.
 pub async fn save<A, S>(store: &S, stream: &str, state: &A, version: u64, seq: u64) -> Result<(), Error>
 where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    let bytes = snapshot_bytes(state, version)?;
-    save_bytes(store, stream, bytes, seq).await
+    let snapshot = Snapshot { seq, state: snapshot_bytes(state, version)? };
+    Ok(store.save_snapshot(&series_name(stream), snapshot).await?)
 }
 
 /// A state encoded as [`save`] stores it: CPU work a writer may do on
 /// another thread while it finishes.
 pub fn snapshot_bytes<A: Aggregate>(state: &A, version: u64) -> Result<Vec<u8>, Error> {
-    encode(Snapshotted { version, state }, state.snapshot_size_hint())
+    encode(Snapshotted { version, state }, None, state.snapshot_size_hint())
 }
 
-/// Encodes a snapshot of either kind, framed, into a buffer of `size_hint`
-/// bytes.
-fn encode(snapshot: impl Serialize, size_hint: usize) -> Result<Vec<u8>, Error> {
+/// Encodes a snapshot, framed, and for a tip how far it is past the one
+/// before it, into a buffer of `size_hint` bytes.
+fn encode(snapshot: impl Serialize, tip: Option<Replayed>, size_hint: usize) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::with_capacity(FRAME_HEADER + size_hint);
     bytes.extend_from_slice(&FRAME_TAG);
-    bincode::serde::encode_into_std_write(snapshot, &mut bytes, bincode::config::standard())
+    let config = bincode::config::standard();
+    bincode::serde::encode_into_std_write(snapshot, &mut bytes, config)
+        .and_then(|_| tip.map_or(Ok(0), |tip| bincode::serde::encode_into_std_write(tip, &mut bytes, config)))
         .map_err(|e| Error::Corrupt(format!("cannot encode a snapshot: {e}")))?;
     Ok(bytes)
 }
 
-/// Stores what [`snapshot_bytes`] encoded as the snapshot of `stream` at
-/// `seq`. Head snapshots not newer go first: none may be older than the
-/// series (a crash in between loses a cache, nothing more).
-pub async fn save_bytes<S: EventStore + ?Sized>(
-    store: &S,
-    stream: &str,
-    bytes: Vec<u8>,
-    seq: u64,
-) -> Result<(), Error> {
-    let staged = stage(store, stream, bytes, seq).await?;
-    publish(store, stream, staged).await
-}
-
 /// Writes what [`snapshot_bytes`] encoded as the snapshot of `stream` at
 /// `seq`, where no reader looks yet: for a writer whose records are still
-/// committing. [`publish`] then stores it as [`save_bytes`] would have.
+/// committing. [`publish`] then stores it as [`save`] would have.
 pub async fn stage<S: EventStore + ?Sized>(
     store: &S,
     stream: &str,
@@ -368,16 +267,9 @@ pub async fn stage<S: EventStore + ?Sized>(
     Ok(store.stage_snapshot(&series_name(stream), Snapshot { seq, state: bytes }).await?)
 }
 
-/// Stores a snapshot of `stream` that [`stage`] wrote, as [`save_bytes`]
-/// does.
-pub async fn publish<S: EventStore + ?Sized>(
-    store: &S,
-    stream: &str,
-    staged: StagedSnapshot,
-) -> Result<(), Error> {
-    store.remove_snapshots(&head_name(stream), staged.seq().saturating_add(1)).await?;
-    store.publish_snapshot(staged).await?;
-    Ok(())
+/// Stores a snapshot that [`stage`] wrote, as [`save`] does.
+pub async fn publish<S: EventStore + ?Sized>(store: &S, staged: StagedSnapshot) -> Result<(), Error> {
+    Ok(store.publish_snapshot(staged).await?)
 }
 
 /// Every aggregate as of `upto`, folded from the first record, and the
@@ -436,7 +328,7 @@ impl Rebuilt {
 /// A cache that is not the log's: named by `verify`, never used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheFinding {
-    /// The cache's name (`aggregate/<stream>`, `aggregate-head/<stream>`, `sync/<stream>`).
+    /// The cache's name (`aggregate/<stream>`, `sync/<stream>`).
     pub name: String,
     /// The record it says it was folded to.
     pub seq: u64,
@@ -459,7 +351,7 @@ impl std::fmt::Display for CacheFinding {
 /// the fold of its stream up to that seq. Each stream is folded once, from
 /// its first record forward through its snapshots.
 pub async fn check_caches<S: EventStore + ?Sized>(store: &S) -> Result<Vec<CacheFinding>, Error> {
-    let mut streams: std::collections::BTreeMap<String, Vec<(u64, String, Kind)>> = Default::default();
+    let mut streams: std::collections::BTreeMap<String, Vec<(u64, String)>> = Default::default();
     let mut findings: Vec<CacheFinding> = (store.index_misses().into_iter())
         .map(|(seq, what)| CacheFinding {
             name: "index".into(),
@@ -469,13 +361,8 @@ pub async fn check_caches<S: EventStore + ?Sized>(store: &S) -> Result<Vec<Cache
         })
         .collect();
     for (name, seq) in store.snapshot_names().await? {
-        let kind_stream = match name.split_once('/') {
-            Some(("aggregate", stream)) => Some((Kind::Series, stream)),
-            Some(("aggregate-head", stream)) => Some((Kind::Head, stream)),
-            _ => None,
-        };
-        match kind_stream {
-            Some((kind, stream)) => streams.entry(stream.to_owned()).or_default().push((seq, name, kind)),
+        match name.strip_prefix("aggregate/") {
+            Some(stream) => streams.entry(stream.to_owned()).or_default().push((seq, name)),
             // Not a fold (a sync mark): authentic and bound is all there is to check.
             None => {
                 if let Some(Err(miss)) = store.check_snapshot(&name, seq).await? {
@@ -485,14 +372,14 @@ pub async fn check_caches<S: EventStore + ?Sized>(store: &S) -> Result<Vec<Cache
         }
     }
     for (stream, mut caches) in streams {
-        caches.sort_by_key(|(seq, _, _)| *seq);
+        caches.sort();
         if stream == domain::tenant::STREAM {
             check_stream::<Tenant, S>(store, &stream, caches, &mut findings).await?;
         } else if stream.starts_with(domain::environment::STREAM_PREFIX) {
             check_stream::<Environment, S>(store, &stream, caches, &mut findings).await?;
         } else {
             let what = "is of no stream usertrail folds";
-            findings.extend(caches.into_iter().map(|(seq, name, _)| CacheFinding {
+            findings.extend(caches.into_iter().map(|(seq, name)| CacheFinding {
                 name,
                 seq,
                 what: what.to_owned(),
@@ -507,7 +394,7 @@ pub async fn check_caches<S: EventStore + ?Sized>(store: &S) -> Result<Vec<Cache
 async fn check_stream<A, S>(
     store: &S,
     stream: &str,
-    caches: Vec<(u64, String, Kind)>,
+    caches: Vec<(u64, String)>,
     findings: &mut Vec<CacheFinding>,
 ) -> Result<(), Error>
 where
@@ -515,7 +402,7 @@ where
     S: EventStore + ?Sized,
 {
     let (mut state, mut version) = (A::default(), 0);
-    for (seq, name, kind) in caches {
+    for (seq, name) in caches {
         for record in store.read_stream_until(stream, version + 1, seq).await? {
             state.fold(event_of(&record)?, stamp_of(&record));
             version = record.version;
@@ -528,11 +415,7 @@ where
                 continue;
             }
         };
-        let decoded = match kind {
-            Kind::Head => decode_head::<A>(&snapshot),
-            Kind::Series => decode_series::<A>(&snapshot),
-        };
-        let what = match decoded {
+        let what = match decode::<A>(&snapshot) {
             None => "cannot be decoded",
             Some(start) if start.version != version || start.state != state => "differs from the log",
             Some(_) => continue,
@@ -612,60 +495,11 @@ mod tests {
             used.0
         }
 
-        /// The seq of the newest snapshot of `name` for the tenant.
-        fn newest(&self, name: &str) -> Option<u64> {
-            self.newest_at(name, u64::MAX)
+        /// The seqs of the tenant's snapshots.
+        fn series(&self) -> Vec<u64> {
+            let names = self.rt.block_on(self.store.snapshot_names()).unwrap();
+            names.into_iter().filter(|(name, _)| name == "aggregate/tenant").map(|(_, seq)| seq).collect()
         }
-
-        /// The seq of the newest snapshot of `name` for the tenant at or before `upto`.
-        fn newest_at(&self, name: &str, upto: u64) -> Option<u64> {
-            let snapshot = self.rt.block_on(self.store.load_snapshot(&format!("{name}/tenant"), upto));
-            snapshot.unwrap().map(|s| s.seq)
-        }
-
-        fn head_snapshots(&self) -> Vec<u64> {
-            (1..=self.version)
-                .filter(|&seq| {
-                    let at =
-                        self.rt.block_on(self.store.load_snapshot("aggregate-head/tenant", seq)).unwrap();
-                    at.is_some_and(|s| s.seq == seq)
-                })
-                .collect()
-        }
-    }
-
-    #[test]
-    fn a_replay_that_began_in_the_archive_leaves_a_head_snapshot_so_the_next_one_stays_live() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let open = || {
-            let archiving = store::Archiving { keep: 2 };
-            SledStore::open(&path, store::OpenOptions { archiving, ..store::OpenOptions::default() }).unwrap()
-        };
-        let mut log = Log::over(open());
-        log.seat_changes(69);
-        log.load(u64::MAX);
-        assert_eq!(log.newest("aggregate"), Some(70));
-        log.seat_changes(5);
-        let Log { store, rt, version } = log;
-        drop(store);
-        // The next close archives all but the newest two or three records.
-        open().close().unwrap();
-        let head_load = |store: &SledStore| -> Tenant {
-            rt.block_on(load(store, "tenant", u64::MAX, Snapshots::Use)).unwrap().0
-        };
-        let store = open();
-        assert!((70..75).contains(&store.archived_upto()), "{}", store.archived_upto());
-        let tenant = head_load(&store);
-        assert!(store.archive_is_open(), "records 71.. were in the archive");
-        let log = Log { store, rt, version };
-        assert_eq!(log.newest("aggregate-head"), Some(75), "a replay of 5 leaves a head snapshot");
-        let Log { store, rt, .. } = log;
-        drop(store);
-        let store = open();
-        let again: (Tenant, u64) = rt.block_on(load(&store, "tenant", u64::MAX, Snapshots::Use)).unwrap();
-        assert_eq!(again.0, tenant);
-        assert!(!store.archive_is_open(), "the next command starts from the head snapshot");
     }
 
     #[test]
@@ -718,70 +552,71 @@ mod tests {
     }
 
     #[test]
-    fn a_read_at_the_head_leaves_one_head_snapshot_and_the_series_still_grows() {
+    fn a_read_at_the_head_leaves_a_sliding_tip_and_the_series_still_grows() {
         let mut log = Log::new();
+        // An earlier usertrail's head snapshot goes with the first save.
+        let legacy = Snapshot { seq: 1, state: FRAME_TAG.to_vec() };
+        log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", legacy)).unwrap();
         log.seat_changes(99);
         log.load(u64::MAX);
-        assert_eq!(log.newest("aggregate"), Some(100), "a long first replay saves into the series");
-        assert_eq!(log.newest("aggregate-head"), None);
+        assert_eq!(log.series(), [100], "a long first replay is a spacing");
+        assert_eq!(log.rt.block_on(log.store.snapshot_names()).unwrap(), [("aggregate/tenant".into(), 100)]);
 
-        // Too short a replay for the series, long enough for a head snapshot.
+        // Too short a replay for a spacing, long enough for a tip.
         log.seat_changes(20);
         log.load(u64::MAX);
-        assert_eq!((log.newest("aggregate"), log.head_snapshots()), (Some(100), vec![120]));
+        assert_eq!(log.series(), [100, 120]);
         log.seat_changes(20);
         log.load(u64::MAX);
-        assert_eq!(log.head_snapshots(), vec![140], "only the newest head snapshot is kept");
+        assert_eq!(log.series(), [100, 140], "the tip slides");
+        log.seat_changes(20);
+        log.load(u64::MAX);
+        assert_eq!(log.series(), [100, 160]);
 
-        // The series gets its next snapshot from what the head snapshots
-        // replayed between them, and the head snapshot it overtakes goes.
+        // A spacing past the last one kept, the tip stays in the series.
         log.seat_changes(20);
         log.load(u64::MAX);
-        log.seat_changes(20);
+        log.seat_changes(10);
         log.load(u64::MAX);
-        assert_eq!((log.newest("aggregate"), log.head_snapshots()), (Some(180), vec![]));
+        assert_eq!(log.series(), [100, 180, 190]);
+        log.seat_changes(5);
+        log.load(u64::MAX);
+        assert_eq!(log.series(), [100, 180, 190], "a replay of 5 is no tip");
     }
 
     #[test]
-    fn a_read_of_the_past_leaves_no_head_snapshot_and_keeps_the_newer_one() {
+    fn a_read_of_the_past_leaves_no_tip_and_keeps_the_newer_one() {
         let mut log = Log::new();
         log.seat_changes(99);
         log.load(u64::MAX);
         log.seat_changes(40);
         log.load(130);
-        assert_eq!(log.head_snapshots(), Vec::<u64>::new(), "seq 130 is not the head");
+        assert_eq!(log.series(), [100], "seq 130 is not the head");
         log.load(u64::MAX);
-        assert_eq!(log.head_snapshots(), vec![140]);
-        // A long replay of the past saves into the series, before the head
-        // snapshot, which stays.
+        assert_eq!(log.series(), [100, 140]);
+        // A long replay of the past saves a spacing before the tip, which stays.
         log.load(90);
-        assert_eq!((log.newest_at("aggregate", 99), log.head_snapshots()), (Some(90), vec![140]));
+        assert_eq!(log.series(), [90, 100, 140]);
         assert_eq!(log.load(u64::MAX).skus["dyn365_sales"].seats, 140);
     }
 
     #[test]
-    fn a_snapshot_whose_version_reads_but_whose_state_does_not_is_a_cache_miss() {
-        let (mut log, _) = marked_series_snapshot();
+    fn a_snapshot_that_does_not_decode_is_a_cache_miss() {
+        let (mut log, marked) = marked_series_snapshot();
         log.seat_changes(20);
-        // The records after it are read from the version its first field
-        // gives, while the rest is decoded: when that fails, they are read
-        // again from the next kind of snapshot, or from the first record.
-        let damaged = |seq: u64| {
-            // Tagged and saved by the store, so that only the decoding fails.
-            let mut bytes = FRAME_TAG.to_vec();
-            bytes.extend_from_slice(&[seq as u8, 0xff, 0xff, 0xff]);
-            Snapshot { seq, state: bytes }
-        };
-        log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", damaged(110))).unwrap();
-        let from_series = load_now(&log);
-        assert!(from_series.skus.contains_key("marker"), "a damaged head snapshot: the series is next");
-        assert_eq!(from_series.skus["dyn365_sales"].seats, 120);
-
-        log.rt.block_on(log.store.remove_snapshots("aggregate-head/tenant", u64::MAX)).unwrap();
-        log.rt.block_on(log.store.save_snapshot("aggregate/tenant", damaged(100))).unwrap();
-        let from_zero = load_now(&log);
-        assert!(!from_zero.skus.contains_key("marker"), "a damaged series snapshot: from the first record");
-        assert_eq!(from_zero.skus["dyn365_sales"].seats, 120);
+        // Tagged and saved by the store, so that only the decoding fails:
+        // a state cut short, a tip's trailer with bytes to spare, no state.
+        let cut = marked[..marked.len() - 3].to_vec();
+        let spare = [&marked[..], &[1, 1, 7]].concat();
+        for (n, state) in [cut, spare, FRAME_TAG.to_vec(), vec![0xff; 3]].into_iter().enumerate() {
+            log.rt
+                .block_on(log.store.save_snapshot("aggregate/tenant", Snapshot { seq: 110, state }))
+                .unwrap();
+            let from_zero = load_now(&log);
+            assert!(!from_zero.skus.contains_key("marker"), "{n}: from the first record");
+            assert_eq!(from_zero.skus["dyn365_sales"].seats, 120);
+            log.rt.block_on(log.store.remove_snapshots("aggregate/tenant", 101..u64::MAX)).unwrap();
+        }
     }
 
     #[test]
@@ -795,7 +630,7 @@ mod tests {
             let found = log.rt.block_on(check_caches(&log.store)).unwrap();
             found.iter().map(ToString::to_string).collect::<Vec<_>>()
         };
-        assert_eq!((log.newest("aggregate"), log.head_snapshots()), (Some(100), vec![120]));
+        assert_eq!(log.series(), [100, 120]);
         assert_eq!(check(&log), Vec::<String>::new(), "the caches the fold left are the log's");
         // Authentic (written through the store) but not the fold: named.
         let (mut state, version) =
@@ -803,25 +638,14 @@ mod tests {
         state.skus.insert("marker".into(), state.skus["dyn365_sales"].clone());
         log.rt.block_on(save(&log.store, "tenant", &state, version, 100)).unwrap();
         let bad = Snapshot { seq: 120, state: FRAME_TAG.to_vec() };
-        log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", bad)).unwrap();
+        log.rt.block_on(log.store.save_snapshot("aggregate/tenant", bad)).unwrap();
         assert_eq!(
             check(&log),
             [
                 "cache aggregate/tenant at record 100 differs from the log",
-                "cache aggregate-head/tenant at record 120 cannot be decoded",
+                "cache aggregate/tenant at record 120 cannot be decoded",
             ]
         );
-    }
-
-    #[test]
-    fn a_head_snapshot_that_cannot_be_decoded_is_a_cache_miss() {
-        let mut log = Log::new();
-        log.seat_changes(99);
-        log.load(u64::MAX);
-        log.seat_changes(20);
-        let snapshot = Snapshot { seq: 120, state: vec![0xff; 3] };
-        log.rt.block_on(log.store.save_snapshot("aggregate-head/tenant", snapshot)).unwrap();
-        assert_eq!(log.load(u64::MAX).skus["dyn365_sales"].seats, 120);
     }
 
     /// A log of 99 seat changes whose series snapshot at 100 carries a

@@ -286,9 +286,8 @@ pub trait EventStore: Send + Sync {
     /// Makes a staged snapshot the one of its name at its seq, as
     /// [`EventStore::save_snapshot`] would have.
     async fn publish_snapshot(&self, staged: StagedSnapshot) -> Result<(), StoreError>;
-    /// Removes the snapshots of `name` taken before `below` (all of them
-    /// with `u64::MAX`): for a name that keeps only its newest.
-    async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError>;
+    /// Removes the snapshots of `name` taken at the seqs in `seqs`.
+    async fn remove_snapshots(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError>;
     /// The newest snapshot of `name` taken at or before `max_seq`, if it is
     /// authentic and bound to this log (any other is a miss).
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError>;
@@ -307,11 +306,6 @@ pub trait EventStore: Send + Sync {
     /// damaged at open or by `verify`. Reads still answer, and say so.
     fn damage(&self) -> Option<String> {
         None
-    }
-    /// Up to which seq the records are in the archive, which a read of them
-    /// opens (0: none are).
-    fn archived_upto(&self) -> u64 {
-        0
     }
     /// The index misses this handle met (blocks failing their MAC, or a
     /// stream's not reaching its head) and rebuilt from the records, each

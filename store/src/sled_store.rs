@@ -261,16 +261,34 @@ fn engine(e: sled::Error) -> StoreError {
     }
 }
 
-/// A non-empty directory without sled's own files: never ours to write into.
-/// (An earlier version's lock file alone is left by an open that failed
-/// before sled's start; a witness without sled's files is a log that lost
-/// them, which the open names.)
+/// A non-empty directory without a witness or sled's own files in any of
+/// our places: never ours to write into. (An earlier version's lock file
+/// alone is left by an open that failed before sled's start; a witness
+/// without sled's files is a log that lost them, which the open names.)
 fn is_foreign_directory(path: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(path) else {
+    let Ok(mut entries) = std::fs::read_dir(path) else {
         return false;
     };
-    let non_empty = entries.flatten().any(|e| e.file_name() != LOCK_FILE && e.file_name() != witness::FILE);
-    non_empty && !path.join("conf").is_file() && !path.join("db").is_file()
+    let non_empty = entries.any(|e| e.is_ok_and(|e| e.file_name() != LOCK_FILE));
+    non_empty && !path.join(witness::FILE).is_file() && !archive::holds_a_database(path)
+}
+
+/// Why sled's files that hold no log are refused.
+const NO_LOG: &str = "it holds sled's files but no usertrail log (an `init` cut short leaves this too: remove the directory and run init again)";
+
+/// Whether the sled database in `dir` holds a log: a format mark, where
+/// format 1 kept it (`index`) or where later ones do (`events`).
+fn holds_a_log(dir: &Path, path: &Path, timeout: Duration, started: Instant) -> Result<bool, StoreError> {
+    let db = open_sled(dir, path, timeout, started)?;
+    let names = db.tree_names();
+    for tree in ["index", "events"] {
+        if names.iter().any(|n| &n[..] == tree.as_bytes())
+            && db.open_tree(tree).and_then(|t| t.contains_key(keys::META_FORMAT)).map_err(engine)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Takes our lock on the log's directory (created, private, if it is not
@@ -486,14 +504,15 @@ impl SledStore {
         walk_own(&path, false)?;
         let io = |source| StoreError::Io { path: path.clone(), source };
         archive::finish_swap(&path).map_err(io)?;
+        archive::settle(&path, || holds_a_log(&path, &path, options.lock_timeout, started))?;
         let witness = witness::Witness::open(&path).map_err(io)?;
         let live = archive::live_dir(&path);
-        let sled_files = live.join("conf").exists() || live.join("db").exists();
+        let sled_files = archive::has_sled_files(&live);
         let db = open_sled(&live, &path, options.lock_timeout, started)?;
         // The key is found once the log is known to be ours: its id is a
         // file in the database's directory.
         let snapshots = Snapshots::beside(&path, Err("not read yet".into()));
-        let archive = archive::Archive::new(Some(path.clone()), live != path, options.lock_timeout);
+        let archive = archive::Archive::new(Some(path.clone()), options.lock_timeout);
         let witness = Some((witness.0, witness.1, sled_files));
         let store = SledStore::over(db, path, options, snapshots, archive, Some(lock), witness)?;
         // Only once the log is known to be ours: another program's files keep their modes.
@@ -501,12 +520,17 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Whether `path` holds a log's database, in any layout an open reads.
+    pub fn exists(path: &Path) -> bool {
+        archive::holds_a_database(path)
+    }
+
     /// Opens a throwaway log that lives in memory only (tests, whatif).
     pub fn temporary() -> Result<SledStore, StoreError> {
         let db = sled::Config::new().temporary(true).open().map_err(engine)?;
         let snapshots = Snapshots::in_memory(cache_key::process_key());
         let options = OpenOptions { durability: Durability::Batched, ..OpenOptions::default() };
-        let archive = archive::Archive::new(None, false, options.lock_timeout);
+        let archive = archive::Archive::new(None, options.lock_timeout);
         SledStore::over(db, PathBuf::from("(temporary)"), options, snapshots, archive, None, None)
     }
 
@@ -545,9 +569,7 @@ impl SledStore {
         };
         let format = inner.check_format()?;
         if format.is_none() && matches!(found, Some((witness::Found::Missing, true))) {
-            return Err(inner.not_ours(
-                "it holds sled's files but no usertrail log (an `init` cut short leaves this too: remove the directory and run init again)",
-            ));
+            return Err(inner.not_ours(NO_LOG));
         }
         // The key is found once the log is known to be ours: its id is a
         // file in the database's directory.
@@ -613,25 +635,17 @@ impl SledStore {
         }
     }
 
-    /// Archives as a close would, then stops where a crash could: with
-    /// the new live database written and not swapped in (`renames` 0), or
-    /// with the old one renamed away and the new one not yet in its place
-    /// (`renames` 1). Tests of a seal cut short.
-    #[doc(hidden)]
-    pub fn raw_close_cut_short(self, renames: u8) -> Result<u64, StoreError> {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .map_err(|_| StoreError::Engine("the log is still open elsewhere in this process".into()))?;
-        let moved = inner.close()?;
-        if let Some(swap) = &mut inner.swap {
-            swap.stop_after = Some(renames);
-        }
-        Ok(moved)
-    }
-
     /// Whether this handle has opened the archive (tests of what a command reads).
     #[doc(hidden)]
     pub fn archive_is_open(&self) -> bool {
         self.inner.archive.is_open()
+    }
+
+    /// Up to which seq the records are in the archive (0: none are), for
+    /// tests of a seal.
+    #[doc(hidden)]
+    pub fn archived_upto(&self) -> u64 {
+        self.inner.sealed.upto
     }
 
     /// The blocking form of [`EventStore::append_all`], for callers off the runtime.
@@ -1402,8 +1416,8 @@ impl Inner {
         }
     }
 
-    fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
-        self.snapshots.remove_before(name, below)
+    fn remove_snapshots(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {
+        self.snapshots.remove(name, seqs)
     }
 }
 
@@ -1534,9 +1548,9 @@ impl EventStore for SledStore {
         self.blocking(move |s| s.load_snapshot(&name, max_seq)).await
     }
 
-    async fn remove_snapshots(&self, name: &str, below: u64) -> Result<(), StoreError> {
+    async fn remove_snapshots(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.blocking(move |s| s.remove_snapshots(&name, below)).await
+        self.blocking(move |s| s.remove_snapshots(&name, seqs)).await
     }
 
     async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -1550,10 +1564,6 @@ impl EventStore for SledStore {
     ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError> {
         let name = name.to_owned();
         self.blocking(move |s| s.check_snapshot(&name, seq)).await
-    }
-
-    fn archived_upto(&self) -> u64 {
-        self.inner.sealed.upto
     }
 
     fn index_misses(&self) -> Vec<(u64, String)> {

@@ -179,17 +179,17 @@ impl Snapshots {
         }
     }
 
-    /// Removes the snapshots of `name` taken before `below`.
-    pub(crate) fn remove_before(&self, name: &str, below: u64) -> Result<(), StoreError> {
+    /// Removes the snapshots of `name` taken at the seqs in `range`.
+    pub(crate) fn remove(&self, name: &str, range: std::ops::Range<u64>) -> Result<(), StoreError> {
         match &self.place {
             Place::Memory(map) => {
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-                map.retain(|(n, seq), _| n != name || *seq >= below);
+                map.retain(|(n, seq), _| n != name || !range.contains(seq));
                 Ok(())
             }
             Place::Dir(root) => {
                 let dir = root.join(hex(name));
-                for seq in seqs(&dir)?.into_iter().filter(|&seq| seq < below) {
+                for seq in seqs(&dir)?.into_iter().filter(|seq| range.contains(seq)) {
                     let path = dir.join(file_name(seq));
                     match std::fs::remove_file(&path) {
                         // Removed meanwhile: what was asked for.
@@ -208,7 +208,7 @@ impl Snapshots {
     /// before could be checked again.
     pub(crate) fn clear(&self) -> Result<(), StoreError> {
         for (name, _) in self.all()? {
-            self.remove_before(&name, u64::MAX)?;
+            self.remove(&name, 0..u64::MAX)?;
         }
         Ok(())
     }
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(at(u64::MAX), Some((30, vec![30])));
         assert_eq!(snapshots.newest_seq("aggregate/tenant", 25).unwrap(), Some(20));
         assert_eq!(snapshots.newest_seq("aggregate/tenant", 9).unwrap(), None);
-        snapshots.remove_before("aggregate/tenant", 30).unwrap();
+        snapshots.remove("aggregate/tenant", 0..30).unwrap();
         assert_eq!(at(25), None, "the older ones are gone");
         assert_eq!(at(u64::MAX), Some((30, vec![30])), "the one at the bound stays");
         assert_eq!(
@@ -527,7 +527,7 @@ mod tests {
             Some(25),
             "other names keep theirs"
         );
-        snapshots.remove_before("aggregate/none", u64::MAX).unwrap();
+        snapshots.remove("aggregate/none", 0..u64::MAX).unwrap();
     }
 
     fn staging(snapshots: &Snapshots) {

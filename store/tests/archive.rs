@@ -1,6 +1,9 @@
 //! The archive: older records move into a second database on close, and
 //! every read answers as it did before; a command at the head does not open
-//! the archive; a seal cut short is finished and leaves nothing twice.
+//! the archive; a seal killed after any step is finished and leaves nothing
+//! twice; a log of the earlier layout is moved into place.
+
+use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 use store::{
@@ -98,10 +101,10 @@ async fn a_close_archives_old_records_and_every_read_answers_as_before() {
         0,
         "a handle that appended more than `keep` leaves it to the next close"
     );
-    assert!(!path.join("live").exists());
+    assert!(!path.join("archive").exists());
 
     let moved = open(&path, archiving).close().unwrap();
-    assert!(path.join("live").join("db").is_file(), "the newest records live in live/ now");
+    assert!(path.join("archive").join("db").is_file(), "the older records are in archive/ now");
     let store = open(&path, archiving);
     let upto = store.archived_upto();
     assert_eq!(moved, upto);
@@ -145,47 +148,140 @@ async fn a_close_archives_old_records_and_every_read_answers_as_before() {
     assert!(!path.join("live.next").exists() && !path.join("live.old").exists());
 }
 
-#[tokio::test]
-async fn a_seal_cut_short_reads_as_before_and_a_later_close_seals_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let archiving = Archiving { keep: 60 };
-    let fresh = SledStore::temporary().unwrap();
-    let grow = |calls: std::ops::Range<u64>| {
-        let store = open(&path, archiving);
-        write(&store, calls.clone());
-        write(&fresh, calls);
-        drop(store);
-    };
-    grow(0..200);
-    open(&path, archiving).close().unwrap();
-    let first = open(&path, archiving).archived_upto();
-    assert!(first > 0);
-    for renames in [0, 1] {
-        let round = 200 + u64::from(renames) * 200;
-        grow(round..round + 200);
-        let store = open(&path, archiving);
-        assert!(store.raw_close_cut_short(renames).unwrap() > 0);
-        assert!(path.join("live.next").exists(), "the new live database was never swapped in");
-        assert_eq!(path.join("live").exists(), renames == 0);
-
-        let store = open(&path, Archiving::OFF);
-        assert!(!path.join("live.next").exists() && !path.join("live.old").exists());
-        let want = answers(&fresh).await;
-        assert_eq!(answers(&store).await, want, "after {renames} renames");
-        let verified = store.verify().await.unwrap();
-        assert_eq!(verified.problem, None);
-        let upto = store.archived_upto();
-        if renames == 0 {
-            assert_eq!(upto, first, "the mark moves only with the new live database");
+/// Copies the directory `from` into `to`, which must not exist.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
         } else {
-            assert!(upto > first, "a swap cut between its renames is finished");
+            std::fs::copy(entry.path(), &target).unwrap();
         }
+    }
+}
+
+/// A seal killed after each of its steps. The state a kill leaves is put
+/// together from copies of the log before and after a whole seal: the
+/// archive (written first, by a later seal), then the new live database in
+/// `live.next`, then `live` renamed away (to `archive` by the first seal, to
+/// `live.old` by a later one), then `live.next` renamed into its place.
+#[tokio::test]
+async fn a_seal_killed_after_any_step_reads_as_before_and_a_later_close_seals_again() {
+    let archiving = Archiving { keep: 60 };
+    for earlier_seals in [0, 1] {
+        for step in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let (before, after, cut) =
+                (dir.path().join("before"), dir.path().join("after"), dir.path().join("cut"));
+            let fresh = SledStore::temporary().unwrap();
+            for round in 0..=earlier_seals {
+                let calls = round * 200..round * 200 + 200;
+                write(&open(&before, Archiving::OFF), calls.clone());
+                write(&fresh, calls);
+                if round < earlier_seals {
+                    assert!(open(&before, archiving).close().unwrap() > 0);
+                }
+            }
+            copy_dir(&before, &after);
+            assert!(open(&after, archiving).close().unwrap() > 0);
+            let first = earlier_seals == 0;
+            let aside = if first { "archive" } else { "live.old" };
+            copy_dir(&before, &cut);
+            if !first {
+                std::fs::remove_dir_all(cut.join("archive")).unwrap();
+                copy_dir(&after.join("archive"), &cut.join("archive"));
+            }
+            copy_dir(&after.join("live"), &cut.join("live.next"));
+            if step >= 1 {
+                std::fs::rename(cut.join("live"), cut.join(aside)).unwrap();
+            }
+            if step == 2 {
+                std::fs::rename(cut.join("live.next"), cut.join("live")).unwrap();
+            }
+
+            let want = answers(&fresh).await;
+            let store = open(&cut, Archiving::OFF);
+            let what =
+                format!("{} seal, killed after step {step}", if first { "a first" } else { "a later" });
+            assert!(!cut.join("live.next").exists() && !cut.join("live.old").exists(), "{what}");
+            assert_eq!(answers(&store).await, want, "{what}");
+            assert_eq!(store.verify().await.unwrap().problem, None, "{what}");
+            let (was, sealed) =
+                (open(&before, Archiving::OFF).archived_upto(), open(&after, Archiving::OFF).archived_upto());
+            let upto = store.archived_upto();
+            assert_eq!(
+                upto,
+                if step == 0 { was } else { sealed },
+                "{what}: the mark moves with the new live database"
+            );
+            drop(store);
+            assert_eq!(open(&cut, archiving).close().unwrap() > 0, step == 0, "{what}: sealed again");
+            let store = open(&cut, archiving);
+            assert_eq!(store.archived_upto(), sealed, "{what}");
+            assert_eq!(answers(&store).await, want, "{what}");
+            assert_eq!(store.verify().await.unwrap().problem, None, "{what}");
+        }
+    }
+}
+
+/// The files of a sled database in `dir`.
+fn sled_files(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| {
+            n.to_str().is_some_and(|n| ["conf", "db", "blobs"].contains(&n) || n.starts_with("snap."))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A log of the layout before `live/` and `archive/`, whose directory was
+/// itself a sled database: the live one, or after a seal the archive beside
+/// `live/`. An open moves it into place once; a kill at any point of the
+/// move (the files go one by one into `moving/`, which then takes its
+/// place) leaves a log that the next open finishes moving, every record kept.
+#[tokio::test]
+async fn an_older_layout_is_moved_into_place_and_a_move_killed_at_any_point_is_finished() {
+    let archiving = Archiving { keep: 60 };
+    for sealed in [false, true] {
+        let (dir, path, store) = log_with(archiving, 0..200);
         drop(store);
-        assert!(open(&path, archiving).close().unwrap() > 0 || renames == 1);
-        let store = open(&path, archiving);
-        assert_eq!(answers(&store).await, want);
-        assert_eq!(store.verify().await.unwrap().problem, None);
+        if sealed {
+            assert!(open(&path, archiving).close().unwrap() > 0);
+        }
+        let want = answers(&open(&path, Archiving::OFF)).await;
+        // Back to the earlier layout: the database's files in the directory itself.
+        let place = if sealed { "archive" } else { "live" };
+        for name in std::fs::read_dir(path.join(place)).unwrap() {
+            let name = name.unwrap().file_name();
+            std::fs::rename(path.join(place).join(&name), path.join(&name)).unwrap();
+        }
+        std::fs::remove_dir(path.join(place)).unwrap();
+        let files = sled_files(&path);
+        assert!(files.len() >= 2, "{files:?}");
+        // `None`: killed before the move began.
+        for moved in std::iter::once(None).chain((0..=files.len()).map(Some)) {
+            let trial = dir.path().join(format!("trial-{sealed}-{moved:?}"));
+            copy_dir(&path, &trial);
+            if let Some(moved) = moved {
+                std::fs::create_dir(trial.join("moving")).unwrap();
+                for name in &files[..moved] {
+                    std::fs::rename(trial.join(name), trial.join("moving").join(name)).unwrap();
+                }
+            }
+            let store = open(&trial, Archiving::OFF);
+            let what = format!("sealed {sealed}, killed with {moved:?} files moved");
+            assert_eq!(answers(&store).await, want, "{what}");
+            assert_eq!(store.verify().await.unwrap().problem, None, "{what}");
+            assert!(sled_files(&trial).is_empty() && !trial.join("moving").exists(), "{what}");
+            assert_eq!(sled_files(&trial.join(place)), files, "{what}");
+            drop(store);
+            assert_eq!(answers(&open(&trial, Archiving::OFF)).await, want, "{what}: reopened");
+        }
     }
 }
 
@@ -218,7 +314,7 @@ fn a_log_of_a_newer_format_is_refused_and_never_archived() {
     let err = SledStore::open(&path, OpenOptions { archiving, ..OpenOptions::default() }).err().unwrap();
     assert!(matches!(err, store::StoreError::NewerFormat { found: 99, .. }), "{err}");
     assert!(
-        !path.join("live").exists() && !path.join("live.next").exists(),
+        !path.join("archive").exists() && !path.join("live.next").exists(),
         "nothing rewritten in its place"
     );
 }
@@ -371,7 +467,7 @@ async fn a_format_5_log_gets_its_index_and_archive_mark_authenticated_at_open() 
         let store = SledStore::open(&path, with_keep(None)).unwrap();
         store.head().await.unwrap().unwrap().seq
     };
-    for dir in [path.clone(), path.join("live")] {
+    for dir in [path.join("archive"), path.join("live")] {
         let db = sled::Config::new().path(dir).open().unwrap();
         let tree = db.open_tree("events").unwrap();
         for entry in tree.iter() {

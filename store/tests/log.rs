@@ -603,9 +603,9 @@ async fn an_unfinished_sled_snapshot_left_by_a_kill_does_not_make_the_log_unread
             .unwrap()
             .unwrap();
     }
-    let unfinished = dir.path().join("db").join("snap.7FFFFFFFFFFFFFFF.generating");
+    let unfinished = dir.path().join("db").join("live").join("snap.7FFFFFFFFFFFFFFF.generating");
     std::fs::write(&unfinished, b"half a snapshot").unwrap();
-    let raw = sled::Config::new().path(dir.path().join("db")).open();
+    let raw = sled::Config::new().path(dir.path().join("db").join("live")).open();
     assert!(matches!(raw, Err(sled::Error::Corruption { .. })), "sled alone refuses it");
     drop(raw);
     let store = open(&dir);

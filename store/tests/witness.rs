@@ -63,7 +63,7 @@ fn lose_tail(dir: &tempfile::TempDir, from: u64, to: u64) {
 fn raw_sled(dir: &tempfile::TempDir) -> sled::Db {
     let started = std::time::Instant::now();
     loop {
-        match sled::Config::new().path(dir.path().join("db")).open() {
+        match sled::Config::new().path(dir.path().join("db").join("live")).open() {
             Ok(db) => return db,
             Err(_) if started.elapsed() < std::time::Duration::from_secs(5) => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
@@ -148,17 +148,13 @@ fn l3_another_history_of_the_same_length_is_caught_at_open() {
             store.append_all_blocking(&[append(if i == 8 { 80 } else { i })]).unwrap().unwrap();
         }
     }
-    // Its files put in place of ours, our witness kept.
-    let ours = dir.path().join("db");
-    for entry in std::fs::read_dir(&ours).unwrap() {
+    // Its database's files put in place of ours, our witness kept.
+    let (ours, theirs) = (dir.path().join("db").join("live"), other.path().join("db").join("live"));
+    std::fs::remove_dir_all(&ours).unwrap();
+    std::fs::create_dir(&ours).unwrap();
+    for entry in std::fs::read_dir(&theirs).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_file() && path.file_name().is_some_and(|n| n != "witness") {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
-    for entry in std::fs::read_dir(other.path().join("db")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() && path.file_name().is_some_and(|n| n != "witness") {
+        if path.is_file() {
             std::fs::copy(&path, ours.join(path.file_name().unwrap())).unwrap();
         }
     }

@@ -72,11 +72,11 @@ fn an_archived_log_answers_every_command_and_view_as_one_that_never_archived() {
             }
         }
     }
-    assert!(archived.db().join("live").is_dir(), "the archived log has a live database apart");
-    assert!(!plain.db().join("live").exists());
+    assert!(archived.db().join("archive").is_dir(), "the archived log has an archive apart");
+    assert!(!plain.db().join("archive").exists());
     let store = store::SledStore::open(archived.db(), archived.open_options()).unwrap();
     let head = store.read_log_blocking(1, u64::MAX, usize::MAX).unwrap().len() as u64;
-    let upto = store::EventStore::archived_upto(&store);
+    let upto = store.archived_upto();
     assert!(upto > head / 2 && upto < head, "{upto} of {head} records archived");
 }
 

@@ -213,18 +213,18 @@ fn r7_a_group_team_whose_managers_hold_its_roles_is_no_finding() {
 }
 
 /// Finding 2's Contoso: Mallory a Password Administrator (`role`), and
-/// enough records after her that a `user list` leaves the directory's head
-/// snapshot; returns its file.
-fn mallory_with_a_head_snapshot(sb: &mut Sandbox, role: &str) -> std::path::PathBuf {
+/// enough records after her that the directory's snapshots reach past her;
+/// returns the newest one's file (a tip, left by a command at the head).
+fn mallory_with_a_tip(sb: &mut Sandbox, role: &str) -> std::path::PathBuf {
     sb.ok(&format!("user create --upn {MALLORY} --first Mallory --last M"));
     sb.ok(&format!("user admin-role add --upn {MALLORY} --role {role}"));
     for i in 0..20 {
         sb.ok(&format!("user create --upn u{i}@contoso.onmicrosoft.com --first U --last N{i}"));
     }
     sb.ok("user list");
-    let dir = sb.db().join("snapshots").join(hex("aggregate-head/tenant"));
+    let dir = sb.db().join("snapshots").join(hex("aggregate/tenant"));
     let newest = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).max();
-    newest.expect("a head snapshot of the directory")
+    newest.expect("a snapshot of the directory")
 }
 
 fn hex(name: &str) -> String {
@@ -253,9 +253,9 @@ fn roles_of(sb: &mut Sandbox, upn: &str) -> Value {
 #[test]
 fn a_head_snapshot_forged_to_make_a_password_admin_global_is_a_miss_and_verify_names_it() {
     let mut sb = Sandbox::contoso();
-    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let file = mallory_with_a_tip(&mut sb, "password-admin");
     let mut global = Sandbox::contoso();
-    let theirs = mallory_with_a_head_snapshot(&mut global, "global");
+    let theirs = mallory_with_a_tip(&mut global, "global");
     assert_eq!(file.file_name(), theirs.file_name(), "both at the same record");
     let (ours, forged) = (std::fs::read(&file).unwrap(), std::fs::read(&theirs).unwrap());
     let (tag, state, trailer) = parts(&ours);
@@ -268,7 +268,7 @@ fn a_head_snapshot_forged_to_make_a_password_admin_global_is_a_miss_and_verify_n
     // cache over it.
     let seq = file.file_name().unwrap().to_str().unwrap().parse::<u64>().unwrap();
     let (stdout, stderr) = verify_fails(&mut sb);
-    let line = format!("cache aggregate-head/tenant at record {seq} fails its MAC");
+    let line = format!("cache aggregate/tenant at record {seq} fails its MAC");
     assert!(stdout.contains(&line), "{stdout}");
     assert!(stderr.contains("caches that are not the log's") && stderr.contains("the log itself is intact"));
     assert!(file.exists(), "a cache that is a miss anyway stays, as evidence");
@@ -292,9 +292,9 @@ fn verify_fails(sb: &mut Sandbox) -> (String, String) {
 #[test]
 fn a_forged_cache_with_a_good_mac_is_named_by_verify_and_removed() {
     let mut sb = Sandbox::contoso();
-    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let file = mallory_with_a_tip(&mut sb, "password-admin");
     let mut global = Sandbox::contoso();
-    let theirs = mallory_with_a_head_snapshot(&mut global, "global");
+    let theirs = mallory_with_a_tip(&mut global, "global");
     let ours = std::fs::read(&file).unwrap();
     let (tag, _, trailer) = parts(&ours);
     let forged = std::fs::read(&theirs).unwrap();
@@ -302,7 +302,7 @@ fn a_forged_cache_with_a_good_mac_is_named_by_verify_and_removed() {
     let key_file = std::fs::read_dir(sb.key_dir()).unwrap().next().unwrap().unwrap().path();
     let key = std::fs::read(key_file).unwrap();
     let seq = file.file_name().unwrap().to_str().unwrap().parse::<u64>().unwrap();
-    let name = "aggregate-head/tenant";
+    let name = "aggregate/tenant";
     let mac = mac(
         &key,
         &[
@@ -338,12 +338,12 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn a_snapshot_copied_from_another_database_is_a_miss() {
     let mut sb = Sandbox::contoso();
-    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let file = mallory_with_a_tip(&mut sb, "password-admin");
     let mut global = Sandbox::contoso();
-    let theirs = mallory_with_a_head_snapshot(&mut global, "global");
+    let theirs = mallory_with_a_tip(&mut global, "global");
     std::fs::copy(&theirs, &file).unwrap();
     let (stdout, _) = verify_fails(&mut sb);
-    assert!(stdout.contains("cache aggregate-head/tenant at record"), "{stdout}");
+    assert!(stdout.contains("cache aggregate/tenant at record"), "{stdout}");
     assert!(stdout.contains("fails its MAC"), "another database, another key: {stdout}");
     assert_eq!(roles_of(&mut sb, MALLORY), json!(["password-admin"]));
 }
@@ -360,8 +360,8 @@ fn a_snapshot_from_a_copy_with_another_history_since_is_a_miss() {
     copy_dir(&sb.key_dir(), &twin.key_dir());
     twin.advance_days(1);
     sb.advance_days(1);
-    let theirs = mallory_with_a_head_snapshot(&mut sb, "global");
-    let file = mallory_with_a_head_snapshot(&mut twin, "password-admin");
+    let theirs = mallory_with_a_tip(&mut sb, "global");
+    let file = mallory_with_a_tip(&mut twin, "password-admin");
     assert_eq!(file.file_name(), theirs.file_name(), "both at the same record");
     std::fs::copy(&theirs, &file).unwrap();
     let (stdout, _) = verify_fails(&mut twin);
@@ -423,7 +423,7 @@ fn a_raised_sync_mark_is_a_miss_and_sync_still_disables_the_removed_member() {
 #[test]
 fn without_its_key_file_every_cache_is_a_miss_and_commands_are_still_right() {
     let mut sb = Sandbox::contoso();
-    let file = mallory_with_a_head_snapshot(&mut sb, "password-admin");
+    let file = mallory_with_a_tip(&mut sb, "password-admin");
     let keys: Vec<_> = std::fs::read_dir(sb.key_dir()).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(keys.len(), 1, "one database, one key");
     let old = std::fs::read(&keys[0]).unwrap();

@@ -155,7 +155,7 @@ impl Shell {
             if let Some(staging) = snapshot.filter(|_| landed == Some((head + 1, stamped_last))) {
                 let staged =
                     staging.await.map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
-                projections::fold::publish(&self.store, tenant::STREAM, staged).await?;
+                projections::fold::publish(&self.store, staged).await?;
                 crate::timings::phase("saved the snapshot");
             }
             Ok(Some(done))

@@ -161,7 +161,7 @@ impl Shell {
             if let Some(head) = self.store.head().await? {
                 let name = format!("sync/{stream}");
                 self.store.save_snapshot(&name, mark.snapshot(head.seq)).await?;
-                self.store.remove_snapshots(&name, head.seq).await?;
+                self.store.remove_snapshots(&name, 0..head.seq).await?;
             }
             Ok(Some(()))
         });

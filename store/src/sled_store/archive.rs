@@ -9,27 +9,29 @@
 //! records moved out, where the whole database opened in 4). So a seal
 //! writes a *fresh* live database instead.
 //!
-//! The layout: the log's directory is itself a sled database. Until the
-//! first seal it is the live one. The first seal writes the newest records
-//! into `live/` and the directory's own database, untouched, becomes the
-//! archive: every record up to the cut (`Sealed::upto`) is read from it,
-//! and what it holds past the cut is ignored. Each later seal moves the
-//! live database's records up to its cut into the archive, then writes the
-//! rest into `live.next/` and swaps it in (`live` to `live.old`, `live.next`
-//! to `live`, `live.old` removed). A close seals when the live database
-//! holds more than twice [`Archiving::keep`] records, and keeps the newest
-//! `keep` to `2 keep` live; a handle that appended more than `keep` itself
-//! (an import, a sync pass) leaves it to the next close.
+//! The layout: the live database is `live/`, the archive `archive/`. A seal
+//! writes the newest records into `live.next/` and swaps it in: the first
+//! renames `live/` whole to `archive/` (what it holds past the cut,
+//! `Sealed::upto`, is ignored), a later one first moves the live records up
+//! to its cut into the archive and sets `live/` aside as `live.old/`. A
+//! close seals when the live database holds more than twice
+//! [`Archiving::keep`] records, and keeps the newest `keep` to `2 keep`
+//! live; a handle that appended more than `keep` itself (an import, a sync
+//! pass) leaves it to the next close.
 //!
 //! Crash-safe without a journal: the archive is written and flushed before
-//! the new live database, which is whole and flushed before it is renamed
-//! into place, and the mark that moves readers to the archive lives in that
-//! new live database. Open finishes a swap cut between its renames and
+//! the new live database, which is whole and flushed before `live/` is
+//! renamed away, and the mark that moves readers to the archive lives in
+//! that new live database. Open finishes a swap cut between its renames and
 //! removes a `live.next` that was never renamed; anything a seal cut short
 //! wrote into the archive lies past the mark, ignored, and is written again
 //! the same (chunks and ids) or rewritten (the runs past the mark) by the
-//! next seal. Our own lock file (`usertrail.lock`) keeps other openers out
-//! through the swap, which sled's lock on the replaced files cannot.
+//! next seal. Our lock on the directory keeps other openers out through the
+//! swap, which sled's lock on the replaced files cannot.
+//!
+//! Before these fixed places the log's directory was itself a sled
+//! database: the live one, or after a seal the archive beside `live/`.
+//! Open moves such a log into place once ([`settle`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,9 @@ use crate::StoreError;
 const LIVE: &str = "live";
 const NEXT: &str = "live.next";
 const OLD: &str = "live.old";
+const ARCHIVE: &str = "archive";
+/// Where an earlier layout's sled files gather on their way into place.
+const MOVING: &str = "moving";
 
 /// When a close moves older records into the archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,21 +135,27 @@ impl Sealed {
 
 /// The live database's directory in the log at `root`.
 pub(super) fn live_dir(root: &Path) -> PathBuf {
-    let live = root.join(LIVE);
-    if live.is_dir() {
-        live
-    } else {
-        root.to_path_buf()
-    }
+    root.join(LIVE)
+}
+
+/// Whether `dir` holds a sled database's files.
+pub(super) fn has_sled_files(dir: &Path) -> bool {
+    dir.join("conf").is_file() || dir.join("db").is_file()
+}
+
+/// Whether the log at `root` holds a sled database in any place of ours.
+pub(super) fn holds_a_database(root: &Path) -> bool {
+    ["", LIVE, NEXT, OLD, ARCHIVE, MOVING].iter().any(|place| has_sled_files(&root.join(place)))
 }
 
 /// At open, under the lock: finishes a swap cut between its renames, and
 /// removes what a seal cut short left.
 pub(super) fn finish_swap(root: &Path) -> std::io::Result<()> {
-    let (live, next, old) = (root.join(LIVE), root.join(NEXT), root.join(OLD));
+    let [live, next, old, archive] = [LIVE, NEXT, OLD, ARCHIVE].map(|place| root.join(place));
     if next.exists() {
-        if !live.exists() && old.exists() {
-            // Renamed away, not yet replaced: the new one is whole.
+        // Once `live` is renamed away (to `live.old`, or by a first seal to
+        // `archive`), the new one is whole.
+        if !live.exists() && (old.exists() || archive.exists()) {
             std::fs::rename(&next, &live)?;
             sync_dir(root)?;
         } else {
@@ -162,6 +173,39 @@ pub(super) fn finish_swap(root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// At open, under the lock, once the swap is finished: moves a log whose
+/// directory is itself a sled database into place, `live/` (or `archive/`,
+/// when `live/` is there already). Its files gather in `moving/`, renamed
+/// one by one, which then takes its place: a kill at any point leaves the
+/// database's files between the directory and `moving/`, and the next open
+/// goes on. `ours` says whether the directory's database holds a log: no
+/// other is ever moved.
+pub(super) fn settle(root: &Path, ours: impl FnOnce() -> Result<bool, StoreError>) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io { path: root.to_path_buf(), source };
+    let moving = root.join(MOVING);
+    if !moving.exists() {
+        if !has_sled_files(root) {
+            return Ok(());
+        }
+        if !ours()? {
+            return Err(StoreError::NotOurs { path: root.to_path_buf(), reason: super::NO_LOG.into() });
+        }
+        std::fs::create_dir(&moving).map_err(io)?;
+    }
+    for entry in std::fs::read_dir(root).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        let sled_file =
+            name.to_str().is_some_and(|n| ["conf", "db", "blobs"].contains(&n) || n.starts_with("snap."));
+        if sled_file {
+            std::fs::rename(root.join(&name), moving.join(&name)).map_err(io)?;
+        }
+    }
+    sync_dir(&moving).map_err(io)?;
+    let place = if root.join(LIVE).exists() { ARCHIVE } else { LIVE };
+    std::fs::rename(&moving, root.join(place)).map_err(io)?;
+    sync_dir(root).map_err(io)
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -169,8 +213,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// The swap a seal leaves for after the live database is closed.
 pub(super) struct Swap {
     root: PathBuf,
-    /// Stop after this many renames (tests of a swap cut short).
-    pub stop_after: Option<u8>,
+    /// Whether this is the log's first seal, which keeps `live/` whole as the archive.
+    first: bool,
     /// Whether [`Swap::finish`] ran it, reporting how it went.
     done: bool,
 }
@@ -192,21 +236,9 @@ impl Swap {
     }
 
     fn run(&self) -> std::io::Result<()> {
-        let (live, next, old) = (self.root.join(LIVE), self.root.join(NEXT), self.root.join(OLD));
-        let mut renames = 0;
-        let mut rename = |from: &Path, to: &Path| -> std::io::Result<bool> {
-            if self.stop_after.is_some_and(|stop| renames >= stop) {
-                return Ok(false);
-            }
-            renames += 1;
-            std::fs::rename(from, to).map(|()| true)
-        };
-        if live.exists() && !rename(&live, &old)? {
-            return Ok(());
-        }
-        if !rename(&next, &live)? {
-            return Ok(());
-        }
+        let [live, next, old, archive] = [LIVE, NEXT, OLD, ARCHIVE].map(|place| self.root.join(place));
+        std::fs::rename(&live, if self.first { &archive } else { &old })?;
+        std::fs::rename(&next, &live)?;
         sync_dir(&self.root)?;
         if old.exists() {
             std::fs::remove_dir_all(&old)?;
@@ -219,16 +251,14 @@ impl Swap {
 pub(super) struct Archive {
     /// The log's directory; `None` for a temporary log, which never archives.
     root: Option<PathBuf>,
-    /// Whether the live database is `live/`, and so the root's the archive.
-    split: bool,
     lock_timeout: Duration,
     db: OnceLock<(sled::Db, sled::Tree)>,
     opening: Mutex<()>,
 }
 
 impl Archive {
-    pub(super) fn new(root: Option<PathBuf>, split: bool, lock_timeout: Duration) -> Archive {
-        Archive { root, split, lock_timeout, db: OnceLock::new(), opening: Mutex::new(()) }
+    pub(super) fn new(root: Option<PathBuf>, lock_timeout: Duration) -> Archive {
+        Archive { root, lock_timeout, db: OnceLock::new(), opening: Mutex::new(()) }
     }
 
     /// Whether this handle has opened the archive (tests of what a command reads).
@@ -247,13 +277,11 @@ impl Inner {
         if let Some((_, tree)) = self.archive.db.get() {
             return Ok(tree);
         }
-        let root = match (&self.archive.root, self.archive.split) {
-            (Some(root), true) => root,
-            _ => {
-                return Err(StoreError::Corrupt("the archive mark is set but the log has no archive".into()))
-            }
-        };
-        let db = open_sled(root, &self.path, self.archive.lock_timeout, Instant::now())?;
+        let dir = self.archive.root.as_ref().map(|root| root.join(ARCHIVE)).filter(|dir| dir.is_dir());
+        let dir = dir.ok_or_else(|| {
+            StoreError::Corrupt("the archive mark is set but the log has no archive".into())
+        })?;
+        let db = open_sled(&dir, &self.path, self.archive.lock_timeout, Instant::now())?;
         let tree = db.open_tree("events").map_err(engine)?;
         self.bound_to(&tree)?;
         Ok(&self.archive.db.get_or_init(|| (db, tree)).1)
@@ -292,22 +320,13 @@ impl Inner {
             Some((key, _)) => keys::chunk_first(&key),
             None => None,
         };
-        let fits = match (self.archive.split, first) {
-            (false, _) => upto == 0,
-            (true, Some(first)) => first == upto + 1,
-            // Records missing from the live database are the witness's to name.
-            (true, None) => true,
-        };
-        if fits {
+        // Records missing from the live database are the witness's to name.
+        let Some(first) = first.filter(|&first| first != upto + 1) else {
             return Ok(());
-        }
+        };
         Err(StoreError::Corrupt(format!(
-            "the archive mark (marchive in {}) says records up to {upto} are archived, but the live database {}",
+            "the archive mark (marchive in {}) says records up to {upto} are archived, but the live database starts at record {first}",
             self.path.display(),
-            match first {
-                Some(first) if self.archive.split => format!("starts at record {first}"),
-                _ => "is the only one".to_owned(),
-            }
         )))
     }
 
@@ -382,15 +401,14 @@ impl Inner {
         tree.apply_batch(batch).map_err(engine)?;
         next.flush().map_err(engine)?;
         drop((tree, next));
-        self.swap = Some(Swap { root, stop_after: None, done: false });
+        self.swap = Some(Swap { root, first: from == 0, done: false });
         self.sealed = sealed;
         Ok(cut - from)
     }
 
     /// The live index split at `cut` (a run across it in two), its part up
-    /// to the cut written into the archive (when there is one besides the
-    /// live database: the first seal leaves the root's database, which
-    /// holds it all, as it is). Returns the event id entries and each
+    /// to the cut written into the archive (once there is one: the first
+    /// seal keeps the live database, which holds it all, as it is). Returns the event id entries and each
     /// stream's runs (moved, kept) after the cut, and the new archive mark.
     fn move_index(&self, from: u64, cut: u64) -> Result<(Vec<u8>, SplitRuns, Sealed), StoreError> {
         let live = &self.events;
@@ -436,7 +454,9 @@ impl Inner {
                 newest.try_into().map_err(|_| StoreError::Corrupt("an event id is short".into()))?;
             sealed.newest_id = sealed.newest_id.max(Some(newest));
         }
-        if self.archive.split {
+        // Into the archive, once there is one (the first seal keeps the live
+        // database, which holds it all, as it is).
+        if from > 0 {
             let archive = self.archive()?;
             let mut batch = sled::Batch::default();
             for entry in live.range(keys::chunk_key(from + 1)..=keys::chunk_key(cut)) {
@@ -463,7 +483,7 @@ impl Inner {
 
     /// Rewrites a stream's archived runs from version `since` on: what is
     /// there past the mark is a seal's cut short (or, after the first seal,
-    /// the root's own runs past its cut), so it goes, and `moved` takes its place.
+    /// the archive's own runs past its cut), so it goes, and `moved` takes its place.
     fn replace_archived_runs(
         &self,
         archive: &sled::Tree,
