@@ -12,6 +12,28 @@
 //! and writes with nobody in between; a transaction checks each append
 //! under the mutex as it comes and, at its commit, that the head has not
 //! moved since it began (`sled_store/staged.rs`).
+//!
+//! # Layout
+//!
+//! This file holds [`SledStore`], `Inner` (one open log), [`OpenOptions`],
+//! the format mark and the errors its modules share.
+//! - `open`: the directory (refused if foreign, locked, private, no links),
+//!   sled's database, the format mark, the witness check; and closing.
+//! - `pending`: index entries not yet in blocks, whose lock orders appends;
+//!   event ids looked up (retries); `flush`.
+//! - `index`: the authenticated index blocks and marks, caught up or rebuilt.
+//! - `read`: the tip, stream reads through the index, chunks in seq order,
+//!   `seq_at`.
+//! - `staged`: an append call or transaction, checked and sealed into one
+//!   batch; the chunks it builds.
+//! - `event_store`: the async `EventStore` and its blocking forms;
+//!   snapshots bound to their record.
+//! - `archive`: older records in a database of their own; the seal.
+//! - `witness`: the head's seq and hash in a file beside the log.
+//! - `verify`: the chain and every index entry checked; `upgrade`: format 1
+//!   rewritten.
+//! - `raw`: hooks for tests that read or tamper behind the store's back.
+//! - `fixtures`: events and appends for the unit tests.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -64,8 +86,9 @@ const FORMAT_MAGIC: &[u8] = b"usertrail-log";
 pub enum Durability {
     /// Every append returns only after its data is flushed to disk.
     Immediate,
-    /// Appends are flushed by sled in the background or by [`crate::EventStore::flush`];
-    /// for imports and benchmarks that flush once at their end.
+    /// Appends are flushed by sled in the background or by
+    /// [`EventStore::flush`](crate::EventStore::flush); for imports and
+    /// benchmarks that flush once at their end.
     Batched,
 }
 

@@ -35,8 +35,9 @@ impl SledStore {
 
     /// Appends records sealed elsewhere (a restore from an export) byte
     /// for byte, so they keep their hashes: all or none, each the log's
-    /// next record, else [`AppendRejection::NotNext`]. Returns the new
-    /// head's seq.
+    /// next record, else
+    /// [`AppendRejection::NotNext`](crate::AppendRejection::NotNext).
+    /// Returns the new head's seq.
     pub async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
         self.blocking(move |s| s.trusting(|s| s.append_sealed(&records))).await
     }

@@ -416,8 +416,8 @@ fn block_name(key: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{event, meta};
     use super::*;
+    use crate::sled_store::fixtures::{event, meta};
     use crate::{Append, ExpectedVersion, SledStore, VerifyReport};
 
     #[test]

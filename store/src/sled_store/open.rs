@@ -524,9 +524,9 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{append_to, event, meta};
     use super::*;
     use crate::record::GENESIS_HASH;
+    use crate::sled_store::fixtures::{append_to, event, meta};
     use crate::{ExpectedVersion, NewEvent, VerifyReport};
 
     /// Records 1..=n of one stream, sealed and chained, as stored bytes.

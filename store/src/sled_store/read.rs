@@ -408,8 +408,8 @@ impl Cursor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{append_to, event, meta};
     use super::*;
+    use crate::sled_store::fixtures::{append_to, event, meta};
     use crate::{Append, ExpectedVersion, NewEvent, OpenOptions, SledStore};
 
     #[test]

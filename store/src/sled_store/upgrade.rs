@@ -60,9 +60,9 @@ impl Inner {
 mod tests {
     use std::collections::HashMap;
 
-    use super::super::fixtures::{append_to, event, meta};
     use super::*;
     use crate::record::GENESIS_HASH;
+    use crate::sled_store::fixtures::{append_to, event, meta};
     use crate::{ExpectedVersion, OpenOptions, SledStore};
 
     #[test]
