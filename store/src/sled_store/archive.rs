@@ -40,7 +40,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{engine, mark, open_sled, Inner, LOG_FORMAT};
+use super::open::{open_sled, NO_LOG};
+use super::{engine, mark, Inner, LOG_FORMAT};
 use crate::blocks::{BlockError, IndexKey, MAC_BYTES};
 use crate::keys::{self, be_u64, Run};
 use crate::record::{Hash, Record};
@@ -188,7 +189,7 @@ pub(super) fn settle(root: &Path, ours: impl FnOnce() -> Result<bool, StoreError
             return Ok(());
         }
         if !ours()? {
-            return Err(StoreError::NotOurs { path: root.to_path_buf(), reason: super::NO_LOG.into() });
+            return Err(StoreError::NotOurs { path: root.to_path_buf(), reason: NO_LOG.into() });
         }
         std::fs::create_dir(&moving).map_err(io)?;
     }

@@ -413,3 +413,62 @@ fn block_name(key: &[u8]) -> String {
         None => format!("index block {key:02x?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sled_store::fixtures::{event, meta};
+    use crate::{Append, ExpectedVersion, SledStore, VerifyReport};
+
+    #[test]
+    fn a_log_damaged_past_its_index_stays_closed_to_appends_after_a_flush() {
+        let store = SledStore::temporary().unwrap();
+        let append = |n: u64| Append {
+            stream: "tenant".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event(n)],
+            meta: meta(n),
+        };
+        store.append_all_blocking(&(1..=10).map(append).collect::<Vec<_>>()).unwrap().unwrap();
+        store.raw_set_record(10, Some(b"not a record")).unwrap();
+        // As an open finds it: the blocks cover nothing, record 10 is unreadable.
+        *store.inner.lock() = Pending::default();
+        store.inner.catch_up(true).unwrap();
+        let refused = |store: &SledStore| match store.append_all_blocking(&[append(11)]) {
+            Err(StoreError::Corrupt(why)) => why.contains("cannot be appended to"),
+            _ => false,
+        };
+        assert!(refused(&store));
+        // Writing the index of records 1..=9 does not make the damage go away.
+        store.inner.flush().unwrap();
+        assert!(refused(&store), "a flush reopened a damaged log to appends");
+    }
+
+    #[test]
+    fn index_entries_lost_with_a_crash_are_rebuilt_from_the_records() {
+        let store = SledStore::temporary().unwrap();
+        let append = |n: u64, stream: &str| Append {
+            stream: stream.into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event(n)],
+            meta: meta(n),
+        };
+        let first: Vec<Append> =
+            (1..=300).map(|n| append(n, if n % 2 == 0 { "env/a" } else { "tenant" })).collect();
+        store.append_all_blocking(&first).unwrap().unwrap();
+        store.inner.flush().unwrap();
+        let more: Vec<Append> = (301..=400).map(|n| append(n, "env/a")).collect();
+        store.append_all_blocking(&more).unwrap().unwrap();
+        // A crash loses what was only in memory: the entries of 301..=400;
+        // an open finds the blocks' mark at 300 and catches up from there.
+        *store.inner.lock() = Pending::default();
+        store.inner.catch_up(true).unwrap();
+        assert_eq!(store.inner.lock().indexed, 300, "the blocks' mark");
+        assert_eq!(store.inner.stream_version("env/a").unwrap(), 250);
+        let seqs: Vec<u64> = store.inner.read_stream("env/a", 149).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [298, 300].into_iter().chain(301..=400).collect::<Vec<_>>());
+        // A retry of an event past the blocks is still a retry, not a duplicate.
+        assert!(store.append_all_blocking(&[append(350, "env/a")]).unwrap().unwrap()[0].was_retry);
+        assert_eq!(store.inner.verify().unwrap(), VerifyReport { records: 400, problem: None });
+    }
+}

@@ -13,7 +13,8 @@ use std::sync::MutexGuard;
 
 use rustc_hash::FxHashSet;
 
-use super::{engine, Chunker, Inner, Pending, INDEX_EVERY};
+use super::{engine, Inner, Pending, INDEX_EVERY};
+use crate::keys;
 use crate::record::{from_nanos, to_nanos, Hash, Record, Sealed};
 use crate::{Append, AppendRejection, AppendResult, Appended, Durability, ExpectedVersion, StoreError};
 
@@ -366,6 +367,49 @@ impl Staged<'_> {
                 Some(format!("the witness could not be written after record {}: {e}", self.seq));
         }
         Ok(Ok(self.results))
+    }
+}
+
+/// Builds the chunks of one append call: consecutive records, closed at
+/// about [`keys::CHUNK_BYTES`].
+pub(super) struct Chunker {
+    first: u64,
+    bytes: Vec<u8>,
+    closed: usize,
+}
+
+impl Chunker {
+    pub(super) fn new(first: u64) -> Chunker {
+        Chunker { first, bytes: Vec::with_capacity(keys::CHUNK_BYTES + 1024), closed: 0 }
+    }
+
+    /// Adds record `seq` (the one after the last added).
+    pub(super) fn push(&mut self, seq: u64, record: &[u8], batch: &mut sled::Batch) {
+        if self.bytes.is_empty() {
+            self.first = seq;
+        }
+        keys::push_record(&mut self.bytes, record);
+        if self.bytes.len() >= keys::CHUNK_BYTES {
+            self.close(batch);
+        }
+    }
+
+    pub(super) fn close(&mut self, batch: &mut sled::Batch) {
+        if !self.bytes.is_empty() {
+            batch.insert(&keys::chunk_key(self.first)[..], keys::pack(self.take()));
+            self.closed += 1;
+        }
+    }
+
+    /// The one chunk of an append call that filled only one.
+    fn single(&mut self) -> Option<([u8; 9], Vec<u8>)> {
+        (self.closed == 0 && !self.bytes.is_empty())
+            .then(|| (keys::chunk_key(self.first), keys::pack(self.take())))
+    }
+
+    /// The records gathered, leaving room for the next chunk's.
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.bytes, Vec::with_capacity(keys::CHUNK_BYTES + 1024))
     }
 }
 
