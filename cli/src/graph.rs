@@ -230,7 +230,7 @@ pub struct Files {
 /// licenses that `sku_parts` does not know.
 fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Read, CliError> {
     let text = json::read_text(file)?;
-    let (mut users, mut unknown) = (Vec::new(), BTreeSet::new());
+    let (mut users, mut unknown) = (Vec::new(), BTreeMap::new());
     for (n, u) in json::items::<GraphUser>(file, &text)?.iter().enumerate() {
         let n = n + 1;
         let bad = |why: String| CliError::Usage(format!("{} item {n}: {why}", file.display()));
@@ -296,17 +296,18 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Read, Cli
                     .map_err(|_| bad("an assigned license has no valid skuId".into()))?,
             };
             match sku_parts.get(&sku_id) {
-                Some(part) => parts.insert(part.clone()),
-                None => unknown.insert(sku_id),
-            };
+                Some(part) => drop(parts.insert(part.clone())),
+                None => drop(unknown.entry(sku_id).or_insert_with(|| format!("{} item {n}", file.display()))),
+            }
         }
         users.push(ImportedUser { id, upn, profile, account_enabled, guest, licenses: Some(parts) });
     }
     Ok((users, unknown))
 }
 
-/// Users read, and the skuIds among their licenses that are not known.
-type Read = (Vec<ImportedUser>, BTreeSet<Uuid>);
+/// Users read, and the skuIds among their licenses that are not known,
+/// where each was first met.
+type Read = (Vec<ImportedUser>, BTreeMap<Uuid, String>);
 
 /// Reads the user files on up to as many threads as there are cores (a
 /// large tenant's export is a hundred pages or more); the users, and the
@@ -335,11 +336,13 @@ fn read_users(files: &[PathBuf], sku_parts: &BTreeMap<Uuid, String>) -> Result<R
         return usage("a thread reading the export failed");
     }
     by_file.sort_by_key(|(i, _)| *i);
-    let (mut users, mut unknown) = (Vec::new(), BTreeSet::new());
+    let (mut users, mut unknown) = (Vec::new(), BTreeMap::new());
     for (_, read) in by_file {
         let (more, not_known) = read?;
         users.extend(more);
-        unknown.extend(not_known);
+        for (id, at) in not_known {
+            unknown.entry(id).or_insert(at);
+        }
     }
     Ok((users, unknown))
 }
@@ -373,7 +376,7 @@ pub fn read_export(files: &Files, tenant: &Tenant) -> Result<Export, CliError> {
     }
     let (mut users, unknown) = read_users(&files.users, &sku_parts)?;
     if !unknown.is_empty() {
-        let named: Vec<String> = unknown.iter().take(5).map(Uuid::to_string).collect();
+        let named: Vec<String> = unknown.iter().take(5).map(|(id, at)| format!("{id} ({at})")).collect();
         let more = unknown.len().saturating_sub(named.len());
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         return usage(format!(

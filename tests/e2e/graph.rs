@@ -159,9 +159,8 @@ fn bad_json_exits_2_with_file_line_and_column_and_appends_nothing() {
         .fails(&format!("import graph --users {}", file.display()), 2)
         .contains("\"id\" is not a UUID"));
     std::fs::write(&file, format!("[{{\"id\": \"{ALICE}\", \"userPrincipalName\": \"a@contoso.onmicrosoft.com\", \"assignedLicenses\": [{{\"skuId\": \"{SALES_SKU}\"}}]}}]")).unwrap();
-    assert!(sb
-        .fails(&format!("import graph --users {}", file.display()), 2)
-        .contains("is not in the subscribedSkus export"));
+    let err = sb.fails(&format!("import graph --users {}", file.display()), 2);
+    assert!(err.contains(&format!("SKUs not known from an earlier import: {SALES_SKU} (")), "{err}");
     // A known field of the wrong type is refused, not read as absent.
     for (field, value) in [("accountEnabled", "\"yes\""), ("city", "42"), ("businessPhones", "\"+1 555\"")] {
         std::fs::write(&file, format!("[{{\"id\": \"{ALICE}\", \"userPrincipalName\": \"a@contoso.onmicrosoft.com\", \"{field}\": {value}}}]")).unwrap();

@@ -84,7 +84,7 @@ fn rank(kind: SkuKind) -> u8 {
 
 /// A SKU's kind and why: `--sku-kind` first; else its strongest service
 /// plan, from the export's `servicePlans` or else the published list (by
-/// skuId, then part number); a SKU the list does not know, with no plans
+/// part number, then skuId); a SKU the list does not know, with no plans
 /// given, is read by its part number as if it were a plan; else `office`.
 pub fn classify(
     part: &str,
@@ -96,10 +96,10 @@ pub fn classify(
         return (*kind, format!("--sku-kind {}={}", part.trim(), kind.cli_name()));
     }
     let list = list();
-    let published = id
-        .and_then(|id| list.parts.get(&id))
-        .and_then(|part| list.plans.get(part))
-        .or_else(|| list.plans.get(&part.trim().to_uppercase()));
+    let published = list.plans.get(&part.trim().to_uppercase()).or_else(|| {
+        let known = id.and_then(|id| list.parts.get(&id));
+        known.and_then(|part| list.plans.get(part))
+    });
     let (plans, source) = match published {
         _ if !exported.is_empty() => (exported, "the export's servicePlans"),
         Some(plans) => (&plans[..], "Microsoft's published list"),
