@@ -431,6 +431,7 @@ fn skus_imported_once_are_known_to_later_imports() {
     let first = [admin(), user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", Value::Null, &[CRM_SKU])];
     sb.ok(&format!("import graph --users {} --skus {skus}", users_file(&sb, "1.json", &first)));
     assert!(log(&sb).iter().any(|(_, e)| e.type_name() == "SkuIdentified"), "the skuIds are in the log");
+    assert_eq!(sb.json("sku list")[0]["skuId"], CRM_SKU, "and in the directory");
     // A later users file alone: its licenses are named by the skuIds the first import told.
     let later = [
         admin(),
