@@ -49,7 +49,7 @@ fn list() -> &'static List {
 /// `m365-dataverse`, never a paid kind. `DYN365_CDS_*` plans only carry the
 /// database that Power Apps, Power Automate or Project plans use: the app
 /// plan beside them decides.
-pub fn plan_kind(plan: &str) -> Option<SkuKind> {
+fn plan_kind(plan: &str) -> Option<SkuKind> {
     let plan = plan.trim().to_uppercase();
     let starts = |prefixes: &[&str]| prefixes.iter().any(|p| plan.starts_with(p));
     if plan.contains("_O365_") {
@@ -84,8 +84,7 @@ fn rank(kind: SkuKind) -> u8 {
 
 /// A SKU's kind and why: `--sku-kind` first; else its strongest service
 /// plan, from the export's `servicePlans` or else the published list (by
-/// part number, then skuId); a SKU the list does not know, with no plans
-/// given, is read by its part number as if it were a plan; else `office`.
+/// part number, then skuId); else `office`.
 pub fn classify(
     part: &str,
     id: Option<Uuid>,
@@ -104,18 +103,7 @@ pub fn classify(
         _ if !exported.is_empty() => (exported, "the export's servicePlans"),
         Some(plans) => (&plans[..], "Microsoft's published list"),
         None => {
-            return match plan_kind(part) {
-                Some(kind) => (
-                    kind,
-                    format!(
-                        "not in Microsoft's published list; its name reads as a {} plan",
-                        kind.cli_name()
-                    ),
-                ),
-                None => {
-                    (SkuKind::Office, "not in Microsoft's published list, and no servicePlans given".into())
-                }
-            };
+            return (SkuKind::Office, "not in Microsoft's published list, and no servicePlans given".into())
         }
     };
     let strongest = plans.iter().filter_map(|p| Some((plan_kind(p)?, p))).min_by_key(|(kind, _)| rank(*kind));
@@ -186,9 +174,8 @@ mod tests {
     }
 
     #[test]
-    fn a_sku_the_list_lacks_is_read_by_its_name_and_an_override_wins() {
-        assert_eq!(kind("DYN365_MARKETING_APP").0, SkuKind::MarketingTenant);
-        assert_eq!(kind("POWERAPPS_P2").0, SkuKind::PowerApps);
+    fn a_sku_the_list_lacks_is_office_and_an_override_wins() {
+        assert_eq!(kind("DYN365_MARKETING_APP_ATTACH").0, SkuKind::MarketingTenant);
         let (k, why) = kind("SOMETHING_NEW");
         assert_eq!(
             (k, why.as_str()),
