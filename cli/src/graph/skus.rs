@@ -70,8 +70,8 @@ fn plan_kind(plan: &str) -> Option<SkuKind> {
     None
 }
 
-/// The stronger of two kinds a SKU's plans give: a paid user license over
-/// the tenant's Marketing app, over a free plan.
+/// How strong a kind a plan gives is, the strongest first: a paid user
+/// license, then the tenant's Marketing app, then a free plan.
 fn rank(kind: SkuKind) -> u8 {
     match kind {
         SkuKind::D365 => 0,
@@ -137,6 +137,9 @@ mod tests {
         let crm = Uuid::parse_str("d17b27af-3f49-4822-99f9-56a661538792").unwrap();
         assert_eq!(classify("crm-pro", Some(crm), &[], &BTreeMap::new()).0, SkuKind::D365);
         assert!(list().plans.len() > 400, "the whole list is shipped: {}", list().plans.len());
+        assert!(csv::Reader::from_reader(PUBLISHED.as_bytes())
+            .records()
+            .all(|r| r.is_ok_and(|r| r.len() == 6)));
     }
 
     #[test]
