@@ -978,13 +978,13 @@ pub enum ImportCommand {
         /// GET /groups export with members and owners expanded (several files allowed)
         #[arg(long, num_args = 1..)]
         groups: Vec<PathBuf>,
-        /// GET /subscribedSkus export (several files allowed)
+        /// GET /subscribedSkus export, for SKUs not known from an earlier import (several files allowed)
         #[arg(long, num_args = 1..)]
         skus: Vec<PathBuf>,
         /// Keep users the export does not mention instead of deleting them
         #[arg(long)]
         keep_missing: bool,
-        /// The kind of a skuPartNumber, overriding the well-known list (repeatable)
+        /// The kind of a skuPartNumber, overriding the one its service plans give (repeatable)
         #[arg(long, value_name = "PART=KIND", value_parser = parse_sku_kind)]
         sku_kind: Vec<(String, domain::events::SkuKind)>,
     },

@@ -154,7 +154,7 @@ async fn sku_list(shell: &Shell, at: AtArgs, out: &mut Out<'_>) -> Result<(), Cl
     });
     if out.json {
         let skus: Vec<Value> = rows
-            .map(|(s, used, free)| json!({ "skuPartNumber": s.part, "kind": s.kind.cli_name(), "seats": s.seats, "used": used, "free": free }))
+            .map(|(s, used, free)| json!({ "skuPartNumber": s.part, "skuId": s.id, "kind": s.kind.cli_name(), "seats": s.seats, "used": used, "free": free }))
             .collect();
         return out.json(&Value::Array(skus));
     }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use domain::envcmd::{EnvCommand as DomainCommand, NewEnvironment, StubRow};
 use domain::environment::{Environment, INACTIVITY_TIMEOUT, SESSION_TIMEOUT};
-use domain::events::{AccessMode, EnvEvent, Event};
+use domain::events::{AccessMode, EnvEvent, Event, SkuKind};
+use domain::import::ImportedSku;
+use domain::tenant::Tenant;
 use domain::Upn;
 use serde_json::{json, Value};
 
@@ -407,18 +409,16 @@ async fn import_graph(
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
     crate::timings::phase("start");
-    let mut export = Some(crate::graph::read_export(files)?);
-    let users = export.as_ref().map_or(0, |e| e.users.len());
-    crate::timings::phase("read the export");
+    let (mut users, mut skus) = (0, Vec::new());
     let done = shell
         .execute_batch(actor, command, |tenant, now| {
-            // Planning takes the export apart into the commands. A retry,
-            // after another writer got in first, reads the files again: keeping
-            // a copy for it would hold every user twice for the whole import.
-            let export = match export.take() {
-                Some(export) => export,
-                None => crate::graph::read_export(files)?,
-            };
+            // Read against the tenant: the SKUs it knows name the licenses an
+            // export gives by skuId alone. A retry, after another writer got
+            // in first, reads the files again.
+            let export = crate::graph::read_export(files, tenant)?;
+            crate::timings::phase("read the export");
+            users = export.users.len();
+            skus = export.skus.iter().flatten().map(|sku| sku_report(tenant, sku)).collect();
             Ok(crate::graph::plan(tenant, export, now))
         })
         .await?;
@@ -432,7 +432,11 @@ async fn import_graph(
             "firstSeq": done.seqs.map(|s| s.0),
             "lastSeq": done.seqs.map(|s| s.1),
             "byType": done.events_by_type,
+            "skus": skus.iter().map(|(sku, kind, why)| json!({ "sku": sku, "kind": kind.cli_name(), "why": why })).collect::<Vec<_>>(),
         }));
+    }
+    for (sku, kind, why) in &skus {
+        out.line(format!("SKU {sku}: {}, {why}", kind.cli_name()))?;
     }
     match done.seqs {
         Some((first, last)) => out.line(format!(
@@ -442,6 +446,19 @@ async fn import_graph(
         None => out.line(format!(
             "imported {users} users: the directory already matches the export; nothing appended"
         )),
+    }
+}
+
+/// A SKU of an export as the import leaves it: its part number, its kind,
+/// and why. A SKU the tenant has keeps the kind it has.
+fn sku_report(tenant: &Tenant, sku: &ImportedSku) -> (String, SkuKind, String) {
+    match tenant.sku(&sku.part) {
+        Some(have) if have.kind != sku.kind => (
+            have.part.clone(),
+            have.kind,
+            format!("kept from before (this export reads {}: {})", sku.kind.cli_name(), sku.why),
+        ),
+        _ => (sku.part.clone(), sku.kind, sku.why.clone()),
     }
 }
 

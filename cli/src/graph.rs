@@ -3,7 +3,7 @@
 //! Data Connect write them, and turns them into a `domain::import::Export`.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -19,51 +19,9 @@ use crate::error::{usage, CliError};
 
 mod entra;
 mod json;
+pub mod skus;
 
 use json::{Field, Id, Key, Str};
-
-/// skuPartNumbers whose kind is known; any other is `office` unless overridden.
-pub const WELL_KNOWN_SKUS: [(&str, SkuKind); 30] = [
-    ("DYN365_ENTERPRISE_SALES", SkuKind::D365),
-    ("DYN365_ENTERPRISE_CUSTOMER_SERVICE", SkuKind::D365),
-    ("DYN365_ENTERPRISE_PLAN1", SkuKind::D365),
-    ("DYN365_ENTERPRISE_FIELD_SERVICE", SkuKind::D365),
-    ("DYN365_ENTERPRISE_TEAM_MEMBERS", SkuKind::D365),
-    ("DYN365_TEAM_MEMBERS", SkuKind::D365),
-    ("DYN365_SALES_PREMIUM", SkuKind::D365),
-    ("DYN365_SALES_PRO", SkuKind::D365),
-    ("D365_SALES_PRO", SkuKind::D365),
-    ("DYN365_CUSTOMER_SERVICE_PRO", SkuKind::D365),
-    ("POWERAPPS_PER_USER", SkuKind::PowerApps),
-    ("POWERAPPS_PER_APP", SkuKind::PowerApps),
-    ("POWERAPPS_PER_APP_NEW", SkuKind::PowerApps),
-    ("POWERAPPS_P2", SkuKind::PowerApps),
-    ("POWERAPPS_DEV", SkuKind::PowerApps),
-    ("STANDARDPACK", SkuKind::M365Dataverse),
-    ("ENTERPRISEPACK", SkuKind::M365Dataverse),
-    ("ENTERPRISEPREMIUM", SkuKind::M365Dataverse),
-    ("SPE_E3", SkuKind::M365Dataverse),
-    ("SPE_E5", SkuKind::M365Dataverse),
-    ("SPB", SkuKind::M365Dataverse),
-    ("O365_BUSINESS_ESSENTIALS", SkuKind::M365Dataverse),
-    ("O365_BUSINESS_PREMIUM", SkuKind::M365Dataverse),
-    ("EXCHANGESTANDARD", SkuKind::Office),
-    ("EXCHANGEENTERPRISE", SkuKind::Office),
-    ("OFFICESUBSCRIPTION", SkuKind::Office),
-    ("O365_BUSINESS", SkuKind::Office),
-    ("POWER_BI_PRO", SkuKind::Office),
-    ("DYN365_MARKETING_APP", SkuKind::MarketingTenant),
-    ("DYN365_MARKETING_ATTACH", SkuKind::MarketingTenant),
-];
-
-/// The kind of a skuPartNumber: an override, a well-known part, else office.
-pub fn kind_of(part: &str, overrides: &BTreeMap<String, SkuKind>) -> SkuKind {
-    overrides
-        .get(&part.to_uppercase())
-        .copied()
-        .or_else(|| WELL_KNOWN_SKUS.iter().find(|(p, _)| p.eq_ignore_ascii_case(part)).map(|(_, k)| *k))
-        .unwrap_or(SkuKind::Office)
-}
 
 /// A guest's own address: Graph names guests `jane_fabrikam.com#EXT#@contoso...`;
 /// their `mail`, or the part before `#EXT#` with its last `_` back to `@`.
@@ -197,6 +155,16 @@ struct GraphSku<'a> {
     #[serde(borrow)]
     sku_part_number: Option<Str<'a>>,
     prepaid_units: Option<Units>,
+    #[serde(default, borrow)]
+    service_plans: Option<Vec<Plan<'a>>>,
+}
+
+/// One of a SKU's `servicePlans`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Plan<'a> {
+    #[serde(borrow)]
+    service_plan_name: Option<Str<'a>>,
 }
 
 /// A SKU's `prepaidUnits`.
@@ -258,10 +226,11 @@ pub struct Files {
     pub entra_csv: Option<PathBuf>,
 }
 
-/// The users of one export file, in order.
-fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<ImportedUser>, CliError> {
+/// The users of one export file, in order, and the skuIds of their
+/// licenses that `sku_parts` does not know.
+fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Read, CliError> {
     let text = json::read_text(file)?;
-    let mut users = Vec::new();
+    let (mut users, mut unknown) = (Vec::new(), BTreeMap::new());
     for (n, u) in json::items::<GraphUser>(file, &text)?.iter().enumerate() {
         let n = n + 1;
         let bad = |why: String| CliError::Usage(format!("{} item {n}: {why}", file.display()));
@@ -316,7 +285,7 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
                 domain::limits::check_profile_field(*field, value).map_err(bad)?;
             }
         }
-        let mut parts = std::collections::BTreeSet::new();
+        let mut parts = BTreeSet::new();
         for license in licenses {
             let sku_id = match license {
                 License::Part(part) => {
@@ -327,27 +296,27 @@ fn users_of(file: &Path, sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<Impor
                     .map_err(|_| bad("an assigned license has no valid skuId".into()))?,
             };
             match sku_parts.get(&sku_id) {
-                Some(part) => parts.insert(part.clone()),
-                None => {
-                    return Err(bad(format!(
-                        "license {sku_id} of {upn} is not in the subscribedSkus export (pass it with --skus)"
-                    )))
-                }
-            };
+                Some(part) => drop(parts.insert(part.clone())),
+                None => drop(unknown.entry(sku_id).or_insert_with(|| format!("{} item {n}", file.display()))),
+            }
         }
         users.push(ImportedUser { id, upn, profile, account_enabled, guest, licenses: Some(parts) });
     }
-    Ok(users)
+    Ok((users, unknown))
 }
+
+/// Users read, and the skuIds among their licenses that are not known,
+/// where each was first met.
+type Read = (Vec<ImportedUser>, BTreeMap<Uuid, String>);
 
 /// Reads the user files on up to as many threads as there are cores (a
 /// large tenant's export is a hundred pages or more); the users, and the
 /// first error met, come out in file order whatever thread read them.
-fn read_users(files: &[PathBuf], sku_parts: &BTreeMap<Uuid, String>) -> Result<Vec<ImportedUser>, CliError> {
+fn read_users(files: &[PathBuf], sku_parts: &BTreeMap<Uuid, String>) -> Result<Read, CliError> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    type Read = (usize, Result<Vec<ImportedUser>, CliError>);
-    let read: Vec<Vec<Read>> = std::thread::scope(|scope| {
+    type ByFile = (usize, Result<Read, CliError>);
+    let read: Vec<Vec<ByFile>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -362,21 +331,28 @@ fn read_users(files: &[PathBuf], sku_parts: &BTreeMap<Uuid, String>) -> Result<V
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    let mut by_file: Vec<Read> = read.into_iter().flatten().collect();
+    let mut by_file: Vec<ByFile> = read.into_iter().flatten().collect();
     if by_file.len() != files.len() {
         return usage("a thread reading the export failed");
     }
     by_file.sort_by_key(|(i, _)| *i);
-    let mut users = Vec::new();
+    let (mut users, mut unknown) = (Vec::new(), BTreeMap::new());
     for (_, read) in by_file {
-        users.extend(read?);
+        let (more, not_known) = read?;
+        users.extend(more);
+        for (id, at) in not_known {
+            unknown.entry(id).or_insert(at);
+        }
     }
-    Ok(users)
+    Ok((users, unknown))
 }
 
-/// Reads every file into one export; any bad file or item: exit 2, nothing read.
-pub fn read_export(files: &Files) -> Result<Export, CliError> {
-    let mut sku_parts: BTreeMap<Uuid, String> = BTreeMap::new();
+/// Reads every file into one export, naming licenses by the SKUs `tenant`
+/// knows from earlier imports and those the export gives; any bad file or
+/// item, or a license of a SKU known from neither: exit 2, nothing read.
+pub fn read_export(files: &Files, tenant: &Tenant) -> Result<Export, CliError> {
+    let mut sku_parts: BTreeMap<Uuid, String> =
+        tenant.sku_ids().map(|(id, s)| (id, s.part.clone())).collect();
     let mut skus = Vec::new();
     for file in &files.skus {
         let text = json::read_text(file)?;
@@ -387,11 +363,27 @@ pub fn read_export(files: &Files) -> Result<Export, CliError> {
             };
             let seats = s.prepaid_units.as_ref().and_then(|p| p.enabled).unwrap_or(0);
             let seats = u32::try_from(seats.max(0)).unwrap_or(u32::MAX);
+            let plans: Vec<String> = s
+                .service_plans
+                .iter()
+                .flatten()
+                .filter_map(|p| p.service_plan_name.as_ref().and_then(trimmed))
+                .collect();
+            let (kind, why) = skus::classify(&part, Some(id), &plans, &files.kinds);
             sku_parts.insert(id, part.clone());
-            skus.push(ImportedSku { kind: kind_of(&part, &files.kinds), part, seats });
+            skus.push(ImportedSku { id, part, kind, why, seats });
         }
     }
-    let mut users = read_users(&files.users, &sku_parts)?;
+    let (mut users, unknown) = read_users(&files.users, &sku_parts)?;
+    if !unknown.is_empty() {
+        let named: Vec<String> = unknown.iter().take(5).map(|(id, at)| format!("{id} ({at})")).collect();
+        let more = unknown.len().saturating_sub(named.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        return usage(format!(
+            "licenses of SKUs not known from an earlier import: {}{more} (pass their subscribedSkus export with --skus)",
+            named.join(", ")
+        ));
+    }
     if let Some(file) = &files.entra_csv {
         users.extend(entra::users(file)?);
     }
@@ -563,7 +555,7 @@ mod tests {
         assert!(matches!(user.city, Field::Is(Str(Cow::Borrowed("Lyon")))));
         assert!(matches!(&user.surname, Field::Is(Str(Cow::Owned(s))) if s == "Ly\non"));
         let dir = tempfile::tempdir().unwrap();
-        let users = read_users(&[write(&dir, "u.json", &format!("[{text}]"))], &BTreeMap::new()).unwrap();
+        let users = read_users(&[write(&dir, "u.json", &format!("[{text}]"))], &BTreeMap::new()).unwrap().0;
         assert_eq!(users[0].upn.to_string(), "a@contoso.com");
         assert_eq!(users[0].profile.get(&ProfileField::City), Some(&Some("Lyon".to_owned())));
         assert_eq!(users[0].account_enabled, Some(false));
@@ -581,7 +573,7 @@ mod tests {
                 r#"[{{"id": "{id}", "userPrincipalName": "a@contoso.com", "city": null, "jobTitle": " ", "displayName": null, "businessPhones": []}}]"#
             ),
         );
-        let users = read_users(&[file], &BTreeMap::new()).unwrap();
+        let users = read_users(&[file], &BTreeMap::new()).unwrap().0;
         let want =
             [(ProfileField::JobTitle, None), (ProfileField::City, None), (ProfileField::OfficePhone, None)];
         assert_eq!(users[0].profile, want.into_iter().collect(), "a null displayName is not a clear");
@@ -611,7 +603,7 @@ mod tests {
             write(&dir, name, &format!(r#"{{"value":[{}]}}"#, users.join(",")))
         };
         let files: Vec<PathBuf> = (0..9).map(|k| page(&format!("p{k}.json"), k * 3)).collect();
-        let users = read_users(&files, &BTreeMap::new()).unwrap();
+        let users = read_users(&files, &BTreeMap::new()).unwrap().0;
         let upns: Vec<String> = users.iter().map(|u| u.upn.to_string()).collect();
         assert_eq!(upns, (0..27).map(|i| format!("u{i}@contoso.com")).collect::<Vec<_>>());
         let mut bad = files.clone();
@@ -656,16 +648,6 @@ mod tests {
             "jane@fabrikam.com"
         );
         assert_eq!(guest_address("alice@contoso.onmicrosoft.com", None), "alice@contoso.onmicrosoft.com");
-    }
-
-    #[test]
-    fn sku_kinds_come_from_well_known_parts_overrides_or_office() {
-        let mut overrides = BTreeMap::new();
-        assert_eq!(kind_of("DYN365_ENTERPRISE_SALES", &overrides), SkuKind::D365);
-        assert_eq!(kind_of("spe_e5", &overrides), SkuKind::M365Dataverse);
-        assert_eq!(kind_of("SOMETHING_NEW", &overrides), SkuKind::Office);
-        overrides.insert("SOMETHING_NEW".into(), SkuKind::PowerApps);
-        assert_eq!(kind_of("something_new", &overrides), SkuKind::PowerApps);
     }
 
     proptest::proptest! {

@@ -374,6 +374,9 @@ pub enum TenantEvent {
     /// A new temporary password was issued (D2): `PasswordReset` without its
     /// hash. Who issued it and when are the record's actor and time (L2).
     PasswordResetV2 { id: Uuid },
+    /// A SKU's Graph `skuId` became known (from a subscribedSkus export),
+    /// so that later exports may name the SKU by it alone.
+    SkuIdentified { sku: String, id: Uuid },
 }
 
 /// The kind of an environment (E1).
@@ -994,6 +997,7 @@ impl Event {
                 // types (`import graph --json`'s `byType`) see no change.
                 TenantEvent::UserCreatedV2 { .. } => "UserCreated",
                 TenantEvent::PasswordResetV2 { .. } => "PasswordReset",
+                TenantEvent::SkuIdentified { .. } => "SkuIdentified",
             },
             Event::Environment(e) => e.type_name(),
         }
@@ -1182,6 +1186,7 @@ mod tests {
                     }
                 }),
             uuid().prop_map(|id| TenantEvent::PasswordResetV2 { id }),
+            (text(), uuid()).prop_map(|(sku, id)| TenantEvent::SkuIdentified { sku, id }),
         ]
     }
 

@@ -58,10 +58,14 @@ pub struct ImportedGroup {
 /// A subscribed SKU as the export has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportedSku {
+    /// skuId.
+    pub id: Uuid,
     /// skuPartNumber.
     pub part: String,
     /// The kind (inferred or overridden).
     pub kind: SkuKind,
+    /// Why that kind, for the import's report.
+    pub why: String,
     /// prepaidUnits.enabled.
     pub seats: u32,
 }
@@ -203,6 +207,9 @@ pub fn plan_with(
                 last.push(TenantCommand::SetSeats { sku: have.part.clone(), seats: sku.seats })
             }
             Some(_) => {}
+        }
+        if tenant.sku(&sku.part).and_then(|have| have.id) != Some(sku.id) {
+            first.push(TenantCommand::IdentifySku { sku: sku.part.clone(), id: sku.id });
         }
     }
 
@@ -364,6 +371,11 @@ mod tests {
         tenant
     }
 
+    fn sales_sku(seats: u32) -> ImportedSku {
+        let (id, part, why) = (Uuid::from_u128(0x5a1e5), "DYN365_SALES".into(), String::new());
+        ImportedSku { id, part, kind: SkuKind::D365, why, seats }
+    }
+
     fn user(n: u128, who: &str, city: &str, licenses: &[&str]) -> ImportedUser {
         ImportedUser {
             id: Uuid::from_u128(n),
@@ -396,7 +408,7 @@ mod tests {
                 members: Some([ImportedMember::User(Uuid::from_u128(2))].into_iter().collect()),
                 owners: [Uuid::from_u128(1)].into_iter().collect(),
             }]),
-            skus: Some(vec![ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 5 }]),
+            skus: Some(vec![sales_sku(5)]),
             keep_missing: false,
         };
         let commands = plan(&tenant, export.clone(), now);
@@ -419,7 +431,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let mut seq = 0;
         let mut tenant = contoso(now, &mut seq);
-        let sku = ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 50 };
+        let sku = sales_sku(50);
         let who = |n: u128| format!("u{n}@contoso.onmicrosoft.com");
         // Half the users are already here, some with a license and some blocked.
         let before = Export {
@@ -486,7 +498,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let mut seq = 0;
         let mut tenant = contoso(now, &mut seq);
-        let one_seat = Some(vec![ImportedSku { part: "DYN365_SALES".into(), kind: SkuKind::D365, seats: 1 }]);
+        let one_seat = Some(vec![sales_sku(1)]);
         let alice = user(2, "alice@contoso.onmicrosoft.com", "Lyon", &["DYN365_SALES"]);
         let export = Export {
             users: vec![user(1, ADMIN, "Paris", &[]), alice.clone()],

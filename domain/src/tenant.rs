@@ -132,6 +132,8 @@ pub struct Sku {
     pub seats: u32,
     /// The record that bought it or last changed its seats.
     pub changed: u64,
+    /// Graph's `skuId`, once an import has told it.
+    pub id: Option<Uuid>,
 }
 
 /// A security group (D9).
@@ -192,6 +194,8 @@ pub enum TenantCommand {
     AddSku { sku: String, kind: SkuKind, seats: u32 },
     /// Changes a SKU's seat count.
     SetSeats { sku: String, seats: u32 },
+    /// Records a SKU's Graph `skuId` (from a subscribedSkus export).
+    IdentifySku { sku: String, id: Uuid },
     /// Creates a user.
     CreateUser(NewUser),
     /// Sets or clears profile fields (`None` clears).
@@ -235,6 +239,7 @@ impl TenantCommand {
             TenantCommand::Init { .. } => "init",
             TenantCommand::AddSku { .. } => "sku add",
             TenantCommand::SetSeats { .. } => "sku set-seats",
+            TenantCommand::IdentifySku { .. } => "sku identify",
             TenantCommand::CreateUser(_) => "user create",
             TenantCommand::UpdateUser { .. } => "user update",
             TenantCommand::AssignLicense { .. } => "user license assign",
@@ -263,7 +268,9 @@ impl TenantCommand {
         };
         match self {
             TenantCommand::Init { domain, .. } => vec![domain.clone()],
-            TenantCommand::AddSku { sku, .. } | TenantCommand::SetSeats { sku, .. } => vec![sku.clone()],
+            TenantCommand::AddSku { sku, .. }
+            | TenantCommand::SetSeats { sku, .. }
+            | TenantCommand::IdentifySku { sku, .. } => vec![sku.clone()],
             TenantCommand::CreateUser(new) => vec![new.upn.to_string()],
             TenantCommand::AssignLicense { upn, sku } | TenantCommand::RemoveLicense { upn, sku } => {
                 vec![upn.to_string(), sku.clone()]
@@ -345,6 +352,11 @@ impl Tenant {
     /// A SKU by part number, compared case-insensitively.
     pub fn sku(&self, part: &str) -> Option<&Sku> {
         self.skus.get(&part.trim().to_lowercase())
+    }
+
+    /// The SKUs whose Graph `skuId` is known, by it.
+    pub fn sku_ids(&self) -> impl Iterator<Item = (Uuid, &Sku)> {
+        self.skus.values().filter_map(|s| Some((s.id?, s)))
     }
 
     /// A group by name, compared case-insensitively.
@@ -512,13 +524,18 @@ impl Tenant {
                 self.info = Some(TenantInfo { domain: domain.clone(), name: name.clone(), admin: *admin });
             }
             TenantEvent::SkuAdded { sku, kind, seats } => {
-                let sku_entry = Sku { part: sku.clone(), kind: *kind, seats: *seats, changed: seq };
+                let sku_entry = Sku { part: sku.clone(), kind: *kind, seats: *seats, changed: seq, id: None };
                 self.skus.insert(sku.to_lowercase(), sku_entry);
             }
             TenantEvent::SkuSeatsChanged { sku, new, .. } => {
                 if let Some(s) = self.skus.get_mut(&sku.to_lowercase()) {
                     s.seats = *new;
                     s.changed = seq;
+                }
+            }
+            TenantEvent::SkuIdentified { sku, id } => {
+                if let Some(s) = self.skus.get_mut(&sku.to_lowercase()) {
+                    s.id = Some(*id);
                 }
             }
             // A landed `UserCreated`'s password hash is dropped: nothing reads it.
@@ -632,6 +649,7 @@ fn changed_user(event: &TenantEvent) -> Option<Uuid> {
         TenantEvent::TenantInitialized { .. }
         | TenantEvent::SkuAdded { .. }
         | TenantEvent::SkuSeatsChanged { .. }
+        | TenantEvent::SkuIdentified { .. }
         | TenantEvent::UserCreated { .. }
         | TenantEvent::UserCreatedV2 { .. }
         | TenantEvent::GroupCreated { .. }
@@ -757,6 +775,7 @@ pub fn decide(
         TenantCommand::Init { domain, name, admin } => decide_init(tenant, domain, name, admin),
         TenantCommand::AddSku { sku, kind, seats } => d.add_sku(sku, *kind, *seats),
         TenantCommand::SetSeats { sku, seats } => d.set_seats(sku, *seats),
+        TenantCommand::IdentifySku { sku, id } => d.identify_sku(sku, *id),
         TenantCommand::CreateUser(new) => d.create_user(new),
         TenantCommand::UpdateUser { upn, fields } => d.update_user(upn, fields),
         TenantCommand::AssignLicense { upn, sku } => d.assign_license(upn, sku),
@@ -963,6 +982,19 @@ impl<'a> Decision<'a> {
             ));
         }
         Ok(vec![TenantEvent::SkuAdded { sku: part.to_owned(), kind, seats }])
+    }
+
+    fn identify_sku(&self, part: &str, id: Uuid) -> Decided {
+        self.require(GLOBAL_ONLY, "buy licenses")?;
+        let sku = self.sku(part)?;
+        if let Some((_, other)) = self.tenant.sku_ids().find(|(known, s)| *known == id && s.part != sku.part)
+        {
+            return invalid(format!("skuId {id} is {} already, not {}", other.part, sku.part));
+        }
+        if sku.id == Some(id) {
+            return Ok(vec![]);
+        }
+        Ok(vec![TenantEvent::SkuIdentified { sku: sku.part.clone(), id }])
     }
 
     fn set_seats(&self, part: &str, seats: u32) -> Decided {

@@ -83,6 +83,7 @@ fn event_samples() -> Vec<Event> {
             temporary_password: true,
         },
         T::PasswordResetV2 { id: id(7) },
+        T::SkuIdentified { sku: "D365_SALES".into(), id: id(13) },
     ];
     let env = [
         E::EnvironmentCreated {
@@ -202,6 +203,7 @@ fn event_label(event: &Event) -> String {
             T::EnvironmentRegistered { .. } => "EnvironmentRegistered",
             T::UserCreatedV2 { .. } => "UserCreatedV2",
             T::PasswordResetV2 { .. } => "PasswordResetV2",
+            T::SkuIdentified { .. } => "SkuIdentified",
         },
         Event::Environment(e) => match e {
             E::EnvironmentCreated { .. } => "EnvironmentCreated",

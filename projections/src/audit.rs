@@ -350,6 +350,10 @@ impl Targets<'_> {
                 let t = self.target("Sku", None, Some(sku.clone()), None);
                 change(t, "seats", text(old), text(new));
             }
+            TenantEvent::SkuIdentified { sku, id } => {
+                let t = self.target("Sku", None, Some(sku.clone()), None);
+                change(t, "skuId", None, text(id));
+            }
             TenantEvent::UserCreated { id, user_type, profile, .. }
             | TenantEvent::UserCreatedV2 { id, user_type, profile, .. } => {
                 let t = self.user(*id);

@@ -159,9 +159,8 @@ fn bad_json_exits_2_with_file_line_and_column_and_appends_nothing() {
         .fails(&format!("import graph --users {}", file.display()), 2)
         .contains("\"id\" is not a UUID"));
     std::fs::write(&file, format!("[{{\"id\": \"{ALICE}\", \"userPrincipalName\": \"a@contoso.onmicrosoft.com\", \"assignedLicenses\": [{{\"skuId\": \"{SALES_SKU}\"}}]}}]")).unwrap();
-    assert!(sb
-        .fails(&format!("import graph --users {}", file.display()), 2)
-        .contains("is not in the subscribedSkus export"));
+    let err = sb.fails(&format!("import graph --users {}", file.display()), 2);
+    assert!(err.contains(&format!("SKUs not known from an earlier import: {SALES_SKU} (")), "{err}");
     // A known field of the wrong type is refused, not read as absent.
     for (field, value) in [("accountEnabled", "\"yes\""), ("city", "42"), ("businessPhones", "\"+1 555\"")] {
         std::fs::write(&file, format!("[{{\"id\": \"{ALICE}\", \"userPrincipalName\": \"a@contoso.onmicrosoft.com\", \"{field}\": {value}}}]")).unwrap();
@@ -351,4 +350,143 @@ fn import_entra_csv_reads_the_users_download_and_leaves_licenses_alone() {
     let err = sb.fails(&format!("import entra-csv --file {}", file.display()), 2);
     assert!(err.contains("line 2"), "{err}");
     assert_eq!(sb.records(), before);
+}
+
+const CRM_SKU: &str = "d17b27af-3f49-4822-99f9-56a661538792";
+const E5_SKU: &str = "c7df2760-2c81-4ef7-b578-5b5392b571df";
+
+/// A subscribedSkus export of `(skuId, part, servicePlans)`, 10 seats each.
+fn skus_file(sb: &Sandbox, skus: &[(&str, &str, &[&str])]) -> String {
+    let skus: Vec<Value> = skus
+        .iter()
+        .map(|(id, part, plans)| {
+            let plans: Vec<Value> = plans.iter().map(|p| json!({ "servicePlanName": p })).collect();
+            json!({ "skuId": id, "skuPartNumber": part, "prepaidUnits": { "enabled": 10 }, "servicePlans": plans })
+        })
+        .collect();
+    let path = sb.dir().join("skus.json");
+    std::fs::write(&path, Value::from(skus).to_string()).unwrap();
+    path.display().to_string()
+}
+
+fn users_file(sb: &Sandbox, name: &str, users: &[Value]) -> String {
+    let path = sb.dir().join(name);
+    std::fs::write(&path, json!({ "value": users }).to_string()).unwrap();
+    path.display().to_string()
+}
+
+// R: D4, S1, S1.4
+#[test]
+fn sku_kinds_come_from_the_published_list_crmstandard_is_d365() {
+    let mut sb = Sandbox::contoso();
+    let users = [admin(), user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", Value::Null, &[CRM_SKU])];
+    // No servicePlans in the export: Microsoft's published list says what CRMSTANDARD holds.
+    let skus = skus_file(&sb, &[(CRM_SKU, "CRMSTANDARD", &[])]);
+    sb.ok(&format!("import graph --users {} --skus {skus}", users_file(&sb, "u.json", &users)));
+    assert_eq!(sb.json("sku list")[0]["kind"], "d365");
+    sb.ok("env create --name Sales --type production");
+    sb.ok("sync");
+    let table = sb.json("systemusers --env Sales");
+    assert!(
+        table.to_string().contains("alice@contoso.onmicrosoft.com"),
+        "a CRM Online Professional holder gets a record: {table}"
+    );
+}
+
+// R: D4, S1.4
+#[test]
+fn o365_free_plans_make_m365_dataverse_never_paid() {
+    let mut sb = Sandbox::contoso();
+    let users = [admin(), user(BOB, "bob@contoso.onmicrosoft.com", "Bob", Value::Null, &[E5_SKU])];
+    let e5: &[&str] = &["EXCHANGE_S_ENTERPRISE", "POWERAPPS_O365_P3", "DYN365_CDS_O365_P3", "FLOW_O365_P3"];
+    let skus = skus_file(&sb, &[(E5_SKU, "ENTERPRISEPREMIUM", e5)]);
+    let done = sb.json(&format!("import graph --users {} --skus {skus}", users_file(&sb, "u.json", &users)));
+    assert_eq!(done["skus"][0]["kind"], "m365-dataverse", "{done}");
+    assert!(done["skus"][0]["why"].as_str().unwrap().contains("_O365_P3"), "{done}");
+    sb.ok("env create --name Sales --type production");
+    sb.ok("sync");
+    let table = sb.json("systemusers --env Sales");
+    assert!(
+        !table.to_string().contains("bob@contoso.onmicrosoft.com"),
+        "a free plan is on demand only (S1.4): {table}"
+    );
+    // --sku-kind still overrides, for a SKU seen for the first time.
+    let mut sb = Sandbox::contoso();
+    let skus = skus_file(&sb, &[(E5_SKU, "ENTERPRISEPREMIUM", e5)]);
+    let line = format!(
+        "import graph --users {} --skus {skus} --sku-kind ENTERPRISEPREMIUM=office",
+        users_file(&sb, "u.json", &users)
+    );
+    assert_eq!(
+        sb.json(&line)["skus"][0],
+        json!({ "sku": "ENTERPRISEPREMIUM", "kind": "office", "why": "--sku-kind ENTERPRISEPREMIUM=office" })
+    );
+}
+
+// R: D4
+#[test]
+fn skus_imported_once_are_known_to_later_imports() {
+    let mut sb = Sandbox::contoso();
+    let skus = skus_file(&sb, &[(CRM_SKU, "CRMSTANDARD", &[]), (E5_SKU, "ENTERPRISEPREMIUM", &[])]);
+    let first = [admin(), user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", Value::Null, &[CRM_SKU])];
+    sb.ok(&format!("import graph --users {} --skus {skus}", users_file(&sb, "1.json", &first)));
+    assert!(log(&sb).iter().any(|(_, e)| e.type_name() == "SkuIdentified"), "the skuIds are in the log");
+    assert_eq!(sb.json("sku list")[0]["skuId"], CRM_SKU, "and in the directory");
+    // A later users file alone: its licenses are named by the skuIds the first import told.
+    let later = [
+        admin(),
+        user(ALICE, "alice@contoso.onmicrosoft.com", "Alice", Value::Null, &[CRM_SKU, E5_SKU]),
+        user(BOB, "bob@contoso.onmicrosoft.com", "Bob", Value::Null, &[E5_SKU]),
+    ];
+    let done = sb.json(&format!("import graph --users {}", users_file(&sb, "2.json", &later)));
+    assert_eq!(done["byType"]["LicenseAssigned"], 2, "alice's E5, and bob's with him: {done}");
+    let bob = sb
+        .json("user list")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userPrincipalName"] == "bob@contoso.onmicrosoft.com")
+        .cloned();
+    assert_eq!(bob.unwrap()["assignedLicenses"], json!(["ENTERPRISEPREMIUM"]));
+    // A SKU never imported still needs --skus: one line naming it, exit 2, nothing appended.
+    let before = log(&sb).len();
+    let unknown = "11111111-2222-4333-8444-555555555555";
+    let users = [admin(), user(BOB, "bob@contoso.onmicrosoft.com", "Bob", Value::Null, &[E5_SKU, unknown])];
+    let err = sb.fails(&format!("import graph --users {}", users_file(&sb, "3.json", &users)), 2);
+    assert!(err.contains(unknown) && err.contains("3.json item 2") && err.contains("--skus"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(log(&sb).len(), before, "nothing appended");
+}
+
+#[test]
+fn import_reports_each_skus_kind_and_why() {
+    let mut sb = Sandbox::contoso();
+    let skus = skus_file(
+        &sb,
+        &[
+            (CRM_SKU, "CRMSTANDARD", &[]),
+            (E5_SKU, "ENTERPRISEPREMIUM", &["POWERAPPS_O365_P3"]),
+            ("33333333-2222-4333-8444-555555555555", "CONTOSO_CUSTOM", &[]),
+        ],
+    );
+    let users = users_file(&sb, "u.json", &[admin()]);
+    let out = sb.ok(&format!("import graph --users {users} --skus {skus}"));
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("SKU ")).collect();
+    assert_eq!(
+        lines,
+        [
+            "SKU CRMSTANDARD: d365, service plan CRMSTANDARD (MICROSOFT DYNAMICS CRM ONLINE PROFESSIONA), in Microsoft's published list",
+            "SKU ENTERPRISEPREMIUM: m365-dataverse, service plan POWERAPPS_O365_P3 (Power Apps for Office 365 (Plan 3)), in the export's servicePlans",
+            "SKU CONTOSO_CUSTOM: office, not in Microsoft's published list, and no servicePlans given",
+        ],
+        "{out}"
+    );
+    // A SKU the tenant has keeps its kind, and the report says so.
+    sb.ok("sku add --sku EXTRA_PRO --kind office --seats 1");
+    let skus = skus_file(
+        &sb,
+        &[("22222222-2222-4333-8444-555555555555", "EXTRA_PRO", &["DYN365_ENTERPRISE_SALES"])],
+    );
+    let out = sb.ok(&format!("import graph --users {users} --skus {skus}"));
+    assert!(out.contains("SKU EXTRA_PRO: office, kept from before (this export reads d365: service plan DYN365_ENTERPRISE_SALES"), "{out}");
 }

@@ -1445,7 +1445,7 @@ proptest! {
                 keep_missing: false,
                 entra_csv: None,
             };
-            if let Err(e) = cli::graph::read_export(&files) {
+            if let Err(e) = cli::graph::read_export(&files, &domain::tenant::Tenant::default()) {
                 prop_assert_eq!(e.exit_code(), 2);
                 let message = e.to_string();
                 prop_assert!(names.iter().any(|n| message.contains(n.as_str())), "{}", message);
@@ -1653,7 +1653,8 @@ impl GraphExport {
                 let (i, file, n) = in_users(i);
                 let unknown = json!({ "skuId": Self::sku_id(77), "disabledPlans": [] });
                 users[i]["assignedLicenses"].as_array_mut().unwrap().push(unknown);
-                expected = Some((file, format!("item {n}: license {} of", Self::sku_id(77))));
+                let says = format!("{} ({} item {n})", Self::sku_id(77), file.display());
+                expected = Some((file, says));
             }
             Some(GraphDamage::NumberForGivenName(i)) => {
                 let (i, file, n) = in_users(i);
@@ -1734,7 +1735,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let (files, expected) = export.write(dir.path(), damage);
-        match (expected, cli::graph::read_export(&files)) {
+        match (expected, cli::graph::read_export(&files, &domain::tenant::Tenant::default())) {
             (None, Ok(read)) => {
                 let skus: Vec<(String, u32)> =
                     read.skus.unwrap_or_default().into_iter().map(|s| (s.part, s.seats)).collect();

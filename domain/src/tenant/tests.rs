@@ -380,6 +380,24 @@ fn d4_a_sku_name_with_blanks_never_replaces_one_in_use() {
 }
 
 #[test]
+fn d4_a_skus_id_is_recorded_once_and_belongs_to_one_sku() {
+    let mut w = World::contoso();
+    let id = Uuid::from_u128(0x5a1e5);
+    let identify = |sku: &str| TenantCommand::IdentifySku { sku: sku.into(), id };
+    assert_eq!(
+        w.ok(ADMIN, identify("dyn365_sales")),
+        vec![TenantEvent::SkuIdentified { sku: "DYN365_SALES".into(), id }]
+    );
+    assert_eq!(
+        w.tenant.sku_ids().map(|(id, s)| (id, s.part.as_str())).collect::<Vec<_>>(),
+        [(id, "DYN365_SALES")]
+    );
+    assert!(w.ok(ADMIN, identify("DYN365_SALES")).is_empty(), "known already");
+    assert!(invalid_input(w.when(ADMIN, identify("ENTERPRISEPACK"))).contains("is DYN365_SALES already"));
+    assert!(invalid_input(w.when(ADMIN, identify("NOPE"))).contains("unknown SKU"));
+}
+
+#[test]
 fn d6_sign_in_can_be_blocked_and_unblocked() {
     let mut w = World::contoso();
     w.ok(ADMIN, TenantCommand::Block { upn: upn(ALICE) });
