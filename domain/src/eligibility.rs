@@ -458,3 +458,78 @@ fn access_mode(r: &SystemUser) -> Check {
     };
     check(rule, Checked::AccessMode, reach.web, detail, vec![r.evidence.access_mode])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environment::SystemUserEvidence;
+    use crate::events::AddedBy;
+    use uuid::Uuid;
+
+    fn record(kind: UserKind, access_mode: AccessMode) -> SystemUser {
+        SystemUser {
+            id: Uuid::from_u128(1),
+            kind,
+            object_id: None,
+            application_id: None,
+            domainname: "r@contoso.com".into(),
+            columns: Default::default(),
+            email_edited: false,
+            is_disabled: false,
+            access_mode,
+            is_licensed: true,
+            business_unit: Uuid::from_u128(2),
+            roles: Default::default(),
+            added_by: AddedBy::Sync,
+            entitlement: None,
+            mailbox_enabled: false,
+            setup_user: false,
+            evidence: SystemUserEvidence { added: 3, access_mode: 4, ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn a1_a5_a6_each_access_mode_is_judged_by_what_it_reaches() {
+        let judged = |mode| {
+            let c = access_mode(&record(UserKind::User, mode));
+            (c.rule, c.passed, c.evidence, c.detail)
+        };
+        let (rule, passed, evidence, detail) = judged(AccessMode::ReadWrite);
+        assert_eq!((rule, passed, evidence), (Rule::A1, true, vec![4]));
+        assert!(detail.contains("full access"), "{detail}");
+        let (rule, passed, _, detail) = judged(AccessMode::Read);
+        assert_eq!((rule, passed), (Rule::A1, true));
+        assert!(detail.contains("writes nothing"), "{detail}");
+        let (rule, passed, _, detail) = judged(AccessMode::Administrative);
+        assert_eq!((rule, passed), (Rule::A5, true));
+        assert!(detail.contains("no data"), "{detail}");
+        let (rule, passed, _, detail) = judged(AccessMode::NonInteractive);
+        assert_eq!((rule, passed), (Rule::A6, false));
+        assert!(detail.contains("API only"), "{detail}");
+    }
+
+    #[test]
+    fn e5_p1_t1_1_a_record_of_no_directory_user_is_judged_by_its_kind() {
+        let judged = |k| {
+            let c = kind(&record(k, AccessMode::ReadWrite));
+            (c.rule, c.passed, c.what, c.evidence)
+        };
+        assert_eq!(judged(UserKind::DelegatedAdmin), (Rule::E5, true, Checked::Kind, vec![3]));
+        assert_eq!(judged(UserKind::Support), (Rule::E5, true, Checked::Kind, vec![3]));
+        assert_eq!(judged(UserKind::Stub), (Rule::T1_1, false, Checked::Kind, vec![3]));
+        assert_eq!(judged(UserKind::Application), (Rule::P1, true, Checked::Kind, vec![3]));
+    }
+
+    #[test]
+    fn every_check_has_its_own_name() {
+        use Checked::*;
+        let all =
+            [Database, SignIn, License, GuestLicense, SecurityGroup, Added, Kind, Record, Roles, AccessMode];
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert!(names
+            .iter()
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == ' ' || c == '-')));
+        assert_eq!(License.name(), "license");
+    }
+}
