@@ -194,6 +194,11 @@ struct Cast {
 }
 
 async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
+    // Department d gets the users i with i % 5 == d.
+    let in_department = |d: usize| ((users + DEPARTMENTS.len() - 1 - d) / DEPARTMENTS.len()) as u32;
+    let (sales_count, service_count, finance_count) = (in_department(0), in_department(1), in_department(2));
+    demo.bar.set_length(users as u64 + u64::from(sales_count + service_count) + STEPS);
+    demo.bar.set_message("hiring");
     let admin = format!("admin@{DOMAIN}");
     demo.day(0.0);
     let init = TenantCommand::Init {
@@ -202,11 +207,6 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
         admin: person(1, &admin, "Megan", "Bowen", &[(ProfileField::JobTitle, "IT Director")])?,
     };
     demo.run(&admin, init).await?;
-    // Department d gets the users i with i % 5 == d.
-    let in_department = |d: usize| ((users + DEPARTMENTS.len() - 1 - d) / DEPARTMENTS.len()) as u32;
-    let (sales_count, service_count, finance_count) = (in_department(0), in_department(1), in_department(2));
-    demo.bar.set_length(users as u64 + u64::from(sales_count + service_count) + STEPS);
-    demo.bar.set_message("hiring");
     for (sku, kind, seats) in [
         (SALES, SkuKind::D365, sales_count + 3),
         (POWER_APPS, SkuKind::PowerApps, service_count),
