@@ -42,10 +42,16 @@ const LAST: [&str; 20] = [
 const ENVIRONMENTS: [&str; 4] = ["Sales", "Service", "Pilot", "Dev"];
 const DEPARTMENTS: [&str; 5] = ["Sales", "Customer Service", "Finance", "IT", "Marketing"];
 
-/// The demo's script runner: one shell, a clock that only moves forward.
+/// The commands the script runs besides one per user hired and one per
+/// member added to Sales-SG and Service-SG: the progress bar's length.
+const STEPS: u64 = 52;
+
+/// The demo's script runner: one shell, a clock that only moves forward,
+/// and the bar that counts its steps.
 struct Demo {
     shell: Shell,
     start: DateTime<Utc>,
+    bar: indicatif::ProgressBar,
 }
 
 impl Demo {
@@ -56,18 +62,27 @@ impl Demo {
 
     async fn run(&self, actor: &str, command: TenantCommand) -> Result<Done, CliError> {
         let actor = upn(actor)?;
+        self.bar.inc(1);
         self.shell.execute(Some(&actor), &command).await
     }
 
     async fn env(&self, actor: &str, env: &str, command: EnvCommand) -> Result<Done, CliError> {
         let actor = upn(actor)?;
+        self.bar.inc(1);
         self.shell.execute_env(Some(&actor), env, &command).await
+    }
+
+    async fn create_environment(&self, actor: &str, new: &NewEnvironment) -> Result<Done, CliError> {
+        let actor = upn(actor)?;
+        self.bar.inc(1);
+        self.shell.create_environment(Some(&actor), new).await
     }
 
     /// The background sync pass over every environment, on `day`.
     async fn sync(&mut self, day: f64) -> Result<(), CliError> {
         self.day(day);
         let all: Vec<String> = ENVIRONMENTS.iter().map(|e| (*e).to_owned()).collect();
+        self.bar.inc(1);
         self.shell.sync(&all).await?;
         Ok(())
     }
@@ -128,15 +143,16 @@ async fn prepare(path: &Path, is_default: bool, keys: &store::CacheKeys) -> Resu
     Ok(true)
 }
 
-/// Builds the sample tenant and prints the tour.
+/// Builds the sample tenant and prints the tour, under one progress bar
+/// when `options` say stderr is a terminal.
 pub async fn run(
     db: Option<&Path>,
     now: Option<DateTime<Utc>>,
-    machine: crate::machine::Machine,
-    keys: &store::CacheKeys,
+    options: &crate::RunOptions,
     args: DemoArgs,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
+    let (machine, keys) = (options.machine, &options.cache_keys);
     let (path, is_default) = match db {
         Some(p) => (p.to_path_buf(), false),
         None => (PathBuf::from(DEMO_DB), true),
@@ -147,13 +163,24 @@ pub async fn run(
     let end = now.unwrap_or_else(|| machine.clock()).with_nanosecond(0).unwrap_or_else(Utc::now);
     let mut shell = Shell::new(store, None);
     shell.machine = machine;
-    let mut demo = Demo { shell, start: end - Duration::days(180) };
+    // Never ticking on its own: the binary holds stderr's lock on the main thread.
+    let bar = crate::shell::progress_bar(options.progress, 0, "demo {msg} [{bar:30}] {pos}/{len}");
+    let mut demo = Demo { shell, start: end - Duration::days(180), bar };
     let people = script(&mut demo, args.users as usize).await?;
+    demo.bar.set_message("verify");
     demo.shell.store.flush().await?;
+    let report = demo.shell.store.verify().await?;
+    demo.bar.set_message("tour");
+    // Written once the bar is gone: stdout and stderr may be one terminal.
+    let mut page = Vec::new();
+    let mut buffered = Out { json: out.json, w: &mut page, color: out.color, width: out.width };
     if replaced && !out.json {
-        out.line(format!("(replaced the previous demo database at {})", path.display()))?;
+        buffered.line(format!("(replaced the previous demo database at {})", path.display()))?;
     }
-    tour(&demo.shell, &path, &people, out).await
+    let toured = tour(&demo.shell, &path, &people, report, &mut buffered).await;
+    demo.bar.finish_and_clear();
+    out.raw(&page)?;
+    toured
 }
 
 /// The users the tour talks about.
@@ -167,6 +194,11 @@ struct Cast {
 }
 
 async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
+    // Department d gets the users i with i % 5 == d.
+    let in_department = |d: usize| ((users + DEPARTMENTS.len() - 1 - d) / DEPARTMENTS.len()) as u32;
+    let (sales_count, service_count, finance_count) = (in_department(0), in_department(1), in_department(2));
+    demo.bar.set_length(users as u64 + u64::from(sales_count + service_count) + STEPS);
+    demo.bar.set_message("hiring");
     let admin = format!("admin@{DOMAIN}");
     demo.day(0.0);
     let init = TenantCommand::Init {
@@ -175,9 +207,6 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
         admin: person(1, &admin, "Megan", "Bowen", &[(ProfileField::JobTitle, "IT Director")])?,
     };
     demo.run(&admin, init).await?;
-    // Department d gets the users i with i % 5 == d.
-    let in_department = |d: usize| ((users + DEPARTMENTS.len() - 1 - d) / DEPARTMENTS.len()) as u32;
-    let (sales_count, service_count, finance_count) = (in_department(0), in_department(1), in_department(2));
     for (sku, kind, seats) in [
         (SALES, SkuKind::D365, sales_count + 3),
         (POWER_APPS, SkuKind::PowerApps, service_count),
@@ -247,6 +276,7 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     };
 
     // Security groups for the environments of later chapters.
+    demo.bar.set_message("groups");
     demo.day(21.0);
     let groups = [("Sales-SG", 9001u128, sales), ("Service-SG", 9002, service)];
     for (name, id, members) in groups {
@@ -270,6 +300,7 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     demo.run(&hr, TenantCommand::AddMember { group: "Sales-SG".into(), member: nested }).await?;
 
     // Environments of every kind, and the first sync pass.
+    demo.bar.set_message("six months");
     demo.day(22.0);
     let manager = sales[0].clone();
     let environments = [
@@ -288,7 +319,7 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
             app_pass,
             apps,
         };
-        demo.shell.create_environment(Some(&upn(&creator)?), &new).await?;
+        demo.create_environment(&creator, &new).await?;
     }
     // Sales users get their role through a group team that follows Sales-SG (R7).
     let team = EnvCommand::CreateTeam {
@@ -410,10 +441,15 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
     Ok(Cast { users: users + 5, moved_from, moved_to, deleted, before_move })
 }
 
-async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Result<(), CliError> {
+async fn tour(
+    shell: &Shell,
+    path: &Path,
+    cast: &Cast,
+    report: store::VerifyReport,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
     let head = shell.store.head().await?;
     let records = head.map_or(0, |h| h.seq);
-    let report = shell.store.verify().await?;
     if out.json {
         return out.json(&json!({
             "database": path.display().to_string(),
@@ -473,5 +509,45 @@ async fn tour(shell: &Shell, path: &Path, cast: &Cast, out: &mut Out<'_>) -> Res
     match report.problem {
         None => out.line(format!("verify: {} records, hash chain and indexes intact (L3)", report.records)),
         Some(p) => Err(CliError::Corrupt(format!("verify failed at record {}: {}", p.seq, p.what))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Runs the script for `users` on a scratch database: the states its
+    /// shell loaded from the store, and the bar's position and length.
+    fn scripted(users: usize) -> (u64, u64, Option<u64>) {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        runtime.block_on(async {
+            let path = dir.path().join("demo.db");
+            let store = crate::open(&path, Durability::Batched, &store::CacheKeys::Process).expect("a store");
+            let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("a time").to_utc();
+            let bar = indicatif::ProgressBar::hidden();
+            let mut demo = Demo { shell: Shell::new(store, None), start, bar };
+            script(&mut demo, users).await.expect("the script runs");
+            (demo.shell.loads.load(Ordering::Relaxed), demo.bar.position(), demo.bar.length())
+        })
+    }
+
+    #[test]
+    fn demo_cost_grows_linearly_with_users() {
+        // A load folds a whole state, a cost in proportion to the tenant.
+        // Issue 30: every command loaded the directory, so the demo's loads
+        // grew with its users and its time with their square. Now a command
+        // folds only what was appended since the last one.
+        let (small, ..) = scripted(200);
+        let (large, ..) = scripted(800);
+        assert_eq!(small, large, "loads at 200 and at 800 users");
+        assert!(small < 100, "{small} loads for a script of about 60 steps besides its users");
+    }
+
+    #[test]
+    fn demo_progress_bar_ends_at_its_length() {
+        let (_, position, length) = scripted(15);
+        assert_eq!(Some(position), length, "STEPS counts every command of the script");
     }
 }

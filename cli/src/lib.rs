@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub width: Option<u16>,
     /// Colour on stderr (a terminal, and NO_COLOR unset).
     pub color_stderr: bool,
+    /// Progress bars on stderr (a terminal): tests and pipes get none.
+    pub progress: bool,
     /// The process exits once this run returns (the binary): what a command
     /// loaded is left to the exit rather than freed ([`shell::release`]).
     pub exits_after_run: bool,
@@ -94,6 +96,7 @@ impl RunOptions {
             color_stdout: allowed && std::io::stdout().is_terminal(),
             width: std::io::stdout().is_terminal().then(output::terminal_width).flatten(),
             color_stderr: allowed && std::io::stderr().is_terminal(),
+            progress: std::io::stderr().is_terminal(),
             exits_after_run: true,
             archiving: None,
             machine: machine::Machine::Real,
@@ -231,8 +234,7 @@ async fn dispatch(
         return out.raw(&page);
     }
     if let Command::Demo(args) = command {
-        return demo::run(global.db.as_deref(), now, options.machine, &options.cache_keys, args, &mut out)
-            .await;
+        return demo::run(global.db.as_deref(), now, &options, args, &mut out).await;
     }
     let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
     if let Command::Whatif { file, env } = &command {
@@ -259,6 +261,7 @@ async fn dispatch(
     let mut shell = Shell::new(store, now);
     shell.ids = ids;
     shell.exits_after_run = options.exits_after_run;
+    shell.progress = options.progress;
     shell.machine = options.machine;
     let actor = global.actor.as_ref();
     let result = match command {

@@ -40,8 +40,17 @@ pub struct Shell {
     pub exits_after_run: bool,
     /// The machine whose clock, account and host each record keeps.
     pub machine: Machine,
+    /// Whether long commands draw progress bars (the binary, when stderr
+    /// is a terminal); the demo draws one of its own instead.
+    pub progress: bool,
     /// The account and host, asked of the system once, by the first write.
     runner: std::sync::OnceLock<Runner>,
+    /// The directory as the last command left it, with its version: the
+    /// next command folds only what was appended since (`Shell::lend_tenant`).
+    kept: std::sync::Mutex<Option<(domain::tenant::Tenant, u64)>>,
+    /// States folded from the store (a snapshot and the records after it),
+    /// each costing in proportion to the state: the demo's test counts them.
+    pub(crate) loads: std::sync::atomic::AtomicU64,
 }
 
 impl Shell {
@@ -53,7 +62,10 @@ impl Shell {
             ids: Ids::random(),
             exits_after_run: false,
             machine: Machine::Real,
+            progress: false,
             runner: std::sync::OnceLock::new(),
+            kept: std::sync::Mutex::new(None),
+            loads: Default::default(),
         }
     }
 
@@ -62,6 +74,21 @@ impl Shell {
     pub fn new_event(&self, event: &Event) -> Result<NewEvent, Rejection> {
         encoded(self.ids.next(), event).map_err(|e| Rejection::Invalid(e.to_string()))
     }
+
+    /// A progress bar of `len` steps drawn on stderr if [`Shell::progress`],
+    /// else hidden.
+    pub fn bar(&self, len: u64, template: &str) -> indicatif::ProgressBar {
+        progress_bar(self.progress, len, template)
+    }
+}
+
+/// A progress bar of `len` steps drawn on stderr if `drawn`, else hidden.
+pub fn progress_bar(drawn: bool, len: u64, template: &str) -> indicatif::ProgressBar {
+    let target =
+        if drawn { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() };
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    indicatif::ProgressBar::with_draw_target(Some(len), target).with_style(style)
 }
 
 /// A command that went through: its events and where they landed.

@@ -351,6 +351,7 @@ mod tests {
             color_stdout: true,
             width: None,
             color_stderr: false,
+            progress: false,
             exits_after_run: true,
             archiving: None,
             machine: crate::machine::Machine::Real,

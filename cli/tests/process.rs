@@ -355,3 +355,15 @@ fn a_whatif_ended_by_sigterm_leaves_no_scratch_copy() {
         assert_eq!(scratch(), Vec::<std::path::PathBuf>::new(), "no scratch copy is left");
     }
 }
+
+#[test]
+fn demo_draws_no_progress_bar_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let out = usertrail(&db, &["demo", "--users", "15", "--now", "2026-06-01T00:00:00Z"], 1000);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "a pipe gets no bar");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(['\r', '\x1b']), "no bar on stdout either:\n{stdout}");
+    assert!(stdout.ends_with("hash chain and indexes intact (L3)\n"), "{stdout}");
+}

@@ -49,11 +49,7 @@ impl Shell {
             crate::timings::phase("loaded the tenant");
             let commands = (*plan.lock().await)(&tenant, now)?;
             crate::timings::phase("planned");
-            let progress = indicatif::ProgressBar::new(commands.len() as u64);
-            progress.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            let progress = self.bar(commands.len() as u64, "{msg} [{bar:30}] {pos}/{len}");
             progress.set_message(name);
             // Each command's events are sealed by the store while the next is decided.
             let mut transaction = self.store.begin().await?;

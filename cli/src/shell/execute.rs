@@ -175,7 +175,7 @@ impl Shell {
         let correlation_id = self.ids.next();
         let attempted = &Attempted { command: command.name(), targets: command.targets(), environment: None };
         let done = Shell::retry(move || async move {
-            let (tenant, version) = self.tenant().await?;
+            let (tenant, version) = self.lend_tenant().await?;
             crate::timings::phase("loaded the tenant");
             let actor = match command {
                 TenantCommand::Init { admin, .. } => admin.upn.clone(),
@@ -187,10 +187,10 @@ impl Shell {
             let decided = tenant::decide(&tenant, &actor, command, now).map(|events| {
                 vec![(tenant::STREAM.to_owned(), version, events.into_iter().map(Event::Tenant).collect())]
             });
+            self.give_back(tenant, version);
             let done = self.conclude(attempted, meta, decided).await?;
             if done.is_some() {
                 crate::timings::phase("appended");
-                release(self.exits_after_run, tenant);
             }
             Ok(done)
         });
@@ -211,7 +211,7 @@ impl Shell {
             environment: Some(new.name.clone()),
         };
         let done = Shell::retry(move || async move {
-            let (tenant, version) = self.tenant().await?;
+            let (tenant, version) = self.lend_tenant().await?;
             let actor = Shell::actor(&tenant, actor)?;
             let now = self.now().await?;
             let meta = self.meta(actor.as_str(), attempted.command, correlation_id, now);
@@ -221,6 +221,7 @@ impl Shell {
                     (environment::stream(new.id), 0, events.into_iter().map(Event::Environment).collect()),
                 ]
             });
+            self.give_back(tenant, version);
             self.conclude(attempted, meta, decided).await
         });
         done.await?.ok_or_else(|| Shell::gave_up("the tenant"))
@@ -237,7 +238,7 @@ impl Shell {
     ) -> Result<Done, CliError> {
         let correlation_id = self.ids.next();
         let done = Shell::retry(move || async move {
-            let (tenant, _) = self.tenant().await?;
+            let (tenant, tenant_version) = self.lend_tenant().await?;
             let (env, version) = self.environment_at(&tenant, env_name, u64::MAX).await?;
             let attempted = Attempted {
                 command: command.name(),
@@ -257,9 +258,10 @@ impl Shell {
                     events.into_iter().map(Event::Environment).collect(),
                 )]
             });
+            self.give_back(tenant, tenant_version);
             let done = self.conclude(&attempted, meta, decided).await?;
             if done.is_some() {
-                release(self.exits_after_run, (tenant, env));
+                release(self.exits_after_run, env);
             }
             Ok(done)
         });

@@ -96,6 +96,7 @@ impl Shell {
     /// A stream's state as of log position `upto`, and the stream's version
     /// then: the nearest snapshot, plus the stream's records after it.
     pub async fn load<A: Aggregate>(&self, stream: &str, upto: u64) -> Result<(A, u64), CliError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(projections::fold::load(&self.store, stream, upto, projections::fold::Snapshots::Use).await?)
     }
 
@@ -107,6 +108,29 @@ impl Shell {
     /// The directory now.
     pub async fn tenant(&self) -> Result<(Tenant, u64), CliError> {
         self.tenant_at(u64::MAX).await
+    }
+
+    /// The directory now, for a command to give back ([`Shell::give_back`]):
+    /// the one given back last, with what was appended since folded in. A
+    /// shell that runs many commands (the demo) so folds each record once,
+    /// instead of the whole directory once a command.
+    pub(super) async fn lend_tenant(&self) -> Result<(Tenant, u64), CliError> {
+        let kept = self.kept.lock().ok().and_then(|mut kept| kept.take());
+        let Some((mut tenant, mut version)) = kept else { return self.tenant().await };
+        for record in self.store.read_stream_until(tenant::STREAM, version + 1, u64::MAX).await? {
+            tenant.fold(projections::fold::event_of(&record)?, projections::fold::stamp_of(&record));
+            version = record.version;
+        }
+        Ok((tenant, version))
+    }
+
+    /// Keeps the directory at `version` for the next command; a process that
+    /// exits after this one has none, and leaves it to the exit.
+    pub(super) fn give_back(&self, tenant: Tenant, version: u64) {
+        match self.kept.lock() {
+            Ok(mut kept) if !self.exits_after_run => *kept = Some((tenant, version)),
+            _ => super::release(self.exits_after_run, tenant),
+        }
     }
 
     /// An environment by name, as of `upto`, with its stream version.

@@ -18,13 +18,13 @@ impl Shell {
     /// append, caused by the sync process and the directory record that
     /// triggered it; the appends of one pass share the pass's correlation id.
     pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
-        let tenant = self.tenant().await?;
+        let tenant = self.lend_tenant().await?;
         self.sync_with(env_names, tenant).await
     }
 
     /// [`Shell::sync`] over every environment of the directory.
     pub async fn sync_all(&self) -> Result<Vec<SyncReport>, CliError> {
-        let tenant = self.tenant().await?;
+        let tenant = self.lend_tenant().await?;
         let names: Vec<String> = tenant.0.environments().map(|(_, n)| n.to_owned()).collect();
         self.sync_with(&names, tenant).await
     }
@@ -34,12 +34,8 @@ impl Shell {
         env_names: &[String],
         tenant: (Tenant, u64),
     ) -> Result<Vec<SyncReport>, CliError> {
-        // Drawn on stderr only when it is a terminal; a large tenant takes a while.
-        let progress = indicatif::ProgressBar::new(env_names.len() as u64);
-        progress.set_style(
-            indicatif::ProgressStyle::with_template("sync {msg} [{bar:30}] {pos}/{len}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        // A large tenant takes a while.
+        let progress = self.bar(env_names.len() as u64, "sync {msg} [{bar:30}] {pos}/{len}");
         let mut reports = Vec::with_capacity(env_names.len());
         let mut tenant = Some(tenant);
         for name in env_names {
@@ -48,6 +44,9 @@ impl Shell {
             progress.inc(1);
         }
         progress.finish_and_clear();
+        if let Some((tenant, version)) = tenant {
+            self.give_back(tenant, version);
+        }
         Ok(reports)
     }
 
