@@ -209,6 +209,11 @@ where
         || replayed.spans(base_bytes, TIPS_PER_SPACING)
             && store.head().await?.is_none_or(|head| upto >= head.seq)
     {
+        // The records folded since the snapshot it started from must be the
+        // log's: a cache of an altered record would outlive its repair.
+        if store.chain_break(from + 1, last.seq).await?.is_some() {
+            return Ok((state, version));
+        }
         let bytes = encode(
             Snapshotted { version, state: &state },
             (!spaced).then_some(since),

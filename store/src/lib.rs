@@ -302,6 +302,11 @@ pub trait EventStore: Send + Sync {
     ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError>;
     /// Walks the chain and every index; reports the first bad record.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;
+    /// The first break of the chain over records `from..=to` (a record
+    /// altered, misplaced, not linked to the one before it, or stamped
+    /// earlier), as `verify` would find it there. Reads trust a record that
+    /// decodes; a cache folded from one must not outlive its restoration.
+    async fn chain_break(&self, from: u64, to: u64) -> Result<Option<Problem>, StoreError>;
     /// Why the log is closed to appends, if it is: records found lost or
     /// damaged at open or by `verify`. Reads still answer, and say so.
     fn damage(&self) -> Option<String> {

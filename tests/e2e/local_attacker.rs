@@ -516,3 +516,45 @@ fn a_tenant_run_block_forged_to_hide_a_role_removal_is_named_by_verify_and_a_mis
     sb.fails(&format!("--as {MALLORY} user create --upn {ALICE} --first Alice --last A"), 1);
     sb.ok(&format!("user create --upn {ALICE} --first Alice --last A"));
 }
+
+/// Finding 2, a cache folded from an altered record: a record altered
+/// while a view ran, then put back. The view folded the altered record and
+/// saved a tip of that fold, bound to a later record and under the tool's
+/// own MAC, so it outlived the repair: commands would have decided on it
+/// until `verify` re-folded. A fold now saves no cache unless the chain over
+/// the records it replayed is intact.
+#[test]
+fn a_record_altered_while_a_view_runs_then_put_back_leaves_no_cache_of_it() {
+    let mut sb = Sandbox::contoso();
+    sb.ok("user create --upn quokka@contoso.onmicrosoft.com --first Quinn --last Quokka");
+    for i in 0..12 {
+        sb.ok(&format!("user create --upn u{i}@contoso.onmicrosoft.com --first U --last N{i}"));
+    }
+    let seq = sb.records() - 12;
+    let snapshots = sb.db().join("snapshots").join(hex("aggregate/tenant"));
+    let _ = std::fs::remove_dir_all(&snapshots);
+    let cached = || std::fs::read_dir(&snapshots).map_or(0, |d| d.count());
+    let original = {
+        let store = store::SledStore::open(sb.db(), sb.open_options()).unwrap();
+        let original = store.raw_record(seq).unwrap().expect("the record");
+        let mut altered = original.clone();
+        let places: Vec<usize> =
+            original.windows(6).enumerate().filter(|(_, w)| w == b"Quokka").map(|(at, _)| at).collect();
+        assert!(!places.is_empty(), "the surname in the record");
+        for at in places {
+            altered[at + 5] = b'o';
+        }
+        store.raw_set_record(seq, Some(&altered)).unwrap();
+        original
+    };
+    let shown = sb.ok("user list");
+    assert!(shown.contains("Quokko"), "reads trust a record that decodes: {shown}");
+    assert_eq!(cached(), 0, "no cache of a fold over an altered record");
+
+    store::SledStore::open(sb.db(), sb.open_options()).unwrap().raw_set_record(seq, Some(&original)).unwrap();
+    let shown = sb.ok("user list");
+    assert!(shown.contains("Quokka") && !shown.contains("Quokko"), "{shown}");
+    assert!(cached() > 0, "an intact chain is cached again");
+    let run = sb.run("verify");
+    assert_eq!(run.code, 0, "no cache outlived the repair: {}{}", run.stdout, run.stderr);
+}

@@ -11,7 +11,8 @@ use super::{Durability, Inner, SledStore};
 use crate::record::{Record, Sealed};
 use crate::snapshots::{CacheMiss, StagedSnapshot};
 use crate::{
-    Append, AppendResult, Appended, EventStore, Head, Snapshot, StoreError, Transaction, VerifyReport,
+    Append, AppendResult, Appended, EventStore, Head, Problem, Snapshot, StoreError, Transaction,
+    VerifyReport,
 };
 
 impl SledStore {
@@ -193,5 +194,9 @@ impl EventStore for SledStore {
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.blocking(|s| s.verify()).await
+    }
+
+    async fn chain_break(&self, from: u64, to: u64) -> Result<Option<Problem>, StoreError> {
+        self.blocking(move |s| s.chain_break(from, to)).await
     }
 }

@@ -24,6 +24,28 @@ impl Inner {
         Ok(report)
     }
 
+    /// The first break of the chain over records `from..=to`, checked as
+    /// the walk checks each record against the one before it.
+    pub(super) fn chain_break(&self, from: u64, to: u64) -> Result<Option<Problem>, StoreError> {
+        let (mut prev_hash, mut prev_nanos) = (GENESIS_HASH, i64::MIN);
+        let mut found = None;
+        self.scan(from.saturating_sub(1).max(1)..=to, |seq, bytes| {
+            found = match Record::peek(bytes) {
+                Err(e) => Some(Problem { seq, what: e.to_string() }),
+                Ok(record) if seq < from => {
+                    (prev_hash, prev_nanos) = (record.hash, record.nanos);
+                    None
+                }
+                Ok(record) => check_record(bytes, &record, seq, prev_hash, prev_nanos).or_else(|| {
+                    (prev_hash, prev_nanos) = (record.hash, record.nanos);
+                    None
+                }),
+            };
+            Ok(found.is_none())
+        })?;
+        Ok(found)
+    }
+
     /// Keeps a finding in the witness (unless it holds one already) and
     /// closes this handle to appends.
     fn record_finding(&self, problem: &Problem) -> Result<(), StoreError> {
