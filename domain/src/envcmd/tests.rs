@@ -1392,6 +1392,109 @@ fn r7_group_team_members_follow_the_directory_group_at_each_sync() {
     assert!(w.envs[env].team_named("Sales team").unwrap().members.is_empty());
 }
 
+/// Alice holds System Administrator directly and Basic User through the owner
+/// team Readers: what `security` reports of her roles (R3, R4, R7).
+fn admin_with_a_team_role() -> (World, usize) {
+    let (mut w, env) = secured();
+    give(&mut w, env, ALICE, "System Administrator");
+    let readers = EnvCommand::CreateTeam {
+        id: Uuid::from_u128(503),
+        name: "Readers".into(),
+        business_unit: None,
+        group: None,
+    };
+    w.ok(env, ADMIN, readers);
+    w.ok(env, ADMIN, EnvCommand::AssignTeamRole { team: "Readers".into(), role: "Basic User".into() });
+    w.ok(env, ADMIN, EnvCommand::AddTeamMember { team: "Readers".into(), upn: upn(ALICE) });
+    (w, env)
+}
+
+#[test]
+fn r4_r7_a_records_roles_and_their_evidence_include_its_teams() {
+    use crate::security::{has_any_role, is_system_administrator, role_evidence, role_ids};
+    let (w, env) = admin_with_a_team_role();
+    let (e, alice, bob) = (&w.envs[env], w.record(env, ALICE).unwrap(), w.record(env, BOB).unwrap());
+    assert!(is_system_administrator(e, alice));
+    assert!(!is_system_administrator(e, bob));
+    assert!(has_any_role(e, alice));
+    let (sysadmin, basic) =
+        (e.role_named("System Administrator").unwrap(), e.role_named("Basic User").unwrap());
+    let mut ids = role_ids(e, alice);
+    ids.sort();
+    let mut expected = vec![sysadmin.id, basic.id];
+    expected.sort();
+    assert_eq!(ids, expected, "direct and through the team");
+    // The assignment, the team membership and the team's role: each its own record.
+    let team = e.team_named("Readers").unwrap();
+    let mut evidence = role_evidence(e, alice);
+    evidence.sort();
+    let mut expected = vec![
+        alice.evidence.roles[&sysadmin.id],
+        team.member_changes[&alice.id],
+        team.role_changes[&basic.id],
+    ];
+    expected.sort();
+    assert_eq!(evidence, expected);
+}
+
+#[test]
+fn r3_a_lower_level_from_another_role_is_not_named_as_a_source() {
+    let (w, env) = admin_with_a_team_role();
+    let grants = crate::security::effective_privileges(&w.envs[env], w.record(env, ALICE).unwrap());
+    let read = grants.iter().find(|g| g.table == "account" && g.operation == Operation::Read).unwrap();
+    assert_eq!(read.level, Level::Organization);
+    assert_eq!(read.from, vec![crate::security::Source { role: "System Administrator".into(), team: None }]);
+}
+
+#[test]
+fn r6_a5_an_administrative_system_administrator_still_holds_every_role() {
+    let (mut w, env) = admin_with_a_team_role();
+    w.ok(env, ADMIN, EnvCommand::SetAccessMode { upn: upn(ALICE), mode: AccessMode::Administrative });
+    let e = &w.envs[env];
+    let alice = w.tenant.user(&upn(ALICE)).unwrap();
+    // A5 leaves her no data privileges, but R6 lets a System Administrator assign any role.
+    let basic = &e.role_named("Basic User").unwrap().privileges;
+    assert_eq!(crate::security::elevation(e, alice, basic), None);
+    let bob = w.tenant.user(&upn(BOB)).unwrap();
+    assert!(crate::security::elevation(e, bob, basic).is_some(), "bob holds no role");
+}
+
+#[test]
+fn r6_r7_a_group_team_role_beyond_its_groups_owner_is_reported() {
+    let (mut w, env) = secured();
+    w.tenant_ok(ADMIN, TenantCommand::AddOwner { group: "Sales-SG".into(), upn: upn(BOB) });
+    w.join(ALICE);
+    give(&mut w, env, BOB, "Basic User");
+    let team = EnvCommand::CreateTeam {
+        id: Uuid::from_u128(504),
+        name: "Sales team".into(),
+        business_unit: None,
+        group: Some("Sales-SG".into()),
+    };
+    w.ok(env, ADMIN, team);
+    for role in ["Basic User", "System Administrator"] {
+        w.ok(env, ADMIN, EnvCommand::AssignTeamRole { team: "Sales team".into(), role: role.into() });
+    }
+    w.sync(env);
+    let admin = w.tenant.user(&upn(ADMIN));
+    let reach = crate::security::group_team_reach(&w.tenant, &w.envs[env], |_| admin);
+    let found: Vec<(&str, &str, Vec<String>, usize)> = reach
+        .iter()
+        .map(|r| {
+            let managers = r.managers.iter().map(|(u, _)| u.upn.to_string()).collect();
+            (r.team.name.as_str(), r.role.name.as_str(), managers, r.added_by_others.len())
+        })
+        .collect();
+    // Bob holds Basic User himself and the admin holds everything, who added alice:
+    // only System Administrator reaches past bob, and no member was added by him.
+    assert_eq!(found, vec![("Sales team", "System Administrator", vec![BOB.to_owned()], 0)]);
+    // Added by someone holding nothing (no directory user), alice is named.
+    let reach = crate::security::group_team_reach(&w.tenant, &w.envs[env], |_| None);
+    let alice = w.tenant.user(&upn(ALICE)).unwrap().id;
+    let added: Vec<Vec<Uuid>> =
+        reach.iter().map(|r| r.added_by_others.iter().map(|(u, _)| u.id).collect()).collect();
+    assert_eq!(added, vec![vec![alice], vec![alice]], "both roles, through alice");
+}
 #[test]
 fn o1_session_and_inactivity_timeouts_are_settings() {
     let (mut w, env) = secured();
