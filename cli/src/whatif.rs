@@ -257,12 +257,17 @@ fn removed_on_signal(scratch: PathBuf) -> tokio::task::JoinHandle<()> {
             Ok(()) => 130,
             Err(_) => return,
         };
-        // A line still running may write into the copy meanwhile: try again
-        // until it is gone.
-        for _ in 0..20 {
-            if std::fs::remove_dir_all(&scratch).is_ok() || !scratch.exists() {
+        // A line still running may write into the copy meanwhile, and even
+        // make its directories again: remove it until it has stayed gone a
+        // while (at most about two seconds), then end before it can return.
+        let mut gone_since = 0;
+        for _ in 0..100 {
+            let _ = std::fs::remove_dir_all(&scratch);
+            gone_since = if scratch.exists() { 0 } else { gone_since + 1 };
+            if gone_since == 3 {
                 break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::process::exit(code);
     })
