@@ -317,11 +317,8 @@ fn security_group(tenant: &Tenant, env: &Environment, user: &User, how: How) -> 
         let detail = format!("an owner of {}: counts as a member when added on demand", group.name);
         return check(Rule::S2_4, Checked::SecurityGroup, true, detail, vec![sg, changed]);
     }
-    // Groups sort after users: walk the nested groups only, not every member.
-    let nested = group.members.range(Member::Group(uuid::Uuid::nil())..).find_map(|m| match m {
-        Member::Group(g) => tenant.groups.get(g).filter(|inner| inner.members.contains(&member)),
-        Member::User(_) => None,
-    });
+    let nested =
+        group.nested().find_map(|g| tenant.groups.get(&g).filter(|inner| inner.members.contains(&member)));
     let mut detail = match nested {
         Some(inner) => {
             format!("only in {} through nested group {}, which is ignored (D9)", group.name, inner.name)

@@ -153,6 +153,17 @@ pub struct Group {
     pub changes: BTreeMap<Member, u64>,
 }
 
+impl Group {
+    /// The groups nested in this one, directly. Groups sort after users, so
+    /// this walks them only, not every member.
+    pub fn nested(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.members.range(Member::Group(Uuid::nil())..).filter_map(|m| match m {
+            Member::Group(id) => Some(*id),
+            Member::User(_) => None,
+        })
+    }
+}
+
 /// A user to create: everything `user create` or `init` says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
@@ -398,10 +409,7 @@ impl Tenant {
             }
             if seen.insert(g) {
                 if let Some(group) = self.groups.get(&g) {
-                    stack.extend(group.members.iter().filter_map(|m| match m {
-                        Member::Group(id) => Some(*id),
-                        Member::User(_) => None,
-                    }));
+                    stack.extend(group.nested());
                 }
             }
         }

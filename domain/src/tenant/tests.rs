@@ -729,3 +729,18 @@ fn a_directory_read_from_its_snapshot_folds_what_follows_as_the_original_does() 
     assert_ne!(bytes, first_bytes);
     assert_eq!(through_snapshot(&w.tenant).1, bytes, "the same bytes as saving the original");
 }
+
+#[test]
+fn d9_a_groups_nested_groups_are_all_its_group_members_and_no_user() {
+    let (g1, g2, u1, u2) = (Uuid::from_u128(1), Uuid::from_u128(u128::MAX), Uuid::nil(), Uuid::from_u128(7));
+    let group = Group {
+        id: Uuid::from_u128(9),
+        name: "Sales-SG".into(),
+        members: [Member::User(u1), Member::Group(g1), Member::User(u2), Member::Group(g2)]
+            .into_iter()
+            .collect(),
+        owners: Default::default(),
+        changes: Default::default(),
+    };
+    assert_eq!(group.nested().collect::<Vec<_>>(), vec![g1, g2]);
+}
