@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::args::{AppUserCommand, AtArgs, EnvCommand, ImportCommand, UnifiedRoutingCommand, UserCommand};
 use crate::error::{usage, CliError};
 use crate::output::Out;
-use crate::shell::{Done, Shell};
+use crate::shell::{Done, Shell, SyncReport};
 use crate::time::parse_at;
 
 /// `env ...`
@@ -200,15 +200,14 @@ pub async fn sync(
     verbose: bool,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let reports = match env {
-        Some(name) => shell.sync(&[name]).await?,
-        None => shell.sync_all().await?,
-    };
+    let names = env.map(|name| vec![name]);
     if out.json {
-        let doc: Vec<Value> = reports
-            .iter()
-            .map(|r| {
-                json!({
+        // An array written as each pass ends, as `Out::json` would print it
+        // whole: a pass over many environments never holds all their names.
+        let mut first = true;
+        shell
+            .sync_each(names.as_deref(), |r| {
+                let element = json!({
                     "environment": r.environment,
                     "changed": r.changed,
                     "firstSeq": r.first_seq,
@@ -218,47 +217,58 @@ pub async fn sync(
                     "disabled": r.counts.disabled,
                     "updated": r.counts.updated,
                     "unchanged": r.unchanged(),
-                })
+                });
+                let text = serde_json::to_string_pretty(&element).unwrap_or_else(|_| "null".into());
+                let indented = text.replace('\n', "\n  ");
+                let open = if std::mem::take(&mut first) { "[" } else { "," };
+                out.raw(format!("{open}\n  {indented}").as_bytes())
             })
-            .collect();
-        return out.json(&Value::Array(doc));
+            .await?;
+        return out.raw(if first { b"[]\n" } else { b"\n]\n" });
     }
-    if reports.is_empty() {
-        return out.line("no environments to sync");
-    }
-    // A summary per environment: a first pass over a large tenant changes
-    // tens of thousands of records, and their names are `--verbose`'s.
-    const NAMED: usize = 3;
-    for r in reports {
-        let line = match (r.first_seq, r.last_seq) {
-            _ if !r.dataverse => format!("{}: no Dataverse database, nothing to sync", r.environment),
-            (Some(first), Some(last)) => {
-                let c = r.counts;
-                let mut parts: Vec<String> = [
-                    (c.added, "added"),
-                    (c.enabled, "enabled"),
-                    (c.disabled, "disabled"),
-                    (c.updated, "updated"),
-                ]
-                .into_iter()
-                .filter(|(n, _)| *n > 0)
-                .map(|(n, what)| format!("{n} {what}"))
-                .collect();
-                parts.extend(r.unchanged().map(|n| format!("{n} unchanged")));
-                let span = if first == last { first.to_string() } else { format!("{first}-{last}") };
-                let names = match (verbose, r.changed.len().checked_sub(NAMED)) {
-                    (false, Some(more)) if more > 0 => {
-                        format!("{} and {more} more (--verbose names all)", r.changed[..NAMED].join(", "))
-                    }
-                    _ => r.changed.join(", "),
-                };
-                format!("{}: {} (seq {span}): {names}", r.environment, parts.join(", "))
-            }
-            _ => format!("{}: up to date", r.environment),
-        };
-        out.line(line)?;
+    let mut any = false;
+    shell
+        .sync_each(names.as_deref(), |r| {
+            any = true;
+            out.line(summary(&r, verbose))
+        })
+        .await?;
+    if !any {
+        out.line("no environments to sync")?;
     }
     Ok(())
+}
+
+/// One line per environment: a first pass over a large tenant changes tens
+/// of thousands of records, and their names are `--verbose`'s.
+fn summary(r: &SyncReport, verbose: bool) -> String {
+    const NAMED: usize = 3;
+    match (r.first_seq, r.last_seq) {
+        _ if !r.dataverse => format!("{}: no Dataverse database, nothing to sync", r.environment),
+        (Some(first), Some(last)) => {
+            let c = r.counts;
+            let mut parts: Vec<String> = [
+                (c.added, "added"),
+                (c.enabled, "enabled"),
+                (c.disabled, "disabled"),
+                (c.updated, "updated"),
+            ]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            parts.extend(r.unchanged().map(|n| format!("{n} unchanged")));
+            let span = if first == last { first.to_string() } else { format!("{first}-{last}") };
+            let names = match (verbose, r.changed.len().checked_sub(NAMED)) {
+                (false, Some(more)) if more > 0 => {
+                    format!("{} and {more} more (--verbose names all)", r.changed[..NAMED].join(", "))
+                }
+                _ => r.changed.join(", "),
+            };
+            format!("{}: {} (seq {span}): {names}", r.environment, parts.join(", "))
+        }
+        _ => format!("{}: up to date", r.environment),
+    }
 }
 
 /// The environment commands that live under `user ...`.

@@ -211,7 +211,10 @@ where
     {
         // The records folded since the snapshot it started from must be the
         // log's: a cache of an altered record would outlive its repair.
-        if store.chain_break(from + 1, last.seq).await?.is_some() {
+        // From the first record folded: the records between the snapshot
+        // and it are other streams', and a sparse stream's gap may be most
+        // of the log.
+        if store.chain_break(records[0].seq, last.seq).await?.is_some() {
             return Ok((state, version));
         }
         let bytes = encode(

@@ -12,16 +12,20 @@
 //! `--append-commands N` (target 1a), `--durable-commands N` (1b),
 //! `--import-users N` (target 6), `--only 1,6` (some targets only), `--keep`
 //! (leave the scratch databases for profiling).
+//! `--huge` runs only the largest tenants' targets (8a-8h: `--huge-users N`,
+//! 300,000, and `--huge-environments N`, 100; minutes and some 15 GB).
 //! Child modes used internally: `--child-cli DB ARGS...`, `--child-rebuild DB RAW`,
 //! `--child-parse FILES...`, `--child-sled DB`.
 
 mod gen;
+mod huge;
 
 const USAGE: &str = "
 usage: usertrail-bench [--smoke] [--only 1,3,...] [--dir DIR] [--keep]
                        [--events N] [--small-events N] [--users N] [--environments N]
                        [--sync-users N] [--sync-environments N] [--append-commands N]
                        [--durable-commands N] [--import-users N]
+                       [--huge [--huge-users N] [--huge-environments N]]
 (see the top of tests/bench/main.rs and BENCHMARKS.md)
 ";
 
@@ -70,11 +74,14 @@ fn main() {
         Some("--child-rebuild") => return child_rebuild(Path::new(&args[2]), Path::new(&args[3])),
         Some("--child-parse") => return child_parse(&args[2..]),
         Some("--child-sled") => return child_sled(Path::new(&args[2])),
+        Some("--child-gen") => return child_gen(&args[2..]),
         _ => {}
     }
     // Anything else unknown would start a full run of several minutes.
-    const FLAGS: [&str; 3] = ["--smoke", "--keep", "--help"];
-    const VALUED: [&str; 11] = [
+    const FLAGS: [&str; 4] = ["--smoke", "--keep", "--help", "--huge"];
+    const VALUED: [&str; 13] = [
+        "--huge-users",
+        "--huge-environments",
         "--dir",
         "--only",
         "--events",
@@ -133,6 +140,12 @@ fn main() {
     );
     let mut rows = Vec::new();
 
+    if args.iter().any(|a| a == "--huge") {
+        let users = num("--huge-users", 300_000) as usize;
+        huge::run(&cfg.dir, users, num("--huge-environments", 100) as usize, &mut rows);
+        print_rows(&rows);
+        return;
+    }
     // The big log and the small one: the same tenant, more or less history.
     let spec = |events| Spec {
         users: cfg.users,
@@ -172,10 +185,18 @@ fn main() {
     }
     target_7(&big_db, big.head, &small_db, small.head, &mut rows);
 
+    print_rows(&rows);
+    println!("peak RSS of this process (VmHWM): {} MiB", vm_hwm_kib() / 1024);
+    if args.iter().any(|a| a == "--keep") {
+        println!("kept {}", scratch.keep().display());
+    }
+}
+
+fn print_rows(rows: &[Row]) {
     println!();
     println!("| target | measure | ratio | goal | result | numbers |");
     println!("|---|---|---:|---|---|---|");
-    for r in &rows {
+    for r in rows {
         let ratio = if r.ratio.is_nan() { "-".to_owned() } else { format!("{:.2}", r.ratio) };
         let result = if r.goal == "report" {
             "REPORT"
@@ -189,10 +210,6 @@ fn main() {
         println!("| {} | {} | {} | {} | {} | {} |", r.target, r.what, ratio, r.goal, result, r.detail);
     }
     println!();
-    println!("peak RSS of this process (VmHWM): {} MiB", vm_hwm_kib() / 1024);
-    if args.iter().any(|a| a == "--keep") {
-        println!("kept {}", scratch.keep().display());
-    }
 }
 
 fn report_gen(name: &str, g: &Generated, path: &Path) {
@@ -240,6 +257,17 @@ fn vm_hwm_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The seq of a log's head, read from the store (not by reading the log).
+fn head_of(db: &Path) -> u64 {
+    let store = open(db, Durability::Batched);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| rt.block_on(store::EventStore::head(&store)).ok().flatten())
+        .map_or(0, |h| h.seq)
 }
 
 fn dir_size(path: &Path) -> u64 {
@@ -593,7 +621,7 @@ fn target_2(big_db: &Path, head: u64, rows: &mut Vec<Row>) {
 
 /// Runs a command line in-process (output discarded); returns its time.
 /// `exits_after_run`: this process ends with the command, as the binary's does.
-fn run_cli(args: &[String], exits_after_run: bool) -> f64 {
+fn run_cli(args: &[String], exits_after_run: bool) -> (f64, String) {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let t = Instant::now();
@@ -602,7 +630,7 @@ fn run_cli(args: &[String], exits_after_run: bool) -> f64 {
     let code = cli::run_with(args.iter().cloned(), &mut out, &mut err, options);
     let took = secs(t.elapsed());
     assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
-    took
+    (took, String::from_utf8_lossy(&out).into_owned())
 }
 
 fn view(db: &Path, env: &str, at: Option<u64>) -> Vec<String> {
@@ -672,14 +700,23 @@ fn target_3(
 
 /// In a child process: one command line; prints its time and peak RSS.
 fn child_cli(args: &[String]) {
-    let took = run_cli(args, true);
-    println!("RESULT {took} {}", vm_hwm_kib());
+    let (took, out) = run_cli(args, true);
+    println!("RESULT {took} {} {}", vm_hwm_kib(), huge::changes_in(&out));
 }
 
 /// In a child process: what sled alone costs a command on the database at
 /// `db`: open it, insert one record-sized value, flush, close. Prints its
 /// time and peak RSS. The value goes to sled's default tree, which a
 /// usertrail log with its format mark does not read.
+/// Writes a tenant of USERS users and ENVS environments, not yet synced, at DB
+/// (for profiling a sync pass by hand, and for `--huge`'s databases).
+fn child_gen(args: &[String]) {
+    let [db, users, envs] = args else { panic!("--child-gen DB USERS ENVS") };
+    let (users, environments) = (users.parse().unwrap(), envs.parse().unwrap());
+    let spec = Spec { users, environments, events: 0, batch: 1_000, snapshot_every: 0, sync: false };
+    report_gen("tenant", &gen::generate(Path::new(db), spec), Path::new(db));
+}
+
 fn child_sled(db: &Path) {
     // The database a command opens: the live one, once the log has an archive.
     let live = if db.join("live").is_dir() { db.join("live") } else { db.to_path_buf() };
@@ -834,14 +871,7 @@ fn target_5(cfg: &Config, rows: &mut Vec<Row>) {
     // The head's seq, not the whole log: reading 2M records here took a
     // gigabyte in this process just before the timed pass, which then ran
     // 0.5-0.6 s instead of 0.2 s in about half the runs.
-    let after_first = open(&db, Durability::Batched);
-    let head = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()
-        .and_then(|rt| rt.block_on(store::EventStore::head(&after_first)).ok().flatten())
-        .map_or(0, |h| h.seq);
-    drop(after_first);
+    let head = head_of(&db);
     settle_disk();
     let (second, rss2) = sync(2);
     rows.push(Row {

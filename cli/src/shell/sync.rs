@@ -14,39 +14,41 @@ pub const SYNC_CHUNK: usize = 1000;
 
 impl Shell {
     /// Background sync passes over environments (S1), one after the other,
-    /// on one reading of the directory. Every changed SystemUser is one
-    /// append, caused by the sync process and the directory record that
-    /// triggered it; the appends of one pass share the pass's correlation id.
-    pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
-        let tenant = self.lend_tenant().await?;
-        self.sync_with(env_names, tenant).await
-    }
-
-    /// [`Shell::sync`] over every environment of the directory.
-    pub async fn sync_all(&self) -> Result<Vec<SyncReport>, CliError> {
-        let tenant = self.lend_tenant().await?;
-        let names: Vec<String> = tenant.0.environments().map(|(_, n)| n.to_owned()).collect();
-        self.sync_with(&names, tenant).await
-    }
-
-    async fn sync_with(
+    /// on one reading of the directory; `None` is every environment. Every
+    /// changed SystemUser is one append, caused by the sync process and the
+    /// directory record that triggered it; the appends of one pass share the
+    /// pass's correlation id. Each environment's report goes to `done` as its
+    /// pass ends, so a pass over a hundred environments holds one report at
+    /// a time.
+    pub async fn sync_each(
         &self,
-        env_names: &[String],
-        tenant: (Tenant, u64),
-    ) -> Result<Vec<SyncReport>, CliError> {
+        env_names: Option<&[String]>,
+        mut done: impl FnMut(SyncReport) -> Result<(), CliError>,
+    ) -> Result<(), CliError> {
+        let (tenant, version) = self.lend_tenant().await?;
+        let names: Vec<String> = match env_names {
+            Some(names) => names.to_vec(),
+            None => tenant.environments().map(|(_, n)| n.to_owned()).collect(),
+        };
         // A large tenant takes a while.
-        let progress = self.bar(env_names.len() as u64, "sync {msg} [{bar:30}] {pos}/{len}");
-        let mut reports = Vec::with_capacity(env_names.len());
-        let mut tenant = Some(tenant);
-        for name in env_names {
+        let progress = self.bar(names.len() as u64, "sync {msg} [{bar:30}] {pos}/{len}");
+        let mut tenant = Some((tenant, version));
+        for name in &names {
             progress.set_message(name.clone());
-            reports.push(self.sync_one(name, &mut tenant).await?);
+            done(self.sync_one(name, &mut tenant).await?)?;
             progress.inc(1);
         }
         progress.finish_and_clear();
         if let Some((tenant, version)) = tenant {
             self.give_back(tenant, version);
         }
+        Ok(())
+    }
+
+    /// [`Shell::sync_each`] over these environments, every report kept.
+    pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
+        let mut reports = Vec::with_capacity(env_names.len());
+        self.sync_each(Some(env_names), |r| Ok(reports.push(r))).await?;
         Ok(reports)
     }
 
@@ -102,9 +104,11 @@ impl Shell {
                 None => sync::sync_pass(tenant, &env, now),
             };
             let written: usize = changes.iter().map(|c| c.events.len()).sum();
+            let dataverse = env.dataverse;
             // A large pass leaves a snapshot behind, so that the next reader
-            // of this environment does not replay it.
-            let mut after = (written >= projections::fold::SNAPSHOT_AFTER).then(|| env.clone());
+            // of this environment does not replay it; otherwise the table
+            // goes now, before the pass's records are written.
+            let mut after = (written >= projections::fold::SNAPSHOT_AFTER).then_some(env);
             let mut expected = version;
             for chunk in changes.chunks(SYNC_CHUNK) {
                 let mut appends = Vec::with_capacity(chunk.len());
@@ -154,7 +158,7 @@ impl Shell {
             if let (Some(state), Some(last)) = (after, report.last_seq) {
                 projections::fold::save(&self.store, &stream, &state, expected, last).await?;
             }
-            let mark = SyncMark { tenant: *tenant_version, environment: expected, dataverse: env.dataverse };
+            let mark = SyncMark { tenant: *tenant_version, environment: expected, dataverse };
             // Bound to the log's head now (the store's framing: a mark
             // copied from another history, or forged, is a miss).
             if let Some(head) = self.store.head().await? {
