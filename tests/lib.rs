@@ -47,7 +47,7 @@ impl Sandbox {
     /// Has each command's close archive all but the newest `keep` to
     /// `2 keep` records, as a log of millions does with the default `keep`.
     pub fn archiving(mut self, keep: u64) -> Sandbox {
-        self.archiving = Some(store::Archiving { keep });
+        self.archiving = Some(store::Archiving { keep, ..store::Archiving::default() });
         self
     }
 

@@ -99,7 +99,7 @@ fn usertrail(db: &Path, args: &[&str]) -> Ran {
 /// The database every trial starts from: a directory and two environments
 /// synced twice, with an archive (a small `keep`) and snapshots.
 fn build(db: &Path) {
-    build_with(db, store::Archiving { keep: 24 })
+    build_with(db, store::Archiving { keep: 24, ..store::Archiving::default() })
 }
 
 fn build_with(db: &Path, archiving: store::Archiving) {

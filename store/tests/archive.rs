@@ -93,7 +93,17 @@ async fn answers(store: &SledStore) -> Vec<String> {
 
 #[tokio::test]
 async fn a_close_archives_old_records_and_every_read_answers_as_before() {
-    let archiving = Archiving { keep: 100 };
+    archives_and_answers_as_before(Archiving { keep: 100, ..Archiving::default() }).await
+}
+
+/// A seal writes its chunks into the archive in batches of bounded size:
+/// here one chunk a batch.
+#[tokio::test]
+async fn a_seal_in_many_batches_answers_as_one_does() {
+    archives_and_answers_as_before(Archiving { keep: 100, batch_bytes: 1 }).await
+}
+
+async fn archives_and_answers_as_before(archiving: Archiving) {
     let (_dir, path, store) = log_with(archiving, 0..600);
     let head = store.head().await.unwrap().unwrap().seq;
     assert_eq!(
@@ -169,7 +179,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// `live.old` by a later one), then `live.next` renamed into its place.
 #[tokio::test]
 async fn a_seal_killed_after_any_step_reads_as_before_and_a_later_close_seals_again() {
-    let archiving = Archiving { keep: 60 };
+    let archiving = Archiving { keep: 60, ..Archiving::default() };
     for earlier_seals in [0, 1] {
         for step in 0..3 {
             let dir = tempfile::tempdir().unwrap();
@@ -246,7 +256,7 @@ fn sled_files(dir: &Path) -> Vec<std::ffi::OsString> {
 /// place) leaves a log that the next open finishes moving, every record kept.
 #[tokio::test]
 async fn an_older_layout_is_moved_into_place_and_a_move_killed_at_any_point_is_finished() {
-    let archiving = Archiving { keep: 60 };
+    let archiving = Archiving { keep: 60, ..Archiving::default() };
     for sealed in [false, true] {
         let (dir, path, store) = log_with(archiving, 0..200);
         drop(store);
@@ -287,7 +297,7 @@ async fn an_older_layout_is_moved_into_place_and_a_move_killed_at_any_point_is_f
 
 #[tokio::test]
 async fn verify_finds_a_record_altered_in_the_archive() {
-    let archiving = Archiving { keep: 20 };
+    let archiving = Archiving { keep: 20, ..Archiving::default() };
     let (_dir, path, store) = log_with(archiving, 0..100);
     store.close().unwrap();
     open(&path, archiving).close().unwrap();
@@ -303,7 +313,7 @@ async fn verify_finds_a_record_altered_in_the_archive() {
 
 #[test]
 fn a_log_of_a_newer_format_is_refused_and_never_archived() {
-    let archiving = Archiving { keep: 2 };
+    let archiving = Archiving { keep: 2, ..Archiving::default() };
     let (_dir, path, store) = log_with(archiving, 0..40);
     let tree = store.raw_tree();
     let mut mark = b"usertrail-log".to_vec();
@@ -321,7 +331,7 @@ fn a_log_of_a_newer_format_is_refused_and_never_archived() {
 
 #[tokio::test]
 async fn a_live_database_renamed_away_and_never_replaced_is_restored_not_passed_over() {
-    let archiving = Archiving { keep: 20 };
+    let archiving = Archiving { keep: 20, ..Archiving::default() };
     let (_dir, path, store) = log_with(archiving, 0..100);
     store.close().unwrap();
     open(&path, archiving).close().unwrap();
@@ -339,7 +349,7 @@ async fn a_live_database_renamed_away_and_never_replaced_is_restored_not_passed_
 
 #[tokio::test]
 async fn a_swap_that_fails_is_reported_by_the_close_and_undone_by_the_next_open() {
-    let archiving = Archiving { keep: 20 };
+    let archiving = Archiving { keep: 20, ..Archiving::default() };
     let (_dir, path, store) = log_with(archiving, 0..100);
     store.close().unwrap();
     open(&path, archiving).close().unwrap();
@@ -374,7 +384,11 @@ async fn sealed_twice(path: &std::path::Path, options: impl Fn() -> OpenOptions)
 
 fn with_keep(keys: Option<&std::path::Path>) -> OpenOptions {
     let cache_keys = keys.map_or(store::CacheKeys::Process, |k| store::CacheKeys::Dir(k.to_path_buf()));
-    OpenOptions { archiving: Archiving { keep: 60 }, cache_keys, ..OpenOptions::default() }
+    OpenOptions {
+        archiving: Archiving { keep: 60, ..Archiving::default() },
+        cache_keys,
+        ..OpenOptions::default()
+    }
 }
 
 /// The live database's `events` tree, opened behind the store's back.

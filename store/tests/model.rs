@@ -40,7 +40,7 @@ proptest! {
         // Tiny thresholds, so that reopens archive (and reads span both databases).
         archiving in prop_oneof![
             Just(Archiving::default()),
-            (0..6u64).prop_map(|keep| Archiving { keep }),
+            (0..6u64, 1..4096usize).prop_map(|(keep, batch_bytes)| Archiving { keep, batch_bytes }),
         ],
     ) {
         let dir = tempfile::tempdir().unwrap();

@@ -701,6 +701,10 @@ fn target_3(
 /// In a child process: one command line; prints its time and peak RSS.
 fn child_cli(args: &[String]) {
     let (took, out) = run_cli(args, true);
+    // For a look by hand at what the command said.
+    if std::env::var_os("BENCH_ECHO").is_some() {
+        eprint!("{out}");
+    }
     println!("RESULT {took} {} {}", vm_hwm_kib(), huge::changes_in(&out));
 }
 
