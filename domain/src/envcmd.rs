@@ -12,8 +12,8 @@ use crate::environment::{
     SESSION_TIMEOUT, SYSTEM_ADMINISTRATOR,
 };
 use crate::events::{
-    AccessMode, AddedBy, App, Column, EnvEvent, EnvType, Level, ObservedUser, Operation, Privilege, TenantEvent,
-    UserKind,
+    AccessMode, AddedBy, App, Column, EnvEvent, EnvType, Level, ObservedUser, Operation, Privilege,
+    TenantEvent, UserKind,
 };
 use crate::ids::{derive_id, Upn};
 use crate::rules::{invalid, refuse, Rejection, Rule};

@@ -244,11 +244,10 @@ pub struct Reach {
     pub write: bool,
 }
 
-impl SystemUser {
-    /// What the access mode lets this record reach: Administrative users get
-    /// no data whatever their roles (A5); non-interactive ones no web sign-in (A6).
-    pub fn reach(&self) -> Reach {
-        match self.access_mode {
+impl Reach {
+    /// What `mode` lets a record reach (A5, A6).
+    pub fn of(mode: AccessMode) -> Reach {
+        match mode {
             AccessMode::ReadWrite | AccessMode::DelegatedAdmin | AccessMode::SupportUser => {
                 Reach { web: true, api: true, data: true, write: true }
             }
@@ -256,6 +255,14 @@ impl SystemUser {
             AccessMode::Read => Reach { web: true, api: true, data: true, write: false },
             AccessMode::NonInteractive => Reach { web: false, api: true, data: true, write: true },
         }
+    }
+}
+
+impl SystemUser {
+    /// What the access mode lets this record reach: Administrative users get
+    /// no data whatever their roles (A5); non-interactive ones no web sign-in (A6).
+    pub fn reach(&self) -> Reach {
+        Reach::of(self.access_mode)
     }
 
     /// A column's value.

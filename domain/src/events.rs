@@ -1419,7 +1419,11 @@ mod tests {
         let names = proptest::option::of(proptest::collection::btree_set(text(), 0..3));
         (
             (uuid(), opt_uuid(), opt_uuid(), opt_text()),
-            (proptest::option::of(any::<bool>()), proptest::option::of(0u8..6), proptest::option::of(any::<bool>())),
+            (
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(0u8..6),
+                proptest::option::of(any::<bool>()),
+            ),
             (opt_text(), names),
         )
             .prop_map(

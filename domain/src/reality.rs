@@ -76,8 +76,11 @@ pub fn plan_environments(
             .or_else(|| tenant.environment(&l.name).and_then(|(id, _)| envs.get(&id)))
             .filter(|e| !seen.contains(&e.id));
         let Some(env) = existing else {
-            let name =
-                if shared[&l.name.to_lowercase()] > 1 { format!("{} ({})", l.name, l.admin_id) } else { l.name };
+            let name = if shared[&l.name.to_lowercase()] > 1 {
+                format!("{} ({})", l.name, l.admin_id)
+            } else {
+                l.name
+            };
             let new = NewEnvironment {
                 id,
                 name: name.clone(),
@@ -89,7 +92,8 @@ pub fn plan_environments(
             };
             let (registered, events) = envcmd::decide_create(tenant, actor, &new, now)?;
             let database = if l.dataverse { "with" } else { "without" };
-            plan.report.push(format!("created {} environment {name} {database} Dataverse", l.env_type.cli_name()));
+            plan.report
+                .push(format!("created {} environment {name} {database} Dataverse", l.env_type.cli_name()));
             plan.registered.push(registered);
             plan.streams.push((id, events));
             seen.insert(id);
@@ -136,11 +140,8 @@ pub fn plan_environments(
             plan.streams.push((env.id, events));
         }
     }
-    plan.missing = tenant
-        .environments()
-        .filter(|(id, _)| !seen.contains(id))
-        .map(|(_, name)| name.to_owned())
-        .collect();
+    plan.missing =
+        tenant.environments().filter(|(id, _)| !seen.contains(id)).map(|(_, name)| name.to_owned()).collect();
     Ok(plan)
 }
 
@@ -164,5 +165,9 @@ pub fn observe(env: &Environment, rows: &[ObservedUser], observed_at: DateTime<U
     let last = &env.observed.users;
     let gone: Vec<Uuid> = last.keys().filter(|id| !ids.contains(id)).copied().collect();
     let rows: Vec<ObservedUser> = rows.iter().filter(|r| last.get(&r.id) != Some(*r)).cloned().collect();
-    (!rows.is_empty() || !gone.is_empty()).then_some(EnvEvent::SystemUsersObserved { observed_at, rows, gone })
+    (!rows.is_empty() || !gone.is_empty()).then_some(EnvEvent::SystemUsersObserved {
+        observed_at,
+        rows,
+        gone,
+    })
 }
