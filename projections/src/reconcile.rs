@@ -155,16 +155,16 @@ pub fn findings(tenant: &Tenant, env: &Environment, now: DateTime<Utc>) -> Vec<F
 }
 
 /// The log's record an observed row is: an application user by applicationid,
-/// a directory user by azureactivedirectoryobjectid, a placeholder or stub
-/// by domainname.
+/// a directory user by azureactivedirectoryobjectid, then (as `import
+/// graph` matches users created in usertrail) any other by domainname.
 fn find<'e>(env: &'e Environment, o: &ObservedUser) -> Option<&'e SystemUser> {
-    if let Some(app) = o.application_id.filter(|a| !a.is_nil()) {
+    if let Some(app) = o.application_id {
         return env.user_by_application(app);
     }
     let by_object = o.object_id.and_then(|id| env.user_by_object(id));
     by_object.or_else(|| {
         let name = o.domainname.as_deref()?;
-        env.users_named(name).find(|r| r.object_id.is_none() && r.application_id.is_none())
+        env.users_named(name).find(|r| r.kind != UserKind::Application)
     })
 }
 
