@@ -267,9 +267,12 @@ impl Pair<'_, '_> {
         }
         if let Some(mode) = o.access_mode.filter(|m| *m != r.access_mode.value()) {
             let rule = if r.setup_user { Rule::S3 } else { Rule::A1 };
+            // More of any reach than predicted is access that should not exist (A5, A6).
             let more = AccessMode::from_value(mode).map(|m| {
-                let (seen, predicted) = (reach(m), reach(r.access_mode));
-                seen.0 > predicted.0 || seen.1 > predicted.1 || seen.2 > predicted.2
+                let (seen, predicted) = (Reach::of(m), Reach::of(r.access_mode));
+                (seen.data && !predicted.data)
+                    || (seen.write && !predicted.write)
+                    || (seen.web && !predicted.web)
             });
             let severity = if more.unwrap_or(true) { Severity::High } else { Severity::Medium };
             let at = r.evidence.access_mode;
@@ -391,7 +394,7 @@ impl Pair<'_, '_> {
                 Rule::S1_4.to_string(),
                 Severity::Medium,
                 vec![e.newest_evidence()],
-                format!("added on demand (S1.4, S5) at its first access, outside the log: record it with `env add-user`"),
+                "added on demand (S1.4, S5) at its first access, outside the log: record it with `env add-user`".into(),
             ),
             (Some(e), _, _) if e.entitled() => (
                 Rule::S1.to_string(),
@@ -424,10 +427,4 @@ impl Pair<'_, '_> {
         };
         self.push("record", values.0, values.1, rule, severity, evidence, advice);
     }
-}
-
-/// What a mode reaches, as (data, write, web): more of any is more access (A5, A6).
-fn reach(mode: AccessMode) -> (bool, bool, bool) {
-    let reach = Reach::of(mode);
-    (reach.data, reach.write, reach.web)
 }

@@ -267,3 +267,62 @@ fn bad_files_exit_2_naming_file_and_place_with_nothing_appended() {
     }
     assert_eq!(sb.records(), records, "nothing appended");
 }
+
+#[test]
+fn d9_s2_1_s3_access_that_should_not_exist_comes_first_with_its_likely_cause() {
+    let (mut sb, _) = contoso();
+    sb.ok("user create --upn ivan@contoso.onmicrosoft.com --first Ivan --last Tester --license DYN365_ENTERPRISE_SALES");
+    sb.ok("group create --name Sales-Nested");
+    sb.ok("group add-member --group Sales-Nested --upn ivan@contoso.onmicrosoft.com");
+    sb.ok("group add-member --group Sales-SG --member-group Sales-Nested");
+    sb.ok("sync --env Prod");
+    let users = sb.json("user list");
+    let ivan =
+        users.as_array().unwrap().iter().find(|u| u["userPrincipalName"] == "ivan@contoso.onmicrosoft.com");
+    let ivan = ivan.unwrap()["id"].as_str().unwrap().to_owned();
+    // The clean export, where ivan (in Sales-SG only through a nested group)
+    // and a user the directory never held are enabled, and the setup admin
+    // is Read-Write.
+    let page: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("systemusers-clean-1.json")).unwrap()).unwrap();
+    let mut rows = page["value"].as_array().unwrap().clone();
+    let admin = rows.iter_mut().find(|r| r["domainname"] == "admin@contoso.onmicrosoft.com").unwrap();
+    admin["accessmode"] = 0.into();
+    for (n, (upn, object)) in
+        [("ivan", ivan.as_str()), ("ghost", "deadbeef-0000-4000-8000-00000000beef")].into_iter().enumerate()
+    {
+        let mut row = rows[3].clone();
+        row["systemuserid"] = format!("5e6f7a8b-0000-4000-8000-0000000001{n:02}").into();
+        row["domainname"] = format!("{upn}@contoso.onmicrosoft.com").into();
+        row["azureactivedirectoryobjectid"] = object.into();
+        rows.push(row);
+    }
+    let file = sb.dir().join("page-1.json");
+    std::fs::write(&file, serde_json::json!({ "value": rows }).to_string()).unwrap();
+    sb.ok(&format!(
+        "import systemusers --env Prod --file {} {}",
+        file.display(),
+        data("systemusers-clean-2.json")
+    ));
+    let found = sb.json("reconcile --env Prod");
+    let named: Vec<(&str, &str, &str)> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["upn"].as_str().unwrap(), d["field"].as_str().unwrap(), d["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("admin@contoso.onmicrosoft.com", "accessmode", "S3"),
+            ("ghost@contoso.onmicrosoft.com", "record", "S2.1"),
+            ("ivan@contoso.onmicrosoft.com", "record", "S2.4"),
+        ]
+    );
+    let advice = found[2]["advice"].as_str().unwrap();
+    assert!(advice.contains("only through a nested group, which is ignored (D9)"), "{advice}");
+    let review = sb.json("review --env Prod --severity high");
+    let reality =
+        review.as_array().unwrap().iter().filter(|f| f["detail"].as_str().unwrap().starts_with("reality:"));
+    assert_eq!(reality.count(), 3, "{review}");
+}
