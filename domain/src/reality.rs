@@ -171,3 +171,66 @@ pub fn observe(env: &Environment, rows: &[ObservedUser], observed_at: DateTime<U
         gone,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{encode, Event};
+
+    fn row(n: u128) -> ObservedUser {
+        ObservedUser {
+            id: Uuid::from_u128(n),
+            object_id: Some(Uuid::from_u128(n << 64)),
+            application_id: None,
+            domainname: Some(format!("user{n}@contoso.onmicrosoft.com")),
+            is_disabled: Some(false),
+            access_mode: Some(0),
+            is_licensed: Some(true),
+            business_unit: Some("Contoso".into()),
+            roles: Some(["Basic User".to_owned(), "Salesperson".to_owned()].into()),
+        }
+    }
+
+    fn observed(rows: &[ObservedUser]) -> Environment {
+        let mut env = Environment::default();
+        let at = DateTime::from_timestamp(1_770_000_000, 0).unwrap_or_default();
+        if let Some(event) = observe(&env, rows, at) {
+            env.apply(&event, Stamp { seq: 1, at });
+        }
+        env
+    }
+
+    #[test]
+    fn an_admin_id_is_kept_where_it_is_a_guid_and_derived_alike_in_any_case_where_not() {
+        let id = "4f1c7a52-3b0e-4c1d-9a7e-2d5b8c6f1e01";
+        assert_eq!(environment_id(id).to_string(), id);
+        let default = environment_id("Default-b1f7e6d4-2c3a-4e5f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(default, environment_id(" default-B1F7E6D4-2c3a-4e5f-8a9b-0c1d2e3f4a5b"));
+        assert_ne!(default, environment_id("Default-other"));
+    }
+
+    #[test]
+    fn an_observation_records_only_what_changed_and_what_is_gone() {
+        let rows: Vec<ObservedUser> = (1..=3).map(row).collect();
+        let env = observed(&rows);
+        assert_eq!(env.observed.users.len(), 3);
+        let at = env.observed.at.unwrap_or_default();
+        assert_eq!(observe(&env, &rows, at), None, "the same export twice appends nothing");
+        let mut later = rows[..2].to_vec();
+        later[1].is_disabled = Some(true);
+        let Some(EnvEvent::SystemUsersObserved { rows: changed, gone, .. }) = observe(&env, &later, at)
+        else {
+            panic!("a changed export is observed");
+        };
+        assert_eq!((changed, gone), (vec![later[1].clone()], vec![rows[2].id]));
+    }
+
+    #[test]
+    fn an_observed_row_takes_about_a_hundred_bytes_of_the_log() {
+        let rows: Vec<ObservedUser> = (1..=1_000).map(row).collect();
+        let at = DateTime::from_timestamp(1_770_000_000, 0).unwrap_or_default();
+        let event = observe(&Environment::default(), &rows, at).map(Event::Environment);
+        let bytes = event.map(|e| encode(&e).map(|b| b.len()).unwrap_or(usize::MAX)).unwrap_or(0);
+        assert!((90_000..=110_000).contains(&bytes), "1000 rows in {bytes} bytes");
+    }
+}
