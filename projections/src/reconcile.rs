@@ -179,12 +179,10 @@ struct Pair<'a, 'o> {
 }
 
 impl Pair<'_, '_> {
-    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         field: &'static str,
-        expected: Option<Value>,
-        observed: Option<Value>,
+        (expected, observed): (Option<Value>, Option<Value>),
         rule: String,
         severity: Severity,
         mut evidence: Vec<u64>,
@@ -219,10 +217,11 @@ impl Pair<'_, '_> {
         let rule = failing.first().map_or_else(|| Rule::S4.to_string(), |c| c.rule.to_string());
         let evidence: Vec<u64> = failing.iter().flat_map(|c| c.evidence.iter().copied()).collect();
         let since = evidence.iter().copied().max().unwrap_or(fallback);
-        let advice = if self.nested() {
-            format!("{} is in {}'s security group only through a nested group, which is ignored (D9): add it directly, or disable the record", self.upn, self.env.name)
-        } else {
-            format!("the sync has not run since record {since} ({}), or the record was enabled by hand: run Refresh user (S9), or disable it", e.failing_summary())
+        let summary = e.failing_summary();
+        let advice = match (self.nested(), since) {
+            (true, _) => format!("{} is in {}'s security group only through a nested group, which is ignored (D9): add it directly, or disable the record", self.upn, self.env.name),
+            (false, 0) => format!("added or enabled by hand in the environment ({summary}): disable it"),
+            (false, since) => format!("the sync has not run since record {since} ({summary}), or the record was enabled by hand: run Refresh user (S9), or disable it"),
         };
         (rule, evidence, advice)
     }
@@ -248,7 +247,7 @@ impl Pair<'_, '_> {
                     }
                 };
                 evidence.push(status);
-                self.push("isdisabled", expected, observed, rule, Severity::High, evidence, advice);
+                self.push("isdisabled", (expected, observed), rule, Severity::High, evidence, advice);
             } else {
                 let rule = if app { Rule::P1 } else { Rule::S2 };
                 let mut evidence = vec![status];
@@ -256,8 +255,7 @@ impl Pair<'_, '_> {
                 let advice = format!("disabled by hand in the environment, or the sync has not run since record {status}, which enabled it: enable it with `env add-user` so the log holds it");
                 self.push(
                     "isdisabled",
-                    expected,
-                    observed,
+                    (expected, observed),
                     rule.to_string(),
                     Severity::Medium,
                     evidence,
@@ -278,7 +276,7 @@ impl Pair<'_, '_> {
             let at = r.evidence.access_mode;
             let advice = format!("changed by hand in the environment: the log set it at record {at}; set it with `user set-access-mode` so the log holds the change, or put it back");
             let values = (Some(Value::Number(r.access_mode.value())), Some(Value::Number(mode)));
-            self.push("accessmode", values.0, values.1, rule.to_string(), severity, vec![at], advice);
+            self.push("accessmode", values, rule.to_string(), severity, vec![at], advice);
         }
         if let Some(licensed) = o.is_licensed.filter(|l| *l != r.is_licensed) {
             let license =
@@ -287,15 +285,7 @@ impl Pair<'_, '_> {
             let since = evidence.iter().copied().max().unwrap_or(r.evidence.added);
             let advice = format!("the sync has not run since record {since}, which changed the license");
             let values = (Some(Value::Flag(r.is_licensed)), Some(Value::Flag(licensed)));
-            self.push(
-                "islicensed",
-                values.0,
-                values.1,
-                Rule::S2_2.to_string(),
-                Severity::Low,
-                evidence,
-                advice,
-            );
+            self.push("islicensed", values, Rule::S2_2.to_string(), Severity::Low, evidence, advice);
         }
         let unit = self.env.business_units.get(&r.business_unit).map(|b| b.name.clone());
         if let (Some(seen), Some(unit)) = (&o.business_unit, unit) {
@@ -303,15 +293,7 @@ impl Pair<'_, '_> {
                 let at = r.evidence.business_unit;
                 let advice = format!("moved by hand in the environment (the log placed it at record {at}): move it with `user set-bu` so the log holds it, or move it back");
                 let values = (Some(Value::Text(unit)), Some(Value::Text(seen.clone())));
-                self.push(
-                    "businessunitid",
-                    values.0,
-                    values.1,
-                    Rule::R1.to_string(),
-                    Severity::Medium,
-                    vec![at],
-                    advice,
-                );
+                self.push("businessunitid", values, Rule::R1.to_string(), Severity::Medium, vec![at], advice);
             }
         }
         if let Some(seen) = &o.roles {
@@ -337,7 +319,7 @@ impl Pair<'_, '_> {
             let at = r.evidence.roles.get(id).copied().unwrap_or(0);
             let advice = format!("removed outside the log (the log assigned it at record {at}): assign it again, or remove it with `role remove` so the log holds it");
             let expected = Some(Value::Text(role.name.clone()));
-            self.push("role", expected, None, rule.to_string(), Severity::Medium, vec![at], advice);
+            self.push("role", (expected, None), rule.to_string(), Severity::Medium, vec![at], advice);
         }
         for name in seen.iter().filter(|n| !predicted.contains(&n.to_lowercase())) {
             let known = self.env.role_named(name).is_some();
@@ -348,7 +330,7 @@ impl Pair<'_, '_> {
             };
             let advice = format!("{what}, not through usertrail: assign it with `role assign` so the log holds it, or remove it");
             let observed = Some(Value::Text(name.clone()));
-            self.push("role", None, observed, OUTSIDE_THE_LOG.into(), Severity::Low, vec![], advice);
+            self.push("role", (None, observed), OUTSIDE_THE_LOG.into(), Severity::Low, vec![], advice);
         }
     }
 
@@ -371,15 +353,7 @@ impl Pair<'_, '_> {
         };
         let severity = if r.is_disabled { Severity::Low } else { Severity::Medium };
         let values = (Some(Value::Text("present".into())), Some(Value::Text("absent".into())));
-        self.push(
-            "record",
-            values.0,
-            values.1,
-            rule.to_string(),
-            severity,
-            vec![added, r.evidence.status],
-            advice,
-        );
+        self.push("record", values, rule.to_string(), severity, vec![added, r.evidence.status], advice);
     }
 
     /// A record the export holds that the log does not. A disabled one
@@ -425,6 +399,6 @@ impl Pair<'_, '_> {
                 "a record the log knows nothing of, with no directory or application id".into(),
             ),
         };
-        self.push("record", values.0, values.1, rule, severity, evidence, advice);
+        self.push("record", values, rule, severity, evidence, advice);
     }
 }
