@@ -99,12 +99,30 @@ fn environments_import_as_a_diff_shared_names_take_the_admin_id_and_nothing_is_d
         .cloned()
         .collect();
     kept[0]["properties"]["environmentSku"] = "Sandbox".into();
+    // Marketing Team gains a database tied to Sales-SG.
+    let linked = kept[0]["properties"]["linkedEnvironmentMetadata"].clone();
+    kept[2]["properties"]["linkedEnvironmentMetadata"] = linked;
     let file = sb.dir().join("fewer.json");
     std::fs::write(&file, serde_json::json!({ "value": kept }).to_string()).unwrap();
     let out = sb.ok(&format!("import environments --file {}", file.display()));
-    assert!(out.contains("Prod: type production -> sandbox"), "{out}");
-    assert!(out.contains("Test (a3b4c5d6-1111-4a2b-8c3d-4e5f6a7b8c01): not in the listing (kept"), "{out}");
+    for change in [
+        "Prod: type production -> sandbox",
+        "Marketing Team: Dataverse database added",
+        "Marketing Team: security group set to Sales-SG",
+        "Test (a3b4c5d6-1111-4a2b-8c3d-4e5f6a7b8c01): not in the listing (kept",
+    ] {
+        assert!(out.contains(change), "{change}: {out}");
+    }
     assert_eq!(sb.json("env list").as_array().map(Vec::len), Some(5));
+    assert_eq!(sb.json("systemusers --env 'Marketing Team'").as_array().map(Vec::len), Some(2), "E5");
+    // E2: the default environment cannot be tied to a group, as `env set` decides.
+    kept[1]["properties"]["linkedEnvironmentMetadata"]["securityGroupId"] =
+        "9a9a9a9a-0000-4000-8000-000000000009".into();
+    std::fs::write(&file, serde_json::json!({ "value": kept }).to_string()).unwrap();
+    let records = sb.records();
+    let err = sb.fails(&format!("import environments --file {}", file.display()), 1);
+    assert!(err.contains("rejected (E2)"), "{err}");
+    assert_eq!(sb.records(), records + 1, "one audit record, nothing else (L1)");
 }
 
 #[test]
