@@ -168,6 +168,17 @@ pub enum Command {
         after_help = "Example:\n  usertrail review --env Sales --at 2026-06-30T00:00:00Z --json\n  usertrail review --severity high            # every environment, high findings only\n  usertrail review --env Sales --rule A3 --rule R6"
     )]
     Review(ReviewArgs),
+    /// The SystemUser table the rules and the log predict beside the last one observed: every difference
+    #[command(
+        after_help = "Example:\n  usertrail reconcile --env Sales --json\n\nEach difference names its field, the rule that predicts it (or \"outside the log\"),\nthe records behind it and the likely causes; access that should not exist first."
+    )]
+    Reconcile {
+        /// The environment (its name, or the admin API's id)
+        #[arg(long)]
+        env: String,
+        #[command(flatten)]
+        at: AtArgs,
+    },
     /// Export a view (systemusers) as JSON or CSV, or the log itself
     #[command(subcommand)]
     Export(ExportCommand),
@@ -1003,6 +1014,30 @@ pub enum ImportCommand {
         /// Keep users the file does not mention instead of deleting them
         #[arg(long)]
         keep_missing: bool,
+    },
+    /// Import the environments the admin tools list, as their difference (never deletes one)
+    #[command(
+        after_help = "Example:\n  usertrail import environments --file environments.json\n\nThe admin API's list (GET .../scopes/admin/environments: {\"value\": [...]}) or\n`pac admin list --json`. New environments are created, a changed type, database or\nsecurity group appended; environments the file lacks are reported, never deleted.\nEnvironments sharing a display name are registered as 'Name (id)'; --env also takes the id."
+    )]
+    Environments {
+        /// The listing (several files allowed)
+        #[arg(long, required = true, num_args = 1..)]
+        file: Vec<PathBuf>,
+    },
+    /// Record what an export of an environment's SystemUser table showed (an observation)
+    #[command(
+        after_help = "Example:\n  usertrail import systemusers --env Sales --file su-1.json su-2.json --observed-at 2026-12-01T08:00:00Z\n\nThe Web API's answer to GET /api/data/v9.2/systemusers?$select=...&$expand=systemuserroles_association($select=name),\none file per page. Kept apart from what the rules derive; a field left out of\n$select is not observed. The same export twice appends nothing. See `reconcile`."
+    )]
+    Systemusers {
+        /// The environment (its name, or the admin API's id)
+        #[arg(long)]
+        env: String,
+        /// The export's pages
+        #[arg(long, required = true, num_args = 1..)]
+        file: Vec<PathBuf>,
+        /// When the export was taken (RFC 3339); default: now
+        #[arg(long, value_name = "WHEN")]
+        observed_at: Option<String>,
     },
     /// Import stub users from a CSV file (header: domainname,firstname,lastname)
     #[command(

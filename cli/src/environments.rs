@@ -386,6 +386,13 @@ pub async fn import(
             };
             return import_graph(shell, actor, &files, "import graph", out).await;
         }
+        ImportCommand::Environments { file } => {
+            return crate::reality::import_environments(shell, actor, &file, out).await
+        }
+        ImportCommand::Systemusers { env, file, observed_at } => {
+            return crate::reality::import_systemusers(shell, actor, &env, &file, observed_at.as_deref(), out)
+                .await
+        }
         ImportCommand::EntraCsv { file, skus, keep_missing } => {
             let files = crate::graph::Files {
                 users: vec![],

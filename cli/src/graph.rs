@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::error::{usage, CliError};
 
 mod entra;
-mod json;
+pub(crate) mod json;
 pub mod skus;
 
 use json::{Field, Id, Key, Str};

@@ -10,6 +10,7 @@
 //! - [`whatif`]: commands on a scratch copy, and the SystemUser diff.
 //! - [`proof`]: `digest`, `verify --digest`, `export log`, `restore`.
 //! - [`graph`]: reading Microsoft Graph exports for `import graph`.
+//! - [`reality`]: `import environments`, `import systemusers` and `reconcile` (issue 32).
 //! - [`demo`]: the sample tenant and its guided tour.
 //! - [`views`] also has `record N`; [`export`]: views out as JSON or CSV (`--excel`).
 //! - [`output`]: tables and JSON; [`time`]: `--now` and `--at`; [`error`]: exit codes.
@@ -28,6 +29,7 @@ pub mod graph;
 pub mod machine;
 pub mod output;
 pub mod proof;
+pub mod reality;
 pub mod security;
 pub mod shell;
 pub mod time;
@@ -286,6 +288,7 @@ async fn dispatch(
         }
         Command::Changes(view) => views::changes(&shell, &view, &mut out).await,
         Command::Review(view) => views::review(&shell, view, &mut out).await,
+        Command::Reconcile { env, at } => reality::reconcile(&shell, &env, at, &mut out).await,
         Command::Export(args::ExportCommand::Systemusers { env, to, at }) => {
             environments::export(&shell, &env, &to, at, &mut out).await
         }

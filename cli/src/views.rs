@@ -351,12 +351,13 @@ pub async fn review(shell: &Shell, view: ReviewArgs, out: &mut Out<'_>) -> Resul
             }
         }
         let findings = projections::review::review(&tenant, &environment, time, &actors);
-        rows.extend(
-            findings
-                .into_iter()
-                .filter(|f| filter.keeps(f))
-                .map(|finding| ReviewRow { environment: environment.name.clone(), finding }),
-        );
+        let reality = projections::reconcile::findings(&tenant, &environment, time);
+        let sections = findings.into_iter().map(|f| (false, f)).chain(reality.into_iter().map(|f| (true, f)));
+        rows.extend(sections.filter(|(_, f)| filter.keeps(f)).map(|(reality, finding)| ReviewRow {
+            environment: environment.name.clone(),
+            reality,
+            finding,
+        }));
     }
     if out.json {
         return out.json(&serde_json::to_value(&rows).unwrap_or(Value::Null));
@@ -387,9 +388,25 @@ pub async fn review(shell: &Shell, view: ReviewArgs, out: &mut Out<'_>) -> Resul
     out.line("")?;
     // The environment column only when there are several to tell apart.
     let several = envs.len() > 1;
+    let (reality, rows): (Vec<&ReviewRow>, Vec<&ReviewRow>) = rows.iter().partition(|r| r.reality);
+    if !rows.is_empty() {
+        review_table(several, &rows, out)?;
+        out.line("")?;
+    }
+    if !reality.is_empty() {
+        out.line(
+            "reality: the SystemUser tables as last exported, beside what the log predicts (reconcile)",
+        )?;
+        review_table(several, &reality, out)?;
+    }
+    Ok(())
+}
+
+/// The findings of one section of `review`, as a table.
+fn review_table(several: bool, rows: &[&ReviewRow], out: &mut Out<'_>) -> Result<(), CliError> {
     let table = rows
         .iter()
-        .map(|ReviewRow { environment, finding: f }| {
+        .map(|ReviewRow { environment, finding: f, .. }| {
             let evidence: Vec<String> = f.evidence.iter().map(u64::to_string).collect();
             let mut row = vec![f.severity.to_owned(), f.rule.clone()];
             row.extend(several.then(|| environment.clone()));
@@ -443,6 +460,9 @@ fn severity_rank(severity: &str) -> u8 {
 #[derive(Serialize)]
 struct ReviewRow {
     environment: String,
+    /// A finding of reconcile's (review's "reality" section).
+    #[serde(skip)]
+    reality: bool,
     #[serde(flatten)]
     finding: projections::review::Finding,
 }

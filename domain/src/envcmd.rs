@@ -12,7 +12,8 @@ use crate::environment::{
     SESSION_TIMEOUT, SYSTEM_ADMINISTRATOR,
 };
 use crate::events::{
-    AccessMode, AddedBy, App, Column, EnvEvent, EnvType, Level, Operation, Privilege, TenantEvent, UserKind,
+    AccessMode, AddedBy, App, Column, EnvEvent, EnvType, Level, ObservedUser, Operation, Privilege,
+    TenantEvent, UserKind,
 };
 use crate::ids::{derive_id, Upn};
 use crate::rules::{invalid, refuse, Rejection, Rule};
@@ -107,6 +108,8 @@ pub enum EnvCommand {
     EnableUnifiedRouting,
     /// Tries to turn unified routing off: never possible once on (O3).
     DisableUnifiedRouting,
+    /// Records what an export of the SystemUser table showed (issue 32).
+    Observe { observed_at: DateTime<Utc>, rows: Vec<ObservedUser> },
 }
 
 impl EnvCommand {
@@ -137,6 +140,7 @@ impl EnvCommand {
             EnvCommand::MailboxTestEnable { .. } => "mailbox test-enable",
             EnvCommand::EnableUnifiedRouting => "env unified-routing enable",
             EnvCommand::DisableUnifiedRouting => "env unified-routing disable",
+            EnvCommand::Observe { .. } => "import systemusers",
         }
     }
 
@@ -172,7 +176,9 @@ impl EnvCommand {
                 vec![name.clone()]
             }
             EnvCommand::SetPrivilege { role, .. } => vec![role.clone()],
-            EnvCommand::EnableUnifiedRouting | EnvCommand::DisableUnifiedRouting => vec![],
+            EnvCommand::EnableUnifiedRouting
+            | EnvCommand::DisableUnifiedRouting
+            | EnvCommand::Observe { .. } => vec![],
         }
     }
 }
@@ -415,6 +421,11 @@ pub fn decide(
                 );
             }
             invalid(format!("unified routing is not on in {}", env.name))
+        }
+        EnvCommand::Observe { observed_at, rows } => {
+            administer(env, actor, "import its SystemUser table")?;
+            needs_database(env)?;
+            Ok(crate::reality::observe(env, rows, *observed_at).into_iter().collect())
         }
     }
 }

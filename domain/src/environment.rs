@@ -7,12 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::events::{
-    AccessMode, AddedBy, App, Column, Entitlement, EnvEvent, EnvType, Level, Operation, Privilege, Stamp,
-    UserKind,
+    AccessMode, AddedBy, App, Column, Entitlement, EnvEvent, EnvType, Level, ObservedUser, Operation,
+    Privilege, Stamp, UserKind,
 };
 use crate::ids::derive_id;
 
@@ -96,6 +97,9 @@ pub struct Environment {
     pub unified_routing: bool,
     /// The records that last changed the environment's own settings.
     pub evidence: EnvEvidence,
+    /// What the last export of its SystemUser table showed: an observation,
+    /// apart from the state the rules derive (issue 32).
+    pub observed: Observed,
     /// Directory object id to systemuserid: sync looks every user up.
     #[serde(deserialize_with = "crate::bulk::map")]
     by_object: BTreeMap<Uuid, Uuid>,
@@ -103,10 +107,21 @@ pub struct Environment {
     app_pass_holders: BTreeMap<Uuid, (u64, Uuid)>,
 }
 
+/// The SystemUser table as exports showed it, by the environment's own systemuserid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    /// When the export that last changed it was taken (`None`: never observed).
+    pub at: Option<DateTime<Utc>>,
+    /// The record that holds that export.
+    pub seq: u64,
+    /// The rows.
+    pub users: BTreeMap<Uuid, ObservedUser>,
+}
+
 /// Log positions behind an environment's own facts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvEvidence {
-    /// Its creation (type, database).
+    /// Its creation, or the last change of its type or database.
     pub created: u64,
     /// The last change of its security group.
     pub security_group: u64,
@@ -229,11 +244,10 @@ pub struct Reach {
     pub write: bool,
 }
 
-impl SystemUser {
-    /// What the access mode lets this record reach: Administrative users get
-    /// no data whatever their roles (A5); non-interactive ones no web sign-in (A6).
-    pub fn reach(&self) -> Reach {
-        match self.access_mode {
+impl Reach {
+    /// What `mode` lets a record reach (A5, A6).
+    pub fn of(mode: AccessMode) -> Reach {
+        match mode {
             AccessMode::ReadWrite | AccessMode::DelegatedAdmin | AccessMode::SupportUser => {
                 Reach { web: true, api: true, data: true, write: true }
             }
@@ -241,6 +255,14 @@ impl SystemUser {
             AccessMode::Read => Reach { web: true, api: true, data: true, write: false },
             AccessMode::NonInteractive => Reach { web: false, api: true, data: true, write: true },
         }
+    }
+}
+
+impl SystemUser {
+    /// What the access mode lets this record reach: Administrative users get
+    /// no data whatever their roles (A5); non-interactive ones no web sign-in (A6).
+    pub fn reach(&self) -> Reach {
+        Reach::of(self.access_mode)
     }
 
     /// A column's value.
@@ -562,6 +584,23 @@ impl Environment {
             }),
             EnvEvent::MailboxEnabled { user } => self.with_user(user, |u| u.mailbox_enabled = true),
             EnvEvent::UnifiedRoutingEnabled { .. } => self.unified_routing = true,
+            EnvEvent::EnvironmentTypeChanged { new, .. } => {
+                self.env_type = Some(*new);
+                self.evidence.created = seq;
+            }
+            EnvEvent::DataverseAdded => {
+                self.dataverse = true;
+                self.evidence.created = seq;
+            }
+            EnvEvent::SystemUsersObserved { observed_at, rows, gone } => {
+                let observed = &mut self.observed;
+                for id in gone {
+                    observed.users.remove(id);
+                }
+                observed.users.extend(rows.iter().map(|row| (row.id, row.clone())));
+                observed.at = Some(*observed_at);
+                observed.seq = seq;
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 //! variant, and [`decode`] upcasts the old one. [`SCHEMA_VERSION`] goes into
 //! each record's envelope so a reader can tell which rules applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -892,6 +892,41 @@ pub enum EnvEvent {
     /// Sync moved a setup user's mode: Administrative when an unlicensed tenant
     /// admin is added or loses its license (S3), Read-Write once licensed (S7).
     SetupModeChanged { id: Uuid, old: AccessMode, new: AccessMode },
+    /// The admin tools list the environment under another type (sandbox
+    /// converted to production, ...): `import environments` (issue 32).
+    EnvironmentTypeChanged { old: EnvType, new: EnvType },
+    /// A Dataverse database was added to an environment that had none (E1);
+    /// E5's starting state follows as its own events.
+    DataverseAdded,
+    /// What an export of the SystemUser table showed (`import systemusers`,
+    /// issue 32): an observation, kept apart from the state the rules derive.
+    /// Only the rows that differ from the last observation, and the
+    /// systemuserids the table no longer holds.
+    SystemUsersObserved { observed_at: DateTime<Utc>, rows: Vec<ObservedUser>, gone: Vec<Uuid> },
+}
+
+/// One SystemUser row as an export showed it. A field the export did not
+/// carry (left out of `$select`) is `None`: not observed, never a difference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedUser {
+    /// systemuserid, the environment's own id (not usertrail's).
+    pub id: Uuid,
+    /// azureactivedirectoryobjectid.
+    pub object_id: Option<Uuid>,
+    /// applicationid, for application users.
+    pub application_id: Option<Uuid>,
+    /// domainname.
+    pub domainname: Option<String>,
+    /// isdisabled.
+    pub is_disabled: Option<bool>,
+    /// accessmode, as Dataverse stores it (A1).
+    pub access_mode: Option<u8>,
+    /// islicensed.
+    pub is_licensed: Option<bool>,
+    /// The business unit's name (the lookup's formatted value).
+    pub business_unit: Option<String>,
+    /// Names of the directly assigned roles (`$expand=systemuserroles_association`).
+    pub roles: Option<BTreeSet<String>>,
 }
 
 impl EnvEvent {
@@ -927,7 +962,10 @@ impl EnvEvent {
             | TeamCreated { .. }
             | TeamRoleAssigned { .. }
             | TeamRoleRemoved { .. }
-            | UnifiedRoutingEnabled { .. } => None,
+            | UnifiedRoutingEnabled { .. }
+            | EnvironmentTypeChanged { .. }
+            | DataverseAdded
+            | SystemUsersObserved { .. } => None,
         }
     }
 
@@ -962,6 +1000,9 @@ impl EnvEvent {
             EnvEvent::UnifiedRoutingEnabled { .. } => "UnifiedRoutingEnabled",
             EnvEvent::EntitlementChanged { .. } => "EntitlementChanged",
             EnvEvent::SetupModeChanged { .. } => "SetupModeChanged",
+            EnvEvent::EnvironmentTypeChanged { .. } => "EnvironmentTypeChanged",
+            EnvEvent::DataverseAdded => "DataverseAdded",
+            EnvEvent::SystemUsersObserved { .. } => "SystemUsersObserved",
         }
     }
 }
@@ -1230,6 +1271,7 @@ mod tests {
         let opt_uuid = || proptest::option::of(uuid());
         let opt_text = || proptest::option::of(text());
         let env_type = proptest::sample::select(EnvType::ALL.to_vec());
+        let types = env_type.clone();
         let apps =
             proptest::collection::vec(proptest::sample::select(vec![App::Sales, App::CustomerService]), 0..3);
         let privilege = (text(), operation(), level()).prop_map(|(table, operation, level)| Privilege {
@@ -1364,7 +1406,43 @@ mod tests {
                 old,
                 new
             }),
+            (types.clone(), types).prop_map(|(old, new)| E::EnvironmentTypeChanged { old, new }),
+            Just(E::DataverseAdded),
+            (time(), proptest::collection::vec(observed(), 0..3), proptest::collection::vec(uuid(), 0..2))
+                .prop_map(|(observed_at, rows, gone)| E::SystemUsersObserved { observed_at, rows, gone }),
         ]
+    }
+
+    fn observed() -> impl Strategy<Value = ObservedUser> {
+        let opt_uuid = || proptest::option::of(uuid());
+        let opt_text = || proptest::option::of(text());
+        let names = proptest::option::of(proptest::collection::btree_set(text(), 0..3));
+        (
+            (uuid(), opt_uuid(), opt_uuid(), opt_text()),
+            (
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(0u8..6),
+                proptest::option::of(any::<bool>()),
+            ),
+            (opt_text(), names),
+        )
+            .prop_map(
+                |(
+                    (id, object_id, application_id, domainname),
+                    (is_disabled, access_mode, is_licensed),
+                    (business_unit, roles),
+                )| ObservedUser {
+                    id,
+                    object_id,
+                    application_id,
+                    domainname,
+                    is_disabled,
+                    access_mode,
+                    is_licensed,
+                    business_unit,
+                    roles,
+                },
+            )
     }
 
     fn event() -> impl Strategy<Value = Event> {

@@ -26,6 +26,7 @@ pub mod ids;
 pub mod import;
 pub mod limits;
 pub mod password;
+pub mod reality;
 pub mod rules;
 pub mod security;
 pub mod sync;

@@ -430,9 +430,15 @@ impl Tenant {
         Upn::parse(&self.users.get(&info.admin)?.upn).ok()
     }
 
-    /// An environment's id and name, by name compared case-insensitively.
+    /// An environment's id and name, by name compared case-insensitively, or
+    /// by the admin API's id of an imported one (two may share a display name).
     pub fn environment(&self, name: &str) -> Option<(Uuid, &str)> {
-        self.environments.get(&name.to_lowercase()).map(|(id, name)| (*id, name.as_str()))
+        let by_name = self.environments.get(&name.to_lowercase());
+        let by_id = || {
+            let id = crate::reality::environment_id(name);
+            self.environments.values().find(|(env, _)| *env == id)
+        };
+        by_name.or_else(by_id).map(|(id, name)| (*id, name.as_str()))
     }
 
     /// Every environment's id and name, in name order.

@@ -155,6 +155,23 @@ fn event_samples() -> Vec<Event> {
             new: Some(Entitlement::KeptMode),
         },
         E::SetupModeChanged { id: id(11), old: AccessMode::Administrative, new: AccessMode::ReadWrite },
+        E::EnvironmentTypeChanged { old: EnvType::Sandbox, new: EnvType::Production },
+        E::DataverseAdded,
+        E::SystemUsersObserved {
+            observed_at: at(),
+            rows: vec![ObservedUser {
+                id: id(12),
+                object_id: Some(id(2)),
+                application_id: Some(id(13)),
+                domainname: Some("ada@contoso.com".into()),
+                is_disabled: Some(false),
+                access_mode: Some(4),
+                is_licensed: Some(true),
+                business_unit: Some("Prod".into()),
+                roles: Some(BTreeSet::from(["Basic User".to_owned()])),
+            }],
+            gone: vec![id(14)],
+        },
     ];
     let rejected = CommandRejected {
         command: "user license assign".into(),
@@ -234,6 +251,9 @@ fn event_label(event: &Event) -> String {
             E::UnifiedRoutingEnabled { .. } => "UnifiedRoutingEnabled",
             E::EntitlementChanged { .. } => "EntitlementChanged",
             E::SetupModeChanged { .. } => "SetupModeChanged",
+            E::EnvironmentTypeChanged { .. } => "EnvironmentTypeChanged",
+            E::DataverseAdded => "DataverseAdded",
+            E::SystemUsersObserved { .. } => "SystemUsersObserved",
         },
     };
     let outer = if matches!(event, Event::Tenant(_)) { "Tenant" } else { "Environment" };

@@ -627,6 +627,24 @@ impl Targets<'_> {
             EnvEvent::MailboxEnabled { user } => {
                 change(self.system_user(env, *user), "mailbox", text("disabled"), text("enabled"))
             }
+            EnvEvent::EnvironmentTypeChanged { old, new } => change(
+                self.target("Environment", env_target.0, env_target.1, None),
+                "type",
+                text(old.cli_name()),
+                text(new.cli_name()),
+            ),
+            EnvEvent::DataverseAdded => change(
+                self.target("Environment", env_target.0, env_target.1, None),
+                "dataverse",
+                text(false),
+                text(true),
+            ),
+            EnvEvent::SystemUsersObserved { observed_at, rows, gone } => {
+                let t = self.target("Environment", env_target.0, env_target.1, None);
+                change(t, "observedAt", None, text(crate::rfc3339(*observed_at)));
+                change(t, "observedRows", None, text(rows.len()));
+                change(t, "observedGone", None, text(gone.len()));
+            }
         }
     }
 }

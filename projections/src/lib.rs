@@ -10,6 +10,7 @@
 //! - [`timeline`]: a user's access intervals in an environment, each with its cause.
 //! - [`compare`]: the "golden user" comparison of two users.
 //! - [`changes`]: drift between two points, each change with its cause.
+//! - [`reconcile`]: the SystemUser table the rules predict beside the one an export showed.
 //! - [`review`]: access review findings with rule, severity, evidence and advice.
 //! - [`activity`]: display names and categories of commands and processes.
 
@@ -19,6 +20,7 @@ pub mod changes;
 pub mod compare;
 pub mod diagnose;
 pub mod fold;
+pub mod reconcile;
 pub mod review;
 pub mod systemusers;
 pub mod timeline;

@@ -24,6 +24,8 @@ mod proof;
 mod properties;
 /// compare, changes, review: the questions no other tool answers.
 mod questions;
+/// Reality check (issue 32): environment listings and SystemUser exports reconciled with the rules.
+mod reality;
 /// Regressions found in review: import edge cases, causes, timelines.
 mod review_regressions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).

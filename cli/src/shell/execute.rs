@@ -1,10 +1,13 @@
 //! One command: decided against the state it loaded, appended all or none,
 //! tried again when another writer got in first; refusals recorded (L1).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use domain::envcmd::{self, EnvCommand, NewEnvironment};
-use domain::environment;
+use domain::environment::{self, Environment};
 use domain::events::{CommandRejected, Event};
+use domain::reality::{self, EnvironmentsPlan, ListedEnvironment};
 use domain::tenant::{self, TenantCommand};
 use domain::{Refusal, Rejection, Upn};
 use store::{Append, AppendRejection, Appended, Causation, EventStore, ExpectedVersion, Metadata, Origin};
@@ -225,6 +228,49 @@ impl Shell {
             self.conclude(attempted, meta, decided).await
         });
         done.await?.ok_or_else(|| Shell::gave_up("the tenant"))
+    }
+
+    /// Imports an environment listing (issue 32): new environments and the
+    /// changes of known ones, decided against the directory and every
+    /// environment, appended in one transaction (all of them or none).
+    pub async fn import_environments(
+        &self,
+        actor: Option<&Upn>,
+        listed: &[ListedEnvironment],
+    ) -> Result<(Done, EnvironmentsPlan), CliError> {
+        let correlation_id = self.ids.next();
+        let attempted = &Attempted { command: "import environments", targets: vec![], environment: None };
+        let planned = &std::sync::Mutex::new(EnvironmentsPlan::default());
+        let done = Shell::retry(move || async move {
+            let (tenant, version) = self.lend_tenant().await?;
+            let (mut envs, mut versions) = (BTreeMap::new(), BTreeMap::new());
+            for (id, _) in tenant.environments() {
+                let (env, at) = self.load::<Environment>(&environment::stream(id), u64::MAX).await?;
+                envs.insert(id, env);
+                versions.insert(id, at);
+            }
+            let actor = Shell::actor(&tenant, actor)?;
+            let now = self.now().await?;
+            let meta = self.meta(actor.as_str(), attempted.command, correlation_id, now);
+            let decided =
+                reality::plan_environments(&tenant, &envs, &actor, listed.to_vec(), now).map(|plan| {
+                    let registered = plan.registered.iter().cloned().map(Event::Tenant).collect::<Vec<_>>();
+                    let tenant_stream =
+                        (!registered.is_empty()).then(|| (tenant::STREAM.to_owned(), version, registered));
+                    let envs = plan.streams.iter().map(|(id, events)| {
+                        let events = events.iter().cloned().map(Event::Environment).collect();
+                        (environment::stream(*id), versions.get(id).copied().unwrap_or(0), events)
+                    });
+                    let streams = tenant_stream.into_iter().chain(envs).collect();
+                    *planned.lock().unwrap_or_else(|p| p.into_inner()) = plan;
+                    streams
+                });
+            self.give_back(tenant, version);
+            self.conclude(attempted, meta, decided).await
+        });
+        let done = done.await?.ok_or_else(|| Shell::gave_up("the tenant"))?;
+        let plan = std::mem::take(&mut *planned.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok((done, plan))
     }
 
     /// Decides a command on one environment and appends its events, all or
