@@ -359,6 +359,24 @@ fn sync_passes_of_every_environment_are_written_back_to_back() {
     assert_eq!(correlations.len(), 2, "one id per environment's pass");
 }
 
+/// `sync --json` writes each environment's element as its pass ends (a pass
+/// over a hundred environments holds one report at a time), yet prints the
+/// same bytes as every other document: the array pretty-printed whole.
+#[test]
+fn sync_json_streams_the_array_every_other_document_prints() {
+    let mut sb = contoso();
+    let none = sb.ok("sync --json");
+    assert_eq!(none, "[]\n", "no environment yet");
+    sb.ok("env create --name Sales --type production");
+    sb.ok("env create --name Service --type sandbox");
+    for line in ["sync --json", "sync --json", "sync --env Service --json"] {
+        let out = sb.ok(line);
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(out, format!("{}\n", serde_json::to_string_pretty(&doc).unwrap()), "`{line}`");
+        assert!(doc.as_array().is_some_and(|a| !a.is_empty()), "`{line}`: {out}");
+    }
+}
+
 /// S1: a pass leaves a mark of the directory and environment versions it
 /// brought in line; while neither changes, the next pass looks only at the
 /// users whose entitlement time alone can change (deleted ones, D7). What it
