@@ -4,7 +4,7 @@
 use store::{Causation, Record};
 
 /// Commands as named on the command line, their activity display name, and category.
-const ACTIVITIES: [(&str, &str, &str); 47] = [
+const ACTIVITIES: [(&str, &str, &str); 48] = [
     ("init", "Initialize tenant", "DirectoryManagement"),
     ("sku add", "Add subscription", "DirectoryManagement"),
     ("sku set-seats", "Update subscription", "DirectoryManagement"),
@@ -52,6 +52,7 @@ const ACTIVITIES: [(&str, &str, &str); 47] = [
     ("mailbox test-enable", "Test and enable mailbox", "SystemUserManagement"),
     ("sync", "Synchronize user", "SystemUserManagement"),
     ("import graph", "Import from Microsoft Graph", "DirectoryManagement"),
+    ("report", "Generate report", "AuditReport"),
 ];
 
 /// The activity display name and category of a command by its command-line name.

@@ -72,7 +72,7 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
         match event {
             Event::Tenant(e) => tenant.apply(e, stamp),
             Event::Environment(e) => env.apply(e, stamp),
-            Event::CommandRejected(_) => {}
+            Event::CommandRejected(_) | Event::ReportGenerated(_) => {}
         }
         let command_ends = records.get(i + 1).is_none_or(|(next, next_event)| {
             !crate::audit::same_command(
