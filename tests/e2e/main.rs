@@ -24,6 +24,8 @@ mod proof;
 mod properties;
 /// compare, changes, review: the questions no other tool answers.
 mod questions;
+/// The auditor's HTML report of a period, and verify --report (issue 31).
+mod report;
 /// Regressions found in review: import edge cases, causes, timelines.
 mod review_regressions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
