@@ -85,6 +85,7 @@ fn the_demo_report_in_a_real_browser_shows_the_numbers_of_the_views() {
     let dir = scratch.path();
     let demo = usertrail(dir, &["demo", "--now", NOW]);
     assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    assert!(dir.join("usertrail-demo-report.html").is_file(), "the tour's own report, beside the database");
     let page = dir.join("report.html");
     let page_arg = page.display().to_string();
     let written = usertrail(dir, &["report", "--from", FROM, "--to", NOW, "--out", &page_arg, "--now", NOW]);
