@@ -32,7 +32,7 @@ mod html;
 const PRIVILEGED_ROLES: [&str; 2] = ["System Administrator", "System Customizer"];
 
 /// Timelines drawn at most: beyond, the changes list names the rest.
-const MAX_TIMELINES: usize = 200;
+const MAX_TIMELINES: usize = 100;
 
 /// Records printed in the appendix at most: beyond, `usertrail record N`.
 const MAX_APPENDIX: usize = 2000;
@@ -91,6 +91,7 @@ pub async fn report(
 ) -> Result<(), CliError> {
     let report = gather(shell, &args).await?;
     let page = html::page(&report);
+    crate::timings::phase("report: html");
     let file = args.out.display().to_string();
     std::fs::write(&args.out, page.as_bytes()).or_else(|e| usage(format!("cannot write {file}: {e}")))?;
     let sha256: [u8; 32] = Sha256::digest(page.as_bytes()).into();
@@ -177,6 +178,7 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         verified.records,
         verified.problem.map(|p| format!("verify failed at record {}: {}", p.seq, p.what)),
     );
+    crate::timings::phase("report: verified");
     let (tenant, _) = shell.tenant_at(to.0).await?;
     let names: Vec<String> = match args.env.as_slice() {
         [] => tenant.environments().map(|(_, name)| name.to_owned()).collect(),
@@ -191,7 +193,6 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
     };
     let mut envs = Vec::new();
     let mut cited = BTreeSet::new();
-    let mut timelines = Vec::new();
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for name in names {
         let Some((_, registered)) = tenant.environment(&name) else {
@@ -216,36 +217,46 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         envs.push(EnvReport { seen: Some(seen(&tenant, &start, &end, findings, changes)), name });
     }
     let timelines_left = wanted.len().saturating_sub(MAX_TIMELINES);
-    let mut merged = BTreeMap::new();
-    for (upn, in_envs) in wanted.into_iter().take(MAX_TIMELINES) {
-        let mut rows = Vec::new();
-        for env in in_envs {
-            let Some((id, _)) = tenant.environment(&env) else { continue };
-            if let std::collections::btree_map::Entry::Vacant(e) = merged.entry(id) {
-                e.insert(crate::views::timeline_records(shell, id, to.0).await?);
-            }
-            let subject = match Upn::parse(&upn).ok().and_then(|u| tenant.user(&u)) {
-                Some(user) => Subject::Directory(user.id),
-                None => Subject::Named(upn.clone()),
-            };
-            let intervals = projections::timeline::timeline(&merged[&id], &subject);
-            cited.extend(intervals.iter().map(|i| i.cause.seq).filter(|s| *s > from.0));
-            rows.push((env, intervals));
+    crate::timings::phase("report: the views");
+    let wanted: Vec<(String, BTreeSet<String>)> = wanted.into_iter().take(MAX_TIMELINES).collect();
+    let mut timelines: Vec<Timeline> =
+        wanted.iter().map(|(upn, _)| Timeline { upn: upn.clone(), rows: Vec::new() }).collect();
+    // One pass over each environment's records draws all its users' bars.
+    for (id, env) in tenant.environments() {
+        let drawn: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i].1.contains(env)).collect();
+        if drawn.is_empty() {
+            continue;
         }
-        timelines.push(Timeline { upn, rows });
+        let subjects: Vec<Subject> = drawn
+            .iter()
+            .map(|&i| match Upn::parse(&wanted[i].0).ok().and_then(|u| tenant.user(&u)) {
+                Some(user) => Subject::Directory(user.id),
+                None => Subject::Named(wanted[i].0.clone()),
+            })
+            .collect();
+        let records = crate::views::timeline_records(shell, id, to.0).await?;
+        let found = projections::timeline::timelines(&records, &subjects, from.0);
+        for (i, intervals) in drawn.into_iter().zip(found) {
+            cited.extend(intervals.iter().map(|i| i.cause.seq).filter(|s| *s > from.0));
+            timelines[i].rows.push((env.to_owned(), intervals));
+        }
     }
-    drop(merged);
     let refusals = refusals(shell, &tenant, &args.env, from.0, to.0).await?;
     cited.extend(refusals.iter().map(|r| r.seq));
+    crate::timings::phase("report: timelines");
     cited.retain(|&s| s > 0);
     let appendix_left = cited.len().saturating_sub(MAX_APPENDIX);
     let mut appendix = Vec::new();
+    // Folded once: the states at the period's end name every record before it.
+    let (named, envs_named) = crate::views::names_at(shell, to.0).await?;
+    let names = Names { tenant: &named, envs: &envs_named };
     for seq in cited.into_iter().take(MAX_APPENDIX) {
         let mut text = Vec::new();
-        crate::views::record(shell, seq, &mut Out { json: false, w: &mut text, color: false, width: None })
-            .await?;
+        let mut page = Out { json: false, w: &mut text, color: false, width: None };
+        crate::views::record_named(shell, seq, &names, &mut page).await?;
         appendix.push((seq, String::from_utf8_lossy(&text).into_owned()));
     }
+    crate::timings::phase("report: appendix");
     let tenant_name = tenant
         .info
         .as_ref()

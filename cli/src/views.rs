@@ -478,7 +478,7 @@ struct ReviewRow {
 
 /// The directory and every environment as of `upto`: what names things in
 /// audit records.
-async fn names_at(shell: &Shell, upto: u64) -> Result<(Tenant, BTreeMap<Uuid, Environment>), CliError> {
+pub async fn names_at(shell: &Shell, upto: u64) -> Result<(Tenant, BTreeMap<Uuid, Environment>), CliError> {
     let (tenant, _) = shell.tenant_at(upto).await?;
     let mut envs = BTreeMap::new();
     for (id, name) in tenant.environments() {
@@ -489,6 +489,18 @@ async fn names_at(shell: &Shell, upto: u64) -> Result<(Tenant, BTreeMap<Uuid, En
 
 /// `record N`: the record, its command, its event in words, its hash, its neighbours.
 pub async fn record(shell: &Shell, seq: u64, out: &mut Out<'_>) -> Result<(), CliError> {
+    let (tenant, envs) = names_at(shell, seq).await?;
+    record_named(shell, seq, &Names { tenant: &tenant, envs: &envs }, out).await
+}
+
+/// [`record`] with the states that name things: those of any point at or
+/// after the record (names never change once given).
+pub async fn record_named(
+    shell: &Shell,
+    seq: u64,
+    names: &Names<'_>,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
     let head = shell.store.head().await?.map_or(0, |h| h.seq);
     if seq == 0 || seq > head {
         return usage(format!("no record {seq}: the log holds records 1 to {head}"));
@@ -514,11 +526,9 @@ pub async fn record(shell: &Shell, seq: u64, out: &mut Out<'_>) -> Result<(), Cl
         }
         reach *= 8;
     };
-    let (tenant, envs) = names_at(shell, seq).await?;
-    let names = Names { tenant: &tenant, envs: &envs };
-    let whole = audit::record(&command, &names);
+    let whole = audit::record(&command, names);
     let this = command.iter().find(|(r, _)| r.seq == seq).cloned().into_iter().collect::<Vec<_>>();
-    let alone = audit::record(&this, &names);
+    let alone = audit::record(&this, names);
     let (record, _) = &this[0];
     let sealed = shell.store.read_sealed(seq, seq, 1).await?;
     let line = match sealed.first().map(crate::proof::export_line) {
@@ -544,7 +554,7 @@ pub async fn record(shell: &Shell, seq: u64, out: &mut Out<'_>) -> Result<(), Cl
         }
         return out.json(&value);
     }
-    let stream = match audit::environment_of(&record.stream).and_then(|id| envs.get(&id)) {
+    let stream = match audit::environment_of(&record.stream).and_then(|id| names.envs.get(&id)) {
         Some(env) => format!("{} ({}), version {}", record.stream, env.name, record.version),
         None => format!("{}, version {}", record.stream, record.version),
     };

@@ -91,6 +91,28 @@ fn the_numbers_are_the_views_numbers() {
 }
 
 #[test]
+fn the_timelines_mark_the_changes_timeline_shows() {
+    let (mut sb, start) = period();
+    let (_, html) = report(&mut sb, &format!("--from seq:{start} --user {ALICE}"));
+    let mut drawn = 0;
+    for who in [ALICE, BOB] {
+        let intervals = sb.json(&format!("timeline --env Sales --upn {who}"));
+        for interval in
+            intervals.as_array().unwrap().iter().filter(|i| i["cause"]["seq"].as_u64() > Some(start))
+        {
+            let seq = interval["cause"]["seq"].as_u64().unwrap();
+            assert!(
+                html.contains(&format!("<a href=\"#record-{seq}\"><line class=\"mark\"")),
+                "{who}: record {seq}"
+            );
+            drawn += 1;
+        }
+    }
+    assert_eq!(drawn, 1, "bob's record added; alice, asked for with --user, unchanged");
+    assert_eq!(html.matches("<figure>").count(), 2, "bob's bar, and alice's");
+}
+
+#[test]
 fn writing_a_report_appends_one_record_that_history_and_record_show() {
     let (mut sb, _) = period();
     let before = sb.records();

@@ -404,13 +404,12 @@ fn svg(t: &Timeline, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
             let (x1, x2) = (x(start), x(end));
             let mode = interval.accessmode.and_then(AccessMode::from_value);
             let shown = mode.map_or_else(String::new, |m| format!(", {}", m.shown()));
-            let tip = format!(
-                "{}{shown}, {} to {} (record {})",
-                interval.state,
-                time(start),
-                time(end),
-                interval.cause.seq
-            );
+            // What held at the period's start is judged there, not where it began.
+            let (since, cause) = match start > from {
+                true => (time(start), format!(" (record {})", interval.cause.seq)),
+                false => (time(from), String::new()),
+            };
+            let tip = format!("{}{shown}, {since} to {}{cause}", interval.state, time(end));
             s.push_str(&format!(
                 "<rect x=\"{x1:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"14\" class=\"{}\"><title>{}</title></rect>",
                 x2 - x1,
