@@ -179,6 +179,11 @@ pub enum Command {
         #[command(flatten)]
         at: AtArgs,
     },
+    /// The auditor's report of a period: one self-contained HTML file (audited)
+    #[command(
+        after_help = "Example:\n  usertrail report --from 2026-01-01 --to 2026-03-31 --out q1.html\n  usertrail report --env Sales --user ada@contoso.onmicrosoft.com --out sales.html   # the last 90 days\n  usertrail verify --report q1.html"
+    )]
+    Report(ReportArgs),
     /// Export a view (systemusers) as JSON or CSV, or the log itself
     #[command(subcommand)]
     Export(ExportCommand),
@@ -201,8 +206,12 @@ pub enum Command {
     Verify {
         /// Instead: does this log still hold the record of this digest
         /// (`digest --json` saved), with its hash, chained to the head?
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "report")]
         digest: Option<PathBuf>,
+        /// Instead: is this the report a record of this log says was
+        /// issued (the SHA-256 of its bytes)?
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// The head (seq, hash, time, tenant): keep it elsewhere, check it later with verify --digest
     #[command(after_help = "Example:\n  usertrail digest --json > digest-2026-03-01.json")]
@@ -321,6 +330,26 @@ pub struct ChangesArgs {
     /// To this point (as --at takes it), included
     #[arg(long, value_name = "WHEN")]
     pub to: String,
+}
+
+/// `report`'s period, scope and file.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The period's start (as --at takes it), excluded [default: 90 days before --to]
+    #[arg(long, value_name = "WHEN")]
+    pub from: Option<String>,
+    /// The period's end (as --at takes it), included [default: now]
+    #[arg(long, value_name = "WHEN")]
+    pub to: Option<String>,
+    /// Only these environments (repeatable; default every environment)
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// A timeline for these users too, changed or not (repeatable)
+    #[arg(long, value_parser = Upn::parse)]
+    pub user: Vec<Upn>,
+    /// The HTML file to write
+    #[arg(long, value_name = "FILE.html")]
+    pub out: PathBuf,
 }
 
 /// `review`'s scope and filters (and `export review`'s).

@@ -24,6 +24,9 @@ use crate::shell::{Done, Shell};
 /// Where the demo writes when `--db` is not given.
 pub const DEMO_DB: &str = "usertrail-demo.db";
 
+/// The report the tour ends with, beside the database.
+pub const DEMO_REPORT: &str = "usertrail-demo-report.html";
+
 const DOMAIN: &str = "contoso.onmicrosoft.com";
 const SALES: &str = "DYN365_ENTERPRISE_SALES";
 const POWER_APPS: &str = "POWERAPPS_PER_USER";
@@ -177,10 +180,41 @@ pub async fn run(
     if replaced && !out.json {
         buffered.line(format!("(replaced the previous demo database at {})", path.display()))?;
     }
-    let toured = tour(&demo.shell, &path, &people, report, &mut buffered).await;
+    let mut toured = tour(&demo.shell, &path, &people, report, &mut buffered).await;
+    if toured.is_ok() {
+        demo.shell.now = Some(end);
+        toured = auditors_report(&demo.shell, &path, &mut buffered).await;
+    }
+    demo.shell.store.flush().await?;
     demo.bar.finish_and_clear();
     out.raw(&page)?;
     toured
+}
+
+/// The tour's end: the auditor's report of the last 90 days, written beside
+/// the database as [`DEMO_REPORT`].
+async fn auditors_report(shell: &Shell, db: &Path, out: &mut Out<'_>) -> Result<(), CliError> {
+    let file = db.with_file_name(DEMO_REPORT);
+    let args = crate::args::ReportArgs { from: None, to: None, env: vec![], user: vec![], out: file.clone() };
+    let mut said = Vec::new();
+    crate::report::report(
+        shell,
+        None,
+        args,
+        &mut Out { json: false, w: &mut said, color: false, width: None },
+    )
+    .await?;
+    if out.json {
+        return Ok(());
+    }
+    let file = file.display();
+    out.line("")?;
+    out.line(format!("== The auditor's report of the last 90 days (usertrail report --out {file}) =="))?;
+    out.line(format!("wrote {file} beside the database: open it in a browser, print it to PDF"))?;
+    out.line(format!(
+        "its record in the log tells it from a changed copy: usertrail --db {} verify --report {file}",
+        db.display()
+    ))
 }
 
 /// The users the tour talks about.

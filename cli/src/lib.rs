@@ -9,6 +9,7 @@
 //! - [`views`]: `history`, `diagnose`, `timeline`, `compare`, `changes`, `review`.
 //! - [`whatif`]: commands on a scratch copy, and the SystemUser diff.
 //! - [`proof`]: `digest`, `verify --digest`, `export log`, `restore`.
+//! - [`report`]: the auditor's HTML report of a period, and `verify --report`.
 //! - [`graph`]: reading Microsoft Graph exports for `import graph`.
 //! - [`reality`]: `import environments`, `import systemusers` and `reconcile` (issue 32).
 //! - [`demo`]: the sample tenant and its guided tour.
@@ -30,6 +31,7 @@ pub mod machine;
 pub mod output;
 pub mod proof;
 pub mod reality;
+pub mod report;
 pub mod security;
 pub mod shell;
 pub mod time;
@@ -331,8 +333,10 @@ async fn dispatch(
         Command::Record { seq } => views::record(&shell, seq, &mut out).await,
         Command::Whatif { .. } | Command::Restore { .. } => Ok(()),
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
-        Command::Verify { digest: None } => verify(&shell, &mut out).await,
-        Command::Verify { digest: Some(file) } => proof::verify_digest(&shell, &file, &mut out).await,
+        Command::Verify { digest: Some(file), .. } => proof::verify_digest(&shell, &file, &mut out).await,
+        Command::Verify { report: Some(file), .. } => report::verify(&shell, &file, &mut out).await,
+        Command::Verify { .. } => verify(&shell, &mut out).await,
+        Command::Report(args) => report::report(&shell, actor, args, &mut out).await,
         Command::Demo(_) | Command::Completions { .. } | Command::Man => Ok(()),
     };
     // After a failed write, sled's flush-on-drop would wait forever on the

@@ -61,6 +61,13 @@ pub fn readable_event(record: &Record) -> Result<Value, String> {
         Event::Environment(e) => serde_json::to_value(e),
         // Not an enum: its fields are the object itself.
         Event::CommandRejected(c) => serde_json::to_value(c).map(|v| json!({ "CommandRejected": v })),
+        // The hash as hex, as every other hash is shown.
+        Event::ReportGenerated(r) => Ok(json!({ "ReportGenerated": {
+            "from": projections::rfc3339(r.from),
+            "to": projections::rfc3339(r.to),
+            "file": r.file,
+            "sha256": hex(&r.sha256),
+        }})),
     }
     .map_err(|e| e.to_string())?;
     let mut readable = Map::new();

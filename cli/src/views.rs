@@ -209,18 +209,7 @@ pub async fn timeline(
         None if environment.users_named(upn.as_str()).next().is_some() => Subject::Named(upn.to_string()),
         None => return usage(format!("unknown user {upn}: no directory user and no record in {env}")),
     };
-    // The directory's records and the environment's, merged in log order.
-    let mut records = Vec::new();
-    for stream in [domain::tenant::STREAM.to_owned(), domain::environment::stream(environment.id)] {
-        for record in shell.store.read_stream(&stream, 1).await? {
-            if record.seq > seq {
-                break;
-            }
-            let event = event_of(&record)?;
-            records.push((record, event));
-        }
-    }
-    records.sort_by_key(|(r, _)| r.seq);
+    let records = timeline_records(shell, environment.id, seq).await?;
     let intervals = timeline::timeline(&records, &subject);
     if out.json {
         return out.json(&serde_json::to_value(&intervals).unwrap_or(Value::Null));
@@ -241,6 +230,27 @@ pub async fn timeline(
         })
         .collect();
     out.table(&["from", "to", "state", "mode", "can access", "cause"], rows)
+}
+
+/// What a timeline is drawn from: the directory's records and the
+/// environment's up to `upto`, merged in log order.
+pub async fn timeline_records(
+    shell: &Shell,
+    env: Uuid,
+    upto: u64,
+) -> Result<Vec<(store::Record, Event)>, CliError> {
+    let mut records = Vec::new();
+    for stream in [domain::tenant::STREAM.to_owned(), domain::environment::stream(env)] {
+        for record in shell.store.read_stream(&stream, 1).await? {
+            if record.seq > upto {
+                break;
+            }
+            let event = event_of(&record)?;
+            records.push((record, event));
+        }
+    }
+    records.sort_by_key(|(r, _)| r.seq);
+    Ok(records)
 }
 
 /// `compare --env E --upn A --with B [--at WHEN]`
@@ -290,21 +300,7 @@ pub async fn changes(shell: &Shell, view: &ChangesArgs, out: &mut Out<'_>) -> Re
         return usage(format!("--from (seq {from}) is after --to (seq {to})"));
     }
     let (tenant, _) = shell.tenant_at(to).await?;
-    let (at_from, _) = shell.environment_at(&tenant, env, from).await?;
-    let (at_to, _) = shell.environment_at(&tenant, env, to).await?;
-    let mut records = Vec::new();
-    for record in shell.store.read_stream(&domain::environment::stream(at_to.id), 1).await? {
-        if record.seq > to {
-            break;
-        }
-        if record.seq <= from {
-            continue;
-        }
-        if let Event::Environment(e) = event_of(&record)? {
-            records.push((record, e));
-        }
-    }
-    let changes = projections::changes::changes(at_from, &records);
+    let changes = changes_between(shell, &tenant, env, from, to).await?;
     if out.json {
         return out.json(&serde_json::to_value(&changes).unwrap_or(Value::Null));
     }
@@ -329,6 +325,47 @@ pub async fn changes(shell: &Shell, view: &ChangesArgs, out: &mut Out<'_>) -> Re
     out.table(&["seq", "time", "upn", "change", "field", "old", "new", "cause"], rows)
 }
 
+/// The changes to environment `env` after record `from` up to record `to`
+/// (`tenant`: the directory as of `to`, which names the environment).
+pub async fn changes_between(
+    shell: &Shell,
+    tenant: &Tenant,
+    env: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<projections::changes::Change>, CliError> {
+    let (at_from, _) = shell.environment_at(tenant, env, from).await?;
+    let (at_to, _) = shell.environment_at(tenant, env, to).await?;
+    let mut records = Vec::new();
+    for record in shell.store.read_stream_until(&domain::environment::stream(at_to.id), 1, to).await? {
+        if record.seq <= from {
+            continue;
+        }
+        if let Event::Environment(e) = event_of(&record)? {
+            records.push((record, e));
+        }
+    }
+    Ok(projections::changes::changes(at_from, &records))
+}
+
+/// The access review of one environment as of `time`.
+pub async fn review_of(
+    shell: &Shell,
+    tenant: &Tenant,
+    environment: &Environment,
+    time: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<projections::review::Finding>, CliError> {
+    // Who added each member of a group behind a group team: the envelope's
+    // actor, which the folded states do not keep.
+    let mut actors = BTreeMap::new();
+    for wanted in projections::review::actors_needed(tenant, environment) {
+        if let Some(record) = shell.store.read_log(wanted, wanted, 1).await?.into_iter().next() {
+            actors.insert(wanted, record.actor);
+        }
+    }
+    Ok(projections::review::review(tenant, environment, time, &actors))
+}
+
 /// `review --env E [--at WHEN]`
 pub async fn review(shell: &Shell, view: ReviewArgs, out: &mut Out<'_>) -> Result<(), CliError> {
     let filter = ReviewFilter { rules: view.rule, severity: view.severity };
@@ -342,15 +379,7 @@ pub async fn review(shell: &Shell, view: ReviewArgs, out: &mut Out<'_>) -> Resul
     let mut rows = Vec::new();
     for env in &envs {
         let AsOf { tenant, environment, .. } = shell.environment_as_of(env, at).await?;
-        // Who added each member of a group behind a group team: the envelope's
-        // actor, which the folded states do not keep.
-        let mut actors = BTreeMap::new();
-        for wanted in projections::review::actors_needed(&tenant, &environment) {
-            if let Some(record) = shell.store.read_log(wanted, wanted, 1).await?.into_iter().next() {
-                actors.insert(wanted, record.actor);
-            }
-        }
-        let findings = projections::review::review(&tenant, &environment, time, &actors);
+        let findings = review_of(shell, &tenant, &environment, time).await?;
         let reality = projections::reconcile::findings(&tenant, &environment, time);
         let sections = findings.into_iter().map(|f| (false, f)).chain(reality.into_iter().map(|f| (true, f)));
         rows.extend(sections.filter(|(_, f)| filter.keeps(f)).map(|(reality, finding)| ReviewRow {
@@ -469,7 +498,7 @@ struct ReviewRow {
 
 /// The directory and every environment as of `upto`: what names things in
 /// audit records.
-async fn names_at(shell: &Shell, upto: u64) -> Result<(Tenant, BTreeMap<Uuid, Environment>), CliError> {
+pub async fn names_at(shell: &Shell, upto: u64) -> Result<(Tenant, BTreeMap<Uuid, Environment>), CliError> {
     let (tenant, _) = shell.tenant_at(upto).await?;
     let mut envs = BTreeMap::new();
     for (id, name) in tenant.environments() {
@@ -480,6 +509,18 @@ async fn names_at(shell: &Shell, upto: u64) -> Result<(Tenant, BTreeMap<Uuid, En
 
 /// `record N`: the record, its command, its event in words, its hash, its neighbours.
 pub async fn record(shell: &Shell, seq: u64, out: &mut Out<'_>) -> Result<(), CliError> {
+    let (tenant, envs) = names_at(shell, seq).await?;
+    record_named(shell, seq, &Names { tenant: &tenant, envs: &envs }, out).await
+}
+
+/// [`record`] with the states that name things: those of any point at or
+/// after the record (names never change once given).
+pub async fn record_named(
+    shell: &Shell,
+    seq: u64,
+    names: &Names<'_>,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
     let head = shell.store.head().await?.map_or(0, |h| h.seq);
     if seq == 0 || seq > head {
         return usage(format!("no record {seq}: the log holds records 1 to {head}"));
@@ -505,11 +546,9 @@ pub async fn record(shell: &Shell, seq: u64, out: &mut Out<'_>) -> Result<(), Cl
         }
         reach *= 8;
     };
-    let (tenant, envs) = names_at(shell, seq).await?;
-    let names = Names { tenant: &tenant, envs: &envs };
-    let whole = audit::record(&command, &names);
+    let whole = audit::record(&command, names);
     let this = command.iter().find(|(r, _)| r.seq == seq).cloned().into_iter().collect::<Vec<_>>();
-    let alone = audit::record(&this, &names);
+    let alone = audit::record(&this, names);
     let (record, _) = &this[0];
     let sealed = shell.store.read_sealed(seq, seq, 1).await?;
     let line = match sealed.first().map(crate::proof::export_line) {
@@ -535,7 +574,7 @@ pub async fn record(shell: &Shell, seq: u64, out: &mut Out<'_>) -> Result<(), Cl
         }
         return out.json(&value);
     }
-    let stream = match audit::environment_of(&record.stream).and_then(|id| envs.get(&id)) {
+    let stream = match audit::environment_of(&record.stream).and_then(|id| names.envs.get(&id)) {
         Some(env) => format!("{} ({}), version {}", record.stream, env.name, record.version),
         None => format!("{}, version {}", record.stream, record.version),
     };

@@ -365,5 +365,9 @@ fn demo_draws_no_progress_bar_when_stderr_is_not_a_terminal() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "a pipe gets no bar");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains(['\r', '\x1b']), "no bar on stdout either:\n{stdout}");
-    assert!(stdout.ends_with("hash chain and indexes intact (L3)\n"), "{stdout}");
+    assert!(stdout.contains("hash chain and indexes intact (L3)\n"), "{stdout}");
+    // The tour ends with the auditor's report, beside the database (issue 31).
+    let report = dir.path().join("usertrail-demo-report.html");
+    assert!(stdout.ends_with(&format!("verify --report {}\n", report.display())), "{stdout}");
+    assert!(std::fs::read_to_string(&report).unwrap().contains("<h2>Summary</h2>"));
 }

@@ -39,6 +39,23 @@ pub enum Event {
     CommandRejected(CommandRejected),
     /// A change to one environment (stream `env/<id>`).
     Environment(EnvEvent),
+    /// An auditor's report was written (stream `audit`): it changes nothing,
+    /// and proves which report was issued.
+    ReportGenerated(ReportGenerated),
+}
+
+/// The record of a written report: its period, its file and the SHA-256 of
+/// its bytes, so a copy can be told from the original (`verify --report`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportGenerated {
+    /// The period's start (excluded).
+    pub from: DateTime<Utc>,
+    /// The period's end (included).
+    pub to: DateTime<Utc>,
+    /// The file's name as given to `--out`.
+    pub file: String,
+    /// The SHA-256 of the bytes written.
+    pub sha256: [u8; 32],
 }
 
 /// The failure audit record of a command a rule refused: it changes nothing.
@@ -1012,6 +1029,7 @@ impl Event {
     pub fn type_name(&self) -> &'static str {
         match self {
             Event::CommandRejected(_) => "CommandRejected",
+            Event::ReportGenerated(_) => "ReportGenerated",
             Event::Tenant(e) => match e {
                 TenantEvent::TenantInitialized { .. } => "TenantInitialized",
                 TenantEvent::SkuAdded { .. } => "SkuAdded",

@@ -4,7 +4,7 @@
 use store::{Causation, Record};
 
 /// Commands as named on the command line, their activity display name, and category.
-const ACTIVITIES: [(&str, &str, &str); 49] = [
+const ACTIVITIES: [(&str, &str, &str); 50] = [
     ("init", "Initialize tenant", "DirectoryManagement"),
     ("sku add", "Add subscription", "DirectoryManagement"),
     ("sku set-seats", "Update subscription", "DirectoryManagement"),
@@ -54,6 +54,7 @@ const ACTIVITIES: [(&str, &str, &str); 49] = [
     ("import graph", "Import from Microsoft Graph", "DirectoryManagement"),
     ("import environments", "Import environments", "EnvironmentManagement"),
     ("import systemusers", "Import observed SystemUser table", "SystemUserManagement"),
+    ("report", "Generate report", "AuditReport"),
 ];
 
 /// The activity display name and category of a command by its command-line name.

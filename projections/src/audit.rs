@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use domain::environment::Environment;
-use domain::events::{AdminRole, EnvEvent, Event, Member, TenantEvent};
+use domain::events::{AdminRole, EnvEvent, Event, Member, ReportGenerated, TenantEvent};
 use domain::tenant::Tenant;
 use serde::Serialize;
 use store::{Causation, Record};
@@ -89,7 +89,7 @@ pub struct RunBy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
-    /// `User`, `Group`, `Sku`, `Environment`, `SystemUser`, `Role`, `Team`, `BusinessUnit`, `Tenant`.
+    /// `User`, `Group`, `Sku`, `Environment`, `SystemUser`, `Role`, `Team`, `BusinessUnit`, `Tenant`, `Report`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Its id, where it has one.
@@ -226,6 +226,7 @@ pub fn record(group: &[(Record, Event)], names: &Names) -> Option<AuditRecord> {
                 }
             }
             Event::Tenant(e) => targets.tenant_event(e),
+            Event::ReportGenerated(r) => targets.report(r),
             Event::Environment(e) => {
                 if let Some(env) = environment_of(&record.stream).and_then(|id| names.envs.get(&id)) {
                     targets.env_event(env, e);
@@ -325,6 +326,22 @@ impl Targets<'_> {
             None => {
                 self.target("Other", None, Some(name.to_owned()), None);
             }
+        }
+    }
+
+    /// The report written: its file, period and SHA-256.
+    fn report(&mut self, r: &ReportGenerated) {
+        let t = self.target("Report", None, Some(r.file.clone()), None);
+        for (name, value) in [
+            ("from", crate::rfc3339(r.from)),
+            ("to", crate::rfc3339(r.to)),
+            ("sha256", r.sha256.iter().map(|b| format!("{b:02x}")).collect()),
+        ] {
+            t.modified_properties.push(Modified {
+                display_name: name.into(),
+                old_value: None,
+                new_value: Some(value),
+            });
         }
     }
 

@@ -64,17 +64,26 @@ fn find<'a>(
 /// is complete, so an interval's cause is that command's last record: the
 /// `seq` of its audit record.
 pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval> {
+    timelines(records, std::slice::from_ref(subject), 0).pop().unwrap_or_default()
+}
+
+/// The timelines of several subjects in one pass (as [`timeline`]), each
+/// judged at every command end after record `since` and at the last one at
+/// or before it: the interval that held at `since` starts there, so only
+/// the intervals after it keep their true start and cause.
+pub fn timelines(records: &[(Record, Event)], subjects: &[Subject], since: u64) -> Vec<Vec<Interval>> {
     let mut tenant = Tenant::default();
     let mut env = Environment::default();
-    let mut intervals: Vec<Interval> = Vec::new();
+    let mut all: Vec<Vec<Interval>> = vec![Vec::new(); subjects.len()];
     for (i, (record, event)) in records.iter().enumerate() {
         let stamp = Stamp { seq: record.seq, at: record.recorded_at };
         match event {
             Event::Tenant(e) => tenant.apply(e, stamp),
             Event::Environment(e) => env.apply(e, stamp),
-            Event::CommandRejected(_) => {}
+            Event::CommandRejected(_) | Event::ReportGenerated(_) => {}
         }
-        let command_ends = records.get(i + 1).is_none_or(|(next, next_event)| {
+        let next = records.get(i + 1);
+        let command_ends = next.is_none_or(|(next, next_event)| {
             !crate::audit::same_command(
                 record,
                 crate::audit::subject(event),
@@ -82,34 +91,48 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
                 crate::audit::subject(next_event),
             )
         });
-        if !command_ends || !env.exists() {
+        let judged = record.seq > since || next.is_none_or(|(next, _)| next.seq > since);
+        if !command_ends || !judged || !env.exists() {
             continue;
         }
-        let (user, found) = find(&tenant, &env, subject);
-        let can = can_access(&tenant, &env, user, found, record.recorded_at).can();
-        let (state, accessmode) = match found {
-            None => ("absent", None),
-            Some(r) => (if r.is_disabled { "disabled" } else { "enabled" }, Some(r.access_mode.value())),
-        };
-        let same = intervals
-            .last()
-            .is_some_and(|i| i.state == state && i.accessmode == accessmode && i.can_access == can);
-        if same {
-            continue;
+        for (subject, intervals) in subjects.iter().zip(all.iter_mut()) {
+            judge(&tenant, &env, subject, record, intervals);
         }
-        let at = crate::rfc3339(record.recorded_at);
-        if let Some(last) = intervals.last_mut() {
-            last.to = Some(at.clone());
-        }
-        let (activity, _) = crate::activity::of_record(record);
-        intervals.push(Interval {
-            from: at,
-            to: None,
-            state,
-            accessmode,
-            can_access: can,
-            cause: Cause { seq: record.seq, activity_display_name: activity },
-        });
     }
-    intervals
+    all
+}
+
+/// Opens an interval for `subject` if its state after `record` differs from the last one's.
+fn judge(
+    tenant: &Tenant,
+    env: &Environment,
+    subject: &Subject,
+    record: &Record,
+    intervals: &mut Vec<Interval>,
+) {
+    let (user, found) = find(tenant, env, subject);
+    let can = can_access(tenant, env, user, found, record.recorded_at).can();
+    let (state, accessmode) = match found {
+        None => ("absent", None),
+        Some(r) => (if r.is_disabled { "disabled" } else { "enabled" }, Some(r.access_mode.value())),
+    };
+    let same = intervals
+        .last()
+        .is_some_and(|i| i.state == state && i.accessmode == accessmode && i.can_access == can);
+    if same {
+        return;
+    }
+    let at = crate::rfc3339(record.recorded_at);
+    if let Some(last) = intervals.last_mut() {
+        last.to = Some(at.clone());
+    }
+    let (activity, _) = crate::activity::of_record(record);
+    intervals.push(Interval {
+        from: at,
+        to: None,
+        state,
+        accessmode,
+        can_access: can,
+        cause: Cause { seq: record.seq, activity_display_name: activity },
+    });
 }

@@ -26,6 +26,8 @@ mod properties;
 mod questions;
 /// Reality check (issue 32): environment listings and SystemUser exports reconciled with the rules.
 mod reality;
+/// The auditor's HTML report of a period, and verify --report (issue 31).
+mod report;
 /// Regressions found in review: import edge cases, causes, timelines.
 mod review_regressions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).

@@ -1,0 +1,347 @@
+//! The auditor's report (issue 31): one self-contained HTML file of a period,
+//! tied to the verified log, and `verify --report`, which tells the file a
+//! record says was issued from a changed copy. Every number comes from the
+//! views (`review`, `changes`, `systemusers`, `timeline`, `history`,
+//! `record N`); this module only gathers and lays them out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use domain::environment::Environment;
+use domain::events::{Event, ReportGenerated};
+use domain::tenant::Tenant;
+use domain::Upn;
+use projections::audit::{self, AuditRecord, Names};
+use projections::changes::Change;
+use projections::review::Finding;
+use projections::systemusers::Row;
+use projections::timeline::{Interval, Subject};
+use sha2::{Digest, Sha256};
+use store::{Append, Causation, EventStore, ExpectedVersion, Metadata};
+
+use crate::args::ReportArgs;
+use crate::error::{usage, CliError};
+use crate::output::Out;
+use crate::shell::{event_of, Shell, AUDIT_STREAM};
+use crate::time::{parse_at, At};
+
+mod html;
+
+/// The roles that make a user privileged in an environment.
+const PRIVILEGED_ROLES: [&str; 2] = ["System Administrator", "System Customizer"];
+
+/// Timelines drawn at most: beyond, the changes list names the rest.
+const MAX_TIMELINES: usize = 100;
+
+/// Records printed in the appendix at most: beyond, `usertrail record N`.
+const MAX_APPENDIX: usize = 2000;
+
+/// What the report shows, gathered from the views.
+struct Report {
+    tenant: String,
+    from: (u64, DateTime<Utc>),
+    to: (u64, DateTime<Utc>),
+    generated_at: DateTime<Utc>,
+    head: Option<(u64, String)>,
+    /// `verify`'s result: records walked, and the first problem.
+    verified: (u64, Option<String>),
+    envs: Vec<EnvReport>,
+    refusals: Vec<AuditRecord>,
+    timelines: Vec<Timeline>,
+    timelines_left: usize,
+    appendix: Vec<(u64, String)>,
+    appendix_left: usize,
+}
+
+/// One environment of the report.
+struct EnvReport {
+    name: String,
+    /// `None`: it did not exist by the period's end.
+    seen: Option<EnvSeen>,
+}
+
+/// An environment that existed by the period's end.
+struct EnvSeen {
+    /// It was created during the period.
+    created: bool,
+    start: Vec<Row>,
+    end: Vec<Row>,
+    non_interactive: usize,
+    /// Enabled users holding a privileged role, with those roles.
+    privileged: Vec<(String, Vec<String>)>,
+    /// Enabled users whose directory user holds an environment admin role.
+    admins: Vec<String>,
+    findings: Vec<Finding>,
+    changes: Vec<Change>,
+}
+
+/// A user's intervals in each environment.
+struct Timeline {
+    upn: String,
+    rows: Vec<(String, Vec<Interval>)>,
+}
+
+/// `report [--from WHEN] [--to WHEN] [--env E ...] [--user U ...] --out FILE`
+pub async fn report(
+    shell: &Shell,
+    actor: Option<&Upn>,
+    args: ReportArgs,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let report = gather(shell, &args).await?;
+    let page = html::page(&report);
+    crate::timings::phase("report: html");
+    let file = args.out.display().to_string();
+    std::fs::write(&args.out, page.as_bytes()).or_else(|e| usage(format!("cannot write {file}: {e}")))?;
+    let sha256: [u8; 32] = Sha256::digest(page.as_bytes()).into();
+    if let (_, Some(problem)) = &report.verified {
+        return Err(CliError::Corrupt(format!(
+            "{problem}; the report at {file} says so on its cover; the log takes no more records, so none of this report could be appended"
+        )));
+    }
+    let (tenant, _) = shell.tenant().await?;
+    let actor = Shell::actor(&tenant, actor)?;
+    let event = ReportGenerated { from: report.from.1, to: report.to.1, file: file.clone(), sha256 };
+    let event = shell.new_event(&Event::ReportGenerated(event)).or_else(|e| usage(format!("{e:?}")))?;
+    let meta = Metadata {
+        recorded_at: report.generated_at,
+        actor: actor.to_string(),
+        correlation_id: shell.ids.next(),
+        causation: Causation::Command { name: "report".into() },
+        origin: Some(shell.origin()),
+    };
+    let append =
+        Append { stream: AUDIT_STREAM.to_owned(), expected: ExpectedVersion::Any, events: vec![event], meta };
+    let appended = match shell.store.append(append).await? {
+        Ok(appended) => appended,
+        Err(rejection) => return usage(rejection.to_string()),
+    };
+    let hash = crate::proof::hex(&sha256);
+    if out.json {
+        return out.json(&serde_json::json!({ "file": file, "sha256": hash, "seq": appended.last_seq }));
+    }
+    out.line(format!("wrote {file} (sha256 {hash}), issued as record {}", appended.last_seq))?;
+    out.line(format!("check a copy with: usertrail verify --report {file}"))
+}
+
+/// `verify --report FILE`: the record that issued this file, or exit 3.
+pub async fn verify(shell: &Shell, file: &Path, out: &mut Out<'_>) -> Result<(), CliError> {
+    let name = file.display();
+    let bytes = std::fs::read(file).or_else(|e| usage(format!("cannot read {name}: {e}")))?;
+    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    for record in shell.store.read_stream(AUDIT_STREAM, 1).await? {
+        let Event::ReportGenerated(issued) = event_of(&record)? else { continue };
+        if issued.sha256 != sha256 {
+            continue;
+        }
+        let (from, to) = (projections::rfc3339(issued.from), projections::rfc3339(issued.to));
+        if out.json {
+            return out.json(&serde_json::json!({
+                "file": name.to_string(), "seq": record.seq, "from": from, "to": to,
+                "issuedAs": issued.file, "by": record.actor,
+            }));
+        }
+        return out.line(format!(
+            "{name} is the report record {} says was issued ({}, by {}): period {from} to {to}",
+            record.seq,
+            crate::output::to_second(&projections::rfc3339(record.recorded_at)),
+            record.actor
+        ));
+    }
+    Err(CliError::Disproved(format!(
+        "{name} is no report this log issued: no record holds its SHA-256 {}",
+        crate::proof::hex(&sha256)
+    )))
+}
+
+/// The period's two ends: `--to` (default now) and `--from` (default 90 days before it).
+async fn period(shell: &Shell, args: &ReportArgs) -> Result<[(u64, DateTime<Utc>); 2], CliError> {
+    let to = shell.point(args.to.as_deref().map(parse_at).transpose()?).await?;
+    let from = match args.from.as_deref() {
+        Some(from) => parse_at(from)?,
+        None => At::Time(to.1 - Duration::days(90)),
+    };
+    let from = shell.point(Some(from)).await?;
+    if from.0 > to.0 || from.1 > to.1 {
+        return usage(format!("--from (seq {}) is after --to (seq {})", from.0, to.0));
+    }
+    Ok([from, to])
+}
+
+async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
+    let [from, to] = period(shell, args).await?;
+    let generated_at = shell.now().await?;
+    let head = shell.store.head().await?;
+    let verified = shell.store.verify().await?;
+    let verified = (
+        verified.records,
+        verified.problem.map(|p| format!("verify failed at record {}: {}", p.seq, p.what)),
+    );
+    crate::timings::phase("report: verified");
+    let (tenant, _) = shell.tenant_at(to.0).await?;
+    let names: Vec<String> = match args.env.as_slice() {
+        [] => tenant.environments().map(|(_, name)| name.to_owned()).collect(),
+        named => {
+            let (now, _) = shell.tenant().await?;
+            if let Some(name) = named.iter().find(|n| now.environment(n).is_none()) {
+                let known: Vec<&str> = now.environments().map(|(_, n)| n).collect();
+                return usage(format!("unknown environment {name} (known: {})", known.join(", ")));
+            }
+            named.to_vec()
+        }
+    };
+    let mut envs = Vec::new();
+    let mut cited = BTreeSet::new();
+    let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for name in names {
+        let Some((_, registered)) = tenant.environment(&name) else {
+            envs.push(EnvReport { name, seen: None });
+            continue;
+        };
+        let name = registered.to_owned();
+        let (start, _) = shell.environment_at(&tenant, &name, from.0).await?;
+        let (end, _) = shell.environment_at(&tenant, &name, to.0).await?;
+        // review's findings, then its reality section's (issue 32), as `review` lists them.
+        let mut findings = crate::views::review_of(shell, &tenant, &end, to.1).await?;
+        findings.extend(projections::reconcile::findings(&tenant, &end, to.1));
+        let changes = crate::views::changes_between(shell, &tenant, &name, from.0, to.0).await?;
+        cited.extend(findings.iter().flat_map(|f| f.evidence.iter().copied()));
+        cited.extend(changes.iter().flat_map(|c| [c.seq, c.cause.seq]));
+        for c in
+            changes.iter().filter(|c| matches!(c.change, "added" | "enabled" | "disabled" | "accessmode"))
+        {
+            wanted.entry(c.upn.clone()).or_default().insert(name.clone());
+        }
+        for upn in &args.user {
+            wanted.entry(upn.to_string()).or_default().insert(name.clone());
+        }
+        envs.push(EnvReport { seen: Some(seen(&tenant, &start, &end, findings, changes)), name });
+    }
+    let timelines_left = wanted.len().saturating_sub(MAX_TIMELINES);
+    crate::timings::phase("report: the views");
+    let wanted: Vec<(String, BTreeSet<String>)> = wanted.into_iter().take(MAX_TIMELINES).collect();
+    let mut timelines: Vec<Timeline> =
+        wanted.iter().map(|(upn, _)| Timeline { upn: upn.clone(), rows: Vec::new() }).collect();
+    // One pass over each environment's records draws all its users' bars.
+    for (id, env) in tenant.environments() {
+        let drawn: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i].1.contains(env)).collect();
+        if drawn.is_empty() {
+            continue;
+        }
+        let subjects: Vec<Subject> = drawn
+            .iter()
+            .map(|&i| match Upn::parse(&wanted[i].0).ok().and_then(|u| tenant.user(&u)) {
+                Some(user) => Subject::Directory(user.id),
+                None => Subject::Named(wanted[i].0.clone()),
+            })
+            .collect();
+        let records = crate::views::timeline_records(shell, id, to.0).await?;
+        let found = projections::timeline::timelines(&records, &subjects, from.0);
+        for (i, intervals) in drawn.into_iter().zip(found) {
+            cited.extend(intervals.iter().map(|i| i.cause.seq).filter(|s| *s > from.0));
+            timelines[i].rows.push((env.to_owned(), intervals));
+        }
+    }
+    let refusals = refusals(shell, &tenant, &args.env, from.0, to.0).await?;
+    cited.extend(refusals.iter().map(|r| r.seq));
+    crate::timings::phase("report: timelines");
+    cited.retain(|&s| s > 0);
+    let appendix_left = cited.len().saturating_sub(MAX_APPENDIX);
+    let mut appendix = Vec::new();
+    // Folded once: the states at the period's end name every record before it.
+    let (named, envs_named) = crate::views::names_at(shell, to.0).await?;
+    let names = Names { tenant: &named, envs: &envs_named };
+    for seq in cited.into_iter().take(MAX_APPENDIX) {
+        let mut text = Vec::new();
+        let mut page = Out { json: false, w: &mut text, color: false, width: None };
+        crate::views::record_named(shell, seq, &names, &mut page).await?;
+        appendix.push((seq, String::from_utf8_lossy(&text).into_owned()));
+    }
+    crate::timings::phase("report: appendix");
+    let tenant_name = tenant
+        .info
+        .as_ref()
+        .map_or_else(|| "(no tenant yet)".to_owned(), |i| format!("{} ({})", i.name, i.domain));
+    Ok(Report {
+        tenant: tenant_name,
+        from,
+        to,
+        generated_at,
+        head: head.map(|h| (h.seq, crate::proof::hex(&h.hash))),
+        verified,
+        envs,
+        refusals,
+        timelines,
+        timelines_left,
+        appendix,
+        appendix_left,
+    })
+}
+
+/// An environment's numbers, from its SystemUser table at both ends.
+fn seen(
+    tenant: &Tenant,
+    start: &Environment,
+    end: &Environment,
+    findings: Vec<Finding>,
+    changes: Vec<Change>,
+) -> EnvSeen {
+    let rows = projections::systemusers::rows(end);
+    let enabled_users = |r: &&Row| r.kind == "user" && !r.isdisabled;
+    let privileged = rows
+        .iter()
+        .filter(enabled_users)
+        .filter_map(|r| {
+            let held: Vec<String> =
+                r.roles.iter().filter(|role| PRIVILEGED_ROLES.contains(&role.as_str())).cloned().collect();
+            (!held.is_empty()).then(|| (r.domainname.clone(), held))
+        })
+        .collect();
+    let admins = rows
+        .iter()
+        .filter(enabled_users)
+        .filter(|r| {
+            let user = r.azureactivedirectoryobjectid.and_then(|id| tenant.users.get(&id));
+            user.is_some_and(Tenant::is_environment_admin)
+        })
+        .map(|r| r.domainname.clone())
+        .collect();
+    EnvSeen {
+        created: !start.exists(),
+        start: projections::systemusers::rows(start),
+        non_interactive: end.non_interactive().count(),
+        end: rows,
+        privileged,
+        admins,
+        findings,
+        changes,
+    }
+}
+
+/// The refused attempts (L1) of the period, of the environments asked for
+/// (of any, and of the directory, when none was named).
+async fn refusals(
+    shell: &Shell,
+    tenant: &Tenant,
+    envs: &[String],
+    from: u64,
+    to: u64,
+) -> Result<Vec<AuditRecord>, CliError> {
+    let no_envs = BTreeMap::new();
+    let names = Names { tenant, envs: &no_envs };
+    let mut found = Vec::new();
+    for record in shell.store.read_stream_until(AUDIT_STREAM, 1, to).await? {
+        if record.seq <= from {
+            continue;
+        }
+        let event = event_of(&record)?;
+        let Event::CommandRejected(rejected) = &event else { continue };
+        let wanted = envs.is_empty()
+            || rejected.environment.as_ref().is_some_and(|e| envs.iter().any(|n| n.eq_ignore_ascii_case(e)));
+        if wanted {
+            found.extend(audit::record(&[(record, event)], &names));
+        }
+    }
+    Ok(found)
+}
