@@ -158,6 +158,40 @@ pub fn run(dir: &Path, users: usize, environments: usize, rows: &mut Vec<Row>) {
             small_rss / 1024
         ),
     );
+    // A Graph export of the whole directory into a new log, against a
+    // command that holds that directory once it is in.
+    let (pages, skus) = super::graph_export(&dir.join("export"), users);
+    let import_db = dir.join("import.db");
+    let db_arg = import_db.display().to_string();
+    super::run_cli(
+        &["usertrail", "--db", &db_arg, "init", "--tenant", gen::DOMAIN, "--admin", gen::ADMIN]
+            .map(String::from),
+        false,
+    );
+    let mut import = cli(&import_db, &["import", "graph", "--skus", &skus.display().to_string()]);
+    for page in &pages {
+        import.extend(["--users".to_owned(), page.display().to_string()]);
+    }
+    let (import_secs, import_rss) = timed(import);
+    let largest = pages.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).max().unwrap_or(0);
+    let (_, held_rss) =
+        median_of(1, |_| cli(&import_db, &["user", "update", "--upn", gen::ADMIN, "--title", "Admin"]));
+    row(
+        "8i",
+        format!(
+            "peak RSS of import graph, {users} users in {} files / of a command holding the directory",
+            pages.len()
+        ),
+        import_rss as f64 / held_rss as f64,
+        "<= 2x",
+        import_rss <= 2 * held_rss,
+        format!(
+            "{} MiB vs {} MiB (import {import_secs:.1} s; largest file {} KiB)",
+            import_rss / 1024,
+            held_rss / 1024,
+            largest / 1024
+        ),
+    );
     let head = super::head_of(&many_db);
     // The log and its index, as PostgreSQL's figure counts its table and
     // indexes; the snapshots beside them are caches, reported apart.
