@@ -134,10 +134,7 @@ fn s2_2_s1_s2_a1_the_five_planted_departures_are_named_with_their_rule_and_evide
     ));
     let found = sb.json("reconcile --env Prod");
     let found = found.as_array().unwrap();
-    let named: Vec<(&str, &str, &str)> = found
-        .iter()
-        .map(|d| (d["upn"].as_str().unwrap(), d["field"].as_str().unwrap(), d["rule"].as_str().unwrap()))
-        .collect();
+    let named = named(found);
     // Access that should not exist first.
     assert_eq!(
         named,
@@ -323,12 +320,7 @@ fn d9_s2_1_s3_access_that_should_not_exist_comes_first_with_its_likely_cause() {
         data("systemusers-clean-2.json")
     ));
     let found = sb.json("reconcile --env Prod");
-    let named: Vec<(&str, &str, &str)> = found
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["upn"].as_str().unwrap(), d["field"].as_str().unwrap(), d["rule"].as_str().unwrap()))
-        .collect();
+    let named = named(found.as_array().unwrap());
     assert_eq!(
         named,
         [
@@ -343,4 +335,12 @@ fn d9_s2_1_s3_access_that_should_not_exist_comes_first_with_its_likely_cause() {
     let reality =
         review.as_array().unwrap().iter().filter(|f| f["detail"].as_str().unwrap().starts_with("reality:"));
     assert_eq!(reality.count(), 3, "{review}");
+}
+
+/// Each difference as (upn, field, rule), in reconcile's order.
+fn named(found: &[serde_json::Value]) -> Vec<(&str, &str, &str)> {
+    found
+        .iter()
+        .map(|d| (d["upn"].as_str().unwrap(), d["field"].as_str().unwrap(), d["rule"].as_str().unwrap()))
+        .collect()
 }
