@@ -750,6 +750,8 @@ fn s7_a_licensed_admin_is_read_write_with_system_administrator_and_an_unlicensed
     let bob = w.record(env, BOB).unwrap();
     assert_eq!(bob.access_mode, AccessMode::Administrative, "S3: a setup user, whatever app passes exist");
     assert!(bob.roles.is_empty());
+    let creator = w.record(env, ADMIN).unwrap();
+    assert!(creator.roles.is_empty(), "only a developer environment's creator administers it unlicensed");
     // Losing the license makes a licensed admin a setup user too.
     w.unlicense(ALICE, SALES_SKU);
     w.sync(env);
