@@ -1798,3 +1798,41 @@ fn r6_roles_come_off_as_held_and_only_joining_a_team_needs_its_roles() {
     w.ok(env, ADMIN, take.clone());
     assert!(matches!(w.when(env, ADMIN, take), Err(Rejection::Invalid(_))));
 }
+
+/// Issue 34 (`stream`, `exists`, `is_directory_user` and `role_named`):
+/// an environment exists once created, under its own stream; placeholders
+/// are no directory users; a unit's role does not hide the root's of that name.
+#[test]
+fn e5_an_environment_knows_its_stream_its_directory_users_and_its_root_roles() {
+    let mut w = World::contoso();
+    assert!(!Environment::default().exists(), "nothing folded yet");
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let id = w.envs[env].id;
+    assert!(w.envs[env].exists());
+    assert_eq!(environment::stream(id), format!("env/{id}"));
+    assert!(w.record(env, ALICE).unwrap().is_directory_user());
+    assert!(w.envs[env].users_named(SUPPORT_UPN).all(|r| !r.is_directory_user()));
+    bu(&mut w, env, 300, "Europe", None);
+    copy(&mut w, env, 400, BASIC_USER, BASIC_USER, Some("Europe"));
+    let root = w.envs[env].root_business_unit;
+    assert_eq!(w.envs[env].role_named("basic user").unwrap().business_unit, root);
+}
+
+/// Issue 34 (`setup_user` in the fold): only a record that sync put in
+/// Administrative mode is a setup user, until sync moves it to Read-Write (S3, S7).
+#[test]
+fn s3_s7_only_a_record_sync_made_administrative_is_a_setup_user() {
+    let mut w = World::contoso();
+    w.tenant_ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::PowerPlatform });
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let setup = |w: &World, who: &str| w.record(env, who).unwrap().setup_user;
+    assert!(setup(&w, BOB));
+    assert!(!setup(&w, ALICE), "licensed: Read-Write from the start");
+    w.license(BOB, SALES_SKU);
+    w.sync(env);
+    assert!(!setup(&w, BOB), "licensed now: Read-Write, no setup user");
+}
