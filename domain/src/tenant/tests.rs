@@ -687,6 +687,7 @@ fn a_directory_read_from_its_snapshot_decodes_only_the_users_reached() {
     }
     let (back, _) = through_snapshot(&w.tenant);
     assert_eq!(back.users.decoded(), 0, "loading decodes nobody");
+    assert!(!back.users.is_empty() && Users::default().is_empty());
     // A user create reads the actor and checks the UPN: one user decoded.
     let events = decide(
         &back,
@@ -728,6 +729,35 @@ fn a_directory_read_from_its_snapshot_folds_what_follows_as_the_original_does() 
     assert_eq!(again, w.tenant);
     assert_ne!(bytes, first_bytes);
     assert_eq!(through_snapshot(&w.tenant).1, bytes, "the same bytes as saving the original");
+}
+
+/// Issue 34 (`Users`' `FromIterator` and `Debug`): collected users are
+/// kept by id, and print as a map of them.
+#[test]
+fn users_collect_by_id_and_print_as_a_map() {
+    let w = World::contoso();
+    let admin = w.user(ADMIN);
+    let users: Users = [(admin.id, Box::new(admin.clone()))].into_iter().collect();
+    assert_eq!(users.get(&admin.id), Some(admin));
+    assert!(format!("{users:?}").starts_with(&format!("{{{}: User {{", admin.id)), "{users:?}");
+}
+
+/// Issue 34 (the guard in `users::Slot::user`): a user's bytes that decode
+/// with some left over mean `User`'s encoding changed without a new
+/// snapshot frame tag: reaching that user is a bug, and panics.
+#[test]
+#[should_panic(expected = "leaves 1 of its")]
+fn a_snapshot_user_with_bytes_left_over_panics_when_reached() {
+    let w = World::contoso();
+    let admin = w.user(ADMIN);
+    let mut bytes = bincode::serde::encode_to_vec(admin, bincode::config::standard()).unwrap();
+    bytes.push(0);
+    // A map of id to bytes: what `Users` writes (bincode writes bytes as a sequence of u8).
+    let map: BTreeMap<Uuid, Vec<u8>> = [(admin.id, bytes)].into();
+    let encoded = bincode::serde::encode_to_vec(&map, bincode::config::standard()).unwrap();
+    let (users, _): (Users, usize) =
+        bincode::serde::decode_from_slice(&encoded, bincode::config::standard()).unwrap();
+    users.get(&admin.id);
 }
 
 #[test]
