@@ -120,6 +120,7 @@ fn init_creates_the_tenant_and_its_global_admin() {
     let admin = w.user(ADMIN);
     assert!(admin.admin_roles.contains(&AdminRole::Global));
     assert_eq!(w.tenant.info.as_ref().unwrap().domain, "contoso.onmicrosoft.com");
+    assert_eq!(w.tenant.default_actor(), Some(upn(ADMIN)), "the admin named at init acts by default");
     let again =
         TenantCommand::Init { domain: "x.com".into(), name: String::new(), admin: new_user(9, "a@x.com") };
     assert!(invalid_input(w.when(ADMIN, again)).contains("already holds tenant"));
@@ -298,6 +299,8 @@ fn d5_an_invitation_holds_a_seat_until_accepted() {
     w.ok(ADMIN, assign(ALICE, "DYN365_SALES"));
     w.ok(ADMIN, invite(80, "jane@fabrikam.com", Some("DYN365_SALES")));
     assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 0, "the invitation holds the last seat");
+    w.ok(ADMIN, assign("jane@fabrikam.com", "ENTERPRISEPACK"));
+    assert_eq!(w.tenant.free_seats("DYN365_SALES", w.now), 0, "another SKU's license leaves it held");
     refused_by(w.when(ADMIN, assign(BOB, "DYN365_SALES")), Rule::D4);
     w.later(3);
     let events = w.ok("jane@fabrikam.com", TenantCommand::AcceptInvite { upn: upn("jane@fabrikam.com") });
@@ -773,4 +776,42 @@ fn d9_a_groups_nested_groups_are_all_its_group_members_and_no_user() {
         changes: Default::default(),
     };
     assert_eq!(group.nested().collect::<Vec<_>>(), vec![g1, g2]);
+}
+
+/// Issue 34 (mutants of `name` and `targets`): a command's audit record
+/// names it as typed and what it aims at.
+#[test]
+fn l2_a_command_is_named_as_typed_with_its_targets() {
+    let command = assign(ALICE, "DYN365_SALES");
+    assert_eq!(command.name(), "user license assign");
+    assert_eq!(command.targets(), vec![ALICE.to_owned(), "DYN365_SALES".to_owned()]);
+}
+
+/// Issue 34 (`judged_by_time`, `user_by_id`): only a deleted user's
+/// standing changes with time alone: it is found by id until it is gone
+/// for good (D7).
+#[test]
+fn d7_a_deleted_user_is_judged_by_time_and_found_by_id_until_gone_for_good() {
+    let mut w = World::contoso();
+    let id = w.user(ALICE).id;
+    assert!(!w.user(ALICE).judged_by_time());
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(ALICE) });
+    assert!(w.user(ALICE).judged_by_time());
+    assert_eq!(w.tenant.user_by_id(id, w.now).map(|u| u.upn.as_str()), Some(ALICE));
+    w.later(30);
+    assert_eq!(w.tenant.user_by_id(id, w.now), None);
+}
+
+/// Issue 34 (`environment`, `environments`): registered environments are
+/// found by name whatever its case, and listed in name order.
+#[test]
+fn environments_are_found_by_name_and_listed_in_name_order() {
+    let mut w = World::contoso();
+    for (n, name) in [(2, "Sales"), (1, "Dev")] {
+        let registered = TenantEvent::EnvironmentRegistered { id: Uuid::from_u128(n), name: name.into() };
+        w.tenant.apply(&registered, Stamp { seq: 100 + n as u64, at: w.now });
+    }
+    assert_eq!(w.tenant.environment("sales"), Some((Uuid::from_u128(2), "Sales")));
+    let all: Vec<(Uuid, &str)> = w.tenant.environments().collect();
+    assert_eq!(all, vec![(Uuid::from_u128(1), "Dev"), (Uuid::from_u128(2), "Sales")]);
 }
