@@ -266,6 +266,8 @@ fn d4_seats_cannot_drop_below_those_in_use() {
     assert!(reason.contains("2 are in use"), "{reason}");
     let events = w.ok(ADMIN, TenantCommand::SetSeats { sku: "DYN365_SALES".into(), seats: 5 });
     assert_eq!(events, vec![TenantEvent::SkuSeatsChanged { sku: "DYN365_SALES".into(), old: 2, new: 5 }]);
+    w.ok(ADMIN, TenantCommand::SetSeats { sku: "DYN365_SALES".into(), seats: 2 });
+    // as many as in use
 }
 
 #[test]
@@ -494,6 +496,10 @@ fn d8_a_password_admin_may_only_reset_passwords_of_non_admins() {
     assert_eq!(events, vec![TenantEvent::PasswordResetV2 { id: w.user(ALICE).id }]);
     refused_by(w.when(BOB, TenantCommand::Block { upn: upn(ALICE) }), Rule::D8);
     refused_by(w.when(BOB, TenantCommand::ResetPassword { upn: upn(ADMIN) }), Rule::D8);
+    // A User Administrator is no privileged role: a Global Administrator resets its password, BOB not.
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(ALICE), role: AdminRole::UserAdmin });
+    refused_by(w.when(BOB, TenantCommand::ResetPassword { upn: upn(ALICE) }), Rule::D8);
+    w.ok(ADMIN, TenantCommand::ResetPassword { upn: upn(ALICE) });
 }
 
 #[test]
@@ -502,6 +508,10 @@ fn d8_a_user_admin_cannot_change_a_global_admin() {
     w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::UserAdmin });
     refused_by(w.when(BOB, TenantCommand::Block { upn: upn(ADMIN) }), Rule::D8);
     refused_by(w.when(BOB, TenantCommand::Delete { upn: upn(ADMIN) }), Rule::D8);
+    // Nor any holder of a privileged role, last Global Administrator or not.
+    w.ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(ALICE), role: AdminRole::PowerPlatform });
+    let reason = refused_by(w.when(BOB, TenantCommand::Block { upn: upn(ALICE) }), Rule::D8);
+    assert!(reason.starts_with("only a Global Administrator may block"), "{reason}");
 }
 
 #[test]
@@ -814,4 +824,43 @@ fn environments_are_found_by_name_and_listed_in_name_order() {
     assert_eq!(w.tenant.environment("sales"), Some((Uuid::from_u128(2), "Sales")));
     let all: Vec<(Uuid, &str)> = w.tenant.environments().collect();
     assert_eq!(all, vec![(Uuid::from_u128(1), "Dev"), (Uuid::from_u128(2), "Sales")]);
+}
+
+/// Issue 34 (the evidence set at creation): a new user's creation record
+/// is the evidence of its sign-in and profile until they change.
+#[test]
+fn a_new_users_creation_record_is_the_evidence_of_its_sign_in_and_profile() {
+    let w = World::contoso();
+    let alice = w.user(ALICE);
+    let created = w.log.iter().find_map(|(e, stamp)| match e {
+        TenantEvent::UserCreatedV2 { id, .. } if *id == alice.id => Some(stamp.seq),
+        _ => None,
+    });
+    let evidence = &alice.evidence;
+    assert_eq!(Some((evidence.created, evidence.sign_in, evidence.profile)), created.map(|c| (c, c, c)));
+}
+
+/// Issue 34 (`holds_seat`'s ASCII shortcut): it compares as
+/// `seat_holdings` does, lower-cased, also where one side alone is ASCII
+/// (the Kelvin sign lower-cases to `k`).
+#[test]
+fn d4_holding_a_seat_is_judged_as_the_seat_counters_judge_it() {
+    let w = World::contoso();
+    let mut alice = w.user(ALICE).clone();
+    alice.licenses.insert("SKU_K".into());
+    let kelvin = "SKU_\u{212A}";
+    assert!(seat_holdings(&alice).contains(&kelvin.to_lowercase()));
+    assert!(holds_seat(&alice, kelvin));
+}
+
+/// Issue 34 (`AcceptInvite` acts before it can sign in): a deleted guest
+/// is told to be restored first (D7), not that it cannot act (D8).
+#[test]
+fn d5_d7_a_deleted_guest_restores_before_it_accepts() {
+    let mut w = World::contoso();
+    let jane = "jane@fabrikam.com";
+    w.ok(ADMIN, invite(80, jane, None));
+    w.ok(ADMIN, TenantCommand::Delete { upn: upn(jane) });
+    let reason = refused_by(w.when(jane, TenantCommand::AcceptInvite { upn: upn(jane) }), Rule::D7);
+    assert!(reason.ends_with("is deleted; restore it first"), "{reason}");
 }
