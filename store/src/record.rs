@@ -496,6 +496,17 @@ mod tests {
         let (event, meta) = sample(vec![7; MAX_RECORD - 1024]);
         let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
         assert_eq!(Record::open(&bytes).unwrap().payload.len(), MAX_RECORD - 1024);
+        assert_eq!(MAX_RECORD, 64 << 20, "records up to 64 MiB were written: a lower cap would lose them");
+    }
+
+    /// Issue 34 (`decode_body`'s length check): bytes too short for a hash
+    /// are refused as such, and a hash with no body as undecodable.
+    #[test]
+    fn a_record_shorter_than_its_hash_is_refused_as_such() {
+        assert_eq!(Record::open(&[RECORD_FORMAT_V1; 10]).unwrap_err(), "record shorter than its hash");
+        let bare_hash = [[RECORD_FORMAT_V1].as_slice(), &[0; 32]].concat();
+        let refused = Record::open(&bare_hash).unwrap_err();
+        assert!(refused.starts_with("undecodable record"), "{refused}");
     }
 
     #[test]
@@ -600,6 +611,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue 34 (the byte fields' visitor): a value of another shape is
+    /// refused, naming what was expected; lent bytes are copied.
+    #[test]
+    fn a_byte_field_of_another_shape_is_refused_naming_bytes() {
+        use serde::de::value::{BytesDeserializer, Error, U32Deserializer};
+        let refused = serde_bytes_compat::deserialize(U32Deserializer::<Error>::new(1)).unwrap_err();
+        assert!(refused.to_string().ends_with("expected bytes"), "{refused}");
+        // Bytes a decoder lends only for the call are copied.
+        let copied = serde_bytes_compat::deserialize(BytesDeserializer::<Error>::new(b"ab")).unwrap();
+        assert_eq!(copied, std::borrow::Cow::<[u8]>::Owned(b"ab".to_vec()));
     }
 
     proptest::proptest! {
