@@ -466,7 +466,8 @@ mod tests {
     #[test]
     fn a_sealed_record_fits_the_buffer_sized_for_it_whatever_its_fields() {
         for payload in [0, 1, 300, 70_000] {
-            let (event, mut meta) = sample(vec![7; payload]);
+            let (mut event, mut meta) = sample(vec![7; payload]);
+            event.event_type = "E".repeat(300);
             meta.causation = Causation::Process { name: "x".repeat(300), trigger: Some(u64::MAX) };
             meta.actor = "a".repeat(200);
             meta.recorded_at = DateTime::from_timestamp_nanos(i64::MIN);
@@ -496,17 +497,24 @@ mod tests {
         let (event, meta) = sample(vec![7; MAX_RECORD - 1024]);
         let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
         assert_eq!(Record::open(&bytes).unwrap().payload.len(), MAX_RECORD - 1024);
+        // Sealed at exactly the cap (hash aside), it is still stored.
+        let (event, meta) = sample(vec![7; MAX_RECORD - 1024 + MAX_RECORD - (bytes.len() - 32)]);
+        let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+        assert_eq!(bytes.len() - 32, MAX_RECORD);
         assert_eq!(MAX_RECORD, 64 << 20, "records up to 64 MiB were written: a lower cap would lose them");
     }
 
-    /// Issue 34 (`decode_body`'s length check): bytes too short for a hash
-    /// are refused as such, and a hash with no body as undecodable.
+    /// Issue 34 (the length checks of `decode_body` and `hash_is_intact`):
+    /// bytes too short for a hash are refused as such, and a hash with no
+    /// body is undecodable and not intact.
     #[test]
     fn a_record_shorter_than_its_hash_is_refused_as_such() {
         assert_eq!(Record::open(&[RECORD_FORMAT_V1; 10]).unwrap_err(), "record shorter than its hash");
         let bare_hash = [[RECORD_FORMAT_V1].as_slice(), &[0; 32]].concat();
         let refused = Record::open(&bare_hash).unwrap_err();
         assert!(refused.starts_with("undecodable record"), "{refused}");
+        let empty_body_hashed = [[RECORD_FORMAT_V1].as_slice(), Sha256::digest(b"").as_slice()].concat();
+        assert!(!Record::hash_is_intact(&empty_body_hashed), "no body, no intact record");
     }
 
     #[test]
