@@ -610,6 +610,13 @@ mod tests {
             let (event, mut meta) = sample(b"payload".to_vec());
             meta.origin = origin;
             let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+            let mut bad_hash = bytes.clone();
+            *bad_hash.last_mut().unwrap() ^= 1;
+            assert!(Sealed::from_stored(bytes.clone()).unwrap().hash_is_intact());
+            assert!(
+                !Sealed::from_stored(bad_hash).unwrap().hash_is_intact(),
+                "it opens, and says its hash is broken"
+            );
             for i in 0..bytes.len() {
                 let mut bad = bytes.clone();
                 bad[i] ^= 0x40;
