@@ -112,6 +112,7 @@ mod tests {
         let a = Upn::parse("Alice@Contoso.onmicrosoft.com").unwrap();
         let b = Upn::parse("alice@contoso.ONMICROSOFT.com").unwrap();
         assert_eq!(a, b);
+        assert_ne!(a, Upn::parse("bob@contoso.onmicrosoft.com").unwrap());
         assert_eq!(a.key(), b.key());
         assert_eq!(a.as_str(), "Alice@Contoso.onmicrosoft.com", "kept as typed");
         assert_eq!(a.domain(), "contoso.onmicrosoft.com");
@@ -133,6 +134,30 @@ mod tests {
             assert!(err.starts_with("malformed UPN"), "{err}");
         }
         assert!(Upn::parse(&format!("{}@contoso.com", "a".repeat(65))).is_err());
+    }
+
+    /// Issue 34 (boundary mutants of `parse` and `check_domain`): each
+    /// limit takes its own length and refuses one more.
+    #[test]
+    fn d1_upn_limits_hold_at_their_edges() {
+        let upn = |local: &str, label: &str| Upn::parse(&format!("{local}@{label}.com"));
+        let fits = format!("{}@{}.com", "a".repeat(64), "b".repeat(44));
+        assert_eq!(fits.len(), 113);
+        assert!(Upn::parse(&fits).is_ok(), "64 before @, 113 in all");
+        assert!(Upn::parse(&format!("b{fits}")).unwrap_err().contains("longer than 113"));
+        assert!(upn("a", &"b".repeat(63)).is_ok());
+        assert!(upn("a", "con-toso").is_ok(), "a hyphen inside a label");
+        assert!(upn("a", &"b".repeat(64)).unwrap_err().contains("invalid label"));
+        for (local, label) in [("alice.", "contoso"), ("al..ice", "contoso"), ("alice", "contoso-")] {
+            assert!(upn(local, label).is_err(), "{local}@{label}.com");
+        }
+    }
+
+    /// Each part is length-prefixed: parts that join to the same bytes are different ids.
+    #[test]
+    fn derived_ids_tell_their_parts_apart() {
+        assert_eq!(derive_id(&[b"ab", b"c"]), derive_id(&[b"ab", b"c"]));
+        assert_ne!(derive_id(&[b"ab", b"c"]), derive_id(&[b"a", b"bc"]));
     }
 
     proptest::proptest! {

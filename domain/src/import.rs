@@ -468,6 +468,82 @@ mod tests {
         }
     }
 
+    /// Issue 34 (the guards on accountEnabled): an export that blocks a
+    /// user plans one Block, then nothing; enabled again, one Unblock.
+    #[test]
+    fn d6_an_export_blocks_and_unblocks_a_user_once() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let mut seq = 0;
+        let mut tenant = contoso(now, &mut seq);
+        let mut bob = user(2, "bob@contoso.onmicrosoft.com", "Oslo", &[]);
+        let export = |bob: &ImportedUser| Export {
+            users: vec![user(1, ADMIN, "Paris", &[]), bob.clone()],
+            ..Export::default()
+        };
+        let commands = plan(&tenant, export(&bob), now);
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        bob.account_enabled = Some(false);
+        let commands = plan(&tenant, export(&bob), now);
+        assert_eq!(commands, vec![TenantCommand::Block { upn: bob.upn.clone() }]);
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        assert!(plan(&tenant, export(&bob), now).is_empty(), "blocked already");
+        bob.account_enabled = Some(true);
+        assert_eq!(plan(&tenant, export(&bob), now), vec![TenantCommand::Unblock { upn: bob.upn.clone() }]);
+    }
+
+    /// Issue 34 (`plan_with`'s SKU and group guards): seats grow first and
+    /// shrink last, a SKU's id is recorded once, and a group's members and
+    /// owners follow the export for users the tenant has already (D4, D9).
+    #[test]
+    fn d4_d9_an_export_moves_seats_and_the_members_and_owners_of_known_users() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let mut seq = 0;
+        let mut tenant = contoso(now, &mut seq);
+        let (alice, bob) = ("alice@contoso.onmicrosoft.com", "bob@contoso.onmicrosoft.com");
+        let mut users = vec![
+            user(1, ADMIN, "Paris", &[]),
+            user(2, alice, "Lyon", &["DYN365_SALES"]),
+            user(3, bob, "Oslo", &[]),
+        ];
+        let export = |users: &[ImportedUser], members: &[u128], seats: u32| Export {
+            users: users.to_vec(),
+            groups: Some(vec![ImportedGroup {
+                id: Uuid::from_u128(9),
+                name: "Sales-SG".into(),
+                members: Some(members.iter().map(|n| ImportedMember::User(Uuid::from_u128(*n))).collect()),
+                owners: [Uuid::from_u128(3)].into_iter().collect(),
+            }]),
+            skus: Some(vec![sales_sku(seats)]),
+            keep_missing: false,
+        };
+        let commands = plan(&tenant, Export { groups: None, ..export(&users, &[], 2) }, now);
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        assert_eq!(tenant.sku("DYN365_SALES").and_then(|s| s.id), Some(sales_sku(2).id));
+        let (group, member) = (String::from("Sales-SG"), |who: &str| MemberRef::User(upn(who)));
+        let commands = plan(&tenant, export(&users, &[2, 3], 5), now);
+        assert_eq!(
+            commands,
+            vec![
+                TenantCommand::SetSeats { sku: "DYN365_SALES".into(), seats: 5 },
+                TenantCommand::CreateGroup { id: Uuid::from_u128(9), name: group.clone(), owner: None },
+                TenantCommand::AddMember { group: group.clone(), member: member(alice) },
+                TenantCommand::AddMember { group: group.clone(), member: member(bob) },
+                TenantCommand::AddOwner { group: group.clone(), upn: upn(bob) },
+            ]
+        );
+        apply_all(&mut tenant, &commands, now, &mut seq);
+        assert!(plan(&tenant, export(&users, &[2, 3], 5), now).is_empty());
+        users[1].licenses = Some(BTreeSet::new());
+        assert_eq!(
+            plan(&tenant, export(&users, &[3], 0), now),
+            vec![
+                TenantCommand::RemoveLicense { upn: upn(alice), sku: "DYN365_SALES".into() },
+                TenantCommand::RemoveMember { group, member: member(alice) },
+                TenantCommand::SetSeats { sku: "DYN365_SALES".into(), seats: 0 },
+            ]
+        );
+    }
+
     #[test]
     fn users_missing_from_the_export_are_deleted_unless_kept() {
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();

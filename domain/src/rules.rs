@@ -138,5 +138,7 @@ mod tests {
             refusal.to_string(),
             "rejected (A3): environment 'Sales' already has 7 non-interactive users"
         );
+        assert_eq!(Rejection::Refused(refusal.clone()).to_string(), refusal.to_string());
+        assert_eq!(Rejection::Invalid("unknown user bob".into()).to_string(), "unknown user bob");
     }
 }

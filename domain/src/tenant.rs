@@ -951,7 +951,7 @@ impl<'a> Decision<'a> {
     }
 
     /// A SKU that can be assigned to a user and has a free seat (D4).
-    fn assignable(&self, part: &str, extra_taken: u32) -> Result<&'a Sku, Rejection> {
+    fn assignable(&self, part: &str) -> Result<&'a Sku, Rejection> {
         let sku = self.sku(part)?;
         if sku.kind == SkuKind::MarketingTenant {
             return refuse(
@@ -962,7 +962,7 @@ impl<'a> Decision<'a> {
                 ),
             );
         }
-        let used = self.tenant.seats_used(part, self.now) + extra_taken;
+        let used = self.tenant.seats_used(part, self.now);
         if used >= sku.seats {
             return refuse(
                 Rule::D4,
@@ -1054,7 +1054,7 @@ impl<'a> Decision<'a> {
             if assigned.iter().any(|p| p.eq_ignore_ascii_case(&sku.part)) {
                 continue;
             }
-            self.assignable(part, 0)?;
+            self.assignable(part)?;
             assigned.push(&sku.part);
             events.push(TenantEvent::LicenseAssigned { id: new.id, sku: sku.part.clone() });
         }
@@ -1089,7 +1089,7 @@ impl<'a> Decision<'a> {
         if user.licenses.contains(&sku.part) {
             return Ok(vec![]);
         }
-        self.assignable(part, 0)?;
+        self.assignable(part)?;
         Ok(vec![TenantEvent::LicenseAssigned { id: user.id, sku: sku.part.clone() }])
     }
 
@@ -1220,7 +1220,7 @@ impl<'a> Decision<'a> {
         if upn.domain() == self.info.domain {
             return invalid(format!("{upn} is in this tenant's domain: create a member, invite outsiders"));
         }
-        let sku = sku.map(|part| self.assignable(part, 0)).transpose()?;
+        let sku = sku.map(|part| self.assignable(part)).transpose()?;
         let new = NewUser {
             id,
             upn: upn.clone(),
@@ -1248,7 +1248,7 @@ impl<'a> Decision<'a> {
             let state = if guest.is_deleted() { " (soft-deleted, restorable)" } else { "" };
             return refuse(Rule::D1, format!("UPN {} is already taken by {}{state}", guest.upn, guest.upn));
         }
-        let sku = sku.map(|part| self.assignable(part, 0)).transpose()?;
+        let sku = sku.map(|part| self.assignable(part)).transpose()?;
         Ok(vec![
             TenantEvent::PasswordResetV2 { id: guest.id },
             TenantEvent::InvitationIssued {

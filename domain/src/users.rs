@@ -260,3 +260,21 @@ impl<'de> Deserialize<'de> for Users {
         deserializer.deserialize_map(Entries)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::de::value::{Error, MapDeserializer, U32Deserializer};
+
+    use super::*;
+
+    /// Issue 34 (the decoders' `expecting`): input of another shape is
+    /// refused, naming what was expected.
+    #[test]
+    fn users_of_another_shape_are_refused_naming_what_was_expected() {
+        let not_a_map = Users::deserialize(U32Deserializer::<Error>::new(1)).unwrap_err();
+        assert!(not_a_map.to_string().ends_with("expected a map of users"), "{not_a_map}");
+        let entries = MapDeserializer::<_, Error>::new([(Uuid::nil().to_string(), 1u32)].into_iter());
+        let not_bytes = Users::deserialize(entries).unwrap_err();
+        assert!(not_bytes.to_string().ends_with("expected a user's encoding"), "{not_bytes}");
+    }
+}

@@ -466,7 +466,8 @@ mod tests {
     #[test]
     fn a_sealed_record_fits_the_buffer_sized_for_it_whatever_its_fields() {
         for payload in [0, 1, 300, 70_000] {
-            let (event, mut meta) = sample(vec![7; payload]);
+            let (mut event, mut meta) = sample(vec![7; payload]);
+            event.event_type = "E".repeat(300);
             meta.causation = Causation::Process { name: "x".repeat(300), trigger: Some(u64::MAX) };
             meta.actor = "a".repeat(200);
             meta.recorded_at = DateTime::from_timestamp_nanos(i64::MIN);
@@ -496,6 +497,24 @@ mod tests {
         let (event, meta) = sample(vec![7; MAX_RECORD - 1024]);
         let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
         assert_eq!(Record::open(&bytes).unwrap().payload.len(), MAX_RECORD - 1024);
+        // Sealed at exactly the cap (hash aside), it is still stored.
+        let (event, meta) = sample(vec![7; MAX_RECORD - 1024 + MAX_RECORD - (bytes.len() - 32)]);
+        let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+        assert_eq!(bytes.len() - 32, MAX_RECORD);
+        assert_eq!(MAX_RECORD, 64 << 20, "records up to 64 MiB were written: a lower cap would lose them");
+    }
+
+    /// Issue 34 (the length checks of `decode_body` and `hash_is_intact`):
+    /// bytes too short for a hash are refused as such, and a hash with no
+    /// body is undecodable and not intact.
+    #[test]
+    fn a_record_shorter_than_its_hash_is_refused_as_such() {
+        assert_eq!(Record::open(&[RECORD_FORMAT_V1; 10]).unwrap_err(), "record shorter than its hash");
+        let bare_hash = [[RECORD_FORMAT_V1].as_slice(), &[0; 32]].concat();
+        let refused = Record::open(&bare_hash).unwrap_err();
+        assert!(refused.starts_with("undecodable record"), "{refused}");
+        let empty_body_hashed = [[RECORD_FORMAT_V1].as_slice(), Sha256::digest(b"").as_slice()].concat();
+        assert!(!Record::hash_is_intact(&empty_body_hashed), "no body, no intact record");
     }
 
     #[test]
@@ -591,6 +610,13 @@ mod tests {
             let (event, mut meta) = sample(b"payload".to_vec());
             meta.origin = origin;
             let (_, bytes) = Record::seal(1, "tenant", 1, &event, &meta, GENESIS_HASH).unwrap();
+            let mut bad_hash = bytes.clone();
+            *bad_hash.last_mut().unwrap() ^= 1;
+            assert!(Sealed::from_stored(bytes.clone()).unwrap().hash_is_intact());
+            assert!(
+                !Sealed::from_stored(bad_hash).unwrap().hash_is_intact(),
+                "it opens, and says its hash is broken"
+            );
             for i in 0..bytes.len() {
                 let mut bad = bytes.clone();
                 bad[i] ^= 0x40;
@@ -600,6 +626,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue 34 (the byte fields' visitor): a value of another shape is
+    /// refused, naming what was expected; lent bytes are copied.
+    #[test]
+    fn a_byte_field_of_another_shape_is_refused_naming_bytes() {
+        use serde::de::value::{BytesDeserializer, Error, U32Deserializer};
+        let refused = serde_bytes_compat::deserialize(U32Deserializer::<Error>::new(1)).unwrap_err();
+        assert!(refused.to_string().ends_with("expected bytes"), "{refused}");
+        // Bytes a decoder lends only for the call are copied.
+        let copied = serde_bytes_compat::deserialize(BytesDeserializer::<Error>::new(b"ab")).unwrap();
+        assert_eq!(copied, std::borrow::Cow::<[u8]>::Owned(b"ab".to_vec()));
     }
 
     proptest::proptest! {

@@ -750,6 +750,8 @@ fn s7_a_licensed_admin_is_read_write_with_system_administrator_and_an_unlicensed
     let bob = w.record(env, BOB).unwrap();
     assert_eq!(bob.access_mode, AccessMode::Administrative, "S3: a setup user, whatever app passes exist");
     assert!(bob.roles.is_empty());
+    let creator = w.record(env, ADMIN).unwrap();
+    assert!(creator.roles.is_empty(), "only a developer environment's creator administers it unlicensed");
     // Losing the license makes a licensed admin a setup user too.
     w.unlicense(ALICE, SALES_SKU);
     w.sync(env);
@@ -1133,6 +1135,7 @@ fn r1_business_units_form_a_tree_with_unique_sibling_names() {
         parent: Some("Europe".into()),
     };
     refused_by(w.when(env, ADMIN, dup), Rule::R1);
+    bu(&mut w, env, 304, "Spain", Some("Europe"));
     let unknown = EnvCommand::CreateBusinessUnit {
         id: Uuid::from_u128(303),
         name: "Lyon".into(),
@@ -1188,6 +1191,16 @@ fn r2_roles_are_copied_then_edited_and_system_administrator_is_fixed() {
         w.when(env, ADMIN, set("System Administrator", "account", Operation::Read, Level::User)),
         Rule::R2,
     );
+    let again = EnvCommand::CopyRole {
+        id: Uuid::from_u128(401),
+        from: "Basic User".into(),
+        name: "seller".into(),
+        business_unit: None,
+    };
+    assert!(matches!(w.when(env, ADMIN, again), Err(Rejection::Invalid(_))), "one Seller per unit");
+    w.ok(env, ADMIN, set("Seller", "new_project", Operation::Read, Level::User));
+    let bad = w.when(env, ADMIN, set("Seller", "new project", Operation::Read, Level::User));
+    assert_eq!(bad, Err(Rejection::Invalid("'new project' is not a table's logical name".into())));
     let sysadmin = &w.envs[env].role_named("System Administrator").unwrap().privileges;
     assert!(
         sysadmin.values().all(|l| *l == Level::Organization),
@@ -1731,4 +1744,95 @@ fn s2_3_a_guest_entitled_by_the_free_plan_passes_the_guest_check() {
     let guest = e.checks.iter().find(|c| c.rule == Rule::S2_3).expect("the guest check");
     assert!(guest.passed, "{guest:?}");
     assert_eq!(guest.detail, "a guest entitled by this tenant");
+}
+
+/// Issue 34 (mutants of `name` and `targets`): a command's audit record
+/// names it as typed and what it aims at.
+#[test]
+fn l2_a_command_is_named_as_typed_with_its_targets() {
+    let command = EnvCommand::AssignRole { upn: upn(ALICE), role: SALESPERSON.into() };
+    assert_eq!(command.name(), "role assign");
+    assert_eq!(command.targets(), vec![ALICE.to_owned(), SALESPERSON.to_owned()]);
+}
+
+/// Issue 34 (the stub guards of `refresh` and `add_user`): only a stub's
+/// name is refused as a stub's; an unknown user, or a placeholder's name,
+/// is bad input.
+#[test]
+fn t1_1_t1_2_only_a_stub_is_refused_as_one() {
+    let mut w = World::contoso();
+    let env = production(&mut w);
+    for who in ["carol@contoso.onmicrosoft.com", SUPPORT_UPN] {
+        for command in [EnvCommand::Refresh { upn: upn(who) }, EnvCommand::AddUser { upn: upn(who) }] {
+            assert_eq!(w.when(env, ADMIN, command), Err(Rejection::Invalid(format!("unknown user {who}"))));
+        }
+    }
+}
+
+/// Issue 34 (the guards of `remove_role`, `team_member` and `team_role`):
+/// a held role or team role comes off, an unheld one is bad input; R6
+/// checks what joining a team hands over, and nothing else.
+#[test]
+fn r6_roles_come_off_as_held_and_only_joining_a_team_needs_its_roles() {
+    let (mut w, env) = delegated_admin();
+    give(&mut w, env, ALICE, "Basic User");
+    let remove = EnvCommand::RemoveRole { upn: upn(ALICE), role: "Basic User".into() };
+    w.ok(env, BOB, remove.clone());
+    assert!(matches!(w.when(env, BOB, remove), Err(Rejection::Invalid(_))));
+    let admins = EnvCommand::CreateTeam {
+        id: Uuid::from_u128(502),
+        name: "Admins".into(),
+        business_unit: None,
+        group: None,
+    };
+    w.ok(env, ADMIN, admins);
+    w.ok(env, ADMIN, EnvCommand::AssignTeamRole { team: "Admins".into(), role: SYSTEM_ADMINISTRATOR.into() });
+    w.ok(env, ADMIN, EnvCommand::AddTeamMember { team: "Admins".into(), upn: upn(ALICE) });
+    let join = |who: &str| EnvCommand::AddTeamMember { team: "Admins".into(), upn: upn(who) };
+    refused_by(w.when(env, BOB, join(BOB)), Rule::R6);
+    assert_eq!(w.when(env, BOB, join(ALICE)), Ok(vec![]), "already a member: nothing handed over");
+    let leave = |who: &str| EnvCommand::RemoveTeamMember { team: "Admins".into(), upn: upn(who) };
+    assert!(matches!(w.when(env, BOB, leave(BOB)), Err(Rejection::Invalid(_))), "not a member");
+    w.ok(env, BOB, leave(ALICE));
+    let take = EnvCommand::RemoveTeamRole { team: "Admins".into(), role: SYSTEM_ADMINISTRATOR.into() };
+    w.ok(env, ADMIN, take.clone());
+    assert!(matches!(w.when(env, ADMIN, take), Err(Rejection::Invalid(_))));
+}
+
+/// Issue 34 (`stream`, `exists`, `is_directory_user` and `role_named`):
+/// an environment exists once created, under its own stream; placeholders
+/// are no directory users; a unit's role does not hide the root's of that name.
+#[test]
+fn e5_an_environment_knows_its_stream_its_directory_users_and_its_root_roles() {
+    let mut w = World::contoso();
+    assert!(!Environment::default().exists(), "nothing folded yet");
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let id = w.envs[env].id;
+    assert!(w.envs[env].exists());
+    assert_eq!(environment::stream(id), format!("env/{id}"));
+    assert!(w.record(env, ALICE).unwrap().is_directory_user());
+    assert!(w.envs[env].users_named(SUPPORT_UPN).all(|r| !r.is_directory_user()));
+    bu(&mut w, env, 300, "Europe", None);
+    copy(&mut w, env, 400, BASIC_USER, BASIC_USER, Some("Europe"));
+    let root = w.envs[env].root_business_unit;
+    assert_eq!(w.envs[env].role_named("basic user").unwrap().business_unit, root);
+}
+
+/// Issue 34 (`setup_user` in the fold): only a record that sync put in
+/// Administrative mode is a setup user, until sync moves it to Read-Write (S3, S7).
+#[test]
+fn s3_s7_only_a_record_sync_made_administrative_is_a_setup_user() {
+    let mut w = World::contoso();
+    w.tenant_ok(ADMIN, TenantCommand::AddAdminRole { upn: upn(BOB), role: AdminRole::PowerPlatform });
+    w.license(ALICE, SALES_SKU);
+    let env = production(&mut w);
+    w.sync(env);
+    let setup = |w: &World, who: &str| w.record(env, who).unwrap().setup_user;
+    assert!(setup(&w, BOB));
+    assert!(!setup(&w, ALICE), "licensed: Read-Write from the start");
+    w.license(BOB, SALES_SKU);
+    w.sync(env);
+    assert!(!setup(&w, BOB), "licensed now: Read-Write, no setup user");
 }
