@@ -59,6 +59,8 @@ pub struct Spec {
     pub snapshot_every: u64,
     /// Run the first sync pass over every environment (and sync each change after).
     pub sync: bool,
+    /// The clock's step between commands.
+    pub seconds_per_command: i64,
 }
 
 /// A generated database.
@@ -230,7 +232,7 @@ impl Gen {
     }
 
     fn end_command(&mut self) {
-        self.now += chrono::Duration::seconds(7);
+        self.now += chrono::Duration::seconds(self.spec.seconds_per_command);
         self.pending_commands += 1;
         if self.pending_commands >= self.spec.batch {
             self.flush();

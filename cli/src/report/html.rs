@@ -368,12 +368,6 @@ fn timelines(r: &Report) -> String {
     for t in &r.timelines {
         p.push_str(&svg(t, r.from.1, r.to.1));
     }
-    if r.timelines_left > 0 {
-        p.push_str(&format!(
-            "<p>{} more users changed: the changes above name them; <code>usertrail timeline</code> draws each.</p>\n",
-            r.timelines_left
-        ));
-    }
     p.push_str("</section>\n");
     p
 }
@@ -464,12 +458,6 @@ fn appendix(r: &Report) -> String {
                 text.concat()
             ));
         }
-    }
-    if r.appendix_left > 0 {
-        p.push_str(&format!(
-            "<p>{} more records are cited: <code>usertrail record N</code> prints each.</p>\n",
-            r.appendix_left
-        ));
     }
     p.push_str("</section>\n");
     p
