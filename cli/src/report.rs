@@ -197,7 +197,7 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         // review's findings, then its reality section's (issue 32), as `review` lists them.
         let mut findings = crate::views::review_of(shell, &tenant, &end, to.1).await?;
         findings.extend(projections::reconcile::findings(&tenant, &end, to.1));
-        let changes = crate::views::changes_between(shell, &tenant, &name, from.0, to.0).await?;
+        let changes = crate::views::changes_after(shell, start.clone(), end.id, from.0, to.0).await?;
         cited.extend(findings.iter().flat_map(|f| f.evidence.iter().copied()));
         cited.extend(changes.iter().flat_map(|c| [c.seq, c.cause.seq]));
         for c in
@@ -214,7 +214,8 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
     let wanted: Vec<(String, BTreeSet<String>)> = wanted.into_iter().collect();
     let mut timelines: Vec<Timeline> =
         wanted.iter().map(|(upn, _)| Timeline { upn: upn.clone(), rows: Vec::new() }).collect();
-    // One pass over each environment's records draws all its users' bars.
+    // One pass over each environment's records (and the directory's, read once) draws all its users' bars.
+    let directory = crate::views::stream_upto(shell, domain::tenant::STREAM, to.0).await?;
     for (id, env) in tenant.environments() {
         let drawn: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i].1.contains(env)).collect();
         if drawn.is_empty() {
@@ -227,7 +228,9 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
                 None => Subject::Named(wanted[i].0.clone()),
             })
             .collect();
-        let records = crate::views::timeline_records(shell, id, to.0).await?;
+        let env_records = crate::views::stream_upto(shell, &domain::environment::stream(id), to.0).await?;
+        let mut records: Vec<&_> = directory.iter().chain(&env_records).collect();
+        records.sort_by_key(|(r, _)| r.seq);
         let found = projections::timeline::timelines(&records, &subjects, from.0);
         for (i, intervals) in drawn.into_iter().zip(found) {
             cited.extend(intervals.iter().map(|i| i.cause.seq).filter(|s| *s > from.0));

@@ -239,17 +239,23 @@ pub async fn timeline_records(
     env: Uuid,
     upto: u64,
 ) -> Result<Vec<(store::Record, Event)>, CliError> {
-    let mut records = Vec::new();
-    for stream in [domain::tenant::STREAM.to_owned(), domain::environment::stream(env)] {
-        for record in shell.store.read_stream(&stream, 1).await? {
-            if record.seq > upto {
-                break;
-            }
-            let event = event_of(&record)?;
-            records.push((record, event));
-        }
-    }
+    let mut records = stream_upto(shell, domain::tenant::STREAM, upto).await?;
+    records.extend(stream_upto(shell, &domain::environment::stream(env), upto).await?);
     records.sort_by_key(|(r, _)| r.seq);
+    Ok(records)
+}
+
+/// A stream's records up to record `upto`, decoded.
+pub async fn stream_upto(
+    shell: &Shell,
+    stream: &str,
+    upto: u64,
+) -> Result<Vec<(store::Record, Event)>, CliError> {
+    let mut records = Vec::new();
+    for record in shell.store.read_stream_until(stream, 1, upto).await? {
+        let event = event_of(&record)?;
+        records.push((record, event));
+    }
     Ok(records)
 }
 
@@ -336,8 +342,20 @@ pub async fn changes_between(
 ) -> Result<Vec<projections::changes::Change>, CliError> {
     let (at_from, _) = shell.environment_at(tenant, env, from).await?;
     let (at_to, _) = shell.environment_at(tenant, env, to).await?;
+    changes_after(shell, at_from, at_to.id, from, to).await
+}
+
+/// The changes to the environment `id`, as folded at record `from`
+/// (`at_from`), after it up to record `to`.
+pub async fn changes_after(
+    shell: &Shell,
+    at_from: Environment,
+    id: Uuid,
+    from: u64,
+    to: u64,
+) -> Result<Vec<projections::changes::Change>, CliError> {
     let mut records = Vec::new();
-    for record in shell.store.read_stream_until(&domain::environment::stream(at_to.id), 1, to).await? {
+    for record in shell.store.read_stream_until(&domain::environment::stream(id), 1, to).await? {
         if record.seq <= from {
             continue;
         }

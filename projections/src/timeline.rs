@@ -2,6 +2,7 @@
 //! disabled, with the access mode and whether the user could get in, each
 //! opened by the record that changed it.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
 use domain::eligibility::can_access;
@@ -75,7 +76,11 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
 /// the intervals after it keep their true start and cause. A command is
 /// judged only for the subjects it may have changed (whether one gets in
 /// hangs on no clock: `can_access` passes a deleted user as gone either way).
-pub fn timelines(records: &[(Record, Event)], subjects: &[Subject], since: u64) -> Vec<Vec<Interval>> {
+pub fn timelines<R: Borrow<(Record, Event)>>(
+    records: &[R],
+    subjects: &[Subject],
+    since: u64,
+) -> Vec<Vec<Interval>> {
     let mut tenant = Tenant::default();
     let mut env = Environment::default();
     let mut all: Vec<Vec<Interval>> = vec![Vec::new(); subjects.len()];
@@ -91,7 +96,7 @@ pub fn timelines(records: &[(Record, Event)], subjects: &[Subject], since: u64) 
     let mut touched: Option<HashSet<Key>> = Some(HashSet::new());
     // Every subject is judged at the first judged end, and after the environment was gone.
     let mut everyone = true;
-    for (i, (record, event)) in records.iter().enumerate() {
+    for (i, (record, event)) in records.iter().map(Borrow::borrow).enumerate() {
         let stamp = Stamp { seq: record.seq, at: record.recorded_at };
         let keys: Option<Vec<Key>> = match event {
             Event::Tenant(e) => {
@@ -115,7 +120,7 @@ pub fn timelines(records: &[(Record, Event)], subjects: &[Subject], since: u64) 
             (Some(_), None) => {}
             (None, _) => touched = None,
         }
-        let next = records.get(i + 1);
+        let next = records.get(i + 1).map(Borrow::borrow);
         let command_ends = next.is_none_or(|(next, next_event)| {
             !crate::audit::same_command(
                 record,
@@ -127,7 +132,7 @@ pub fn timelines(records: &[(Record, Event)], subjects: &[Subject], since: u64) 
         if !command_ends {
             continue;
         }
-        let touched = std::mem::replace(&mut touched, Some(HashSet::new()));
+        let touched = touched.replace(HashSet::new());
         let judged = record.seq > since || next.is_none_or(|(next, _)| next.seq > since);
         if !judged || !env.exists() {
             everyone = true;
