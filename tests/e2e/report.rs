@@ -203,7 +203,7 @@ fn a_log_that_fails_verify_gets_a_red_cover_and_exit_3() {
 
 /// A period citing more than 2,000 records (2,100 users imported, then
 /// synced into Sales) lists every one in the appendix, once, each as
-/// `record N` prints it, and draws a timeline for every user added.
+/// `record N` prints it, and draws a timeline for every user added, paged.
 #[test]
 fn the_appendix_lists_every_record_cited_however_many() {
     const SKU: &str = "6a4a1628-9b9a-424d-bed5-4118f0ede3fd";
@@ -251,4 +251,5 @@ fn the_appendix_lists_every_record_cited_however_many() {
         .replace('\'', "&#39;");
     assert_eq!(entry.lines().skip(1).collect::<Vec<_>>(), escaped.lines().skip(1).collect::<Vec<_>>());
     assert_eq!(html.matches("<figure>").count(), 2101, "a timeline for every user added, and the admin");
+    assert_eq!(html.matches("<details><summary>users ").count(), 11, "in pages of 200 that open on demand");
 }
