@@ -31,12 +31,6 @@ mod html;
 /// The roles that make a user privileged in an environment.
 const PRIVILEGED_ROLES: [&str; 2] = ["System Administrator", "System Customizer"];
 
-/// Timelines drawn at most: beyond, the changes list names the rest.
-const MAX_TIMELINES: usize = 100;
-
-/// Records printed in the appendix at most: beyond, `usertrail record N`.
-const MAX_APPENDIX: usize = 2000;
-
 /// What the report shows, gathered from the views.
 struct Report {
     tenant: String,
@@ -49,9 +43,7 @@ struct Report {
     envs: Vec<EnvReport>,
     refusals: Vec<AuditRecord>,
     timelines: Vec<Timeline>,
-    timelines_left: usize,
     appendix: Vec<(u64, String)>,
-    appendix_left: usize,
 }
 
 /// One environment of the report.
@@ -205,7 +197,7 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         // review's findings, then its reality section's (issue 32), as `review` lists them.
         let mut findings = crate::views::review_of(shell, &tenant, &end, to.1).await?;
         findings.extend(projections::reconcile::findings(&tenant, &end, to.1));
-        let changes = crate::views::changes_between(shell, &tenant, &name, from.0, to.0).await?;
+        let changes = crate::views::changes_after(shell, start.clone(), end.id, from.0, to.0).await?;
         cited.extend(findings.iter().flat_map(|f| f.evidence.iter().copied()));
         cited.extend(changes.iter().flat_map(|c| [c.seq, c.cause.seq]));
         for c in
@@ -218,12 +210,12 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         }
         envs.push(EnvReport { seen: Some(seen(&tenant, &start, &end, findings, changes)), name });
     }
-    let timelines_left = wanted.len().saturating_sub(MAX_TIMELINES);
     crate::timings::phase("report: the views");
-    let wanted: Vec<(String, BTreeSet<String>)> = wanted.into_iter().take(MAX_TIMELINES).collect();
+    let wanted: Vec<(String, BTreeSet<String>)> = wanted.into_iter().collect();
     let mut timelines: Vec<Timeline> =
         wanted.iter().map(|(upn, _)| Timeline { upn: upn.clone(), rows: Vec::new() }).collect();
-    // One pass over each environment's records draws all its users' bars.
+    // One pass over each environment's records (and the directory's, read once) draws all its users' bars.
+    let directory = crate::views::stream_upto(shell, domain::tenant::STREAM, to.0).await?;
     for (id, env) in tenant.environments() {
         let drawn: Vec<usize> = (0..wanted.len()).filter(|&i| wanted[i].1.contains(env)).collect();
         if drawn.is_empty() {
@@ -236,7 +228,9 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
                 None => Subject::Named(wanted[i].0.clone()),
             })
             .collect();
-        let records = crate::views::timeline_records(shell, id, to.0).await?;
+        let env_records = crate::views::stream_upto(shell, &domain::environment::stream(id), to.0).await?;
+        let mut records: Vec<&_> = directory.iter().chain(&env_records).collect();
+        records.sort_by_key(|(r, _)| r.seq);
         let found = projections::timeline::timelines(&records, &subjects, from.0);
         for (i, intervals) in drawn.into_iter().zip(found) {
             cited.extend(intervals.iter().map(|i| i.cause.seq).filter(|s| *s > from.0));
@@ -247,17 +241,21 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
     cited.extend(refusals.iter().map(|r| r.seq));
     crate::timings::phase("report: timelines");
     cited.retain(|&s| s > 0);
-    let appendix_left = cited.len().saturating_sub(MAX_APPENDIX);
-    let mut appendix = Vec::new();
+    let mut appendix = Vec::with_capacity(cited.len());
     // Folded once: the states at the period's end name every record before it.
     let (named, envs_named) = crate::views::names_at(shell, to.0).await?;
     let names = Names { tenant: &named, envs: &envs_named };
-    for seq in cited.into_iter().take(MAX_APPENDIX) {
-        let mut text = Vec::new();
-        let mut page = Out { json: false, w: &mut text, color: false, width: None };
-        crate::views::record_named(shell, seq, &names, &mut page).await?;
-        appendix.push((seq, String::from_utf8_lossy(&text).into_owned()));
-    }
+    crate::views::commands_holding(shell, &cited, |command, head| {
+        let whole = audit::record(command, &names);
+        for (at, (record, _)) in command.iter().enumerate().filter(|(_, (r, _))| cited.contains(&r.seq)) {
+            let mut text = Vec::new();
+            let mut page = Out { json: false, w: &mut text, color: false, width: None };
+            crate::views::describe(command, at, &whole, head, &names, None, &mut page)?;
+            appendix.push((record.seq, String::from_utf8_lossy(&text).into_owned()));
+        }
+        Ok(())
+    })
+    .await?;
     crate::timings::phase("report: appendix");
     let tenant_name = tenant
         .info
@@ -273,9 +271,7 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         envs,
         refusals,
         timelines,
-        timelines_left,
         appendix,
-        appendix_left,
     })
 }
 

@@ -239,17 +239,23 @@ pub async fn timeline_records(
     env: Uuid,
     upto: u64,
 ) -> Result<Vec<(store::Record, Event)>, CliError> {
-    let mut records = Vec::new();
-    for stream in [domain::tenant::STREAM.to_owned(), domain::environment::stream(env)] {
-        for record in shell.store.read_stream(&stream, 1).await? {
-            if record.seq > upto {
-                break;
-            }
-            let event = event_of(&record)?;
-            records.push((record, event));
-        }
-    }
+    let mut records = stream_upto(shell, domain::tenant::STREAM, upto).await?;
+    records.extend(stream_upto(shell, &domain::environment::stream(env), upto).await?);
     records.sort_by_key(|(r, _)| r.seq);
+    Ok(records)
+}
+
+/// A stream's records up to record `upto`, decoded.
+pub async fn stream_upto(
+    shell: &Shell,
+    stream: &str,
+    upto: u64,
+) -> Result<Vec<(store::Record, Event)>, CliError> {
+    let mut records = Vec::new();
+    for record in shell.store.read_stream_until(stream, 1, upto).await? {
+        let event = event_of(&record)?;
+        records.push((record, event));
+    }
     Ok(records)
 }
 
@@ -336,8 +342,20 @@ pub async fn changes_between(
 ) -> Result<Vec<projections::changes::Change>, CliError> {
     let (at_from, _) = shell.environment_at(tenant, env, from).await?;
     let (at_to, _) = shell.environment_at(tenant, env, to).await?;
+    changes_after(shell, at_from, at_to.id, from, to).await
+}
+
+/// The changes to the environment `id`, as folded at record `from`
+/// (`at_from`), after it up to record `to`.
+pub async fn changes_after(
+    shell: &Shell,
+    at_from: Environment,
+    id: Uuid,
+    from: u64,
+    to: u64,
+) -> Result<Vec<projections::changes::Change>, CliError> {
     let mut records = Vec::new();
-    for record in shell.store.read_stream_until(&domain::environment::stream(at_to.id), 1, to).await? {
+    for record in shell.store.read_stream_until(&domain::environment::stream(id), 1, to).await? {
         if record.seq <= from {
             continue;
         }
@@ -525,11 +543,24 @@ pub async fn record_named(
     if seq == 0 || seq > head {
         return usage(format!("no record {seq}: the log holds records 1 to {head}"));
     }
-    // The records around it, grouped into commands as `history` groups
-    // them; the window widens until the command lies inside it (an import
-    // is one command of many thousand records).
+    let command = command_of(shell, seq, head).await?;
+    let at = command.iter().position(|(r, _)| r.seq == seq);
+    let at = at.ok_or_else(|| CliError::Corrupt(format!("record {seq} is not where the log says it is")))?;
+    let sealed = shell.store.read_sealed(seq, seq, 1).await?;
+    let line = match sealed.first().map(crate::proof::export_line) {
+        Some(Ok(line)) => line,
+        Some(Err(why)) => return Err(CliError::Corrupt(format!("record {seq}: {why}"))),
+        None => return Err(CliError::Corrupt(format!("record {seq} is missing"))),
+    };
+    describe(&command, at, &audit::record(&command, names), head, names, Some(line), out)
+}
+
+/// The records of the command holding record `seq`, grouped as `history`
+/// groups them; the window widens until the command lies inside it (an
+/// import is one command of many thousand records).
+async fn command_of(shell: &Shell, seq: u64, head: u64) -> Result<Vec<(store::Record, Event)>, CliError> {
     let mut reach = 256;
-    let command = loop {
+    loop {
         let (from, to) = (seq.saturating_sub(reach).max(1), (seq + reach).min(head));
         let mut decoded = Vec::new();
         for record in shell.store.read_log(from, to, usize::MAX).await? {
@@ -542,28 +573,81 @@ pub async fn record_named(
             .ok_or_else(|| CliError::Corrupt(format!("record {seq} is not where the log says it is")))?;
         let (first, last) = (command[0].0.seq, command[command.len() - 1].0.seq);
         if (first > from || from == 1) && (last < to || to == head) {
-            break command;
+            return Ok(command);
         }
         reach *= 8;
+    }
+}
+
+/// Each command holding one of `seqs`, in log order, read in one pass
+/// from the first one's command to the last one's: what the report's
+/// appendix describes, each record with [`describe`].
+pub async fn commands_holding(
+    shell: &Shell,
+    seqs: &std::collections::BTreeSet<u64>,
+    mut each: impl FnMut(&[(store::Record, Event)], u64) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let head = shell.store.head().await?.map_or(0, |h| h.seq);
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else { return Ok(()) };
+    if first == 0 || last > head {
+        return usage(format!("no record {first} or {last}: the log holds records 1 to {head}"));
+    }
+    let mut next = command_of(shell, first, head).await?[0].0.seq;
+    let mut group: Vec<(store::Record, Event)> = Vec::new();
+    let mut hand_out = |group: &mut Vec<(store::Record, Event)>| {
+        let holds = match (group.first(), group.last()) {
+            (Some((a, _)), Some((b, _))) => seqs.range(a.seq..=b.seq).next().is_some(),
+            _ => false,
+        };
+        let handed = if holds { each(group, head) } else { Ok(()) };
+        group.clear();
+        handed
     };
-    let whole = audit::record(&command, names);
-    let this = command.iter().find(|(r, _)| r.seq == seq).cloned().into_iter().collect::<Vec<_>>();
-    let alone = audit::record(&this, names);
-    let (record, _) = &this[0];
-    let sealed = shell.store.read_sealed(seq, seq, 1).await?;
-    let line = match sealed.first().map(crate::proof::export_line) {
-        Some(Ok(line)) => line,
-        Some(Err(why)) => return Err(CliError::Corrupt(format!("record {seq}: {why}"))),
-        None => return Err(CliError::Corrupt(format!("record {seq} is missing"))),
+    while next <= head {
+        let to = (next + PAGE - 1).min(head);
+        for record in shell.store.read_log(next, to, usize::MAX).await? {
+            let event = event_of(&record)?;
+            let continues = group.last().is_some_and(|(r, e)| {
+                audit::same_command(r, audit::subject(e), &record, audit::subject(&event))
+            });
+            if !continues && !group.is_empty() {
+                hand_out(&mut group)?;
+                if record.seq > last {
+                    return Ok(());
+                }
+            }
+            group.push((record, event));
+        }
+        next = to + 1;
+    }
+    hand_out(&mut group)
+}
+
+/// Record `command[at]` as `record N` prints it. `whole`: the command's
+/// audit record (computed once for all its records); `line`: the record's
+/// export line, which `--json` prints.
+pub fn describe(
+    command: &[(store::Record, Event)],
+    at: usize,
+    whole: &Option<AuditRecord>,
+    head: u64,
+    names: &Names<'_>,
+    line: Option<Value>,
+    out: &mut Out<'_>,
+) -> Result<(), CliError> {
+    let Some((record, _)) = command.get(at) else {
+        return Err(CliError::Corrupt(format!("no record {at} in a command of {}", command.len())));
     };
+    let seq = record.seq;
+    let alone = audit::record(&command[at..=at], names);
     let (first, last) =
         (command.first().map_or(seq, |(r, _)| r.seq), command.last().map_or(seq, |(r, _)| r.seq));
     let previous = (seq > 1).then(|| seq - 1);
     let next = (seq < head).then(|| seq + 1);
     if out.json {
-        let mut value = line;
+        let mut value = line.unwrap_or(Value::Null);
         if let Value::Object(fields) = &mut value {
-            fields.insert("command".into(), serde_json::to_value(&whole).unwrap_or(Value::Null));
+            fields.insert("command".into(), serde_json::to_value(whole).unwrap_or(Value::Null));
             fields.insert("commandRecords".into(), serde_json::json!({ "first": first, "last": last }));
             fields.insert(
                 "targetResources".into(),

@@ -2,9 +2,12 @@
 //! disabled, with the access mode and whether the user could get in, each
 //! opened by the record that changed it.
 
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+
 use domain::eligibility::can_access;
 use domain::environment::{Environment, SystemUser};
-use domain::events::{Event, Stamp, UserKind};
+use domain::events::{Event, Member, Stamp, TenantEvent, UserKind};
 use domain::tenant::{Tenant, User};
 use serde::Serialize;
 use store::Record;
@@ -70,19 +73,54 @@ pub fn timeline(records: &[(Record, Event)], subject: &Subject) -> Vec<Interval>
 /// The timelines of several subjects in one pass (as [`timeline`]), each
 /// judged at every command end after record `since` and at the last one at
 /// or before it: the interval that held at `since` starts there, so only
-/// the intervals after it keep their true start and cause.
-pub fn timelines(records: &[(Record, Event)], subjects: &[Subject], since: u64) -> Vec<Vec<Interval>> {
+/// the intervals after it keep their true start and cause. A command is
+/// judged only for the subjects it may have changed (whether one gets in
+/// hangs on no clock: `can_access` passes a deleted user as gone either way).
+pub fn timelines<R: Borrow<(Record, Event)>>(
+    records: &[R],
+    subjects: &[Subject],
+    since: u64,
+) -> Vec<Vec<Interval>> {
     let mut tenant = Tenant::default();
     let mut env = Environment::default();
     let mut all: Vec<Vec<Interval>> = vec![Vec::new(); subjects.len()];
-    for (i, (record, event)) in records.iter().enumerate() {
+    let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
+    for (i, subject) in subjects.iter().enumerate() {
+        let key = match subject {
+            Subject::Directory(id) => Key::User(*id),
+            Subject::Named(name) => Key::Name(name.to_lowercase()),
+        };
+        by_key.entry(key).or_default().push(i);
+    }
+    // What the command so far may have changed: `None` is anything.
+    let mut touched: Option<HashSet<Key>> = Some(HashSet::new());
+    // Every subject is judged at the first judged end, and after the environment was gone.
+    let mut everyone = true;
+    for (i, (record, event)) in records.iter().map(Borrow::borrow).enumerate() {
         let stamp = Stamp { seq: record.seq, at: record.recorded_at };
-        match event {
-            Event::Tenant(e) => tenant.apply(e, stamp),
-            Event::Environment(e) => env.apply(e, stamp),
-            Event::CommandRejected(_) | Event::ReportGenerated(_) => {}
+        let keys: Option<Vec<Key>> = match event {
+            Event::Tenant(e) => {
+                tenant.apply(e, stamp);
+                user_of(e).map(|id| vec![Key::User(id)])
+            }
+            Event::Environment(e) => {
+                env.apply(e, stamp);
+                let found = e.system_user().and_then(|id| env.users.get(&id));
+                found.map(|r| {
+                    [Some(Key::Name(r.domainname.to_lowercase())), r.object_id.map(Key::User)]
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                })
+            }
+            Event::CommandRejected(_) | Event::ReportGenerated(_) => Some(Vec::new()),
+        };
+        match (keys, touched.as_mut()) {
+            (Some(keys), Some(t)) => t.extend(keys),
+            (Some(_), None) => {}
+            (None, _) => touched = None,
         }
-        let next = records.get(i + 1);
+        let next = records.get(i + 1).map(Borrow::borrow);
         let command_ends = next.is_none_or(|(next, next_event)| {
             !crate::audit::same_command(
                 record,
@@ -91,15 +129,62 @@ pub fn timelines(records: &[(Record, Event)], subjects: &[Subject], since: u64) 
                 crate::audit::subject(next_event),
             )
         });
-        let judged = record.seq > since || next.is_none_or(|(next, _)| next.seq > since);
-        if !command_ends || !judged || !env.exists() {
+        if !command_ends {
             continue;
         }
-        for (subject, intervals) in subjects.iter().zip(all.iter_mut()) {
-            judge(&tenant, &env, subject, record, intervals);
+        let touched = touched.replace(HashSet::new());
+        let judged = record.seq > since || next.is_none_or(|(next, _)| next.seq > since);
+        if !judged || !env.exists() {
+            everyone = true;
+            continue;
         }
+        let judge_one =
+            |i: usize, intervals: &mut Vec<Interval>| judge(&tenant, &env, &subjects[i], record, intervals);
+        match touched {
+            Some(keys) if !everyone => {
+                for i in keys.iter().filter_map(|k| by_key.get(k)).flatten() {
+                    judge_one(*i, &mut all[*i]);
+                }
+            }
+            _ => all.iter_mut().enumerate().for_each(|(i, intervals)| judge_one(i, intervals)),
+        }
+        everyone = false;
     }
     all
+}
+
+/// What a subject is found by.
+#[derive(PartialEq, Eq, Hash)]
+enum Key {
+    User(Uuid),
+    /// A record's domainname, lowercase.
+    Name(String),
+}
+
+/// The one directory user a tenant event may change the access of (`None`: it may change anyone's).
+fn user_of(event: &TenantEvent) -> Option<Uuid> {
+    use TenantEvent::*;
+    match event {
+        UserCreated { id, .. }
+        | UserCreatedV2 { id, .. }
+        | UserUpdated { id, .. }
+        | LicenseAssigned { id, .. }
+        | LicenseRemoved { id, .. }
+        | AdminRoleAdded { id, .. }
+        | AdminRoleRemoved { id, .. }
+        | UserBlocked { id }
+        | UserUnblocked { id }
+        | UserDeleted { id }
+        | UserRestored { id, .. }
+        | PasswordReset { id, .. }
+        | PasswordResetV2 { id }
+        | InvitationIssued { id, .. }
+        | InvitationAccepted { id, .. }
+        | GroupOwnerAdded { user: id, .. }
+        | GroupMemberAdded { member: Member::User(id), .. }
+        | GroupMemberRemoved { member: Member::User(id), .. } => Some(*id),
+        _ => None,
+    }
 }
 
 /// Opens an interval for `subject` if its state after `record` differs from the last one's.

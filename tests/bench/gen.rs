@@ -59,6 +59,8 @@ pub struct Spec {
     pub snapshot_every: u64,
     /// Run the first sync pass over every environment (and sync each change after).
     pub sync: bool,
+    /// The clock's step between history commands, in seconds (set-up's are 7 s apart).
+    pub seconds_per_command: i64,
 }
 
 /// A generated database.
@@ -113,6 +115,8 @@ struct Gen {
     rng: Rng,
     admin: Upn,
     rejected: u64,
+    /// Seconds between commands.
+    step: i64,
 }
 
 pub fn upn_of(i: usize) -> String {
@@ -159,6 +163,7 @@ pub fn generate(path: &Path, spec: Spec) -> Generated {
         rng: Rng::new(0x9e37_79b9_7f4a_7c15),
         admin: Upn::parse(ADMIN).unwrap(),
         rejected: 0,
+        step: 7,
     };
     g.setup();
     let setup = g.seq;
@@ -230,7 +235,7 @@ impl Gen {
     }
 
     fn end_command(&mut self) {
-        self.now += chrono::Duration::seconds(7);
+        self.now += chrono::Duration::seconds(self.step);
         self.pending_commands += 1;
         if self.pending_commands >= self.spec.batch {
             self.flush();
@@ -428,6 +433,7 @@ impl Gen {
     }
 
     fn history(&mut self) {
+        self.step = self.spec.seconds_per_command;
         let users = self.spec.users.max(1);
         let mut misses = 0u64;
         while self.seq < self.spec.events && misses < 10_000 {

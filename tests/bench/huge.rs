@@ -60,7 +60,15 @@ pub fn run(dir: &Path, users: usize, environments: usize, rows: &mut Vec<Row>) {
     };
     let tenant = |name: &str, users, environments| {
         let db = dir.join(name);
-        let spec = gen::Spec { users, environments, events: 0, batch: 1_000, snapshot_every: 0, sync: false };
+        let spec = gen::Spec {
+            users,
+            environments,
+            events: 0,
+            batch: 1_000,
+            snapshot_every: 0,
+            sync: false,
+            seconds_per_command: 7,
+        };
         let g = gen::generate(&db, spec);
         super::report_gen(name, &g, &db);
         db

@@ -154,6 +154,7 @@ fn main() {
         batch: 1_000,
         snapshot_every: if smoke { 200 } else { 2_000 },
         sync: true,
+        seconds_per_command: 7,
     };
     let big_db = cfg.dir.join("big.db");
     let small_db = cfg.dir.join("small.db");
@@ -713,11 +714,26 @@ fn child_cli(args: &[String]) {
 /// time and peak RSS. The value goes to sled's default tree, which a
 /// usertrail log with its format mark does not read.
 /// Writes a tenant of USERS users and ENVS environments, not yet synced, at DB
-/// (for profiling a sync pass by hand, and for `--huge`'s databases).
+/// (for profiling a sync pass by hand, and for `--huge`'s databases); with
+/// EVENTS, synced and with history until the log holds EVENTS, one command
+/// every SECONDS (the report's year at scale).
 fn child_gen(args: &[String]) {
-    let [db, users, envs] = args else { panic!("--child-gen DB USERS ENVS") };
+    let (db, users, envs, events, seconds) = match args {
+        [db, users, envs] => (db, users, envs, "0", "7"),
+        [db, users, envs, events, seconds] => (db, users, envs, events.as_str(), seconds.as_str()),
+        _ => panic!("--child-gen DB USERS ENVS [EVENTS SECONDS]"),
+    };
     let (users, environments) = (users.parse().unwrap(), envs.parse().unwrap());
-    let spec = Spec { users, environments, events: 0, batch: 1_000, snapshot_every: 0, sync: false };
+    let (events, seconds_per_command) = (events.parse().unwrap(), seconds.parse().unwrap());
+    let spec = Spec {
+        users,
+        environments,
+        events,
+        batch: 1_000,
+        snapshot_every: if events > 0 { 2_000 } else { 0 },
+        sync: events > 0,
+        seconds_per_command,
+    };
     report_gen("tenant", &gen::generate(Path::new(db), spec), Path::new(db));
 }
 
@@ -760,7 +776,15 @@ fn target_4(cfg: &Config, big_db: &Path, big: &Generated, rows: &mut Vec<Row>) {
     let empty_db = cfg.dir.join("fresh.db");
     gen::generate(
         &empty_db,
-        Spec { users: 0, environments: 0, events: 0, batch: 1, snapshot_every: 0, sync: false },
+        Spec {
+            users: 0,
+            environments: 0,
+            events: 0,
+            batch: 1,
+            snapshot_every: 0,
+            sync: false,
+            seconds_per_command: 7,
+        },
     );
     let setup_db = cfg.dir.join("setup.db");
     let setup = gen::generate(
@@ -772,6 +796,7 @@ fn target_4(cfg: &Config, big_db: &Path, big: &Generated, rows: &mut Vec<Row>) {
             batch: 1_000,
             snapshot_every: if cfg.smoke { 200 } else { 2_000 },
             sync: true,
+            seconds_per_command: 7,
         },
     );
     let reps = if cfg.smoke { 3 } else { 7 };
@@ -863,6 +888,7 @@ fn target_5(cfg: &Config, rows: &mut Vec<Row>) {
             batch: 1_000,
             snapshot_every: 0,
             sync: false,
+            seconds_per_command: 7,
         },
     );
     report_gen("sync", &g, &db);

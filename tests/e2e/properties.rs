@@ -760,7 +760,9 @@ fn views_agree(w: &World) {
     let timelines: Vec<Vec<Vec<timeline::Interval>>> = (0..w.envs.len())
         .map(|i| {
             let records = timeline_records(w, i);
-            subjects[i].iter().map(|(_, subject)| timeline::timeline(&records, subject)).collect()
+            // All of them in one pass, as the report draws them: each judged where a command touched it.
+            let all: Vec<timeline::Subject> = subjects[i].iter().map(|(_, s)| s.clone()).collect();
+            timeline::timelines(&records, &all, 0)
         })
         .collect();
     let (mut tenant, mut envs) = (Tenant::default(), vec![Environment::default(); w.envs.len()]);

@@ -200,3 +200,56 @@ fn a_log_that_fails_verify_gets_a_red_cover_and_exit_3() {
     assert!(html.contains("id=\"appendix\""), "the rest is written");
     assert_eq!(sb.json("history").as_array().map(Vec::len), records, "nothing appended");
 }
+
+/// A period citing more than 2,000 records (2,100 users imported, then
+/// synced into Sales) lists every one in the appendix, once, each as
+/// `record N` prints it, and draws a timeline for every user added, paged.
+#[test]
+fn the_appendix_lists_every_record_cited_however_many() {
+    const SKU: &str = "6a4a1628-9b9a-424d-bed5-4118f0ede3fd";
+    let mut sb = Sandbox::contoso();
+    let users: Vec<serde_json::Value> = (0..2100)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("0b8c1a2e-0000-4000-8000-{i:012}"),
+                "userPrincipalName": format!("u{i}@contoso.onmicrosoft.com"),
+                "givenName": "U", "surname": format!("{i}"), "displayName": format!("U {i}"),
+                "accountEnabled": true, "userType": "Member",
+                "assignedLicenses": [{ "skuId": SKU, "disabledPlans": [] }],
+            })
+        })
+        .collect();
+    let skus = serde_json::json!([{ "skuId": SKU, "skuPartNumber": "DYN365_ENTERPRISE_SALES", "prepaidUnits": { "enabled": 3000 } }]);
+    let (u, s) = (sb.dir().join("users.json"), sb.dir().join("skus.json"));
+    std::fs::write(&u, serde_json::json!({ "value": users }).to_string()).unwrap();
+    std::fs::write(&s, skus.to_string()).unwrap();
+    sb.ok(&format!("import graph --users {} --skus {}", u.display(), s.display()));
+    sb.ok("env create --name Sales --type production");
+    let start = sb.records();
+    sb.ok("sync");
+    let (run, html) = report(&mut sb, &format!("--from seq:{start}"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seqs = |prefix: &str| -> Vec<u64> {
+        html.split(prefix).skip(1).filter_map(|s| s.split('"').next()?.parse().ok()).collect()
+    };
+    let cited: std::collections::BTreeSet<u64> = seqs("href=\"#record-").into_iter().collect();
+    let listed = seqs("<pre id=\"record-");
+    assert!(cited.len() > 2000, "{} records cited", cited.len());
+    assert_eq!(listed.len(), cited.len(), "each listed once");
+    assert_eq!(listed.into_iter().collect::<std::collections::BTreeSet<u64>>(), cited);
+    assert_eq!(shown(&html, "appendix"), Some(cited.len() as u64));
+    // As `record N` prints it, but for its first line: the log has grown by the report's record.
+    let first = cited.first().copied().unwrap_or_default();
+    let alone = sb.ok(&format!("record {first}"));
+    let entry = html.split(&format!("<pre id=\"record-{first}\">")).nth(1).unwrap_or_default();
+    let entry = entry.split("</pre>").next().unwrap_or_default();
+    let escaped = alone
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    assert_eq!(entry.lines().skip(1).collect::<Vec<_>>(), escaped.lines().skip(1).collect::<Vec<_>>());
+    assert_eq!(html.matches("<figure>").count(), 2101, "a timeline for every user added, and the admin");
+    assert_eq!(html.matches("<details><summary>users ").count(), 11, "in pages of 200 that open on demand");
+}

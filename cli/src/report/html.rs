@@ -365,14 +365,23 @@ fn timelines(r: &Report) -> String {
         "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"enabled\"/><rect width=\"14\" height=\"10\" fill=\"url(#hatch)\"/></svg> ",
         "an access mode other than read-write; a black mark is a change, linked to its record.</p>\n"
     ));
-    for t in &r.timelines {
-        p.push_str(&svg(t, r.from.1, r.to.1));
-    }
-    if r.timelines_left > 0 {
-        p.push_str(&format!(
-            "<p>{} more users changed: the changes above name them; <code>usertrail timeline</code> draws each.</p>\n",
-            r.timelines_left
-        ));
+    let figures: Vec<String> = r.timelines.iter().map(|t| svg(t, r.from.1, r.to.1)).collect();
+    if figures.len() <= PAGE {
+        p.push_str(&figures.concat());
+    } else {
+        for (i, page) in r.timelines.chunks(PAGE).zip(figures.chunks(PAGE)).enumerate() {
+            let (users, figures) = page;
+            let (first, last) = (users.first().map_or("", |t| &t.upn), users.last().map_or("", |t| &t.upn));
+            p.push_str(&format!(
+                "<details><summary>users {} to {} of {}: {} to {}</summary>\n{}</details>\n",
+                i * PAGE + 1,
+                i * PAGE + users.len(),
+                r.timelines.len(),
+                esc(first),
+                esc(last),
+                figures.concat()
+            ));
+        }
     }
     p.push_str("</section>\n");
     p
@@ -464,12 +473,6 @@ fn appendix(r: &Report) -> String {
                 text.concat()
             ));
         }
-    }
-    if r.appendix_left > 0 {
-        p.push_str(&format!(
-            "<p>{} more records are cited: <code>usertrail record N</code> prints each.</p>\n",
-            r.appendix_left
-        ));
     }
     p.push_str("</section>\n");
     p
