@@ -65,6 +65,8 @@ struct EnvSeen {
     /// Enabled users whose directory user holds an environment admin role.
     admins: Vec<String>,
     findings: Vec<Finding>,
+    /// Where the last observed table departs from the rules' (reconcile).
+    reality: Vec<Finding>,
     changes: Vec<Change>,
 }
 
@@ -194,11 +196,10 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         let name = registered.to_owned();
         let (start, _) = shell.environment_at(&tenant, &name, from.0).await?;
         let (end, _) = shell.environment_at(&tenant, &name, to.0).await?;
-        // review's findings, then its reality section's (issue 32), as `review` lists them.
-        let mut findings = crate::views::review_of(shell, &tenant, &end, to.1).await?;
-        findings.extend(projections::reconcile::findings(&tenant, &end, to.1));
+        let findings = crate::views::review_of(shell, &tenant, &end, to.1).await?;
+        let reality = projections::reconcile::findings(&tenant, &end, to.1);
         let changes = crate::views::changes_after(shell, start.clone(), end.id, from.0, to.0).await?;
-        cited.extend(findings.iter().flat_map(|f| f.evidence.iter().copied()));
+        cited.extend(findings.iter().chain(&reality).flat_map(|f| f.evidence.iter().copied()));
         cited.extend(changes.iter().flat_map(|c| [c.seq, c.cause.seq]));
         for c in
             changes.iter().filter(|c| matches!(c.change, "added" | "enabled" | "disabled" | "accessmode"))
@@ -208,7 +209,7 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         for upn in &args.user {
             wanted.entry(upn.to_string()).or_default().insert(name.clone());
         }
-        envs.push(EnvReport { seen: Some(seen(&tenant, &start, &end, findings, changes)), name });
+        envs.push(EnvReport { seen: Some(seen(&tenant, &start, &end, [findings, reality], changes)), name });
     }
     crate::timings::phase("report: the views");
     let wanted: Vec<(String, BTreeSet<String>)> = wanted.into_iter().collect();
@@ -280,7 +281,7 @@ fn seen(
     tenant: &Tenant,
     start: &Environment,
     end: &Environment,
-    findings: Vec<Finding>,
+    [findings, reality]: [Vec<Finding>; 2],
     changes: Vec<Change>,
 ) -> EnvSeen {
     let rows = projections::systemusers::rows(end);
@@ -311,6 +312,7 @@ fn seen(
         privileged,
         admins,
         findings,
+        reality,
         changes,
     }
 }

@@ -171,6 +171,14 @@ fn s2_2_s1_s2_a1_the_five_planted_departures_are_named_with_their_rule_and_evide
         severities,
         [("high", "S2.2"), ("medium", "S1"), ("medium", "S2"), ("medium", "A1"), ("low", "outside the log")]
     );
+    // The report's findings gain the same reality section, apart from review's own.
+    let out = sb.dir().join("report.html");
+    sb.ok(&format!("report --env Prod --out {}", out.display()));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("<span data-n=\"Prod/reality\">5</span> departures from the rules"), "{html}");
+    for upn in ["dave", "erin", "frank", "grace", "alice"] {
+        assert!(html.contains(&format!("<td>{upn}@contoso.onmicrosoft.com</td>")), "{upn}");
+    }
 }
 
 #[test]

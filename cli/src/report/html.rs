@@ -247,7 +247,9 @@ fn seen(r: &Report) -> impl Iterator<Item = (&str, &EnvSeen)> {
 
 fn findings(r: &Report) -> String {
     let mut p = String::from(
-        "<section id=\"findings\">\n<h2>Access review findings</h2>\n<p>As of the period's end (usertrail review), high first.</p>\n",
+        "<section id=\"findings\">\n<h2>Access review findings</h2>\n<p>As of the period's end (usertrail review), high first; \
+         where an environment's last observed SystemUser table departs from the rules, its reality findings follow \
+         (usertrail reconcile).</p>\n",
     );
     for (name, s) in seen(r) {
         p.push_str(&format!(
@@ -256,27 +258,39 @@ fn findings(r: &Report) -> String {
             esc(name),
             s.findings.len()
         ));
-        let rows = s
-            .findings
-            .iter()
-            .map(|f| {
-                let evidence: Vec<String> = f.evidence.iter().map(|s| cite(*s)).collect();
-                format!(
-                    "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(f.severity),
-                    esc(f.severity),
-                    esc(&f.rule),
-                    esc(f.upn.as_deref().unwrap_or("")),
-                    esc(&f.detail),
-                    evidence.join(", "),
-                    esc(&f.advice)
-                )
-            })
-            .collect();
-        p.push_str(&table(&["severity", "rule", "user", "detail", "records", "advice"], rows));
+        p.push_str(&finding_table(&s.findings));
+        if !s.reality.is_empty() {
+            p.push_str(&format!(
+                "<h4>{}, reality: <span data-n=\"{}/reality\">{}</span> departures from the rules</h4>\n",
+                esc(name),
+                esc(name),
+                s.reality.len()
+            ));
+            p.push_str(&finding_table(&s.reality));
+        }
     }
     p.push_str("</section>\n");
     p
+}
+
+fn finding_table(findings: &[projections::review::Finding]) -> String {
+    let rows = findings
+        .iter()
+        .map(|f| {
+            let evidence: Vec<String> = f.evidence.iter().map(|s| cite(*s)).collect();
+            format!(
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(f.severity),
+                esc(f.severity),
+                esc(&f.rule),
+                esc(f.upn.as_deref().unwrap_or("")),
+                esc(&f.detail),
+                evidence.join(", "),
+                esc(&f.advice)
+            )
+        })
+        .collect();
+    table(&["severity", "rule", "user", "detail", "records", "advice"], rows)
 }
 
 fn changes(r: &Report) -> String {
