@@ -340,6 +340,65 @@ mod tests {
     }
 
     #[test]
+    fn blocks_are_filled_to_their_size_by_pack_and_by_merge() {
+        let per = (BLOCK_BYTES - MAC_BYTES) / L.entry;
+        let want = vec![per * L.entry + MAC_BYTES, (1_000 - per) * L.entry + MAC_BYTES];
+        let entries: Vec<u8> = (0..1_000).flat_map(entry).collect();
+        for packing in [true, false] {
+            let db = sled::Config::new().temporary(true).open().unwrap();
+            let tree = db.open_tree("t").unwrap();
+            let mut batch = sled::Batch::default();
+            match packing {
+                true => blocks(&tree).pack(&entries, &mut batch),
+                false => blocks(&tree).merge(&entries, &mut batch).unwrap(),
+            }
+            tree.apply_batch(batch).unwrap();
+            let lens: Vec<usize> = tree.scan_prefix(b"x").map(|b| b.unwrap().1.len()).collect();
+            assert_eq!(lens, want, "packing: {packing}");
+            assert_eq!(all(&tree), (0..1_000).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_merge_of_entries_in_two_blocks_leaves_each_block_whole() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let mut batch = sled::Batch::default();
+        blocks(&tree).merge(&(0..1_000).flat_map(entry).collect::<Vec<_>>(), &mut batch).unwrap();
+        tree.apply_batch(batch).unwrap();
+        // 677 starts the second block: it is that block's, not the first's.
+        let mut batch = sled::Batch::default();
+        blocks(&tree).merge(&[entry(5), entry(677)].concat(), &mut batch).unwrap();
+        tree.apply_batch(batch).unwrap();
+        assert_eq!(all(&tree), (0..1_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_block_of_no_entry_part_of_one_or_keyed_by_another_is_forged_even_when_sealed() {
+        let forged =
+            |k: &[u8], v: Vec<u8>| matches!(K.open_block(L, k, &IVec::from(v)), Err(BlockError::Forged(_)));
+        let e = entry(3);
+        assert!(forged(b"x\0\0\0\x03", K.seal_block(b"x\0\0\0\x03", &[])), "no entry");
+        assert!(
+            forged(b"x\0\0\0\x03", K.seal_block(b"x\0\0\0\x03", &[&e[..], &e[..1]].concat())),
+            "part of one"
+        );
+        assert!(forged(b"x\0\0\0\x09", K.seal_block(b"x\0\0\0\x09", &e)), "keyed by another");
+        // A sled key of the entry's key alone (an index with no prefix) is keyed by it.
+        assert!(K.open_block(L, &e[..4], &IVec::from(K.seal_block(&e[..4], &e))).is_ok());
+    }
+
+    #[test]
+    fn a_mark_checks_under_its_own_label_and_parts_only() {
+        let sealed = K.seal(b"mark", &[b"ab", b"c"]);
+        let (bytes, mac) = sealed.split_at(sealed.len() - MAC_BYTES);
+        assert_eq!(bytes, b"abc");
+        assert!(K.checks(b"mark", &[b"ab", b"c"], mac));
+        assert!(!K.checks(b"mark", &[b"a", b"bc"], mac), "the parts' lengths are covered");
+        assert!(!K.checks(b"other", &[b"ab", b"c"], mac));
+    }
+
+    #[test]
     fn a_block_changed_moved_cut_or_sealed_under_another_key_is_forged() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let tree = db.open_tree("t").unwrap();

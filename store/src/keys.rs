@@ -275,6 +275,20 @@ mod tests {
     }
 
     #[test]
+    fn a_key_or_entry_of_another_shape_reads_as_nothing() {
+        let mut long = chunk_key(42).to_vec();
+        long.push(0);
+        assert_eq!(chunk_first(&long), None);
+        let run = Run { version: 3, seq: 9, count: 2 };
+        assert_eq!(run.end(), 5);
+        assert_eq!(Run::of(&Run { version: 0, ..run }.entry()), None);
+        assert_eq!(Run::of(&Run { seq: 0, ..run }.entry()), None);
+        let mut longer = run.entry().to_vec();
+        longer.push(0);
+        assert_eq!(Run::of(&longer), None);
+    }
+
+    #[test]
     fn a_chunk_gives_back_its_records_and_names_a_truncation() {
         let mut chunk = Vec::new();
         push_record(&mut chunk, b"one");
@@ -315,6 +329,25 @@ mod tests {
         push_record(&mut noise, &bytes);
         assert_eq!(pack(noise.clone()), noise);
         assert!(matches!(unpack(&noise), Ok(Cow::Borrowed(_))));
+
+        // Saving less than an eighth is not worth a decompression: stored plain.
+        push_record(&mut noise, &[0; 200]);
+        let saved = noise.len() - lz4_flex::block::compress(&noise).len();
+        assert!(saved > 12 && saved < noise.len() / 8, "saved {saved} of {}", noise.len());
+        assert_eq!(pack(noise.clone()), noise);
+    }
+
+    #[test]
+    fn a_compressed_chunk_may_claim_one_record_at_the_cap_after_others_and_no_more() {
+        let claim = |len: usize| {
+            let mut stored = vec![PACKED];
+            stored.extend_from_slice(&(len as u32).to_be_bytes());
+            stored.extend_from_slice(&lz4_flex::block::compress(b"short"));
+            unpack(&stored).map(|_| ())
+        };
+        let most = 64 * 1024 * 1024 + 16 * 1024;
+        assert_eq!(claim(most), Err("compressed chunk does not decompress"));
+        assert_eq!(claim(most + 1), Err("compressed chunk claims more bytes than a chunk holds"));
     }
 
     #[test]
