@@ -58,6 +58,26 @@ impl Sandbox {
         sb
     }
 
+    /// Contoso with a Sales environment gated by Sales-SG, whose group team
+    /// holds Salesperson; alice and bob hold DYN365_SALES (of `seats`), alice
+    /// is in the group, and a sync has run.
+    pub fn sales_team(seats: u32) -> Sandbox {
+        let mut sb = Sandbox::contoso();
+        sb.ok(&format!("sku add --sku DYN365_SALES --kind d365 --seats {seats}"));
+        sb.ok("group create --name Sales-SG");
+        sb.ok("env create --name Sales --type production --security-group Sales-SG --app sales");
+        sb.ok("team create --env Sales --name 'Sales team' --group Sales-SG");
+        sb.ok("team role assign --env Sales --team 'Sales team' --role Salesperson");
+        for (who, first) in [("alice", "Alice"), ("bob", "Bob")] {
+            sb.ok(&format!(
+                "user create --upn {who}@contoso.onmicrosoft.com --first {first} --last Tester --license DYN365_SALES"
+            ));
+        }
+        sb.ok("group add-member --group Sales-SG --upn alice@contoso.onmicrosoft.com");
+        sb.ok("sync");
+        sb
+    }
+
     /// The database directory.
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("usertrail.db")

@@ -9,18 +9,7 @@ const BOB: &str = "bob@contoso.onmicrosoft.com";
 /// Sales with alice (Salesperson through the group team) and bob (licensed,
 /// in the group, not yet synced into the team).
 fn sales() -> Sandbox {
-    let mut sb = Sandbox::contoso();
-    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 10");
-    sb.ok("group create --name Sales-SG");
-    sb.ok("env create --name Sales --type production --security-group Sales-SG --app sales");
-    sb.ok("team create --env Sales --name 'Sales team' --group Sales-SG");
-    sb.ok("team role assign --env Sales --team 'Sales team' --role Salesperson");
-    for (who, first) in [(ALICE, "Alice"), (BOB, "Bob")] {
-        sb.ok(&format!("user create --upn {who} --first {first} --last Tester --license DYN365_SALES"));
-    }
-    sb.ok(&format!("group add-member --group Sales-SG --upn {ALICE}"));
-    sb.ok("sync");
-    sb
+    Sandbox::sales_team(10)
 }
 
 fn aspects(comparison: &Value) -> Vec<(String, String)> {

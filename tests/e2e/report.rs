@@ -9,17 +9,7 @@ const BOB: &str = "bob@contoso.onmicrosoft.com";
 /// Sales with alice synced in, then (the period) bob added and synced,
 /// alice renamed to a script, and a license refused (D4).
 fn period() -> (Sandbox, u64) {
-    let mut sb = Sandbox::contoso();
-    sb.ok("sku add --sku DYN365_SALES --kind d365 --seats 2");
-    sb.ok("group create --name Sales-SG");
-    sb.ok("env create --name Sales --type production --security-group Sales-SG --app sales");
-    sb.ok("team create --env Sales --name 'Sales team' --group Sales-SG");
-    sb.ok("team role assign --env Sales --team 'Sales team' --role Salesperson");
-    for (who, first) in [(ALICE, "Alice"), (BOB, "Bob")] {
-        sb.ok(&format!("user create --upn {who} --first {first} --last Tester --license DYN365_SALES"));
-    }
-    sb.ok(&format!("group add-member --group Sales-SG --upn {ALICE}"));
-    sb.ok("sync");
+    let mut sb = Sandbox::sales_team(2);
     let start = sb.records();
     sb.advance_days(3);
     sb.ok(&format!("group add-member --group Sales-SG --upn {BOB}"));
