@@ -25,10 +25,8 @@ fn range(doc: &Value) -> (u64, u64) {
     (seq("firstSeq"), seq("lastSeq"))
 }
 
-/// Contoso from Graph exports, its environments from the admin API, Prod
-/// synced; an application user and henry's role through logged commands;
-/// then dave's license removed in the directory, and Prod synced again.
-fn contoso() -> (Sandbox, Steps) {
+/// Contoso's directory from the Graph exports of `tests/data/reality/`.
+fn directory() -> Sandbox {
     let mut sb = Sandbox::contoso();
     sb.ok(&format!(
         "import graph --users {} {} --groups {} --skus {}",
@@ -37,6 +35,14 @@ fn contoso() -> (Sandbox, Steps) {
         data("graph-groups.json"),
         data("graph-skus.json")
     ));
+    sb
+}
+
+/// Contoso from Graph exports, its environments from the admin API, Prod
+/// synced; an application user and henry's role through logged commands;
+/// then dave's license removed in the directory, and Prod synced again.
+fn contoso() -> (Sandbox, Steps) {
+    let mut sb = directory();
     sb.ok(&format!("import environments --file {}", data("environments.json")));
     let first_sync = range(&sb.json("sync --env Prod")[0]);
     sb.ok("app-user create --env Prod --app-id 6f1c0b5e-8f3a-4a59-9c7e-2a1d3b4c5d6e --name 'ERP connector' --role 'Basic User'");
@@ -53,14 +59,7 @@ fn within(seqs: &Value, (first, last): (u64, u64)) -> bool {
 
 #[test]
 fn environments_import_as_a_diff_shared_names_take_the_admin_id_and_nothing_is_deleted() {
-    let mut sb = Sandbox::contoso();
-    sb.ok(&format!(
-        "import graph --users {} {} --groups {} --skus {}",
-        data("graph-users-1.json"),
-        data("graph-users-2.json"),
-        data("graph-groups.json"),
-        data("graph-skus.json")
-    ));
+    let mut sb = directory();
     let out = sb.ok(&format!("import environments --file {}", data("environments.json")));
     assert!(out.contains("created production environment Prod with Dataverse"), "{out}");
     assert!(out.contains("created teams environment Marketing Team without Dataverse"), "{out}");
