@@ -24,6 +24,7 @@ pub mod environment;
 pub mod events;
 pub mod ids;
 pub mod import;
+pub mod lazy;
 pub mod limits;
 pub mod password;
 pub mod reality;
@@ -31,7 +32,6 @@ pub mod rules;
 pub mod security;
 pub mod sync;
 pub mod tenant;
-pub mod users;
 
 pub use events::{Event, SCHEMA_VERSION};
 pub use ids::Upn;

@@ -147,8 +147,9 @@ fn snapshot_config() -> impl bincode::config::Config {
 /// a password hash (D2), so `uts2` users would not decode. `uts4`: SKUs
 /// hold their Graph `skuId`, so a `uts3` tenant would not decode. `uts5`:
 /// environments hold their observed SystemUser table (issue 32), and a
-/// `uts4` one would read a tip's bytes as it.
-const FRAME_TAG: [u8; 4] = *b"uts5";
+/// `uts4` one would read a tip's bytes as it. `uts6`: groups are stored each
+/// as its own encoding, decoded when first reached (`domain::lazy`).
+const FRAME_TAG: [u8; 4] = *b"uts6";
 /// The tag.
 const FRAME_HEADER: usize = 4;
 
@@ -771,6 +772,6 @@ mod tests {
         // FRAME_TAG (which turns every older snapshot into a cache miss), and
         // then this constant.
         assert_eq!(hex, USER_ENCODING, "User's encoding changed: change FRAME_TAG, then USER_ENCODING");
-        assert_eq!(&FRAME_TAG, b"uts5", "a new tag: then set USER_ENCODING to the new encoding");
+        assert_eq!(&FRAME_TAG, b"uts6", "a new tag: then set USER_ENCODING to the new encoding");
     }
 }

@@ -693,13 +693,19 @@ fn through_snapshot(tenant: &Tenant) -> (Tenant, Vec<u8>) {
 }
 
 #[test]
-fn a_directory_read_from_its_snapshot_decodes_only_the_users_reached() {
+fn a_directory_read_from_its_snapshot_decodes_only_the_users_and_groups_reached() {
     let mut w = World::contoso();
     for n in 0..20 {
         w.create(&format!("user{n}@contoso.onmicrosoft.com"));
     }
+    w.ok(
+        ADMIN,
+        TenantCommand::CreateGroup { id: Uuid::from_u128(500), name: "Sales-SG".into(), owner: None },
+    );
+    w.ok(ADMIN, TenantCommand::AddMember { group: "Sales-SG".into(), member: MemberRef::User(upn(ALICE)) });
     let (back, _) = through_snapshot(&w.tenant);
     assert_eq!(back.users.decoded(), 0, "loading decodes nobody");
+    assert_eq!(back.groups.decoded(), 0, "and no group");
     assert!(!back.users.is_empty() && Users::default().is_empty());
     // A user create reads the actor and checks the UPN: one user decoded.
     let events = decide(
@@ -711,7 +717,10 @@ fn a_directory_read_from_its_snapshot_decodes_only_the_users_reached() {
     .unwrap();
     assert!(!events.is_empty());
     assert_eq!(back.users.decoded(), 1, "only the actor was decoded");
-    assert_eq!(back, w.tenant, "and every user reads as saved");
+    assert_eq!(back.groups.decoded(), 0, "a user create reaches no group");
+    assert_eq!(back.group_named("sales-sg").map(|g| g.members.len()), Some(1));
+    assert_eq!(back.groups.decoded(), 1);
+    assert_eq!(back, w.tenant, "and every user and group reads as saved");
     assert_eq!(back.users.decoded(), back.users.len());
 }
 
@@ -755,7 +764,7 @@ fn users_collect_by_id_and_print_as_a_map() {
     assert!(format!("{users:?}").starts_with(&format!("{{{}: User {{", admin.id)), "{users:?}");
 }
 
-/// Issue 34 (the guard in `users::Slot::user`): a user's bytes that decode
+/// Issue 34 (the guard in `lazy::Slot::get`): a user's bytes that decode
 /// with some left over mean `User`'s encoding changed without a new
 /// snapshot frame tag: reaching that user is a bug, and panics.
 #[test]
