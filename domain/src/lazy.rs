@@ -6,8 +6,8 @@
 //! decoding every one of 100k users took 150 ms of each `user create`, and
 //! a 2,000-member group's sets were a third of a 2,000-user directory's
 //! decoding (BENCHMARKS.md, target 4). A snapshot holds each entry as its
-//! own encoding (`bincode`); loading one copies those bytes into one buffer
-//! and keeps, per entry, where its bytes lie. [`Lazy::get`] decodes an entry
+//! own encoding (`bincode`); loading one keeps the snapshot's buffer
+//! ([`decode_in_place`]) and, per entry, where its bytes lie in it. [`Lazy::get`] decodes an entry
 //! once, on first use, and keeps it; [`Lazy::get_mut`] also forgets the
 //! bytes, since they no longer say what the entry is. Saving writes the
 //! bytes kept as they are and encodes the others.
@@ -19,6 +19,7 @@
 //! entry's fields without a new frame tag: a test pins the encoding
 //! (`projections::fold`, `a_user_encodes_as_the_frame_tag_says`).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -42,6 +43,29 @@ pub trait Entry: Serialize + DeserializeOwned {
 
 /// The most bytes a length prefix may reserve room for.
 const MAX_RESERVE_BYTES: usize = 256 << 20;
+
+thread_local! {
+    /// The buffer [`decode_in_place`] is decoding, which [`Lazy`] maps keep
+    /// rather than copy the entries' bytes out of it.
+    static BACKING: RefCell<Option<Arc<Vec<u8>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` over `bytes`, letting each [`Lazy`] map it decodes keep
+/// `bytes` itself instead of a copy of its entries' part: a 100k-user
+/// directory's 33 MB are then neither copied nor held twice.
+pub fn decode_in_place<T>(bytes: Arc<Vec<u8>>, decode: impl FnOnce(&[u8]) -> T) -> T {
+    let outer = BACKING.replace(Some(Arc::clone(&bytes)));
+    let decoded = decode(&bytes);
+    BACKING.set(outer);
+    decoded
+}
+
+/// Where `part` lies in `whole`, if it lies there.
+fn range_in(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
 
 /// The encoding of one entry inside a snapshot.
 fn config() -> impl bincode::config::Config {
@@ -142,6 +166,12 @@ impl<V: Entry> Lazy<V> {
         self.iter().map(|(_, value)| value)
     }
 
+    /// Whether the entries' bytes are those of `buffer` itself, not a copy.
+    #[cfg(test)]
+    pub(crate) fn points_into(&self, buffer: &Arc<Vec<u8>>) -> bool {
+        Arc::ptr_eq(&self.bytes, buffer)
+    }
+
     /// How many entries are decoded so far.
     #[cfg(test)]
     pub(crate) fn decoded(&self) -> usize {
@@ -212,32 +242,49 @@ impl<V: Entry> Serialize for Lazy<V> {
     }
 }
 
-/// Appends the bytes of one entry to the buffer being filled and says where
-/// they went.
-struct Append<'b>(&'b mut Vec<u8>);
+/// Where one entry's bytes went: left in the buffer being decoded, or
+/// appended to a buffer of the map's own.
+enum At {
+    InPlace(Range<usize>),
+    Copied(Range<usize>),
+}
+
+/// Reads one entry's bytes: where they lie in `backing` when the decoder
+/// lends them from it, else copied to the end of `own`.
+struct Append<'b> {
+    backing: Option<&'b [u8]>,
+    own: &'b mut Vec<u8>,
+}
 
 impl<'de> DeserializeSeed<'de> for Append<'_> {
-    type Value = Range<usize>;
+    type Value = At;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Range<usize>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<At, D::Error> {
         deserializer.deserialize_bytes(self)
     }
 }
 
 impl<'de> Visitor<'de> for Append<'_> {
-    type Value = Range<usize>;
+    type Value = At;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an entry's encoding")
     }
 
-    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Range<usize>, E> {
-        let start = self.0.len();
-        self.0.extend_from_slice(bytes);
-        Ok(start..self.0.len())
+    fn visit_borrowed_bytes<E: de::Error>(self, bytes: &'de [u8]) -> Result<At, E> {
+        match self.backing.and_then(|backing| range_in(backing, bytes)) {
+            Some(at) => Ok(At::InPlace(at)),
+            None => self.visit_bytes(bytes),
+        }
     }
 
-    fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Range<usize>, E> {
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<At, E> {
+        let start = self.own.len();
+        self.own.extend_from_slice(bytes);
+        Ok(At::Copied(start..self.own.len()))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<At, E> {
         self.visit_bytes(&bytes)
     }
 }
@@ -254,20 +301,42 @@ impl<'de, V: Entry> Deserialize<'de> for Lazy<V> {
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Lazy<V>, A::Error> {
                 let count = access.size_hint().unwrap_or(0);
-                // Room for all of them at once: regrown, a 100k-user buffer
-                // was copied five times over, each time into pages the
-                // kernel had to hand out. Untouched room costs nothing.
-                let mut bytes =
-                    Vec::with_capacity(count.saturating_mul(V::BYTES_HINT).min(MAX_RESERVE_BYTES));
+                let backing = BACKING.with_borrow(Clone::clone);
+                // Without a buffer to point into, room for all the copies at
+                // once: regrown, a 100k-user buffer was copied five times over.
+                let room = if backing.is_some() { 0 } else { count.saturating_mul(V::BYTES_HINT) };
+                let mut own = Vec::with_capacity(room.min(MAX_RESERVE_BYTES));
                 let mut slots = Vec::with_capacity(count.min(MAX_RESERVE));
                 while let Some(id) = access.next_key::<Uuid>()? {
-                    let at = access.next_value_seed(Append(&mut bytes))?;
-                    slots.push((id, Slot { at: Some(at), value: OnceLock::new() }));
+                    let append = Append { backing: backing.as_deref().map(Vec::as_slice), own: &mut own };
+                    slots.push((id, access.next_value_seed(append)?));
                 }
+                let bytes = match backing {
+                    Some(backing)
+                        if !slots.is_empty() && slots.iter().all(|(_, at)| matches!(at, At::InPlace(_))) =>
+                    {
+                        backing
+                    }
+                    // Some were copied: the others join them, so one buffer holds all.
+                    backing => {
+                        let backing = backing.as_deref().map_or(&[][..], Vec::as_slice);
+                        for (_, at) in &mut slots {
+                            if let At::InPlace(range) = at {
+                                let start = own.len();
+                                own.extend_from_slice(&backing[range.clone()]);
+                                *at = At::Copied(start..own.len());
+                            }
+                        }
+                        Arc::new(own)
+                    }
+                };
                 // Written in id order, so built without a search from the
                 // root per entry; bytes we did not write come out as
                 // inserting them would have left them (the last of an id kept).
-                Ok(Lazy { bytes: Arc::new(bytes), slots: slots.into_iter().collect() })
+                let slots = slots.into_iter().map(|(id, At::InPlace(at) | At::Copied(at))| {
+                    (id, Slot { at: Some(at), value: OnceLock::new() })
+                });
+                Ok(Lazy { bytes, slots: slots.collect() })
             }
         }
         deserializer.deserialize_map(Entries(std::marker::PhantomData))

@@ -164,20 +164,24 @@ pub fn stamp_of(record: &Record) -> Stamp {
     Stamp { seq: record.seq, at: record.recorded_at }
 }
 
-/// Decodes a snapshot; `None` if it cannot be (a cache miss).
-fn decode<A: Aggregate>(snapshot: &Snapshot) -> Option<Start<A>> {
-    let bytes =
-        (snapshot.state.get(..FRAME_HEADER)? == FRAME_TAG).then(|| &snapshot.state[FRAME_HEADER..])?;
-    let (Snapshotted { version, state }, read) =
-        bincode::serde::decode_from_slice(bytes, snapshot_config()).ok()?;
-    let tip = match bytes.get(read..)? {
-        [] => None,
-        rest => match bincode::serde::decode_from_slice(rest, snapshot_config()).ok()? {
-            (tip, read) if read == rest.len() => Some(tip),
-            _ => return None,
-        },
-    };
-    Some(Start { state, version, bytes: snapshot.state.len(), tip })
+/// Decodes a snapshot; `None` if it cannot be (a cache miss). The
+/// directory's users and groups keep pointing into its bytes
+/// ([`domain::lazy::decode_in_place`]).
+fn decode<A: Aggregate>(snapshot: Snapshot) -> Option<Start<A>> {
+    let size = snapshot.state.len();
+    domain::lazy::decode_in_place(std::sync::Arc::new(snapshot.state), |framed| {
+        let bytes = (framed.get(..FRAME_HEADER)? == FRAME_TAG).then(|| &framed[FRAME_HEADER..])?;
+        let (Snapshotted { version, state }, read) =
+            bincode::serde::decode_from_slice(bytes, snapshot_config()).ok()?;
+        let tip = match bytes.get(read..)? {
+            [] => None,
+            rest => match bincode::serde::decode_from_slice(rest, snapshot_config()).ok()? {
+                (tip, read) if read == rest.len() => Some(tip),
+                _ => return None,
+            },
+        };
+        Some(Start { state, version, bytes: size, tip })
+    })
 }
 
 /// A stream's state as of log position `upto`, and the stream's version then.
@@ -192,7 +196,7 @@ where
         Snapshots::Ignore => None,
     };
     let from = loaded.as_ref().map_or(0, |s| s.seq);
-    let start = loaded.and_then(|s| decode::<A>(&s)).unwrap_or_else(Start::empty);
+    let start = loaded.and_then(decode::<A>).unwrap_or_else(Start::empty);
     let Start { mut state, mut version, bytes: base_bytes, tip } = start;
     // A damaged snapshot may claim any version.
     let records = store.read_stream_until(stream, version.saturating_add(1), upto).await?;
@@ -427,7 +431,7 @@ where
                 continue;
             }
         };
-        let what = match decode::<A>(&snapshot) {
+        let what = match decode::<A>(snapshot) {
             None => "cannot be decoded",
             Some(start) if start.version != version || start.state != state => "differs from the log",
             Some(_) => continue,

@@ -753,6 +753,28 @@ fn a_directory_read_from_its_snapshot_folds_what_follows_as_the_original_does() 
     assert_eq!(through_snapshot(&w.tenant).1, bytes, "the same bytes as saving the original");
 }
 
+/// A directory decoded in place keeps its users and groups in the
+/// snapshot's own buffer, copying nothing, and reads as saved; decoded
+/// without one (above), each map copies its entries into a buffer of its own.
+#[test]
+fn a_directory_decoded_in_place_points_into_the_snapshot_and_reads_as_saved() {
+    let mut w = World::contoso();
+    w.ok(
+        ADMIN,
+        TenantCommand::CreateGroup { id: Uuid::from_u128(500), name: "Sales-SG".into(), owner: None },
+    );
+    let (_, bytes) = through_snapshot(&w.tenant);
+    let buffer = std::sync::Arc::new(bytes);
+    let back: Tenant = crate::lazy::decode_in_place(buffer.clone(), |bytes| {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard()).unwrap().0
+    });
+    assert!(back.users.points_into(&buffer) && back.groups.points_into(&buffer));
+    assert_eq!(back, w.tenant);
+    let (copied, _) = through_snapshot(&w.tenant);
+    assert!(!copied.users.points_into(&buffer));
+    assert_eq!(copied, w.tenant);
+}
+
 /// Issue 34 (`Users`' `FromIterator` and `Debug`): collected users are
 /// kept by id, and print as a map of them.
 #[test]
