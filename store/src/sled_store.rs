@@ -145,7 +145,7 @@ struct Inner {
     /// handle alone (it runs as the last clone closes), so readers take it unlocked.
     sealed: archive::Sealed,
     archiving: Archiving,
-    /// Records this handle appended: a bulk writer does not archive on close.
+    /// Records this handle appended, which a batched close flushes.
     appended: std::sync::atomic::AtomicU64,
     /// Whether `close` did what a drop would.
     closed: bool,

@@ -46,15 +46,21 @@ fn open(path: &std::path::Path, archiving: Archiving) -> SledStore {
     SledStore::open(path, OpenOptions { archiving, ..OpenOptions::default() }).unwrap()
 }
 
+/// Archiving as `archiving` says, but keeping every record live: for a
+/// writer whose close must leave the moving to the next handle.
+fn never(archiving: Archiving) -> Archiving {
+    Archiving { keep: u64::MAX, ..archiving }
+}
+
 /// A log in a scratch directory at `path` in it, with `calls` written by
-/// the handle returned (still open).
+/// the handle returned (still open), which archives nothing on its close.
 fn log_with(
     archiving: Archiving,
     calls: std::ops::Range<u64>,
 ) -> (tempfile::TempDir, std::path::PathBuf, SledStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let store = open(&path, archiving);
+    let store = open(&path, never(archiving));
     write(&store, calls);
     (dir, path, store)
 }
@@ -106,11 +112,7 @@ async fn a_seal_in_many_batches_answers_as_one_does() {
 async fn archives_and_answers_as_before(archiving: Archiving) {
     let (_dir, path, store) = log_with(archiving, 0..600);
     let head = store.head().await.unwrap().unwrap().seq;
-    assert_eq!(
-        store.close().unwrap(),
-        0,
-        "a handle that appended more than `keep` leaves it to the next close"
-    );
+    assert_eq!(store.close().unwrap(), 0, "a handle that keeps every record live moves none");
     assert!(!path.join("archive").exists());
 
     let moved = open(&path, archiving).close().unwrap();
@@ -320,7 +322,7 @@ fn a_log_of_a_newer_format_is_refused_and_never_archived() {
     mark.extend_from_slice(&99u32.to_be_bytes());
     tree.insert("mformat", mark).unwrap();
     drop(tree);
-    assert_eq!(store.close().unwrap(), 0, "a bulk writer does not archive");
+    assert_eq!(store.close().unwrap(), 0, "its writer kept every record live");
     let err = SledStore::open(&path, OpenOptions { archiving, ..OpenOptions::default() }).err().unwrap();
     assert!(matches!(err, store::StoreError::NewerFormat { found: 99, .. }), "{err}");
     assert!(
@@ -353,7 +355,7 @@ async fn a_swap_that_fails_is_reported_by_the_close_and_undone_by_the_next_open(
     let (_dir, path, store) = log_with(archiving, 0..100);
     store.close().unwrap();
     open(&path, archiving).close().unwrap();
-    let store = open(&path, archiving);
+    let store = open(&path, never(archiving));
     write(&store, 100..160);
     drop(store);
     let store = open(&path, archiving);
@@ -376,8 +378,7 @@ async fn sealed_twice(path: &std::path::Path, options: impl Fn() -> OpenOptions)
         let store = SledStore::open(path, options()).unwrap();
         write(&store, calls.clone());
         write(&fresh, calls);
-        drop(store);
-        assert!(SledStore::open(path, options()).unwrap().close().unwrap() > 0, "sealed");
+        assert!(store.close().unwrap() > 0, "the writer's close seals what it wrote");
     }
     fresh
 }

@@ -346,10 +346,7 @@ impl Inner {
     pub(super) fn archive_on_close(&mut self) -> Result<u64, StoreError> {
         let keep = self.archiving.keep;
         // A damaged log stays as it is, to be read and verified.
-        if self.archive.root.is_none()
-            || *self.appended.get_mut() > keep
-            || self.pending_mut().damaged.is_some()
-        {
+        if self.archive.root.is_none() || self.pending_mut().damaged.is_some() {
             return Ok(0);
         }
         let tip = self.tip()?.seq;
