@@ -97,8 +97,9 @@ struct EnvReport {
 struct EnvSeen {
     /// It was created during the period.
     created: bool,
-    start: Vec<Row>,
-    end: Vec<Row>,
+    /// Enabled users (SystemUser records of kind user) at the start and at the end.
+    users: [usize; 2],
+    applications: usize,
     non_interactive: usize,
     /// Enabled users holding a privileged role, with those roles.
     privileged: Vec<(String, Vec<String>)>,
@@ -390,6 +391,7 @@ fn seen(
     }
     let rows = projections::systemusers::rows(end);
     let enabled_users = |r: &&Row| r.kind == "user" && !r.isdisabled;
+    let users = |rows: &[Row]| rows.iter().filter(enabled_users).count();
     let privileged = rows
         .iter()
         .filter(enabled_users)
@@ -410,9 +412,9 @@ fn seen(
         .collect();
     EnvSeen {
         created: !start.exists(),
-        start: projections::systemusers::rows(start),
+        users: [users(&projections::systemusers::rows(start)), users(&rows)],
+        applications: rows.iter().filter(|r| r.kind == "application").count(),
         non_interactive: end.non_interactive().count(),
-        end: rows,
         privileged,
         admins,
         severities,

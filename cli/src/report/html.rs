@@ -201,16 +201,13 @@ fn summary(r: &Report) -> String {
             continue;
         };
         let key = |k: &str| format!("{}/{k}", env.name);
-        let users = |rows: &[projections::systemusers::Row]| {
-            rows.iter().filter(|r| r.kind == "user" && !r.isdisabled).count()
-        };
         let kind = |k: &str| s.kinds.get(k).copied().unwrap_or(0);
         let severity = |k: &str| s.severities.get(k).copied().unwrap_or(0);
         let created = if s.created { " <small>(created in the period)</small>" } else { "" };
         rows.push(format!(
             "<tr><td>{name}{created}</td>{}{}{}{}{}{}{}<td><span data-n=\"{}\">{}</span> of {NON_INTERACTIVE_LIMIT}</td>{}{}{}{}</tr>",
-            num(&key("users-start"), users(&s.start)),
-            num(&key("users-end"), users(&s.end)),
+            num(&key("users-start"), s.users[0]),
+            num(&key("users-end"), s.users[1]),
             num(&key("added"), kind("added")),
             num(&key("enabled"), kind("enabled")),
             num(&key("disabled"), kind("disabled")),
@@ -218,7 +215,7 @@ fn summary(r: &Report) -> String {
             num(&key("admins"), s.admins.len()),
             esc(&key("non-interactive")),
             s.non_interactive,
-            num(&key("applications"), s.end.iter().filter(|r| r.kind == "application").count()),
+            num(&key("applications"), s.applications),
             num(&key("high"), severity("high")),
             num(&key("medium"), severity("medium")),
             num(&key("low"), severity("low")),
