@@ -289,6 +289,8 @@ fn findings(r: &Report) -> String {
         };
         let findings = if g.findings.total == 1 { "finding" } else { "findings" };
         let highest = g.severities.first().map_or("low", |(s, _)| s);
+        // High findings are what an auditor reads first: their groups come open.
+        let open = if highest == "high" { " open" } else { "" };
         let advice: Vec<String> = g.advice.iter().map(|a| format!("<li>{}</li>", esc(a))).collect();
         let rows = g
             .findings
@@ -313,7 +315,7 @@ fn findings(r: &Report) -> String {
             r.at
         );
         p.push_str(&format!(
-            "<details class=\"{}\"><summary>{}: {} in {}, <span data-n=\"{}\">{}</span> {findings}{}</summary>\n\
+            "<details class=\"{}\"{open}><summary>{}: {} in {}, <span data-n=\"{}\">{}</span> {findings}{}</summary>\n\
              <p>Advice:</p><ul>{}</ul>\n{}{}</details>\n",
             esc(highest),
             esc(highest),
