@@ -191,6 +191,31 @@ fn a_log_that_fails_verify_gets_a_red_cover_and_exit_3() {
     assert_eq!(sb.json("history").as_array().map(Vec::len), records, "nothing appended");
 }
 
+/// More refused attempts than the report shows (L1): DETAIL_ROWS rows, how
+/// many more, and the history whose failures are every one of them.
+#[test]
+fn refused_attempts_beyond_the_cap_are_the_failures_of_the_history_named() {
+    const CAP: usize = cli::report::DETAIL_ROWS;
+    let mut sb = Sandbox::sales_team(2);
+    sb.ok("user create --upn carol@contoso.onmicrosoft.com --first Carol --last Tester");
+    let start = sb.records();
+    for _ in 0..CAP + 3 {
+        sb.fails("user license assign --upn carol@contoso.onmicrosoft.com --sku DYN365_SALES", 1);
+    }
+    let to = sb.records();
+    let (_, html) = report(&mut sb, &format!("--from seq:{start} --to seq:{to}"));
+    assert_eq!(shown(&html, "refusals"), Some((CAP + 3) as u64));
+    let section = between(&html, "<section id=\"refusals\">", "</section>");
+    assert_eq!(section.matches("<tr><td>").count(), CAP);
+    assert_eq!(between(section, "data-more=\"refusals\">", "<"), "3");
+    let command = between(section, "data-command=\"refusals\">", "<").replace("usertrail ", "");
+    let out = sb.ok(&command);
+    let mut csv = csv::Reader::from_reader(out.as_bytes());
+    let result = csv.headers().unwrap().iter().position(|h| h == "result").expect("a result column");
+    let failures = csv.records().filter(|r| r.as_ref().is_ok_and(|r| &r[result] == "failure")).count();
+    assert_eq!(failures, CAP + 3, "{command}");
+}
+
 /// The part of `html` from `start` to the next `end`.
 fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     let from = html.split_once(start).map_or("", |(_, rest)| rest);

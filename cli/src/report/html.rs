@@ -422,12 +422,12 @@ fn refusals(r: &Report) -> String {
             ])
         })
         .collect();
-    // History takes a time to start from: just after the period's start, as
-    // many records as the period holds at most.
+    // History starts at a time: from the period's start's, which may take in
+    // a few records before it but misses none, newest first, as many as the period holds.
     let command = format!(
         "usertrail export history --at seq:{} --since {} --limit {} --format csv --excel",
         r.to.0,
-        projections::rfc3339(r.from.1 + chrono::Duration::nanoseconds(1)),
+        projections::rfc3339(r.from.1),
         r.to.0 - r.from.0
     );
     let Part { shown, total } = &r.refusals;
@@ -435,7 +435,7 @@ fn refusals(r: &Report) -> String {
         "<section id=\"refusals\">\n<h2>Refused attempts</h2>\n<p><span data-n=\"refusals\">{total}</span> commands a rule turned down \
          in the period (L1; usertrail history).</p>\n{}{}</section>\n",
         table(&["record", "time", "by", "activity", "environment", "targets", "result"], rows),
-        more("refusals", total - shown.len(), "refused attempts; every record of the period, they with result failure, is in", &command)
+        more("refusals", total - shown.len(), "refused attempts, each a record of result failure among", &command)
     )
 }
 
