@@ -263,8 +263,7 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         for upn in drawn.chain(args.user.iter().map(Upn::to_string)) {
             wanted.entry(upn).or_default().insert(name.clone());
         }
-        let mut seen = seen(&tenant, &start, &end, &findings, reality.len(), changes);
-        seen.undrawn = undrawn;
+        let seen = seen(&tenant, [&start, &end], &findings, reality.len(), changes, undrawn);
         groups.extend(group(&name, findings.into_iter().chain(reality)));
         envs.push(EnvReport { seen: Some(seen), name });
     }
@@ -375,11 +374,11 @@ fn group(env: &str, findings: impl Iterator<Item = Finding>) -> Vec<Group> {
 /// An environment's numbers, from its SystemUser table at both ends.
 fn seen(
     tenant: &Tenant,
-    start: &Environment,
-    end: &Environment,
+    [start, end]: [&Environment; 2],
     findings: &[Finding],
     reality: usize,
     changes: Vec<Change>,
+    undrawn: usize,
 ) -> EnvSeen {
     let mut severities = BTreeMap::new();
     for f in findings {
@@ -422,7 +421,7 @@ fn seen(
         reality,
         kinds,
         changes: Part::of(changes),
-        undrawn: 0,
+        undrawn,
     }
 }
 
