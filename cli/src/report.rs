@@ -2,7 +2,10 @@
 //! tied to the verified log, and `verify --report`, which tells the file a
 //! record says was issued from a changed copy. Every number comes from the
 //! views (`review`, `changes`, `systemusers`, `timeline`, `history`,
-//! `record N`); this module only gathers and lays them out.
+//! `record N`); this module only gathers and lays them out. Every list is
+//! counted whole and shown in part (its first [`DETAIL_ROWS`], with the
+//! command that prints the rest from the same log position), so a report's
+//! size follows its number of lists, not the tenant's size.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -31,19 +34,56 @@ mod html;
 /// The roles that make a user privileged in an environment.
 const PRIVILEGED_ROLES: [&str; 2] = ["System Administrator", "System Customizer"];
 
+/// Rows shown of any one list: a group of findings (one rule in one
+/// environment), an environment's changes, its timelines, the refusals.
+/// Chosen by measurement (BENCHMARKS.md): a year of a 50,000-user tenant
+/// in ten environments makes a report of a few MiB that Chromium opens in seconds.
+pub const DETAIL_ROWS: usize = 100;
+
+/// The first [`DETAIL_ROWS`] items of a list, and how many it holds.
+struct Part<T> {
+    shown: Vec<T>,
+    total: usize,
+}
+
+impl<T> Part<T> {
+    fn of(mut all: Vec<T>) -> Self {
+        let total = all.len();
+        all.truncate(DETAIL_ROWS);
+        Part { shown: all, total }
+    }
+}
+
 /// What the report shows, gathered from the views.
 struct Report {
     tenant: String,
     from: (u64, DateTime<Utc>),
     to: (u64, DateTime<Utc>),
+    /// The period's end as `--at` takes it: the commands that print a
+    /// list whole name it, so they answer as the report does.
+    at: String,
     generated_at: DateTime<Utc>,
     head: Option<(u64, String)>,
     /// `verify`'s result: records walked, and the first problem.
     verified: (u64, Option<String>),
     envs: Vec<EnvReport>,
-    refusals: Vec<AuditRecord>,
+    /// Ordered by severity, then rule, then environment.
+    groups: Vec<Group>,
+    refusals: Part<AuditRecord>,
     timelines: Vec<Timeline>,
     appendix: Vec<(u64, String)>,
+}
+
+/// The findings of one rule in one environment, review's and reality's,
+/// as `review --env E --rule R` lists them.
+struct Group {
+    env: String,
+    rule: String,
+    /// How many of each severity, highest first.
+    severities: Vec<(&'static str, usize)>,
+    /// Its advice, written once: each finding's, with its user written `U`.
+    advice: Vec<String>,
+    findings: Part<Finding>,
 }
 
 /// One environment of the report.
@@ -57,17 +97,24 @@ struct EnvReport {
 struct EnvSeen {
     /// It was created during the period.
     created: bool,
-    start: Vec<Row>,
-    end: Vec<Row>,
+    /// Enabled users (SystemUser records of kind user) at the start and at the end.
+    users: [usize; 2],
+    applications: usize,
     non_interactive: usize,
     /// Enabled users holding a privileged role, with those roles.
     privileged: Vec<(String, Vec<String>)>,
     /// Enabled users whose directory user holds an environment admin role.
     admins: Vec<String>,
-    findings: Vec<Finding>,
+    /// Review's findings by severity.
+    severities: BTreeMap<&'static str, usize>,
+    findings: usize,
     /// Where the last observed table departs from the rules' (reconcile).
-    reality: Vec<Finding>,
-    changes: Vec<Change>,
+    reality: usize,
+    /// Changes by kind.
+    kinds: BTreeMap<&'static str, usize>,
+    changes: Part<Change>,
+    /// Users whose access changed in the period and whose timeline is not drawn.
+    undrawn: usize,
 }
 
 /// A user's intervals in each environment.
@@ -173,6 +220,8 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         verified.problem.map(|p| format!("verify failed at record {}: {}", p.seq, p.what)),
     );
     crate::timings::phase("report: verified");
+    let end = shell.store.read_log(to.0, to.0, 1).await?.first().map(|r| r.recorded_at);
+    let at = if end == Some(to.1) { format!("seq:{}", to.0) } else { projections::rfc3339(to.1) };
     let (tenant, _) = shell.tenant_at(to.0).await?;
     let names: Vec<String> = match args.env.as_slice() {
         [] => tenant.environments().map(|(_, name)| name.to_owned()).collect(),
@@ -186,7 +235,7 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         }
     };
     let mut envs = Vec::new();
-    let mut cited = BTreeSet::new();
+    let mut groups = Vec::new();
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for name in names {
         let Some((_, registered)) = tenant.environment(&name) else {
@@ -199,18 +248,29 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         let findings = crate::views::review_of(shell, &tenant, &end, to.1).await?;
         let reality = projections::reconcile::findings(&tenant, &end, to.1);
         let changes = crate::views::changes_after(shell, start.clone(), end.id, from.0, to.0).await?;
-        cited.extend(findings.iter().chain(&reality).flat_map(|f| f.evidence.iter().copied()));
-        cited.extend(changes.iter().flat_map(|c| [c.seq, c.cause.seq]));
+        // The timelines drawn: the users with the most access changes, ties by UPN, and those asked for.
+        let mut changed: BTreeMap<&str, usize> = BTreeMap::new();
         for c in
             changes.iter().filter(|c| matches!(c.change, "added" | "enabled" | "disabled" | "accessmode"))
         {
-            wanted.entry(c.upn.clone()).or_default().insert(name.clone());
+            *changed.entry(c.upn.as_str()).or_default() += 1;
         }
-        for upn in &args.user {
-            wanted.entry(upn.to_string()).or_default().insert(name.clone());
+        let mut ranked: Vec<(&str, usize)> = changed.into_iter().collect();
+        ranked.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let asked = |upn: &str| args.user.iter().any(|u| u.as_str().eq_ignore_ascii_case(upn));
+        let undrawn = ranked.iter().skip(DETAIL_ROWS).filter(|(upn, _)| !asked(upn)).count();
+        let drawn = ranked.iter().take(DETAIL_ROWS).map(|(upn, _)| upn.to_string());
+        for upn in drawn.chain(args.user.iter().map(Upn::to_string)) {
+            wanted.entry(upn).or_default().insert(name.clone());
         }
-        envs.push(EnvReport { seen: Some(seen(&tenant, &start, &end, [findings, reality], changes)), name });
+        let seen = seen(&tenant, [&start, &end], &findings, reality.len(), changes, undrawn);
+        groups.extend(group(&name, findings.into_iter().chain(reality)));
+        envs.push(EnvReport { seen: Some(seen), name });
     }
+    groups.sort_by_cached_key(|g| {
+        let highest = g.severities.first().map(|(s, _)| crate::views::severity_rank(s));
+        (highest, g.rule.clone(), g.env.clone())
+    });
     crate::timings::phase("report: the views");
     let wanted: Vec<(String, BTreeSet<String>)> = wanted.into_iter().collect();
     let mut timelines: Vec<Timeline> =
@@ -234,13 +294,19 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         records.sort_by_key(|(r, _)| r.seq);
         let found = projections::timeline::timelines(&records, &subjects, from.0);
         for (i, intervals) in drawn.into_iter().zip(found) {
-            cited.extend(intervals.iter().map(|i| i.cause.seq).filter(|s| *s > from.0));
             timelines[i].rows.push((env.to_owned(), intervals));
         }
     }
-    let refusals = refusals(shell, &tenant, &args.env, from.0, to.0).await?;
-    cited.extend(refusals.iter().map(|r| r.seq));
+    let refusals = Part::of(refusals(shell, &tenant, &args.env, from.0, to.0).await?);
     crate::timings::phase("report: timelines");
+    // Cited: what the report shows, and nothing else.
+    let mut cited = BTreeSet::new();
+    cited.extend(groups.iter().flat_map(|g| &g.findings.shown).flat_map(|f| f.evidence.iter().copied()));
+    let seen_envs = envs.iter().filter_map(|e| e.seen.as_ref());
+    cited.extend(seen_envs.flat_map(|s| &s.changes.shown).flat_map(|c| [c.seq, c.cause.seq]));
+    let marks = timelines.iter().flat_map(|t| &t.rows).flat_map(|(_, intervals)| intervals);
+    cited.extend(marks.map(|i| i.cause.seq).filter(|s| *s > from.0));
+    cited.extend(refusals.shown.iter().map(|r| r.seq));
     cited.retain(|&s| s > 0);
     let mut appendix = Vec::with_capacity(cited.len());
     // Folded once: the states at the period's end name every record before it.
@@ -266,26 +332,65 @@ async fn gather(shell: &Shell, args: &ReportArgs) -> Result<Report, CliError> {
         tenant: tenant_name,
         from,
         to,
+        at,
         generated_at,
         head: head.map(|h| (h.seq, crate::proof::hex(&h.hash))),
         verified,
         envs,
+        groups,
         refusals,
         timelines,
         appendix,
     })
 }
 
+/// An environment's findings in one group per rule, in the order found.
+fn group(env: &str, findings: impl Iterator<Item = Finding>) -> Vec<Group> {
+    let mut by_rule: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    for f in findings {
+        by_rule.entry(f.rule.clone()).or_default().push(f);
+    }
+    by_rule
+        .into_iter()
+        .map(|(rule, findings)| {
+            let mut severities: BTreeMap<(u8, &'static str), usize> = BTreeMap::new();
+            let mut advice = BTreeSet::new();
+            for f in &findings {
+                *severities.entry((crate::views::severity_rank(f.severity), f.severity)).or_default() += 1;
+                let upn = f.upn.as_deref().filter(|u| !u.is_empty());
+                advice.insert(upn.map_or_else(|| f.advice.clone(), |u| f.advice.replace(u, "U")));
+            }
+            Group {
+                env: env.to_owned(),
+                rule,
+                severities: severities.into_iter().map(|((_, s), n)| (s, n)).collect(),
+                advice: advice.into_iter().collect(),
+                findings: Part::of(findings),
+            }
+        })
+        .collect()
+}
+
 /// An environment's numbers, from its SystemUser table at both ends.
 fn seen(
     tenant: &Tenant,
-    start: &Environment,
-    end: &Environment,
-    [findings, reality]: [Vec<Finding>; 2],
+    [start, end]: [&Environment; 2],
+    findings: &[Finding],
+    reality: usize,
     changes: Vec<Change>,
+    undrawn: usize,
 ) -> EnvSeen {
+    let mut severities = BTreeMap::new();
+    for f in findings {
+        *severities.entry(f.severity).or_default() += 1;
+    }
+    let mut kinds = BTreeMap::new();
+    for c in &changes {
+        *kinds.entry(c.change).or_default() += 1;
+    }
     let rows = projections::systemusers::rows(end);
     let enabled_users = |r: &&Row| r.kind == "user" && !r.isdisabled;
+    let users = |rows: &[Row]| rows.iter().filter(enabled_users).count();
     let privileged = rows
         .iter()
         .filter(enabled_users)
@@ -306,14 +411,17 @@ fn seen(
         .collect();
     EnvSeen {
         created: !start.exists(),
-        start: projections::systemusers::rows(start),
+        users: [users(&projections::systemusers::rows(start)), users(&rows)],
+        applications: rows.iter().filter(|r| r.kind == "application").count(),
         non_interactive: end.non_interactive().count(),
-        end: rows,
         privileged,
         admins,
-        findings,
+        severities,
+        findings: findings.len(),
         reality,
-        changes,
+        kinds,
+        changes: Part::of(changes),
+        undrawn,
     }
 }
 

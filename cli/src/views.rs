@@ -493,8 +493,8 @@ impl ReviewFilter {
     }
 }
 
-/// high first.
-fn severity_rank(severity: &str) -> u8 {
+/// A severity's rank: high first.
+pub fn severity_rank(severity: &str) -> u8 {
     match severity {
         "high" => 0,
         "medium" => 1,

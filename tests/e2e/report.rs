@@ -191,18 +191,52 @@ fn a_log_that_fails_verify_gets_a_red_cover_and_exit_3() {
     assert_eq!(sb.json("history").as_array().map(Vec::len), records, "nothing appended");
 }
 
-/// A period citing more than 2,000 records (2,100 users imported, then
-/// synced into Sales) lists every one in the appendix, once, each as
-/// `record N` prints it, and draws a timeline for every user added, paged.
+/// More refused attempts than the report shows (L1): DETAIL_ROWS rows, how
+/// many more, and the history whose failures are every one of them.
 #[test]
-fn the_appendix_lists_every_record_cited_however_many() {
+fn refused_attempts_beyond_the_cap_are_the_failures_of_the_history_named() {
+    const CAP: usize = cli::report::DETAIL_ROWS;
+    let mut sb = Sandbox::sales_team(2);
+    sb.ok("user create --upn carol@contoso.onmicrosoft.com --first Carol --last Tester");
+    let start = sb.records();
+    for _ in 0..CAP + 3 {
+        sb.fails("user license assign --upn carol@contoso.onmicrosoft.com --sku DYN365_SALES", 1);
+    }
+    let to = sb.records();
+    let (_, html) = report(&mut sb, &format!("--from seq:{start} --to seq:{to}"));
+    assert_eq!(shown(&html, "refusals"), Some((CAP + 3) as u64));
+    let section = between(&html, "<section id=\"refusals\">", "</section>");
+    assert_eq!(section.matches("<tr><td>").count(), CAP);
+    assert_eq!(between(section, "data-more=\"refusals\">", "<"), "3");
+    let command = between(section, "data-command=\"refusals\">", "<").replace("usertrail ", "");
+    let out = sb.ok(&command);
+    let mut csv = csv::Reader::from_reader(out.as_bytes());
+    let result = csv.headers().unwrap().iter().position(|h| h == "result").expect("a result column");
+    let failures = csv.records().filter(|r| r.as_ref().is_ok_and(|r| &r[result] == "failure")).count();
+    assert_eq!(failures, CAP + 3, "{command}");
+}
+
+/// The part of `html` from `start` to the next `end`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html.split_once(start).map_or("", |(_, rest)| rest);
+    from.split_once(end).map_or(from, |(part, _)| part)
+}
+
+/// A period with more users added than the report shows of a list
+/// (DETAIL_ROWS + 5, imported then synced into Sales, each without a role,
+/// R4): each long list shows its first DETAIL_ROWS, says how many more, and
+/// prints the command that lists them all, which does; the appendix lists
+/// every record the page cites, once, each as `record N` prints it, and no other.
+#[test]
+fn a_list_longer_than_the_report_shows_names_the_command_that_prints_it_whole() {
     const SKU: &str = "6a4a1628-9b9a-424d-bed5-4118f0ede3fd";
+    const CAP: usize = cli::report::DETAIL_ROWS;
     let mut sb = Sandbox::contoso();
-    let users: Vec<serde_json::Value> = (0..2100)
+    let users: Vec<serde_json::Value> = (0..CAP + 5)
         .map(|i| {
             serde_json::json!({
                 "id": format!("0b8c1a2e-0000-4000-8000-{i:012}"),
-                "userPrincipalName": format!("u{i}@contoso.onmicrosoft.com"),
+                "userPrincipalName": format!("u{i:04}@contoso.onmicrosoft.com"),
                 "givenName": "U", "surname": format!("{i}"), "displayName": format!("U {i}"),
                 "accountEnabled": true, "userType": "Member",
                 "assignedLicenses": [{ "skuId": SKU, "disabledPlans": [] }],
@@ -217,22 +251,77 @@ fn the_appendix_lists_every_record_cited_however_many() {
     sb.ok("env create --name Sales --type production");
     let start = sb.records();
     sb.ok("sync");
-    let (run, html) = report(&mut sb, &format!("--from seq:{start}"));
+    let to = sb.records();
+    let (run, html) = report(&mut sb, &format!("--from seq:{start} --to seq:{to}"));
     assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The R4 group (no role): CAP rows shown of CAP + 5 (+ the admin's, low).
+    let group = between(&html, "<summary>medium: R4 in Sales, ", "</details>");
+    let total = shown(&html, "Sales/R4").unwrap_or_default() as usize;
+    assert!(total > CAP + 5, "{total} findings of R4");
+    assert_eq!(group.matches("<tr class=").count(), CAP);
+    assert_eq!(
+        group.matches("<li>").count(),
+        2,
+        "the advice once, for the admin and for the others:\n{group}"
+    );
+    // Each cut list: how many more, and a command that prints all of them.
+    let mut lists = 0;
+    for (key, all) in
+        [("Sales/R4", total), ("Sales/changes", shown(&html, "Sales/changes").unwrap_or(0) as usize)]
+    {
+        let more = between(&html, &format!("data-more=\"{key}\">"), "<");
+        assert_eq!(more.parse(), Ok(all - CAP), "{key}");
+        let command = between(&html, &format!("data-command=\"{key}\">"), "<");
+        let command = command.strip_prefix("usertrail ").expect("a usertrail command line");
+        assert!(
+            command.contains(&format!("seq:{to}")) && command.ends_with("--format csv --excel"),
+            "{command}"
+        );
+        let out = sb.ok(command);
+        let mut csv = csv::Reader::from_reader(out.as_bytes());
+        let upn = csv.headers().unwrap().iter().position(|h| h.ends_with("upn")).expect("a upn column");
+        let upns: Vec<String> = csv.records().flatten().map(|r| r[upn].to_owned()).collect();
+        assert_eq!(upns.len(), all, "{key}: {command}");
+        if key == "Sales/R4" {
+            // The rows shown are the export's first, in its order.
+            let shown: Vec<&str> = group
+                .split("<tr class=")
+                .skip(1)
+                .filter_map(|row| row.split("<td>").nth(2)?.split('<').next())
+                .collect();
+            assert_eq!(shown, upns[..CAP]);
+        }
+        lists += 1;
+    }
+    assert_eq!(lists, 2);
+    // The timelines: the CAP users with the most changes (ties by name), then the command that draws the others.
+    assert_eq!(html.matches("<figure>").count(), CAP);
+    assert!(html.contains("<figcaption>admin@contoso.onmicrosoft.com</figcaption>"), "first by name");
+    let undrawn = between(&html, "data-more=\"Sales/timelines\">", "<");
+    assert_eq!(undrawn.parse(), Ok(CAP + 5 + 1 - CAP), "the admin and each user were added");
+    let command = between(&html, "data-command=\"Sales/timelines\">", "<");
+    let drawn = sb.json(
+        &command
+            .replace("usertrail ", "")
+            .replace("--upn U", &format!("--upn u{:04}@contoso.onmicrosoft.com", CAP + 4)),
+    );
+    assert_eq!(drawn.as_array().map(Vec::len), Some(2), "absent, then added: {drawn}");
+
+    // The appendix: what the page cites, each once, and nothing else.
     let seqs = |prefix: &str| -> Vec<u64> {
         html.split(prefix).skip(1).filter_map(|s| s.split('"').next()?.parse().ok()).collect()
     };
     let cited: std::collections::BTreeSet<u64> = seqs("href=\"#record-").into_iter().collect();
     let listed = seqs("<pre id=\"record-");
-    assert!(cited.len() > 2000, "{} records cited", cited.len());
+    assert!(cited.len() > CAP, "{} records cited", cited.len());
     assert_eq!(listed.len(), cited.len(), "each listed once");
     assert_eq!(listed.into_iter().collect::<std::collections::BTreeSet<u64>>(), cited);
     assert_eq!(shown(&html, "appendix"), Some(cited.len() as u64));
     // As `record N` prints it, but for its first line: the log has grown by the report's record.
     let first = cited.first().copied().unwrap_or_default();
     let alone = sb.ok(&format!("record {first}"));
-    let entry = html.split(&format!("<pre id=\"record-{first}\">")).nth(1).unwrap_or_default();
-    let entry = entry.split("</pre>").next().unwrap_or_default();
+    let entry = between(&html, &format!("<pre id=\"record-{first}\">"), "</pre>");
     let escaped = alone
         .replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -240,6 +329,4 @@ fn the_appendix_lists_every_record_cited_however_many() {
         .replace('"', "&quot;")
         .replace('\'', "&#39;");
     assert_eq!(entry.lines().skip(1).collect::<Vec<_>>(), escaped.lines().skip(1).collect::<Vec<_>>());
-    assert_eq!(html.matches("<figure>").count(), 2101, "a timeline for every user added, and the admin");
-    assert_eq!(html.matches("<details><summary>users ").count(), 11, "in pages of 200 that open on demand");
 }

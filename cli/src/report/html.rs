@@ -1,16 +1,15 @@
 //! The report's HTML: a few template pieces, every text escaped. Numbers
-//! carry `data-n="ENV/KEY"` so a test (or a script) finds them; nothing is
-//! loaded from anywhere, and the page needs no script.
+//! carry `data-n="ENV/KEY"` so a test (or a script) finds them, and a list
+//! shown in part says how many more it holds (`data-more`) and the command
+//! that prints them all (`data-command`); nothing is loaded from anywhere,
+//! and the page needs no script.
 
 use chrono::{DateTime, Utc};
 use domain::environment::NON_INTERACTIVE_LIMIT;
 use domain::events::AccessMode;
 
-use super::{EnvSeen, Report, Timeline};
+use super::{EnvSeen, Part, Report, Timeline, DETAIL_ROWS};
 use crate::output::to_second;
-
-/// Rows of a table shown at once; longer lists are pages in `<details>`.
-const PAGE: usize = 200;
 
 /// The change kinds of `changes`, in the order the report lists them.
 const KINDS: [&str; 9] = [
@@ -45,6 +44,8 @@ pre { white-space: pre-wrap; background: #f9fafb; border: 1px solid #e5e7eb; pad
 .bad { color: #b91c1c; font-weight: bold; }
 tr.high td:first-child { color: #b91c1c; font-weight: bold; }
 tr.medium td:first-child { color: #b45309; }
+details.high > summary { color: #b91c1c; font-weight: bold; }
+details.medium > summary { color: #b45309; }
 .absent { fill: #e5e7eb; } .enabled { fill: #16a34a; } .disabled { fill: #dc2626; }
 .mark { stroke: #111; stroke-width: 2; }
 svg text { font-size: 11px; fill: #111; }
@@ -95,23 +96,32 @@ fn num(key: &str, n: usize) -> String {
     format!(r#"<td data-n="{}">{n}</td>"#, esc(key))
 }
 
-/// A table of `rows` (each a `<tr>`), paged into `<details>` when long.
+/// A table of `rows` (each a `<tr>`).
 fn table(head: &[&str], rows: Vec<String>) -> String {
     let head: String = head.iter().map(|h| format!("<th>{}</th>", esc(h))).collect();
-    let one = |rows: &[String]| {
-        format!("<table><thead><tr>{head}</tr></thead><tbody>{}</tbody></table>", rows.concat())
-    };
-    if rows.len() <= PAGE {
-        return one(&rows);
+    format!("<table><thead><tr>{head}</tr></thead><tbody>{}</tbody></table>", rows.concat())
+}
+
+/// A word of a shell command line, quoted when the shell would split or expand it.
+fn sh(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+,-./:=_".contains(c);
+    match !word.is_empty() && word.chars().all(plain) {
+        true => word.to_owned(),
+        false => format!("'{}'", word.replace('\'', r"'\''")),
     }
-    rows.chunks(PAGE)
-        .enumerate()
-        .map(|(i, chunk)| {
-            let first = i * PAGE + 1;
-            let shown = format!("rows {first} to {} of {}", first + chunk.len() - 1, rows.len());
-            format!("<details><summary>{shown}</summary>{}</details>", one(chunk))
-        })
-        .collect()
+}
+
+/// Under a list shown in part: how many more it holds, and the command that
+/// prints them (`key` names both for a test).
+fn more(key: &str, hidden: usize, what: &str, command: &str) -> String {
+    if hidden == 0 {
+        return String::new();
+    }
+    format!(
+        "<p class=\"more\"><span data-more=\"{key}\">{hidden}</span> more {what}: <code data-command=\"{key}\">{}</code></p>\n",
+        esc(command),
+        key = esc(key),
+    )
 }
 
 fn row(cells: &[String]) -> String {
@@ -191,16 +201,13 @@ fn summary(r: &Report) -> String {
             continue;
         };
         let key = |k: &str| format!("{}/{k}", env.name);
-        let users = |rows: &[projections::systemusers::Row]| {
-            rows.iter().filter(|r| r.kind == "user" && !r.isdisabled).count()
-        };
-        let kind = |k: &str| s.changes.iter().filter(|c| c.change == k).count();
-        let severity = |k: &str| s.findings.iter().filter(|f| f.severity == k).count();
+        let kind = |k: &str| s.kinds.get(k).copied().unwrap_or(0);
+        let severity = |k: &str| s.severities.get(k).copied().unwrap_or(0);
         let created = if s.created { " <small>(created in the period)</small>" } else { "" };
         rows.push(format!(
             "<tr><td>{name}{created}</td>{}{}{}{}{}{}{}<td><span data-n=\"{}\">{}</span> of {NON_INTERACTIVE_LIMIT}</td>{}{}{}{}</tr>",
-            num(&key("users-start"), users(&s.start)),
-            num(&key("users-end"), users(&s.end)),
+            num(&key("users-start"), s.users[0]),
+            num(&key("users-end"), s.users[1]),
             num(&key("added"), kind("added")),
             num(&key("enabled"), kind("enabled")),
             num(&key("disabled"), kind("disabled")),
@@ -208,7 +215,7 @@ fn summary(r: &Report) -> String {
             num(&key("admins"), s.admins.len()),
             esc(&key("non-interactive")),
             s.non_interactive,
-            num(&key("applications"), s.end.iter().filter(|r| r.kind == "application").count()),
+            num(&key("applications"), s.applications),
             num(&key("high"), severity("high")),
             num(&key("medium"), severity("medium")),
             num(&key("low"), severity("low")),
@@ -220,10 +227,21 @@ fn summary(r: &Report) -> String {
             .chain(s.admins.iter().map(|upn| format!("<li>{}: a directory admin role</li>", esc(upn))))
             .collect();
         if !held.is_empty() {
+            let command = format!(
+                "usertrail export systemusers --env {} --at {} --format csv --excel",
+                sh(&env.name),
+                r.at
+            );
             lists.push_str(&format!(
-                "<details><summary>Privileged users of {name} ({})</summary><ul>{}</ul></details>\n",
+                "<details><summary>Privileged users of {name} ({})</summary><ul>{}</ul>{}</details>\n",
                 held.len(),
-                held.concat()
+                held[..held.len().min(DETAIL_ROWS)].concat(),
+                more(
+                    &key("privileged"),
+                    held.len().saturating_sub(DETAIL_ROWS),
+                    "privileged users, all in the column roles of",
+                    &command
+                )
             ));
         }
     }
@@ -247,50 +265,77 @@ fn seen(r: &Report) -> impl Iterator<Item = (&str, &EnvSeen)> {
 
 fn findings(r: &Report) -> String {
     let mut p = String::from(
-        "<section id=\"findings\">\n<h2>Access review findings</h2>\n<p>As of the period's end (usertrail review), high first; \
-         where an environment's last observed SystemUser table departs from the rules, its reality findings follow \
-         (usertrail reconcile).</p>\n",
+        "<section id=\"findings\">\n<h2>Access review findings</h2>\n<p>As of the period's end (usertrail review): one group \
+         per rule and environment, high first, its advice written once (U: each finding's user); where an environment's last \
+         observed SystemUser table departs from the rules, those departures are findings too (reality, usertrail reconcile).</p>\n<ul>",
     );
     for (name, s) in seen(r) {
         p.push_str(&format!(
-            "<h3>{}: <span data-n=\"{}/findings\">{}</span> findings</h3>\n",
+            "<li>{}: <span data-n=\"{}/findings\">{}</span> findings, <span data-n=\"{}/reality\">{}</span> departures from the rules</li>",
             esc(name),
             esc(name),
-            s.findings.len()
+            s.findings,
+            esc(name),
+            s.reality
         ));
-        p.push_str(&finding_table(&s.findings));
-        if !s.reality.is_empty() {
-            p.push_str(&format!(
-                "<h4>{}, reality: <span data-n=\"{}/reality\">{}</span> departures from the rules</h4>\n",
-                esc(name),
-                esc(name),
-                s.reality.len()
-            ));
-            p.push_str(&finding_table(&s.reality));
-        }
+    }
+    p.push_str("</ul>\n");
+    for g in &r.groups {
+        let key = format!("{}/{}", g.env, g.rule);
+        let severities: Vec<String> = g.severities.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        let severities = match severities.len() {
+            1 => String::new(),
+            _ => format!(" ({})", severities.join(", ")),
+        };
+        let findings = if g.findings.total == 1 { "finding" } else { "findings" };
+        let highest = g.severities.first().map_or("low", |(s, _)| s);
+        // High findings are what an auditor reads first: their groups come open.
+        let open = if highest == "high" { " open" } else { "" };
+        let advice: Vec<String> = g.advice.iter().map(|a| format!("<li>{}</li>", esc(a))).collect();
+        let rows = g
+            .findings
+            .shown
+            .iter()
+            .map(|f| {
+                let evidence: Vec<String> = f.evidence.iter().map(|s| cite(*s)).collect();
+                format!(
+                    "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(f.severity),
+                    esc(f.severity),
+                    esc(f.upn.as_deref().unwrap_or("")),
+                    esc(&f.detail),
+                    evidence.join(", "),
+                )
+            })
+            .collect();
+        let command = format!(
+            "usertrail export review --env {} --rule {} --at {} --format csv --excel",
+            sh(&g.env),
+            sh(&g.rule),
+            r.at
+        );
+        p.push_str(&format!(
+            "<details class=\"{}\"{open}><summary>{}: {} in {}, <span data-n=\"{}\">{}</span> {findings}{}</summary>\n\
+             <p>Advice:</p><ul>{}</ul>\n{}{}</details>\n",
+            esc(highest),
+            esc(highest),
+            esc(&g.rule),
+            esc(&g.env),
+            esc(&key),
+            g.findings.total,
+            esc(&severities),
+            advice.concat(),
+            table(&["severity", "user", "detail", "records"], rows),
+            more(
+                &key,
+                g.findings.total - g.findings.shown.len(),
+                "findings; all of them, from the same log position",
+                &command
+            )
+        ));
     }
     p.push_str("</section>\n");
     p
-}
-
-fn finding_table(findings: &[projections::review::Finding]) -> String {
-    let rows = findings
-        .iter()
-        .map(|f| {
-            let evidence: Vec<String> = f.evidence.iter().map(|s| cite(*s)).collect();
-            format!(
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(f.severity),
-                esc(f.severity),
-                esc(&f.rule),
-                esc(f.upn.as_deref().unwrap_or("")),
-                esc(&f.detail),
-                evidence.join(", "),
-                esc(&f.advice)
-            )
-        })
-        .collect();
-    table(&["severity", "rule", "user", "detail", "records", "advice"], rows)
 }
 
 fn changes(r: &Report) -> String {
@@ -302,7 +347,7 @@ fn changes(r: &Report) -> String {
         let counts: Vec<String> = KINDS
             .iter()
             .map(|k| {
-                let n = s.changes.iter().filter(|c| c.change == *k).count();
+                let n = s.kinds.get(k).copied().unwrap_or(0);
                 format!("{} <span data-n=\"{}/change/{}\">{n}</span>", esc(k), esc(name), esc(k))
             })
             .collect();
@@ -310,11 +355,12 @@ fn changes(r: &Report) -> String {
             "<h3>{}: <span data-n=\"{}/changes\">{}</span> changes</h3>\n<p>{}</p>\n",
             esc(name),
             esc(name),
-            s.changes.len(),
+            s.changes.total,
             counts.join(", ")
         ));
         let rows = s
             .changes
+            .shown
             .iter()
             .map(|c| {
                 row(&[
@@ -335,6 +381,19 @@ fn changes(r: &Report) -> String {
             })
             .collect();
         p.push_str(&table(&["record", "time", "user", "change", "field", "old", "new", "cause"], rows));
+        let command = format!(
+            "usertrail export changes --env {} --from seq:{} --to seq:{} --format csv --excel",
+            sh(name),
+            r.from.0,
+            r.to.0
+        );
+        let hidden = s.changes.total - s.changes.shown.len();
+        p.push_str(&more(
+            &format!("{name}/changes"),
+            hidden,
+            "changes; all of them, from the same log position",
+            &command,
+        ));
     }
     p.push_str("</section>\n");
     p
@@ -343,6 +402,7 @@ fn changes(r: &Report) -> String {
 fn refusals(r: &Report) -> String {
     let rows = r
         .refusals
+        .shown
         .iter()
         .map(|a| {
             let by = a.initiated_by.user.as_ref().map_or("", |u| u.user_principal_name.as_str());
@@ -362,40 +422,60 @@ fn refusals(r: &Report) -> String {
             ])
         })
         .collect();
+    // History starts at a time: from the period's start's, which may take in
+    // a few records before it but misses none, newest first, as many as the period holds.
+    let command = format!(
+        "usertrail export history --at seq:{} --since {} --limit {} --format csv --excel",
+        r.to.0,
+        projections::rfc3339(r.from.1),
+        r.to.0 - r.from.0
+    );
+    let Part { shown, total } = &r.refusals;
     format!(
-        "<section id=\"refusals\">\n<h2>Refused attempts</h2>\n<p><span data-n=\"refusals\">{}</span> commands a rule turned down \
-         in the period (L1; usertrail history).</p>\n{}</section>\n",
-        r.refusals.len(),
-        table(&["record", "time", "by", "activity", "environment", "targets", "result"], rows)
+        "<section id=\"refusals\">\n<h2>Refused attempts</h2>\n<p><span data-n=\"refusals\">{total}</span> commands a rule turned down \
+         in the period (L1; usertrail history).</p>\n{}{}</section>\n",
+        table(&["record", "time", "by", "activity", "environment", "targets", "result"], rows),
+        more("refusals", total - shown.len(), "refused attempts, each a record of result failure among", &command)
     )
 }
 
+/// The timelines' colours and marks.
+const LEGEND: &str = concat!(
+    "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"enabled\"/></svg> enabled, ",
+    "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"disabled\"/></svg> disabled, ",
+    "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"absent\"/></svg> no record, ",
+    "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"enabled\"/><rect width=\"14\" height=\"10\" fill=\"url(#hatch)\"/></svg> ",
+    "an access mode other than read-write; a black mark is a change, linked to its record."
+);
+
 fn timelines(r: &Report) -> String {
-    let mut p = String::from(concat!(
-        "<section id=\"timelines\">\n<h2>Timelines</h2>\n<p>Each user whose access changed in the period (usertrail timeline): ",
-        "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"enabled\"/></svg> enabled, ",
-        "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"disabled\"/></svg> disabled, ",
-        "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"absent\"/></svg> no record, ",
-        "<svg width=\"14\" height=\"10\"><rect width=\"14\" height=\"10\" class=\"enabled\"/><rect width=\"14\" height=\"10\" fill=\"url(#hatch)\"/></svg> ",
-        "an access mode other than read-write; a black mark is a change, linked to its record.</p>\n"
-    ));
+    let mut p = format!(
+        "<section id=\"timelines\">\n<h2>Timelines</h2>\n<p>Each user whose access changed in the period, up to {DETAIL_ROWS} \
+         an environment (those with the most changes; ties by name), and each asked for (usertrail timeline): {LEGEND}</p>\n"
+    );
     let figures: Vec<String> = r.timelines.iter().map(|t| svg(t, r.from.1, r.to.1)).collect();
-    if figures.len() <= PAGE {
+    if figures.len() <= DETAIL_ROWS {
         p.push_str(&figures.concat());
     } else {
-        for (i, page) in r.timelines.chunks(PAGE).zip(figures.chunks(PAGE)).enumerate() {
+        for (i, page) in r.timelines.chunks(DETAIL_ROWS).zip(figures.chunks(DETAIL_ROWS)).enumerate() {
             let (users, figures) = page;
             let (first, last) = (users.first().map_or("", |t| &t.upn), users.last().map_or("", |t| &t.upn));
             p.push_str(&format!(
                 "<details><summary>users {} to {} of {}: {} to {}</summary>\n{}</details>\n",
-                i * PAGE + 1,
-                i * PAGE + users.len(),
+                i * DETAIL_ROWS + 1,
+                i * DETAIL_ROWS + users.len(),
                 r.timelines.len(),
                 esc(first),
                 esc(last),
                 figures.concat()
             ));
         }
+    }
+    for (name, s) in seen(r) {
+        let command = format!("usertrail timeline --env {} --upn U --at {}", sh(name), r.at);
+        let what =
+            "users whose access changed are not drawn (export changes names them); any one is drawn by";
+        p.push_str(&more(&format!("{name}/timelines"), s.undrawn, what, &command));
     }
     p.push_str("</section>\n");
     p
@@ -477,10 +557,10 @@ fn appendix(r: &Report) -> String {
          each as <code>usertrail record N</code> prints it.</p>\n",
         records.len()
     );
-    if records.len() <= PAGE {
+    if records.len() <= DETAIL_ROWS {
         p.push_str(&records.concat());
     } else {
-        for (seqs, text) in r.appendix.chunks(PAGE).zip(records.chunks(PAGE)) {
+        for (seqs, text) in r.appendix.chunks(DETAIL_ROWS).zip(records.chunks(DETAIL_ROWS)) {
             let (first, last) = (seqs.first().map_or(0, |s| s.0), seqs.last().map_or(0, |s| s.0));
             p.push_str(&format!(
                 "<details><summary>records {first} to {last}</summary>\n{}</details>\n",
