@@ -1,4 +1,4 @@
-//! usertrail's append-only event log, on sled.
+//! usertrail's append-only event log, on sled or PostgreSQL.
 //!
 //! # Layout
 //! - [`record`]: one event as the log keeps it, its bytes and its hash chain.
@@ -6,6 +6,7 @@
 //!   sled, each index block authenticated.
 //! - [`sled_store`]: [`SledStore`], the log on sled: append, read, verify, and
 //!   the witness of its head.
+//! - [`pg`]: [`PgStore`], the same log on a PostgreSQL server, one schema each.
 //! - `snapshots`, `cache_key`: caches beside the log (snapshots, sync marks),
 //!   each bound to a record's hash and authenticated under a key kept outside it.
 //! - This file: the [`EventStore`] trait that the rest of usertrail uses, and
@@ -13,6 +14,7 @@
 //!
 //! The store knows nothing of what events mean: payloads are opaque bytes.
 
+pub mod pg;
 pub mod record;
 pub mod sled_store;
 
@@ -28,6 +30,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use cache_key::{CacheKeys, ID_FILE as CACHE_ID_FILE};
+pub use pg::PgStore;
 pub use record::{Causation, Hash, Metadata, NewEvent, Origin, Record, Sealed, GENESIS_HASH};
 pub use sled_store::{lock_dir, Archiving, DirLock, Durability, OpenOptions, SledStore};
 pub use snapshots::{CacheMiss, StagedSnapshot};
@@ -233,6 +236,11 @@ pub enum StoreError {
     /// A record could not be encoded.
     #[error("could not encode a record: {0}")]
     Encode(String),
+    /// A PostgreSQL server unreached, lost, or failing a statement (a
+    /// timeout, a missing grant), or a schema that is not a log this
+    /// usertrail reads: where (never the password), and what.
+    #[error("PostgreSQL at {at}: {what}")]
+    Server { at: String, what: String },
     /// The blocking task running a store call died.
     #[error("store task failed: {0}")]
     Task(String),
