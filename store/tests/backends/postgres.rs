@@ -226,3 +226,13 @@ async fn l3_records_moved_sled_to_postgres_to_sled_are_byte_for_byte_the_origina
     assert_eq!(back.verify().await.unwrap().problem, None);
     assert_eq!(back.head().await.unwrap(), original.head().await.unwrap());
 }
+
+/// TLS is phase 2's (rustls): until then a URL asking for it is refused,
+/// never served in plain text.
+#[tokio::test]
+async fn a_url_requiring_tls_is_refused_not_served_in_plain_text() {
+    let (_, url) = new_pg_log().await;
+    let refused = PgStore::open(&with_param(&url, "sslmode", "require"), &CacheKeys::Process).await;
+    let refused = message(refused.err().unwrap());
+    assert!(refused.contains("TLS") && refused.contains("database postgres"), "{refused}");
+}
