@@ -283,6 +283,16 @@ pub trait EventStore: Send + Sync {
     }
     /// At most `limit` records with `from <= seq <= to`, in order.
     async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+    /// At most `limit` records with `from <= seq <= to`, in order, as
+    /// stored: what each hash covers, for an export that others check
+    /// without usertrail, or a copy into another log. A record whose hash
+    /// does not match is returned as it is ([`Sealed::hash_is_intact`]).
+    async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError>;
+    /// Appends records sealed elsewhere (a restore from an export, a copy
+    /// from another log) byte for byte, so they keep their hashes: all or
+    /// none, each the log's next record, else [`AppendRejection::NotNext`].
+    /// Returns the new head's seq.
+    async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64>;
     /// The seq of the last record stamped at or before `time` (0: none).
     async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Saves a state that reflects the log up to `snapshot.seq`.
@@ -315,6 +325,12 @@ pub trait EventStore: Send + Sync {
     /// earlier), as `verify` would find it there. Reads trust a record that
     /// decodes; a cache folded from one must not outlive its restoration.
     async fn chain_break(&self, from: u64, to: u64) -> Result<Option<Problem>, StoreError>;
+    /// Closes the log if this is its last handle, reporting what a drop
+    /// would swallow (the sled store's index and archive; how many records
+    /// moved); otherwise only lets go of this handle.
+    fn release(self: std::sync::Arc<Self>) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Why the log is closed to appends, if it is: records found lost or
     /// damaged at open or by `verify`. Reads still answer, and say so.
     fn damage(&self) -> Option<String> {

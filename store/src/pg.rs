@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::cache_key::{self, CacheKeys, Key};
-use crate::record::Record;
+use crate::record::{Record, Sealed};
 use crate::snapshots::{self, CacheMiss, StagedSnapshot};
 use crate::{
     Append, AppendResult, Appended, EventStore, Head, Problem, Snapshot, StoreError, Transaction,
@@ -130,7 +130,17 @@ impl Target {
         self.failed.store(true, Ordering::Relaxed);
         let what = match e.as_db_error() {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => e.to_string(),
+            None => {
+                // The client's text is the kind ("error connecting to
+                // server"); its sources say why.
+                let mut what = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    what = format!("{what}: {cause}");
+                    source = cause.source();
+                }
+                what
+            }
         };
         StoreError::Server { at: self.at.clone(), what }
     }
@@ -256,7 +266,15 @@ impl EventStore for PgStore {
     }
 
     async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
-        Ok(self.read_sealed(from, to, limit).await?.into_iter().map(crate::Sealed::into_record).collect())
+        Ok(self.sealed_rows(from, to, limit).await?.into_iter().map(Sealed::into_record).collect())
+    }
+
+    async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError> {
+        self.sealed_rows(from, to, limit).await
+    }
+
+    async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
+        self.append_sealed_call(&records).await
     }
 
     async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError> {

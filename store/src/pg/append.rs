@@ -312,11 +312,8 @@ impl PgStore {
         Ok(Ok(staging.results))
     }
 
-    /// Appends records sealed elsewhere (a copy from another log, a
-    /// restore from an export) byte for byte, so they keep their hashes:
-    /// all or none, each the log's next record, else
-    /// [`AppendRejection::NotNext`]. Returns the new head's seq.
-    pub async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
+    /// Appends records sealed elsewhere, each the log's next, all or none.
+    pub(super) async fn append_sealed_call(&self, records: &[Sealed]) -> AppendResult<u64> {
         self.open_to_appends()?;
         let target = &*self.shared.target;
         let server = |e| target.server(e);
@@ -326,7 +323,7 @@ impl PgStore {
             Ok(staging) => staging,
             Err(rejection) => return Ok(Err(rejection)),
         };
-        if let Err(rejection) = staging.add_sealed(&tx, &records).await? {
+        if let Err(rejection) = staging.add_sealed(&tx, records).await? {
             return Ok(Err(rejection));
         }
         staging.insert(&tx).await?;

@@ -169,10 +169,13 @@ impl PgStore {
         rows.iter().map(|row| Stored::of(target, row)?.open()).collect()
     }
 
-    /// At most `limit` records with `from <= seq <= to`, in order, as
-    /// stored: what each hash covers ([`Sealed::hash_is_intact`] tells
-    /// whether the stored hash matches).
-    pub async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError> {
+    /// At most `limit` records with `from <= seq <= to`, in order, as stored.
+    pub(super) async fn sealed_rows(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<Sealed>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.records(&sql, &[&big(from), &big(to), &limit]).await

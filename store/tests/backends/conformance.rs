@@ -306,14 +306,14 @@ async fn l3_sealed_records_copied_into_an_empty_log_are_byte_for_byte_the_same<S
             .unwrap()
             .unwrap();
     }
-    let sealed = log.sealed().await;
+    let sealed = log.read_sealed(1, u64::MAX, usize::MAX).await.unwrap();
     let copy = S::fresh().await;
-    assert_eq!(copy.put_sealed(sealed[..5].to_vec()).await.unwrap(), Ok(5));
+    assert_eq!(copy.append_sealed(sealed[..5].to_vec()).await.unwrap(), Ok(5));
     // Only as the next record.
-    let skipped = copy.put_sealed(sealed[6..].to_vec()).await.unwrap();
+    let skipped = copy.append_sealed(sealed[6..].to_vec()).await.unwrap();
     assert!(matches!(skipped, Err(AppendRejection::NotNext { seq: 7, .. })), "{skipped:?}");
-    assert_eq!(copy.put_sealed(sealed[5..].to_vec()).await.unwrap(), Ok(12));
-    assert_eq!(copy.sealed().await, sealed);
+    assert_eq!(copy.append_sealed(sealed[5..].to_vec()).await.unwrap(), Ok(12));
+    assert_eq!(copy.read_sealed(1, u64::MAX, usize::MAX).await.unwrap(), sealed);
     assert_eq!(copy.verify().await.unwrap().problem, None);
     assert_eq!(copy.stream_version("audit").await.unwrap(), 4);
 }

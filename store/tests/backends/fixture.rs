@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, TimeZone, Utc};
 use store::{
-    Append, AppendResult, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, OpenOptions, Origin,
-    PgStore, Sealed, SledStore,
+    Append, Causation, EventStore, ExpectedVersion, Metadata, NewEvent, OpenOptions, Origin, PgStore,
+    SledStore,
 };
 use uuid::Uuid;
 
@@ -92,10 +92,6 @@ pub trait Backend: EventStore + Sized + Clone + 'static {
     async fn fresh() -> Log<Self>;
     /// Another handle on the same log: a connection of its own on a server.
     async fn another(log: &Log<Self>) -> Self;
-    /// Every record, as stored.
-    async fn sealed(&self) -> Vec<Sealed>;
-    /// Appends records sealed elsewhere.
-    async fn put_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64>;
     /// Edits the hashed bytes of record `seq` behind the store's back, as
     /// whoever can write its storage could.
     async fn alter_body(log: &Log<Self>, seq: u64, edit: impl FnOnce(&mut Vec<u8>));
@@ -113,14 +109,6 @@ impl Backend for SledStore {
     async fn another(log: &Log<Self>) -> Self {
         // One process holds a sled log: its handles share it.
         log.store.clone()
-    }
-
-    async fn sealed(&self) -> Vec<Sealed> {
-        self.read_sealed(1, u64::MAX, usize::MAX).await.unwrap()
-    }
-
-    async fn put_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
-        self.append_sealed(records).await
     }
 
     async fn alter_body(log: &Log<Self>, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {
@@ -148,14 +136,6 @@ impl Backend for PgStore {
 
     async fn another(log: &Log<Self>) -> Self {
         PgStore::open(&log.url, &store::CacheKeys::Process).await.unwrap()
-    }
-
-    async fn sealed(&self) -> Vec<Sealed> {
-        self.read_sealed(1, u64::MAX, usize::MAX).await.unwrap()
-    }
-
-    async fn put_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
-        self.append_sealed(records).await
     }
 
     async fn alter_body(log: &Log<Self>, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {

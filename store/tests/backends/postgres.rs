@@ -136,7 +136,8 @@ async fn a_server_refusing_connections_is_named_by_host_port_and_database_never_
     let url = format!("postgres://alice:s3cr3t-pw@127.0.0.1:{port}/trail?schema=contoso&connect_timeout=5");
     let error = PgStore::open(&url, &CacheKeys::Process).await.err().unwrap();
     let (shown, debug) = (error.to_string(), format!("{error:?}"));
-    for part in ["host 127.0.0.1", &format!("port {port}"), "database trail", "schema contoso"] {
+    let named = ["host 127.0.0.1", &format!("port {port}"), "database trail", "schema contoso", "refused"];
+    for part in named {
         assert!(shown.contains(part), "{part}: {shown}");
     }
     assert!(!shown.contains("s3cr3t") && !debug.contains("s3cr3t"), "{debug}");
