@@ -2,9 +2,11 @@
 //! (issue 33): one suite, run against each; then what only the server has
 //! (its schema, roles, errors) and records moved between the two.
 //!
-//! The PostgreSQL tests run on a cluster this process starts with `.ci/pg`
-//! (stopped once it ends), or on the one `USERTRAIL_TEST_PG` names, which
-//! `.ci/run` starts the same way; each test has a schema of its own.
+//! The PostgreSQL tests run on the cluster of `tests/pg_server.rs`; each
+//! test has a schema of its own.
+
+#[path = "../../tests/pg_server.rs"]
+mod pg_server;
 
 mod backends {
     pub mod conformance;

@@ -3,8 +3,6 @@
 //! backend beyond the trait (another handle, tampering behind its back).
 
 use std::ops::Deref;
-use std::path::Path;
-use std::sync::OnceLock;
 
 use chrono::{DateTime, TimeZone, Utc};
 use store::{
@@ -13,44 +11,7 @@ use store::{
 };
 use uuid::Uuid;
 
-/// The URL of the test cluster: `USERTRAIL_TEST_PG`, else one started now
-/// by `.ci/pg` in a temporary directory, stopped once this process ends.
-pub fn server() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("USERTRAIL_TEST_PG") {
-            return url;
-        }
-        let dir = tempfile::Builder::new().prefix("usertrail-pg.").tempdir().expect("a temporary directory");
-        let dir = dir.keep();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg");
-        let started = std::process::Command::new("bash")
-            .arg(script)
-            .arg("start")
-            .arg(&dir)
-            .env("USERTRAIL_PG_WATCH", std::process::id().to_string())
-            .output()
-            .expect("bash runs .ci/pg");
-        assert!(
-            started.status.success(),
-            "no PostgreSQL cluster for the tests: `.ci/pg start DIR` failed (apt-get install postgresql?): {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        String::from_utf8_lossy(&started.stdout).trim().to_owned()
-    })
-}
-
-/// `url` with `name=value` added to its parameters.
-pub fn with_param(url: &str, name: &str, value: &str) -> String {
-    let joint = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{joint}{name}={value}")
-}
-
-/// A URL naming a new schema on the test cluster (nothing made yet).
-pub fn new_schema() -> (String, String) {
-    let name = format!("t{}", Uuid::new_v4().simple());
-    (with_param(server(), "schema", &name), name)
-}
+pub use crate::pg_server::{new_schema, server, with_param};
 
 /// A new log of `init` on the test cluster, and its URL.
 pub async fn new_pg_log() -> (PgStore, String) {
