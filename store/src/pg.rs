@@ -92,7 +92,7 @@ impl Target {
             }
         }
         let client_url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
-        let bad = |what: String| StoreError::Server { at: "a PostgreSQL URL".into(), what };
+        let bad = |what: String| StoreError::Server { at: "the URL given".into(), what };
         let config: Config = client_url.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
         // Plain names only: they are quoted anyway, but a name that needs
         // quoting is more likely a typo than a wish.
