@@ -150,7 +150,9 @@ async fn a_server_refusing_connections_is_named_by_host_port_and_database_never_
 #[tokio::test]
 async fn a_statement_timeout_is_named_and_the_command_run_again_lands_once() {
     let (_, url) = new_pg_log().await;
-    let timed = with_param(&url, "options", "-c%20statement_timeout%3D300");
+    // A password the server (trusting its socket) never asks for, but holds.
+    let timed =
+        with_param(&with_param(&url, "options", "-c%20statement_timeout%3D300"), "password", "s3cr3t-pw");
     let log = PgStore::open(&timed, &CacheKeys::Process).await.unwrap();
     let command = append("tenant", ExpectedVersion::Exactly(0), vec![event(1), event(2)], at(0));
     // Another session holds the table: the append waits, then is cancelled.
@@ -159,6 +161,7 @@ async fn a_statement_timeout_is_named_and_the_command_run_again_lands_once() {
     holding.batch_execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE").await.unwrap();
     let error = message(log.append(command.clone()).await.err().unwrap());
     assert!(error.contains("statement timeout") && error.contains("database postgres"), "{error}");
+    assert!(!error.contains("s3cr3t"), "{error}");
     holding.rollback().await.unwrap();
     let landed = log.append(command).await.unwrap().unwrap();
     assert_eq!((landed.first_seq, landed.last_seq, landed.was_retry), (1, 2, false), "nothing half written");
@@ -168,7 +171,8 @@ async fn a_statement_timeout_is_named_and_the_command_run_again_lands_once() {
 async fn a_connection_lost_mid_command_is_named_and_the_command_run_again_lands_once() {
     let (_, url) = new_pg_log().await;
     let app = unique("usertrail_");
-    let log = PgStore::open(&with_param(&url, "application_name", &app), &CacheKeys::Process).await.unwrap();
+    let url_held = with_param(&with_param(&url, "application_name", &app), "password", "s3cr3t-pw");
+    let log = PgStore::open(&url_held, &CacheKeys::Process).await.unwrap();
     let command = append("tenant", ExpectedVersion::Exactly(0), vec![event(1), event(2)], at(0));
     let mut owner = superuser(&url).await;
     let holding = owner.transaction().await.unwrap();
@@ -193,6 +197,7 @@ async fn a_connection_lost_mid_command_is_named_and_the_command_run_again_lands_
     assert_eq!(ended.len(), 1);
     let error = message(pending.await.unwrap().err().unwrap());
     assert!(error.contains("database postgres") && error.contains("port 5432"), "{error}");
+    assert!(!error.contains("s3cr3t"), "{error}");
     holding.rollback().await.unwrap();
     // The same handle connects anew; the command lands once.
     let landed = log.append(command).await.unwrap().unwrap();
