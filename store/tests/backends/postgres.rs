@@ -184,12 +184,15 @@ async fn a_connection_lost_mid_command_is_named_and_the_command_run_again_lands_
     // Once the append waits on the lock, its server process is ended.
     let waiting = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'";
     let killer = superuser(&url).await;
-    for _ in 0..200 {
-        if !killer.query(waiting, &[&app]).await.unwrap().is_empty() {
+    let mut waited = false;
+    for _ in 0..400 {
+        waited = !killer.query(waiting, &[&app]).await.unwrap().is_empty();
+        if waited {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+    assert!(waited, "the append never waited on the lock");
     let ended = killer
         .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", &[&app])
         .await
