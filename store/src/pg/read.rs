@@ -7,7 +7,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::IsolationLevel;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
 use super::{big, count, PgStore, Target};
@@ -140,33 +141,35 @@ impl PgStore {
         Ok(self.head_row().await?.map_or(0, |head| head.seq))
     }
 
-    pub(super) async fn head_row(&self) -> Result<Option<Head>, StoreError> {
-        let server = |e| self.server(e);
+    /// The rows `sql` selects, on the shared connection.
+    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
+        client.query(sql, params).await.map_err(|e| self.server(e))
+    }
+
+    /// Column `i` of `row`.
+    fn col<'a, T: FromSql<'a>>(&self, row: &'a Row, i: usize) -> Result<T, StoreError> {
+        row.try_get(i).map_err(|e| self.server(e))
+    }
+
+    pub(super) async fn head_row(&self) -> Result<Option<Head>, StoreError> {
         let sql = "SELECT seq, recorded_at_ns, hash FROM records ORDER BY seq DESC LIMIT 1";
-        let Some(row) = client.query_opt(sql, &[]).await.map_err(server)? else { return Ok(None) };
-        let seq = count(row.try_get(0).map_err(server)?, "seq")?;
-        let nanos: i64 = row.try_get(1).map_err(server)?;
-        let hash: &[u8] = row.try_get(2).map_err(server)?;
-        Ok(Some(Head { seq, recorded_at: DateTime::from_timestamp_nanos(nanos), hash: hash_of(seq, hash)? }))
+        let Some(row) = self.rows(sql, &[]).await?.into_iter().next() else { return Ok(None) };
+        let seq = count(self.col(&row, 0)?, "seq")?;
+        let recorded_at = DateTime::from_timestamp_nanos(self.col(&row, 1)?);
+        Ok(Some(Head { seq, recorded_at, hash: hash_of(seq, self.col(&row, 2)?)? }))
     }
 
     pub(super) async fn version_of(&self, stream: &str) -> Result<u64, StoreError> {
-        let client = self.client().await?;
         let sql = "SELECT coalesce(max(version), 0) FROM records WHERE stream = $1";
-        let row = client.query_one(sql, &[&stream]).await.map_err(|e| self.server(e))?;
-        count(row.try_get(0).map_err(|e| self.server(e))?, "version")
+        let rows = self.rows(sql, &[&stream]).await?;
+        rows.first().map_or(Ok(0), |row| count(self.col(row, 0)?, "version"))
     }
 
     /// Rows of `records`, opened, in the order `sql` (selecting [`COLUMNS`]) gives.
-    async fn records(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Sealed>, StoreError> {
-        let target = &*self.shared.target;
-        let rows = self.client().await?.query(sql, params).await.map_err(|e| target.server(e))?;
-        rows.iter().map(|row| Stored::of(target, row)?.open()).collect()
+    async fn records(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Sealed>, StoreError> {
+        let rows = self.rows(sql, params).await?;
+        rows.iter().map(|row| Stored::of(&self.shared.target, row)?.open()).collect()
     }
 
     /// At most `limit` records with `from <= seq <= to`, in order, as stored.
@@ -220,22 +223,15 @@ impl PgStore {
             return if time.timestamp() < 0 { Ok(0) } else { self.head_seq().await };
         };
         let sql = "SELECT seq FROM records WHERE recorded_at_ns <= $1 ORDER BY recorded_at_ns DESC, seq DESC LIMIT 1";
-        let client = self.client().await?;
-        match client.query_opt(sql, &[&nanos]).await.map_err(|e| self.server(e))? {
-            Some(row) => count(row.try_get(0).map_err(|e| self.server(e))?, "seq"),
-            None => Ok(0),
-        }
+        let rows = self.rows(sql, &[&nanos]).await?;
+        rows.first().map_or(Ok(0), |row| count(self.col(row, 0)?, "seq"))
     }
 
     /// The hash of the record at `seq`, if the log reaches that far. A
     /// record missing below the head is the log's damage, not a cache's.
     async fn hash_at(&self, seq: u64) -> Result<Option<Hash>, StoreError> {
-        let row = {
-            let client = self.client().await?;
-            client.query_opt("SELECT hash FROM records WHERE seq = $1", &[&big(seq)]).await
-        };
-        match row.map_err(|e| self.server(e))? {
-            Some(row) => Ok(Some(hash_of(seq, row.try_get(0).map_err(|e| self.server(e))?)?)),
+        match self.rows("SELECT hash FROM records WHERE seq = $1", &[&big(seq)]).await?.first() {
+            Some(row) => Ok(Some(hash_of(seq, self.col(row, 0)?)?)),
             None if seq <= self.head_seq().await? => Err(corrupt_seq(seq, "missing from the log")),
             None => Ok(None),
         }
@@ -312,8 +308,7 @@ impl PgStore {
         let Some((name, seq, bytes)) = snapshots::framed(staged, hash)? else { return Ok(()) };
         let sql = "INSERT INTO caches VALUES ($1, $2, $3) \
                    ON CONFLICT (name, seq) DO UPDATE SET bytes = excluded.bytes";
-        let client = self.client().await?;
-        client.execute(sql, &[&name, &big(seq), &bytes]).await.map(drop).map_err(|e| self.server(e))
+        self.rows(sql, &[&name, &big(seq), &bytes]).await.map(drop)
     }
 
     /// The cache `bytes` of `name` at `seq`, if authentic and bound to this log.
@@ -332,22 +327,12 @@ impl PgStore {
     }
 
     pub(super) async fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
-        let rows = {
-            let client = self.client().await?;
-            let sql =
-                "SELECT seq, bytes FROM caches WHERE name = $1 AND seq <= $2 ORDER BY seq DESC LIMIT $3";
-            client
-                .query(sql, &[&name, &big(max_seq), &(LOAD_TRIES as i64)])
-                .await
-                .map_err(|e| self.server(e))?
-        };
+        let sql = "SELECT seq, bytes FROM caches WHERE name = $1 AND seq <= $2 ORDER BY seq DESC LIMIT $3";
         // A newer one that is a miss passes the turn to the next older, a
         // few times, as the sled store's do.
-        for row in rows {
-            let seq = count(row.try_get(0).map_err(|e| self.server(e))?, "seq")?;
-            if let Ok(snapshot) =
-                self.authentic(name, seq, row.try_get(1).map_err(|e| self.server(e))?).await?
-            {
+        for row in self.rows(sql, &[&name, &big(max_seq), &(LOAD_TRIES as i64)]).await? {
+            let seq = count(self.col(&row, 0)?, "seq")?;
+            if let Ok(snapshot) = self.authentic(name, seq, self.col(&row, 1)?).await? {
                 return Ok(Some(snapshot));
             }
         }
@@ -362,42 +347,20 @@ impl PgStore {
         if let Err(why) = &self.shared.key {
             return Ok(Some(Err(CacheMiss::NoKey(why.clone()))));
         }
-        let row = {
-            let client = self.client().await?;
-            let sql = "SELECT bytes FROM caches WHERE name = $1 AND seq = $2";
-            client.query_opt(sql, &[&name, &big(seq)]).await.map_err(|e| self.server(e))?
-        };
-        match row {
-            Some(row) => {
-                Ok(Some(self.authentic(name, seq, row.try_get(0).map_err(|e| self.server(e))?).await?))
-            }
+        let sql = "SELECT bytes FROM caches WHERE name = $1 AND seq = $2";
+        match self.rows(sql, &[&name, &big(seq)]).await?.first() {
+            Some(row) => Ok(Some(self.authentic(name, seq, self.col(row, 0)?).await?)),
             None => Ok(None),
         }
     }
 
     pub(super) async fn remove(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {
-        let client = self.client().await?;
         let sql = "DELETE FROM caches WHERE name = $1 AND seq >= $2 AND seq < $3";
-        client
-            .execute(sql, &[&name, &big(seqs.start), &big(seqs.end)])
-            .await
-            .map(drop)
-            .map_err(|e| self.server(e))
+        self.rows(sql, &[&name, &big(seqs.start), &big(seqs.end)]).await.map(drop)
     }
 
     pub(super) async fn names(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT name, seq FROM caches ORDER BY name, seq", &[])
-            .await
-            .map_err(|e| self.server(e))?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0).map_err(|e| self.server(e))?,
-                    count(row.try_get(1).map_err(|e| self.server(e))?, "seq")?,
-                ))
-            })
-            .collect()
+        let rows = self.rows("SELECT name, seq FROM caches ORDER BY name, seq", &[]).await?;
+        rows.iter().map(|row| Ok((self.col(row, 0)?, count(self.col(row, 1)?, "seq")?))).collect()
     }
 }
