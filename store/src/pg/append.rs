@@ -51,7 +51,7 @@ impl Rows {
     }
 }
 
-/// One append call in progress, inside its SQL transaction.
+/// One append call in progress: its records checked and sealed, until inserted.
 pub(super) struct Staging<'a> {
     target: &'a Target,
     seq: u64,
