@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub mod pg_server;
+
 /// What one command line did.
 #[derive(Debug)]
 pub struct Run {
@@ -28,6 +30,8 @@ pub struct Sandbox {
     dir: tempfile::TempDir,
     clock: chrono::DateTime<chrono::Utc>,
     archiving: Option<store::Archiving>,
+    /// The PostgreSQL log its commands use, instead of the sled database.
+    postgres: Option<String>,
 }
 
 impl Default for Sandbox {
@@ -41,7 +45,13 @@ impl Sandbox {
     pub fn new() -> Sandbox {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let clock = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z").expect("a time").to_utc();
-        Sandbox { dir, clock, archiving: None }
+        Sandbox { dir, clock, archiving: None, postgres: None }
+    }
+
+    /// An empty sandbox whose log is a schema of its own on the test
+    /// cluster (`pg_server`) rather than a sled database.
+    pub fn on_postgres() -> Sandbox {
+        Sandbox { postgres: Some(pg_server::new_schema().0), ..Sandbox::new() }
     }
 
     /// Has each command's close archive all but the newest `keep` to
@@ -118,7 +128,8 @@ impl Sandbox {
         let mut args = vec!["usertrail".to_owned()];
         args.extend(split(line));
         if !args.iter().any(|a| a == "--db") {
-            args.extend(["--db".to_owned(), self.db().display().to_string()]);
+            let db = self.postgres.clone().unwrap_or_else(|| self.db().display().to_string());
+            args.extend(["--db".to_owned(), db]);
         }
         if !args.iter().any(|a| a == "--now") {
             self.clock += chrono::Duration::minutes(1);

@@ -24,7 +24,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The database directory [default: ./usertrail.db; for `demo`, ./usertrail-demo.db]
-    #[arg(long, env = "USERTRAIL_DB", global = true, value_name = "PATH")]
+    // A URL may hold a password: the help never shows the variable's value.
+    #[arg(long, env = "USERTRAIL_DB", hide_env_values = true, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// The actor (UPN); default: the Global Administrator named at `init`
     #[arg(long = "as", env = "USERTRAIL_AS", global = true, value_name = "UPN", value_parser = Upn::parse)]

@@ -47,7 +47,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches};
 use serde_json::json;
-use store::{Durability, EventStore, OpenOptions, SledStore, StoreError};
+use store::{Durability, OpenOptions, SledStore, StoreError};
 
 use crate::args::{Cli, Command};
 use crate::error::{usage, CliError};
@@ -241,6 +241,10 @@ async fn dispatch(
         return demo::run(global.db.as_deref(), now, &options, args, &mut out).await;
     }
     let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+    let server = postgres_url(&path);
+    if server.is_some() && matches!(command, Command::Whatif { .. } | Command::Restore { .. }) {
+        return usage("whatif and restore work on a sled database only, for now (issue 33)".to_owned());
+    }
     if let Command::Whatif { file, env } = &command {
         return whatif::whatif(&path, file, env.as_deref(), options, &mut out).await;
     }
@@ -252,18 +256,29 @@ async fn dispatch(
         let open = |p: &Path| open_with(p, Durability::Batched, archiving, keys.clone());
         return proof::restore(&path, from, open, &mut out).await;
     }
-    if !matches!(command, Command::Init(_)) && !path.exists() {
-        return usage(format!("no database at {}: run `usertrail init` first, or pass --db", path.display()));
-    }
-    let archiving = options.archiving.unwrap_or_default();
-    let store = open_with(&path, Durability::Immediate, archiving, options.cache_keys)?;
-    *damage = store.damage();
-    let ids = match options.id_seed {
-        Some(seed) => shell::Ids::seeded(seed, store.head().await?.map_or(0, |h| h.seq)),
-        None => shell::Ids::random(),
+    let mut shell = match server {
+        Some(url) => {
+            // `init` makes the log's tables, as the role that owns them.
+            if matches!(command, Command::Init(_)) {
+                store::PgStore::init(url).await?;
+            }
+            Shell::new(store::PgStore::open(url, &options.cache_keys).await?, now)
+        }
+        None => {
+            if !matches!(command, Command::Init(_)) && !path.exists() {
+                return usage(format!(
+                    "no database at {}: run `usertrail init` first, or pass --db",
+                    path.display()
+                ));
+            }
+            let archiving = options.archiving.unwrap_or_default();
+            Shell::new(open_with(&path, Durability::Immediate, archiving, options.cache_keys)?, now)
+        }
     };
-    let mut shell = Shell::new(store, now);
-    shell.ids = ids;
+    *damage = shell.store.damage();
+    if let Some(seed) = options.id_seed {
+        shell.ids = shell::Ids::seeded(seed, shell.store.head().await?.map_or(0, |h| h.seq));
+    }
     shell.exits_after_run = options.exits_after_run;
     shell.progress = options.progress;
     shell.machine = options.machine;
@@ -354,8 +369,13 @@ async fn dispatch(
     }
     // The close's work (the index, moving older records into the archive)
     // reports its failure rather than leave it to a drop that cannot.
-    let closed = shell.store.close_if_last();
+    let closed = shell.store.release();
     result.and(closed.map(drop).map_err(CliError::from))
+}
+
+/// The PostgreSQL URL `--db` names, if it names one rather than a sled directory.
+fn postgres_url(db: &Path) -> Option<&str> {
+    db.to_str().filter(|db| db.starts_with("postgres://") || db.starts_with("postgresql://"))
 }
 
 /// Opens the log, waiting for another process up to `USERTRAIL_LOCK_TIMEOUT_MS`
@@ -386,7 +406,7 @@ async fn verify(shell: &Shell, out: &mut Out<'_>) -> Result<(), CliError> {
     let report = shell.store.verify().await?;
     // Caches are checked against a log found whole: a damaged one may not fold.
     let caches = match report.problem {
-        None => projections::fold::check_caches(&shell.store).await?,
+        None => projections::fold::check_caches(&*shell.store).await?,
         Some(_) => Vec::new(),
     };
     if out.json {

@@ -326,7 +326,7 @@ pub async fn export_log(
     };
     // First pass: every record of the range sound, before a line is written.
     let mut prev = first_prev;
-    for_pages(&shell.store, from, to, |sealed, seq| {
+    for_pages(&*shell.store, from, to, |sealed, seq| {
         let r = sealed.record();
         let cut = |what: String| {
             disproved(format!(
@@ -350,7 +350,7 @@ pub async fn export_log(
     .await?;
     // Second pass: the lines, buffered, as the checks found them.
     let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut *out.w);
-    for_pages(&shell.store, from, to, |sealed, _| {
+    for_pages(&*shell.store, from, to, |sealed, _| {
         let line =
             export_line(sealed).map_err(|e| disproved(format!("record {}: {e}", sealed.record().seq)))?;
         serde_json::to_writer(&mut w, &line).map_err(|e| crate::output::broken_pipe(e.into()))?;
@@ -363,7 +363,7 @@ pub async fn export_log(
 /// Calls `f` on each stored record from `from` to `to`, a page at a time,
 /// with the seq it should have; a record missing from the range is named.
 async fn for_pages(
-    store: &SledStore,
+    store: &dyn EventStore,
     from: u64,
     to: u64,
     mut f: impl FnMut(&Sealed, u64) -> Result<(), CliError>,

@@ -21,7 +21,7 @@ use projections::review::Finding;
 use projections::systemusers::Row;
 use projections::timeline::{Interval, Subject};
 use sha2::{Digest, Sha256};
-use store::{Append, Causation, EventStore, ExpectedVersion, Metadata};
+use store::{Append, Causation, ExpectedVersion, Metadata};
 
 use crate::args::ReportArgs;
 use crate::error::{usage, CliError};

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use domain::events::{self, Event};
 use domain::Rejection;
-use store::{Appended, NewEvent, SledStore};
+use store::{Appended, EventStore, NewEvent};
 use uuid::Uuid;
 
 use crate::machine::{Machine, Runner};
@@ -30,8 +30,8 @@ const CONFLICT_RETRIES: usize = 32;
 /// An open database, and what every command shares: the time override and
 /// the source of new ids.
 pub struct Shell {
-    /// The log.
-    pub store: SledStore,
+    /// The log, on whichever backend `--db` names.
+    pub store: std::sync::Arc<dyn EventStore>,
     /// `--now`, if given.
     pub now: Option<DateTime<Utc>>,
     /// Where new ids come from.
@@ -55,9 +55,9 @@ pub struct Shell {
 
 impl Shell {
     /// A shell over `store` with random ids.
-    pub fn new(store: SledStore, now: Option<DateTime<Utc>>) -> Shell {
+    pub fn new(store: impl EventStore + 'static, now: Option<DateTime<Utc>>) -> Shell {
         Shell {
-            store,
+            store: std::sync::Arc::new(store),
             now,
             ids: Ids::random(),
             exits_after_run: false,

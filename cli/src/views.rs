@@ -14,7 +14,6 @@ use projections::diagnose::{self, NotOffered};
 use projections::timeline::{self, Subject};
 use serde::Serialize;
 use serde_json::Value;
-use store::EventStore;
 use uuid::Uuid;
 
 use crate::args::{AtArgs, ChangesArgs, HistoryArgs, ReviewArgs};

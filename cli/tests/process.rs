@@ -371,3 +371,27 @@ fn demo_draws_no_progress_bar_when_stderr_is_not_a_terminal() {
     assert!(stdout.ends_with(&format!("verify --report {}\n", report.display())), "{stdout}");
     assert!(std::fs::read_to_string(&report).unwrap().contains("<h2>Summary</h2>"));
 }
+
+/// Issue 33: a PostgreSQL URL in `USERTRAIL_DB` may hold a password; the
+/// help never shows it, and a server that cannot be reached is named by
+/// host, port and database, on one line, exit 3.
+#[test]
+fn a_password_in_the_database_url_is_never_printed() {
+    let url = "postgres://alice:s3cr3t-pw@127.0.0.1:1/trail?connect_timeout=5";
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_usertrail"))
+            .args(args)
+            .env("USERTRAIL_DB", url)
+            .env("USERTRAIL_KEY_DIR", std::env::temp_dir().join("usertrail-no-keys"))
+            .output()
+            .expect("the binary runs")
+    };
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("s3cr3t"), "the help shows no password");
+    let verify = run(&["verify"]);
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert_eq!(verify.status.code(), Some(3), "{said}");
+    assert!(said.contains("host 127.0.0.1 port 1 database trail") && !said.contains("s3cr3t"), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+}

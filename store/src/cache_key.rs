@@ -47,17 +47,34 @@ fn random() -> Key {
 /// error is the database's directory failing; a key that cannot be read or
 /// made is a `Key` error.
 pub(crate) fn database_key(db: &Path, dir: &Path) -> std::io::Result<(Key, bool)> {
-    let id = database_id(db)?;
-    let path = dir.join(&id);
+    Ok(key_named(&database_id(db)?, dir))
+}
+
+/// The key of the database whose id is `id`, kept in `dir`, and whether it
+/// was made now; a key that cannot be read or made is a `Key` error.
+pub(crate) fn key_named(id: &str, dir: &Path) -> (Key, bool) {
+    let path = dir.join(id);
     match read_key(&path) {
-        Ok(key) => return Ok((Ok(key), false)),
+        Ok(key) => return (Ok(key), false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Ok((Err(format!("the cache key {} cannot be used: {e}", path.display())), false)),
+        Err(e) => return (Err(format!("the cache key {} cannot be used: {e}", path.display())), false),
     }
-    match make_key(dir, &id) {
-        Ok(key) => Ok((Ok(key), true)),
-        Err(e) => Ok((Err(format!("no cache key could be made in {}: {e}", dir.display())), false)),
+    match make_key(dir, id) {
+        Ok(key) => (Ok(key), true),
+        Err(e) => (Err(format!("no cache key could be made in {}: {e}", dir.display())), false),
     }
+}
+
+/// A new database id: 32 hex digits, random.
+pub(crate) fn new_id() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Whether `id` is a database id as [`new_id`] makes them (and so a safe file name).
+pub(crate) fn is_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// A key file: 32 bytes that only its owner may read (one others can read
@@ -125,17 +142,13 @@ fn database_id(db: &Path) -> std::io::Result<String> {
         std::io::Read::read_to_string(&mut std::io::Read::take(file, 64), &mut text).map(|_| text)
     });
     match read {
-        Ok(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => {
-            return Ok(id)
-        }
+        Ok(id) if is_id(&id) => return Ok(id),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::InvalidData => {
         }
         Err(e) => return Err(e),
     }
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
-    let id = hex::encode(bytes);
+    let id = new_id()?;
     let aside = db.join(format!(".{ID_FILE}.tmp"));
     write_private(&aside, id.as_bytes())?;
     std::fs::rename(&aside, &path)?;

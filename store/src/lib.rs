@@ -1,4 +1,4 @@
-//! usertrail's append-only event log, on sled.
+//! usertrail's append-only event log, on sled or PostgreSQL.
 //!
 //! # Layout
 //! - [`record`]: one event as the log keeps it, its bytes and its hash chain.
@@ -6,6 +6,7 @@
 //!   sled, each index block authenticated.
 //! - [`sled_store`]: [`SledStore`], the log on sled: append, read, verify, and
 //!   the witness of its head.
+//! - [`pg`]: [`PgStore`], the same log on a PostgreSQL server, one schema each.
 //! - `snapshots`, `cache_key`: caches beside the log (snapshots, sync marks),
 //!   each bound to a record's hash and authenticated under a key kept outside it.
 //! - This file: the [`EventStore`] trait that the rest of usertrail uses, and
@@ -13,6 +14,7 @@
 //!
 //! The store knows nothing of what events mean: payloads are opaque bytes.
 
+pub mod pg;
 pub mod record;
 pub mod sled_store;
 
@@ -28,6 +30,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use cache_key::{CacheKeys, ID_FILE as CACHE_ID_FILE};
+pub use pg::PgStore;
 pub use record::{Causation, Hash, Metadata, NewEvent, Origin, Record, Sealed, GENESIS_HASH};
 pub use sled_store::{lock_dir, Archiving, DirLock, Durability, OpenOptions, SledStore};
 pub use snapshots::{CacheMiss, StagedSnapshot};
@@ -233,6 +236,11 @@ pub enum StoreError {
     /// A record could not be encoded.
     #[error("could not encode a record: {0}")]
     Encode(String),
+    /// A PostgreSQL server unreached, lost, or failing a statement (a
+    /// timeout, a missing grant), or a schema that is not a log this
+    /// usertrail reads: where (never the password), and what.
+    #[error("PostgreSQL at {at}: {what}")]
+    Server { at: String, what: String },
     /// The blocking task running a store call died.
     #[error("store task failed: {0}")]
     Task(String),
@@ -275,6 +283,16 @@ pub trait EventStore: Send + Sync {
     }
     /// At most `limit` records with `from <= seq <= to`, in order.
     async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+    /// At most `limit` records with `from <= seq <= to`, in order, as
+    /// stored: what each hash covers, for an export that others check
+    /// without usertrail, or a copy into another log. A record whose hash
+    /// does not match is returned as it is ([`Sealed::hash_is_intact`]).
+    async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError>;
+    /// Appends records sealed elsewhere (a restore from an export, a copy
+    /// from another log) byte for byte, so they keep their hashes: all or
+    /// none, each the log's next record, else [`AppendRejection::NotNext`].
+    /// Returns the new head's seq.
+    async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64>;
     /// The seq of the last record stamped at or before `time` (0: none).
     async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Saves a state that reflects the log up to `snapshot.seq`.
@@ -307,6 +325,12 @@ pub trait EventStore: Send + Sync {
     /// earlier), as `verify` would find it there. Reads trust a record that
     /// decodes; a cache folded from one must not outlive its restoration.
     async fn chain_break(&self, from: u64, to: u64) -> Result<Option<Problem>, StoreError>;
+    /// Closes the log if this is its last handle, reporting what a drop
+    /// would swallow (the sled store's index and archive; how many records
+    /// moved); otherwise only lets go of this handle.
+    fn release(self: std::sync::Arc<Self>) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Why the log is closed to appends, if it is: records found lost or
     /// damaged at open or by `verify`. Reads still answer, and say so.
     fn damage(&self) -> Option<String> {

@@ -367,6 +367,28 @@ impl Record {
     }
 }
 
+/// The checks of one record against the one before it: hash, place, chain, time.
+pub(crate) fn check_record(
+    bytes: &[u8],
+    record: &Peek<'_>,
+    seq: u64,
+    prev_hash: Hash,
+    prev_nanos: i64,
+) -> Option<crate::Problem> {
+    let what = if !Record::hash_is_intact(bytes) {
+        "stored hash does not match its content (altered)".to_owned()
+    } else if record.seq != seq {
+        format!("stored as {seq} but says it is {} (removed, reordered or altered)", record.seq)
+    } else if record.prev_hash != prev_hash {
+        "does not chain to the record before it (removed or reordered)".to_owned()
+    } else if record.nanos < prev_nanos {
+        "is stamped earlier than the record before it".to_owned()
+    } else {
+        return None;
+    };
+    Some(crate::Problem { seq, what })
+}
+
 /// A record in the form the log stores it (`format byte ++ body ++
 /// sha256(body)`), with what it decodes to: how records leave the log
 /// byte for byte (an export) and come back into another one (a restore)

@@ -104,62 +104,52 @@ impl Snapshots {
     /// seq. Without a key, nothing is written: a cache nobody could check
     /// would never be used.
     pub(crate) fn stage(&self, name: &str, snapshot: Snapshot) -> Result<StagedSnapshot, StoreError> {
-        let Snapshot { seq, state } = snapshot;
-        let Ok(key) = &self.key else {
-            return Ok(StagedSnapshot { name: name.to_owned(), seq, held: Held::Published, mac: None });
+        let (Place::Dir(root), Ok(key)) = (&self.place, &self.key) else {
+            return Ok(stage_bytes(&self.key, name, snapshot));
         };
+        let Snapshot { seq, state } = snapshot;
         let mut mac = mac_for(key, name, seq);
         mac.update(&state);
         let staged = |held| StagedSnapshot { name: name.to_owned(), seq, held, mac: Some(mac) };
-        match &self.place {
-            Place::Memory(_) => {
-                let mut bytes = Vec::with_capacity(TAG.len() + state.len() + TRAILER);
-                bytes.extend_from_slice(&TAG);
-                bytes.extend_from_slice(&state);
-                Ok(staged(Held::Bytes(bytes)))
-            }
-            Place::Dir(root) => {
-                let dir = root.join(hex(name));
-                let io = |source| StoreError::Io { path: dir.clone(), source };
-                std::fs::create_dir_all(&dir).map_err(io)?;
-                // Written aside, then renamed: a reader never sees half a file.
-                static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let aside = dir.join(format!(".{seq}.{}.{n}.tmp", std::process::id()));
-                // A new file, never one (or a link) someone put in its place,
-                // private whatever the umask; written and published through
-                // this handle, never opened again by name.
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&aside).map_err(io)?;
-                // On failure, dropping `staged` removes what was written.
-                let mut staged = staged(Held::File { aside, path: dir.join(file_name(seq)), file: None });
-                file.write_all(&TAG).and_then(|()| file.write_all(&state)).map_err(io)?;
-                if let Held::File { file: held, .. } = &mut staged.held {
-                    *held = Some(file);
-                }
-                Ok(staged)
-            }
+        let dir = root.join(hex(name));
+        let io = |source| StoreError::Io { path: dir.clone(), source };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        // Written aside, then renamed: a reader never sees half a file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let aside = dir.join(format!(".{seq}.{}.{n}.tmp", std::process::id()));
+        // A new file, never one (or a link) someone put in its place,
+        // private whatever the umask; written and published through
+        // this handle, never opened again by name.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&aside).map_err(io)?;
+        // On failure, dropping `staged` removes what was written.
+        let mut staged = staged(Held::File { aside, path: dir.join(file_name(seq)), file: None });
+        file.write_all(&TAG).and_then(|()| file.write_all(&state)).map_err(io)?;
+        if let Held::File { file: held, .. } = &mut staged.held {
+            *held = Some(file);
         }
+        Ok(staged)
     }
 
     /// Binds a staged state to `hash`, the hash of the record at its seq,
     /// and makes it the snapshot of its name at its seq, replacing one
     /// already there.
     pub(crate) fn publish(&self, mut staged: StagedSnapshot, hash: Hash) -> Result<(), StoreError> {
+        if let (Place::Memory(map), Held::Bytes(_)) = (&self.place, &staged.held) {
+            if let Some((name, seq, bytes)) = framed(staged, hash)? {
+                map.lock().unwrap_or_else(|p| p.into_inner()).insert((name, seq), bytes);
+            }
+            return Ok(());
+        }
         let Some(mut mac) = staged.mac.take() else { return Ok(()) };
         mac.update(&hash);
         let mut trailer = hash.to_vec();
         trailer.extend_from_slice(&mac.finalize().into_bytes());
         match (&self.place, std::mem::replace(&mut staged.held, Held::Published)) {
-            (Place::Memory(map), Held::Bytes(mut bytes)) => {
-                bytes.extend_from_slice(&trailer);
-                let key = (std::mem::take(&mut staged.name), staged.seq);
-                map.lock().unwrap_or_else(|p| p.into_inner()).insert(key, bytes);
-                Ok(())
-            }
             (Place::Dir(_), Held::File { aside, path, file }) => {
                 let written = file
                     .ok_or_else(|| std::io::Error::other("the staged file was not written"))
@@ -262,9 +252,8 @@ impl Snapshots {
         max_seq: u64,
         mut hash_at: impl FnMut(u64) -> Result<Option<Hash>, StoreError>,
     ) -> Result<Option<Snapshot>, StoreError> {
-        const TRIES: usize = 3;
         let mut below = max_seq;
-        for _ in 0..TRIES {
+        for _ in 0..LOAD_TRIES {
             let Some(seq) = self.newest_seq(name, below)? else { return Ok(None) };
             match self.check(name, seq, &mut hash_at)? {
                 Some(Ok(snapshot)) => return Ok(Some(snapshot)),
@@ -283,26 +272,14 @@ impl Snapshots {
         seq: u64,
         hash_at: impl FnOnce(u64) -> Result<Option<Hash>, StoreError>,
     ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError> {
-        let key = match &self.key {
-            Ok(key) => key,
-            Err(why) => return Ok(Some(Err(CacheMiss::NoKey(why.clone())))),
-        };
-        let Some((tag, mut state)) = self.read(name, seq)? else { return Ok(None) };
-        let Some(at) = state.len().checked_sub(TRAILER).filter(|_| tag == TAG) else {
-            return Ok(Some(Err(CacheMiss::Forged)));
-        };
-        let trailer = state.split_off(at);
-        let (hash, tail) = trailer.split_at(32);
-        let mut mac = mac_for(key, name, seq);
-        mac.update(&state);
-        mac.update(hash);
-        if mac.verify_slice(tail).is_err() {
-            return Ok(Some(Err(CacheMiss::Forged)));
+        if let Err(why) = &self.key {
+            return Ok(Some(Err(CacheMiss::NoKey(why.clone()))));
         }
-        if hash_at(seq)?.is_none_or(|found| found[..] != *hash) {
-            return Ok(Some(Err(CacheMiss::OtherHistory)));
-        }
-        Ok(Some(Ok(Snapshot { seq, state })))
+        let Some((tag, state)) = self.read(name, seq)? else { return Ok(None) };
+        Ok(Some(match unframe(&self.key, name, seq, tag, state) {
+            Ok((state, hash)) => bound(Snapshot { seq, state }, hash, hash_at(seq)?),
+            Err(miss) => Err(miss),
+        }))
     }
 
     /// The tag and the rest of a snapshot's bytes, as stored.
@@ -350,6 +327,76 @@ impl Snapshots {
         }
     }
 }
+
+/// A state staged in memory under `key`, for a store that keeps its caches
+/// as bytes (in memory, or in a table of its own): [`framed`] then gives
+/// what to keep. Without a key it holds nothing, and nothing is kept.
+pub(crate) fn stage_bytes(key: &Key, name: &str, snapshot: Snapshot) -> StagedSnapshot {
+    let Snapshot { seq, state } = snapshot;
+    let Ok(key) = key else {
+        return StagedSnapshot { name: name.to_owned(), seq, held: Held::Published, mac: None };
+    };
+    let mut mac = mac_for(key, name, seq);
+    mac.update(&state);
+    let mut bytes = Vec::with_capacity(TAG.len() + state.len() + TRAILER);
+    bytes.extend_from_slice(&TAG);
+    bytes.extend_from_slice(&state);
+    StagedSnapshot { name: name.to_owned(), seq, held: Held::Bytes(bytes), mac: Some(mac) }
+}
+
+/// A state staged by [`stage_bytes`], bound to `hash` (the hash of the
+/// record at its seq) and framed: its name, seq and the bytes to keep.
+/// `None`: there was no key, and nothing is to be kept.
+pub(crate) fn framed(
+    mut staged: StagedSnapshot,
+    hash: Hash,
+) -> Result<Option<(String, u64, Vec<u8>)>, StoreError> {
+    let Some(mut mac) = staged.mac.take() else { return Ok(None) };
+    let Held::Bytes(mut bytes) = std::mem::replace(&mut staged.held, Held::Published) else {
+        // Staged as a file by another store: dropping it removes the file.
+        return Err(StoreError::Task("a snapshot staged by another store cannot be published here".into()));
+    };
+    mac.update(&hash);
+    bytes.extend_from_slice(&hash);
+    bytes.extend_from_slice(&mac.finalize().into_bytes());
+    Ok(Some((std::mem::take(&mut staged.name), staged.seq, bytes)))
+}
+
+/// The state framed in `tag ++ rest`, and the hash of the record it is
+/// bound to, if it is a cache of `name` at `seq` authentic under `key`.
+pub(crate) fn unframe(
+    key: &Key,
+    name: &str,
+    seq: u64,
+    tag: [u8; 4],
+    mut rest: Vec<u8>,
+) -> Result<(Vec<u8>, Hash), CacheMiss> {
+    let key = key.as_ref().map_err(|why| CacheMiss::NoKey(why.clone()))?;
+    let at = rest.len().checked_sub(TRAILER).filter(|_| tag == TAG).ok_or(CacheMiss::Forged)?;
+    let trailer = rest.split_off(at);
+    let (hash, tail) = trailer.split_at(32);
+    let mut mac = mac_for(key, name, seq);
+    mac.update(&rest);
+    mac.update(hash);
+    mac.verify_slice(tail).map_err(|_| CacheMiss::Forged)?;
+    let mut bound = [0; 32];
+    bound.copy_from_slice(hash);
+    Ok((rest, bound))
+}
+
+/// An authentic snapshot bound to `hash`, if `found` (the log's hash at
+/// its seq) is that hash.
+pub(crate) fn bound(snapshot: Snapshot, hash: Hash, found: Option<Hash>) -> Result<Snapshot, CacheMiss> {
+    if found == Some(hash) {
+        Ok(snapshot)
+    } else {
+        Err(CacheMiss::OtherHistory)
+    }
+}
+
+/// How many snapshots of a name a load tries, newest first, before it
+/// folds from the start.
+pub(crate) const LOAD_TRIES: usize = 3;
 
 /// A state written by [`EventStore::stage_snapshot`](crate::EventStore::stage_snapshot)
 /// where no reader looks yet; dropped unpublished, it is discarded.

@@ -18,6 +18,8 @@ mod graph;
 mod hostile;
 /// A local attacker (issue 25): each attack reproduced, and shown to do no harm.
 mod local_attacker;
+/// The same command lines on a PostgreSQL log: the same answers, the same digest (issue 33).
+mod postgres;
 /// Digests, the verifiable export of the log, and restore (issue 27).
 mod proof;
 /// Random command sequences keep the rules' invariants; fuzzed parsers and decoders never panic.

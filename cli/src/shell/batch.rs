@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::events::Event;
 use domain::tenant::{self, Tenant, TenantCommand};
 use domain::{Rejection, Upn};
-use store::{Append, EventStore, ExpectedVersion};
+use store::{Append, ExpectedVersion};
 
 use super::{encoded, release, Attempted, Shell};
 use crate::error::{usage, CliError};
@@ -133,7 +133,7 @@ impl Shell {
                     .await
                     .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
                     Ok::<_, CliError>(
-                        projections::fold::stage(&store, tenant::STREAM, bytes, stamped_last).await?,
+                        projections::fold::stage(&*store, tenant::STREAM, bytes, stamped_last).await?,
                     )
                 })
             });
@@ -151,7 +151,7 @@ impl Shell {
             if let Some(staging) = snapshot.filter(|_| landed == Some((head + 1, stamped_last))) {
                 let staged =
                     staging.await.map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
-                projections::fold::publish(&self.store, staged).await?;
+                projections::fold::publish(&*self.store, staged).await?;
                 crate::timings::phase("saved the snapshot");
             }
             Ok(Some(done))

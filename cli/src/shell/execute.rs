@@ -10,7 +10,7 @@ use domain::events::{CommandRejected, Event};
 use domain::reality::{self, EnvironmentsPlan, ListedEnvironment};
 use domain::tenant::{self, TenantCommand};
 use domain::{Refusal, Rejection, Upn};
-use store::{Append, AppendRejection, Appended, Causation, EventStore, ExpectedVersion, Metadata, Origin};
+use store::{Append, AppendRejection, Appended, Causation, ExpectedVersion, Metadata, Origin};
 use uuid::Uuid;
 
 use super::{release, Attempted, Done, Shell, AUDIT_STREAM, CONFLICT_RETRIES};

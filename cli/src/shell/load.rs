@@ -5,7 +5,6 @@ use chrono::{DateTime, Timelike, Utc};
 use domain::environment::{self, Environment};
 use domain::tenant::{self, Tenant};
 use domain::Upn;
-use store::EventStore;
 use uuid::Uuid;
 
 use super::{Aggregate, Shell};
@@ -97,7 +96,7 @@ impl Shell {
     /// then: the nearest snapshot, plus the stream's records after it.
     pub async fn load<A: Aggregate>(&self, stream: &str, upto: u64) -> Result<(A, u64), CliError> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(projections::fold::load(&self.store, stream, upto, projections::fold::Snapshots::Use).await?)
+        Ok(projections::fold::load(&*self.store, stream, upto, projections::fold::Snapshots::Use).await?)
     }
 
     /// The directory as of log position `upto`, and the tenant stream's version then.

@@ -4,7 +4,7 @@ use domain::environment::{self, Environment};
 use domain::events::Event;
 use domain::sync;
 use domain::tenant::Tenant;
-use store::{Append, Causation, EventStore, ExpectedVersion, Metadata};
+use store::{Append, Causation, ExpectedVersion, Metadata};
 
 use super::Shell;
 use crate::error::CliError;
@@ -156,7 +156,7 @@ impl Shell {
                 chunk.iter().for_each(|c| report.counts.count(c));
             }
             if let (Some(state), Some(last)) = (after, report.last_seq) {
-                projections::fold::save(&self.store, &stream, &state, expected, last).await?;
+                projections::fold::save(&*self.store, &stream, &state, expected, last).await?;
             }
             let mark = SyncMark { tenant: *tenant_version, environment: expected, dataverse };
             // Bound to the log's head now (the store's framing: a mark

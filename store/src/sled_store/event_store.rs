@@ -26,23 +26,6 @@ impl SledStore {
         self.inner.read_log(from, to, limit)
     }
 
-    /// At most `limit` records with `from <= seq <= to`, in order, as
-    /// stored: what each hash covers, for an export that others check
-    /// without usertrail. A record whose hash does not match is returned
-    /// as it is ([`Sealed::hash_is_intact`]).
-    pub async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError> {
-        self.blocking(move |s| s.read_sealed(from, to, limit)).await
-    }
-
-    /// Appends records sealed elsewhere (a restore from an export) byte
-    /// for byte, so they keep their hashes: all or none, each the log's
-    /// next record, else
-    /// [`AppendRejection::NotNext`](crate::AppendRejection::NotNext).
-    /// Returns the new head's seq.
-    pub async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
-        self.blocking(move |s| s.trusting(|s| s.append_sealed(&records))).await
-    }
-
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -145,6 +128,19 @@ impl EventStore for SledStore {
 
     async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError> {
         self.blocking(move |s| s.seq_at(time)).await
+    }
+
+    async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError> {
+        self.blocking(move |s| s.read_sealed(from, to, limit)).await
+    }
+
+    async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
+        self.blocking(move |s| s.trusting(|s| s.append_sealed(&records))).await
+    }
+
+    fn release(self: Arc<Self>) -> Result<u64, StoreError> {
+        // Another holder of this handle closes it, or its drop does.
+        Arc::try_unwrap(self).map_or(Ok(0), SledStore::close_if_last)
     }
 
     fn damage(&self) -> Option<String> {

@@ -7,7 +7,7 @@ use super::index::Heads;
 use super::witness::Witnessed;
 use super::{engine, Inner};
 use crate::keys::{self, be_u64, Run};
-use crate::record::{Hash, Peek, Record, GENESIS_HASH};
+use crate::record::{check_record, Record, GENESIS_HASH};
 use crate::{Problem, StoreError, VerifyReport};
 
 impl Inner {
@@ -273,28 +273,6 @@ impl Inner {
 /// A verify finding, in the shape the walk returns.
 fn bad(seq: u64, what: impl Into<String>) -> Result<Option<Problem>, StoreError> {
     Ok(Some(Problem { seq, what: what.into() }))
-}
-
-/// The checks of one record against the one before it: hash, place, chain, time.
-fn check_record(
-    bytes: &[u8],
-    record: &Peek<'_>,
-    seq: u64,
-    prev_hash: Hash,
-    prev_nanos: i64,
-) -> Option<Problem> {
-    let what = if !Record::hash_is_intact(bytes) {
-        "stored hash does not match its content (altered)".to_owned()
-    } else if record.seq != seq {
-        format!("stored as {seq} but says it is {} (removed, reordered or altered)", record.seq)
-    } else if record.prev_hash != prev_hash {
-        "does not chain to the record before it (removed or reordered)".to_owned()
-    } else if record.nanos < prev_nanos {
-        "is stamped earlier than the record before it".to_owned()
-    } else {
-        return None;
-    };
-    Some(Problem { seq, what })
 }
 
 /// The authenticated stream heads (`mindexed`) are the log's: each stream's

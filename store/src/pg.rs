@@ -1,0 +1,328 @@
+//! [`PgStore`]: the log on a PostgreSQL server, one schema per log (issue 33).
+//!
+//! The records are the sled store's, byte for byte: a row holds a record's
+//! hashed bytes (`body`), its format byte and its stored hash, beside the
+//! columns that index it (seq, stream and version, event id, time). An
+//! append call is one SQL transaction that first takes an advisory lock
+//! derived from the schema, so appends to one log run one at a time across
+//! every client and machine: it reads the head, checks and seals, inserts,
+//! commits. Reads take no lock: each sees one committed state. Caches
+//! (snapshots, sync marks) are rows of `caches`, framed and authenticated as
+//! the sled store's files are (`snapshots`), under the key named by the
+//! log's id in `meta`.
+//!
+//! # Layout
+//! - This file: [`PgStore`], the URL and its schema, connecting, errors.
+//! - `schema`: the tables, [`PgStore::init`] and the version check at open.
+//! - `append`: an append call or transaction, checked and sealed, then inserted.
+//! - `read`: reads, `verify`'s walk, and the caches.
+
+mod append;
+mod read;
+mod schema;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::cache_key::{self, CacheKeys, Key};
+use crate::record::{Record, Sealed};
+use crate::snapshots::{self, CacheMiss, StagedSnapshot};
+use crate::{
+    Append, AppendResult, Appended, EventStore, Head, Problem, Snapshot, StoreError, Transaction,
+    VerifyReport,
+};
+
+pub use schema::PG_SCHEMA_VERSION;
+
+/// The schema a URL names when it names none.
+pub const DEFAULT_SCHEMA: &str = "usertrail";
+
+/// The event log in a schema of a PostgreSQL database. Cheap to clone:
+/// clones share one connection.
+#[derive(Clone)]
+pub struct PgStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    target: Arc<Target>,
+    /// The connection reads and appends share; once lost, the next call
+    /// connects anew.
+    client: tokio::sync::Mutex<Client>,
+    /// The key that authenticates the caches.
+    key: Key,
+    /// What `verify` found: the log takes no appends through this handle.
+    damaged: Mutex<Option<String>>,
+}
+
+/// A server and schema, as a URL names them.
+pub(crate) struct Target {
+    config: Config,
+    /// The schema's name.
+    name: String,
+    /// The schema's name, quoted as an SQL identifier.
+    schema: String,
+    /// The key of the advisory lock that orders appends to this log.
+    lock_key: i64,
+    /// Host, port, database and schema, for messages: never the password.
+    at: String,
+    /// Set when a call failed: the shared connection may be lost without
+    /// knowing it yet, so the next call connects anew.
+    failed: AtomicBool,
+}
+
+impl Target {
+    /// Parses `postgres://user@host/dbname?...&schema=NAME`: every parameter
+    /// but `schema` is the client's (libpq's names).
+    pub(crate) fn parse(url: &str) -> Result<Target, StoreError> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut schema = DEFAULT_SCHEMA.to_owned();
+        let mut rest = Vec::new();
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            match param.strip_prefix("schema=") {
+                Some(name) => schema = name.to_owned(),
+                None => rest.push(param),
+            }
+        }
+        let client_url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+        let bad = |what: String| StoreError::Server { at: "the URL given".into(), what };
+        let config: Config = client_url.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+        // Plain names only: they are quoted anyway, but a name that needs
+        // quoting is more likely a typo than a wish.
+        let plain = schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !plain {
+            return Err(bad(format!(
+                "schema '{schema}' is not a plain name (lower-case letters, digits and _, at most 63)"
+            )));
+        }
+        let lock: [u8; 8] =
+            Sha256::digest(format!("usertrail log {schema}")).as_slice()[..8].try_into().unwrap_or_default();
+        let at = describe(&config, &schema);
+        let quoted = format!("\"{schema}\"");
+        let lock_key = i64::from_be_bytes(lock);
+        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed: AtomicBool::new(false) })
+    }
+
+    /// A new connection, its search path the log's schema alone (and the
+    /// catalog, which PostgreSQL always searches first).
+    pub(crate) async fn connect(&self) -> Result<Client, StoreError> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.server(e))?;
+        // The connection's I/O runs on its own task until the client is dropped.
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO {}", self.schema))
+            .await
+            .map_err(|e| self.server(e))?;
+        Ok(client)
+    }
+
+    /// A server's or connection's failure, naming where.
+    pub(crate) fn server(&self, e: tokio_postgres::Error) -> StoreError {
+        self.failed.store(true, Ordering::Relaxed);
+        let what = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => {
+                // The client's text is the kind ("error connecting to
+                // server"); its sources say why.
+                let mut what = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    what = format!("{what}: {cause}");
+                    source = cause.source();
+                }
+                what
+            }
+        };
+        StoreError::Server { at: self.at.clone(), what }
+    }
+
+    /// A finding about the schema, naming where.
+    pub(crate) fn schema_error(&self, what: impl Into<String>) -> StoreError {
+        StoreError::Server { at: self.at.clone(), what: what.into() }
+    }
+}
+
+/// `host H port P database D schema S`: where a log is, for a message.
+fn describe(config: &Config, schema: &str) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let hosts = if hosts.is_empty() { "localhost".to_owned() } else { hosts.join(",") };
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let ports = if ports.is_empty() { "5432".to_owned() } else { ports.join(",") };
+    // libpq's default database is the user's name.
+    let database = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    format!("host {hosts} port {ports} database {database} schema {schema}")
+}
+
+impl PgStore {
+    /// Opens the log in the schema `url` names (`?schema=NAME`, default
+    /// [`DEFAULT_SCHEMA`]), which [`PgStore::init`] made; caches are
+    /// authenticated under the key `keys` finds for the log's id.
+    pub async fn open(url: &str, keys: &CacheKeys) -> Result<PgStore, StoreError> {
+        let target = Arc::new(Target::parse(url)?);
+        let client = target.connect().await?;
+        let id = schema::check(&target, &client).await?;
+        let key = match keys {
+            CacheKeys::Process => cache_key::process_key(),
+            CacheKeys::Dir(dir) if cache_key::is_id(&id) => cache_key::key_named(&id, dir).0,
+            CacheKeys::Dir(_) => Err(format!("the log's id '{id}' is not one usertrail makes")),
+        };
+        let shared =
+            Shared { target, client: tokio::sync::Mutex::new(client), key, damaged: Mutex::default() };
+        Ok(PgStore { shared: Arc::new(shared) })
+    }
+
+    /// Where the log is: host, port, database and schema (never the password).
+    pub fn describe(&self) -> &str {
+        &self.shared.target.at
+    }
+
+    /// The shared connection, made anew if the last one was lost or a call failed.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
+        let mut client = self.shared.client.lock().await;
+        if self.shared.target.failed.swap(false, Ordering::Relaxed) || client.is_closed() {
+            *client = self.shared.target.connect().await?;
+        }
+        Ok(client)
+    }
+
+    fn server(&self, e: tokio_postgres::Error) -> StoreError {
+        self.shared.target.server(e)
+    }
+
+    /// Refuses appends once `verify` has found a problem.
+    fn open_to_appends(&self) -> Result<(), StoreError> {
+        match &*self.shared.damaged.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(why) => Err(StoreError::Corrupt(format!("the log cannot be appended to: {why}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A seq or version as PostgreSQL's bigint (beyond it: its largest).
+fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A bigint read back as a seq or version: one below zero is damage.
+fn count(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("a {what} of {n} in the table")))
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append(&self, append: Append) -> AppendResult<Appended> {
+        let outcome = self.append_call(std::slice::from_ref(&append)).await?;
+        Ok(outcome.map(|mut v| v.remove(0)))
+    }
+
+    async fn append_all(&self, appends: Vec<Append>) -> AppendResult<Vec<Appended>> {
+        self.append_call(&appends).await
+    }
+
+    async fn begin(&self) -> Result<Transaction, StoreError> {
+        self.transaction().await
+    }
+
+    /// Every commit is durable already (as the server's settings make it).
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.head_row().await
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.version_of(stream).await
+    }
+
+    async fn read_stream(&self, stream: &str, from_version: u64) -> Result<Vec<Record>, StoreError> {
+        self.stream_records(stream, from_version, u64::MAX).await
+    }
+
+    async fn read_stream_until(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_seq: u64,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.stream_records(stream, from_version, max_seq).await
+    }
+
+    async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        Ok(self.sealed_rows(from, to, limit).await?.into_iter().map(Sealed::into_record).collect())
+    }
+
+    async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError> {
+        self.sealed_rows(from, to, limit).await
+    }
+
+    async fn append_sealed(&self, records: Vec<Sealed>) -> AppendResult<u64> {
+        self.append_sealed_call(&records).await
+    }
+
+    async fn seq_at(&self, time: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.seq_at_time(time).await
+    }
+
+    async fn save_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.publish(snapshots::stage_bytes(&self.shared.key, name, snapshot)).await
+    }
+
+    /// Staged in memory: publishing is one insert.
+    async fn stage_snapshot(&self, name: &str, snapshot: Snapshot) -> Result<StagedSnapshot, StoreError> {
+        Ok(snapshots::stage_bytes(&self.shared.key, name, snapshot))
+    }
+
+    async fn publish_snapshot(&self, staged: StagedSnapshot) -> Result<(), StoreError> {
+        self.publish(staged).await
+    }
+
+    async fn remove_snapshots(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {
+        self.remove(name, seqs).await
+    }
+
+    async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
+        self.load(name, max_seq).await
+    }
+
+    async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.names().await
+    }
+
+    async fn check_snapshot(
+        &self,
+        name: &str,
+        seq: u64,
+    ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError> {
+        self.check(name, seq).await
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_walk().await
+    }
+
+    async fn chain_break(&self, from: u64, to: u64) -> Result<Option<Problem>, StoreError> {
+        self.chain_break_walk(from, to).await
+    }
+
+    fn damage(&self) -> Option<String> {
+        self.shared.damaged.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

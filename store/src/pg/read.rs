@@ -1,0 +1,366 @@
+//! Reads on PostgreSQL, `verify`'s walk, and the caches. A record read is
+//! its row's bytes opened as the sled store opens its own, and checked
+//! against the columns that found it; `verify` walks every row in seq
+//! order inside one snapshot of the database, checking the chain as the
+//! sled store does and each row's columns against its body.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{IsolationLevel, Row};
+use uuid::Uuid;
+
+use super::{big, count, PgStore, Target};
+use crate::record::{check_record, to_nanos, Hash, Record, Sealed, GENESIS_HASH};
+use crate::snapshots::{self, CacheMiss, StagedSnapshot, LOAD_TRIES};
+use crate::{Head, Problem, Snapshot, StoreError, VerifyReport};
+
+/// A record's columns, in the order [`Stored::of`] reads them.
+const COLUMNS: &str = "seq, stream, version, event_id, recorded_at_ns, format, body, hash";
+
+/// Rows read at a time by a walk.
+const PAGE: i64 = 4096;
+
+/// A hash as the table holds it: exactly 32 bytes, else damage.
+pub(super) fn hash_of(seq: u64, bytes: &[u8]) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("record {seq}: a hash of {} bytes", bytes.len())))
+}
+
+/// A row of `records`: its index columns, and the record as the sled
+/// store stores it (`format ++ body ++ hash`).
+struct Stored {
+    seq: u64,
+    stream: String,
+    version: u64,
+    event_id: Uuid,
+    nanos: i64,
+    bytes: Vec<u8>,
+}
+
+impl Stored {
+    fn of(target: &Target, row: &tokio_postgres::Row) -> Result<Stored, StoreError> {
+        let server = |e| target.server(e);
+        let format: i16 = row.try_get(5).map_err(server)?;
+        let body: &[u8] = row.try_get(6).map_err(server)?;
+        let hash: &[u8] = row.try_get(7).map_err(server)?;
+        let mut bytes = Vec::with_capacity(1 + body.len() + hash.len());
+        bytes.push(u8::try_from(format).unwrap_or(u8::MAX));
+        bytes.extend_from_slice(body);
+        bytes.extend_from_slice(hash);
+        Ok(Stored {
+            seq: count(row.try_get(0).map_err(server)?, "seq")?,
+            stream: row.try_get(1).map_err(server)?,
+            version: count(row.try_get(2).map_err(server)?, "version")?,
+            event_id: row.try_get(3).map_err(server)?,
+            nanos: row.try_get(4).map_err(server)?,
+            bytes,
+        })
+    }
+
+    /// The record, which must be the one its seq column says.
+    fn open(self) -> Result<Sealed, StoreError> {
+        let seq = self.seq;
+        let sealed = Sealed::from_stored(self.bytes).map_err(|e| corrupt_seq(seq, e))?;
+        if sealed.record().seq != seq {
+            return Err(corrupt_seq(
+                seq,
+                format!("its place in the log holds record {}", sealed.record().seq),
+            ));
+        }
+        Ok(sealed)
+    }
+}
+
+fn corrupt_seq(seq: u64, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("record {seq}: {what}"))
+}
+
+/// The chain walked forward, as far as it has gone.
+struct Walk {
+    walked: u64,
+    prev_hash: Hash,
+    prev_nanos: i64,
+    /// Each stream's version so far, and every event id met (a full walk only).
+    versions: HashMap<String, u64>,
+    ids: HashSet<Uuid>,
+}
+
+impl Walk {
+    fn new(walked: u64) -> Walk {
+        Walk {
+            walked,
+            prev_hash: GENESIS_HASH,
+            prev_nanos: i64::MIN,
+            versions: HashMap::new(),
+            ids: HashSet::new(),
+        }
+    }
+
+    /// Checks the next row: its place, its body, the chain, and its
+    /// columns against its body; with `whole`, its stream's version and
+    /// its event id against every row before it too.
+    fn step(&mut self, row: &Stored, whole: bool) -> Option<Problem> {
+        let seq = self.walked + 1;
+        let bad = |what: String| Some(Problem { seq, what });
+        if row.seq != seq {
+            return bad(format!("missing: the log jumps to {}", row.seq));
+        }
+        let record = match Record::peek(&row.bytes) {
+            Ok(record) => record,
+            Err(e) => return bad(e),
+        };
+        if let Some(problem) = check_record(&row.bytes, &record, seq, self.prev_hash, self.prev_nanos) {
+            return Some(problem);
+        }
+        if (record.stream.as_ref(), record.version, record.event_id, record.nanos)
+            != (row.stream.as_str(), row.version, row.event_id, row.nanos)
+        {
+            return bad("its row's index columns are not its body's (altered)".into());
+        }
+        if whole {
+            let version = self.versions.entry(row.stream.clone()).or_default();
+            if row.version != *version + 1 {
+                return bad(format!("stream '{}' version {} follows {version}", row.stream, row.version));
+            }
+            *version = row.version;
+            if !self.ids.insert(row.event_id) {
+                return bad(format!("event id {} is in the log twice", row.event_id));
+            }
+        }
+        (self.walked, self.prev_hash, self.prev_nanos) = (seq, record.hash, record.nanos);
+        None
+    }
+}
+
+impl PgStore {
+    /// The seq of the head (0: an empty log).
+    pub(super) async fn head_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.head_row().await?.map_or(0, |head| head.seq))
+    }
+
+    /// The rows `sql` selects, on the shared connection.
+    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        client.query(sql, params).await.map_err(|e| self.server(e))
+    }
+
+    /// Column `i` of `row`.
+    fn col<'a, T: FromSql<'a>>(&self, row: &'a Row, i: usize) -> Result<T, StoreError> {
+        row.try_get(i).map_err(|e| self.server(e))
+    }
+
+    pub(super) async fn head_row(&self) -> Result<Option<Head>, StoreError> {
+        let sql = "SELECT seq, recorded_at_ns, hash FROM records ORDER BY seq DESC LIMIT 1";
+        let Some(row) = self.rows(sql, &[]).await?.into_iter().next() else { return Ok(None) };
+        let seq = count(self.col(&row, 0)?, "seq")?;
+        let recorded_at = DateTime::from_timestamp_nanos(self.col(&row, 1)?);
+        Ok(Some(Head { seq, recorded_at, hash: hash_of(seq, self.col(&row, 2)?)? }))
+    }
+
+    pub(super) async fn version_of(&self, stream: &str) -> Result<u64, StoreError> {
+        let sql = "SELECT coalesce(max(version), 0) FROM records WHERE stream = $1";
+        let rows = self.rows(sql, &[&stream]).await?;
+        rows.first().map_or(Ok(0), |row| count(self.col(row, 0)?, "version"))
+    }
+
+    /// Rows of `records`, opened, in the order `sql` (selecting [`COLUMNS`]) gives.
+    async fn records(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Sealed>, StoreError> {
+        let rows = self.rows(sql, params).await?;
+        rows.iter().map(|row| Stored::of(&self.shared.target, row)?.open()).collect()
+    }
+
+    /// At most `limit` records with `from <= seq <= to`, in order, as stored.
+    pub(super) async fn sealed_rows(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<Sealed>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.records(&sql, &[&big(from), &big(to), &limit]).await
+    }
+
+    pub(super) async fn stream_records(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_seq: u64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM records WHERE stream = $1 AND version >= $2 AND seq <= $3 ORDER BY version"
+        );
+        let from_version = from_version.max(1);
+        let sealed = self.records(&sql, &[&stream, &big(from_version), &big(max_seq)]).await?;
+        // The columns say where a stream's records are; the records say
+        // whose they are and in what order.
+        (from_version..)
+            .zip(sealed)
+            .map(|(version, sealed)| {
+                let record = sealed.into_record();
+                if record.stream != stream || record.version != version {
+                    return Err(corrupt_seq(
+                        record.seq,
+                        format!(
+                            "the table gives it as version {version} of stream '{stream}', but it is version {} of '{}'",
+                            record.version, record.stream
+                        ),
+                    ));
+                }
+                Ok(record)
+            })
+            .collect()
+    }
+
+    /// Time never goes backwards along the log: the last record at or
+    /// before `time` is the one with the greatest seq among those stamped so.
+    pub(super) async fn seq_at_time(&self, time: DateTime<Utc>) -> Result<u64, StoreError> {
+        let Ok(nanos) = to_nanos(time) else {
+            // Beyond what the log can hold: before everything, or after it.
+            return if time.timestamp() < 0 { Ok(0) } else { self.head_seq().await };
+        };
+        let sql = "SELECT seq FROM records WHERE recorded_at_ns <= $1 ORDER BY recorded_at_ns DESC, seq DESC LIMIT 1";
+        let rows = self.rows(sql, &[&nanos]).await?;
+        rows.first().map_or(Ok(0), |row| count(self.col(row, 0)?, "seq"))
+    }
+
+    /// The hash of the record at `seq`, if the log reaches that far. A
+    /// record missing below the head is the log's damage, not a cache's.
+    async fn hash_at(&self, seq: u64) -> Result<Option<Hash>, StoreError> {
+        match self.rows("SELECT hash FROM records WHERE seq = $1", &[&big(seq)]).await?.first() {
+            Some(row) => Ok(Some(hash_of(seq, self.col(row, 0)?)?)),
+            None if seq <= self.head_seq().await? => Err(corrupt_seq(seq, "missing from the log")),
+            None => Ok(None),
+        }
+    }
+
+    /// Walks the rows of `first..=last` in seq order within one snapshot
+    /// of the database, each checked as [`Walk::step`] does from `from` on
+    /// (those before only set the chain's start); the first problem found.
+    async fn walk(
+        &self,
+        first: u64,
+        from: u64,
+        last: u64,
+        whole: bool,
+    ) -> Result<(u64, Option<Problem>), StoreError> {
+        let target = &*self.shared.target;
+        let server = |e| target.server(e);
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(server)?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM records WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3");
+        let mut walk = Walk::new(first.saturating_sub(1));
+        let mut next = first;
+        loop {
+            let rows = tx.query(&sql, &[&big(next), &big(last), &PAGE]).await.map_err(server)?;
+            for row in &rows {
+                let row = Stored::of(target, row)?;
+                next = row.seq.saturating_add(1);
+                let problem = if row.seq < from {
+                    // Before the range: only the chain's start is taken from it.
+                    Record::peek(&row.bytes)
+                        .map(|r| (walk.walked, walk.prev_hash, walk.prev_nanos) = (row.seq, r.hash, r.nanos))
+                        .err()
+                        .map(|what| Problem { seq: row.seq, what })
+                } else {
+                    walk.step(&row, whole)
+                };
+                if problem.is_some() {
+                    return Ok((walk.walked, problem));
+                }
+            }
+            if rows.len() < PAGE as usize {
+                return Ok((walk.walked, None));
+            }
+        }
+    }
+
+    pub(super) async fn verify_walk(&self) -> Result<VerifyReport, StoreError> {
+        let (records, problem) = self.walk(1, 1, u64::MAX, true).await?;
+        if let Some(problem) = &problem {
+            let mut damaged = self.shared.damaged.lock().unwrap_or_else(|p| p.into_inner());
+            damaged.get_or_insert_with(|| {
+                format!("verify found a problem at record {}: {}; restore the log", problem.seq, problem.what)
+            });
+        }
+        Ok(VerifyReport { records, problem })
+    }
+
+    pub(super) async fn chain_break_walk(&self, from: u64, to: u64) -> Result<Option<Problem>, StoreError> {
+        Ok(self.walk(from.saturating_sub(1).max(1), from, to, false).await?.1)
+    }
+
+    pub(super) async fn publish(&self, staged: StagedSnapshot) -> Result<(), StoreError> {
+        // Bound to the record it was folded to, which must be in the log.
+        let hash = self.hash_at(staged.seq()).await?.ok_or_else(|| {
+            StoreError::Task(format!("a snapshot at record {} is past the log's head", staged.seq()))
+        })?;
+        let Some((name, seq, bytes)) = snapshots::framed(staged, hash)? else { return Ok(()) };
+        let sql = "INSERT INTO caches VALUES ($1, $2, $3) \
+                   ON CONFLICT (name, seq) DO UPDATE SET bytes = excluded.bytes";
+        self.rows(sql, &[&name, &big(seq), &bytes]).await.map(drop)
+    }
+
+    /// The cache `bytes` of `name` at `seq`, if authentic and bound to this log.
+    async fn authentic(
+        &self,
+        name: &str,
+        seq: u64,
+        mut bytes: Vec<u8>,
+    ) -> Result<Result<Snapshot, CacheMiss>, StoreError> {
+        let rest = bytes.split_off(bytes.len().min(4));
+        let tag = bytes.try_into().unwrap_or_default();
+        Ok(match snapshots::unframe(&self.shared.key, name, seq, tag, rest) {
+            Ok((state, hash)) => snapshots::bound(Snapshot { seq, state }, hash, self.hash_at(seq).await?),
+            Err(miss) => Err(miss),
+        })
+    }
+
+    pub(super) async fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
+        let sql = "SELECT seq, bytes FROM caches WHERE name = $1 AND seq <= $2 ORDER BY seq DESC LIMIT $3";
+        // A newer one that is a miss passes the turn to the next older, a
+        // few times, as the sled store's do.
+        for row in self.rows(sql, &[&name, &big(max_seq), &(LOAD_TRIES as i64)]).await? {
+            let seq = count(self.col(&row, 0)?, "seq")?;
+            if let Ok(snapshot) = self.authentic(name, seq, self.col(&row, 1)?).await? {
+                return Ok(Some(snapshot));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn check(
+        &self,
+        name: &str,
+        seq: u64,
+    ) -> Result<Option<Result<Snapshot, CacheMiss>>, StoreError> {
+        if let Err(why) = &self.shared.key {
+            return Ok(Some(Err(CacheMiss::NoKey(why.clone()))));
+        }
+        let sql = "SELECT bytes FROM caches WHERE name = $1 AND seq = $2";
+        match self.rows(sql, &[&name, &big(seq)]).await?.first() {
+            Some(row) => Ok(Some(self.authentic(name, seq, self.col(row, 0)?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn remove(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {
+        let sql = "DELETE FROM caches WHERE name = $1 AND seq >= $2 AND seq < $3";
+        self.rows(sql, &[&name, &big(seqs.start), &big(seqs.end)]).await.map(drop)
+    }
+
+    pub(super) async fn names(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self.rows("SELECT name, seq FROM caches ORDER BY name, seq", &[]).await?;
+        rows.iter().map(|row| Ok((self.col(row, 0)?, count(self.col(row, 1)?, "seq")?))).collect()
+    }
+}

@@ -1,0 +1,51 @@
+//! The PostgreSQL cluster tests run on (issue 33), shared by the store's
+//! tests and the scenarios (`#[path]`-included by `store/tests/backends.rs`):
+//! `USERTRAIL_TEST_PG` when set (`.ci/run` starts one with `.ci/pg`), else
+//! one this process starts with `.ci/pg` in a temporary directory, which
+//! stops once the process ends. No test touches a server it did not start.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// The URL of the test cluster, started on first use.
+pub fn server() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("USERTRAIL_TEST_PG") {
+            return url;
+        }
+        let dir = tempfile::Builder::new().prefix("usertrail-pg.").tempdir().expect("a temporary directory");
+        // `.ci/pg stop` removes it, once this process has ended.
+        let dir = dir.keep();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg");
+        let started = std::process::Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .arg(&dir)
+            .env("USERTRAIL_PG_WATCH", std::process::id().to_string())
+            .output()
+            .expect("bash runs .ci/pg");
+        assert!(
+            started.status.success(),
+            "no PostgreSQL cluster for the tests: `.ci/pg start DIR` failed (apt-get install postgresql?): {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        String::from_utf8_lossy(&started.stdout).trim().to_owned()
+    })
+}
+
+/// `url` with `name=value` added to its parameters.
+pub fn with_param(url: &str, name: &str, value: &str) -> String {
+    let joint = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joint}{name}={value}")
+}
+
+/// A URL naming a schema of its own on the test cluster (nothing made in it yet), and its name.
+pub fn new_schema() -> (String, String) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name = format!("t{}_{nanos}_{n}", std::process::id());
+    (with_param(server(), "schema", &name), name)
+}
