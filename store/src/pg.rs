@@ -58,6 +58,10 @@ struct Shared {
     client: tokio::sync::Mutex<Client>,
     /// The key that authenticates the caches.
     key: Key,
+    /// Which rows of `caches` are this machine's: each machine keeps its
+    /// own, under its own key, instead of replacing another's that it
+    /// cannot authenticate.
+    key_id: Vec<u8>,
     /// What `verify` found: the log takes no appends through this handle.
     damaged: Mutex<Option<String>>,
 }
@@ -182,8 +186,9 @@ impl PgStore {
             CacheKeys::Dir(dir) if cache_key::is_id(&id) => cache_key::key_named(&id, dir).0,
             CacheKeys::Dir(_) => Err(format!("the log's id '{id}' is not one usertrail makes")),
         };
-        let shared =
-            Shared { target, client: tokio::sync::Mutex::new(client), key, damaged: Mutex::default() };
+        let key_id = crate::snapshots::key_id(&key);
+        let client = tokio::sync::Mutex::new(client);
+        let shared = Shared { target, client, key, key_id, damaged: Mutex::default() };
         Ok(PgStore { shared: Arc::new(shared) })
     }
 

@@ -75,6 +75,16 @@ fn mac_for(key: &[u8; 32], name: &str, seq: u64) -> HmacSha256 {
     mac
 }
 
+/// What names the caches made under `key` among those of other machines
+/// sharing one log: a MAC of a fixed name, which says nothing of the key.
+/// Empty without a key (no cache is then authentic anyway).
+pub(crate) fn key_id(key: &Key) -> Vec<u8> {
+    key.as_ref().map_or_else(
+        |_| Vec::new(),
+        |key| mac_for(key, "usertrail cache key id", 0).finalize().into_bytes()[..16].to_vec(),
+    )
+}
+
 impl Snapshots {
     /// The snapshots of the database at `db`, under `key`.
     pub(crate) fn beside(db: &Path, key: Key) -> Snapshots {

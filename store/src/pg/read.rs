@@ -306,9 +306,9 @@ impl PgStore {
             StoreError::Task(format!("a snapshot at record {} is past the log's head", staged.seq()))
         })?;
         let Some((name, seq, bytes)) = snapshots::framed(staged, hash)? else { return Ok(()) };
-        let sql = "INSERT INTO caches VALUES ($1, $2, $3) \
-                   ON CONFLICT (name, seq) DO UPDATE SET bytes = excluded.bytes";
-        self.rows(sql, &[&name, &big(seq), &bytes]).await.map(drop)
+        let sql = "INSERT INTO caches VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (key_id, name, seq) DO UPDATE SET bytes = excluded.bytes";
+        self.rows(sql, &[&self.shared.key_id, &name, &big(seq), &bytes]).await.map(drop)
     }
 
     /// The cache `bytes` of `name` at `seq`, if authentic and bound to this log.
@@ -327,10 +327,13 @@ impl PgStore {
     }
 
     pub(super) async fn load(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError> {
-        let sql = "SELECT seq, bytes FROM caches WHERE name = $1 AND seq <= $2 ORDER BY seq DESC LIMIT $3";
+        let sql = "SELECT seq, bytes FROM caches WHERE key_id = $1 AND name = $2 AND seq <= $3 \
+                   ORDER BY seq DESC LIMIT $4";
         // A newer one that is a miss passes the turn to the next older, a
         // few times, as the sled store's do.
-        for row in self.rows(sql, &[&name, &big(max_seq), &(LOAD_TRIES as i64)]).await? {
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&self.shared.key_id, &name, &big(max_seq), &(LOAD_TRIES as i64)];
+        for row in self.rows(sql, &params).await? {
             let seq = count(self.col(&row, 0)?, "seq")?;
             if let Ok(snapshot) = self.authentic(name, seq, self.col(&row, 1)?).await? {
                 return Ok(Some(snapshot));
@@ -347,20 +350,21 @@ impl PgStore {
         if let Err(why) = &self.shared.key {
             return Ok(Some(Err(CacheMiss::NoKey(why.clone()))));
         }
-        let sql = "SELECT bytes FROM caches WHERE name = $1 AND seq = $2";
-        match self.rows(sql, &[&name, &big(seq)]).await?.first() {
+        let sql = "SELECT bytes FROM caches WHERE key_id = $1 AND name = $2 AND seq = $3";
+        match self.rows(sql, &[&self.shared.key_id, &name, &big(seq)]).await?.first() {
             Some(row) => Ok(Some(self.authentic(name, seq, self.col(row, 0)?).await?)),
             None => Ok(None),
         }
     }
 
     pub(super) async fn remove(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {
-        let sql = "DELETE FROM caches WHERE name = $1 AND seq >= $2 AND seq < $3";
-        self.rows(sql, &[&name, &big(seqs.start), &big(seqs.end)]).await.map(drop)
+        let sql = "DELETE FROM caches WHERE key_id = $1 AND name = $2 AND seq >= $3 AND seq < $4";
+        self.rows(sql, &[&self.shared.key_id, &name, &big(seqs.start), &big(seqs.end)]).await.map(drop)
     }
 
     pub(super) async fn names(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = self.rows("SELECT name, seq FROM caches ORDER BY name, seq", &[]).await?;
+        let sql = "SELECT name, seq FROM caches WHERE key_id = $1 ORDER BY name, seq";
+        let rows = self.rows(sql, &[&self.shared.key_id]).await?;
         rows.iter().map(|row| Ok((self.col(row, 0)?, count(self.col(row, 1)?, "seq")?))).collect()
     }
 }

@@ -38,10 +38,11 @@ CREATE TABLE records (
 );
 CREATE INDEX records_by_time ON records (recorded_at_ns, seq);
 CREATE TABLE caches (
+    key_id bytea NOT NULL,
     name text NOT NULL,
     seq bigint NOT NULL,
     bytes bytea NOT NULL,
-    PRIMARY KEY (name, seq)
+    PRIMARY KEY (key_id, name, seq)
 );
 CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -245,3 +245,30 @@ async fn a_url_requiring_tls_is_refused_not_served_in_plain_text() {
     let refused = message(refused.err().unwrap());
     assert!(refused.contains("TLS") && refused.contains("database postgres"), "{refused}");
 }
+
+/// Two admins' machines on one log, each with its own cache key: each keeps
+/// and finds its own snapshots, and neither replaces the other's with one
+/// it cannot authenticate (a shared table would make every command of one
+/// a miss after a command of the other).
+#[tokio::test]
+async fn each_machine_keeps_its_own_caches_on_a_shared_log() {
+    let (first, url) = new_pg_log().await;
+    first.append(append("tenant", ExpectedVersion::Any, vec![event(1)], at(0))).await.unwrap().unwrap();
+    let keys = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let [alice, bob] = keys.map(|k| CacheKeys::Dir(k.path().to_path_buf()));
+    let (alice, bob) = (PgStore::open(&url, &alice).await.unwrap(), PgStore::open(&url, &bob).await.unwrap());
+    let state = |s: &str| store::Snapshot { seq: 1, state: s.as_bytes().to_vec() };
+    alice.save_snapshot("aggregate/tenant", state("alice's")).await.unwrap();
+    assert_eq!(bob.load_snapshot("aggregate/tenant", 1).await.unwrap(), None, "bob sees none of alice's");
+    assert!(bob.snapshot_names().await.unwrap().is_empty());
+    bob.save_snapshot("aggregate/tenant", state("bob's")).await.unwrap();
+    for (machine, want) in [(&alice, "alice's"), (&bob, "bob's")] {
+        let found = machine.load_snapshot("aggregate/tenant", 1).await.unwrap().map(|s| s.state);
+        assert_eq!(found.as_deref(), Some(want.as_bytes()));
+    }
+    bob.remove_snapshots("aggregate/tenant", 0..u64::MAX).await.unwrap();
+    assert!(alice.load_snapshot("aggregate/tenant", 1).await.unwrap().is_some(), "bob removes only his own");
+    let owner = superuser(&url).await;
+    let rows = owner.query_one("SELECT count(DISTINCT key_id) FROM caches", &[]).await.unwrap();
+    assert_eq!(rows.get::<_, i64>(0), 1);
+}
