@@ -29,5 +29,7 @@ SELECT format('GRANT SELECT ON %I.meta TO %I', :'schema', :'writer')
 WHERE to_regclass(format('%I.meta', :'schema')) IS NOT NULL \gexec
 SELECT format('GRANT SELECT, INSERT ON %I.records TO %I', :'schema', :'writer')
 WHERE to_regclass(format('%I.records', :'schema')) IS NOT NULL \gexec
+SELECT format('GRANT SELECT, INSERT ON %I.findings TO %I', :'schema', :'writer')
+WHERE to_regclass(format('%I.findings', :'schema')) IS NOT NULL \gexec
 SELECT format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.caches TO %I', :'schema', :'writer')
 WHERE to_regclass(format('%I.caches', :'schema')) IS NOT NULL \gexec

@@ -288,10 +288,12 @@ impl PgStore {
     pub(super) async fn verify_walk(&self) -> Result<VerifyReport, StoreError> {
         let (records, problem) = self.walk(1, 1, u64::MAX, true).await?;
         if let Some(problem) = &problem {
-            let mut damaged = self.shared.damaged.lock().unwrap_or_else(|p| p.into_inner());
-            damaged.get_or_insert_with(|| {
-                format!("verify found a problem at record {}: {}; restore the log", problem.seq, problem.what)
-            });
+            let what = format!(
+                "verify found a problem at record {}: {}; restore the log",
+                problem.seq, problem.what
+            );
+            self.rows("INSERT INTO findings (what) VALUES ($1)", &[&what]).await?;
+            self.shared.damaged.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(what);
         }
         Ok(VerifyReport { records, problem })
     }

@@ -17,7 +17,9 @@ pub const PG_SCHEMA_VERSION: u32 = 1;
 const VERSION_KEY: &str = "usertrail-schema";
 const ID_KEY: &str = "log-id";
 
-/// Version 1. `body` is exactly what a record's hash covers, so that
+/// Version 1. `findings` keeps what `verify` found, as a sled log's witness
+/// does, so that every writer refuses appends to a damaged log, not only the
+/// handle that found it. `body` is exactly what a record's hash covers, so that
 /// `sha256(body) = hash` holds for every intact row; the other columns
 /// index it, and `verify` checks each against the body. Times are
 /// nanoseconds since the epoch, as in the body (a timestamp keeps
@@ -44,6 +46,7 @@ CREATE TABLE caches (
     bytes bytea NOT NULL,
     PRIMARY KEY (key_id, name, seq)
 );
+CREATE TABLE findings (found_at timestamptz NOT NULL DEFAULT now(), what text NOT NULL);
 CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'usertrail records are append-only: % refused', TG_OP
@@ -53,6 +56,10 @@ $$;
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON records
     FOR EACH ROW EXECUTE FUNCTION refuse_change();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON records
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
+CREATE TRIGGER findings_stay BEFORE UPDATE OR DELETE ON findings
+    FOR EACH ROW EXECUTE FUNCTION refuse_change();
+CREATE TRIGGER findings_stay_truncate BEFORE TRUNCATE ON findings
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
 ";
 

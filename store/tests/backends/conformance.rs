@@ -238,9 +238,13 @@ async fn l3_verify_passes_then_names_a_record_whose_body_was_changed<S: Backend>
     let problem = log.verify().await.unwrap().problem.expect("verify names it");
     assert_eq!(problem.seq, 6);
     assert!(problem.what.contains("altered"), "{}", problem.what);
-    // Found by verify: the log takes no more appends.
+    // Found by verify: the log takes no more appends, through any handle,
+    // opened before or after the finding.
     assert!(log.damage().is_some_and(|why| why.contains("record 6")));
     assert!(log.append(append("tenant", ExpectedVersion::Any, vec![event(11)], at(11))).await.is_err());
+    let later = S::another(&log).await;
+    assert!(later.damage().is_some_and(|why| why.contains("record 6")));
+    assert!(later.append(append("tenant", ExpectedVersion::Any, vec![event(11)], at(11))).await.is_err());
 }
 
 async fn ten_writers_at_once_lose_nothing_and_leave_a_gapless_chain<S: Backend>() {
