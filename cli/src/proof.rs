@@ -386,24 +386,25 @@ async fn for_pages(
 }
 
 /// Whether `path` is free for a new database: absent, or an empty directory.
-/// `Ok(true)`: it exists (empty), so a failed restore empties it rather than removing it.
-fn new_database(path: &Path) -> Result<bool, CliError> {
+/// `Ok(true)`: it exists (empty), so a failed write empties it rather than
+/// removing it. `flag` and `command` name it in a refusal.
+pub(crate) fn new_database(path: &Path, flag: &str, command: &str) -> Result<bool, CliError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => usage(format!("cannot use --db {}: {e}", path.display())),
+        Err(e) => usage(format!("cannot use {flag} {}: {e}", path.display())),
         Ok(meta) if meta.is_dir() => {
             let mut entries = std::fs::read_dir(path)
-                .map_err(|e| CliError::Usage(format!("cannot use --db {}: {e}", path.display())))?;
+                .map_err(|e| CliError::Usage(format!("cannot use {flag} {}: {e}", path.display())))?;
             match entries.next() {
                 None => Ok(true),
                 Some(_) => usage(format!(
-                    "--db {} is not empty: restore builds a new database; name a directory that does not exist",
+                    "{flag} {} is not empty: {command} builds a new database; name a directory that does not exist",
                     path.display()
                 )),
             }
         }
         Ok(_) => usage(format!(
-            "--db {} exists and is not a directory: restore builds a new database",
+            "{flag} {} exists and is not a directory: {command} builds a new database",
             path.display()
         )),
     }
@@ -418,7 +419,7 @@ pub async fn restore(
     open: impl FnOnce(&Path) -> Result<SledStore, CliError>,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let existed = new_database(path)?;
+    let existed = new_database(path, "--db", "restore")?;
     let reader = std::fs::File::open(file)
         .map_err(|e| CliError::Usage(format!("cannot read export {}: {e}", file.display())))?;
     let store = open(path)?;

@@ -73,7 +73,7 @@ fn read_script(file: &Path) -> Result<Vec<(usize, Vec<String>)>, CliError> {
         if words.iter().any(|w| w == "--db" || w.starts_with("--db=")) {
             return usage(format!("{} line {}: --db is not allowed in a whatif file", file.display(), n + 1));
         }
-        if words.first().is_some_and(|w| w == "whatif" || w == "demo") {
+        if words.first().is_some_and(|w| ["whatif", "demo", "copy"].contains(&w.as_str())) {
             return usage(format!(
                 "{} line {}: {} cannot run inside whatif",
                 file.display(),

@@ -4,6 +4,8 @@
 mod archive;
 /// Many writers at once on one store: invariants hold, nothing is lost (A3).
 mod concurrency;
+/// copy between backends: byte for byte, views equal, a damaged source refused (issue 33).
+mod copy;
 /// The common admin flows of the tenant directory, and its rules via the CLI.
 mod directory;
 /// Environments, sync and the SystemUser lifecycle (E, S, A, P, T rules).
