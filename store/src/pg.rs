@@ -13,11 +13,13 @@
 //!
 //! # Layout
 //! - This file: [`PgStore`], the URL and its schema, connecting, errors.
+//! - `passfile`: the password from `PGPASSWORD` or libpq's password file.
 //! - `schema`: the tables, [`PgStore::init`] and the version check at open.
 //! - `append`: an append call or transaction, checked and sealed, then inserted.
 //! - `read`: reads, `verify`'s walk, and the caches.
 
 mod append;
+mod passfile;
 mod read;
 mod schema;
 
@@ -93,7 +95,12 @@ impl Target {
         }
         let client_url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
         let bad = |what: String| StoreError::Server { at: "the URL given".into(), what };
-        let config: Config = client_url.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+        let mut config: Config = client_url.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+        if config.get_password().is_none() {
+            if let Some(password) = passfile::password(&config) {
+                config.password(password);
+            }
+        }
         // Plain names only: they are quoted anyway, but a name that needs
         // quoting is more likely a typo than a wish.
         let plain = schema.len() <= 63
