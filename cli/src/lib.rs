@@ -269,7 +269,15 @@ async fn dispatch(
             if matches!(command, Command::Init(_)) {
                 store::PgStore::init(url).await?;
             }
-            Shell::new(store::PgStore::open(url, &options.cache_keys).await?, now)
+            let store = store::PgStore::open(url, &options.cache_keys).await?;
+            // Writers on many machines: without --now, the server's clock
+            // stamps each record, so that theirs need not agree.
+            if now.is_none() {
+                store.stamp_with_server_clock();
+            }
+            let mut shell = Shell::new(store, now);
+            shell.store_clock = now.is_none();
+            shell
         }
         None => {
             if !matches!(command, Command::Init(_)) && !path.exists() {

@@ -78,6 +78,8 @@ pub(crate) struct Target {
     /// Set when a call failed: the shared connection may be lost without
     /// knowing it yet, so the next call connects anew.
     failed: AtomicBool,
+    /// Appends are stamped with the server's clock ([`PgStore::stamp_with_server_clock`]).
+    server_clock: AtomicBool,
 }
 
 impl Target {
@@ -116,7 +118,8 @@ impl Target {
         let at = describe(&config, &schema);
         let quoted = format!("\"{schema}\"");
         let lock_key = i64::from_be_bytes(lock);
-        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed: AtomicBool::new(false) })
+        let (failed, server_clock) = (AtomicBool::new(false), AtomicBool::new(false));
+        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed, server_clock })
     }
 
     /// A new connection, its search path the log's schema alone (and the
@@ -192,6 +195,15 @@ impl PgStore {
         let shared =
             Shared { target, client: tokio::sync::Mutex::new(client), key, damaged: Mutex::default() };
         Ok(PgStore { shared: Arc::new(shared) })
+    }
+
+    /// From now on, stamps each append with the server's clock, read inside
+    /// the serialized append (never earlier than the last record's time),
+    /// instead of the time its metadata carries: writers whose clocks
+    /// disagree never make time go backwards. A [`Transaction`] reads it
+    /// when it begins staging, and lands only if the log has not moved since.
+    pub fn stamp_with_server_clock(&self) {
+        self.shared.target.server_clock.store(true, Ordering::Relaxed);
     }
 
     /// Where the log is: host, port, database and schema (never the password).

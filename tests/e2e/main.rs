@@ -36,6 +36,8 @@ mod report;
 mod review_regressions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
 mod security;
+/// Time on a shared PostgreSQL log: the server's clock without --now (issue 33).
+mod server_clock;
 /// The seeds' workflows pinned by insta snapshots, in JSON and as tables.
 mod snapshots;
 /// The project's own habits: module docs, and what each crate may depend on.
