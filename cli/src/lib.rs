@@ -242,27 +242,24 @@ async fn dispatch(
         return out.raw(&page);
     }
     if let Command::Demo(args) = command {
+        if global.db.as_deref().and_then(postgres_url).is_some() {
+            return usage(
+                "demo writes a sled database: build it there, then copy it (usertrail demo --db ./demo.db && usertrail copy --from ./demo.db --to URL)",
+            );
+        }
         return demo::run(global.db.as_deref(), now, &options, args, &mut out).await;
     }
     if let Command::Copy { from, to } = &command {
         return copy::copy(from, to, &options, &mut out).await;
     }
     let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
-    let server = postgres_url(&path);
-    if server.is_some() && matches!(command, Command::Whatif { .. } | Command::Restore { .. }) {
-        return usage("whatif and restore work on a sled database only, for now (issue 33)".to_owned());
-    }
     if let Command::Whatif { file, env } = &command {
         return whatif::whatif(&path, file, env.as_deref(), options, &mut out).await;
     }
     if let Command::Restore { from } = &command {
-        let archiving = options.archiving.unwrap_or_default();
-        // Batched: the restore flushes once at its end, and a restore cut
-        // short is removed whole.
-        let keys = options.cache_keys.clone();
-        let open = |p: &Path| open_with(p, Durability::Batched, archiving, keys.clone());
-        return proof::restore(&path, from, open, &mut out).await;
+        return proof::restore(&path, from, &options, &mut out).await;
     }
+    let server = postgres_url(&path);
     let mut shell = match server {
         Some(url) => {
             // `init` makes the log's tables, as the role that owns them.

@@ -111,3 +111,58 @@ fn l3_a_record_altered_in_the_source_is_refused_by_seq_and_nothing_is_written() 
     assert!(err.contains(&format!("record {lyon} of {sled}")), "{err}");
     assert!(sealed(&sb, &empty).is_empty(), "not one record written");
 }
+
+#[test]
+fn restore_checks_a_whole_export_before_a_postgres_log_takes_a_record() {
+    let (mut sb, _) = history();
+    // More records than one page of appends, so a bad last line comes
+    // after a page that a single pass would have written.
+    let csv = sb.dir().join("stubs.csv");
+    let rows: String = (0..1100).map(|i| format!("stub{i}@contoso.com,Stub,{i}\n")).collect();
+    std::fs::write(&csv, format!("domainname,firstname,lastname\n{rows}")).unwrap();
+    sb.ok(&format!("import stub-users --env Sales --file {}", csv.display()));
+    let sled = sb.db().display().to_string();
+    let original = sealed(&sb, &sled);
+    assert!(original.len() > 1100, "{}", original.len());
+    let text = sb.ok("export log");
+    let file = sb.dir().join("log.jsonl");
+
+    let cut = text.trim_end().rsplit_once('\n').unwrap().0;
+    std::fs::write(&file, format!("{cut}\n{{\"not\": \"a record\"}}\n")).unwrap();
+    let (pg, _) = pg_server::new_schema();
+    let err = sb.fails(&format!("restore --from {} --db {pg}", file.display()), 2);
+    assert!(err.contains(&format!("line {} of", original.len())), "{err}");
+    assert!(sealed(&sb, &pg).is_empty(), "not one record written");
+
+    std::fs::write(&file, &text).unwrap();
+    let said = sb.ok(&format!("restore --from {} --db {pg}", file.display()));
+    assert!(said.starts_with(&format!("restored {} records into host ", original.len())), "{said}");
+    assert_eq!(sealed(&sb, &pg), original);
+    let err = sb.fails(&format!("restore --from {} --db {pg}", file.display()), 2);
+    assert!(err.contains("not empty"), "{err}");
+}
+
+#[test]
+fn whatif_runs_on_a_copy_of_a_postgres_log_and_leaves_it_as_it_was() {
+    let (mut sb, _) = history();
+    let sled = sb.db().display().to_string();
+    let (pg, _) = pg_server::new_schema();
+    sb.ok(&format!("copy --from {sled} --to {pg}"));
+    let script = sb.dir().join("plan.txt");
+    std::fs::write(
+        &script,
+        format!("group add-member --group Sales-SG --upn {ALICE}\nsync\nuser block --upn bob@contoso.onmicrosoft.com\nsync\n"),
+    )
+    .unwrap();
+    let line = format!("whatif --file {} --env Sales --json", script.display());
+    let on_sled = sb.ok(&format!("{line} --db {sled}"));
+    let on_pg = sb.ok(&format!("{line} --db {pg}"));
+    assert_eq!(on_pg, on_sled);
+    assert!(on_pg.contains(ALICE), "the plan changes something: {on_pg}");
+    assert_eq!(sealed(&sb, &pg), sealed(&sb, &sled), "the log itself untouched");
+    let said = sb.ok(&format!("whatif --file {} --db {pg}", script.display()));
+    assert!(said.contains("scratch copy of host ") && !said.contains("postgres://"), "{said}");
+
+    let err = sb.fails(&format!("demo --db {pg}"), 2);
+    assert!(err.contains("copy"), "{err}");
+}
