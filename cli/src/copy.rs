@@ -97,8 +97,7 @@ impl Destination {
             _ => None,
         };
         // The handle goes first: its lock and files live in the directory.
-        let closed = Arc::clone(&store).release().map_err(CliError::from);
-        drop(store);
+        let closed = store.release().map_err(CliError::from);
         let result = result.and_then(|t| closed.map(|_| t));
         let Err(e) = result else { return result };
         let Some((path, existed)) = made else {
