@@ -78,18 +78,7 @@ impl Destination {
     pub async fn finish<T>(self, written: Result<T, CliError>) -> Result<T, CliError> {
         let Destination { store, name, made } = self;
         let result = match written {
-            Ok(t) => match store.flush().await {
-                Ok(()) => {
-                    store.verify().await.map_err(CliError::from).and_then(|report| match report.problem {
-                        None => Ok(t),
-                        Some(p) => Err(CliError::Disproved(format!(
-                            "the new log {name} fails verify: record {}: {}",
-                            p.seq, p.what
-                        ))),
-                    })
-                }
-                Err(e) => Err(e.into()),
-            },
+            Ok(t) => sound(&*store, &name).await.map(|()| t),
             Err(e) => Err(e),
         };
         let kept = match (&result, &made) {
@@ -120,6 +109,17 @@ impl Destination {
                 e.to_string().trim_start_matches("error: "),
                 path.display()
             ))),
+        }
+    }
+}
+
+/// Flushes a new log, then checks it as `verify` does.
+async fn sound(store: &dyn EventStore, name: &str) -> Result<(), CliError> {
+    store.flush().await?;
+    match store.verify().await?.problem {
+        None => Ok(()),
+        Some(p) => {
+            Err(CliError::Disproved(format!("the new log {name} fails verify: record {}: {}", p.seq, p.what)))
         }
     }
 }
