@@ -23,7 +23,7 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The database directory [default: ./usertrail.db; for `demo`, ./usertrail-demo.db]
+    /// The database directory or postgres:// URL [default: ./usertrail.db; for `demo`, ./usertrail-demo.db]
     // A URL may hold a password: the help never shows the variable's value.
     #[arg(long, env = "USERTRAIL_DB", hide_env_values = true, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
@@ -223,6 +223,18 @@ pub enum Command {
         /// The export (JSON Lines, from record 1)
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
+    },
+    /// Move a log between backends (sled directory, PostgreSQL URL), byte for byte, every hash checked
+    #[command(
+        after_help = "Example:\n  usertrail copy --from ./usertrail.db --to 'postgres://usertrail_writer@db.example.com/audit?schema=contoso'\n\nThe destination must be empty; caches are not copied (they rebuild)."
+    )]
+    Copy {
+        /// The log to copy: a sled directory or a postgres:// URL
+        #[arg(long, value_name = "DB")]
+        from: PathBuf,
+        /// An empty log to copy it into: a new sled directory or a postgres:// URL
+        #[arg(long, value_name = "DB")]
+        to: PathBuf,
     },
     /// Build a sample tenant with months of history and take a guided tour
     #[command(after_help = "Example:\n  usertrail demo            # writes ./usertrail-demo.db afresh")]

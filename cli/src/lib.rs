@@ -9,6 +9,7 @@
 //! - [`views`]: `history`, `diagnose`, `timeline`, `compare`, `changes`, `review`.
 //! - [`whatif`]: commands on a scratch copy, and the SystemUser diff.
 //! - [`proof`]: `digest`, `verify --digest`, `export log`, `restore`.
+//! - [`copy`]: `copy`, a log moved between backends, and the new log it (and `restore`) writes.
 //! - [`report`]: the auditor's HTML report of a period, and `verify --report`.
 //! - [`graph`]: reading Microsoft Graph exports for `import graph`.
 //! - [`reality`]: `import environments`, `import systemusers` and `reconcile` (issue 32).
@@ -21,6 +22,7 @@
 //! [`run`] is `main` minus the process: arguments in, exit code out.
 
 pub mod args;
+pub mod copy;
 pub mod demo;
 pub mod directory;
 pub mod environments;
@@ -221,8 +223,10 @@ async fn dispatch(
     if let Some(now) = now {
         options.machine.check_now(now)?;
     }
-    if options.inside_whatif && matches!(command, Command::Whatif { .. } | Command::Demo(_)) {
-        return Err(CliError::Usage("whatif and demo cannot run inside whatif".into()));
+    if options.inside_whatif
+        && matches!(command, Command::Whatif { .. } | Command::Demo(_) | Command::Copy { .. })
+    {
+        return Err(CliError::Usage("whatif, demo and copy cannot run inside whatif".into()));
     }
     // Made from the same clap types as the parser: they never disagree with it.
     if let Command::Completions { shell } = command {
@@ -238,31 +242,39 @@ async fn dispatch(
         return out.raw(&page);
     }
     if let Command::Demo(args) = command {
+        if global.db.as_deref().and_then(postgres_url).is_some() {
+            return usage(
+                "demo writes a sled database: build it there, then copy it (usertrail demo --db ./demo.db && usertrail copy --from ./demo.db --to URL)",
+            );
+        }
         return demo::run(global.db.as_deref(), now, &options, args, &mut out).await;
     }
-    let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
-    let server = postgres_url(&path);
-    if server.is_some() && matches!(command, Command::Whatif { .. } | Command::Restore { .. }) {
-        return usage("whatif and restore work on a sled database only, for now (issue 33)".to_owned());
+    if let Command::Copy { from, to } = &command {
+        return copy::copy(from, to, &options, &mut out).await;
     }
+    let path = global.db.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
     if let Command::Whatif { file, env } = &command {
         return whatif::whatif(&path, file, env.as_deref(), options, &mut out).await;
     }
     if let Command::Restore { from } = &command {
-        let archiving = options.archiving.unwrap_or_default();
-        // Batched: the restore flushes once at its end, and a restore cut
-        // short is removed whole.
-        let keys = options.cache_keys.clone();
-        let open = |p: &Path| open_with(p, Durability::Batched, archiving, keys.clone());
-        return proof::restore(&path, from, open, &mut out).await;
+        return proof::restore(&path, from, &options, &mut out).await;
     }
+    let server = postgres_url(&path);
     let mut shell = match server {
         Some(url) => {
             // `init` makes the log's tables, as the role that owns them.
             if matches!(command, Command::Init(_)) {
                 store::PgStore::init(url).await?;
             }
-            Shell::new(store::PgStore::open(url, &options.cache_keys).await?, now)
+            let store = store::PgStore::open(url, &options.cache_keys).await?;
+            // Writers on many machines: without --now, the server's clock
+            // stamps each record, so that theirs need not agree.
+            if now.is_none() {
+                store.stamp_with_server_clock();
+            }
+            let mut shell = Shell::new(store, now);
+            shell.store_clock = now.is_none();
+            shell
         }
         None => {
             if !matches!(command, Command::Init(_)) && !path.exists() {
@@ -346,7 +358,7 @@ async fn dispatch(
         }
         Command::Digest => proof::digest(&shell, &mut out).await,
         Command::Record { seq } => views::record(&shell, seq, &mut out).await,
-        Command::Whatif { .. } | Command::Restore { .. } => Ok(()),
+        Command::Whatif { .. } | Command::Restore { .. } | Command::Copy { .. } => Ok(()),
         Command::Group(c) => directory::group(&shell, actor, c, &mut out).await,
         Command::Verify { digest: Some(file), .. } => proof::verify_digest(&shell, &file, &mut out).await,
         Command::Verify { report: Some(file), .. } => report::verify(&shell, &file, &mut out).await,
@@ -374,7 +386,7 @@ async fn dispatch(
 }
 
 /// The PostgreSQL URL `--db` names, if it names one rather than a sled directory.
-fn postgres_url(db: &Path) -> Option<&str> {
+pub(crate) fn postgres_url(db: &Path) -> Option<&str> {
     db.to_str().filter(|db| db.starts_with("postgres://") || db.starts_with("postgresql://"))
 }
 
@@ -385,7 +397,7 @@ pub fn open(path: &Path, durability: Durability, keys: &store::CacheKeys) -> Res
 }
 
 /// [`open`], archiving as `archiving` says.
-fn open_with(
+pub(crate) fn open_with(
     path: &Path,
     durability: Durability,
     archiving: store::Archiving,

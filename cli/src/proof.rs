@@ -11,12 +11,14 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use domain::events::Event;
 use serde_json::{json, Map, Value};
-use store::{AppendRejection, EventStore, Hash, Record, Sealed, SledStore, GENESIS_HASH};
+use store::{AppendRejection, EventStore, Hash, Record, Sealed, GENESIS_HASH};
 
+use crate::copy::Destination;
 use crate::error::{usage, CliError};
 use crate::output::Out;
 use crate::shell::Shell;
 use crate::time::parse_at;
+use crate::RunOptions;
 
 /// The digest format `digest` writes and `verify --digest` reads.
 pub const DIGEST_FORMAT: u64 = 1;
@@ -386,97 +388,71 @@ async fn for_pages(
 }
 
 /// Whether `path` is free for a new database: absent, or an empty directory.
-/// `Ok(true)`: it exists (empty), so a failed restore empties it rather than removing it.
-fn new_database(path: &Path) -> Result<bool, CliError> {
+/// `Ok(true)`: it exists (empty), so a failed write empties it rather than
+/// removing it. `flag` and `command` name it in a refusal.
+pub(crate) fn new_database(path: &Path, flag: &str, command: &str) -> Result<bool, CliError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => usage(format!("cannot use --db {}: {e}", path.display())),
+        Err(e) => usage(format!("cannot use {flag} {}: {e}", path.display())),
         Ok(meta) if meta.is_dir() => {
             let mut entries = std::fs::read_dir(path)
-                .map_err(|e| CliError::Usage(format!("cannot use --db {}: {e}", path.display())))?;
+                .map_err(|e| CliError::Usage(format!("cannot use {flag} {}: {e}", path.display())))?;
             match entries.next() {
                 None => Ok(true),
                 Some(_) => usage(format!(
-                    "--db {} is not empty: restore builds a new database; name a directory that does not exist",
+                    "{flag} {} is not empty: {command} builds a new database; name a directory that does not exist",
                     path.display()
                 )),
             }
         }
         Ok(_) => usage(format!(
-            "--db {} exists and is not a directory: restore builds a new database",
+            "{flag} {} exists and is not a directory: {command} builds a new database",
             path.display()
         )),
     }
 }
 
-/// `usertrail restore --from FILE --db NEW`: a new database from an export,
+/// `usertrail restore --from FILE --db NEW`: a new log from an export,
 /// each line's hash, chain and readable fields checked against its bytes,
-/// and the records appended byte for byte. Anything refused leaves nothing behind.
+/// and the records appended byte for byte. Anything refused leaves nothing
+/// behind: a sled database goes again, and a PostgreSQL log, which keeps
+/// what it is given, is given nothing until the whole file has been checked.
 pub async fn restore(
     path: &Path,
     file: &Path,
-    open: impl FnOnce(&Path) -> Result<SledStore, CliError>,
+    options: &RunOptions,
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
-    let existed = new_database(path)?;
-    let reader = std::fs::File::open(file)
-        .map_err(|e| CliError::Usage(format!("cannot read export {}: {e}", file.display())))?;
-    let store = open(path)?;
-    let result = restore_into(&store, std::io::BufReader::new(reader), file).await;
-    let result = match result {
-        Ok(restored) => store.flush().await.map_err(CliError::from).map(|()| restored),
-        Err(e) => Err(e),
+    let read = || {
+        std::fs::File::open(file)
+            .map(std::io::BufReader::new)
+            .map_err(|e| CliError::Usage(format!("cannot read export {}: {e}", file.display())))
     };
-    let result = match result {
-        Ok(restored) => match store.verify().await {
-            Ok(report) if report.problem.is_none() => Ok(restored),
-            Ok(report) => Err(disproved(format!(
-                "the restored log fails verify: {}",
-                report.problem.map(|p| format!("record {}: {}", p.seq, p.what)).unwrap_or_default()
-            ))),
-            Err(e) => Err(e.into()),
-        },
-        Err(e) => Err(e),
-    };
-    // The handle goes first: its lock and files live in the directory. Its
-    // close (the index, a seal) reports its failure as the restore's.
-    let closed = store.close_if_last().map_err(CliError::from);
-    let result = result.and_then(|restored| closed.map(|_| restored));
-    match result {
-        Ok((records, head)) => {
-            let line = format!(
-                "restored {records} records into {}: every hash checked; head record {records}, hash {}",
-                path.display(),
-                hex(&head)
-            );
-            if out.json {
-                return out.json(
-                    &json!({ "records": records, "hash": hex(&head), "db": path.display().to_string() }),
-                );
-            }
-            out.line(line)
+    let reader = read()?;
+    let dest = Destination::new(path, "--db", "restore", options).await?;
+    let name = dest.name.clone();
+    let restored = async {
+        if !dest.keeps_a_failure() {
+            return restore_into(Some(&*dest.store), reader, file).await;
         }
-        Err(e) => {
-            let removed = std::fs::remove_dir_all(path).and_then(|()| match existed {
-                true => std::fs::create_dir(path),
-                false => Ok(()),
-            });
-            match removed {
-                Ok(()) => Err(e),
-                Err(io) => Err(CliError::System(format!(
-                    "{}; and the partial database {} could not be removed: {io}",
-                    e.to_string().trim_start_matches("error: "),
-                    path.display()
-                ))),
-            }
-        }
+        restore_into(None, reader, file).await?;
+        restore_into(Some(&*dest.store), read()?, file).await
     }
+    .await;
+    let (records, head) = dest.finish(restored).await?;
+    if out.json {
+        return out.json(&json!({ "records": records, "hash": hex(&head), "db": name }));
+    }
+    out.line(format!(
+        "restored {records} records into {name}: every hash checked; head record {records}, hash {}",
+        hex(&head)
+    ))
 }
 
-/// Reads the export line by line into `store`; the number of records and
-/// the head's hash.
+/// Reads the export line by line, each checked, into `store` (`None`: only
+/// checked); the number of records and the head's hash.
 async fn restore_into(
-    store: &SledStore,
+    store: Option<&dyn EventStore>,
     mut reader: impl BufRead,
     file: &Path,
 ) -> Result<(u64, Hash), CliError> {
@@ -501,20 +477,24 @@ async fn restore_into(
         }
         let sealed = check_line(&buf, line_no, &name, prev)?;
         prev = sealed.record().hash;
-        batch.push(sealed);
-        if batch.len() >= PAGE {
-            append(store, std::mem::take(&mut batch), &name).await?;
+        if let Some(store) = store {
+            batch.push(sealed);
+            if batch.len() >= PAGE {
+                append(store, std::mem::take(&mut batch), &name).await?;
+            }
         }
     }
     if line_no == 0 {
         return usage(format!("export {name} holds no records"));
     }
-    append(store, batch, &name).await?;
+    if let Some(store) = store {
+        append(store, batch, &name).await?;
+    }
     Ok((line_no, prev))
 }
 
 /// Appends checked records; a refusal names its line (line N holds record N).
-async fn append(store: &SledStore, batch: Vec<Sealed>, name: &str) -> Result<(), CliError> {
+async fn append(store: &dyn EventStore, batch: Vec<Sealed>, name: &str) -> Result<(), CliError> {
     if batch.is_empty() {
         return Ok(());
     }

@@ -38,6 +38,9 @@ pub struct Shell {
     pub ids: Ids,
     /// The process exits once the command is done: see [`release`].
     pub exits_after_run: bool,
+    /// The store stamps appends with its own clock (a PostgreSQL log
+    /// without `--now`): the machine's only says when a command is decided.
+    pub store_clock: bool,
     /// The machine whose clock, account and host each record keeps.
     pub machine: Machine,
     /// Whether long commands draw progress bars (the binary, when stderr
@@ -61,6 +64,7 @@ impl Shell {
             now,
             ids: Ids::random(),
             exits_after_run: false,
+            store_clock: false,
             machine: Machine::Real,
             progress: false,
             runner: std::sync::OnceLock::new(),

@@ -1,7 +1,8 @@
 //! `whatif`: run a file of commands on a scratch copy of the database and
 //! print what they would change in the SystemUser tables. The real database
 //! is never opened: it is locked as the store locks it, copied, and released,
-//! so it stays byte-for-byte as it was.
+//! so it stays byte-for-byte as it was. A PostgreSQL log is copied record by
+//! record into a scratch sled database (`copy`), and only read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +74,7 @@ fn read_script(file: &Path) -> Result<Vec<(usize, Vec<String>)>, CliError> {
         if words.iter().any(|w| w == "--db" || w.starts_with("--db=")) {
             return usage(format!("{} line {}: --db is not allowed in a whatif file", file.display(), n + 1));
         }
-        if words.first().is_some_and(|w| w == "whatif" || w == "demo") {
+        if words.first().is_some_and(|w| ["whatif", "demo", "copy"].contains(&w.as_str())) {
             return usage(format!(
                 "{} line {}: {} cannot run inside whatif",
                 file.display(),
@@ -273,6 +274,24 @@ fn removed_on_signal(scratch: PathBuf) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Copies the log `db` names into `to`, a new sled database: a sled
+/// directory file by file under its lock, a PostgreSQL log record by
+/// record. Where the log is, for messages (never a password).
+async fn copy_of(db: &Path, to: &Path, options: &mut RunOptions) -> Result<String, CliError> {
+    if crate::postgres_url(db).is_none() {
+        copy_locked(db, to)?;
+        return Ok(db.display().to_string());
+    }
+    // The copy's caches last this run: a key kept for a scratch log would outlive it.
+    options.cache_keys = store::CacheKeys::Process;
+    let (source, name) = crate::copy::open_source(db, options).await?;
+    let copied = crate::copy::copy_log(&*source, &name, to, "--db", "whatif", options).await;
+    let closed = source.release();
+    copied?;
+    closed?;
+    Ok(name)
+}
+
 /// Runs the script on a copy of `db` in `scratch` and prints what would change.
 async fn run_script(
     db: &Path,
@@ -284,10 +303,11 @@ async fn run_script(
     out: &mut Out<'_>,
 ) -> Result<(), CliError> {
     let copy: PathBuf = scratch.path().join("usertrail.db");
-    copy_locked(db, &copy)?;
+    let mut options = options;
+    let db = &copy_of(db, &copy, &mut options).await?;
     let before = tables(&copy, env, &options.cache_keys).await?;
     if let Some(env) = env.filter(|_| before.is_empty()) {
-        return usage(format!("unknown environment {env} in {}", db.display()));
+        return usage(format!("unknown environment {env} in {db}"));
     }
     for (line, words) in script {
         // --db before the line's own words: a `--` in the line cannot swallow it.
@@ -321,11 +341,11 @@ fn line_count_before(script: &[(usize, Vec<String>)], line: usize) -> usize {
 }
 
 /// The SystemUser differences, after saying what ran.
-fn print_diff(differences: &[Difference], ran: &str, db: &Path, out: &mut Out<'_>) -> Result<(), CliError> {
+fn print_diff(differences: &[Difference], ran: &str, db: &str, out: &mut Out<'_>) -> Result<(), CliError> {
     if out.json {
         return out.json(&serde_json::to_value(differences).unwrap_or(Value::Null));
     }
-    out.line(format!("ran {ran} on a scratch copy of {}; the database itself is unchanged", db.display()))?;
+    out.line(format!("ran {ran} on a scratch copy of {db}; the database itself is unchanged"))?;
     if differences.is_empty() {
         return out.line("no SystemUser record would change");
     }

@@ -13,11 +13,13 @@
 //!
 //! # Layout
 //! - This file: [`PgStore`], the URL and its schema, connecting, errors.
+//! - `passfile`: the password from `PGPASSWORD` or libpq's password file.
 //! - `schema`: the tables, [`PgStore::init`] and the version check at open.
 //! - `append`: an append call or transaction, checked and sealed, then inserted.
 //! - `read`: reads, `verify`'s walk, and the caches.
 
 mod append;
+mod passfile;
 mod read;
 mod schema;
 
@@ -80,6 +82,8 @@ pub(crate) struct Target {
     /// Set when a call failed: the shared connection may be lost without
     /// knowing it yet, so the next call connects anew.
     failed: AtomicBool,
+    /// Appends are stamped with the server's clock ([`PgStore::stamp_with_server_clock`]).
+    server_clock: AtomicBool,
 }
 
 impl Target {
@@ -97,7 +101,12 @@ impl Target {
         }
         let client_url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
         let bad = |what: String| StoreError::Server { at: "the URL given".into(), what };
-        let config: Config = client_url.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+        let mut config: Config = client_url.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+        if config.get_password().is_none() {
+            if let Some(password) = passfile::password(&config) {
+                config.password(password);
+            }
+        }
         // Plain names only: they are quoted anyway, but a name that needs
         // quoting is more likely a typo than a wish.
         let plain = schema.len() <= 63
@@ -113,7 +122,8 @@ impl Target {
         let at = describe(&config, &schema);
         let quoted = format!("\"{schema}\"");
         let lock_key = i64::from_be_bytes(lock);
-        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed: AtomicBool::new(false) })
+        let (failed, server_clock) = (AtomicBool::new(false), AtomicBool::new(false));
+        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed, server_clock })
     }
 
     /// A new connection, its search path the log's schema alone (and the
@@ -194,6 +204,15 @@ impl PgStore {
         let client = tokio::sync::Mutex::new(client);
         let shared = Shared { target, client, key, key_id, damaged };
         Ok(PgStore { shared: Arc::new(shared) })
+    }
+
+    /// From now on, stamps each append with the server's clock, read inside
+    /// the serialized append (never earlier than the last record's time),
+    /// instead of the time its metadata carries: writers whose clocks
+    /// disagree never make time go backwards. A [`Transaction`] reads it
+    /// when it begins staging, and lands only if the log has not moved since.
+    pub fn stamp_with_server_clock(&self) {
+        self.shared.target.server_clock.store(true, Ordering::Relaxed);
     }
 
     /// Where the log is: host, port, database and schema (never the password).

@@ -4,6 +4,8 @@
 mod archive;
 /// Many writers at once on one store: invariants hold, nothing is lost (A3).
 mod concurrency;
+/// copy between backends: byte for byte, views equal, a damaged source refused (issue 33).
+mod copy;
 /// The common admin flows of the tenant directory, and its rules via the CLI.
 mod directory;
 /// Environments, sync and the SystemUser lifecycle (E, S, A, P, T rules).
@@ -34,6 +36,8 @@ mod report;
 mod review_regressions;
 /// Business units, roles, teams, no elevation, mailboxes, unified routing (R, O).
 mod security;
+/// Time on a shared PostgreSQL log: the server's clock without --now (issue 33).
+mod server_clock;
 /// The seeds' workflows pinned by insta snapshots, in JSON and as tables.
 mod snapshots;
 /// The project's own habits: module docs, and what each crate may depend on.

@@ -18,8 +18,9 @@ enum Moment {
 }
 
 impl Shell {
-    /// The time to stamp on new events: `--now` or the clock, never earlier
-    /// than the last record's time.
+    /// The time to stamp on new events (and decide them at): `--now` or the
+    /// clock, never earlier than the last record's time. A store with a
+    /// clock of its own stamps them with that instead.
     pub async fn now(&self) -> Result<DateTime<Utc>, CliError> {
         // The clock to the millisecond: JSON prints every digit a time
         // has, and a time printed is a time a script gives back to `--at`.
@@ -29,10 +30,11 @@ impl Shell {
         });
         if let Some(head) = self.store.head().await? {
             // A writer that read the clock just before another one appended
-            // trails it by a moment: that is concurrency, not a clock gone back.
+            // trails it by a moment: that is concurrency, not a clock gone
+            // back. Behind a store's clock, a machine's may trail it by any.
             if self.now.is_none()
                 && now < head.recorded_at
-                && head.recorded_at - now <= chrono::Duration::seconds(1)
+                && (self.store_clock || head.recorded_at - now <= chrono::Duration::seconds(1))
             {
                 return Ok(head.recorded_at);
             }

@@ -18,7 +18,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::{big, count, PgStore, Target};
-use crate::record::{from_nanos, to_nanos, Hash, Record, Sealed, GENESIS_HASH};
+use crate::record::{from_nanos, to_nanos, Hash, Metadata, Record, Sealed, GENESIS_HASH};
 use crate::{Append, AppendRejection, AppendResult, Appended, ExpectedVersion, StoreError, Transaction};
 
 /// Records checked and sealed, not yet inserted, as the columns of one
@@ -56,6 +56,8 @@ pub(super) struct Staging<'a> {
     target: &'a Target,
     seq: u64,
     last_nanos: i64,
+    /// The server's clock when the call began, if appends are stamped with it.
+    clock: Option<i64>,
     prev_hash: Hash,
     /// Each stream this call has met, and its version so far.
     versions: HashMap<String, u64>,
@@ -77,7 +79,8 @@ impl<'a> Staging<'a> {
         if began.is_none() {
             lock(target, client).await?;
         }
-        let (tip, last_nanos, prev_hash) = tip(target, client).await?;
+        let (tip, last_nanos, prev_hash, clock) = tip(target, client).await?;
+        let clock = target.server_clock.load(Ordering::Relaxed).then_some(clock);
         if let Some(began) = began.filter(|&b| b != tip) {
             return Ok(Err(AppendRejection::Moved { began, now: tip }));
         }
@@ -85,6 +88,7 @@ impl<'a> Staging<'a> {
             target,
             seq: tip,
             last_nanos,
+            clock,
             prev_hash,
             versions: HashMap::new(),
             new_ids: HashSet::new(),
@@ -204,7 +208,16 @@ impl<'a> Staging<'a> {
                 return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
             }
         }
-        let nanos = to_nanos(append.meta.recorded_at)?;
+        let stamped;
+        let meta = match self.clock {
+            Some(clock) => {
+                let recorded_at = from_nanos(clock.max(self.last_nanos));
+                stamped = Metadata { recorded_at, ..append.meta.clone() };
+                &stamped
+            }
+            None => &append.meta,
+        };
+        let nanos = to_nanos(meta.recorded_at)?;
         if nanos < self.last_nanos {
             return Ok(Err(AppendRejection::TimeWentBackwards {
                 last: from_nanos(self.last_nanos),
@@ -226,8 +239,7 @@ impl<'a> Staging<'a> {
         for event in &append.events {
             self.seq += 1;
             version += 1;
-            let (hash, bytes) =
-                Record::seal(self.seq, &append.stream, version, event, &append.meta, self.prev_hash)?;
+            let (hash, bytes) = Record::seal(self.seq, &append.stream, version, event, meta, self.prev_hash)?;
             self.rows.push(self.seq, &append.stream, version, event.event_id, nanos, &bytes);
             self.prev_hash = hash;
         }
@@ -277,16 +289,22 @@ async fn lock(target: &Target, tx: &impl GenericClient) -> Result<(), StoreError
 }
 
 /// The head's seq, time and hash (for an empty log: 0, the earliest time,
-/// the genesis hash).
-async fn tip(target: &Target, client: &impl GenericClient) -> Result<(u64, i64, Hash), StoreError> {
+/// the genesis hash), and the server's clock to the millisecond (as the
+/// command line reads the machine's: a time printed is one `--at` takes back).
+async fn tip(target: &Target, client: &impl GenericClient) -> Result<(u64, i64, Hash, i64), StoreError> {
     let server = |e| target.server(e);
-    let sql = "SELECT seq, recorded_at_ns, hash FROM records ORDER BY seq DESC LIMIT 1";
-    Ok(match client.query_opt(sql, &[]).await.map_err(server)? {
-        None => (0, i64::MIN, GENESIS_HASH),
-        Some(row) => {
-            let seq = count(row.try_get(0).map_err(server)?, "seq")?;
+    let sql = "SELECT r.seq, r.recorded_at_ns, r.hash, \
+               floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000000 \
+               FROM (SELECT 1) one LEFT JOIN \
+               (SELECT seq, recorded_at_ns, hash FROM records ORDER BY seq DESC LIMIT 1) r ON true";
+    let row = client.query_one(sql, &[]).await.map_err(server)?;
+    let clock = row.try_get(3).map_err(server)?;
+    Ok(match row.try_get::<_, Option<i64>>(0).map_err(server)? {
+        None => (0, i64::MIN, GENESIS_HASH, clock),
+        Some(seq) => {
+            let seq = count(seq, "seq")?;
             let hash: &[u8] = row.try_get(2).map_err(server)?;
-            (seq, row.try_get(1).map_err(server)?, super::read::hash_of(seq, hash)?)
+            (seq, row.try_get(1).map_err(server)?, super::read::hash_of(seq, hash)?, clock)
         }
     })
 }
