@@ -367,6 +367,36 @@ impl Record {
     }
 }
 
+/// What every backend checks of an append before it gives it seqs: a
+/// stream name it can store, event ids new to the call (`new_id` says
+/// whether one is, and remembers it), and a time `at` not before the last
+/// record's. Returns `at` in nanoseconds.
+pub(crate) fn check_append(
+    append: &crate::Append,
+    at: DateTime<Utc>,
+    last_nanos: i64,
+    mut new_id: impl FnMut(Uuid) -> bool,
+) -> crate::AppendResult<i64> {
+    if append.stream.len() > usize::from(u16::MAX) {
+        return Err(StoreError::Encode(format!(
+            "a stream name of {} bytes (at most {} are stored)",
+            append.stream.len(),
+            u16::MAX
+        )));
+    }
+    if let Some(event) = append.events.iter().find(|event| !new_id(event.event_id)) {
+        return Ok(Err(crate::AppendRejection::PartialRetry { event_id: event.event_id }));
+    }
+    let nanos = to_nanos(at)?;
+    if nanos < last_nanos {
+        return Ok(Err(crate::AppendRejection::TimeWentBackwards {
+            last: from_nanos(last_nanos),
+            given: at,
+        }));
+    }
+    Ok(Ok(nanos))
+}
+
 /// The checks of one record against the one before it: hash, place, chain, time.
 pub(crate) fn check_record(
     bytes: &[u8],

@@ -18,7 +18,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::{big, count, PgStore, Target};
-use crate::record::{from_nanos, to_nanos, Hash, Metadata, Record, Sealed, GENESIS_HASH};
+use crate::record::{check_append, from_nanos, to_nanos, Hash, Metadata, Record, Sealed, GENESIS_HASH};
 use crate::{Append, AppendRejection, AppendResult, Appended, ExpectedVersion, StoreError, Transaction};
 
 /// Records checked and sealed, not yet inserted, as the columns of one
@@ -196,18 +196,6 @@ impl<'a> Staging<'a> {
             self.results.push(Appended { first_seq, last_seq, stream_version, was_retry: true });
             return Ok(Ok(()));
         }
-        if append.stream.len() > usize::from(u16::MAX) {
-            return Err(StoreError::Encode(format!(
-                "a stream name of {} bytes (at most {} are stored)",
-                append.stream.len(),
-                u16::MAX
-            )));
-        }
-        for event in &append.events {
-            if !self.new_ids.insert(event.event_id) {
-                return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
-            }
-        }
         let stamped;
         let meta = match self.clock {
             Some(clock) => {
@@ -217,13 +205,11 @@ impl<'a> Staging<'a> {
             }
             None => &append.meta,
         };
-        let nanos = to_nanos(meta.recorded_at)?;
-        if nanos < self.last_nanos {
-            return Ok(Err(AppendRejection::TimeWentBackwards {
-                last: from_nanos(self.last_nanos),
-                given: append.meta.recorded_at,
-            }));
-        }
+        let nanos =
+            match check_append(append, meta.recorded_at, self.last_nanos, |id| self.new_ids.insert(id))? {
+                Ok(nanos) => nanos,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
         let current = self.versions.get(&append.stream).copied().unwrap_or(0);
         if let ExpectedVersion::Exactly(expected) = append.expected {
             if expected != current {

@@ -15,7 +15,7 @@ use rustc_hash::FxHashSet;
 
 use super::{engine, Inner, Pending, INDEX_EVERY};
 use crate::keys;
-use crate::record::{from_nanos, to_nanos, Hash, Record, Sealed};
+use crate::record::{check_append, to_nanos, Hash, Record, Sealed};
 use crate::{Append, AppendRejection, AppendResult, Appended, Durability, ExpectedVersion, StoreError};
 
 /// Appends checked and sealed, not yet written.
@@ -263,25 +263,12 @@ impl Staged<'_> {
             }
             Ok(None) => {}
         }
-        if append.stream.len() > usize::from(u16::MAX) {
-            return Err(StoreError::Encode(format!(
-                "a stream name of {} bytes (at most {} are stored)",
-                append.stream.len(),
-                u16::MAX
-            )));
-        }
-        for event in &append.events {
-            if !self.new_ids.insert(event.event_id) {
-                return Ok(Err(AppendRejection::PartialRetry { event_id: event.event_id }));
-            }
-        }
-        let nanos = to_nanos(append.meta.recorded_at)?;
-        if nanos < self.last_nanos {
-            return Ok(Err(AppendRejection::TimeWentBackwards {
-                last: from_nanos(self.last_nanos),
-                given: append.meta.recorded_at,
-            }));
-        }
+        let checked =
+            check_append(append, append.meta.recorded_at, self.last_nanos, |id| self.new_ids.insert(id));
+        let nanos = match checked? {
+            Ok(nanos) => nanos,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
         let stream = match self.stream_at.get(append.stream.as_str()) {
             Some(&i) => i,
             None => {
