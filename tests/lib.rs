@@ -64,11 +64,6 @@ impl Sandbox {
         Sandbox { postgres: Some(pg_server::new_schema().0), ..Sandbox::on_sled() }
     }
 
-    /// The URL of its PostgreSQL log, if it has one rather than a sled database.
-    pub fn postgres(&self) -> Option<&str> {
-        self.postgres.as_deref()
-    }
-
     /// Has each command's close archive all but the newest `keep` to
     /// `2 keep` records, as a log of millions does with the default `keep`.
     pub fn archiving(mut self, keep: u64) -> Sandbox {
