@@ -41,8 +41,18 @@ impl Default for Sandbox {
 }
 
 impl Sandbox {
-    /// An empty sandbox; its clock starts at 2026-01-05T09:00:00Z.
+    /// An empty sandbox on the backend of the run (see [`on_postgres_by_default`]);
+    /// its clock starts at 2026-01-05T09:00:00Z.
     pub fn new() -> Sandbox {
+        if on_postgres_by_default() {
+            Sandbox::on_postgres()
+        } else {
+            Sandbox::on_sled()
+        }
+    }
+
+    /// An empty sandbox whose log is a sled database in its directory.
+    pub fn on_sled() -> Sandbox {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let clock = chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z").expect("a time").to_utc();
         Sandbox { dir, clock, archiving: None, postgres: None }
@@ -51,7 +61,7 @@ impl Sandbox {
     /// An empty sandbox whose log is a schema of its own on the test
     /// cluster (`pg_server`) rather than a sled database.
     pub fn on_postgres() -> Sandbox {
-        Sandbox { postgres: Some(pg_server::new_schema().0), ..Sandbox::new() }
+        Sandbox { postgres: Some(pg_server::new_schema().0), ..Sandbox::on_sled() }
     }
 
     /// Has each command's close archive all but the newest `keep` to
@@ -88,9 +98,41 @@ impl Sandbox {
         sb
     }
 
-    /// The database directory.
+    /// The sled database's directory. A test that looks into it is
+    /// sled-specific: [`SLED_ONLY`] must name it.
     pub fn db(&self) -> PathBuf {
+        assert!(self.postgres.is_none(), "a test that reads sled's files belongs in tests::SLED_ONLY");
         self.dir.path().join("usertrail.db")
+    }
+
+    /// What its commands are given as `--db`: the sled database's path or the PostgreSQL URL.
+    pub fn db_arg(&self) -> String {
+        self.postgres.clone().unwrap_or_else(|| self.db().display().to_string())
+    }
+
+    /// A shell on the sandbox's log, as a command opens it, for tests that
+    /// drive the core in-process.
+    pub async fn shell(&self, now: Option<chrono::DateTime<chrono::Utc>>) -> cli::shell::Shell {
+        match &self.postgres {
+            Some(url) => {
+                let keys = store::CacheKeys::Dir(self.key_dir());
+                cli::shell::Shell::new(store::PgStore::open(url, &keys).await.expect("the log opens"), now)
+            }
+            None => {
+                let store =
+                    store::SledStore::open(self.db(), self.open_options()).expect("the database opens");
+                cli::shell::Shell::new(store, now)
+            }
+        }
+    }
+
+    /// Every record of the sandbox's log, on either backend.
+    pub fn read_log(&self) -> Vec<store::Record> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let shell = self.shell(None).await;
+            shell.store.read_log(1, u64::MAX, usize::MAX).await.expect("the log reads")
+        })
     }
 
     /// How a test opens the sandbox's database itself: with its cache key,
@@ -128,8 +170,7 @@ impl Sandbox {
         let mut args = vec!["usertrail".to_owned()];
         args.extend(split(line));
         if !args.iter().any(|a| a == "--db") {
-            let db = self.postgres.clone().unwrap_or_else(|| self.db().display().to_string());
-            args.extend(["--db".to_owned(), db]);
+            args.extend(["--db".to_owned(), self.db_arg()]);
         }
         if !args.iter().any(|a| a == "--now") {
             self.clock += chrono::Duration::minutes(1);
@@ -195,6 +236,23 @@ impl Sandbox {
     pub fn records(&mut self) -> u64 {
         self.json("verify")["records"].as_u64().unwrap_or(0)
     }
+}
+
+/// The tests that look into sled's files, keys or raw records (and so run on
+/// sled whatever the run's backend): prefixes of test names, module paths
+/// as libtest prints them. Each line of `sled_only.txt`, which `.ci/run`
+/// also reads to skip them in the PostgreSQL pass.
+pub const SLED_ONLY: &str = include_str!("sled_only.txt");
+
+/// Whether [`Sandbox::new`] gives a PostgreSQL log: when the run says so
+/// (`USERTRAIL_TEST_BACKEND=postgres`) and the test, whose name libtest
+/// gives its thread, is not in [`SLED_ONLY`].
+pub fn on_postgres_by_default() -> bool {
+    let sled_only = |test: &str| {
+        SLED_ONLY.lines().map(str::trim).any(|p| !p.is_empty() && !p.starts_with('#') && test.starts_with(p))
+    };
+    std::env::var("USERTRAIL_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+        && !std::thread::current().name().is_some_and(sled_only)
 }
 
 /// Splits a command line on blanks; single quotes group words ('' is empty).

@@ -2,9 +2,10 @@
 //! tests and the scenarios (`#[path]`-included by `store/tests/backends.rs`):
 //! `USERTRAIL_TEST_PG` when set (`.ci/run` starts one with `.ci/pg`), else
 //! one this process starts with `.ci/pg` in a temporary directory, which
-//! stops once the process ends. No test touches a server it did not start.
+//! stops once the process ends; and a [`Cluster`] of a test's own, which it
+//! may restart. No test touches a server it did not start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The URL of the test cluster, started on first use.
@@ -14,24 +15,59 @@ pub fn server() -> &'static str {
         if let Ok(url) = std::env::var("USERTRAIL_TEST_PG") {
             return url;
         }
-        let dir = tempfile::Builder::new().prefix("usertrail-pg.").tempdir().expect("a temporary directory");
         // `.ci/pg stop` removes it, once this process has ended.
+        let cluster = Cluster::start();
+        let url = cluster.url.clone();
+        std::mem::forget(cluster);
+        url
+    })
+}
+
+/// A cluster of one test's own, which it may restart: stopped when dropped
+/// (or, if the test process is killed, once it has ended).
+pub struct Cluster {
+    dir: PathBuf,
+    /// Its URL (the `postgres` database, as the superuser).
+    pub url: String,
+}
+
+impl Cluster {
+    /// Starts a new cluster in a temporary directory (`.ci/pg start`).
+    pub fn start() -> Cluster {
+        let dir = tempfile::Builder::new().prefix("usertrail-pg.").tempdir().expect("a temporary directory");
         let dir = dir.keep();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg");
-        let started = std::process::Command::new("bash")
-            .arg(script)
-            .arg("start")
-            .arg(&dir)
-            .env("USERTRAIL_PG_WATCH", std::process::id().to_string())
-            .output()
-            .expect("bash runs .ci/pg");
+        let started = pg(&["start"], &dir);
         assert!(
             started.status.success(),
             "no PostgreSQL cluster for the tests: `.ci/pg start DIR` failed (apt-get install postgresql?): {}",
             String::from_utf8_lossy(&started.stderr)
         );
-        String::from_utf8_lossy(&started.stdout).trim().to_owned()
-    })
+        Cluster { url: String::from_utf8_lossy(&started.stdout).trim().to_owned(), dir }
+    }
+
+    /// Restarts the server, cutting off every session (`pg_ctl restart -m fast`).
+    pub fn restart(&self) {
+        let restarted = pg(&["restart"], &self.dir);
+        assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        pg(&["stop"], &self.dir);
+    }
+}
+
+/// Runs `.ci/pg COMMAND DIR`, its watcher waiting for this process.
+fn pg(command: &[&str], dir: &Path) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg");
+    std::process::Command::new("bash")
+        .arg(script)
+        .args(command)
+        .arg(dir)
+        .env("USERTRAIL_PG_WATCH", std::process::id().to_string())
+        .output()
+        .expect("bash runs .ci/pg")
 }
 
 /// `url` with `name=value` added to its parameters.
@@ -42,10 +78,15 @@ pub fn with_param(url: &str, name: &str, value: &str) -> String {
 
 /// A URL naming a schema of its own on the test cluster (nothing made in it yet), and its name.
 pub fn new_schema() -> (String, String) {
+    new_schema_on(server())
+}
+
+/// A URL naming a schema of its own on the cluster at `server`, and its name.
+pub fn new_schema_on(server: &str) -> (String, String) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = format!("t{}_{nanos}_{n}", std::process::id());
-    (with_param(server(), "schema", &name), name)
+    (with_param(server, "schema", &name), name)
 }

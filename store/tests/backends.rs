@@ -5,6 +5,8 @@
 //! The PostgreSQL tests run on the cluster of `tests/pg_server.rs`; each
 //! test has a schema of its own.
 
+// Shared with the other test crates; this one needs only some of it.
+#[allow(dead_code)]
 #[path = "../../tests/pg_server.rs"]
 mod pg_server;
 

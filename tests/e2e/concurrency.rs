@@ -8,7 +8,6 @@ use domain::envcmd::EnvCommand;
 use domain::events::{AccessMode, Level, Operation, ProfileField};
 use domain::tenant::TenantCommand;
 use domain::Upn;
-use store::SledStore;
 use tests::Sandbox;
 
 /// Contoso with environment Sales, `seated` users already non-interactive
@@ -49,10 +48,9 @@ fn a3_tasks_racing_for_the_7th_8th_and_9th_seat_leave_at_most_seven() {
 }
 
 async fn race_for_the_last_seat(sb: &Sandbox) {
-    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
     let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
-    let shell = Arc::new(Shell::new(store, Some(now)));
+    let shell = Arc::new(sb.shell(Some(now)).await);
     let tasks: Vec<_> = (6..9)
         .map(|i| {
             let (shell, admin) = (Arc::clone(&shell), admin.clone());
@@ -97,10 +95,9 @@ fn racing_syncs_and_commands_lose_nothing() {
 }
 
 async fn race_syncs_and_commands(sb: &Sandbox) {
-    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
     let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
-    let shell = Arc::new(Shell::new(store, Some(now)));
+    let shell = Arc::new(sb.shell(Some(now)).await);
     let mut tasks = Vec::new();
     for i in 0..4 {
         let (writer, admin) = (Arc::clone(&shell), admin.clone());
@@ -123,9 +120,8 @@ fn racing_writers_on_the_wall_clock_all_land() {
     // "time went backwards" (exit 2) instead of deciding again.
     let sb = sales_with(0, 8);
     let failures = runtime().block_on(async {
-        let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
         let admin = Upn::parse("admin@contoso.onmicrosoft.com").unwrap();
-        let shell = Arc::new(Shell::new(store, None));
+        let shell = Arc::new(sb.shell(None).await);
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let (shell, admin) = (Arc::clone(&shell), admin.clone());
@@ -151,10 +147,9 @@ fn admin(upn: &str) -> Upn {
     Upn::parse(upn).unwrap()
 }
 
-fn shell_an_hour_on(sb: &Sandbox) -> Arc<Shell> {
-    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
+async fn shell_an_hour_on(sb: &Sandbox) -> Arc<Shell> {
     let now = chrono::DateTime::parse_from_rfc3339(&sb.now()).unwrap().to_utc() + chrono::Duration::hours(1);
-    Arc::new(Shell::new(store, Some(now)))
+    Arc::new(sb.shell(Some(now)).await)
 }
 
 #[test]
@@ -166,7 +161,7 @@ fn d4_tasks_racing_for_the_last_license_seat_oversubscribe_nothing() {
         sb.ok(&format!("user create --upn u{i}@contoso.onmicrosoft.com --first U --last {i}{license}"));
     }
     let winners = runtime().block_on(async {
-        let shell = shell_an_hour_on(&sb);
+        let shell = shell_an_hour_on(&sb).await;
         let tasks: Vec<_> = (2..5)
             .map(|i| {
                 let shell = Arc::clone(&shell);
@@ -207,8 +202,8 @@ fn two_admins_editing_one_user_lose_no_update() {
     sb.ok("user create --upn ops@contoso.onmicrosoft.com --first Ops --last Admin");
     sb.ok("user admin-role add --upn ops@contoso.onmicrosoft.com --role user-admin");
     sb.ok("user create --upn alice@contoso.onmicrosoft.com --first Alice --last Tester");
-    let shell = shell_an_hour_on(&sb);
     let tenant = runtime().block_on(async {
+        let shell = shell_an_hour_on(&sb).await;
         let edits = [
             ("admin@contoso.onmicrosoft.com", ProfileField::City, "Lyon"),
             ("ops@contoso.onmicrosoft.com", ProfileField::JobTitle, "Buyer"),
@@ -232,7 +227,6 @@ fn two_admins_editing_one_user_lose_no_update() {
         }
         shell.tenant().await.unwrap().0
     });
-    drop(shell);
     let alice = tenant.user(&admin("alice@contoso.onmicrosoft.com")).unwrap();
     assert_eq!(alice.profile.get(ProfileField::City), Some("Lyon"));
     assert_eq!(alice.profile.get(ProfileField::JobTitle), Some("Buyer"));
@@ -252,7 +246,7 @@ fn a_role_assignment_racing_a_role_edit_loses_neither() {
     sb.ok("sync");
     sb.ok("role copy --env Sales --from 'Basic User' --name 'Account Reader'");
     runtime().block_on(async {
-        let shell = shell_an_hour_on(&sb);
+        let shell = shell_an_hour_on(&sb).await;
         let actor = admin("admin@contoso.onmicrosoft.com");
         let commands = [
             EnvCommand::AssignRole {
@@ -308,7 +302,7 @@ fn batch_racing_another_writer(sb: &mut Sandbox, size: u128) -> (usize, usize) {
     // The runtime is dropped before this returns: whatever its tasks left
     // behind is on disk for the caller to see.
     let (plans, changes) = runtime().block_on(async {
-        let shell = shell_an_hour_on(sb);
+        let shell = shell_an_hour_on(sb).await;
         let actor = admin("admin@contoso.onmicrosoft.com");
         let mut plans = 0;
         let done = shell

@@ -48,13 +48,11 @@ mod views;
 mod whatif;
 
 use domain::Event;
-use store::{Record, SledStore};
+use store::Record;
 
 /// Every record of the sandbox's log, decoded.
 pub fn log(sb: &tests::Sandbox) -> Vec<(Record, Event)> {
-    let store = SledStore::open(sb.db(), sb.open_options()).expect("the database opens");
-    let records = store.read_log_blocking(1, u64::MAX, usize::MAX).expect("the log reads");
-    records
+    sb.read_log()
         .into_iter()
         .map(|r| {
             let event = domain::events::decode(r.schema_version, &r.payload).expect("every record decodes");

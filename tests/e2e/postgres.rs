@@ -42,7 +42,7 @@ fn script(sb: &mut Sandbox) -> Vec<(String, i32, String)> {
 
 #[test]
 fn l4_every_line_answers_on_postgres_as_on_sled_and_the_digest_is_the_same() {
-    let on_sled = script(&mut Sandbox::new());
+    let on_sled = script(&mut Sandbox::on_sled());
     let on_postgres = script(&mut Sandbox::on_postgres());
     assert!(on_sled.iter().any(|(_, code, _)| *code == 1), "the script has a refusal");
     for (sled, postgres) in on_sled.iter().zip(&on_postgres) {

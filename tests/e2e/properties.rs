@@ -870,21 +870,19 @@ fn script_line(n: u16) -> String {
     }
 }
 
-/// Rebuilds the log's first `n` records in a new database at `to`. Copying
-/// the directory would copy records after N too, and sled offers no way to
+/// Rebuilds the first `n` records of `log` (read from either backend) in a
+/// new sled database at `to`. Copying a sled directory would copy records after N too, and sled offers no way to
 /// cut a log; so every record 1..=N is appended again through the store's
 /// own API, in order, with its own event id, stream, time, actor,
 /// correlation id and causation, and runs of one command on one stream in one
 /// append. The hash chain, indexes and time index come out the same, which
 /// the test checks by comparing every rebuilt record (with its hashes) with
 /// the original. The copy has no snapshots, so a view of it is a full replay.
-fn rebuild_cut(from: &std::path::Path, to: &std::path::Path, n: u64) -> Vec<Record> {
-    let original = SledStore::open(from, OpenOptions::default()).unwrap();
-    let records = original.read_log_blocking(1, n, usize::MAX).unwrap();
-    drop(original);
+fn rebuild_cut(log: &[Record], to: &std::path::Path, n: u64) {
+    let records = &log[..n as usize];
     let copy = SledStore::open(to, OpenOptions::default()).unwrap();
     let mut runs: Vec<Append> = Vec::new();
-    for r in &records {
+    for r in records {
         let event = NewEvent {
             event_id: r.event_id,
             event_type: r.event_type.clone(),
@@ -917,7 +915,6 @@ fn rebuild_cut(from: &std::path::Path, to: &std::path::Path, n: u64) -> Vec<Reco
     copy.append_all_blocking(&runs).unwrap().unwrap();
     let rebuilt = copy.read_log_blocking(1, u64::MAX, usize::MAX).unwrap();
     assert_eq!(rebuilt, records, "the rebuilt records are the originals, hashes and all");
-    records
 }
 
 proptest! {
@@ -953,12 +950,10 @@ proptest! {
         // Cuts inside the script only: before it, every view is the set-up's.
         let mut points: Vec<u64> = cuts.iter().map(|c| start + 1 + c % (head - start)).collect();
         points.push(head);
-        let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
-        let log = store.read_log_blocking(1, u64::MAX, usize::MAX).unwrap();
-        drop(store);
+        let log = sb.read_log();
         for (i, n) in points.into_iter().enumerate() {
             let copy = sb.dir().join(format!("cut{i}.db"));
-            rebuild_cut(&sb.db(), &copy, n);
+            rebuild_cut(&log, &copy, n);
             // `--at TIME` is `--at seq:M`, M the last record stamped at or before TIME.
             let time = log[n as usize - 1].recorded_at;
             let m = log.iter().filter(|r| r.recorded_at <= time).map(|r| r.seq).max().unwrap();
@@ -1001,20 +996,19 @@ fn l4_time_travel_across_snapshots_equals_the_rebuilt_log() {
     }
     sb.ok("sync");
     let head = sb.records();
-    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
-    let log = store.read_log_blocking(1, u64::MAX, usize::MAX).unwrap();
+    let log = sb.read_log();
     let env_stream = log.iter().find(|r| r.stream.starts_with("env/")).unwrap().stream.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut points = vec![1, head / 2, head];
     for name in ["aggregate/tenant".to_owned(), format!("aggregate/{env_stream}")] {
-        let snapshot = runtime.block_on(store.load_snapshot(&name, u64::MAX)).unwrap();
-        let seq = snapshot.unwrap_or_else(|| panic!("the shell saved a snapshot of {name}")).seq;
+        let snapshot =
+            runtime.block_on(async { sb.shell(None).await.store.load_snapshot(&name, u64::MAX).await });
+        let seq = snapshot.unwrap().unwrap_or_else(|| panic!("the shell saved a snapshot of {name}")).seq;
         points.extend([seq - 1, seq, seq + 1]);
     }
-    drop(store);
     for (i, n) in points.into_iter().enumerate() {
         let copy = sb.dir().join(format!("cut{i}.db"));
-        rebuild_cut(&sb.db(), &copy, n);
+        rebuild_cut(&log, &copy, n);
         for view in ["systemusers --env Sales --json", "user list --json", "sku list --json"] {
             let then = sb.run(&format!("{view} --at seq:{n}"));
             let cut = sb.run(&format!("{view} --db {}", copy.display()));
@@ -1094,7 +1088,7 @@ proptest! {
         SANDBOX.with(|cell| -> Result<(), TestCaseError> {
             let mut cell = cell.borrow_mut();
             let sb = cell.get_or_insert_with(Sandbox::contoso);
-            let db = sb.db().display().to_string();
+            let db = sb.db_arg();
             let flag = if now { "--now" } else { "--at" };
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let code = cli::run(["usertrail", "user", "list", flag, &text, "--db", &db], &mut out, &mut err);

@@ -2,7 +2,6 @@
 
 use projections::fold::{load, Snapshots};
 use serde_json::Value;
-use store::SledStore;
 use tests::Sandbox;
 
 const ALICE: &str = "alice@contoso.onmicrosoft.com";
@@ -97,26 +96,26 @@ fn a_rebuild_from_zero_equals_the_checkpointed_states() {
         }
     }
     let head = sb.records();
-    let store = SledStore::open(sb.db(), sb.open_options()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let shell = rt.block_on(sb.shell(None));
+    let store = &*shell.store;
     let env_stream = {
         let (tenant, _): (domain::tenant::Tenant, u64) =
-            rt.block_on(load(&store, "tenant", head, Snapshots::Ignore)).unwrap();
+            rt.block_on(load(store, "tenant", head, Snapshots::Ignore)).unwrap();
         domain::environment::stream(tenant.environment("Sales").unwrap().0)
     };
-    let snapshots_made =
-        rt.block_on(store::EventStore::load_snapshot(&store, "aggregate/tenant", head)).unwrap();
+    let snapshots_made = rt.block_on(store.load_snapshot("aggregate/tenant", head)).unwrap();
     assert!(snapshots_made.is_some(), "the checkpoint exists, so the comparison means something");
     for at in [head / 3, head / 2, head - 7, head] {
         let (t1, v1): (domain::tenant::Tenant, u64) =
-            rt.block_on(load(&store, "tenant", at, Snapshots::Use)).unwrap();
+            rt.block_on(load(store, "tenant", at, Snapshots::Use)).unwrap();
         let (t2, v2): (domain::tenant::Tenant, u64) =
-            rt.block_on(load(&store, "tenant", at, Snapshots::Ignore)).unwrap();
+            rt.block_on(load(store, "tenant", at, Snapshots::Ignore)).unwrap();
         assert_eq!((t1, v1), (t2, v2), "tenant as of seq {at}");
         let (e1, w1): (domain::environment::Environment, u64) =
-            rt.block_on(load(&store, &env_stream, at, Snapshots::Use)).unwrap();
+            rt.block_on(load(store, &env_stream, at, Snapshots::Use)).unwrap();
         let (e2, w2): (domain::environment::Environment, u64) =
-            rt.block_on(load(&store, &env_stream, at, Snapshots::Ignore)).unwrap();
+            rt.block_on(load(store, &env_stream, at, Snapshots::Ignore)).unwrap();
         assert_eq!((e1, w1), (e2, w2), "environment as of seq {at}");
     }
 }
