@@ -49,6 +49,9 @@ impl CliError {
         match self {
             CliError::Rejected(_) | CliError::RefusedLine(_) => 1,
             CliError::Usage(_) => 2,
+            // A log never made is a usage error on every backend, as a
+            // missing sled directory is.
+            CliError::Store(StoreError::NoLog { .. }) => 2,
             CliError::Store(_) | CliError::Corrupt(_) | CliError::Disproved(_) | CliError::System(_) => 3,
             CliError::OutputClosed => 0,
         }

@@ -239,6 +239,9 @@ pub enum StoreError {
     /// A PostgreSQL server unreached, lost, or failing a statement (a
     /// timeout, a missing grant), or a schema that is not a log this
     /// usertrail reads: where (never the password), and what.
+    /// No log where one was named: `init` makes one.
+    #[error("no usertrail log at {at}: run `usertrail init` first, or pass --db")]
+    NoLog { at: String },
     #[error("PostgreSQL at {at}: {what}")]
     Server { at: String, what: String },
     /// The blocking task running a store call died.

@@ -108,7 +108,7 @@ impl PgStore {
 pub(super) async fn check(target: &Target, client: &Client) -> Result<String, StoreError> {
     match found(target, client).await? {
         Found::Log { version, id } => supported(target, version).map(|()| id),
-        Found::Empty => Err(target.schema_error("holds no usertrail log (init makes one)")),
+        Found::Empty => Err(StoreError::NoLog { at: target.at.clone() }),
         Found::Foreign => Err(foreign(target)),
     }
 }

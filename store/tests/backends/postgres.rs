@@ -53,8 +53,9 @@ async fn init_is_idempotent_and_a_newer_foreign_or_empty_schema_is_refused() {
     assert_eq!(tables.get::<_, i64>(0), 1, "init made nothing beside them");
     // Nothing at all.
     let (url, _) = new_schema();
-    let refused = message(PgStore::open(&url, &CacheKeys::Process).await.err().unwrap());
-    assert!(refused.contains("holds no usertrail log"), "{refused}");
+    let refused = PgStore::open(&url, &CacheKeys::Process).await.err().unwrap();
+    assert!(matches!(refused, StoreError::NoLog { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("run `usertrail init` first"), "{refused}");
 }
 
 /// Runs `store/sql/roles.sql` with psql, as the test cluster's superuser.
