@@ -40,16 +40,21 @@ CREATE INDEX raw_by_time ON raw (recorded_at_ns, seq);
 const PAGE: usize = 10_000;
 
 /// A cluster for the target: the one `.ci/run` started (smoke only), or one
-/// started here and stopped on drop.
+/// started here and stopped on drop unless kept (`--keep`).
 struct Cluster {
     url: String,
     dir: Option<PathBuf>,
+    keep: bool,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            let _ = Command::new("bash").arg(script()).arg("stop").arg(dir).status();
+        match &self.dir {
+            Some(dir) if self.keep => {
+                println!("kept the cluster at {} (stop: .ci/pg stop {})", self.url, dir.display())
+            }
+            Some(dir) => drop(Command::new("bash").arg(script()).arg("stop").arg(dir).status()),
+            None => {}
         }
     }
 }
@@ -60,22 +65,20 @@ fn script() -> PathBuf {
 
 /// Starts a durable cluster beside the scratch directory (whose mode may
 /// keep the cluster's owner out), or takes `USERTRAIL_TEST_PG` in a smoke run.
-fn cluster(cfg: &Config) -> Result<Cluster, String> {
+fn cluster(cfg: &Config, keep: bool) -> Result<Cluster, String> {
     if let (true, Ok(url)) = (cfg.smoke, std::env::var("USERTRAIL_TEST_PG")) {
-        return Ok(Cluster { url, dir: None });
+        return Ok(Cluster { url, dir: None, keep });
     }
     let parent = cfg.dir.parent().unwrap_or(&cfg.dir);
     let dir = tempfile::Builder::new().prefix("usertrail-bench-pg.").tempdir_in(parent).unwrap().keep();
-    let out = Command::new("bash")
-        .arg(script())
-        .arg("start")
-        .arg(&dir)
-        .env("USERTRAIL_PG_DURABLE", "1")
-        .env("USERTRAIL_PG_WATCH", std::process::id().to_string())
-        .output()
-        .map_err(|e| e.to_string())?;
+    let mut start = Command::new("bash");
+    start.arg(script()).arg("start").arg(&dir).env("USERTRAIL_PG_DURABLE", "1");
+    if !keep {
+        start.env("USERTRAIL_PG_WATCH", std::process::id().to_string());
+    }
+    let out = start.output().map_err(|e| e.to_string())?;
     let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let cluster = Cluster { url, dir: Some(dir) };
+    let cluster = Cluster { url, dir: Some(dir), keep };
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
     }
@@ -289,9 +292,10 @@ impl Three {
     }
 }
 
-/// Target 9. `big_db` is target 1's log, whose first commands are 1a's and 1b's.
-pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, rows: &mut Vec<Row>) {
-    let cluster = match cluster(cfg) {
+/// Target 9. `big_db` is target 1's log, whose first commands are 1a's and
+/// 1b's. With `keep`, the cluster and its schemas are left for profiling.
+pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, keep: bool, rows: &mut Vec<Row>) {
+    let cluster = match cluster(cfg, keep) {
         Ok(cluster) => cluster,
         Err(why) => {
             rows.push(Row {
@@ -425,6 +429,14 @@ pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, rows: &mut Vec<Row>)
         from = to + 1;
     }
     let raw_load = secs(t.elapsed());
+    // Both tables vacuumed and analyzed before any read: the plans must not
+    // hang on whether autovacuum has got round to a table yet (the replays
+    // ran at 0.06x in a run where it had not).
+    let (records, whole, raw_size) = rt.block_on(async {
+        let records = table_size(&raw, &format!("{store_schema}.records")).await;
+        let raw_size = table_size(&raw, &format!("{raw_schema}.raw")).await;
+        (records, schema_size(&raw, &store_schema).await, raw_size)
+    });
     let loads = format!(
         "loading {big_head} events: append_sealed {:.0} ev/s, COPY {:.0} ev/s",
         big_head as f64 / load,
@@ -493,12 +505,7 @@ pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, rows: &mut Vec<Row>)
         lower: false,
     });
 
-    // 9e: disk per event.
-    let (records, whole, raw_size) = rt.block_on(async {
-        let records = table_size(&raw, &format!("{store_schema}.records")).await;
-        let raw_size = table_size(&raw, &format!("{raw_schema}.raw")).await;
-        (records, schema_size(&raw, &store_schema).await, raw_size)
-    });
+    // 9e: disk per event, measured after the load.
     let per = |bytes: u64| bytes as f64 / big_head as f64;
     three.push(Three {
         what: format!(
@@ -556,7 +563,7 @@ pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, rows: &mut Vec<Row>)
             goal: floor.into(),
             pass,
             detail: format!(
-                "sled store {:.0} | PostgreSQL store {:.0} | raw {:.0} {}",
+                "sled store {:.0}, PostgreSQL store {:.0}, raw PostgreSQL {:.0} {}",
                 t.sled, t.store, t.raw, t.unit
             ),
         });
@@ -574,6 +581,9 @@ pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, rows: &mut Vec<Row>)
             big_first * 1e3
         ),
     });
+    if keep {
+        return;
+    }
     rt.block_on(async {
         let client = pg.connect().await;
         for schema in &pg.schemas {
