@@ -309,7 +309,8 @@ pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, keep: bool, rows: &m
             return;
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // The CLI's runtime (one worker), so that round trips cost what they cost a command.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let mut pg =
         Pg { url: cluster.url.clone(), prefix: format!("bench{}_", std::process::id()), schemas: Vec::new() };
     let mut three = Vec::new();
