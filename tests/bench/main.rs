@@ -190,7 +190,7 @@ fn main() {
     }
     target_7(&big_db, big.head, &small_db, small.head, &mut rows);
     if on("9") {
-        pg::target_9(&cfg, &big_db, big.head, args.iter().any(|a| a == "--keep"), &mut rows);
+        pg::target_9(&cfg, &big_db, args.iter().any(|a| a == "--keep"), &mut rows);
     }
 
     print_rows(&rows);

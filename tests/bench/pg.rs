@@ -18,8 +18,8 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use crate::{
-    batches_of, child, commands_of, dir_size, empty, gen, median, open, raw_decode, secs, settle_disk,
-    sled_batched, sled_durable, user_create, Config, Row, DURABLE_ROUNDS,
+    batches_of, child, commands_of, dir_size, empty, gen, head_of, median, open, raw_decode, secs,
+    settle_disk, sled_batched, sled_durable, user_create, Config, Row, DURABLE_ROUNDS,
 };
 
 /// The raw reference's table, in a schema of its own.
@@ -294,7 +294,9 @@ impl Three {
 
 /// Target 9. `big_db` is target 1's log, whose first commands are 1a's and
 /// 1b's. With `keep`, the cluster and its schemas are left for profiling.
-pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, keep: bool, rows: &mut Vec<Row>) {
+pub fn target_9(cfg: &Config, big_db: &Path, keep: bool, rows: &mut Vec<Row>) {
+    // Target 4's commands may have grown the log since it was generated.
+    let big_head = head_of(big_db);
     let cluster = match cluster(cfg, keep) {
         Ok(cluster) => cluster,
         Err(why) => {
@@ -528,8 +530,9 @@ pub fn target_9(cfg: &Config, big_db: &Path, big_head: u64, keep: bool, rows: &m
     let (empty_store, _, _) = rt.block_on(copy_log(&mut pg, "empty", &empty_sled));
     drop((empty_sled, empty_store));
     let (big_url, empty_url) = (pg.schema("big").0, pg.schema("empty").0);
-    let run = |url: &str, i| {
-        let a = user_create(Path::new(url), i);
+    let run = |url: &str, i: usize| {
+        // Past target 4's names, which the big log may hold already.
+        let a = user_create(Path::new(url), 1_000 + i);
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         child(&refs)[0].parse::<f64>().unwrap()
     };
