@@ -12,6 +12,9 @@
 //! `--append-commands N` (target 1a), `--durable-commands N` (1b),
 //! `--import-users N` (target 6), `--only 1,6` (some targets only), `--keep`
 //! (leave the scratch databases for profiling).
+//! Target 9 (the PostgreSQL store, `bench/pg.rs`) starts a cluster of its
+//! own with `.ci/pg` (a smoke run takes `USERTRAIL_TEST_PG` when set); with
+//! no PostgreSQL installed its row says so.
 //! `--huge` runs only the largest tenants' targets (8a-8h: `--huge-users N`,
 //! 300,000, and `--huge-environments N`, 100; minutes and some 15 GB).
 //! Child modes used internally: `--child-cli DB ARGS...`, `--child-rebuild DB RAW`,
@@ -19,6 +22,7 @@
 
 mod gen;
 mod huge;
+mod pg;
 
 const USAGE: &str = "
 usage: usertrail-bench [--smoke] [--only 1,3,...] [--dir DIR] [--keep]
@@ -185,6 +189,9 @@ fn main() {
         target_6(&cfg, &mut rows);
     }
     target_7(&big_db, big.head, &small_db, small.head, &mut rows);
+    if on("9") {
+        pg::target_9(&cfg, &big_db, args.iter().any(|a| a == "--keep"), &mut rows);
+    }
 
     print_rows(&rows);
     println!("peak RSS of this process (VmHWM): {} MiB", vm_hwm_kib() / 1024);
@@ -345,11 +352,8 @@ fn commands_of(db: &Path, count: usize) -> Vec<Append> {
     out
 }
 
-/// Target 1: appends through the store vs raw sled inserts of the same bytes.
-fn target_1(cfg: &Config, big_db: &Path, rows: &mut Vec<Row>) {
-    let commands = commands_of(big_db, cfg.append_commands);
-    let events: usize = commands.iter().map(|a| a.events.len()).sum();
-    // Batches of about 1000 events, whole commands.
+/// Whole commands in batches of about 1000 events (targets 1a and 9a).
+fn batches_of(commands: &[Append]) -> Vec<&[Append]> {
     let mut batches: Vec<&[Append]> = Vec::new();
     let (mut start, mut n) = (0, 0);
     for (i, a) in commands.iter().enumerate() {
@@ -363,23 +367,57 @@ fn target_1(cfg: &Config, big_db: &Path, rows: &mut Vec<Row>) {
     if start < commands.len() {
         batches.push(&commands[start..]);
     }
+    batches
+}
+
+/// The sled store's side of target 1a (and 9a): `batches` appended to a
+/// new store and flushed; events/s, and the records stored if `keep`.
+fn sled_batched(cfg: &Config, batches: &[&[Append]], round: usize, keep: bool) -> (f64, Vec<Vec<u8>>) {
+    let events: usize = batches.iter().flat_map(|b| b.iter()).map(|a| a.events.len()).sum();
+    let path = cfg.dir.join(format!("append-store-{round}"));
+    let store = open(&path, Durability::Batched);
+    let t = Instant::now();
+    for b in batches {
+        store.append_all_blocking(b).unwrap().unwrap();
+    }
+    flush(&store);
+    let rate = events as f64 / secs(t.elapsed());
+    let records = if keep { store.raw_records(1..=u64::MAX).unwrap() } else { Vec::new() };
+    drop(store);
+    std::fs::remove_dir_all(&path).unwrap();
+    (rate, records)
+}
+
+/// The sled store's side of target 1b (and 9b): each command its own
+/// durable transaction in a new store; commands/s.
+fn sled_durable(cfg: &Config, durable: &[Append], round: usize) -> f64 {
+    let path = cfg.dir.join(format!("durable-store-{round}"));
+    let store = open(&path, Durability::Immediate);
+    settle_disk();
+    let t = Instant::now();
+    for a in durable {
+        store.append_all_blocking(std::slice::from_ref(a)).unwrap().unwrap();
+    }
+    let rate = durable.len() as f64 / secs(t.elapsed());
+    drop(store);
+    std::fs::remove_dir_all(&path).unwrap();
+    rate
+}
+
+/// Target 1: appends through the store vs raw sled inserts of the same bytes.
+fn target_1(cfg: &Config, big_db: &Path, rows: &mut Vec<Row>) {
+    let commands = commands_of(big_db, cfg.append_commands);
+    let events: usize = commands.iter().map(|a| a.events.len()).sum();
+    let batches = batches_of(&commands);
     let mut store_rates = Vec::new();
     let mut raw_rates = Vec::new();
     let mut bytes: Vec<Vec<u8>> = Vec::new();
     for round in 0..3 {
-        let path = cfg.dir.join(format!("append-store-{round}"));
-        let store = open(&path, Durability::Batched);
-        let t = Instant::now();
-        for b in &batches {
-            store.append_all_blocking(b).unwrap().unwrap();
-        }
-        flush(&store);
-        store_rates.push(events as f64 / secs(t.elapsed()));
+        let (rate, records) = sled_batched(cfg, &batches, round, round == 0);
+        store_rates.push(rate);
         if round == 0 {
-            bytes = store.raw_records(1..=u64::MAX).unwrap();
+            bytes = records;
         }
-        drop(store);
-        std::fs::remove_dir_all(&path).unwrap();
 
         let path = cfg.dir.join(format!("append-raw-{round}"));
         let db = raw_db(&path);
@@ -412,19 +450,7 @@ fn target_1(cfg: &Config, big_db: &Path, rows: &mut Vec<Row>) {
     // Durable: one command per transaction, flushed before the next.
     let durable = &commands[..cfg.durable_commands.min(commands.len())];
     let devents: usize = durable.iter().map(|a| a.events.len()).sum();
-    let store_round = |round: usize| {
-        let path = cfg.dir.join(format!("durable-store-{round}"));
-        let store = open(&path, Durability::Immediate);
-        settle_disk();
-        let t = Instant::now();
-        for a in durable {
-            store.append_all_blocking(std::slice::from_ref(a)).unwrap().unwrap();
-        }
-        let rate = durable.len() as f64 / secs(t.elapsed());
-        drop(store);
-        std::fs::remove_dir_all(&path).unwrap();
-        rate
-    };
+    let store_round = |round: usize| sled_durable(cfg, durable, round);
     let raw_round = |round: usize| {
         let path = cfg.dir.join(format!("durable-raw-{round}"));
         let db = raw_db(&path);
@@ -509,19 +535,23 @@ fn raw_scan(log: &sled::Tree) -> u64 {
     let mut n = 0;
     for entry in log.iter() {
         let (_, v) = entry.unwrap();
-        let body = &v[1..v.len() - 32];
-        let (b, _): (RawBody<'_>, usize) = bincode::serde::borrow_decode_from_slice(body, config).unwrap();
-        let r = RawRecord {
-            seq: b.seq,
-            stream: b.stream.to_owned(),
-            actor: b.actor.to_owned(),
-            event_type: b.event_type.to_owned(),
-            payload: b.payload.to_vec(),
-        };
-        std::hint::black_box(&r);
+        std::hint::black_box(raw_decode(&v, config));
         n += 1;
     }
     n
+}
+
+/// A stored record (`format ++ body ++ hash`) decoded as the raw references do.
+fn raw_decode(stored: &[u8], config: bincode::config::Configuration) -> RawRecord {
+    let body = &stored[1..stored.len() - 32];
+    let (b, _): (RawBody<'_>, usize) = bincode::serde::borrow_decode_from_slice(body, config).unwrap();
+    RawRecord {
+        seq: b.seq,
+        stream: b.stream.to_owned(),
+        actor: b.actor.to_owned(),
+        event_type: b.event_type.to_owned(),
+        payload: b.payload.to_vec(),
+    }
 }
 
 /// The big log's records as a raw sled log: one entry per record, keyed by
@@ -768,24 +798,27 @@ fn user_create(db: &Path, i: usize) -> Vec<String> {
     .to_vec()
 }
 
+/// A log holding the generator's tenant and SKUs only: target 4's (and 9f's) empty database.
+fn empty(db: &Path) -> Generated {
+    let spec = Spec {
+        users: 0,
+        environments: 0,
+        events: 0,
+        batch: 1,
+        snapshot_every: 0,
+        sync: false,
+        seconds_per_command: 7,
+    };
+    gen::generate(db, spec)
+}
+
 /// Target 4: one CLI write command on the big log vs on a fresh one, each
 /// in its own process. Two fresh ones: empty (the issue's words), and one
 /// holding the same directory without history (the generator's set-up only),
 /// which tells the log's size apart from the directory's.
 fn target_4(cfg: &Config, big_db: &Path, big: &Generated, rows: &mut Vec<Row>) {
     let empty_db = cfg.dir.join("fresh.db");
-    gen::generate(
-        &empty_db,
-        Spec {
-            users: 0,
-            environments: 0,
-            events: 0,
-            batch: 1,
-            snapshot_every: 0,
-            sync: false,
-            seconds_per_command: 7,
-        },
-    );
+    empty(&empty_db);
     let setup_db = cfg.dir.join("setup.db");
     let setup = gen::generate(
         &setup_db,
