@@ -294,7 +294,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_log(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
-        Ok(self.sealed_rows(from, to, limit).await?.into_iter().map(Sealed::into_record).collect())
+        self.record_rows(from, to, limit).await
     }
 
     async fn read_sealed(&self, from: u64, to: u64, limit: usize) -> Result<Vec<Sealed>, StoreError> {

@@ -203,6 +203,20 @@ fn decode_body(bytes: &[u8]) -> Result<(Body<'_>, Option<StoredOrigin<'_>>, Hash
         return Err("record shorter than its hash".into());
     }
     let (body_bytes, hash) = rest.split_at(rest.len() - 32);
+    decode_parts(format, body_bytes, hash)
+}
+
+/// A stored record's body and hash decoded, from its parts: the format
+/// byte, the hashed body and the hash (as a server's row keeps them).
+fn decode_parts<'a>(
+    format: u8,
+    body_bytes: &'a [u8],
+    hash: &[u8],
+) -> Result<(Body<'a>, Option<StoredOrigin<'a>>, Hash), String> {
+    if format != RECORD_FORMAT_V1 && format != RECORD_FORMAT_V2 {
+        return Err(format!("unknown record format {format}"));
+    }
+    let stored_hash: Hash = hash.try_into().map_err(|_| format!("a hash of {} bytes", hash.len()))?;
     let undecodable = |e: bincode::error::DecodeError| format!("undecodable record: {e}");
     let (body, origin, used) = if format == RECORD_FORMAT_V1 {
         let (body, used): (Body<'_>, usize) =
@@ -218,8 +232,6 @@ fn decode_body(bytes: &[u8]) -> Result<(Body<'_>, Option<StoredOrigin<'_>>, Hash
     if used != body_bytes.len() {
         return Err("trailing bytes after the record body".into());
     }
-    let mut stored_hash = [0; 32];
-    stored_hash.copy_from_slice(hash);
     Ok((body, origin, stored_hash))
 }
 
@@ -320,13 +332,22 @@ impl Record {
     /// Decodes stored bytes. `Ok` also for a record whose hash does not match
     /// its body: [`Record::hash_is_intact`] tells, so `verify` can name it.
     pub(crate) fn open(bytes: &[u8]) -> Result<Record, String> {
-        let (body, origin, stored_hash) = decode_body(bytes)?;
+        decode_body(bytes).map(Record::of)
+    }
+
+    /// A record from its stored parts (format byte, body, hash), as a
+    /// server's row holds them: no buffer of the three is built.
+    pub(crate) fn from_parts(format: u8, body: &[u8], hash: &[u8]) -> Result<Record, String> {
+        decode_parts(format, body, hash).map(Record::of)
+    }
+
+    fn of((body, origin, stored_hash): (Body<'_>, Option<StoredOrigin<'_>>, Hash)) -> Record {
         let origin = origin.map(|o| Origin {
             written_at: from_nanos(o.written_at_nanos),
             account: o.account.into_owned(),
             host: o.host.into_owned(),
         });
-        Ok(Record {
+        Record {
             seq: body.seq,
             event_id: Uuid::from_bytes(body.event_id),
             stream: body.stream.into_owned(),
@@ -341,7 +362,7 @@ impl Record {
             payload: body.payload.into_owned(),
             prev_hash: body.prev_hash,
             hash: stored_hash,
-        })
+        }
     }
 
     /// The fields the store's own bookkeeping needs, read without copying.

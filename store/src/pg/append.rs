@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -151,20 +152,24 @@ impl<'a> Staging<'a> {
         mut streams: Vec<&str>,
     ) -> Result<HashMap<Uuid, (u64, u64)>, StoreError> {
         let server = |e| self.target.server(e);
-        let mut known = HashMap::new();
-        for row in tx
-            .query("SELECT event_id, seq, version FROM records WHERE event_id = ANY($1)", &[&ids])
-            .await
-            .map_err(server)?
-        {
-            let (seq, version) = (row.try_get(1).map_err(server)?, row.try_get(2).map_err(server)?);
-            known.insert(row.try_get(0).map_err(server)?, (count(seq, "seq")?, count(version, "version")?));
-        }
         streams.retain(|s| !self.versions.contains_key(*s));
         streams.sort_unstable();
         streams.dedup();
-        let sql = "SELECT s, (SELECT coalesce(max(version), 0) FROM records WHERE stream = s) FROM unnest($1::text[]) s";
-        for row in tx.query(sql, &[&streams]).await.map_err(server)? {
+        let by_id = "SELECT event_id, seq, version FROM records WHERE event_id = ANY($1)";
+        let by_stream = "SELECT s, (SELECT coalesce(max(version), 0) FROM records WHERE stream = s) \
+                         FROM unnest($1::text[]) s";
+        // Both sent at once (tokio-postgres pipelines them).
+        let (id_params, stream_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+            ([&ids], [&streams]);
+        let (ids, versions) =
+            tokio::try_join!(tx.query(by_id, &id_params), tx.query(by_stream, &stream_params))
+                .map_err(server)?;
+        let mut known = HashMap::new();
+        for row in ids {
+            let (seq, version) = (row.try_get(1).map_err(server)?, row.try_get(2).map_err(server)?);
+            known.insert(row.try_get(0).map_err(server)?, (count(seq, "seq")?, count(version, "version")?));
+        }
+        for row in versions {
             let version = count(row.try_get(1).map_err(server)?, "version")?;
             self.versions.insert(row.try_get(0).map_err(server)?, version);
         }
