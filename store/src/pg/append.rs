@@ -52,6 +52,12 @@ impl Rows {
     }
 }
 
+/// What one append call lands: appends to check and seal, or records sealed elsewhere.
+enum Input<'a> {
+    Appends(&'a [Append]),
+    Sealed(&'a [Sealed]),
+}
+
 /// One append call in progress: its records checked and sealed, until inserted.
 pub(super) struct Staging<'a> {
     target: &'a Target,
@@ -303,26 +309,17 @@ async fn tip(target: &Target, client: &impl GenericClient) -> Result<(u64, i64, 
 impl PgStore {
     /// Appends every append of `appends`, or none: one SQL transaction.
     pub(super) async fn append_call(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
-        self.open_to_appends()?;
-        let target = &*self.shared.target;
-        let server = |e| target.server(e);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(server)?;
-        let mut staging = match Staging::start(target, &tx, None).await? {
-            Ok(staging) => staging,
-            Err(rejection) => return Ok(Err(rejection)),
-        };
-        // A rejection drops `tx`, which rolls back.
-        if let Err(rejection) = staging.add_all(&tx, appends).await? {
-            return Ok(Err(rejection));
-        }
-        staging.insert(&tx).await?;
-        tx.commit().await.map_err(server)?;
-        Ok(Ok(staging.results))
+        Ok(self.one_call(Input::Appends(appends)).await?.map(|staging| staging.results))
     }
 
     /// Appends records sealed elsewhere, each the log's next, all or none.
     pub(super) async fn append_sealed_call(&self, records: &[Sealed]) -> AppendResult<u64> {
+        Ok(self.one_call(Input::Sealed(records)).await?.map(|staging| staging.seq))
+    }
+
+    /// Stages `input` under the log's lock and commits it, in one SQL
+    /// transaction; a rejection drops the transaction, which rolls back.
+    async fn one_call(&self, input: Input<'_>) -> AppendResult<Staging<'_>> {
         self.open_to_appends()?;
         let target = &*self.shared.target;
         let server = |e| target.server(e);
@@ -332,12 +329,16 @@ impl PgStore {
             Ok(staging) => staging,
             Err(rejection) => return Ok(Err(rejection)),
         };
-        if let Err(rejection) = staging.add_sealed(&tx, records).await? {
+        let staged = match input {
+            Input::Appends(appends) => staging.add_all(&tx, appends).await?,
+            Input::Sealed(records) => staging.add_sealed(&tx, records).await?,
+        };
+        if let Err(rejection) = staged {
             return Ok(Err(rejection));
         }
         staging.insert(&tx).await?;
         tx.commit().await.map_err(server)?;
-        Ok(Ok(staging.seq))
+        Ok(Ok(staging))
     }
 
     /// A [`Transaction`] begun at head `began`, on a connection of its own.
