@@ -198,7 +198,7 @@ impl PgStore {
         };
         let key_id = crate::snapshots::key_id(&key);
         // What verify found before, through any handle: the log stays closed to appends.
-        let found = client.query_opt("SELECT what FROM findings ORDER BY found_at LIMIT 1", &[]).await;
+        let found = client.query_typed_opt("SELECT what FROM findings ORDER BY found_at LIMIT 1", &[]).await;
         let damaged = found.map_err(|e| target.server(e))?.map(|row| row.try_get(0)).transpose();
         let damaged = Mutex::new(damaged.map_err(|e| target.server(e))?);
         let client = tokio::sync::Mutex::new(client);

@@ -1,9 +1,14 @@
 //! Appends on PostgreSQL. An append call is one SQL transaction holding the
 //! log's advisory lock from its first statement, so that the head it reads
 //! is the head it commits after. Appends are checked as the sled store
-//! checks them (a retry by event id, the stream version, time), with the
-//! ids and stream versions a bunch needs fetched in one query each, then
-//! sealed and inserted; the commit lands them all.
+//! checks them (a retry by event id, the stream version, time), then sealed
+//! and inserted; the commit lands them all.
+//!
+//! A call is two round trips to the server: `BEGIN`, the lock, the head and
+//! the lookups of the call's ids and streams go together, then the inserts
+//! and `COMMIT`. Statements are sent typed (no prepare's round trip) and in
+//! order (`biased` joins: tokio-postgres sends a query when first polled,
+//! and the server runs them as they come), so nothing reads before the lock.
 //!
 //! A [`Transaction`] runs on a connection of its own and stages without the
 //! lock, so that a long import holds no other writer off; at its commit it
@@ -14,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
 use uuid::Uuid;
 
 use super::{big, count, PgStore, Target};
@@ -58,9 +63,177 @@ enum Input<'a> {
     Sealed(&'a [Sealed]),
 }
 
+impl Input<'_> {
+    /// The event ids and streams the call's checks look up.
+    fn keys(&self) -> (Vec<Uuid>, Vec<&str>) {
+        match self {
+            Input::Appends(appends) => keys(appends),
+            Input::Sealed(records) => (
+                records.iter().map(|s| s.record().event_id).collect(),
+                distinct(records.iter().map(|s| s.record().stream.as_str())),
+            ),
+        }
+    }
+}
+
+/// The event ids and streams a bunch of appends' checks look up.
+fn keys(appends: &[Append]) -> (Vec<Uuid>, Vec<&str>) {
+    let ids = appends.iter().flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
+    (ids, distinct(appends.iter().map(|a| a.stream.as_str())))
+}
+
+/// Each stream once.
+fn distinct<'s>(streams: impl Iterator<Item = &'s str>) -> Vec<&'s str> {
+    let mut streams: Vec<&str> = streams.collect();
+    streams.sort_unstable();
+    streams.dedup();
+    streams
+}
+
+/// Takes the log's lock until the end of the SQL transaction.
+const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+/// The head's seq, time and hash (none for an empty log), and the server's
+/// clock to the millisecond (as the command line reads the machine's: a
+/// time printed is one `--at` takes back).
+const TIP: &str = "SELECT r.seq, r.recorded_at_ns, r.hash, \
+                   floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000000 \
+                   FROM (SELECT 1) one LEFT JOIN \
+                   (SELECT seq, recorded_at_ns, hash FROM records ORDER BY seq DESC LIMIT 1) r ON true";
+/// Where each of some event ids already is in the log.
+const BY_ID: &str = "SELECT event_id, seq, version FROM records WHERE event_id = ANY($1)";
+/// The version of each of some streams.
+const BY_STREAM: &str = "SELECT s, (SELECT coalesce(max(version), 0) FROM records WHERE stream = s) \
+                         FROM unnest($1::text[]) s";
+/// Rows staged by [`Rows`], column by column.
+const INSERT: &str = "INSERT INTO records (seq, stream, version, event_id, recorded_at_ns, format, body, hash) \
+                      SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bigint[], \
+                      $6::smallint[], $7::bytea[], $8::bytea[])";
+/// Records inserted by one statement.
+const AT_ONCE: usize = 4096;
+
+/// The log's head as an append finds it: seq, time, hash, and the server's clock.
+type Tip = (u64, i64, Hash, i64);
+
+/// An SQL transaction begun on a connection; unless it ends by
+/// [`Open::commit`] or [`Open::rollback`] (an error, or a call dropped
+/// midway), the connection is marked failed, so the next call connects anew
+/// and the server rolls back what this one left open.
+struct Open<'c> {
+    target: &'c Target,
+    client: &'c Client,
+    ended: bool,
+}
+
+impl<'c> Open<'c> {
+    /// `BEGIN`, the lock, the head, and the lookups of `ids` and `streams`, sent together.
+    async fn begin(
+        target: &'c Target,
+        client: &'c Client,
+        ids: &[Uuid],
+        streams: &[&str],
+    ) -> Result<(Open<'c>, Tip, Lookup), StoreError> {
+        let open = Open { target, client, ended: false };
+        let (_, _, tip, lookup) = tokio::try_join!(
+            biased;
+            async { client.batch_execute("BEGIN").await.map_err(|e| target.server(e)) },
+            async {
+                let locked = client.query_typed(LOCK, &[(&target.lock_key, Type::INT8)]).await;
+                locked.map_err(|e| target.server(e))
+            },
+            tip(target, client),
+            lookup(target, client, ids, streams),
+        )?;
+        Ok((open, tip, lookup))
+    }
+
+    /// Inserts `rows` and commits: the last insert goes with `COMMIT`.
+    async fn commit(mut self, rows: Rows) -> Result<(), StoreError> {
+        let (client, target) = (self.client, self.target);
+        let server = |e| target.server(e);
+        let mut parts = (0..rows.seq.len()).step_by(AT_ONCE).map(|at| at..(at + AT_ONCE).min(rows.seq.len()));
+        let last = parts.next_back();
+        for part in parts {
+            insert(client, &rows, part).await.map_err(server)?;
+        }
+        tokio::try_join!(
+            biased;
+            async {
+                match last {
+                    Some(part) => insert(client, &rows, part).await.map(drop),
+                    None => Ok(()),
+                }
+            },
+            client.batch_execute("COMMIT"),
+        )
+        .map_err(server)?;
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Rolls back: a rejection writes nothing.
+    async fn rollback(mut self) -> Result<(), StoreError> {
+        self.client.batch_execute("ROLLBACK").await.map_err(|e| self.target.server(e))?;
+        self.ended = true;
+        Ok(())
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.target.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Inserts rows `part` of `rows`.
+async fn insert(client: &Client, rows: &Rows, part: std::ops::Range<usize>) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let Rows { seq, stream, version, event_id, nanos, format, body, hash } = rows;
+    let columns: [(&(dyn ToSql + Sync), Type); 8] = [
+        (&&seq[part.clone()], Type::INT8_ARRAY),
+        (&&stream[part.clone()], Type::TEXT_ARRAY),
+        (&&version[part.clone()], Type::INT8_ARRAY),
+        (&&event_id[part.clone()], Type::UUID_ARRAY),
+        (&&nanos[part.clone()], Type::INT8_ARRAY),
+        (&&format[part.clone()], Type::INT2_ARRAY),
+        (&&body[part.clone()], Type::BYTEA_ARRAY),
+        (&&hash[part], Type::BYTEA_ARRAY),
+    ];
+    client.query_typed(INSERT, &columns).await
+}
+
+/// What the log holds of some ids and streams: where each id is (seq and
+/// version), and each stream's version.
+struct Lookup {
+    known: HashMap<Uuid, (u64, u64)>,
+    versions: Vec<(String, u64)>,
+}
+
+/// Looks `ids` and `streams` up, both queries sent together.
+async fn lookup(target: &Target, client: &Client, ids: &[Uuid], streams: &[&str]) -> Result<Lookup, StoreError> {
+    let server = |e| target.server(e);
+    let by_id: [(&(dyn ToSql + Sync), Type); 1] = [(&ids, Type::UUID_ARRAY)];
+    let by_stream: [(&(dyn ToSql + Sync), Type); 1] = [(&streams, Type::TEXT_ARRAY)];
+    let (ids, versions) = tokio::try_join!(
+        biased;
+        client.query_typed(BY_ID, &by_id),
+        client.query_typed(BY_STREAM, &by_stream),
+    )
+    .map_err(server)?;
+    let mut known = HashMap::new();
+    for row in ids {
+        let (seq, version) = (row.try_get(1).map_err(server)?, row.try_get(2).map_err(server)?);
+        known.insert(row.try_get(0).map_err(server)?, (count(seq, "seq")?, count(version, "version")?));
+    }
+    let versions = versions
+        .iter()
+        .map(|row| Ok((row.try_get(0).map_err(server)?, count(row.try_get(1).map_err(server)?, "version")?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Lookup { known, versions })
+}
+
 /// One append call in progress: its records checked and sealed, until inserted.
-pub(super) struct Staging<'a> {
-    target: &'a Target,
+struct Staging {
     seq: u64,
     last_nanos: i64,
     /// The server's clock when the call began, if appends are stamped with it.
@@ -74,42 +247,35 @@ pub(super) struct Staging<'a> {
     results: Vec<Appended>,
 }
 
-impl<'a> Staging<'a> {
-    /// Starts a call at the log's head, taking the lock first unless
-    /// `began` (a transaction's, begun at that head, which must still be
-    /// the head).
-    async fn start(
-        target: &'a Target,
-        client: &impl GenericClient,
-        began: Option<u64>,
-    ) -> AppendResult<Staging<'a>> {
-        if began.is_none() {
-            lock(target, client).await?;
-        }
-        let (tip, last_nanos, prev_hash, clock) = tip(target, client).await?;
-        let clock = target.server_clock.load(Ordering::Relaxed).then_some(clock);
-        if let Some(began) = began.filter(|&b| b != tip) {
-            return Ok(Err(AppendRejection::Moved { began, now: tip }));
-        }
-        Ok(Ok(Staging {
-            target,
-            seq: tip,
+impl Staging {
+    /// Starts a call at the log's head `tip`.
+    fn new(target: &Target, tip: Tip) -> Staging {
+        let (seq, last_nanos, prev_hash, clock) = tip;
+        Staging {
+            seq,
             last_nanos,
-            clock,
+            clock: target.server_clock.load(Ordering::Relaxed).then_some(clock),
             prev_hash,
             versions: HashMap::new(),
             new_ids: HashSet::new(),
             rows: Rows::default(),
             results: Vec::new(),
-        }))
+        }
     }
 
-    /// Checks and seals a bunch of appends ([`Staging::insert`] inserts them).
-    async fn add_all(&mut self, client: &impl GenericClient, appends: &[Append]) -> AppendResult<()> {
-        let ids = appends.iter().flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
-        let known = self.known(client, ids, appends.iter().map(|a| a.stream.as_str()).collect()).await?;
+    /// Takes in what the log holds of the streams this call has not met yet.
+    fn learn(&mut self, versions: Vec<(String, u64)>) {
+        for (stream, version) in versions {
+            self.versions.entry(stream).or_insert(version);
+        }
+    }
+
+    /// Checks and seals a bunch of appends, given what the log holds of
+    /// their ids and streams.
+    fn add_all(&mut self, appends: &[Append], lookup: Lookup) -> AppendResult<()> {
+        self.learn(lookup.versions);
         for append in appends {
-            if let Err(rejection) = self.add(append, &known)? {
+            if let Err(rejection) = self.add(append, &lookup.known)? {
                 return Ok(Err(rejection));
             }
         }
@@ -118,9 +284,9 @@ impl<'a> Staging<'a> {
 
     /// Checks and stages records sealed elsewhere, byte for byte: each
     /// must be the log's next record.
-    async fn add_sealed(&mut self, tx: &impl GenericClient, records: &[Sealed]) -> AppendResult<()> {
-        let ids = records.iter().map(|s| s.record().event_id).collect();
-        let known = self.known(tx, ids, records.iter().map(|s| s.record().stream.as_str()).collect()).await?;
+    fn add_sealed(&mut self, records: &[Sealed], lookup: Lookup) -> AppendResult<()> {
+        self.learn(lookup.versions);
+        let known = lookup.known;
         for sealed in records {
             let record = sealed.record();
             let seq = self.seq + 1;
@@ -147,39 +313,6 @@ impl<'a> Staging<'a> {
             self.versions.insert(record.stream.clone(), record.version);
         }
         Ok(Ok(()))
-    }
-
-    /// Where each of `ids` already is in the log (seq and version), and the
-    /// version of each of `streams` this call has not met yet.
-    async fn known(
-        &mut self,
-        tx: &impl GenericClient,
-        ids: Vec<Uuid>,
-        mut streams: Vec<&str>,
-    ) -> Result<HashMap<Uuid, (u64, u64)>, StoreError> {
-        let server = |e| self.target.server(e);
-        streams.retain(|s| !self.versions.contains_key(*s));
-        streams.sort_unstable();
-        streams.dedup();
-        let by_id = "SELECT event_id, seq, version FROM records WHERE event_id = ANY($1)";
-        let by_stream = "SELECT s, (SELECT coalesce(max(version), 0) FROM records WHERE stream = s) \
-                         FROM unnest($1::text[]) s";
-        // Both sent at once (tokio-postgres pipelines them).
-        let (id_params, stream_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-            ([&ids], [&streams]);
-        let (ids, versions) =
-            tokio::try_join!(tx.query(by_id, &id_params), tx.query(by_stream, &stream_params))
-                .map_err(server)?;
-        let mut known = HashMap::new();
-        for row in ids {
-            let (seq, version) = (row.try_get(1).map_err(server)?, row.try_get(2).map_err(server)?);
-            known.insert(row.try_get(0).map_err(server)?, (count(seq, "seq")?, count(version, "version")?));
-        }
-        for row in versions {
-            let version = count(row.try_get(1).map_err(server)?, "version")?;
-            self.versions.insert(row.try_get(0).map_err(server)?, version);
-        }
-        Ok(known)
     }
 
     /// Checks one append against the log and what this call staged before
@@ -252,49 +385,14 @@ impl<'a> Staging<'a> {
         });
         Ok(Ok(()))
     }
-
-    /// Inserts the records staged, a few thousand a statement.
-    async fn insert(&mut self, tx: &impl GenericClient) -> Result<(), StoreError> {
-        const AT_ONCE: usize = 4096;
-        let Rows { seq, stream, version, event_id, nanos, format, body, hash } =
-            std::mem::take(&mut self.rows);
-        let sql = "INSERT INTO records (seq, stream, version, event_id, recorded_at_ns, format, body, hash) \
-                   SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bigint[], \
-                   $6::smallint[], $7::bytea[], $8::bytea[])";
-        for at in (0..seq.len()).step_by(AT_ONCE) {
-            let part = at..(at + AT_ONCE).min(seq.len());
-            let columns: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-                &&seq[part.clone()],
-                &&stream[part.clone()],
-                &&version[part.clone()],
-                &&event_id[part.clone()],
-                &&nanos[part.clone()],
-                &&format[part.clone()],
-                &&body[part.clone()],
-                &&hash[part],
-            ];
-            tx.execute(sql, &columns).await.map_err(|e| self.target.server(e))?;
-        }
-        Ok(())
-    }
-}
-
-/// Takes the log's lock until the end of the SQL transaction.
-async fn lock(target: &Target, tx: &impl GenericClient) -> Result<(), StoreError> {
-    let locked = tx.execute("SELECT pg_advisory_xact_lock($1)", &[&target.lock_key]).await;
-    locked.map(drop).map_err(|e| target.server(e))
 }
 
 /// The head's seq, time and hash (for an empty log: 0, the earliest time,
-/// the genesis hash), and the server's clock to the millisecond (as the
-/// command line reads the machine's: a time printed is one `--at` takes back).
-async fn tip(target: &Target, client: &impl GenericClient) -> Result<(u64, i64, Hash, i64), StoreError> {
+/// the genesis hash), and the server's clock ([`TIP`]).
+async fn tip(target: &Target, client: &Client) -> Result<Tip, StoreError> {
     let server = |e| target.server(e);
-    let sql = "SELECT r.seq, r.recorded_at_ns, r.hash, \
-               floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000000 \
-               FROM (SELECT 1) one LEFT JOIN \
-               (SELECT seq, recorded_at_ns, hash FROM records ORDER BY seq DESC LIMIT 1) r ON true";
-    let row = client.query_one(sql, &[]).await.map_err(server)?;
+    let row = client.query_typed(TIP, &[]).await.map_err(server)?;
+    let row = row.first().ok_or_else(|| target.schema_error("the head's query returned no row"))?;
     let clock = row.try_get(3).map_err(server)?;
     Ok(match row.try_get::<_, Option<i64>>(0).map_err(server)? {
         None => (0, i64::MIN, GENESIS_HASH, clock),
@@ -318,27 +416,28 @@ impl PgStore {
     }
 
     /// Stages `input` under the log's lock and commits it, in one SQL
-    /// transaction; a rejection drops the transaction, which rolls back.
-    async fn one_call(&self, input: Input<'_>) -> AppendResult<Staging<'_>> {
+    /// transaction; a rejection rolls it back.
+    async fn one_call(&self, input: Input<'_>) -> AppendResult<Staging> {
         self.open_to_appends()?;
         let target = &*self.shared.target;
-        let server = |e| target.server(e);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(server)?;
-        let mut staging = match Staging::start(target, &tx, None).await? {
-            Ok(staging) => staging,
-            Err(rejection) => return Ok(Err(rejection)),
-        };
+        let client = self.client().await?;
+        let (ids, streams) = input.keys();
+        let (open, tip, lookup) = Open::begin(target, &client, &ids, &streams).await?;
+        let mut staging = Staging::new(target, tip);
         let staged = match input {
-            Input::Appends(appends) => staging.add_all(&tx, appends).await?,
-            Input::Sealed(records) => staging.add_sealed(&tx, records).await?,
+            Input::Appends(appends) => staging.add_all(appends, lookup)?,
+            Input::Sealed(records) => staging.add_sealed(records, lookup)?,
         };
-        if let Err(rejection) = staged {
-            return Ok(Err(rejection));
+        match staged {
+            Ok(()) => {
+                open.commit(std::mem::take(&mut staging.rows)).await?;
+                Ok(Ok(staging))
+            }
+            Err(rejection) => {
+                open.rollback().await?;
+                Ok(Err(rejection))
+            }
         }
-        staging.insert(&tx).await?;
-        tx.commit().await.map_err(server)?;
-        Ok(Ok(staging))
     }
 
     /// A [`Transaction`] begun at head `began`, on a connection of its own.
@@ -359,18 +458,21 @@ impl PgStore {
 /// moved since `began`.
 async fn stream(
     target: &Target,
-    mut client: tokio_postgres::Client,
+    client: Client,
     began: u64,
     mut appends: tokio::sync::mpsc::Receiver<Vec<Append>>,
     commit: &AtomicBool,
 ) -> AppendResult<Vec<Appended>> {
-    let server = |e| target.server(e);
-    let mut staging = match Staging::start(target, &client, Some(began)).await? {
-        Ok(staging) => staging,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
+    let tip = tip(target, &client).await?;
+    if tip.0 != began {
+        return Ok(Err(AppendRejection::Moved { began, now: tip.0 }));
+    }
+    let mut staging = Staging::new(target, tip);
     while let Some(bunch) = appends.recv().await {
-        if let Err(rejection) = staging.add_all(&client, &bunch).await? {
+        let (ids, mut streams) = keys(&bunch);
+        streams.retain(|s| !staging.versions.contains_key(*s));
+        let lookup = lookup(target, &client, &ids, &streams).await?;
+        if let Err(rejection) = staging.add_all(&bunch, lookup)? {
             return Ok(Err(rejection));
         }
     }
@@ -382,13 +484,11 @@ async fn stream(
     if staging.seq == began {
         return Ok(Ok(staging.results));
     }
-    let tx = client.transaction().await.map_err(server)?;
-    lock(target, &tx).await?;
-    let (now, ..) = tip(target, &tx).await?;
+    let (open, (now, ..), _) = Open::begin(target, &client, &[], &[]).await?;
     if now != began {
+        open.rollback().await?;
         return Ok(Err(AppendRejection::Moved { began, now }));
     }
-    staging.insert(&tx).await?;
-    tx.commit().await.map_err(server)?;
+    open.commit(staging.rows).await?;
     Ok(Ok(staging.results))
 }

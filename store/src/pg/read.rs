@@ -7,7 +7,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::{FromSql, ToSql};
+use futures_util::TryStreamExt;
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
@@ -171,10 +172,11 @@ impl PgStore {
         Ok(self.head_row().await?.map_or(0, |head| head.seq))
     }
 
-    /// The rows `sql` selects, on the shared connection.
-    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    /// The rows `sql` selects, on the shared connection. Parameters are
+    /// typed, so that a statement is one round trip, with no prepare first.
+    async fn rows(&self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
-        client.query(sql, params).await.map_err(|e| self.server(e))
+        client.query_typed(sql, params).await.map_err(|e| self.server(e))
     }
 
     /// Column `i` of `row`.
@@ -192,20 +194,28 @@ impl PgStore {
 
     pub(super) async fn version_of(&self, stream: &str) -> Result<u64, StoreError> {
         let sql = "SELECT coalesce(max(version), 0) FROM records WHERE stream = $1";
-        let rows = self.rows(sql, &[&stream]).await?;
+        let rows = self.rows(sql, &[(&stream, Type::TEXT)]).await?;
         rows.first().map_or(Ok(0), |row| count(self.col(row, 0)?, "version"))
     }
 
-    /// Rows of `records`, each opened by `open`, in the order `sql`
-    /// (selecting [`READ_COLUMNS`]) gives.
+    /// Rows of `records`, each opened by `open` as it arrives (while the
+    /// server sends the next), in the order `sql` (selecting
+    /// [`READ_COLUMNS`]) gives.
     async fn records<T>(
         &self,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[(&(dyn ToSql + Sync), Type)],
         open: fn(&Target, &tokio_postgres::Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let rows = self.rows(sql, params).await?;
-        rows.iter().map(|row| open(&self.shared.target, row)).collect()
+        let target = &*self.shared.target;
+        let client = self.client().await?;
+        let rows = client.query_typed_raw(sql, params.iter().map(|(v, t)| (*v, t.clone())));
+        let mut rows = std::pin::pin!(rows.await.map_err(|e| target.server(e))?);
+        let mut opened = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| target.server(e))? {
+            opened.push(open(target, &row)?);
+        }
+        Ok(opened)
     }
 
     /// At most `limit` records with `from <= seq <= to`, in order.
@@ -218,7 +228,7 @@ impl PgStore {
         let sql =
             format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.records(&sql, &[&big(from), &big(to), &limit], record_of).await
+        self.records(&sql, &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)], record_of).await
     }
 
     /// At most `limit` records with `from <= seq <= to`, in order, as stored.
@@ -231,7 +241,7 @@ impl PgStore {
         let sql =
             format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.records(&sql, &[&big(from), &big(to), &limit], sealed_of).await
+        self.records(&sql, &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)], sealed_of).await
     }
 
     pub(super) async fn stream_records(
@@ -244,7 +254,7 @@ impl PgStore {
             "SELECT {READ_COLUMNS} FROM records WHERE stream = $1 AND version >= $2 AND seq <= $3 ORDER BY version"
         );
         let from_version = from_version.max(1);
-        let records = self.records(&sql, &[&stream, &big(from_version), &big(max_seq)], record_of).await?;
+        let records = self.records(&sql, &[(&stream, Type::TEXT), (&big(from_version), Type::INT8), (&big(max_seq), Type::INT8)], record_of).await?;
         // The columns say where a stream's records are; the records say
         // whose they are and in what order.
         (from_version..)
@@ -272,14 +282,14 @@ impl PgStore {
             return if time.timestamp() < 0 { Ok(0) } else { self.head_seq().await };
         };
         let sql = "SELECT seq FROM records WHERE recorded_at_ns <= $1 ORDER BY recorded_at_ns DESC, seq DESC LIMIT 1";
-        let rows = self.rows(sql, &[&nanos]).await?;
+        let rows = self.rows(sql, &[(&nanos, Type::INT8)]).await?;
         rows.first().map_or(Ok(0), |row| count(self.col(row, 0)?, "seq"))
     }
 
     /// The hash of the record at `seq`, if the log reaches that far. A
     /// record missing below the head is the log's damage, not a cache's.
     async fn hash_at(&self, seq: u64) -> Result<Option<Hash>, StoreError> {
-        match self.rows("SELECT hash FROM records WHERE seq = $1", &[&big(seq)]).await?.first() {
+        match self.rows("SELECT hash FROM records WHERE seq = $1", &[(&big(seq), Type::INT8)]).await?.first() {
             Some(row) => Ok(Some(hash_of(seq, self.col(row, 0)?)?)),
             None if seq <= self.head_seq().await? => Err(corrupt_seq(seq, "missing from the log")),
             None => Ok(None),
@@ -311,7 +321,8 @@ impl PgStore {
         let mut walk = Walk::new(first.saturating_sub(1));
         let mut next = first;
         loop {
-            let rows = tx.query(&sql, &[&big(next), &big(last), &PAGE]).await.map_err(server)?;
+            let page = [(&big(next) as &(dyn ToSql + Sync), Type::INT8), (&big(last), Type::INT8), (&PAGE, Type::INT8)];
+            let rows = tx.query_typed(&sql, &page).await.map_err(server)?;
             for row in &rows {
                 let row = Stored::of(target, row)?;
                 next = row.seq.saturating_add(1);
@@ -341,7 +352,7 @@ impl PgStore {
                 "verify found a problem at record {}: {}; restore the log",
                 problem.seq, problem.what
             );
-            self.rows("INSERT INTO findings (what) VALUES ($1)", &[&what]).await?;
+            self.rows("INSERT INTO findings (what) VALUES ($1)", &[(&what, Type::TEXT)]).await?;
             self.shared.damaged.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(what);
         }
         Ok(VerifyReport { records, problem })
@@ -359,7 +370,10 @@ impl PgStore {
         let Some((name, seq, bytes)) = snapshots::framed(staged, hash)? else { return Ok(()) };
         let sql = "INSERT INTO caches VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (key_id, name, seq) DO UPDATE SET bytes = excluded.bytes";
-        self.rows(sql, &[&self.shared.key_id, &name, &big(seq), &bytes]).await.map(drop)
+        let key_id = &self.shared.key_id;
+        let params: [(&(dyn ToSql + Sync), Type); 4] =
+            [(key_id, Type::BYTEA), (&name, Type::TEXT), (&big(seq), Type::INT8), (&bytes, Type::BYTEA)];
+        self.rows(sql, &params).await.map(drop)
     }
 
     /// The cache `bytes` of `name` at `seq`, if authentic and bound to this log.
@@ -382,8 +396,12 @@ impl PgStore {
                    ORDER BY seq DESC LIMIT $4";
         // A newer one that is a miss passes the turn to the next older, a
         // few times, as the sled store's do.
-        let params: [&(dyn ToSql + Sync); 4] =
-            [&self.shared.key_id, &name, &big(max_seq), &(LOAD_TRIES as i64)];
+        let params: [(&(dyn ToSql + Sync), Type); 4] = [
+            (&self.shared.key_id, Type::BYTEA),
+            (&name, Type::TEXT),
+            (&big(max_seq), Type::INT8),
+            (&(LOAD_TRIES as i64), Type::INT8),
+        ];
         for row in self.rows(sql, &params).await? {
             let seq = count(self.col(&row, 0)?, "seq")?;
             if let Ok(snapshot) = self.authentic(name, seq, self.col(&row, 1)?).await? {
@@ -402,7 +420,9 @@ impl PgStore {
             return Ok(Some(Err(CacheMiss::NoKey(why.clone()))));
         }
         let sql = "SELECT bytes FROM caches WHERE key_id = $1 AND name = $2 AND seq = $3";
-        match self.rows(sql, &[&self.shared.key_id, &name, &big(seq)]).await?.first() {
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&self.shared.key_id, Type::BYTEA), (&name, Type::TEXT), (&big(seq), Type::INT8)];
+        match self.rows(sql, &params).await?.first() {
             Some(row) => Ok(Some(self.authentic(name, seq, self.col(row, 0)?).await?)),
             None => Ok(None),
         }
@@ -410,12 +430,18 @@ impl PgStore {
 
     pub(super) async fn remove(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {
         let sql = "DELETE FROM caches WHERE key_id = $1 AND name = $2 AND seq >= $3 AND seq < $4";
-        self.rows(sql, &[&self.shared.key_id, &name, &big(seqs.start), &big(seqs.end)]).await.map(drop)
+        let params: [(&(dyn ToSql + Sync), Type); 4] = [
+            (&self.shared.key_id, Type::BYTEA),
+            (&name, Type::TEXT),
+            (&big(seqs.start), Type::INT8),
+            (&big(seqs.end), Type::INT8),
+        ];
+        self.rows(sql, &params).await.map(drop)
     }
 
     pub(super) async fn names(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let sql = "SELECT name, seq FROM caches WHERE key_id = $1 ORDER BY name, seq";
-        let rows = self.rows(sql, &[&self.shared.key_id]).await?;
+        let rows = self.rows(sql, &[(&self.shared.key_id, Type::BYTEA)]).await?;
         rows.iter().map(|row| Ok((self.col(row, 0)?, count(self.col(row, 1)?, "seq")?))).collect()
     }
 }

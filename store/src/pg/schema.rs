@@ -3,6 +3,7 @@
 //! schema another program keeps). `store/sql/roles.sql` grants them to the
 //! owner and writer roles.
 
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient};
 
 use super::{PgStore, Target};
@@ -130,9 +131,9 @@ fn foreign(target: &Target) -> StoreError {
 async fn found(target: &Target, client: &impl GenericClient) -> Result<Found, StoreError> {
     let server = |e| target.server(e);
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT count(*), count(*) FILTER (WHERE tablename = 'meta') FROM pg_tables WHERE schemaname = $1",
-            &[&target.name],
+            &[(&target.name, Type::TEXT)],
         )
         .await
         .map_err(server)?;
@@ -144,7 +145,10 @@ async fn found(target: &Target, client: &impl GenericClient) -> Result<Found, St
         return Ok(Found::Foreign);
     }
     let rows = client
-        .query("SELECT key, value FROM meta WHERE key IN ($1, $2)", &[&VERSION_KEY, &ID_KEY])
+        .query_typed(
+            "SELECT key, value FROM meta WHERE key IN ($1, $2)",
+            &[(&VERSION_KEY, Type::TEXT), (&ID_KEY, Type::TEXT)],
+        )
         .await
         .map_err(server)?;
     let (mut version, mut id) = (None, None);
