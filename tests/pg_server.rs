@@ -34,9 +34,28 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a new cluster in a temporary directory (`.ci/pg start`).
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// Starts a new cluster that also listens on a TCP port of 127.0.0.1,
+    /// where it takes TLS connections only; its URL is the TCP one
+    /// (`localhost`), its CA certificate [`Cluster::tls_file`]`("ca.crt")`.
+    #[allow(dead_code)]
+    pub fn start_tls() -> Cluster {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        Cluster::start_with(&[("USERTRAIL_PG_TLS_PORT", free.port().to_string())])
+    }
+
+    /// A file of the TLS cluster's certificates (`ca.crt`, `other.crt`: a CA that signed nothing).
+    #[allow(dead_code)]
+    pub fn tls_file(&self, name: &str) -> String {
+        self.dir.join("tls").join(name).display().to_string()
+    }
+
+    fn start_with(env: &[(&str, String)]) -> Cluster {
         let dir = tempfile::Builder::new().prefix("usertrail-pg.").tempdir().expect("a temporary directory");
         let dir = dir.keep();
-        let started = pg(&["start"], &dir);
+        let started = pg(&["start"], &dir, env);
         assert!(
             started.status.success(),
             "no PostgreSQL cluster for the tests: `.ci/pg start DIR` failed (apt-get install postgresql?): {}",
@@ -47,24 +66,25 @@ impl Cluster {
 
     /// Restarts the server, cutting off every session (`pg_ctl restart -m fast`).
     pub fn restart(&self) {
-        let restarted = pg(&["restart"], &self.dir);
+        let restarted = pg(&["restart"], &self.dir, &[]);
         assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        pg(&["stop"], &self.dir);
+        pg(&["stop"], &self.dir, &[]);
     }
 }
 
 /// Runs `.ci/pg COMMAND DIR`, its watcher waiting for this process.
-fn pg(command: &[&str], dir: &Path) -> std::process::Output {
+fn pg(command: &[&str], dir: &Path, env: &[(&str, String)]) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg");
     std::process::Command::new("bash")
         .arg(script)
         .args(command)
         .arg(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("USERTRAIL_PG_WATCH", std::process::id().to_string())
         .output()
         .expect("bash runs .ci/pg")

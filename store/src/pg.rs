@@ -22,13 +22,16 @@ mod append;
 mod passfile;
 mod read;
 mod schema;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::config::Host;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -84,6 +87,8 @@ pub(crate) struct Target {
     failed: AtomicBool,
     /// Appends are stamped with the server's clock ([`PgStore::stamp_with_server_clock`]).
     server_clock: AtomicBool,
+    /// TLS as `sslmode` asks, for TCP hosts (`None`: plain text).
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl Target {
@@ -99,9 +104,19 @@ impl Target {
                 None => rest.push(param),
             }
         }
-        let client_url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
         let bad = |what: String| StoreError::Server { at: "the URL given".into(), what };
+        let tls = tls::Settings::take(&mut rest).map_err(bad)?;
+        let client_url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
         let mut config: Config = client_url.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
+        let (mode, tls) = tls.connector().map_err(bad)?;
+        let unix = config.get_hosts().iter().filter(|h| matches!(h, Host::Unix(_))).count();
+        // As libpq does, a Unix socket never carries TLS (it never leaves the machine).
+        let tls = match unix {
+            0 => tls,
+            n if n == config.get_hosts().len() || mode == SslMode::Disable => None,
+            _ => return Err(bad("TLS to a list of hosts mixing Unix sockets and TCP: list one kind".into())),
+        };
+        config.ssl_mode(if tls.is_some() { mode } else { SslMode::Disable });
         if config.get_password().is_none() {
             if let Some(password) = passfile::password(&config) {
                 config.password(password);
@@ -123,15 +138,25 @@ impl Target {
         let quoted = format!("\"{schema}\"");
         let lock_key = i64::from_be_bytes(lock);
         let (failed, server_clock) = (AtomicBool::new(false), AtomicBool::new(false));
-        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed, server_clock })
+        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed, server_clock, tls })
     }
 
     /// A new connection, its search path the log's schema alone (and the
     /// catalog, which PostgreSQL always searches first).
     pub(crate) async fn connect(&self) -> Result<Client, StoreError> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.server(e))?;
         // The connection's I/O runs on its own task until the client is dropped.
-        tokio::spawn(connection);
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await.map_err(|e| self.server(e))?;
+                tokio::spawn(connection);
+                client
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.server(e))?;
+                tokio::spawn(connection);
+                client
+            }
+        };
         client
             .batch_execute(&format!("SET search_path TO {}", self.schema))
             .await

@@ -237,14 +237,66 @@ async fn l3_records_moved_sled_to_postgres_to_sled_are_byte_for_byte_the_origina
     assert_eq!(back.head().await.unwrap(), original.head().await.unwrap());
 }
 
-/// TLS is phase 2's (rustls): until then a URL asking for it is refused,
-/// never served in plain text.
+/// TLS as libpq's `sslmode` asks, against a cluster that takes only TLS
+/// over TCP: a connection the server accepts was encrypted, and a check
+/// the certificate fails is refused, naming the certificate.
 #[tokio::test]
-async fn a_url_requiring_tls_is_refused_not_served_in_plain_text() {
-    let (_, url) = new_pg_log().await;
-    let refused = PgStore::open(&with_param(&url, "sslmode", "require"), &CacheKeys::Process).await;
-    let refused = message(refused.err().unwrap());
-    assert!(refused.contains("TLS") && refused.contains("database postgres"), "{refused}");
+async fn tls_is_used_and_checked_as_sslmode_asks() {
+    let cluster = crate::pg_server::Cluster::start_tls();
+    let (ca, other) = (cluster.tls_file("ca.crt"), cluster.tls_file("other.crt"));
+    let url = |mode: &str, root: Option<&str>, host: &str| {
+        let url = with_param(&cluster.url.replace("localhost", host), "schema", "tls");
+        let url = if mode.is_empty() { url } else { with_param(&url, "sslmode", mode) };
+        root.map_or(url.clone(), |root| with_param(&url, "sslrootcert", root))
+    };
+    let full = url("verify-full", Some(&ca), "localhost");
+    PgStore::init(&full).await.unwrap();
+    let store = PgStore::open(&full, &CacheKeys::Process).await.unwrap();
+    store.append(append("tenant", ExpectedVersion::Any, vec![event(1)], at(0))).await.unwrap().unwrap();
+    let opens = |url: String| async move {
+        match PgStore::open(&url, &CacheKeys::Process).await {
+            Ok(store) => Ok(store.head().await.unwrap().map(|h| h.seq)),
+            Err(e) => Err(message(e)),
+        }
+    };
+    // Encrypted: the server refuses plain text over TCP.
+    for (mode, root, host) in [
+        ("verify-full", Some(ca.as_str()), "localhost"),
+        ("verify-ca", Some(ca.as_str()), "127.0.0.1"),
+        ("require", None, "127.0.0.1"),
+        ("require", Some(ca.as_str()), "localhost"),
+        ("prefer", None, "localhost"),
+        // No sslmode is libpq's `prefer`: TLS when the server offers it.
+        ("", None, "localhost"),
+    ] {
+        assert_eq!(opens(url(mode, root, host)).await, Ok(Some(1)), "sslmode={mode} root {root:?} host {host}");
+    }
+    let plain = opens(url("disable", None, "localhost")).await.unwrap_err();
+    assert!(plain.contains("no encryption") && plain.contains("host localhost port"), "{plain}");
+    // Refused by the check, each naming why.
+    for (mode, root, host, why) in [
+        ("verify-full", Some(other.as_str()), "localhost", "UnknownIssuer"),
+        ("verify-ca", Some(other.as_str()), "localhost", "UnknownIssuer"),
+        // libpq's rule: given a root certificate, `require` checks the chain.
+        ("require", Some(other.as_str()), "localhost", "UnknownIssuer"),
+        // Issued for localhost, not for the address.
+        ("verify-full", Some(ca.as_str()), "127.0.0.1", "not valid for name \"127.0.0.1\""),
+    ] {
+        let refused = opens(url(mode, root, host)).await.unwrap_err();
+        assert!(refused.contains("certificate") && refused.contains(why), "sslmode={mode}: {refused}");
+    }
+    // What the URL asks that usertrail cannot do, refused before connecting.
+    let missing = opens(url("verify-full", Some("/nonexistent/root.crt"), "localhost")).await.unwrap_err();
+    assert!(missing.contains("sslrootcert /nonexistent/root.crt"), "{missing}");
+    let home = std::env::var("HOME").unwrap_or_default();
+    if !std::path::Path::new(&home).join(".postgresql/root.crt").exists() {
+        let no_root = opens(url("verify-full", None, "localhost")).await.unwrap_err();
+        assert!(no_root.contains("needs the server's root certificate"), "{no_root}");
+    }
+    let bogus = opens(url("verify", None, "localhost")).await.unwrap_err();
+    assert!(bogus.contains("sslmode=verify: not one of"), "{bogus}");
+    let client_cert = opens(with_param(&full, "sslcert", "client.crt")).await.unwrap_err();
+    assert!(client_cert.contains("client certificates are not supported"), "{client_cert}");
 }
 
 /// Two admins' machines on one log, each with its own cache key: each keeps
