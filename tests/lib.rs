@@ -2,6 +2,7 @@
 //! command lines run against it in-process, as a script would type them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -105,6 +106,11 @@ impl Sandbox {
         self.dir.path().join("usertrail.db")
     }
 
+    /// Whether the log is on the PostgreSQL server.
+    pub fn on_server(&self) -> bool {
+        self.postgres.is_some()
+    }
+
     /// What its commands are given as `--db`: the sled database's path or the PostgreSQL URL.
     pub fn db_arg(&self) -> String {
         self.postgres.clone().unwrap_or_else(|| self.db().display().to_string())
@@ -116,12 +122,15 @@ impl Sandbox {
         match &self.postgres {
             Some(url) => {
                 let keys = store::CacheKeys::Dir(self.key_dir());
-                cli::shell::Shell::new(store::PgStore::open(url, &keys).await.expect("the log opens"), now)
+                cli::shell::Shell::new(
+                    Arc::new(store::PgStore::open(url, &keys).await.expect("the log opens")),
+                    now,
+                )
             }
             None => {
                 let store =
                     store::SledStore::open(self.db(), self.open_options()).expect("the database opens");
-                cli::shell::Shell::new(store, now)
+                cli::shell::Shell::new(Arc::new(store), now)
             }
         }
     }

@@ -42,7 +42,8 @@ impl Cluster {
     /// (`localhost`), its CA certificate [`Cluster::tls_file`]`("ca.crt")`.
     #[allow(dead_code)]
     pub fn start_tls() -> Cluster {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let free =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
         Cluster::start_with(&[("USERTRAIL_PG_TLS_PORT", free.port().to_string())])
     }
 

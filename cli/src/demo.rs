@@ -2,6 +2,8 @@
 //! written through the same commands an admin types, then a guided tour.
 //!
 //! It appends in the batched durability mode and flushes once at the end.
+//! On a PostgreSQL URL it writes into an empty log there (made if missing),
+//! and the report goes to the current directory.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,8 @@ use crate::shell::{Done, Shell};
 /// Where the demo writes when `--db` is not given.
 pub const DEMO_DB: &str = "usertrail-demo.db";
 
-/// The report the tour ends with, beside the database.
+/// The report the tour ends with, beside the database (a server's demo: in
+/// the current directory).
 pub const DEMO_REPORT: &str = "usertrail-demo-report.html";
 
 const DOMAIN: &str = "contoso.onmicrosoft.com";
@@ -120,6 +123,28 @@ fn person(
     })
 }
 
+/// `url` without its password (the user's `:password@`, a `password=`
+/// parameter), for the tour's commands to show.
+fn without_password(url: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) => {
+                format!("{scheme}://{}@{host}", user.split_once(':').map_or(user, |(name, _)| name))
+            }
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    let params: Vec<&str> =
+        query.split('&').filter(|p| !p.is_empty() && !p.starts_with("password=")).collect();
+    if params.is_empty() {
+        base
+    } else {
+        format!("{base}?{}", params.join("&"))
+    }
+}
+
 /// Removes a previous demo database at the default path; refuses to touch
 /// any other database that holds records.
 /// Returns whether a previous demo database was replaced.
@@ -160,8 +185,23 @@ pub async fn run(
         Some(p) => (p.to_path_buf(), false),
         None => (PathBuf::from(DEMO_DB), true),
     };
-    let replaced = prepare(&path, is_default, keys).await?;
-    let store = crate::open(&path, Durability::Batched, keys)?;
+    let (store, replaced, shown, report): (std::sync::Arc<dyn EventStore>, _, _, _) =
+        match crate::postgres_url(&path) {
+            Some(url) => {
+                let dest = crate::copy::Destination::new(&path, "--db", "demo", options).await?;
+                (dest.store, false, without_password(url), PathBuf::from(DEMO_REPORT))
+            }
+            None => {
+                let replaced = prepare(&path, is_default, keys).await?;
+                let store = crate::open(&path, Durability::Batched, keys)?;
+                (
+                    std::sync::Arc::new(store),
+                    replaced,
+                    path.display().to_string(),
+                    path.with_file_name(DEMO_REPORT),
+                )
+            }
+        };
     // Whole seconds read better in the tour than the clock's nanoseconds.
     let end = now.unwrap_or_else(|| machine.clock()).with_nanosecond(0).unwrap_or_else(Utc::now);
     let mut shell = Shell::new(store, None);
@@ -172,7 +212,7 @@ pub async fn run(
     let people = script(&mut demo, args.users as usize).await?;
     demo.bar.set_message("verify");
     demo.shell.store.flush().await?;
-    let report = demo.shell.store.verify().await?;
+    let verified = demo.shell.store.verify().await?;
     demo.bar.set_message("tour");
     // Written once the bar is gone: stdout and stderr may be one terminal.
     let mut page = Vec::new();
@@ -180,10 +220,10 @@ pub async fn run(
     if replaced && !out.json {
         buffered.line(format!("(replaced the previous demo database at {})", path.display()))?;
     }
-    let mut toured = tour(&demo.shell, &path, &people, report, &mut buffered).await;
+    let mut toured = tour(&demo.shell, &shown, &people, verified, &mut buffered).await;
     if toured.is_ok() {
         demo.shell.now = Some(end);
-        toured = auditors_report(&demo.shell, &path, &mut buffered).await;
+        toured = auditors_report(&demo.shell, &shown, report, &mut buffered).await;
     }
     demo.shell.store.flush().await?;
     demo.bar.finish_and_clear();
@@ -191,10 +231,8 @@ pub async fn run(
     toured
 }
 
-/// The tour's end: the auditor's report of the last 90 days, written beside
-/// the database as [`DEMO_REPORT`].
-async fn auditors_report(shell: &Shell, db: &Path, out: &mut Out<'_>) -> Result<(), CliError> {
-    let file = db.with_file_name(DEMO_REPORT);
+/// The tour's end: the auditor's report of the last 90 days, written to `file`.
+async fn auditors_report(shell: &Shell, db: &str, file: PathBuf, out: &mut Out<'_>) -> Result<(), CliError> {
     let args = crate::args::ReportArgs { from: None, to: None, env: vec![], user: vec![], out: file.clone() };
     let mut said = Vec::new();
     crate::report::report(
@@ -210,10 +248,9 @@ async fn auditors_report(shell: &Shell, db: &Path, out: &mut Out<'_>) -> Result<
     let file = file.display();
     out.line("")?;
     out.line(format!("== The auditor's report of the last 90 days (usertrail report --out {file}) =="))?;
-    out.line(format!("wrote {file} beside the database: open it in a browser, print it to PDF"))?;
+    out.line(format!("wrote {file}: open it in a browser, print it to PDF"))?;
     out.line(format!(
-        "its record in the log tells it from a changed copy: usertrail --db {} verify --report {file}",
-        db.display()
+        "its record in the log tells it from a changed copy: usertrail --db {db} verify --report {file}"
     ))
 }
 
@@ -477,7 +514,7 @@ async fn script(demo: &mut Demo, users: usize) -> Result<Cast, CliError> {
 
 async fn tour(
     shell: &Shell,
-    path: &Path,
+    db: &str,
     cast: &Cast,
     report: store::VerifyReport,
     out: &mut Out<'_>,
@@ -486,13 +523,12 @@ async fn tour(
     let records = head.map_or(0, |h| h.seq);
     if out.json {
         return out.json(&json!({
-            "database": path.display().to_string(),
+            "database": db,
             "records": records,
             "users": cast.users,
             "verified": report.problem.is_none(),
         }));
     }
-    let db = path.display();
     out.line(format!(
         "usertrail demo: Contoso, {} users, {records} log records over six months, in {db}",
         cast.users
@@ -561,7 +597,7 @@ mod tests {
             let store = crate::open(&path, Durability::Batched, &store::CacheKeys::Process).expect("a store");
             let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("a time").to_utc();
             let bar = indicatif::ProgressBar::hidden();
-            let mut demo = Demo { shell: Shell::new(store, None), start, bar };
+            let mut demo = Demo { shell: Shell::new(std::sync::Arc::new(store), None), start, bar };
             script(&mut demo, users).await.expect("the script runs");
             (demo.shell.loads.load(Ordering::Relaxed), demo.bar.position(), demo.bar.length())
         })

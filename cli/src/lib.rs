@@ -242,11 +242,6 @@ async fn dispatch(
         return out.raw(&page);
     }
     if let Command::Demo(args) = command {
-        if global.db.as_deref().and_then(postgres_url).is_some() {
-            return usage(
-                "demo writes a sled database: build it there, then copy it (usertrail demo --db ./demo.db && usertrail copy --from ./demo.db --to URL)",
-            );
-        }
         return demo::run(global.db.as_deref(), now, &options, args, &mut out).await;
     }
     if let Command::Copy { from, to } = &command {
@@ -272,7 +267,7 @@ async fn dispatch(
             if now.is_none() {
                 store.stamp_with_server_clock();
             }
-            let mut shell = Shell::new(store, now);
+            let mut shell = Shell::new(std::sync::Arc::new(store), now);
             shell.store_clock = now.is_none();
             shell
         }
@@ -284,7 +279,10 @@ async fn dispatch(
                 ));
             }
             let archiving = options.archiving.unwrap_or_default();
-            Shell::new(open_with(&path, Durability::Immediate, archiving, options.cache_keys)?, now)
+            Shell::new(
+                std::sync::Arc::new(open_with(&path, Durability::Immediate, archiving, options.cache_keys)?),
+                now,
+            )
         }
     };
     *damage = shell.store.damage();

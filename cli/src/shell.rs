@@ -58,9 +58,9 @@ pub struct Shell {
 
 impl Shell {
     /// A shell over `store` with random ids.
-    pub fn new(store: impl EventStore + 'static, now: Option<DateTime<Utc>>) -> Shell {
+    pub fn new(store: std::sync::Arc<dyn EventStore>, now: Option<DateTime<Utc>>) -> Shell {
         Shell {
-            store: std::sync::Arc::new(store),
+            store,
             now,
             ids: Ids::random(),
             exits_after_run: false,

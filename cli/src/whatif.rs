@@ -126,7 +126,7 @@ async fn tables(
     only: Option<&str>,
     keys: &store::CacheKeys,
 ) -> Result<BTreeMap<String, BTreeMap<String, Value>>, CliError> {
-    let shell = Shell::new(crate::open(copy, Durability::Batched, keys)?, None);
+    let shell = Shell::new(std::sync::Arc::new(crate::open(copy, Durability::Batched, keys)?), None);
     let (tenant, _) = shell.tenant().await?;
     let mut tables = BTreeMap::new();
     for (_, name) in tenant.environments() {

@@ -60,7 +60,7 @@ struct Shared {
     target: Arc<Target>,
     /// The connection reads and appends share; once lost, the next call
     /// connects anew.
-    client: tokio::sync::Mutex<Client>,
+    client: tokio::sync::Mutex<Connection>,
     /// The key that authenticates the caches.
     key: Key,
     /// Which rows of `caches` are this machine's: each machine keeps its
@@ -69,6 +69,36 @@ struct Shared {
     key_id: Vec<u8>,
     /// What `verify` found: the log takes no appends through this handle.
     damaged: Mutex<Option<String>>,
+}
+
+/// A connection, and the append's statements once prepared on it.
+pub(crate) struct Connection {
+    client: Client,
+    appends: Option<append::Statements>,
+}
+
+impl Connection {
+    /// The client, with the append's statements, prepared on first use.
+    async fn prepared(&mut self, target: &Target) -> Result<(&Client, &append::Statements), StoreError> {
+        let statements = match self.appends.take() {
+            Some(statements) => statements,
+            None => append::Statements::prepare(target, &self.client).await?,
+        };
+        Ok((&self.client, self.appends.insert(statements)))
+    }
+}
+
+impl std::ops::Deref for Connection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
 }
 
 /// A server and schema, as a URL names them.
@@ -147,7 +177,8 @@ impl Target {
         // The connection's I/O runs on its own task until the client is dropped.
         let client = match &self.tls {
             Some(tls) => {
-                let (client, connection) = self.config.connect(tls.clone()).await.map_err(|e| self.server(e))?;
+                let (client, connection) =
+                    self.config.connect(tls.clone()).await.map_err(|e| self.server(e))?;
                 tokio::spawn(connection);
                 client
             }
@@ -226,7 +257,7 @@ impl PgStore {
         let found = client.query_typed_opt("SELECT what FROM findings ORDER BY found_at LIMIT 1", &[]).await;
         let damaged = found.map_err(|e| target.server(e))?.map(|row| row.try_get(0)).transpose();
         let damaged = Mutex::new(damaged.map_err(|e| target.server(e))?);
-        let client = tokio::sync::Mutex::new(client);
+        let client = tokio::sync::Mutex::new(Connection { client, appends: None });
         let shared = Shared { target, client, key, key_id, damaged };
         Ok(PgStore { shared: Arc::new(shared) })
     }
@@ -246,12 +277,12 @@ impl PgStore {
     }
 
     /// The shared connection, made anew if the last one was lost or a call failed.
-    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
-        let mut client = self.shared.client.lock().await;
-        if self.shared.target.failed.swap(false, Ordering::Relaxed) || client.is_closed() {
-            *client = self.shared.target.connect().await?;
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Connection>, StoreError> {
+        let mut connection = self.shared.client.lock().await;
+        if self.shared.target.failed.swap(false, Ordering::Relaxed) || connection.is_closed() {
+            *connection = Connection { client: self.shared.target.connect().await?, appends: None };
         }
-        Ok(client)
+        Ok(connection)
     }
 
     fn server(&self, e: tokio_postgres::Error) -> StoreError {

@@ -18,10 +18,13 @@ fn sales() -> Sandbox {
     sb
 }
 
-/// Every file of the database and its bytes.
-fn fingerprint(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+/// What the sandbox's log is now, on its backend.
+fn fingerprint(sb: &Sandbox) -> Fingerprint {
+    if sb.on_server() {
+        return Fingerprint::Records(sb.read_log());
+    }
     let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack = vec![sb.db()];
     while let Some(path) = stack.pop() {
         if path.is_dir() {
             stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
@@ -30,7 +33,15 @@ fn fingerprint(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         }
     }
     files.sort();
-    files
+    Fingerprint::Files(files)
+}
+
+/// What a whatif leaves as it was: a sled database's every file, byte for
+/// byte; a server's log, record for record.
+#[derive(PartialEq, Debug)]
+enum Fingerprint {
+    Files(Vec<(std::path::PathBuf, Vec<u8>)>),
+    Records(Vec<store::Record>),
 }
 
 #[test]
@@ -46,9 +57,9 @@ fn whatif_prints_the_systemuser_diff_and_leaves_the_database_byte_for_byte_untou
         ),
     )
     .unwrap();
-    let before = fingerprint(&sb.db());
+    let before = fingerprint(&sb);
     let diff = sb.json(&format!("whatif --file {} --env Sales", plan.display()));
-    assert_eq!(fingerprint(&sb.db()), before, "the real database is untouched");
+    assert_eq!(fingerprint(&sb), before, "the real database is untouched");
     let rows: Vec<(String, String, String)> = diff
         .as_array()
         .unwrap()
@@ -80,12 +91,12 @@ fn whatif_reports_a_failing_line_and_refuses_db_in_a_line() {
     let mut sb = sales();
     let plan = sb.dir().join("plan.txt");
     std::fs::write(&plan, "sync\nuser block --upn nobody@contoso.onmicrosoft.com\n").unwrap();
-    let before = fingerprint(&sb.db());
+    let before = fingerprint(&sb);
     let err = sb.fails(&format!("whatif --file {}", plan.display()), 2);
     assert!(err.ends_with("line 2: unknown user nobody@contoso.onmicrosoft.com"), "{err}");
     std::fs::write(&plan, "user list --db /tmp/other\n").unwrap();
     assert!(sb.fails(&format!("whatif --file {}", plan.display()), 2).contains("--db is not allowed"));
-    assert_eq!(fingerprint(&sb.db()), before);
+    assert_eq!(fingerprint(&sb), before);
 }
 
 #[test]
@@ -170,7 +181,7 @@ fn a_whatif_line_refused_by_a_rule_exits_1_after_the_diff_up_to_it() {
         format!("group remove-member --group Sales-SG --upn {ALICE}\nsync\nuser admin-role remove --upn admin@contoso.onmicrosoft.com --role global\nsync\n"),
     )
     .unwrap();
-    let before = fingerprint(&sb.db());
+    let before = fingerprint(&sb);
     let run = sb.run(&format!("whatif --file {}", plan.display()));
     assert_eq!(run.code, 1, "{} {}", run.stdout, run.stderr);
     assert!(run.stderr.contains("line 3: rejected (D8)"), "{}", run.stderr);
@@ -181,7 +192,7 @@ fn a_whatif_line_refused_by_a_rule_exits_1_after_the_diff_up_to_it() {
         "alice's record is disabled by line 2: {}",
         run.stdout
     );
-    assert_eq!(fingerprint(&sb.db()), before);
+    assert_eq!(fingerprint(&sb), before);
     let json = sb.run(&format!("whatif --file {} --json", plan.display()));
     assert_eq!(json.code, 1);
     let diff: Value = serde_json::from_str(&json.stdout).unwrap();

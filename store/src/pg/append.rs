@@ -6,9 +6,10 @@
 //!
 //! A call is two round trips to the server: `BEGIN`, the lock, the head and
 //! the lookups of the call's ids and streams go together, then the inserts
-//! and `COMMIT`. Statements are sent typed (no prepare's round trip) and in
-//! order (`biased` joins: tokio-postgres sends a query when first polled,
-//! and the server runs them as they come), so nothing reads before the lock.
+//! and `COMMIT`. The statements are prepared once per connection
+//! ([`Statements`]) and sent in order (`biased` joins: tokio-postgres sends
+//! a query when first polled, and the server runs them as they come), so
+//! nothing reads before the lock.
 //!
 //! A [`Transaction`] runs on a connection of its own and stages without the
 //! lock, so that a long import holds no other writer off; at its commit it
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, Statement};
 use uuid::Uuid;
 
 use super::{big, count, PgStore, Target};
@@ -42,6 +43,27 @@ struct Rows {
 }
 
 impl Rows {
+    /// Inserts rows `part`.
+    async fn insert(
+        &self,
+        client: &Client,
+        insert: &Statement,
+        part: std::ops::Range<usize>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let Rows { seq, stream, version, event_id, nanos, format, body, hash } = self;
+        let columns: [&(dyn ToSql + Sync); 8] = [
+            &&seq[part.clone()],
+            &&stream[part.clone()],
+            &&version[part.clone()],
+            &&event_id[part.clone()],
+            &&nanos[part.clone()],
+            &&format[part.clone()],
+            &&body[part.clone()],
+            &&hash[part],
+        ];
+        client.query(insert, &columns).await
+    }
+
     /// Adds a record as stored (`format ++ body ++ hash`).
     fn push(&mut self, seq: u64, stream: &str, version: u64, event_id: Uuid, nanos: i64, stored: &[u8]) {
         let (format, rest) = stored.split_first().unwrap_or((&0, &[]));
@@ -105,7 +127,8 @@ const BY_ID: &str = "SELECT event_id, seq, version FROM records WHERE event_id =
 const BY_STREAM: &str = "SELECT s, (SELECT coalesce(max(version), 0) FROM records WHERE stream = s) \
                          FROM unnest($1::text[]) s";
 /// Rows staged by [`Rows`], column by column.
-const INSERT: &str = "INSERT INTO records (seq, stream, version, event_id, recorded_at_ns, format, body, hash) \
+const INSERT: &str =
+    "INSERT INTO records (seq, stream, version, event_id, recorded_at_ns, format, body, hash) \
                       SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bigint[], \
                       $6::smallint[], $7::bytea[], $8::bytea[])";
 /// Records inserted by one statement.
@@ -114,6 +137,42 @@ const AT_ONCE: usize = 4096;
 /// The log's head as an append finds it: seq, time, hash, and the server's clock.
 type Tip = (u64, i64, Hash, i64);
 
+/// An append's statements, prepared on a connection: parsed and planned
+/// once, not at every append.
+pub(super) struct Statements {
+    lock: Statement,
+    tip: Statement,
+    by_id: Statement,
+    by_stream: Statement,
+    insert: Statement,
+}
+
+impl Statements {
+    /// Prepares them on `client`, all in one round trip.
+    pub(super) async fn prepare(target: &Target, client: &Client) -> Result<Statements, StoreError> {
+        use Type as T;
+        let columns = [
+            T::INT8_ARRAY,
+            T::TEXT_ARRAY,
+            T::INT8_ARRAY,
+            T::UUID_ARRAY,
+            T::INT8_ARRAY,
+            T::INT2_ARRAY,
+            T::BYTEA_ARRAY,
+            T::BYTEA_ARRAY,
+        ];
+        let (lock, tip, by_id, by_stream, insert) = tokio::try_join!(
+            client.prepare_typed(LOCK, &[T::INT8]),
+            client.prepare_typed(TIP, &[]),
+            client.prepare_typed(BY_ID, &[T::UUID_ARRAY]),
+            client.prepare_typed(BY_STREAM, &[T::TEXT_ARRAY]),
+            client.prepare_typed(INSERT, &columns),
+        )
+        .map_err(|e| target.server(e))?;
+        Ok(Statements { lock, tip, by_id, by_stream, insert })
+    }
+}
+
 /// An SQL transaction begun on a connection; unless it ends by
 /// [`Open::commit`] or [`Open::rollback`] (an error, or a call dropped
 /// midway), the connection is marked failed, so the next call connects anew
@@ -121,6 +180,7 @@ type Tip = (u64, i64, Hash, i64);
 struct Open<'c> {
     target: &'c Target,
     client: &'c Client,
+    statements: &'c Statements,
     ended: bool,
 }
 
@@ -128,38 +188,38 @@ impl<'c> Open<'c> {
     /// `BEGIN`, the lock, the head, and the lookups of `ids` and `streams`, sent together.
     async fn begin(
         target: &'c Target,
-        client: &'c Client,
+        (client, statements): (&'c Client, &'c Statements),
         ids: &[Uuid],
         streams: &[&str],
     ) -> Result<(Open<'c>, Tip, Lookup), StoreError> {
-        let open = Open { target, client, ended: false };
+        let open = Open { target, client, statements, ended: false };
         let (_, _, tip, lookup) = tokio::try_join!(
             biased;
             async { client.batch_execute("BEGIN").await.map_err(|e| target.server(e)) },
             async {
-                let locked = client.query_typed(LOCK, &[(&target.lock_key, Type::INT8)]).await;
+                let locked = client.query(&statements.lock, &[&target.lock_key]).await;
                 locked.map_err(|e| target.server(e))
             },
-            tip(target, client),
-            lookup(target, client, ids, streams),
+            tip(target, (client, statements)),
+            lookup(target, (client, statements), ids, streams),
         )?;
         Ok((open, tip, lookup))
     }
 
     /// Inserts `rows` and commits: the last insert goes with `COMMIT`.
     async fn commit(mut self, rows: Rows) -> Result<(), StoreError> {
-        let (client, target) = (self.client, self.target);
+        let (client, target, insert) = (self.client, self.target, &self.statements.insert);
         let server = |e| target.server(e);
         let mut parts = (0..rows.seq.len()).step_by(AT_ONCE).map(|at| at..(at + AT_ONCE).min(rows.seq.len()));
         let last = parts.next_back();
         for part in parts {
-            insert(client, &rows, part).await.map_err(server)?;
+            rows.insert(client, insert, part).await.map_err(server)?;
         }
         tokio::try_join!(
             biased;
             async {
                 match last {
-                    Some(part) => insert(client, &rows, part).await.map(drop),
+                    Some(part) => rows.insert(client, insert, part).await.map(drop),
                     None => Ok(()),
                 }
             },
@@ -186,22 +246,6 @@ impl Drop for Open<'_> {
     }
 }
 
-/// Inserts rows `part` of `rows`.
-async fn insert(client: &Client, rows: &Rows, part: std::ops::Range<usize>) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let Rows { seq, stream, version, event_id, nanos, format, body, hash } = rows;
-    let columns: [(&(dyn ToSql + Sync), Type); 8] = [
-        (&&seq[part.clone()], Type::INT8_ARRAY),
-        (&&stream[part.clone()], Type::TEXT_ARRAY),
-        (&&version[part.clone()], Type::INT8_ARRAY),
-        (&&event_id[part.clone()], Type::UUID_ARRAY),
-        (&&nanos[part.clone()], Type::INT8_ARRAY),
-        (&&format[part.clone()], Type::INT2_ARRAY),
-        (&&body[part.clone()], Type::BYTEA_ARRAY),
-        (&&hash[part], Type::BYTEA_ARRAY),
-    ];
-    client.query_typed(INSERT, &columns).await
-}
-
 /// What the log holds of some ids and streams: where each id is (seq and
 /// version), and each stream's version.
 struct Lookup {
@@ -210,14 +254,18 @@ struct Lookup {
 }
 
 /// Looks `ids` and `streams` up, both queries sent together.
-async fn lookup(target: &Target, client: &Client, ids: &[Uuid], streams: &[&str]) -> Result<Lookup, StoreError> {
+async fn lookup(
+    target: &Target,
+    (client, statements): (&Client, &Statements),
+    ids: &[Uuid],
+    streams: &[&str],
+) -> Result<Lookup, StoreError> {
     let server = |e| target.server(e);
-    let by_id: [(&(dyn ToSql + Sync), Type); 1] = [(&ids, Type::UUID_ARRAY)];
-    let by_stream: [(&(dyn ToSql + Sync), Type); 1] = [(&streams, Type::TEXT_ARRAY)];
+    let (by_id, by_stream): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&ids], [&streams]);
     let (ids, versions) = tokio::try_join!(
         biased;
-        client.query_typed(BY_ID, &by_id),
-        client.query_typed(BY_STREAM, &by_stream),
+        client.query(&statements.by_id, &by_id),
+        client.query(&statements.by_stream, &by_stream),
     )
     .map_err(server)?;
     let mut known = HashMap::new();
@@ -389,9 +437,9 @@ impl Staging {
 
 /// The head's seq, time and hash (for an empty log: 0, the earliest time,
 /// the genesis hash), and the server's clock ([`TIP`]).
-async fn tip(target: &Target, client: &Client) -> Result<Tip, StoreError> {
+async fn tip(target: &Target, (client, statements): (&Client, &Statements)) -> Result<Tip, StoreError> {
     let server = |e| target.server(e);
-    let row = client.query_typed(TIP, &[]).await.map_err(server)?;
+    let row = client.query(&statements.tip, &[]).await.map_err(server)?;
     let row = row.first().ok_or_else(|| target.schema_error("the head's query returned no row"))?;
     let clock = row.try_get(3).map_err(server)?;
     Ok(match row.try_get::<_, Option<i64>>(0).map_err(server)? {
@@ -420,9 +468,10 @@ impl PgStore {
     async fn one_call(&self, input: Input<'_>) -> AppendResult<Staging> {
         self.open_to_appends()?;
         let target = &*self.shared.target;
-        let client = self.client().await?;
+        let mut connection = self.client().await?;
         let (ids, streams) = input.keys();
-        let (open, tip, lookup) = Open::begin(target, &client, &ids, &streams).await?;
+        let (open, tip, lookup) =
+            Open::begin(target, connection.prepared(target).await?, &ids, &streams).await?;
         let mut staging = Staging::new(target, tip);
         let staged = match input {
             Input::Appends(appends) => staging.add_all(appends, lookup)?,
@@ -463,7 +512,9 @@ async fn stream(
     mut appends: tokio::sync::mpsc::Receiver<Vec<Append>>,
     commit: &AtomicBool,
 ) -> AppendResult<Vec<Appended>> {
-    let tip = tip(target, &client).await?;
+    let statements = Statements::prepare(target, &client).await?;
+    let prepared = (&client, &statements);
+    let tip = tip(target, prepared).await?;
     if tip.0 != began {
         return Ok(Err(AppendRejection::Moved { began, now: tip.0 }));
     }
@@ -471,7 +522,7 @@ async fn stream(
     while let Some(bunch) = appends.recv().await {
         let (ids, mut streams) = keys(&bunch);
         streams.retain(|s| !staging.versions.contains_key(*s));
-        let lookup = lookup(target, &client, &ids, &streams).await?;
+        let lookup = lookup(target, prepared, &ids, &streams).await?;
         if let Err(rejection) = staging.add_all(&bunch, lookup)? {
             return Ok(Err(rejection));
         }
@@ -484,7 +535,7 @@ async fn stream(
     if staging.seq == began {
         return Ok(Ok(staging.results));
     }
-    let (open, (now, ..), _) = Open::begin(target, &client, &[], &[]).await?;
+    let (open, (now, ..), _) = Open::begin(target, prepared, &[], &[]).await?;
     if now != began {
         open.rollback().await?;
         return Ok(Err(AppendRejection::Moved { began, now }));

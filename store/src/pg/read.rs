@@ -228,7 +228,12 @@ impl PgStore {
         let sql =
             format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.records(&sql, &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)], record_of).await
+        self.records(
+            &sql,
+            &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)],
+            record_of,
+        )
+        .await
     }
 
     /// At most `limit` records with `from <= seq <= to`, in order, as stored.
@@ -241,7 +246,12 @@ impl PgStore {
         let sql =
             format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.records(&sql, &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)], sealed_of).await
+        self.records(
+            &sql,
+            &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)],
+            sealed_of,
+        )
+        .await
     }
 
     pub(super) async fn stream_records(
@@ -254,7 +264,13 @@ impl PgStore {
             "SELECT {READ_COLUMNS} FROM records WHERE stream = $1 AND version >= $2 AND seq <= $3 ORDER BY version"
         );
         let from_version = from_version.max(1);
-        let records = self.records(&sql, &[(&stream, Type::TEXT), (&big(from_version), Type::INT8), (&big(max_seq), Type::INT8)], record_of).await?;
+        let records = self
+            .records(
+                &sql,
+                &[(&stream, Type::TEXT), (&big(from_version), Type::INT8), (&big(max_seq), Type::INT8)],
+                record_of,
+            )
+            .await?;
         // The columns say where a stream's records are; the records say
         // whose they are and in what order.
         (from_version..)
@@ -289,7 +305,8 @@ impl PgStore {
     /// The hash of the record at `seq`, if the log reaches that far. A
     /// record missing below the head is the log's damage, not a cache's.
     async fn hash_at(&self, seq: u64) -> Result<Option<Hash>, StoreError> {
-        match self.rows("SELECT hash FROM records WHERE seq = $1", &[(&big(seq), Type::INT8)]).await?.first() {
+        match self.rows("SELECT hash FROM records WHERE seq = $1", &[(&big(seq), Type::INT8)]).await?.first()
+        {
             Some(row) => Ok(Some(hash_of(seq, self.col(row, 0)?)?)),
             None if seq <= self.head_seq().await? => Err(corrupt_seq(seq, "missing from the log")),
             None => Ok(None),
@@ -321,7 +338,11 @@ impl PgStore {
         let mut walk = Walk::new(first.saturating_sub(1));
         let mut next = first;
         loop {
-            let page = [(&big(next) as &(dyn ToSql + Sync), Type::INT8), (&big(last), Type::INT8), (&PAGE, Type::INT8)];
+            let page = [
+                (&big(next) as &(dyn ToSql + Sync), Type::INT8),
+                (&big(last), Type::INT8),
+                (&PAGE, Type::INT8),
+            ];
             let rows = tx.query_typed(&sql, &page).await.map_err(server)?;
             for row in &rows {
                 let row = Stored::of(target, row)?;

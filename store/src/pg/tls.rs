@@ -134,10 +134,12 @@ impl Settings {
                 return Ok(Some(roots));
             }
             Some(file) => PathBuf::from(file),
-            None => match std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".postgresql/root.crt")) {
-                Some(default) if default.exists() => default,
-                _ => return Ok(None),
-            },
+            None => {
+                match std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".postgresql/root.crt")) {
+                    Some(default) if default.exists() => default,
+                    _ => return Ok(None),
+                }
+            }
         };
         let certs = CertificateDer::pem_file_iter(&file)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())

@@ -269,7 +269,11 @@ async fn tls_is_used_and_checked_as_sslmode_asks() {
         // No sslmode is libpq's `prefer`: TLS when the server offers it.
         ("", None, "localhost"),
     ] {
-        assert_eq!(opens(url(mode, root, host)).await, Ok(Some(1)), "sslmode={mode} root {root:?} host {host}");
+        assert_eq!(
+            opens(url(mode, root, host)).await,
+            Ok(Some(1)),
+            "sslmode={mode} root {root:?} host {host}"
+        );
     }
     let plain = opens(url("disable", None, "localhost")).await.unwrap_err();
     assert!(plain.contains("no encryption") && plain.contains("host localhost port"), "{plain}");
