@@ -75,6 +75,8 @@ struct Shared {
 pub(crate) struct Connection {
     client: Client,
     appends: Option<append::Statements>,
+    /// Where this connection's last append call left the log.
+    last: Option<append::Last>,
 }
 
 impl Connection {
@@ -257,7 +259,7 @@ impl PgStore {
         let found = client.query_typed_opt("SELECT what FROM findings ORDER BY found_at LIMIT 1", &[]).await;
         let damaged = found.map_err(|e| target.server(e))?.map(|row| row.try_get(0)).transpose();
         let damaged = Mutex::new(damaged.map_err(|e| target.server(e))?);
-        let client = tokio::sync::Mutex::new(Connection { client, appends: None });
+        let client = tokio::sync::Mutex::new(Connection { client, appends: None, last: None });
         let shared = Shared { target, client, key, key_id, damaged };
         Ok(PgStore { shared: Arc::new(shared) })
     }
@@ -280,7 +282,8 @@ impl PgStore {
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Connection>, StoreError> {
         let mut connection = self.shared.client.lock().await;
         if self.shared.target.failed.swap(false, Ordering::Relaxed) || connection.is_closed() {
-            *connection = Connection { client: self.shared.target.connect().await?, appends: None };
+            *connection =
+                Connection { client: self.shared.target.connect().await?, appends: None, last: None };
         }
         Ok(connection)
     }

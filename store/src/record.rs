@@ -111,17 +111,25 @@ pub struct Record {
 }
 
 /// The hashed part of a stored record. Times are nanoseconds since the Unix
-/// epoch: compact, and exact in both directions.
-#[derive(Serialize, Deserialize)]
+/// epoch: compact, and exact in both directions. Written through serde;
+/// read by bincode's own decoder, which reads the same bytes (bincode
+/// writes a struct as its fields in order either way) but takes a `[u8; N]`
+/// whole where serde takes it a byte at a time, and borrows texts and bytes
+/// from the stored record.
+#[derive(Serialize, Deserialize, bincode::BorrowDecode)]
 struct Body<'a> {
     seq: u64,
     event_id: [u8; 16],
+    #[serde(borrow)]
     stream: std::borrow::Cow<'a, str>,
     version: u64,
     recorded_at_nanos: i64,
+    #[serde(borrow)]
     actor: std::borrow::Cow<'a, str>,
     correlation_id: [u8; 16],
+    #[bincode(with_serde)]
     causation: std::borrow::Cow<'a, Causation>,
+    #[serde(borrow)]
     event_type: std::borrow::Cow<'a, str>,
     schema_version: u16,
     #[serde(borrow, with = "serde_bytes_compat")]
@@ -132,12 +140,14 @@ struct Body<'a> {
 /// The hashed part of a format 2 record: format 1's body, then the origin.
 /// bincode writes a nested struct as its fields in order, so the first part
 /// is byte for byte a format 1 body.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, bincode::BorrowDecode)]
 struct BodyV2<'a> {
     #[serde(borrow)]
     body: Body<'a>,
     written_at_nanos: i64,
+    #[serde(borrow)]
     account: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
     host: std::borrow::Cow<'a, str>,
 }
 
@@ -220,11 +230,11 @@ fn decode_parts<'a>(
     let undecodable = |e: bincode::error::DecodeError| format!("undecodable record: {e}");
     let (body, origin, used) = if format == RECORD_FORMAT_V1 {
         let (body, used): (Body<'_>, usize) =
-            bincode::serde::borrow_decode_from_slice(body_bytes, config()).map_err(undecodable)?;
+            bincode::borrow_decode_from_slice(body_bytes, config()).map_err(undecodable)?;
         (body, None, used)
     } else {
         let (v2, used): (BodyV2<'_>, usize) =
-            bincode::serde::borrow_decode_from_slice(body_bytes, config()).map_err(undecodable)?;
+            bincode::borrow_decode_from_slice(body_bytes, config()).map_err(undecodable)?;
         let origin =
             StoredOrigin { written_at_nanos: v2.written_at_nanos, account: v2.account, host: v2.host };
         (v2.body, Some(origin), used)
@@ -533,6 +543,59 @@ mod tests {
             written_at: DateTime::from_timestamp(1_700_000_060, 5).unwrap(),
             account: "alice".into(),
             host: "build-01.contoso.local".into(),
+        }
+    }
+
+    proptest::proptest! {
+        /// The reader (bincode's own decoder) reads exactly what the writer
+        /// (serde) wrote, field for field, as serde itself reads it back, and
+        /// refuses the same truncations.
+        #[test]
+        fn the_reader_reads_what_serde_wrote(
+            seq in proptest::prelude::any::<u64>(),
+            version in proptest::prelude::any::<u64>(),
+            nanos in proptest::prelude::any::<i64>(),
+            texts in proptest::collection::vec(".{0,300}", 4),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            trigger in proptest::option::of(proptest::prelude::any::<u64>()),
+            ids in proptest::prelude::any::<(u128, u128, [u8; 32])>(),
+            command in proptest::prelude::any::<bool>(),
+            with_origin in proptest::prelude::any::<bool>(),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let (mut event, mut meta) = sample(payload);
+            event.event_id = Uuid::from_u128(ids.0);
+            event.event_type = texts[0].clone();
+            event.schema_version = (seq % 65_536) as u16;
+            meta.correlation_id = Uuid::from_u128(ids.1);
+            meta.recorded_at = DateTime::from_timestamp_nanos(nanos);
+            meta.actor = texts[1].clone();
+            meta.causation = match command {
+                true => Causation::Command { name: texts[2].clone() },
+                false => Causation::Process { name: texts[2].clone(), trigger },
+            };
+            meta.origin = with_origin.then(|| Origin { account: texts[3].clone(), ..origin() });
+            let (_, bytes) = Record::seal(seq, &texts[3], version, &event, &meta, ids.2).unwrap();
+            let record = Record::open(&bytes).unwrap();
+            let (format, body) = (bytes[0], &bytes[1..bytes.len() - 32]);
+            let by_serde = match format {
+                RECORD_FORMAT_V1 => {
+                    let (b, used): (Body<'_>, usize) = bincode::serde::borrow_decode_from_slice(body, config()).unwrap();
+                    proptest::prop_assert_eq!(used, body.len());
+                    Record::of((b, None, record.hash))
+                }
+                _ => {
+                    let (v2, used): (BodyV2<'_>, usize) = bincode::serde::borrow_decode_from_slice(body, config()).unwrap();
+                    proptest::prop_assert_eq!(used, body.len());
+                    let origin = StoredOrigin { written_at_nanos: v2.written_at_nanos, account: v2.account, host: v2.host };
+                    Record::of((v2.body, Some(origin), record.hash))
+                }
+            };
+            proptest::prop_assert_eq!(&record, &by_serde);
+            proptest::prop_assert_eq!((record.seq, record.version, &record.stream), (seq, version, &texts[3]));
+            proptest::prop_assert_eq!(&record.causation, &meta.causation);
+            let short = &body[..cut.index(body.len())];
+            proptest::prop_assert!(decode_parts(format, short, &record.hash).is_err());
         }
     }
 

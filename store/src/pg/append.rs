@@ -11,6 +11,11 @@
 //! a query when first polled, and the server runs them as they come), so
 //! nothing reads before the lock.
 //!
+//! A call that follows the connection's own last one is checked and sealed
+//! as if the log were still where that call left it, and goes as one
+//! statement ([`FOLLOW`]); if the log has moved, the server's constraints
+//! refuse it and the call goes the way above, which alone turns a call down.
+//!
 //! A [`Transaction`] runs on a connection of its own and stages without the
 //! lock, so that a long import holds no other writer off; at its commit it
 //! takes the lock and, as the sled store's does, refuses the whole call if
@@ -20,11 +25,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
-use super::{big, count, PgStore, Target};
+use super::{big, count, Connection, PgStore, Target};
 use crate::record::{check_append, from_nanos, to_nanos, Hash, Metadata, Record, Sealed, GENESIS_HASH};
 use crate::{Append, AppendRejection, AppendResult, Appended, ExpectedVersion, StoreError, Transaction};
 
@@ -43,13 +49,14 @@ struct Rows {
 }
 
 impl Rows {
-    /// Inserts rows `part`.
+    /// Inserts rows `part` by `insert`, given its parameters after the columns; how many went in.
     async fn insert(
         &self,
         client: &Client,
         insert: &Statement,
         part: std::ops::Range<usize>,
-    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        after: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
         let Rows { seq, stream, version, event_id, nanos, format, body, hash } = self;
         let columns: [&(dyn ToSql + Sync); 8] = [
             &&seq[part.clone()],
@@ -61,7 +68,7 @@ impl Rows {
             &&body[part.clone()],
             &&hash[part],
         ];
-        client.query(insert, &columns).await
+        client.execute(insert, &[&columns[..], after].concat()).await
     }
 
     /// Adds a record as stored (`format ++ body ++ hash`).
@@ -86,6 +93,22 @@ enum Input<'a> {
 }
 
 impl Input<'_> {
+    /// Checks and seals the call's records in `staging`, given what the log holds of their ids and streams.
+    fn stage(&self, staging: &mut Staging, lookup: Lookup) -> AppendResult<()> {
+        match self {
+            Input::Appends(appends) => staging.add_all(appends, lookup),
+            Input::Sealed(records) => staging.add_sealed(records, lookup),
+        }
+    }
+
+    /// Whether every append of the call lands a record (a record sealed elsewhere always does).
+    fn every_append_lands(&self) -> bool {
+        match self {
+            Input::Appends(appends) => appends.iter().all(|a| !a.events.is_empty()),
+            Input::Sealed(_) => true,
+        }
+    }
+
     /// The event ids and streams the call's checks look up.
     fn keys(&self) -> (Vec<Uuid>, Vec<&str>) {
         match self {
@@ -131,8 +154,21 @@ const INSERT: &str =
     "INSERT INTO records (seq, stream, version, event_id, recorded_at_ns, format, body, hash) \
                       SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bigint[], \
                       $6::smallint[], $7::bytea[], $8::bytea[])";
+/// [`INSERT`] in a statement of its own (one transaction), holding the
+/// lock before any row goes in, and only if record `$10` (0: none) is still
+/// the head's hash `$11` where the connection's last call left it. If the
+/// log has moved since, seq `$10 + 1` is taken: the primary key refuses the
+/// insert, as the unique event id refuses a retry and (stream, version) a
+/// stream that has moved.
+const FOLLOW: &str = "INSERT INTO records (seq, stream, version, event_id, recorded_at_ns, format, body, hash) \
+                      SELECT u.* FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bigint[], \
+                      $6::smallint[], $7::bytea[], $8::bytea[]) u \
+                      CROSS JOIN (SELECT pg_advisory_xact_lock($9)) locked \
+                      WHERE $10 = 0 OR EXISTS (SELECT 1 FROM records WHERE seq = $10 AND hash = $11)";
 /// Records inserted by one statement.
 const AT_ONCE: usize = 4096;
+/// Streams a connection remembers the versions of ([`Last`]).
+const STREAMS_KEPT: usize = 4096;
 
 /// The log's head as an append finds it: seq, time, hash, and the server's clock.
 type Tip = (u64, i64, Hash, i64);
@@ -145,6 +181,7 @@ pub(super) struct Statements {
     by_id: Statement,
     by_stream: Statement,
     insert: Statement,
+    follow: Statement,
 }
 
 impl Statements {
@@ -161,15 +198,17 @@ impl Statements {
             T::BYTEA_ARRAY,
             T::BYTEA_ARRAY,
         ];
-        let (lock, tip, by_id, by_stream, insert) = tokio::try_join!(
+        let after = [&columns[..], &[T::INT8, T::INT8, T::BYTEA]].concat();
+        let (lock, tip, by_id, by_stream, insert, follow) = tokio::try_join!(
             client.prepare_typed(LOCK, &[T::INT8]),
             client.prepare_typed(TIP, &[]),
             client.prepare_typed(BY_ID, &[T::UUID_ARRAY]),
             client.prepare_typed(BY_STREAM, &[T::TEXT_ARRAY]),
             client.prepare_typed(INSERT, &columns),
+            client.prepare_typed(FOLLOW, &after),
         )
         .map_err(|e| target.server(e))?;
-        Ok(Statements { lock, tip, by_id, by_stream, insert })
+        Ok(Statements { lock, tip, by_id, by_stream, insert, follow })
     }
 }
 
@@ -213,13 +252,13 @@ impl<'c> Open<'c> {
         let mut parts = (0..rows.seq.len()).step_by(AT_ONCE).map(|at| at..(at + AT_ONCE).min(rows.seq.len()));
         let last = parts.next_back();
         for part in parts {
-            rows.insert(client, insert, part).await.map_err(server)?;
+            rows.insert(client, insert, part, &[]).await.map_err(server)?;
         }
         tokio::try_join!(
             biased;
             async {
                 match last {
-                    Some(part) => rows.insert(client, insert, part).await.map(drop),
+                    Some(part) => rows.insert(client, insert, part, &[]).await.map(drop),
                     None => Ok(()),
                 }
             },
@@ -452,6 +491,65 @@ async fn tip(target: &Target, (client, statements): (&Client, &Statements)) -> R
     })
 }
 
+/// Where a connection's last call left the log: its head, and the version
+/// of each stream its calls met. A guess once another writer has appended,
+/// which [`FOLLOW`] lands only while it is still true.
+pub(super) struct Last {
+    tip: Tip,
+    versions: HashMap<String, u64>,
+}
+
+impl Last {
+    /// Remembers where `staging`, just committed, left the log.
+    fn remember(last: &mut Option<Last>, staging: &Staging) {
+        let mut versions = last.take().map(|l| l.versions).unwrap_or_default();
+        if versions.len() + staging.versions.len() > STREAMS_KEPT {
+            versions.clear();
+        }
+        versions.extend(staging.versions.iter().map(|(stream, &version)| (stream.clone(), version)));
+        let tip = (staging.seq, staging.last_nanos, staging.prev_hash, 0);
+        *last = Some(Last { tip, versions });
+    }
+}
+
+impl Connection {
+    /// Lands `input` in one statement if the log is still where this
+    /// connection's last call left it; `None` when it cannot tell, or the
+    /// log has moved, or the guess turns the call down: the locked call then
+    /// decides from the log itself. Not for appends stamped with the
+    /// server's clock, which is read under the lock.
+    async fn follow(&mut self, target: &Target, input: &Input<'_>) -> Result<Option<Staging>, StoreError> {
+        let Some(last) = &self.last else { return Ok(None) };
+        if target.server_clock.load(Ordering::Relaxed) || !input.every_append_lands() {
+            return Ok(None);
+        }
+        let versions =
+            input.keys().1.into_iter().map(|s| Some((s.to_owned(), *last.versions.get(s)?))).collect();
+        let Some(versions) = versions else { return Ok(None) };
+        let tip = last.tip;
+        let mut staging = Staging::new(target, tip);
+        let lookup = Lookup { known: HashMap::new(), versions };
+        if input.stage(&mut staging, lookup)?.is_err() || staging.rows.seq.len() > AT_ONCE {
+            return Ok(None);
+        }
+        let (client, statements) = self.prepared(target).await?;
+        let (head, hash) = (big(tip.0), tip.2.as_slice());
+        let rows = &staging.rows;
+        let after: [&(dyn ToSql + Sync); 3] = [&target.lock_key, &head, &hash];
+        match rows.insert(client, &statements.follow, 0..rows.seq.len(), &after).await {
+            Ok(n) if n == rows.seq.len() as u64 => {
+                staging.rows = Rows::default();
+                Last::remember(&mut self.last, &staging);
+                Ok(Some(staging))
+            }
+            // Record `head` is not what this connection left: the log is not the one it wrote to.
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(None),
+            Err(e) => Err(target.server(e)),
+        }
+    }
+}
+
 impl PgStore {
     /// Appends every append of `appends`, or none: one SQL transaction.
     pub(super) async fn append_call(&self, appends: &[Append]) -> AppendResult<Vec<Appended>> {
@@ -469,17 +567,17 @@ impl PgStore {
         self.open_to_appends()?;
         let target = &*self.shared.target;
         let mut connection = self.client().await?;
+        if let Some(staging) = connection.follow(target, &input).await? {
+            return Ok(Ok(staging));
+        }
         let (ids, streams) = input.keys();
         let (open, tip, lookup) =
             Open::begin(target, connection.prepared(target).await?, &ids, &streams).await?;
         let mut staging = Staging::new(target, tip);
-        let staged = match input {
-            Input::Appends(appends) => staging.add_all(appends, lookup)?,
-            Input::Sealed(records) => staging.add_sealed(records, lookup)?,
-        };
-        match staged {
+        match input.stage(&mut staging, lookup)? {
             Ok(()) => {
                 open.commit(std::mem::take(&mut staging.rows)).await?;
+                Last::remember(&mut connection.last, &staging);
                 Ok(Ok(staging))
             }
             Err(rejection) => {

@@ -200,18 +200,19 @@ impl PgStore {
 
     /// Rows of `records`, each opened by `open` as it arrives (while the
     /// server sends the next), in the order `sql` (selecting
-    /// [`READ_COLUMNS`]) gives.
+    /// [`READ_COLUMNS`]) gives; room is made for `capacity` of them at first.
     async fn records<T>(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
+        capacity: usize,
         open: fn(&Target, &tokio_postgres::Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let target = &*self.shared.target;
         let client = self.client().await?;
         let rows = client.query_typed_raw(sql, params.iter().map(|(v, t)| (*v, t.clone())));
         let mut rows = std::pin::pin!(rows.await.map_err(|e| target.server(e))?);
-        let mut opened = Vec::new();
+        let mut opened = Vec::with_capacity(capacity.min(1 << 14));
         while let Some(row) = rows.try_next().await.map_err(|e| target.server(e))? {
             opened.push(open(target, &row)?);
         }
@@ -225,15 +226,7 @@ impl PgStore {
         to: u64,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let sql =
-            format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.records(
-            &sql,
-            &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)],
-            record_of,
-        )
-        .await
+        self.log_rows(from, to, limit, record_of).await
     }
 
     /// At most `limit` records with `from <= seq <= to`, in order, as stored.
@@ -243,15 +236,23 @@ impl PgStore {
         to: u64,
         limit: usize,
     ) -> Result<Vec<Sealed>, StoreError> {
+        self.log_rows(from, to, limit, sealed_of).await
+    }
+
+    /// At most `limit` rows with `from <= seq <= to`, in order, each opened by `open`.
+    async fn log_rows<T>(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+        open: fn(&Target, &tokio_postgres::Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let sql =
             format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.records(
-            &sql,
-            &[(&big(from), Type::INT8), (&big(to), Type::INT8), (&limit, Type::INT8)],
-            sealed_of,
-        )
-        .await
+        let rows = (big(from), big(to), i64::try_from(limit).unwrap_or(i64::MAX));
+        let params =
+            [(&rows.0 as &(dyn ToSql + Sync), Type::INT8), (&rows.1, Type::INT8), (&rows.2, Type::INT8)];
+        self.records(&sql, &params, limit, open).await
     }
 
     pub(super) async fn stream_records(
@@ -268,6 +269,7 @@ impl PgStore {
             .records(
                 &sql,
                 &[(&stream, Type::TEXT), (&big(from_version), Type::INT8), (&big(max_seq), Type::INT8)],
+                0,
                 record_of,
             )
             .await?;

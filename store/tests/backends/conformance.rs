@@ -40,7 +40,43 @@ both!(
     ten_writers_at_once_lose_nothing_and_leave_a_gapless_chain,
     a3_of_ten_racers_expecting_one_version_exactly_one_wins,
     l3_sealed_records_copied_into_an_empty_log_are_byte_for_byte_the_same,
+    a_handle_another_writer_overtook_is_decided_by_the_log_not_by_what_it_last_wrote,
 );
+
+/// A handle remembers where its last append left the log (PostgreSQL lands
+/// the next append in one statement while that is still true); once
+/// another handle appended, every outcome is still the log's: the conflict,
+/// the retry, the next version of a stream appended to with any version,
+/// and a chain without a gap.
+async fn a_handle_another_writer_overtook_is_decided_by_the_log_not_by_what_it_last_wrote<S: Backend>() {
+    let log = S::fresh().await;
+    let other = S::another(&log).await;
+    let first = append("tenant", ExpectedVersion::Exactly(0), vec![event(1)], at(0));
+    log.append(first.clone()).await.unwrap().unwrap();
+    log.append(append("env", ExpectedVersion::Exactly(0), vec![event(2)], at(0))).await.unwrap().unwrap();
+    other
+        .append(append("tenant", ExpectedVersion::Exactly(1), vec![event(3)], at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    // What `log` last wrote says tenant is at 1: the log says 2.
+    let stale =
+        log.append(append("tenant", ExpectedVersion::Exactly(1), vec![event(4)], at(2))).await.unwrap();
+    assert_eq!(stale, Err(AppendRejection::Conflict { stream: "tenant".into(), expected: 1, actual: 2 }));
+    let retry = log.append(first).await.unwrap().unwrap();
+    assert!(retry.was_retry && retry.first_seq == 1, "{retry:?}");
+    other.append(append("env", ExpectedVersion::Any, vec![event(5)], at(3))).await.unwrap().unwrap();
+    let any = log.append(append("env", ExpectedVersion::Any, vec![event(6)], at(3))).await.unwrap().unwrap();
+    assert_eq!((any.first_seq, any.stream_version), (5, 3));
+    // Following itself again, and then the other handle.
+    log.append(append("env", ExpectedVersion::Exactly(3), vec![event(7)], at(4))).await.unwrap().unwrap();
+    let last = other.append(append("env", ExpectedVersion::Exactly(4), vec![event(8)], at(4))).await.unwrap();
+    assert_eq!(last.map(|a| (a.first_seq, a.stream_version)), Ok((7, 5)));
+    let records = log.read_log(1, u64::MAX, usize::MAX).await.unwrap();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+    assert!(records.windows(2).all(|w| w[1].prev_hash == w[0].hash), "one chain");
+    assert_eq!(log.verify().await.unwrap().problem, None);
+}
 
 async fn appends_are_gapless_versioned_chained_and_read_back_every_way<S: Backend>() {
     let log = S::fresh().await;
