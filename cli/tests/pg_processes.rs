@@ -370,3 +370,39 @@ fn a_server_restart_cuts_off_the_commands_in_flight_with_exit_3_and_the_next_one
     assert_eq!(commands_after(&log.records(), before).len(), 4);
     log.verified();
 }
+
+/// `demo` on a server: the sample tenant lands in an empty log there (made
+/// if missing), its report in the current directory, and the tour's
+/// commands name the URL without its password; on a log that holds
+/// records, it is refused and writes nothing.
+#[test]
+fn demo_fills_an_empty_log_on_the_server_and_leaves_a_full_one_alone() {
+    let (plain, _) = pg_server::new_schema_on(pg_server::server());
+    // The test cluster trusts its socket: the password is there to be hidden.
+    let url = plain.replacen("user=postgres", "user=postgres&password=s3cret", 1);
+    let log = Log {
+        server: pg_server::server().to_owned(),
+        url,
+        schema: String::new(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let out = log.command(&["demo", "--users", "40"]).current_dir(log.dir.path()).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"), "{stdout}");
+    assert!(stdout.contains(&format!("usertrail --db {plain} verify --report")), "{stdout}");
+    assert!(
+        log.dir.path().join("usertrail-demo-report.html").is_file(),
+        "the report, in the current directory"
+    );
+    let records = log.verified();
+    assert!(records > 100, "{records} records");
+    let again = log.command(&["demo", "--users", "40"]).current_dir(log.dir.path()).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(log.verified(), records, "nothing written by the refused demo");
+}
