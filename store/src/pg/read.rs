@@ -21,9 +21,10 @@ use crate::{Head, Problem, Snapshot, StoreError, VerifyReport};
 /// walk checks the index columns against the body.
 const COLUMNS: &str = "seq, stream, version, event_id, recorded_at_ns, format, body, hash";
 /// What a read needs of a row, in the order [`sealed_of`] reads them: the
-/// body says the rest (a replay selecting all eight read at 0.45x a plain
-/// scan of the bodies, BENCHMARKS.md target 9c).
-const READ_COLUMNS: &str = "seq, format, body, hash";
+/// body says the rest, and where a record should be is checked against its
+/// body (a replay selecting all eight columns read at 0.45x a plain scan of
+/// the bodies, BENCHMARKS.md target 9c).
+const READ_COLUMNS: &str = "format, body, hash";
 
 /// Rows read at a time by a walk.
 const PAGE: i64 = 4096;
@@ -49,7 +50,7 @@ struct Stored {
 impl Stored {
     fn of(target: &Target, row: &tokio_postgres::Row) -> Result<Stored, StoreError> {
         let server = |e| target.server(e);
-        let bytes = stored(row, 5, target)?;
+        let bytes = stored(row, 5).map_err(|e| target.server(e))?;
         Ok(Stored {
             seq: count(row.try_get(0).map_err(server)?, "seq")?,
             stream: row.try_get(1).map_err(server)?,
@@ -63,11 +64,10 @@ impl Stored {
 
 /// The record as the sled store stores it (`format ++ body ++ hash`), from
 /// the row's columns `format, body, hash` starting at column `at`.
-fn stored(row: &tokio_postgres::Row, at: usize, target: &Target) -> Result<Vec<u8>, StoreError> {
-    let server = |e| target.server(e);
-    let format: i16 = row.try_get(at).map_err(server)?;
-    let body: &[u8] = row.try_get(at + 1).map_err(server)?;
-    let hash: &[u8] = row.try_get(at + 2).map_err(server)?;
+fn stored(row: &tokio_postgres::Row, at: usize) -> Result<Vec<u8>, tokio_postgres::Error> {
+    let format: i16 = row.try_get(at)?;
+    let body: &[u8] = row.try_get(at + 1)?;
+    let hash: &[u8] = row.try_get(at + 2)?;
     let mut bytes = Vec::with_capacity(1 + body.len() + hash.len());
     bytes.push(u8::try_from(format).unwrap_or(u8::MAX));
     bytes.extend_from_slice(body);
@@ -75,34 +75,17 @@ fn stored(row: &tokio_postgres::Row, at: usize, target: &Target) -> Result<Vec<u
     Ok(bytes)
 }
 
-/// The record a row of [`READ_COLUMNS`] holds, which must be the one its seq column says.
-fn sealed_of(target: &Target, row: &tokio_postgres::Row) -> Result<Sealed, StoreError> {
-    let server = |e| target.server(e);
-    let seq = count(row.try_get(0).map_err(server)?, "seq")?;
-    let sealed = Sealed::from_stored(stored(row, 1, target)?).map_err(|e| corrupt_seq(seq, e))?;
-    placed(seq, sealed.record())?;
-    Ok(sealed)
+/// The record a row of [`READ_COLUMNS`] holds, as stored.
+fn sealed_of(row: &Row) -> Result<Sealed, String> {
+    Sealed::from_stored(stored(row, 0).map_err(|e| e.to_string())?)
 }
 
-/// The record a row of [`READ_COLUMNS`] holds, decoded from the row's own
-/// bytes, which must be the one its seq column says.
-fn record_of(target: &Target, row: &tokio_postgres::Row) -> Result<Record, StoreError> {
-    let server = |e| target.server(e);
-    let seq = count(row.try_get(0).map_err(server)?, "seq")?;
-    let format: i16 = row.try_get(1).map_err(server)?;
-    let (body, hash): (&[u8], &[u8]) = (row.try_get(2).map_err(server)?, row.try_get(3).map_err(server)?);
-    let record = Record::from_parts(u8::try_from(format).unwrap_or(u8::MAX), body, hash)
-        .map_err(|e| corrupt_seq(seq, e))?;
-    placed(seq, &record)?;
-    Ok(record)
-}
-
-/// Whether `record` is the one its row's seq column says.
-fn placed(seq: u64, record: &Record) -> Result<(), StoreError> {
-    match record.seq == seq {
-        true => Ok(()),
-        false => Err(corrupt_seq(seq, format!("its place in the log holds record {}", record.seq))),
-    }
+/// The record a row of [`READ_COLUMNS`] holds, decoded from the row's own bytes.
+fn record_of(row: &Row) -> Result<Record, String> {
+    let column = |e: tokio_postgres::Error| e.to_string();
+    let format: i16 = row.try_get(0).map_err(column)?;
+    let (body, hash): (&[u8], &[u8]) = (row.try_get(1).map_err(column)?, row.try_get(2).map_err(column)?);
+    Record::from_parts(u8::try_from(format).unwrap_or(u8::MAX), body, hash)
 }
 
 fn corrupt_seq(seq: u64, what: impl std::fmt::Display) -> StoreError {
@@ -198,15 +181,16 @@ impl PgStore {
         rows.first().map_or(Ok(0), |row| count(self.col(row, 0)?, "version"))
     }
 
-    /// Rows of `records`, each opened by `open` as it arrives (while the
-    /// server sends the next), in the order `sql` (selecting
-    /// [`READ_COLUMNS`]) gives; room is made for `capacity` of them at first.
+    /// Rows of `records`, in the order `sql` (selecting [`READ_COLUMNS`])
+    /// gives, each opened by `open` (given how many came before it) as it
+    /// arrives, while the server sends the next; room is made for
+    /// `capacity` of them at first.
     async fn records<T>(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
         capacity: usize,
-        open: fn(&Target, &tokio_postgres::Row) -> Result<T, StoreError>,
+        mut open: impl FnMut(u64, &Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let target = &*self.shared.target;
         let client = self.client().await?;
@@ -214,7 +198,7 @@ impl PgStore {
         let mut rows = std::pin::pin!(rows.await.map_err(|e| target.server(e))?);
         let mut opened = Vec::with_capacity(capacity.min(1 << 14));
         while let Some(row) = rows.try_next().await.map_err(|e| target.server(e))? {
-            opened.push(open(target, &row)?);
+            opened.push(open(opened.len() as u64, &row)?);
         }
         Ok(opened)
     }
@@ -226,7 +210,7 @@ impl PgStore {
         to: u64,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        self.log_rows(from, to, limit, record_of).await
+        self.log_rows(from, to, limit, record_of, |r| r.seq).await
     }
 
     /// At most `limit` records with `from <= seq <= to`, in order, as stored.
@@ -236,23 +220,34 @@ impl PgStore {
         to: u64,
         limit: usize,
     ) -> Result<Vec<Sealed>, StoreError> {
-        self.log_rows(from, to, limit, sealed_of).await
+        self.log_rows(from, to, limit, sealed_of, |s| s.record().seq).await
     }
 
-    /// At most `limit` rows with `from <= seq <= to`, in order, each opened by `open`.
+    /// At most `limit` rows with `from <= seq <= to`, in order, each opened
+    /// by `open`, which must be the record at its place (`seq_of` says
+    /// which it is): the log has no gap, and a body is where its seq says.
     async fn log_rows<T>(
         &self,
         from: u64,
         to: u64,
         limit: usize,
-        open: fn(&Target, &tokio_postgres::Row) -> Result<T, StoreError>,
+        open: fn(&Row) -> Result<T, String>,
+        seq_of: fn(&T) -> u64,
     ) -> Result<Vec<T>, StoreError> {
         let sql =
             format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
         let rows = (big(from), big(to), i64::try_from(limit).unwrap_or(i64::MAX));
         let params =
             [(&rows.0 as &(dyn ToSql + Sync), Type::INT8), (&rows.1, Type::INT8), (&rows.2, Type::INT8)];
-        self.records(&sql, &params, limit, open).await
+        self.records(&sql, &params, limit, |before, row| {
+            let seq = from.saturating_add(before);
+            let record = open(row).map_err(|e| corrupt_seq(seq, e))?;
+            match seq_of(&record) {
+                found if found == seq => Ok(record),
+                found => Err(corrupt_seq(seq, format!("the log holds record {found} in its place"))),
+            }
+        })
+        .await
     }
 
     pub(super) async fn stream_records(
@@ -265,31 +260,28 @@ impl PgStore {
             "SELECT {READ_COLUMNS} FROM records WHERE stream = $1 AND version >= $2 AND seq <= $3 ORDER BY version"
         );
         let from_version = from_version.max(1);
-        let records = self
-            .records(
-                &sql,
-                &[(&stream, Type::TEXT), (&big(from_version), Type::INT8), (&big(max_seq), Type::INT8)],
-                0,
-                record_of,
-            )
-            .await?;
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&stream, Type::TEXT), (&big(from_version), Type::INT8), (&big(max_seq), Type::INT8)];
         // The columns say where a stream's records are; the records say
-        // whose they are and in what order.
-        (from_version..)
-            .zip(records)
-            .map(|(version, record)| {
-                if record.stream != stream || record.version != version {
-                    return Err(corrupt_seq(
-                        record.seq,
-                        format!(
-                            "the table gives it as version {version} of stream '{stream}', but it is version {} of '{}'",
-                            record.version, record.stream
-                        ),
-                    ));
-                }
-                Ok(record)
-            })
-            .collect()
+        // whose they are, in what order, and that none is past `max_seq`.
+        self.records(&sql, &params, 0, |before, row| {
+            let version = from_version.saturating_add(before);
+            let place = || format!("version {version} of stream '{stream}'");
+            let record = record_of(row).map_err(|e| StoreError::Corrupt(format!("{}: {e}", place())))?;
+            if record.stream != stream || record.version != version || record.seq > max_seq {
+                return Err(corrupt_seq(
+                    record.seq,
+                    format!(
+                        "the table gives it as {} (at most record {max_seq}), but it is version {} of '{}'",
+                        place(),
+                        record.version,
+                        record.stream
+                    ),
+                ));
+            }
+            Ok(record)
+        })
+        .await
     }
 
     /// Time never goes backwards along the log: the last record at or

@@ -130,6 +130,36 @@ async fn the_writer_appends_and_reads_but_no_role_changes_or_removes_a_record() 
     assert_eq!(log.verify().await.unwrap().problem, None);
 }
 
+/// Reads check each record against its place, not the row's columns: a
+/// record missing from the log (deleted by an owner who dropped the
+/// trigger) or a body moved to another row is named, never skipped.
+#[tokio::test]
+async fn a_read_names_a_record_missing_from_its_place_or_moved_to_another_row() {
+    let (log, url) = new_pg_log().await;
+    for n in 1..=4 {
+        let stream = if n % 2 == 0 { "even" } else { "odd" };
+        log.append(append(stream, ExpectedVersion::Any, vec![event(n)], at(n as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let owner = superuser(&url).await;
+    owner.batch_execute("ALTER TABLE records DISABLE TRIGGER append_only").await.unwrap();
+    // Record 3's body in record 1's row (odd's version 1).
+    owner
+        .batch_execute("UPDATE records SET body = (SELECT body FROM records WHERE seq = 3) WHERE seq = 1")
+        .await
+        .unwrap();
+    let moved = log.read_stream("odd", 1).await.unwrap_err().to_string();
+    assert!(moved.contains("record 3") && moved.contains("version 1 of stream 'odd'"), "{moved}");
+    let moved = log.read_log(1, u64::MAX, 10).await.unwrap_err().to_string();
+    assert!(moved.contains("record 1: the log holds record 3 in its place"), "{moved}");
+    owner.batch_execute("DELETE FROM records WHERE seq = 1").await.unwrap();
+    let missing = log.read_log(1, u64::MAX, 10).await.unwrap_err().to_string();
+    assert!(missing.contains("record 1: the log holds record 2 in its place"), "{missing}");
+    owner.batch_execute("ALTER TABLE records ENABLE TRIGGER append_only").await.unwrap();
+}
+
 #[tokio::test]
 async fn a_server_refusing_connections_is_named_by_host_port_and_database_never_the_password() {
     // A port on this machine that nothing listens on.
