@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
@@ -182,25 +181,15 @@ impl PgStore {
     }
 
     /// Rows of `records`, in the order `sql` (selecting [`READ_COLUMNS`])
-    /// gives, each opened by `open` (given how many came before it) as it
-    /// arrives, while the server sends the next; room is made for
-    /// `capacity` of them at first.
+    /// gives, each opened by `open`, given how many came before it.
     async fn records<T>(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
-        capacity: usize,
         mut open: impl FnMut(u64, &Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let target = &*self.shared.target;
-        let client = self.client().await?;
-        let rows = client.query_typed_raw(sql, params.iter().map(|(v, t)| (*v, t.clone())));
-        let mut rows = std::pin::pin!(rows.await.map_err(|e| target.server(e))?);
-        let mut opened = Vec::with_capacity(capacity.min(1 << 14));
-        while let Some(row) = rows.try_next().await.map_err(|e| target.server(e))? {
-            opened.push(open(opened.len() as u64, &row)?);
-        }
-        Ok(opened)
+        let rows = self.rows(sql, params).await?;
+        (0..).zip(&rows).map(|(before, row)| open(before, row)).collect()
     }
 
     /// At most `limit` records with `from <= seq <= to`, in order.
@@ -239,7 +228,7 @@ impl PgStore {
         let rows = (big(from), big(to), i64::try_from(limit).unwrap_or(i64::MAX));
         let params =
             [(&rows.0 as &(dyn ToSql + Sync), Type::INT8), (&rows.1, Type::INT8), (&rows.2, Type::INT8)];
-        self.records(&sql, &params, limit, |before, row| {
+        self.records(&sql, &params, |before, row| {
             let seq = from.saturating_add(before);
             let record = open(row).map_err(|e| corrupt_seq(seq, e))?;
             match seq_of(&record) {
@@ -264,7 +253,7 @@ impl PgStore {
             [(&stream, Type::TEXT), (&big(from_version), Type::INT8), (&big(max_seq), Type::INT8)];
         // The columns say where a stream's records are; the records say
         // whose they are, in what order, and that none is past `max_seq`.
-        self.records(&sql, &params, 0, |before, row| {
+        self.records(&sql, &params, |before, row| {
             let version = from_version.saturating_add(before);
             let place = || format!("version {version} of stream '{stream}'");
             let record = record_of(row).map_err(|e| StoreError::Corrupt(format!("{}: {e}", place())))?;
