@@ -384,7 +384,8 @@ impl Inner {
             std::fs::remove_dir_all(&next_dir)
                 .map_err(|source| StoreError::Io { path: next_dir.clone(), source })?;
         }
-        let next = sled::Config::new().path(&next_dir).open().map_err(engine)?;
+        let next = sled::Config::new().path(&next_dir).cache_capacity(super::open::SLED_CACHE_BYTES).open();
+        let next = next.map_err(engine)?;
         let tree = next.open_tree("events").map_err(engine)?;
         let mut batch = sled::Batch::default();
         batch.insert(keys::META_FORMAT, mark(LOG_FORMAT));

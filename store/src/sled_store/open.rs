@@ -139,14 +139,15 @@ fn only_owner(path: &Path, meta: &std::fs::Metadata, mode: u32) -> std::io::Resu
     Ok(())
 }
 
+/// sled's page cache, for every database of a log. Its default, 1 GiB,
+/// filled as a sync pass wrote: a first pass over 30k users and 40
+/// environments peaked at 537 MiB of RSS with it and 276 MiB with this, no
+/// slower; the bench's replays and views moved less than between two runs
+/// (BENCHMARKS.md, issue 29).
+pub(super) const SLED_CACHE_BYTES: u64 = 64 << 20;
+
 /// Opens the sled database in `dir` of the log at `path`. sled's own lock
 /// may outlive a handle of this process for a moment, so a refusal is retried.
-/// sled's page cache. Its default, 1 GiB, filled as a sync pass wrote: a
-/// first pass over 30k users and 40 environments peaked at 537 MiB of RSS
-/// with it and 276 MiB with this, no slower; the bench's replays and views
-/// moved less than between two runs (BENCHMARKS.md, issue 29).
-const SLED_CACHE_BYTES: u64 = 64 << 20;
-
 pub(super) fn open_sled(
     dir: &Path,
     path: &Path,
