@@ -84,6 +84,13 @@ fn the_password_comes_from_the_url_pgpassword_or_the_password_file_and_is_never_
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let passfile = [("PGPASSFILE", file.to_str().unwrap())];
     fails(&passfile, &url, "a password file others may read");
+    let unread = usertrail(home.path(), &url, &passfile, "verify");
+    let said = String::from_utf8_lossy(&unread.stderr);
+    let why = format!(
+        "the password file {} was not read: group or others may read it (chmod 600 it)",
+        file.display()
+    );
+    assert!(said.contains(&why), "the refusal says why the file was not used: {said}");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let init = usertrail(
         home.path(),

@@ -121,6 +121,8 @@ pub(crate) struct Target {
     server_clock: AtomicBool,
     /// TLS as `sslmode` asks, for TCP hosts (`None`: plain text).
     tls: Option<MakeRustlsConnect>,
+    /// Why the password file was left unread, said if connecting fails.
+    unread_passfile: Option<String>,
 }
 
 impl Target {
@@ -149,9 +151,14 @@ impl Target {
             _ => return Err(bad("TLS to a list of hosts mixing Unix sockets and TCP: list one kind".into())),
         };
         config.ssl_mode(if tls.is_some() { mode } else { SslMode::Disable });
+        let mut unread_passfile = None;
         if config.get_password().is_none() {
-            if let Some(password) = passfile::password(&config) {
-                config.password(password);
+            match passfile::password(&config) {
+                Ok(Some(password)) => {
+                    config.password(password);
+                }
+                Ok(None) => {}
+                Err(why) => unread_passfile = Some(why),
             }
         }
         // Plain names only: they are quoted anyway, but a name that needs
@@ -170,7 +177,17 @@ impl Target {
         let quoted = format!("\"{schema}\"");
         let lock_key = i64::from_be_bytes(lock);
         let (failed, server_clock) = (AtomicBool::new(false), AtomicBool::new(false));
-        Ok(Target { config, name: schema, schema: quoted, lock_key, at, failed, server_clock, tls })
+        Ok(Target {
+            config,
+            name: schema,
+            schema: quoted,
+            lock_key,
+            at,
+            failed,
+            server_clock,
+            tls,
+            unread_passfile,
+        })
     }
 
     /// A new connection, its search path the log's schema alone (and the
@@ -180,12 +197,12 @@ impl Target {
         let client = match &self.tls {
             Some(tls) => {
                 let (client, connection) =
-                    self.config.connect(tls.clone()).await.map_err(|e| self.server(e))?;
+                    self.config.connect(tls.clone()).await.map_err(|e| self.refused(e))?;
                 tokio::spawn(connection);
                 client
             }
             None => {
-                let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.server(e))?;
+                let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.refused(e))?;
                 tokio::spawn(connection);
                 client
             }
@@ -215,6 +232,16 @@ impl Target {
             }
         };
         StoreError::Server { at: self.at.clone(), what }
+    }
+
+    /// A connection refused, with the password file left unread if one was.
+    fn refused(&self, e: tokio_postgres::Error) -> StoreError {
+        match (self.server(e), &self.unread_passfile) {
+            (StoreError::Server { at, what }, Some(why)) => {
+                StoreError::Server { at, what: format!("{what}; {why}") }
+            }
+            (e, _) => e,
+        }
     }
 
     /// A finding about the schema, naming where.

@@ -1,7 +1,8 @@
 //! The password libpq would use when a URL carries none: `PGPASSWORD`, else
-//! the first line of the password file (`PGPASSFILE`, else `~/.pgpass`)
-//! that matches the host, port, database and user. A file that group or
-//! others may read is ignored, as libpq ignores it.
+//! the first line of the password file (`PGPASSFILE`, else `~/.pgpass`, on
+//! Windows `%APPDATA%\postgresql\pgpass.conf`) that matches the host, port,
+//! database and user. A file that group or others may read is ignored, as
+//! libpq ignores it, and said so when the server then refuses the login.
 
 use std::path::{Path, PathBuf};
 
@@ -9,12 +10,14 @@ use tokio_postgres::config::Host;
 use tokio_postgres::Config;
 
 /// The password for `config`'s first host, if the environment or the
-/// password file gives one.
-pub(super) fn password(config: &Config) -> Option<Vec<u8>> {
+/// password file gives one; `Err` names a password file left unread.
+pub(super) fn password(config: &Config) -> Result<Option<Vec<u8>>, String> {
     if let Some(given) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
-        return Some(given.into_encoded_bytes());
+        return Ok(Some(given.into_encoded_bytes()));
     }
-    let text = read_private(&passfile()?)?;
+    let Some(text) = passfile().map(|file| read_private(&file)).transpose()?.flatten() else {
+        return Ok(None);
+    };
     // libpq's defaults: a socket in its default directory (Debian's), or no
     // host, is `localhost`; the database is the user's name.
     let host = match config.get_hosts().first() {
@@ -25,24 +28,32 @@ pub(super) fn password(config: &Config) -> Option<Vec<u8>> {
     let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
     let user = config.get_user().unwrap_or_default();
     let database = config.get_dbname().unwrap_or(user);
-    lookup(&text, [&host, &port, database, user]).map(String::into_bytes)
+    Ok(lookup(&text, [&host, &port, database, user]).map(String::into_bytes))
 }
 
-/// `PGPASSFILE`, else `~/.pgpass`.
+/// `PGPASSFILE`, else libpq's default place.
 fn passfile() -> Option<PathBuf> {
     let set = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    set("PGPASSFILE").or_else(|| set("HOME").map(|home| home.join(".pgpass")))
+    #[cfg(windows)]
+    let default = set("APPDATA").map(|data| data.join("postgresql").join("pgpass.conf"));
+    #[cfg(not(windows))]
+    let default = set("HOME").map(|home| home.join(".pgpass"));
+    set("PGPASSFILE").or(default)
 }
 
-/// The file's text, unless it is not a plain file or anyone but its owner
-/// may read or write it.
-fn read_private(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
+/// The file's text (none if there is no file), refused if it is not a
+/// plain file or anyone but its owner may read or write it.
+fn read_private(path: &Path) -> Result<Option<String>, String> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(None) };
+    let unread = |why: &str| Err(format!("the password file {} was not read: {why}", path.display()));
+    if !meta.is_file() {
+        return unread("it is not a plain file");
+    }
     #[cfg(unix)]
     if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-        return None;
+        return unread("group or others may read it (chmod 600 it)");
     }
-    meta.is_file().then(|| std::fs::read_to_string(path).ok()).flatten()
+    std::fs::read_to_string(path).map(Some).or_else(|e| unread(&e.to_string()))
 }
 
 /// The password of the first line `host:port:database:username:password`
@@ -104,15 +115,22 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_file_others_may_read_is_ignored_as_libpq_ignores_it() {
+    fn a_file_others_may_read_is_ignored_as_libpq_ignores_it_and_said_so() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pgpass");
         std::fs::write(&file, "*:*:*:*:secret\n").unwrap();
         for (mode, read) in [(0o600, true), (0o400, true), (0o640, false), (0o604, false)] {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
-            assert_eq!(read_private(&file).is_some(), read, "mode {mode:o}");
+            match read_private(&file) {
+                Ok(text) => assert!(read && text.as_deref() == Some("*:*:*:*:secret\n"), "mode {mode:o}"),
+                Err(why) => {
+                    assert!(!read && why.contains("group or others may read it"), "mode {mode:o}: {why}")
+                }
+            }
         }
-        assert_eq!(read_private(dir.path()), None, "a directory");
+        let not_a_file = read_private(dir.path()).unwrap_err();
+        assert!(not_a_file.ends_with("was not read: it is not a plain file"), "{not_a_file}");
+        assert_eq!(read_private(&dir.path().join("absent")), Ok(None), "no file, nothing to say");
     }
 }
