@@ -69,6 +69,10 @@ struct Shared {
     key_id: Vec<u8>,
     /// What `verify` found: the log takes no appends through this handle.
     damaged: Mutex<Option<String>>,
+    /// The next page of a read of the log in pages, fetched ahead.
+    ahead: Mutex<Option<read::Ahead>>,
+    /// The connection pages are fetched ahead on, made when first needed.
+    reader: tokio::sync::Mutex<Option<Client>>,
 }
 
 /// A connection, and the append's statements once prepared on it.
@@ -119,6 +123,9 @@ pub(crate) struct Target {
     failed: AtomicBool,
     /// Appends are stamped with the server's clock ([`PgStore::stamp_with_server_clock`]).
     server_clock: AtomicBool,
+    /// Commits through this handle so far: a page fetched ahead before the
+    /// last of them is not served (a read sees its own writes).
+    commits: std::sync::atomic::AtomicU64,
     /// TLS as `sslmode` asks, for TCP hosts (`None`: plain text).
     tls: Option<MakeRustlsConnect>,
     /// Why the password file was left unread, said if connecting fails.
@@ -185,6 +192,7 @@ impl Target {
             at,
             failed,
             server_clock,
+            commits: std::sync::atomic::AtomicU64::new(0),
             tls,
             unread_passfile,
         })
@@ -287,7 +295,8 @@ impl PgStore {
         let damaged = found.map_err(|e| target.server(e))?.map(|row| row.try_get(0)).transpose();
         let damaged = Mutex::new(damaged.map_err(|e| target.server(e))?);
         let client = tokio::sync::Mutex::new(Connection { client, appends: None, last: None });
-        let shared = Shared { target, client, key, key_id, damaged };
+        let (ahead, reader) = (Mutex::new(None), tokio::sync::Mutex::new(None));
+        let shared = Shared { target, client, key, key_id, damaged, ahead, reader };
         Ok(PgStore { shared: Arc::new(shared) })
     }
 

@@ -266,6 +266,7 @@ impl<'c> Open<'c> {
         )
         .map_err(server)?;
         self.ended = true;
+        target.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -538,6 +539,7 @@ impl Connection {
         let after: [&(dyn ToSql + Sync); 3] = [&target.lock_key, &head, &hash];
         match rows.insert(client, &statements.follow, 0..rows.seq.len(), &after).await {
             Ok(n) if n == rows.seq.len() as u64 => {
+                target.commits.fetch_add(1, Ordering::Relaxed);
                 staging.rows = Rows::default();
                 Last::remember(&mut self.last, &staging);
                 Ok(Some(staging))

@@ -5,10 +5,11 @@
 //! sled store does and each row's columns against its body.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::{FromSql, ToSql, Type};
-use tokio_postgres::{IsolationLevel, Row};
+use tokio_postgres::{Client, IsolationLevel, Row};
 use uuid::Uuid;
 
 use super::{big, count, PgStore, Target};
@@ -27,6 +28,31 @@ const READ_COLUMNS: &str = "format, body, hash";
 
 /// Rows read at a time by a walk.
 const PAGE: i64 = 4096;
+
+/// A page of a read of the log: from, to, at most how many records.
+type Page = (u64, u64, usize);
+
+/// The next page of a read of the log in pages, asked for on a connection
+/// of its own as the page before it was served: the server sends it while
+/// the caller decodes (BENCHMARKS.md, 9c).
+pub(super) struct Ahead {
+    page: Page,
+    /// Commits through the handle when it was asked for.
+    commits: u64,
+    rows: tokio::task::JoinHandle<Result<Vec<Row>, StoreError>>,
+}
+
+/// The rows of `page`, in seq order.
+async fn page_rows(
+    client: &Client,
+    target: &Target,
+    (from, to, limit): Page,
+) -> Result<Vec<Row>, StoreError> {
+    let sql = format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
+    let page = (big(from), big(to), i64::try_from(limit).unwrap_or(i64::MAX));
+    let params = [(&page.0 as &(dyn ToSql + Sync), Type::INT8), (&page.1, Type::INT8), (&page.2, Type::INT8)];
+    client.query_typed(&sql, &params).await.map_err(|e| target.server(e))
+}
 
 /// A hash as the table holds it: exactly 32 bytes, else damage.
 pub(super) fn hash_of(seq: u64, bytes: &[u8]) -> Result<Hash, StoreError> {
@@ -215,6 +241,7 @@ impl PgStore {
     /// At most `limit` rows with `from <= seq <= to`, in order, each opened
     /// by `open`, which must be the record at its place (`seq_of` says
     /// which it is): the log has no gap, and a body is where its seq says.
+    /// A full page has the next one fetched ahead.
     async fn log_rows<T>(
         &self,
         from: u64,
@@ -223,20 +250,60 @@ impl PgStore {
         open: fn(&Row) -> Result<T, String>,
         seq_of: fn(&T) -> u64,
     ) -> Result<Vec<T>, StoreError> {
-        let sql =
-            format!("SELECT {READ_COLUMNS} FROM records WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3");
-        let rows = (big(from), big(to), i64::try_from(limit).unwrap_or(i64::MAX));
-        let params =
-            [(&rows.0 as &(dyn ToSql + Sync), Type::INT8), (&rows.1, Type::INT8), (&rows.2, Type::INT8)];
-        self.records(&sql, &params, |before, row| {
-            let seq = from.saturating_add(before);
-            let record = open(row).map_err(|e| corrupt_seq(seq, e))?;
-            match seq_of(&record) {
-                found if found == seq => Ok(record),
-                found => Err(corrupt_seq(seq, format!("the log holds record {found} in its place"))),
+        let rows = self.log_page((from, to, limit)).await?;
+        let next = from.saturating_add(rows.len() as u64);
+        if rows.len() == limit && next <= to {
+            self.fetch_ahead((next, to, limit));
+        }
+        (from..)
+            .zip(&rows)
+            .map(|(seq, row)| {
+                let record = open(row).map_err(|e| corrupt_seq(seq, e))?;
+                match seq_of(&record) {
+                    found if found == seq => Ok(record),
+                    found => Err(corrupt_seq(seq, format!("the log holds record {found} in its place"))),
+                }
+            })
+            .collect()
+    }
+
+    /// The rows of `page`: fetched ahead if they were (and nothing was
+    /// committed through this handle since), else asked for now.
+    async fn log_page(&self, page: Page) -> Result<Vec<Row>, StoreError> {
+        let ahead = self.shared.ahead.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(ahead) = ahead {
+            let current = ahead.commits == self.shared.target.commits.load(Ordering::Relaxed);
+            match (ahead.page == page && current, ahead.rows) {
+                // A fetch that failed is asked for again below, where its failure is said.
+                (true, rows) => {
+                    if let Ok(Ok(rows)) = rows.await {
+                        return Ok(rows);
+                    }
+                }
+                (false, rows) => rows.abort(),
             }
-        })
-        .await
+        }
+        let connection = self.client().await?;
+        page_rows(&connection, &self.shared.target, page).await
+    }
+
+    /// Asks for `page` on the reader connection, while the caller decodes
+    /// the page before it.
+    fn fetch_ahead(&self, page: Page) {
+        let store = self.clone();
+        let commits = self.shared.target.commits.load(Ordering::Relaxed);
+        let rows = tokio::spawn(async move {
+            let target = &store.shared.target;
+            let mut reader = store.shared.reader.lock().await;
+            let client = match reader.take().filter(|client| !client.is_closed()) {
+                Some(client) => client,
+                None => target.connect().await?,
+            };
+            let rows = page_rows(&client, target, page).await;
+            *reader = Some(client);
+            rows
+        });
+        *self.shared.ahead.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ahead { page, commits, rows });
     }
 
     pub(super) async fn stream_records(

@@ -41,7 +41,50 @@ both!(
     a3_of_ten_racers_expecting_one_version_exactly_one_wins,
     l3_sealed_records_copied_into_an_empty_log_are_byte_for_byte_the_same,
     a_handle_another_writer_overtook_is_decided_by_the_log_not_by_what_it_last_wrote,
+    a_log_read_in_pages_is_the_log_and_a_read_sees_the_handles_own_appends,
 );
+
+/// Pages read in turn are the log read whole (PostgreSQL fetches the next
+/// page ahead of each full one); a page asked for otherwise than the one
+/// fetched ahead is read as asked; and once the handle appended, a read
+/// sees what it appended, not a page fetched before.
+async fn a_log_read_in_pages_is_the_log_and_a_read_sees_the_handles_own_appends<S: Backend>() {
+    let log = S::fresh().await;
+    for n in 1..=50 {
+        log.append(append("tenant", ExpectedVersion::Any, vec![event(n)], at(n as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let whole = log.read_log(1, u64::MAX, usize::MAX).await.unwrap();
+    let mut paged = Vec::new();
+    loop {
+        let page = log.read_log(paged.len() as u64 + 1, u64::MAX, 10).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, whole);
+    // Not the page fetched ahead (11..=20): as asked.
+    assert_eq!(log.read_log(1, 20, 10).await.unwrap(), whole[..10]);
+    assert_eq!(log.read_log(11, 15, 10).await.unwrap(), whole[10..15]);
+    assert_eq!(log.read_log(12, 40, 3).await.unwrap(), whole[11..14]);
+    // The last full page has an empty one fetched ahead; the handle then
+    // appends (that the page was fetched before: `postgres.rs`).
+    assert_eq!(log.read_log(41, u64::MAX, 10).await.unwrap(), whole[40..]);
+    for n in 51..=55 {
+        log.append(append("tenant", ExpectedVersion::Any, vec![event(n)], at(n as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let after = log.read_log(51, u64::MAX, 10).await.unwrap();
+    assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), (51..=55).collect::<Vec<_>>());
+    let sealed = log.read_sealed(41, u64::MAX, 10).await.unwrap();
+    assert_eq!(sealed.iter().map(|s| s.record().seq).collect::<Vec<_>>(), (41..=50).collect::<Vec<_>>());
+    assert_eq!(log.read_sealed(51, u64::MAX, 10).await.unwrap().len(), 5);
+}
 
 /// A handle remembers where its last append left the log (PostgreSQL lands
 /// the next append in one statement while that is still true); once

@@ -160,6 +160,34 @@ async fn a_read_names_a_record_missing_from_its_place_or_moved_to_another_row() 
     owner.batch_execute("ALTER TABLE records ENABLE TRIGGER append_only").await.unwrap();
 }
 
+/// A page fetched ahead before the handle appended is not served: the
+/// read after the append sees it. The page is seen fetched (the reader
+/// connection idle after its query) before the append, so that the stale
+/// page is there to be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_fetched_ahead_before_the_handles_own_append_is_not_served() {
+    let (_, url) = new_pg_log().await;
+    // Its connections named, to be told apart from other tests' on the server.
+    let name = unique("ahead");
+    let log = PgStore::open(&with_param(&url, "application_name", &name), &CacheKeys::Process).await.unwrap();
+    let events = (1..=10).map(event).collect();
+    log.append(append("tenant", ExpectedVersion::Any, events, at(0))).await.unwrap().unwrap();
+    assert_eq!(log.read_log(1, u64::MAX, 10).await.unwrap().len(), 10, "a full page: the next fetched ahead");
+    let owner = superuser(&url).await;
+    let fetched = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle' \
+                   AND query LIKE 'SELECT format, body, hash FROM records WHERE seq BETWEEN%'";
+    let started = std::time::Instant::now();
+    // The handle's connection and its reader, each idle after a page.
+    while owner.query_one(fetched, &[&name]).await.unwrap().get::<_, i64>(0) < 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the page ahead was never fetched");
+        tokio::task::yield_now().await;
+    }
+    log.append(append("tenant", ExpectedVersion::Any, vec![event(11)], at(1))).await.unwrap().unwrap();
+    let after = log.read_log(11, u64::MAX, 10).await.unwrap();
+    let seqs: Vec<u64> = after.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![11], "the append, not the page fetched before it");
+}
+
 #[tokio::test]
 async fn a_server_refusing_connections_is_named_by_host_port_and_database_never_the_password() {
     // A port on this machine that nothing listens on.
