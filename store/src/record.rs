@@ -428,6 +428,30 @@ pub(crate) fn check_append(
     Ok(Ok(nanos))
 }
 
+/// Seals an append's events as the records after `seq`, its stream at
+/// `version` and the chain at `prev_hash`, handing each record's seq,
+/// version, event id and stored bytes to `sink`. Returns where the append
+/// landed, and the new seq and chain's hash: the log's and the stream's
+/// positions advance one record at a time, in both stores alike.
+pub(crate) fn seal_all(
+    append: &crate::Append,
+    meta: &Metadata,
+    (mut seq, version, mut prev_hash): (u64, u64, Hash),
+    mut sink: impl FnMut(u64, u64, Uuid, &[u8]),
+) -> Result<(crate::Appended, u64, Hash), StoreError> {
+    let first_seq = seq + 1;
+    let mut stream_version = version;
+    for event in &append.events {
+        seq += 1;
+        stream_version += 1;
+        let (hash, bytes) = Record::seal(seq, &append.stream, stream_version, event, meta, prev_hash)?;
+        sink(seq, stream_version, event.event_id, &bytes);
+        prev_hash = hash;
+    }
+    let appended = crate::Appended { first_seq, last_seq: seq, stream_version, was_retry: false };
+    Ok((appended, seq, prev_hash))
+}
+
 /// The checks of one record against the one before it: hash, place, chain, time.
 pub(crate) fn check_record(
     bytes: &[u8],

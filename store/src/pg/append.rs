@@ -31,7 +31,7 @@ use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
 use super::{big, count, Connection, PgStore, Target};
-use crate::record::{check_append, from_nanos, to_nanos, Hash, Metadata, Record, Sealed, GENESIS_HASH};
+use crate::record::{check_append, from_nanos, seal_all, to_nanos, Hash, Metadata, Sealed, GENESIS_HASH};
 use crate::{Append, AppendRejection, AppendResult, Appended, ExpectedVersion, StoreError, Transaction};
 
 /// Records checked and sealed, not yet inserted, as the columns of one
@@ -452,25 +452,17 @@ impl Staging {
                 }));
             }
         }
-        let first_seq = self.seq + 1;
-        let mut version = current;
-        for event in &append.events {
-            self.seq += 1;
-            version += 1;
-            let (hash, bytes) = Record::seal(self.seq, &append.stream, version, event, meta, self.prev_hash)?;
-            self.rows.push(self.seq, &append.stream, version, event.event_id, nanos, &bytes);
-            self.prev_hash = hash;
-        }
+        let rows = &mut self.rows;
+        let (appended, seq, prev_hash) =
+            seal_all(append, meta, (self.seq, current, self.prev_hash), |seq, version, id, bytes| {
+                rows.push(seq, &append.stream, version, id, nanos, bytes)
+            })?;
+        (self.seq, self.prev_hash) = (seq, prev_hash);
         if !append.events.is_empty() {
-            self.versions.insert(append.stream.clone(), version);
+            self.versions.insert(append.stream.clone(), appended.stream_version);
             self.last_nanos = nanos;
         }
-        self.results.push(Appended {
-            first_seq,
-            last_seq: self.seq,
-            stream_version: version,
-            was_retry: false,
-        });
+        self.results.push(appended);
         Ok(Ok(()))
     }
 }

@@ -15,7 +15,7 @@ use rustc_hash::FxHashSet;
 
 use super::{engine, Inner, Pending, INDEX_EVERY};
 use crate::keys;
-use crate::record::{check_append, to_nanos, Hash, Record, Sealed};
+use crate::record::{check_append, seal_all, to_nanos, Hash, Sealed};
 use crate::{Append, AppendRejection, AppendResult, Appended, Durability, ExpectedVersion, StoreError};
 
 /// Appends checked and sealed, not yet written.
@@ -217,27 +217,22 @@ impl Staged<'_> {
             Ok(None) => return Ok(Ok(())),
             Ok(Some(checked)) => checked,
         };
-        let first_seq = self.seq + 1;
-        let mut version = current;
-        for event in &append.events {
-            self.seq += 1;
-            version += 1;
-            let (hash, bytes) =
-                Record::seal(self.seq, &append.stream, version, event, &append.meta, self.prev_hash)?;
-            self.chunker.push(self.seq, &bytes, &mut self.batch);
-            self.noted.push((stream, version, self.seq, event.event_id));
-            self.prev_hash = hash;
-        }
+        let (chunker, batch, noted) = (&mut self.chunker, &mut self.batch, &mut self.noted);
+        let (appended, seq, prev_hash) = seal_all(
+            append,
+            &append.meta,
+            (self.seq, current, self.prev_hash),
+            |seq, version, id, bytes| {
+                chunker.push(seq, bytes, batch);
+                noted.push((stream, version, seq, id));
+            },
+        )?;
+        (self.seq, self.prev_hash) = (seq, prev_hash);
         if !append.events.is_empty() {
-            self.streams[stream].1 = version;
+            self.streams[stream].1 = appended.stream_version;
             self.last_nanos = nanos;
         }
-        self.results.push(Appended {
-            first_seq,
-            last_seq: self.seq,
-            stream_version: version,
-            was_retry: false,
-        });
+        self.results.push(appended);
         Ok(Ok(()))
     }
 
