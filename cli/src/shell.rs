@@ -50,7 +50,7 @@ pub struct Shell {
     runner: std::sync::OnceLock<Runner>,
     /// The directory as the last command left it, with its version: the
     /// next command folds only what was appended since (`Shell::lend_tenant`).
-    kept: std::sync::Mutex<Option<(domain::tenant::Tenant, u64)>>,
+    kept: std::sync::Mutex<Option<projections::fold::Loaded<domain::tenant::Tenant>>>,
     /// States folded from the store (a snapshot and the records after it),
     /// each costing in proportion to the state: the demo's test counts them.
     pub(crate) loads: std::sync::atomic::AtomicU64,

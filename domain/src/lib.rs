@@ -6,7 +6,7 @@
 //! - [`ids`]: user principal names, checked once at the edge.
 //! - [`password`]: the salted hash landed events carry (D2); new ones keep none.
 //! - [`tenant`]: the tenant aggregate (D1-D10): `decide` and `evolve`.
-//! - [`users`]: the directory's users, decoded from a snapshot one by one, when first reached.
+//! - [`parted`]: the directory's maps, read from a snapshot a part at a time, when first reached.
 //! - [`environment`]: an environment's state and its starting state (E1-E5).
 //! - [`eligibility`]: the one function that decides who is entitled (S1-S3, D10).
 //! - [`sync`]: what a sync pass or an on-demand add writes (S1-S8).
@@ -24,8 +24,8 @@ pub mod environment;
 pub mod events;
 pub mod ids;
 pub mod import;
-pub mod lazy;
 pub mod limits;
+pub mod parted;
 pub mod password;
 pub mod reality;
 pub mod rules;

@@ -15,7 +15,7 @@ use crate::events::{
     AdminRole, FieldChange, Member, Profile, ProfileField, SkuKind, Stamp, TenantEvent, UserType,
 };
 use crate::ids::{check_domain, Upn};
-use crate::lazy::{Entry, Lazy};
+use crate::parted::{Part, PartError, Parted};
 use crate::rules::{invalid, refuse, Rejection, Rule};
 
 /// The stream that holds the tenant's events.
@@ -33,15 +33,14 @@ pub struct Tenant {
     /// Set by `init`.
     pub info: Option<TenantInfo>,
     /// Every user ever created, by object id (purged ones too, for history),
-    /// each decoded from a snapshot when first reached ([`crate::users`]).
+    /// read from a snapshot a part at a time ([`crate::parted`]).
     pub users: Users,
     /// SKUs by lower-case part number.
     pub skus: BTreeMap<String, Sku>,
-    /// Security groups by object id, each decoded when first reached.
-    pub groups: Lazy<Group>,
-    /// Lower-case UPN to the newest user that has it.
-    #[serde(deserialize_with = "crate::bulk::map")]
-    upns: BTreeMap<String, Uuid>,
+    /// Security groups by object id, read a part at a time.
+    pub groups: Groups,
+    /// Lower-case UPN to the newest user that has it, read a part at a time.
+    upns: Parted<String, Uuid, 2048>,
     /// Lower-case group name to group id.
     group_names: BTreeMap<String, Uuid>,
     /// Environments by lower-case name: their ids (each has its own stream).
@@ -65,20 +64,13 @@ pub struct TenantInfo {
     pub admin: Uuid,
 }
 
-/// Every user ever created, by object id, each decoded when first reached.
-pub type Users = Lazy<User>;
+/// Every user ever created, by object id: parts of some 256 users (about
+/// 80 KB), so that a command reads a few of them.
+pub type Users = Parted<Uuid, User, 256>;
 
-impl Entry for User {
-    const KIND: &'static str = "user";
-    // A directory of 100k imported users encodes to 327 bytes a user.
-    const BYTES_HINT: usize = 400;
-}
-
-impl Entry for Group {
-    const KIND: &'static str = "group";
-    // Most of a group is its members: room for a few dozen.
-    const BYTES_HINT: usize = 1_024;
-}
+/// Security groups by object id: a group may hold tens of thousands of
+/// members, so a part holds a few groups.
+pub type Groups = Parted<Uuid, Group, 4>;
 
 /// A directory user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -571,7 +563,7 @@ impl Tenant {
             TenantEvent::UserCreated { id, upn, user_type, profile, home_licenses, .. }
             | TenantEvent::UserCreatedV2 { id, upn, user_type, profile, home_licenses, .. } => {
                 self.upns.insert(upn.to_lowercase(), *id);
-                let user = Box::new(User {
+                let user = User {
                     id: *id,
                     upn: upn.clone(),
                     user_type: *user_type,
@@ -589,7 +581,7 @@ impl Tenant {
                         profile: seq,
                         ..UserEvidence::default()
                     },
-                });
+                };
                 // A new user holds no seat and no invitation; one it replaces gives up its own.
                 if let Some(replaced) = self.users.insert(*id, user) {
                     for sku in seat_holdings(&replaced) {
@@ -604,13 +596,13 @@ impl Tenant {
                 self.group_names.insert(name.to_lowercase(), *id);
                 self.groups.insert(
                     *id,
-                    Box::new(Group {
+                    Group {
                         id: *id,
                         name: name.clone(),
                         members: BTreeSet::new(),
                         owners: BTreeSet::new(),
                         changes: BTreeMap::new(),
-                    }),
+                    },
                 );
             }
             TenantEvent::GroupMemberAdded { group, member } => self.with_group(group, |g| {
@@ -636,6 +628,62 @@ impl Tenant {
     fn with_group(&mut self, id: &Uuid, f: impl FnOnce(&mut Group)) {
         if let Some(g) = self.groups.get_mut(id) {
             f(g);
+        }
+    }
+}
+
+/// The directory's parts ([`crate::parted`]) as one list, in the order a
+/// snapshot stores them: the users', the UPN index's, then the groups'.
+impl Tenant {
+    /// Where each map's parts start in the list of the snapshot this was
+    /// loaded from, and where they end.
+    fn offsets(&self) -> [u32; 4] {
+        let users = self.users.source_parts();
+        let upns = users + self.upns.source_parts();
+        [0, users, upns, upns + self.groups.source_parts()]
+    }
+
+    /// Every part a snapshot of the directory stores, in order.
+    pub fn parts(&self) -> Result<Vec<Part>, String> {
+        let [_, users, upns, _] = self.offsets();
+        let shift = |parts: Vec<Part>, by: u32| {
+            parts.into_iter().map(move |p| match p {
+                Part::Kept(i) => Part::Kept(i + by),
+                encoded => encoded,
+            })
+        };
+        let mut all: Vec<Part> = shift(self.users.parts()?, 0).collect();
+        all.extend(shift(self.upns.parts()?, users));
+        all.extend(shift(self.groups.parts()?, upns));
+        Ok(all)
+    }
+
+    /// The parts not read yet, as indexes of the source snapshot's list.
+    pub fn absent_parts(&self) -> Vec<u32> {
+        let [_, users, upns, _] = self.offsets();
+        let users_absent = self.users.absent();
+        let upns_absent = self.upns.absent().map(|p| p + users);
+        users_absent.chain(upns_absent).chain(self.groups.absent().map(|p| p + upns)).collect()
+    }
+
+    /// The absent parts reached since the last call: whatever was decided or
+    /// folded meanwhile is void until they are filled.
+    pub fn take_misses(&self) -> BTreeSet<u32> {
+        let [_, users, upns, _] = self.offsets();
+        let mut missed = self.users.take_misses();
+        missed.extend(self.upns.take_misses().into_iter().map(|p| p + users));
+        missed.extend(self.groups.take_misses().into_iter().map(|p| p + upns));
+        missed
+    }
+
+    /// Reads part `index` of the source snapshot's list from its bytes.
+    pub fn fill(&mut self, index: u32, bytes: &[u8]) -> Result<(), PartError> {
+        let [_, users, upns, end] = self.offsets();
+        match index {
+            i if i < users => self.users.fill("users", i, bytes),
+            i if i < upns => self.upns.fill("UPN index", i - users, bytes),
+            i if i < end => self.groups.fill("groups", i - upns, bytes),
+            _ => Err(PartError { what: "directory", part: index, why: format!("is past its {end} parts") }),
         }
     }
 }

@@ -165,6 +165,9 @@ pub struct Snapshot {
     pub seq: u64,
     /// The serialized state, opaque to the store.
     pub state: Vec<u8>,
+    /// Parts kept apart from the state, each read on its own
+    /// ([`EventStore::snapshot_parts`]): a load returns none of them.
+    pub parts: Vec<Vec<u8>>,
 }
 
 /// The result of walking the whole log.
@@ -312,6 +315,15 @@ pub trait EventStore: Send + Sync {
     /// The newest snapshot of `name` taken at or before `max_seq`, if it is
     /// authentic and bound to this log (any other is a miss).
     async fn load_snapshot(&self, name: &str, max_seq: u64) -> Result<Option<Snapshot>, StoreError>;
+    /// Parts `which` of the snapshot of `name` at `seq` (saved with
+    /// [`Snapshot::parts`]), each checked against that snapshot, authentic
+    /// and bound to the log; `None`: a miss (gone, replaced or changed).
+    async fn snapshot_parts(
+        &self,
+        name: &str,
+        seq: u64,
+        which: &[u32],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
     /// Every snapshot by name and seq, whether it would be used or not (for `verify`).
     async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// The snapshot of `name` at `seq` (`None`: there is none), or why it

@@ -425,6 +425,15 @@ impl EventStore for PgStore {
         self.load(name, max_seq).await
     }
 
+    async fn snapshot_parts(
+        &self,
+        name: &str,
+        seq: u64,
+        which: &[u32],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        self.parts(name, seq, which).await
+    }
+
     async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.names().await
     }

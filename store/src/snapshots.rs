@@ -12,6 +12,14 @@
 //! (`cache_key`), of the name, the seq, the state and the hash. Someone who
 //! can write the database's directory but not read the key cannot make a
 //! cache that is used: it fails its MAC, and is a miss.
+//!
+//! A state may come with *parts* ([`Snapshot::parts`]: a large directory's
+//! users, a few hundred each), read one at a time rather than with the
+//! state (`utc2`): `TAG2 ++ parts ++ state ++ table ++ count ++ length ++
+//! hash ++ mac`, where the table holds each part's length and SHA-256, the
+//! length is that of the state, table and count, and the MAC covers them
+//! with it (and the hash). Loading reads the end of the file only; a part
+//! read later is checked against the table of an authentic, bound cache.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -19,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::cache_key::Key;
 use crate::record::Hash;
@@ -27,6 +35,13 @@ use crate::{Snapshot, StoreError};
 
 /// What a cache's bytes start with: the framing's version.
 const TAG: [u8; 4] = *b"utc1";
+/// What a cache with parts starts with.
+const PARTED_TAG: [u8; 4] = *b"utc2";
+/// A part's entry in the table: its length (u64) and SHA-256.
+const PART_ENTRY: usize = 40;
+/// What follows a parted cache's state and table: their count (u32) and
+/// length (u64), then the trailer.
+const PARTED_END: usize = 12;
 /// The largest cache file read: far above any state (a 300k-user
 /// directory is some hundreds of MiB), far below what would exhaust memory.
 const MAX_CACHE_BYTES: u64 = 4 << 30;
@@ -65,14 +80,197 @@ enum Place {
 /// The MAC of a cache named `name` at `seq`, fed its tag: the state and
 /// the record's hash follow. The name's length comes first, so that no
 /// other name and state give the same input.
-fn mac_for(key: &[u8; 32], name: &str, seq: u64) -> HmacSha256 {
+fn mac_for(key: &[u8; 32], name: &str, seq: u64, tag: [u8; 4]) -> HmacSha256 {
     let mut mac =
         <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
     mac.update(&(name.len() as u64).to_le_bytes());
     mac.update(name.as_bytes());
     mac.update(&seq.to_le_bytes());
-    mac.update(&TAG);
+    mac.update(&tag);
     mac
+}
+
+/// A snapshot as the bytes to write before the trailer: its tag, its parts
+/// (`utc2`) and what the MAC covers (the state, and for `utc2` the table,
+/// count and length).
+fn body(snapshot: Snapshot) -> ([u8; 4], Vec<Vec<u8>>, Vec<u8>) {
+    let Snapshot { state, parts, .. } = snapshot;
+    if parts.is_empty() {
+        return (TAG, parts, state);
+    }
+    let mut covered = state;
+    for part in &parts {
+        covered.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        covered.extend_from_slice(&Sha256::digest(part));
+    }
+    covered.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+    let length = covered.len() as u64;
+    covered.extend_from_slice(&length.to_le_bytes());
+    (PARTED_TAG, parts, covered)
+}
+
+/// Where a parted cache's parts lie (after its tag) and what they hash to.
+struct PartTable(Vec<(u64, usize, [u8; 32])>);
+
+/// The state of the `utc2` cache whose end (its covered bytes and trailer)
+/// `rest` ends with, its table, and where the covered bytes start in
+/// `rest`, if the MAC holds. What lies before them (all of a cache held as
+/// bytes, nothing of one read from its end) is the parts.
+fn unframe_parted(
+    key: &[u8; 32],
+    name: &str,
+    seq: u64,
+    rest: &[u8],
+) -> Result<(Vec<u8>, Hash, PartTable, usize), CacheMiss> {
+    let end = rest.len().checked_sub(TRAILER).ok_or(CacheMiss::Forged)?;
+    let length_at = end.checked_sub(8).ok_or(CacheMiss::Forged)?;
+    let length = u64::from_le_bytes(rest[length_at..end].try_into().map_err(|_| CacheMiss::Forged)?);
+    let start =
+        usize::try_from(length).ok().and_then(|l| length_at.checked_sub(l)).ok_or(CacheMiss::Forged)?;
+    let (hash, tail) = rest[end..].split_at(32);
+    let mut mac = mac_for(key, name, seq, PARTED_TAG);
+    mac.update(&rest[start..end]);
+    mac.update(hash);
+    mac.verify_slice(tail).map_err(|_| CacheMiss::Forged)?;
+    // Authentic from here on: what follows is what this code wrote.
+    let covered = &rest[start..length_at];
+    let count_at = covered.len().checked_sub(4).ok_or(CacheMiss::Forged)?;
+    let count = u32::from_le_bytes(covered[count_at..].try_into().map_err(|_| CacheMiss::Forged)?) as usize;
+    let table_at =
+        count.checked_mul(PART_ENTRY).and_then(|t| count_at.checked_sub(t)).ok_or(CacheMiss::Forged)?;
+    let mut at = 0u64;
+    let table = covered[table_at..count_at]
+        .chunks_exact(PART_ENTRY)
+        .map(|entry| {
+            let len = u64::from_le_bytes(entry[..8].try_into().unwrap_or_default());
+            let digest: [u8; 32] = entry[8..].try_into().unwrap_or_default();
+            let place = (at, usize::try_from(len).unwrap_or(usize::MAX), digest);
+            at = at.saturating_add(len);
+            place
+        })
+        .collect();
+    let mut bound = [0; 32];
+    bound.copy_from_slice(hash);
+    Ok((covered[..table_at].to_vec(), bound, PartTable(table), start))
+}
+
+/// A cache's bytes, read in pieces: a file's, or bytes kept whole.
+trait Source {
+    /// How many bytes there are.
+    fn len(&self) -> u64;
+    /// `len` bytes from `at`.
+    fn read_at(&mut self, at: u64, len: usize) -> std::io::Result<Vec<u8>>;
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_at(&mut self, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        usize::try_from(at)
+            .ok()
+            .and_then(|at| self.get(at..at.checked_add(len)?))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+    }
+}
+
+impl Source for (std::fs::File, u64) {
+    fn len(&self) -> u64 {
+        self.1
+    }
+
+    fn read_at(&mut self, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::io::Seek;
+        let mut bytes = vec![0; len];
+        self.0.seek(std::io::SeekFrom::Start(at))?;
+        self.0.read_exact(&mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+/// A cache's tag, and the bytes after it that [`unframe`] reads.
+type Framed = ([u8; 4], Vec<u8>);
+
+/// A cache's tag and what follows it: all of it for `utc1`; for `utc2`, its
+/// end only (the covered bytes and the trailer), not its parts. `None`: too
+/// short to be a cache.
+fn read_framed(source: &mut impl Source) -> std::io::Result<Option<Framed>> {
+    let total = source.len();
+    if total < 4 {
+        return Ok(None);
+    }
+    let tag: [u8; 4] = source.read_at(0, 4)?.try_into().unwrap_or_default();
+    let from = match tag {
+        PARTED_TAG => {
+            let end_len = (PARTED_END - 4 + TRAILER) as u64;
+            let Some(at) = total.checked_sub(end_len).filter(|at| *at >= 4) else { return Ok(None) };
+            let length = u64::from_le_bytes(source.read_at(at, 8)?.try_into().unwrap_or_default());
+            match at.checked_sub(length).filter(|from| *from >= 4) {
+                Some(from) => from,
+                None => return Ok(None),
+            }
+        }
+        _ => 4,
+    };
+    let len = usize::try_from(total - from).map_err(std::io::Error::other)?;
+    Ok(Some((tag, source.read_at(from, len)?)))
+}
+
+/// Parts `which` of the parted cache of `name` at `seq` in `source`, each
+/// checked against the table of an authentic cache bound to the record the
+/// log holds at `seq` (`hash_at`).
+fn read_parts(
+    key: &Key,
+    name: &str,
+    seq: u64,
+    source: &mut impl Source,
+    which: &[u32],
+    hash_at: impl FnOnce(u64) -> Result<Option<Hash>, StoreError>,
+    io: impl Fn(std::io::Error) -> StoreError,
+) -> Result<Result<Vec<Vec<u8>>, CacheMiss>, StoreError> {
+    let key = match key {
+        Ok(key) => key,
+        Err(why) => return Ok(Err(CacheMiss::NoKey(why.clone()))),
+    };
+    let Some((PARTED_TAG, rest)) = read_framed(source).map_err(&io)? else {
+        return Ok(Err(CacheMiss::Forged));
+    };
+    let (_, hash, PartTable(table), _) = match unframe_parted(key, name, seq, &rest) {
+        Ok(unframed) => unframed,
+        Err(miss) => return Ok(Err(miss)),
+    };
+    if hash_at(seq)? != Some(hash) {
+        return Ok(Err(CacheMiss::OtherHistory));
+    }
+    let mut parts = Vec::with_capacity(which.len());
+    for &part in which {
+        let Some(&(at, len, digest)) = table.get(part as usize) else { return Ok(Err(CacheMiss::Forged)) };
+        let bytes = match source.read_at(4 + at, len) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Err(CacheMiss::Forged)),
+            Err(e) => return Err(io(e)),
+        };
+        if Sha256::digest(&bytes)[..] != digest {
+            return Ok(Err(CacheMiss::Forged));
+        }
+        parts.push(bytes);
+    }
+    Ok(Ok(parts))
+}
+
+/// [`read_parts`] over a cache held as bytes (in memory, or a table's row).
+pub(crate) fn parts_in(
+    key: &Key,
+    name: &str,
+    seq: u64,
+    mut framed: &[u8],
+    which: &[u32],
+    hash_at: Option<Hash>,
+) -> Result<Vec<Vec<u8>>, CacheMiss> {
+    let io = |e: std::io::Error| StoreError::Task(e.to_string());
+    read_parts(key, name, seq, &mut framed, which, |_| Ok(hash_at), io).unwrap_or(Err(CacheMiss::Forged))
 }
 
 /// What names the caches made under `key` among those of other machines
@@ -81,7 +279,7 @@ fn mac_for(key: &[u8; 32], name: &str, seq: u64) -> HmacSha256 {
 pub(crate) fn key_id(key: &Key) -> Vec<u8> {
     key.as_ref().map_or_else(
         |_| Vec::new(),
-        |key| mac_for(key, "usertrail cache key id", 0).finalize().into_bytes()[..16].to_vec(),
+        |key| mac_for(key, "usertrail cache key id", 0, TAG).finalize().into_bytes()[..16].to_vec(),
     )
 }
 
@@ -117,9 +315,10 @@ impl Snapshots {
         let (Place::Dir(root), Ok(key)) = (&self.place, &self.key) else {
             return Ok(stage_bytes(&self.key, name, snapshot));
         };
-        let Snapshot { seq, state } = snapshot;
-        let mut mac = mac_for(key, name, seq);
-        mac.update(&state);
+        let seq = snapshot.seq;
+        let (tag, parts, covered) = body(snapshot);
+        let mut mac = mac_for(key, name, seq, tag);
+        mac.update(&covered);
         let staged = |held| StagedSnapshot { name: name.to_owned(), seq, held, mac: Some(mac) };
         let dir = root.join(hex(name));
         let io = |source| StoreError::Io { path: dir.clone(), source };
@@ -138,7 +337,13 @@ impl Snapshots {
         let mut file = options.open(&aside).map_err(io)?;
         // On failure, dropping `staged` removes what was written.
         let mut staged = staged(Held::File { aside, path: dir.join(file_name(seq)), file: None });
-        file.write_all(&TAG).and_then(|()| file.write_all(&state)).map_err(io)?;
+        let mut writer = std::io::BufWriter::new(&mut file);
+        let written =
+            (writer.write_all(&tag).and_then(|()| parts.iter().try_for_each(|part| writer.write_all(part))))
+                .and_then(|()| writer.write_all(&covered))
+                .and_then(|()| writer.flush());
+        drop(writer);
+        written.map_err(io)?;
         if let Held::File { file: held, .. } = &mut staged.held {
             *held = Some(file);
         }
@@ -287,20 +492,59 @@ impl Snapshots {
         }
         let Some((tag, state)) = self.read(name, seq)? else { return Ok(None) };
         Ok(Some(match unframe(&self.key, name, seq, tag, state) {
-            Ok((state, hash)) => bound(Snapshot { seq, state }, hash, hash_at(seq)?),
+            Ok((state, hash)) => bound(Snapshot { seq, state, parts: Vec::new() }, hash, hash_at(seq)?),
             Err(miss) => Err(miss),
         }))
     }
 
-    /// The tag and the rest of a snapshot's bytes, as stored.
-    fn read(&self, name: &str, seq: u64) -> Result<Option<([u8; 4], Vec<u8>)>, StoreError> {
+    /// The tag and the rest of a snapshot's bytes, as stored (of a parted
+    /// one, its end only): `None`, there is none; an empty tag, it is no
+    /// cache of ours.
+    fn read(&self, name: &str, seq: u64) -> Result<Option<Framed>, StoreError> {
+        let unreadable = Some(([0; 4], Vec::new()));
+        Ok(match self.open(name, seq)? {
+            None => None,
+            Some(Opened::Bad) => unreadable,
+            Some(Opened::Bytes(bytes)) => read_framed(&mut bytes.as_slice()).ok().flatten().or(unreadable),
+            Some(Opened::File(path, mut file)) => match read_framed(&mut file) {
+                Ok(read) => read.or(unreadable),
+                // Cut short meanwhile: no cache of ours.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => unreadable,
+                Err(source) => return Err(StoreError::Io { path, source }),
+            },
+        })
+    }
+
+    /// Parts `which` of the snapshot of `name` at `seq`, each checked
+    /// against the table of that snapshot, authentic and bound to the log
+    /// (`hash_at`); `None`: a miss (gone, replaced, changed, or no key).
+    pub(crate) fn parts(
+        &self,
+        name: &str,
+        seq: u64,
+        which: &[u32],
+        hash_at: impl FnOnce(u64) -> Result<Option<Hash>, StoreError>,
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let read = match self.open(name, seq)? {
+            None | Some(Opened::Bad) => return Ok(None),
+            Some(Opened::Bytes(bytes)) => {
+                let io = |e: std::io::Error| StoreError::Task(e.to_string());
+                read_parts(&self.key, name, seq, &mut bytes.as_slice(), which, hash_at, io)?
+            }
+            Some(Opened::File(path, mut file)) => {
+                let io = |source| StoreError::Io { path: path.clone(), source };
+                read_parts(&self.key, name, seq, &mut file, which, hash_at, io)?
+            }
+        };
+        Ok(read.ok())
+    }
+
+    /// The snapshot of `name` at `seq`, opened to read.
+    fn open(&self, name: &str, seq: u64) -> Result<Option<Opened>, StoreError> {
         match &self.place {
             Place::Memory(map) => {
                 let map = map.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(map.get(&(name.to_owned(), seq)).map(|bytes| {
-                    let (tag, rest) = bytes.split_at(TAG.len().min(bytes.len()));
-                    (tag.try_into().unwrap_or_default(), rest.to_vec())
-                }))
+                Ok(map.get(&(name.to_owned(), seq)).cloned().map(Opened::Bytes))
             }
             Place::Dir(root) => {
                 let path = root.join(hex(name)).join(file_name(seq));
@@ -308,49 +552,56 @@ impl Snapshots {
                 // Opening a FIFO would wait for a writer, and a link leads
                 // elsewhere: anything but a regular file is a miss.
                 match std::fs::symlink_metadata(&path) {
-                    Ok(meta) if !meta.is_file() => return Ok(Some(([0; 4], Vec::new()))),
+                    Ok(meta) if !meta.is_file() => return Ok(Some(Opened::Bad)),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(io(e)),
                 }
-                let mut file = match std::fs::File::open(&path) {
+                let file = match std::fs::File::open(&path) {
                     Ok(file) => file,
                     // Removed meanwhile: a cache miss, not an error.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(io(e)),
                 };
-                // Read in two, so that the state need not be moved after its tag.
-                let mut tag = [0; 4];
                 let meta = file.metadata().map_err(io)?;
                 // Only a regular file of a size a state can have: a planted
                 // FIFO or a huge sparse file is a miss, not a hang or an abort.
                 if !meta.is_file() || meta.len() > MAX_CACHE_BYTES {
-                    return Ok(Some(([0; 4], Vec::new())));
+                    return Ok(Some(Opened::Bad));
                 }
-                if file.read_exact(&mut tag).is_err() {
-                    return Ok(Some(([0; 4], Vec::new())));
-                }
-                let mut state = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-                file.take(MAX_CACHE_BYTES).read_to_end(&mut state).map_err(io)?;
-                Ok(Some((tag, state)))
+                let len = meta.len();
+                Ok(Some(Opened::File(path, (file, len))))
             }
         }
     }
+}
+
+/// A snapshot opened to read.
+enum Opened {
+    /// Not a regular file of a size a cache can have.
+    Bad,
+    /// Kept as bytes.
+    Bytes(Vec<u8>),
+    /// A file, with its length.
+    File(PathBuf, (std::fs::File, u64)),
 }
 
 /// A state staged in memory under `key`, for a store that keeps its caches
 /// as bytes (in memory, or in a table of its own): [`framed`] then gives
 /// what to keep. Without a key it holds nothing, and nothing is kept.
 pub(crate) fn stage_bytes(key: &Key, name: &str, snapshot: Snapshot) -> StagedSnapshot {
-    let Snapshot { seq, state } = snapshot;
+    let seq = snapshot.seq;
     let Ok(key) = key else {
         return StagedSnapshot { name: name.to_owned(), seq, held: Held::Published, mac: None };
     };
-    let mut mac = mac_for(key, name, seq);
-    mac.update(&state);
-    let mut bytes = Vec::with_capacity(TAG.len() + state.len() + TRAILER);
-    bytes.extend_from_slice(&TAG);
-    bytes.extend_from_slice(&state);
+    let (tag, parts, covered) = body(snapshot);
+    let mut mac = mac_for(key, name, seq, tag);
+    mac.update(&covered);
+    let size = tag.len() + parts.iter().map(Vec::len).sum::<usize>() + covered.len() + TRAILER;
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&tag);
+    parts.iter().for_each(|part| bytes.extend_from_slice(part));
+    bytes.extend_from_slice(&covered);
     StagedSnapshot { name: name.to_owned(), seq, held: Held::Bytes(bytes), mac: Some(mac) }
 }
 
@@ -382,10 +633,14 @@ pub(crate) fn unframe(
     mut rest: Vec<u8>,
 ) -> Result<(Vec<u8>, Hash), CacheMiss> {
     let key = key.as_ref().map_err(|why| CacheMiss::NoKey(why.clone()))?;
+    if tag == PARTED_TAG {
+        let (state, hash, _, _) = unframe_parted(key, name, seq, &rest)?;
+        return Ok((state, hash));
+    }
     let at = rest.len().checked_sub(TRAILER).filter(|_| tag == TAG).ok_or(CacheMiss::Forged)?;
     let trailer = rest.split_off(at);
     let (hash, tail) = trailer.split_at(32);
-    let mut mac = mac_for(key, name, seq);
+    let mut mac = mac_for(key, name, seq, TAG);
     mac.update(&rest);
     mac.update(hash);
     mac.verify_slice(tail).map_err(|_| CacheMiss::Forged)?;
@@ -502,7 +757,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = Snapshots::beside(dir.path(), process_key());
         let name = "aggregate/tenant";
-        snapshots.save(name, Snapshot { seq: 7, state: vec![1, 2, 3] }).unwrap();
+        snapshots.save(name, Snapshot { seq: 7, state: vec![1, 2, 3], parts: Vec::new() }).unwrap();
         assert_eq!(miss(&snapshots, name, 7), None);
         let path = dir.path().join("snapshots").join(hex(name)).join(file_name(7));
         let bytes = std::fs::read(&path).unwrap();
@@ -525,11 +780,11 @@ mod tests {
         assert_eq!(miss(&snapshots, name, 8), Some(CacheMiss::Forged));
         // Authentic, but the log holds another record there.
         let another = |_| Ok(Some([0xee; 32]));
-        snapshots.save(name, Snapshot { seq: 9, state: vec![9] }).unwrap();
+        snapshots.save(name, Snapshot { seq: 9, state: vec![9], parts: Vec::new() }).unwrap();
         let found = snapshots.check(name, 9, another).unwrap().and_then(Result::err);
         assert_eq!(found, Some(CacheMiss::OtherHistory));
         assert_eq!(snapshots.load(name, 9, another).unwrap(), None);
-        snapshots.save(name, Snapshot { seq: 101, state: vec![9] }).unwrap();
+        snapshots.save(name, Snapshot { seq: 101, state: vec![9], parts: Vec::new() }).unwrap();
         assert_eq!(miss(&snapshots, name, 101), Some(CacheMiss::OtherHistory), "a record the log lacks");
         // Under another key (a copy from another database): a miss.
         let theirs = Snapshots::beside(dir.path(), Ok([7; 32]));
@@ -537,7 +792,7 @@ mod tests {
         // Without a key, nothing is written and nothing is used.
         let keyless = Snapshots::beside(dir.path(), Err("lost".into()));
         assert_eq!(miss(&keyless, name, 9), Some(CacheMiss::NoKey("lost".into())));
-        keyless.save(name, Snapshot { seq: 50, state: vec![5] }).unwrap();
+        keyless.save(name, Snapshot { seq: 50, state: vec![5], parts: Vec::new() }).unwrap();
         assert_eq!(snapshots.newest_seq(name, u64::MAX).unwrap(), Some(101), "nothing written at 50");
         assert_eq!(
             snapshots.all().unwrap(),
@@ -557,7 +812,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = Snapshots::beside(dir.path(), process_key());
         let name = "aggregate/tenant";
-        snapshots.save(name, Snapshot { seq: 20, state: vec![20] }).unwrap();
+        snapshots.save(name, Snapshot { seq: 20, state: vec![20], parts: Vec::new() }).unwrap();
         let planted = dir.path().join("snapshots").join(hex(name)).join(file_name(90));
         std::fs::write(&planted, b"utc1 not a state of ours").unwrap();
         let found = snapshots.load(name, u64::MAX, log).unwrap().map(|s| (s.seq, s.state));
@@ -567,9 +822,11 @@ mod tests {
     fn check(snapshots: &Snapshots) {
         assert_eq!(snapshots.load("aggregate/tenant", 100, log).unwrap(), None);
         for seq in [10, 30, 20] {
-            snapshots.save("aggregate/tenant", Snapshot { seq, state: vec![seq as u8] }).unwrap();
+            snapshots
+                .save("aggregate/tenant", Snapshot { seq, state: vec![seq as u8], parts: Vec::new() })
+                .unwrap();
         }
-        snapshots.save("aggregate/env/x", Snapshot { seq: 25, state: vec![1] }).unwrap();
+        snapshots.save("aggregate/env/x", Snapshot { seq: 25, state: vec![1], parts: Vec::new() }).unwrap();
         let at = |max| snapshots.load("aggregate/tenant", max, log).unwrap().map(|s| (s.seq, s.state));
         assert_eq!(at(9), None);
         assert_eq!(at(25), Some((20, vec![20])));
@@ -589,13 +846,14 @@ mod tests {
 
     fn staging(snapshots: &Snapshots) {
         let name = "aggregate/tenant";
-        snapshots.save(name, Snapshot { seq: 5, state: vec![5] }).unwrap();
-        let staged = snapshots.stage(name, Snapshot { seq: 9, state: vec![9] }).unwrap();
+        snapshots.save(name, Snapshot { seq: 5, state: vec![5], parts: Vec::new() }).unwrap();
+        let staged = snapshots.stage(name, Snapshot { seq: 9, state: vec![9], parts: Vec::new() }).unwrap();
         assert_eq!(staged.seq(), 9);
         assert_eq!(snapshots.newest_seq(name, u64::MAX).unwrap(), Some(5), "staged is not visible");
         drop(staged);
         assert_eq!(snapshots.newest_seq(name, u64::MAX).unwrap(), Some(5), "dropped is discarded");
-        let staged = snapshots.stage(name, Snapshot { seq: 9, state: vec![9, 9] }).unwrap();
+        let staged =
+            snapshots.stage(name, Snapshot { seq: 9, state: vec![9, 9], parts: Vec::new() }).unwrap();
         snapshots.publish(staged, bound(9)).unwrap();
         let published = snapshots.load(name, u64::MAX, log).unwrap().map(|s| (s.seq, s.state));
         assert_eq!(published, Some((9, vec![9, 9])));
@@ -606,12 +864,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (disk, memory) =
             (Snapshots::beside(dir.path(), process_key()), Snapshots::in_memory(process_key()));
-        let staged = disk.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3] }).unwrap();
+        let staged =
+            disk.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3], parts: Vec::new() }).unwrap();
         assert!(memory.publish(staged, bound(3)).is_err());
         assert_eq!(memory.newest_seq("aggregate/tenant", u64::MAX).unwrap(), None);
         let files = std::fs::read_dir(dir.path().join("snapshots").join(hex("aggregate/tenant"))).unwrap();
         assert_eq!(files.count(), 0, "the refused file is removed");
-        let staged = memory.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3] }).unwrap();
+        let staged =
+            memory.stage("aggregate/tenant", Snapshot { seq: 3, state: vec![3], parts: Vec::new() }).unwrap();
         assert!(disk.publish(staged, bound(3)).is_err());
         assert_eq!(disk.newest_seq("aggregate/tenant", u64::MAX).unwrap(), None);
     }

@@ -341,7 +341,13 @@ async fn a_snapshot_plus_the_records_after_it_equals_a_full_replay() {
         let seq = i as u64 + 1;
         if seq.is_multiple_of(25) {
             let state = fold(0, &store.read_log(1, seq, usize::MAX).await.unwrap());
-            store.save_snapshot("sum", Snapshot { seq, state: state.to_be_bytes().to_vec() }).await.unwrap();
+            store
+                .save_snapshot(
+                    "sum",
+                    Snapshot { seq, state: state.to_be_bytes().to_vec(), parts: Vec::new() },
+                )
+                .await
+                .unwrap();
         }
     }
     for target in [0u64, 1, 24, 25, 26, 60, 99, 100] {

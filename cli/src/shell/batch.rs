@@ -125,16 +125,14 @@ impl Shell {
             let snapshot = (large && !ended_early).then(|| {
                 let (store, exits_after_run) = (self.store.clone(), self.exits_after_run);
                 tokio::spawn(async move {
-                    let bytes = tokio::task::spawn_blocking(move || {
-                        let bytes = projections::fold::snapshot_bytes(&tenant, expected);
+                    let snapshot = tokio::task::spawn_blocking(move || {
+                        let snapshot = projections::fold::snapshot_of(&tenant, expected, stamped_last);
                         release(exits_after_run, tenant);
-                        bytes
+                        snapshot
                     })
                     .await
                     .map_err(|e| CliError::Usage(format!("snapshot task failed: {e}")))??;
-                    Ok::<_, CliError>(
-                        projections::fold::stage(&*store, tenant::STREAM, bytes, stamped_last).await?,
-                    )
+                    Ok::<_, CliError>(projections::fold::stage(&*store, tenant::STREAM, snapshot).await?)
                 })
             });
             let appended = match transaction.commit().await? {

@@ -8,7 +8,7 @@ use domain::envcmd::{self, EnvCommand, NewEnvironment};
 use domain::environment::{self, Environment};
 use domain::events::{CommandRejected, Event};
 use domain::reality::{self, EnvironmentsPlan, ListedEnvironment};
-use domain::tenant::{self, TenantCommand};
+use domain::tenant::{self, Tenant, TenantCommand};
 use domain::{Refusal, Rejection, Upn};
 use store::{Append, AppendRejection, Appended, Causation, ExpectedVersion, Metadata, Origin};
 use uuid::Uuid;
@@ -178,19 +178,24 @@ impl Shell {
         let correlation_id = self.ids.next();
         let attempted = &Attempted { command: command.name(), targets: command.targets(), environment: None };
         let done = Shell::retry(move || async move {
-            let (tenant, version) = self.lend_tenant().await?;
+            let mut loaded = self.lend_parted().await?;
             crate::timings::phase("loaded the tenant");
-            let actor = match command {
-                TenantCommand::Init { admin, .. } => admin.upn.clone(),
-                TenantCommand::AcceptInvite { upn } => upn.clone(),
-                _ => Shell::actor(&tenant, actor)?,
+            let version = loaded.version;
+            let actor_of = |tenant: &Tenant| match command {
+                TenantCommand::Init { admin, .. } => Ok(admin.upn.clone()),
+                TenantCommand::AcceptInvite { upn } => Ok(upn.clone()),
+                _ => Shell::actor(tenant, actor),
             };
+            let Some(actor) = self.decide_reading(&mut loaded, actor_of).await? else { return Ok(None) };
+            let actor = actor?;
             let now = self.now().await?;
+            let decide = |tenant: &Tenant| tenant::decide(tenant, &actor, command, now);
+            let Some(decided) = self.decide_reading(&mut loaded, decide).await? else { return Ok(None) };
             let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
-            let decided = tenant::decide(&tenant, &actor, command, now).map(|events| {
+            let decided = decided.map(|events| {
                 vec![(tenant::STREAM.to_owned(), version, events.into_iter().map(Event::Tenant).collect())]
             });
-            self.give_back(tenant, version);
+            self.keep(loaded);
             let done = self.conclude(attempted, meta, decided).await?;
             if done.is_some() {
                 crate::timings::phase("appended");

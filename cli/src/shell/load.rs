@@ -5,6 +5,7 @@ use chrono::{DateTime, Timelike, Utc};
 use domain::environment::{self, Environment};
 use domain::tenant::{self, Tenant};
 use domain::Upn;
+use projections::fold::Loaded;
 use uuid::Uuid;
 
 use super::{Aggregate, Shell};
@@ -114,23 +115,74 @@ impl Shell {
     /// The directory now, for a command to give back ([`Shell::give_back`]):
     /// the one given back last, with what was appended since folded in. A
     /// shell that runs many commands (the demo) so folds each record once,
-    /// instead of the whole directory once a command.
-    pub(super) async fn lend_tenant(&self) -> Result<(Tenant, u64), CliError> {
+    /// instead of the whole directory once a command. Read in part: a
+    /// command reads the parts its decision reaches ([`Shell::decide_reading`]).
+    pub(super) async fn lend_parted(&self) -> Result<Loaded<Tenant>, CliError> {
         let kept = self.kept.lock().ok().and_then(|mut kept| kept.take());
-        let Some((mut tenant, mut version)) = kept else { return self.tenant().await };
-        for record in self.store.read_stream_until(tenant::STREAM, version + 1, u64::MAX).await? {
-            tenant.fold(projections::fold::event_of(&record)?, projections::fold::stamp_of(&record));
-            version = record.version;
+        let fresh = || projections::fold::load_parted(&*self.store, tenant::STREAM, u64::MAX);
+        let Some(mut loaded) = kept else { return Ok(fresh().await?) };
+        for record in self.store.read_stream_until(tenant::STREAM, loaded.version + 1, u64::MAX).await? {
+            loaded.state.fold(projections::fold::event_of(&record)?, projections::fold::stamp_of(&record));
+            loaded.version = record.version;
         }
-        Ok((tenant, version))
+        // A record that reached a part not read was not folded: anew.
+        if !loaded.state.take_misses().is_empty() {
+            return Ok(fresh().await?);
+        }
+        Ok(loaded)
+    }
+
+    /// [`Shell::lend_parted`], whole: for what walks the directory.
+    pub(super) async fn lend_tenant(&self) -> Result<(Tenant, u64), CliError> {
+        let Loaded { mut state, version, source } = self.lend_parted().await?;
+        let absent = state.absent_parts().into_iter().collect();
+        if !projections::fold::read_parts(&*self.store, tenant::STREAM, source, &mut state, &absent).await? {
+            return self.tenant().await;
+        }
+        Ok((state, version))
+    }
+
+    /// Runs `attempt` (a decision) on `loaded` until it reaches no part not
+    /// read, reading those it reached: a result that rests on a part not
+    /// read is void. `None`: a part could not be read (its snapshot is gone
+    /// since): load again.
+    pub(super) async fn decide_reading<T>(
+        &self,
+        loaded: &mut Loaded<Tenant>,
+        mut attempt: impl FnMut(&Tenant) -> T,
+    ) -> Result<Option<T>, CliError> {
+        loop {
+            let outcome = attempt(&loaded.state);
+            let missed = loaded.state.take_misses();
+            if missed.is_empty() {
+                return Ok(Some(outcome));
+            }
+            let source = loaded.source;
+            if !projections::fold::read_parts(
+                &*self.store,
+                tenant::STREAM,
+                source,
+                &mut loaded.state,
+                &missed,
+            )
+            .await?
+            {
+                return Ok(None);
+            }
+        }
     }
 
     /// Keeps the directory at `version` for the next command; a process that
     /// exits after this one has none, and leaves it to the exit.
     pub(super) fn give_back(&self, tenant: Tenant, version: u64) {
+        self.keep(Loaded { state: tenant, version, source: None });
+    }
+
+    /// [`Shell::give_back`] for a directory read in part.
+    pub(super) fn keep(&self, loaded: Loaded<Tenant>) {
         match self.kept.lock() {
-            Ok(mut kept) if !self.exits_after_run => *kept = Some((tenant, version)),
-            _ => super::release(self.exits_after_run, tenant),
+            Ok(mut kept) if !self.exits_after_run => *kept = Some(loaded),
+            _ => super::release(self.exits_after_run, loaded),
         }
     }
 

@@ -199,7 +199,7 @@ impl SyncMark {
         state.extend_from_slice(&self.tenant.to_be_bytes());
         state.extend_from_slice(&self.environment.to_be_bytes());
         state.push(u8::from(self.dataverse));
-        store::Snapshot { seq, state }
+        store::Snapshot { seq, state, parts: Vec::new() }
     }
 
     fn read(state: &[u8]) -> Option<SyncMark> {

@@ -457,7 +457,9 @@ impl PgStore {
         let rest = bytes.split_off(bytes.len().min(4));
         let tag = bytes.try_into().unwrap_or_default();
         Ok(match snapshots::unframe(&self.shared.key, name, seq, tag, rest) {
-            Ok((state, hash)) => snapshots::bound(Snapshot { seq, state }, hash, self.hash_at(seq).await?),
+            Ok((state, hash)) => {
+                snapshots::bound(Snapshot { seq, state, parts: Vec::new() }, hash, self.hash_at(seq).await?)
+            }
             Err(miss) => Err(miss),
         })
     }
@@ -497,6 +499,23 @@ impl PgStore {
             Some(row) => Ok(Some(self.authentic(name, seq, self.col(row, 0)?).await?)),
             None => Ok(None),
         }
+    }
+
+    /// Parts of the cache of `name` at `seq`, read from its row whole and
+    /// checked as the sled store's files are.
+    pub(super) async fn parts(
+        &self,
+        name: &str,
+        seq: u64,
+        which: &[u32],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let sql = "SELECT bytes FROM caches WHERE key_id = $1 AND name = $2 AND seq = $3";
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&self.shared.key_id, Type::BYTEA), (&name, Type::TEXT), (&big(seq), Type::INT8)];
+        let Some(row) = self.rows(sql, &params).await?.into_iter().next() else { return Ok(None) };
+        let bytes: Vec<u8> = self.col(&row, 0)?;
+        let hash = self.hash_at(seq).await?;
+        Ok(snapshots::parts_in(&self.shared.key, name, seq, &bytes, which, hash).ok())
     }
 
     pub(super) async fn remove(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {

@@ -171,6 +171,16 @@ impl EventStore for SledStore {
         self.blocking(move |s| s.remove_snapshots(&name, seqs)).await
     }
 
+    async fn snapshot_parts(
+        &self,
+        name: &str,
+        seq: u64,
+        which: &[u32],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let (name, which) = (name.to_owned(), which.to_vec());
+        self.blocking(move |s| s.snapshots.parts(&name, seq, &which, |seq| s.hash_at(seq))).await
+    }
+
     async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.blocking(|s| s.snapshots.all()).await
     }

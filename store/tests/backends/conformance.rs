@@ -260,17 +260,29 @@ async fn a_snapshot_round_trips_and_one_altered_or_of_another_history_is_a_miss<
     }
     let name = "aggregate/tenant";
     for seq in [4, 8] {
-        log.save_snapshot(name, Snapshot { seq, state: vec![seq as u8; 100] }).await.unwrap();
+        log.save_snapshot(name, Snapshot { seq, state: vec![seq as u8; 100], parts: Vec::new() })
+            .await
+            .unwrap();
     }
-    let staged = log.stage_snapshot(name, Snapshot { seq: 9, state: vec![9] }).await.unwrap();
+    let staged =
+        log.stage_snapshot(name, Snapshot { seq: 9, state: vec![9], parts: Vec::new() }).await.unwrap();
     assert_eq!(log.load_snapshot(name, 9).await.unwrap().map(|s| s.seq), Some(8), "staged is not seen");
     log.publish_snapshot(staged).await.unwrap();
-    assert_eq!(log.load_snapshot(name, 9).await.unwrap(), Some(Snapshot { seq: 9, state: vec![9] }));
-    assert_eq!(log.load_snapshot(name, 7).await.unwrap(), Some(Snapshot { seq: 4, state: vec![4; 100] }));
+    assert_eq!(
+        log.load_snapshot(name, 9).await.unwrap(),
+        Some(Snapshot { seq: 9, state: vec![9], parts: Vec::new() })
+    );
+    assert_eq!(
+        log.load_snapshot(name, 7).await.unwrap(),
+        Some(Snapshot { seq: 4, state: vec![4; 100], parts: Vec::new() })
+    );
     assert_eq!(log.load_snapshot(name, 3).await.unwrap(), None);
     let names = log.snapshot_names().await.unwrap();
     assert_eq!(names, [(name.to_owned(), 4), (name.to_owned(), 8), (name.to_owned(), 9)]);
-    assert!(log.save_snapshot(name, Snapshot { seq: 11, state: vec![] }).await.is_err(), "past the head");
+    assert!(
+        log.save_snapshot(name, Snapshot { seq: 11, state: vec![], parts: Vec::new() }).await.is_err(),
+        "past the head"
+    );
     // A byte changed: a miss, and the load falls back to an older one.
     S::alter_cache(&log, name, 9, |bytes| bytes[5] ^= 1).await;
     assert_eq!(log.check_snapshot(name, 9).await.unwrap(), Some(Err(store::CacheMiss::Forged)));
@@ -287,10 +299,13 @@ async fn a_snapshot_round_trips_and_one_altered_or_of_another_history_is_a_miss<
             .unwrap()
             .unwrap();
     }
-    other.save_snapshot(name, Snapshot { seq: 5, state: vec![5] }).await.unwrap();
+    other.save_snapshot(name, Snapshot { seq: 5, state: vec![5], parts: Vec::new() }).await.unwrap();
     let theirs = other.snapshot_names().await.unwrap();
     assert_eq!(theirs, [(name.to_owned(), 5)]);
-    assert_eq!(other.check_snapshot(name, 5).await.unwrap(), Some(Ok(Snapshot { seq: 5, state: vec![5] })));
+    assert_eq!(
+        other.check_snapshot(name, 5).await.unwrap(),
+        Some(Ok(Snapshot { seq: 5, state: vec![5], parts: Vec::new() }))
+    );
 }
 
 async fn l3_verify_passes_then_names_a_record_whose_body_was_changed<S: Backend>() {

@@ -98,7 +98,9 @@ async fn the_writer_appends_and_reads_but_no_role_changes_or_removes_a_record() 
     tx.commit().await.unwrap().unwrap();
     assert_eq!(log.read_stream("tenant", 1).await.unwrap().len(), 4);
     for state in [vec![1], vec![2]] {
-        log.save_snapshot("aggregate/tenant", store::Snapshot { seq: 4, state }).await.unwrap();
+        log.save_snapshot("aggregate/tenant", store::Snapshot { seq: 4, state, parts: Vec::new() })
+            .await
+            .unwrap();
     }
     assert_eq!(log.load_snapshot("aggregate/tenant", 4).await.unwrap().map(|s| s.state), Some(vec![2]));
     log.remove_snapshots("aggregate/tenant", 0..5).await.unwrap();
@@ -372,7 +374,7 @@ async fn each_machine_keeps_its_own_caches_on_a_shared_log() {
     let keys = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let [alice, bob] = keys.map(|k| CacheKeys::Dir(k.path().to_path_buf()));
     let (alice, bob) = (PgStore::open(&url, &alice).await.unwrap(), PgStore::open(&url, &bob).await.unwrap());
-    let state = |s: &str| store::Snapshot { seq: 1, state: s.as_bytes().to_vec() };
+    let state = |s: &str| store::Snapshot { seq: 1, state: s.as_bytes().to_vec(), parts: Vec::new() };
     alice.save_snapshot("aggregate/tenant", state("alice's")).await.unwrap();
     assert_eq!(bob.load_snapshot("aggregate/tenant", 1).await.unwrap(), None, "bob sees none of alice's");
     assert!(bob.snapshot_names().await.unwrap().is_empty());
