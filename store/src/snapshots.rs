@@ -807,6 +807,32 @@ mod tests {
         assert_eq!(snapshots.all().unwrap(), []);
     }
 
+    /// Issue 29: every byte of a parted cache is covered: flipped, either
+    /// the cache is a miss or the part it lies in is.
+    #[test]
+    fn a_parted_cache_with_any_byte_changed_is_a_miss_or_its_part_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::beside(dir.path(), process_key());
+        let name = "aggregate/tenant";
+        let parts = vec![vec![1; 30], Vec::new(), vec![3; 20]];
+        snapshots.save(name, Snapshot { seq: 7, state: vec![9, 9], parts: parts.clone() }).unwrap();
+        let all = [0, 1, 2];
+        assert_eq!(snapshots.parts(name, 7, &all, log).unwrap(), Some(parts));
+        assert_eq!(snapshots.load(name, u64::MAX, log).unwrap().map(|s| s.state), Some(vec![9, 9]));
+        let path = dir.path().join("snapshots").join(hex(name)).join(file_name(7));
+        let bytes = std::fs::read(&path).unwrap();
+        for at in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            std::fs::write(&path, &changed).unwrap();
+            let missed =
+                miss(&snapshots, name, 7).is_some() || snapshots.parts(name, 7, &all, log).unwrap().is_none();
+            assert!(missed, "byte {at}");
+        }
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert_eq!(miss(&snapshots, name, 7), Some(CacheMiss::Forged), "cut short");
+    }
+
     #[test]
     fn a_planted_newer_cache_passes_the_turn_to_the_older_authentic_one() {
         let dir = tempfile::tempdir().unwrap();
