@@ -25,7 +25,7 @@ use domain::parted::{Part, PartError};
 use domain::tenant::Tenant;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use store::{EventStore, Record, Snapshot, StagedSnapshot};
+use store::{EventStore, Holder, PartEntry, Record, Snapshot, SnapshotPart, StagedSnapshot};
 
 use crate::Error;
 
@@ -345,6 +345,7 @@ where
     let records = store.read_stream_until(stream, base_version.saturating_add(1), upto).await?;
     // A fold that reached an absent part is void: the part is read into
     // the base, and the records are folded again.
+    let mut tail_parts = 0;
     let state = loop {
         let mut state = if base.absent_parts().is_empty() { std::mem::take(&mut base) } else { base.clone() };
         for record in &records {
@@ -354,6 +355,7 @@ where
         if missed.is_empty() {
             break state;
         }
+        tail_parts += missed.len();
         if !read_parts(store, stream, source, &mut base, &missed).await? {
             return Ok(None);
         }
@@ -369,8 +371,11 @@ where
     // What lies between this state and the snapshot before the tip, if it started from one.
     let since = tip.map_or(replayed, |tip| tip + replayed);
     let spaced = since.spans(base_bytes, 1);
+    // A tip of a state read in part costs the parts it read, and points at
+    // the others: it is worth saving once the records after its snapshot
+    // made a load read a few parts, which every command would read again.
     if spaced
-        || replayed.spans(base_bytes, TIPS_PER_SPACING)
+        || (replayed.spans(base_bytes, TIPS_PER_SPACING) || tail_parts >= TAIL_PARTS)
             && store.head().await?.is_none_or(|head| upto >= head.seq)
     {
         // The records folded since the snapshot it started from must be the
@@ -382,29 +387,56 @@ where
             return Ok(Some(loaded));
         }
         let from = source.unwrap_or(0);
-        let Some(snapshot) =
-            snapshot_with(store, stream, &loaded, (!spaced).then_some(since), last.seq).await?
-        else {
+        let tip_since = (!spaced).then_some(since);
+        let Some(snapshot) = snapshot_with(store, stream, &loaded, tip_since, last.seq).await? else {
             return Ok(Some(loaded));
         };
+        let apart = apart_holders(&snapshot);
         store.save_snapshot(&name, snapshot).await?;
         // The tip it started from goes, and so does any newer snapshot it
         // was passed over for (a miss).
         let first = if tip.is_some() { from } else { from + 1 };
         store.remove_snapshots(&name, first..last.seq).await?;
+        // Parts held apart for the snapshots it replaces, but for those it
+        // points at; those of a newer tip another writer saved meanwhile stay.
+        let holder = store::parts_holder(&name);
+        let mut gap = 0;
+        for kept in apart.into_iter().filter(|seq| *seq <= from).chain([from + 1]) {
+            store.remove_snapshots(&holder, gap..kept).await?;
+            gap = kept + 1;
+        }
         // An earlier usertrail kept its newest head snapshot apart.
         store.remove_snapshots(&format!("aggregate-head/{stream}"), 0..u64::MAX).await?;
     }
     Ok(Some(loaded))
 }
 
+/// A tip is saved once the records after its snapshot made a load read this many parts.
+const TAIL_PARTS: usize = 4;
+
 /// Every part of `state` not read yet.
 fn base_parts<A: Aggregate>(state: &A) -> BTreeSet<u32> {
     state.absent_parts().into_iter().collect()
 }
 
-/// A loaded state as a snapshot at `seq`, its parts not read copied from
-/// the snapshot it was loaded from; `None` if they cannot be read.
+/// The seqs of the holders apart ([`store::parts_holder`]) whose parts `snapshot` points at.
+fn apart_holders(snapshot: &Snapshot) -> BTreeSet<u64> {
+    let held = snapshot.parts.iter().filter_map(|part| match part {
+        SnapshotPart::Held(PartEntry { held_by: Some(Holder { seq, apart: true, .. }), .. }) => Some(*seq),
+        _ => None,
+    });
+    held.collect()
+}
+
+/// A loaded state as a snapshot at `seq`; `None` if a part it needs cannot
+/// be read.
+///
+/// A snapshot of the series holds every part: those not read are copied
+/// from the snapshot it was loaded from. A tip (`tip`, how far it is past
+/// the series' snapshot before it) points instead: at the snapshot or holder
+/// that holds each part it did not read, and at a holder of its own
+/// ([`store::parts_holder`], at `seq`) for those it read; so that it costs
+/// what it read, not the directory.
 async fn snapshot_with<A, S>(
     store: &S,
     stream: &str,
@@ -416,27 +448,61 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
+    let name = series_name(stream);
     let parts = loaded.state.parts().map_err(Error::Corrupt)?;
     let kept: Vec<u32> =
         parts.iter().filter_map(|p| if let Part::Kept(i) = p { Some(*i) } else { None }).collect();
-    let mut copied = match (kept.is_empty(), loaded.source) {
-        (true, _) => Vec::new(),
-        (false, Some(source)) => match store.snapshot_parts(&series_name(stream), source, &kept).await? {
-            Some(copied) => copied,
-            None => return Ok(None),
-        },
-        (false, None) => return Ok(None),
+    let encoded =
+        || parts.iter().filter_map(|p| if let Part::Encoded(b) = p { Some(b.clone()) } else { None });
+    // Where the parts not read are: copied for the series, pointed at by a tip.
+    let mut from_source: std::collections::BTreeMap<u32, SnapshotPart> = Default::default();
+    if let (false, Some(source)) = (kept.is_empty(), loaded.source) {
+        if tip.is_none() {
+            let Some(copied) = store.snapshot_parts(&name, source, &kept).await? else { return Ok(None) };
+            from_source.extend(kept.iter().copied().zip(copied.into_iter().map(SnapshotPart::Bytes)));
+        } else {
+            let Some(table) = store.snapshot_table(&name, source).await? else { return Ok(None) };
+            for &index in &kept {
+                let Some(entry) = table.get(index as usize) else { return Ok(None) };
+                let here = Holder { seq: source, index, apart: false };
+                let held_by = Some(entry.held_by.unwrap_or(here));
+                from_source.insert(index, SnapshotPart::Held(PartEntry { held_by, ..entry.clone() }));
+            }
+        }
     }
-    .into_iter();
-    let parts: Vec<Vec<u8>> = parts
-        .into_iter()
+    // A tip's parts read go to its holder, whose table gives their digests.
+    let own: Vec<SnapshotPart> = if tip.is_some() && parts.iter().any(|p| matches!(p, Part::Encoded(_))) {
+        let holder = store::parts_holder(&name);
+        let held = Snapshot { seq, state: Vec::new(), parts: encoded().map(SnapshotPart::Bytes).collect() };
+        store.save_snapshot(&holder, held).await?;
+        let Some(table) = store.snapshot_table(&holder, seq).await? else { return Ok(None) };
+        let at = |index| Some(Holder { seq, index, apart: true });
+        (0u32..)
+            .zip(table)
+            .map(|(index, entry)| SnapshotPart::Held(PartEntry { held_by: at(index), ..entry }))
+            .collect()
+    } else {
+        encoded().map(SnapshotPart::Bytes).collect()
+    };
+    let mut own = own.into_iter();
+    let mut resolved = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let part = match part {
+            Part::Encoded(_) => own.next(),
+            Part::Kept(index) => from_source.remove(index),
+        };
+        let Some(part) = part else { return Ok(None) };
+        resolved.push(part);
+    }
+    let parts_bytes = resolved
+        .iter()
         .map(|part| match part {
-            Part::Encoded(bytes) => bytes,
-            Part::Kept(_) => copied.next().unwrap_or_default(),
+            SnapshotPart::Bytes(bytes) => bytes.len() as u64,
+            SnapshotPart::Held(entry) => entry.len,
         })
-        .collect();
-    let state = encode(&loaded.state, loaded.version, &parts, tip)?;
-    Ok(Some(Snapshot { seq, state, parts }))
+        .sum();
+    let state = encode(&loaded.state, loaded.version, parts_bytes, tip)?;
+    Ok(Some(Snapshot { seq, state, parts: resolved }))
 }
 
 /// Saves `state` as the snapshot of `stream` at log position `seq`, where
@@ -455,16 +521,18 @@ where
 /// on another thread while it finishes.
 pub fn snapshot_of<A: Aggregate>(state: &A, version: u64, seq: u64) -> Result<Snapshot, Error> {
     let parts = state.parts().map_err(Error::Corrupt)?;
-    let parts: Vec<Vec<u8>> = parts
+    let parts: Vec<SnapshotPart> = parts
         .into_iter()
         .map(|part| match part {
-            Part::Encoded(bytes) => Ok(bytes),
+            Part::Encoded(bytes) => Ok(SnapshotPart::Bytes(bytes)),
             Part::Kept(i) => {
                 Err(Error::Corrupt(format!("part {i} was never read: only a whole state is saved so")))
             }
         })
         .collect::<Result<_, _>>()?;
-    let state = encode(state, version, &parts, None)?;
+    let parts_bytes =
+        parts.iter().map(|p| if let SnapshotPart::Bytes(b) = p { b.len() as u64 } else { 0 }).sum();
+    let state = encode(state, version, parts_bytes, None)?;
     Ok(Snapshot { seq, state, parts })
 }
 
@@ -473,10 +541,9 @@ pub fn snapshot_of<A: Aggregate>(state: &A, version: u64, seq: u64) -> Result<Sn
 fn encode<A: Aggregate>(
     state: &A,
     version: u64,
-    parts: &[Vec<u8>],
+    parts_bytes: u64,
     tip: Option<Replayed>,
 ) -> Result<Vec<u8>, Error> {
-    let parts_bytes = parts.iter().map(|p| p.len() as u64).sum();
     let mut bytes = Vec::with_capacity(FRAME_HEADER + state.snapshot_size_hint());
     bytes.extend_from_slice(&FRAME_TAG);
     let config = bincode::config::standard();
@@ -789,9 +856,17 @@ mod tests {
         assert!(size <= hint, "{size} bytes encoded, {hint} hinted: the buffer would grow");
         assert!(size < 512, "the head holds no user: {size} bytes");
         // Some 300 bytes a user, in parts of a few hundred users.
-        let parts: usize = snapshot.parts.iter().map(Vec::len).sum();
+        let lens: Vec<usize> = snapshot
+            .parts
+            .iter()
+            .map(|p| match p {
+                SnapshotPart::Bytes(bytes) => bytes.len(),
+                SnapshotPart::Held(_) => panic!("a whole state holds its parts"),
+            })
+            .collect();
+        let parts: usize = lens.iter().sum();
         assert!((500_000..800_000).contains(&parts), "{parts} bytes of parts");
-        assert!(snapshot.parts.len() >= 8 && snapshot.parts.iter().all(|p| p.len() < 200_000));
+        assert!(lens.len() >= 8 && lens.iter().all(|len| *len < 200_000), "{lens:?}");
     }
 
     /// `log` with `n` users more, its directory's snapshot saved whole at the head.

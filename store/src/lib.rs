@@ -33,7 +33,7 @@ pub use cache_key::{CacheKeys, ID_FILE as CACHE_ID_FILE};
 pub use pg::PgStore;
 pub use record::{Causation, Hash, Metadata, NewEvent, Origin, Record, Sealed, GENESIS_HASH};
 pub use sled_store::{lock_dir, Archiving, DirLock, Durability, OpenOptions, SledStore};
-pub use snapshots::{CacheMiss, StagedSnapshot};
+pub use snapshots::{parts_holder, CacheMiss, StagedSnapshot};
 
 /// The version a writer expects a stream to be at before its append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,39 @@ pub struct Snapshot {
     pub state: Vec<u8>,
     /// Parts kept apart from the state, each read on its own
     /// ([`EventStore::snapshot_parts`]): a load returns none of them.
-    pub parts: Vec<Vec<u8>>,
+    pub parts: Vec<SnapshotPart>,
+}
+
+/// A part of a snapshot to save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotPart {
+    /// Its bytes, which the snapshot holds.
+    Bytes(Vec<u8>),
+    /// A part another cache holds, as a table ([`EventStore::snapshot_table`])
+    /// says: saved without its bytes.
+    Held(PartEntry),
+}
+
+/// Where a snapshot's part is held, and what it hashes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartEntry {
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its SHA-256.
+    pub digest: [u8; 32],
+    /// The cache that holds it; `None`: the snapshot whose table this is.
+    pub held_by: Option<Holder>,
+}
+
+/// A cache holding a part for snapshots of one name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Holder {
+    /// Its seq.
+    pub seq: u64,
+    /// The part's index in its table.
+    pub index: u32,
+    /// In the name's [`parts_holder`], not a snapshot of the name itself.
+    pub apart: bool,
 }
 
 /// The result of walking the whole log.
@@ -324,6 +356,10 @@ pub trait EventStore: Send + Sync {
         seq: u64,
         which: &[u32],
     ) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
+    /// The table of the snapshot of `name` at `seq`: each part's length,
+    /// digest and holder, for a newer snapshot to point at instead of
+    /// copying; `None`: a miss, or a snapshot without parts.
+    async fn snapshot_table(&self, name: &str, seq: u64) -> Result<Option<Vec<PartEntry>>, StoreError>;
     /// Every snapshot by name and seq, whether it would be used or not (for `verify`).
     async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// The snapshot of `name` at `seq` (`None`: there is none), or why it

@@ -434,6 +434,14 @@ impl EventStore for PgStore {
         self.parts(name, seq, which).await
     }
 
+    async fn snapshot_table(
+        &self,
+        name: &str,
+        seq: u64,
+    ) -> Result<Option<Vec<crate::PartEntry>>, StoreError> {
+        self.table(name, seq).await
+    }
+
     async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.names().await
     }

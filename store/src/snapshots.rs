@@ -31,14 +31,16 @@ use sha2::{Digest, Sha256};
 
 use crate::cache_key::Key;
 use crate::record::Hash;
-use crate::{Snapshot, StoreError};
+use crate::{Holder, PartEntry, Snapshot, SnapshotPart, StoreError};
 
 /// What a cache's bytes start with: the framing's version.
 const TAG: [u8; 4] = *b"utc1";
 /// What a cache with parts starts with.
 const PARTED_TAG: [u8; 4] = *b"utc2";
-/// A part's entry in the table: its length (u64) and SHA-256.
-const PART_ENTRY: usize = 40;
+/// A part's entry in the table: its length (u64), SHA-256, and where it is
+/// held: the seq (u64) and index (u32) there, and a kind (u8: 0 this cache,
+/// 1 the snapshot of the same name at that seq, 2 its [`parts_holder`]).
+const PART_ENTRY: usize = 53;
 /// What follows a parted cache's state and table: their count (u32) and
 /// length (u64), then the trailer.
 const PARTED_END: usize = 12;
@@ -90,38 +92,57 @@ fn mac_for(key: &[u8; 32], name: &str, seq: u64, tag: [u8; 4]) -> HmacSha256 {
     mac
 }
 
-/// A snapshot as the bytes to write before the trailer: its tag, its parts
-/// (`utc2`) and what the MAC covers (the state, and for `utc2` the table,
-/// count and length).
+/// A snapshot as the bytes to write before the trailer: its tag, the parts
+/// it holds (`utc2`) and what the MAC covers (the state, and for `utc2` the
+/// table, count and length).
 fn body(snapshot: Snapshot) -> ([u8; 4], Vec<Vec<u8>>, Vec<u8>) {
     let Snapshot { state, parts, .. } = snapshot;
     if parts.is_empty() {
-        return (TAG, parts, state);
+        return (TAG, Vec::new(), state);
     }
     let mut covered = state;
-    for part in &parts {
-        covered.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        covered.extend_from_slice(&Sha256::digest(part));
+    let mut held = Vec::new();
+    let count = parts.len() as u32;
+    for part in parts {
+        let (entry, bytes) = match part {
+            SnapshotPart::Bytes(bytes) => {
+                let digest = Sha256::digest(&bytes).into();
+                (PartEntry { len: bytes.len() as u64, digest, held_by: None }, Some(bytes))
+            }
+            SnapshotPart::Held(entry) => (entry, None),
+        };
+        let (seq, index, kind) = match entry.held_by {
+            None => (0, 0, 0u8),
+            Some(Holder { seq, index, apart: false }) => (seq, index, 1),
+            Some(Holder { seq, index, apart: true }) => (seq, index, 2),
+        };
+        covered.extend_from_slice(&entry.len.to_le_bytes());
+        covered.extend_from_slice(&entry.digest);
+        covered.extend_from_slice(&seq.to_le_bytes());
+        covered.extend_from_slice(&index.to_le_bytes());
+        covered.push(kind);
+        held.extend(bytes);
     }
-    covered.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+    covered.extend_from_slice(&count.to_le_bytes());
     let length = covered.len() as u64;
     covered.extend_from_slice(&length.to_le_bytes());
-    (PARTED_TAG, parts, covered)
+    (PARTED_TAG, held, covered)
 }
 
-/// Where a parted cache's parts lie (after its tag) and what they hash to.
-struct PartTable(Vec<(u64, usize, [u8; 32])>);
+/// A parted cache's table, and where each part it holds lies after its tag.
+struct PartTable {
+    entries: Vec<PartEntry>,
+    offsets: Vec<u64>,
+}
 
 /// The state of the `utc2` cache whose end (its covered bytes and trailer)
-/// `rest` ends with, its table, and where the covered bytes start in
-/// `rest`, if the MAC holds. What lies before them (all of a cache held as
-/// bytes, nothing of one read from its end) is the parts.
+/// `rest` ends with, the hash it is bound to and its table, if the MAC holds.
 fn unframe_parted(
     key: &[u8; 32],
     name: &str,
     seq: u64,
     rest: &[u8],
-) -> Result<(Vec<u8>, Hash, PartTable, usize), CacheMiss> {
+) -> Result<(Vec<u8>, Hash, PartTable), CacheMiss> {
     let end = rest.len().checked_sub(TRAILER).ok_or(CacheMiss::Forged)?;
     let length_at = end.checked_sub(8).ok_or(CacheMiss::Forged)?;
     let length = u64::from_le_bytes(rest[length_at..end].try_into().map_err(|_| CacheMiss::Forged)?);
@@ -138,20 +159,26 @@ fn unframe_parted(
     let count = u32::from_le_bytes(covered[count_at..].try_into().map_err(|_| CacheMiss::Forged)?) as usize;
     let table_at =
         count.checked_mul(PART_ENTRY).and_then(|t| count_at.checked_sub(t)).ok_or(CacheMiss::Forged)?;
+    let mut table = PartTable { entries: Vec::with_capacity(count), offsets: Vec::with_capacity(count) };
     let mut at = 0u64;
-    let table = covered[table_at..count_at]
-        .chunks_exact(PART_ENTRY)
-        .map(|entry| {
-            let len = u64::from_le_bytes(entry[..8].try_into().unwrap_or_default());
-            let digest: [u8; 32] = entry[8..].try_into().unwrap_or_default();
-            let place = (at, usize::try_from(len).unwrap_or(usize::MAX), digest);
+    for entry in covered[table_at..count_at].chunks_exact(PART_ENTRY) {
+        let number = |range: std::ops::Range<usize>| {
+            entry[range].iter().rev().fold(0u64, |n, byte| n << 8 | u64::from(*byte))
+        };
+        let len = number(0..8);
+        let held_by = match entry[52] {
+            0 => None,
+            kind => Some(Holder { seq: number(40..48), index: number(48..52) as u32, apart: kind == 2 }),
+        };
+        table.offsets.push(at);
+        if held_by.is_none() {
             at = at.saturating_add(len);
-            place
-        })
-        .collect();
+        }
+        table.entries.push(PartEntry { len, digest: entry[8..40].try_into().unwrap_or_default(), held_by });
+    }
     let mut bound = [0; 32];
     bound.copy_from_slice(hash);
-    Ok((covered[..table_at].to_vec(), bound, PartTable(table), start))
+    Ok((covered[..table_at].to_vec(), bound, table))
 }
 
 /// A cache's bytes, read in pieces: a file's, or bytes kept whole.
@@ -176,17 +203,27 @@ impl Source for &[u8] {
     }
 }
 
-impl Source for (std::fs::File, u64) {
+impl Source for Opened {
     fn len(&self) -> u64 {
-        self.1
+        match self {
+            Opened::Bad => 0,
+            Opened::Bytes(bytes) => bytes.len() as u64,
+            Opened::File(_, _, len) => *len,
+        }
     }
 
     fn read_at(&mut self, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
         use std::io::Seek;
-        let mut bytes = vec![0; len];
-        self.0.seek(std::io::SeekFrom::Start(at))?;
-        self.0.read_exact(&mut bytes)?;
-        Ok(bytes)
+        match self {
+            Opened::Bad => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            Opened::Bytes(bytes) => bytes.as_slice().read_at(at, len),
+            Opened::File(_, file, _) => {
+                let mut bytes = vec![0; len];
+                file.seek(std::io::SeekFrom::Start(at))?;
+                file.read_exact(&mut bytes)?;
+                Ok(bytes)
+            }
+        }
     }
 }
 
@@ -218,59 +255,157 @@ fn read_framed(source: &mut impl Source) -> std::io::Result<Option<Framed>> {
     Ok(Some((tag, source.read_at(from, len)?)))
 }
 
-/// Parts `which` of the parted cache of `name` at `seq` in `source`, each
-/// checked against the table of an authentic cache bound to the record the
-/// log holds at `seq` (`hash_at`).
+/// Why a read of parts stopped: the store failed, or a cache is a miss.
+enum Stop {
+    Store(StoreError),
+    Miss,
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Stop {
+        Stop::Store(e)
+    }
+}
+
+/// The table of the parted cache of `name` at `seq` in `source`, if it is
+/// authentic and bound to the record the log holds at `seq` (`hash_at`).
+fn table_in(
+    key: &[u8; 32],
+    name: &str,
+    seq: u64,
+    source: &mut Opened,
+    hash_at: &mut impl FnMut(u64) -> Result<Option<Hash>, StoreError>,
+) -> Result<PartTable, Stop> {
+    let read = match read_framed(source) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+        Err(e) => return Err(Stop::Store(source.io(e))),
+    };
+    let Some((PARTED_TAG, rest)) = read else { return Err(Stop::Miss) };
+    let (_, hash, table) = unframe_parted(key, name, seq, &rest).map_err(|_| Stop::Miss)?;
+    if hash_at(seq)? != Some(hash) {
+        return Err(Stop::Miss);
+    }
+    Ok(table)
+}
+
+/// The bytes of a part `entry` places at `at` in `source`, if they hash to its digest.
+fn part_at(source: &mut Opened, at: u64, entry: &PartEntry) -> Result<Vec<u8>, Stop> {
+    let len = usize::try_from(entry.len).map_err(|_| Stop::Miss)?;
+    let bytes = match source.read_at(4 + at, len) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Stop::Miss),
+        Err(e) => return Err(Stop::Store(source.io(e))),
+    };
+    if Sha256::digest(&bytes)[..] != entry.digest {
+        return Err(Stop::Miss);
+    }
+    Ok(bytes)
+}
+
+/// Where the parts that snapshots of `name` hold apart are kept, each
+/// under the seq of the snapshot that wrote them.
+pub fn parts_holder(name: &str) -> String {
+    format!("parts/{name}")
+}
+
+/// Parts `which` of the parted cache of `name` at `seq`: each from the
+/// cache that holds it (`open(name, seq)`), checked against the digest in
+/// the table of the one asked for, every cache read authentic and bound to
+/// the log (`hash_at`). `None`: a miss.
 fn read_parts(
     key: &Key,
     name: &str,
     seq: u64,
-    source: &mut impl Source,
     which: &[u32],
-    hash_at: impl FnOnce(u64) -> Result<Option<Hash>, StoreError>,
-    io: impl Fn(std::io::Error) -> StoreError,
-) -> Result<Result<Vec<Vec<u8>>, CacheMiss>, StoreError> {
-    let key = match key {
-        Ok(key) => key,
-        Err(why) => return Ok(Err(CacheMiss::NoKey(why.clone()))),
-    };
-    let Some((PARTED_TAG, rest)) = read_framed(source).map_err(&io)? else {
-        return Ok(Err(CacheMiss::Forged));
-    };
-    let (_, hash, PartTable(table), _) = match unframe_parted(key, name, seq, &rest) {
-        Ok(unframed) => unframed,
-        Err(miss) => return Ok(Err(miss)),
-    };
-    if hash_at(seq)? != Some(hash) {
-        return Ok(Err(CacheMiss::OtherHistory));
-    }
-    let mut parts = Vec::with_capacity(which.len());
-    for &part in which {
-        let Some(&(at, len, digest)) = table.get(part as usize) else { return Ok(Err(CacheMiss::Forged)) };
-        let bytes = match source.read_at(4 + at, len) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Err(CacheMiss::Forged)),
-            Err(e) => return Err(io(e)),
-        };
-        if Sha256::digest(&bytes)[..] != digest {
-            return Ok(Err(CacheMiss::Forged));
+    mut open: impl FnMut(&str, u64) -> Result<Option<Opened>, StoreError>,
+    mut hash_at: impl FnMut(u64) -> Result<Option<Hash>, StoreError>,
+) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+    let Ok(key) = key else { return Ok(None) };
+    let holder_name = parts_holder(name);
+    let mut read = || -> Result<Vec<Vec<u8>>, Stop> {
+        let mut source = open(name, seq)?.ok_or(Stop::Miss)?;
+        let table = table_in(key, name, seq, &mut source, &mut hash_at)?;
+        let mut holders: BTreeMap<(bool, u64), (Opened, PartTable)> = BTreeMap::new();
+        let mut parts = Vec::with_capacity(which.len());
+        for &part in which {
+            let entry = table.entries.get(part as usize).ok_or(Stop::Miss)?;
+            let bytes = match entry.held_by {
+                None => part_at(&mut source, table.offsets[part as usize], entry)?,
+                Some(Holder { seq: holder, index, apart }) => {
+                    let at = (apart, holder);
+                    if !holders.contains_key(&at) {
+                        let which_name = if apart { holder_name.as_str() } else { name };
+                        let mut opened = open(which_name, holder)?.ok_or(Stop::Miss)?;
+                        let table = table_in(key, which_name, holder, &mut opened, &mut hash_at)?;
+                        holders.insert(at, (opened, table));
+                    }
+                    let (opened, table) = holders.get_mut(&at).ok_or(Stop::Miss)?;
+                    // Held where it was written: a part held by another is not followed further.
+                    match table.entries.get(index as usize) {
+                        Some(held) if held.held_by.is_none() => {}
+                        _ => return Err(Stop::Miss),
+                    }
+                    part_at(opened, table.offsets[index as usize], entry)?
+                }
+            };
+            parts.push(bytes);
         }
-        parts.push(bytes);
+        Ok(parts)
+    };
+    match read() {
+        Ok(parts) => Ok(Some(parts)),
+        Err(Stop::Miss) => Ok(None),
+        Err(Stop::Store(e)) => Err(e),
     }
-    Ok(Ok(parts))
 }
 
-/// [`read_parts`] over a cache held as bytes (in memory, or a table's row).
+/// The table of the parted cache of `name` at `seq` in `source`; `None`: a
+/// miss, or a cache without parts.
+fn read_table(
+    key: &Key,
+    name: &str,
+    seq: u64,
+    source: Option<Opened>,
+    mut hash_at: impl FnMut(u64) -> Result<Option<Hash>, StoreError>,
+) -> Result<Option<Vec<PartEntry>>, StoreError> {
+    let (Ok(key), Some(mut source)) = (key, source) else { return Ok(None) };
+    match table_in(key, name, seq, &mut source, &mut hash_at) {
+        Ok(table) => Ok(Some(table.entries)),
+        Err(Stop::Miss) => Ok(None),
+        Err(Stop::Store(e)) => Err(e),
+    }
+}
+
+/// Caches held as bytes (a table's rows), by name and seq, with the log's
+/// hash at that seq.
+pub(crate) type Rows = BTreeMap<(String, u64), (Vec<u8>, Option<Hash>)>;
+
+/// [`Snapshots::parts`] over caches held as bytes.
 pub(crate) fn parts_in(
     key: &Key,
     name: &str,
     seq: u64,
-    mut framed: &[u8],
+    rows: &Rows,
     which: &[u32],
-    hash_at: Option<Hash>,
-) -> Result<Vec<Vec<u8>>, CacheMiss> {
-    let io = |e: std::io::Error| StoreError::Task(e.to_string());
-    read_parts(key, name, seq, &mut framed, which, |_| Ok(hash_at), io).unwrap_or(Err(CacheMiss::Forged))
+) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+    let hashes: BTreeMap<u64, Option<Hash>> =
+        rows.iter().map(|((_, seq), (_, hash))| (*seq, *hash)).collect();
+    let open = |name: &str, seq| {
+        Ok(rows.get(&(name.to_owned(), seq)).map(|(bytes, _)| Opened::Bytes(bytes.clone())))
+    };
+    read_parts(key, name, seq, which, open, |seq| Ok(hashes.get(&seq).copied().flatten()))
+}
+
+/// [`Snapshots::table`] over a cache held as bytes, bound to `hash`.
+pub(crate) fn table_of(
+    key: &Key,
+    name: &str,
+    seq: u64,
+    framed: Vec<u8>,
+    hash: Option<Hash>,
+) -> Result<Option<Vec<PartEntry>>, StoreError> {
+    read_table(key, name, seq, Some(Opened::Bytes(framed)), |_| Ok(hash))
 }
 
 /// What names the caches made under `key` among those of other machines
@@ -506,37 +641,37 @@ impl Snapshots {
             None => None,
             Some(Opened::Bad) => unreadable,
             Some(Opened::Bytes(bytes)) => read_framed(&mut bytes.as_slice()).ok().flatten().or(unreadable),
-            Some(Opened::File(path, mut file)) => match read_framed(&mut file) {
+            Some(mut file) => match read_framed(&mut file) {
                 Ok(read) => read.or(unreadable),
                 // Cut short meanwhile: no cache of ours.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => unreadable,
-                Err(source) => return Err(StoreError::Io { path, source }),
+                Err(e) => return Err(file.io(e)),
             },
         })
     }
 
-    /// Parts `which` of the snapshot of `name` at `seq`, each checked
-    /// against the table of that snapshot, authentic and bound to the log
-    /// (`hash_at`); `None`: a miss (gone, replaced, changed, or no key).
+    /// Parts `which` of the snapshot of `name` at `seq`, each read from the
+    /// cache that holds it and checked against the table of the one asked
+    /// for, every one authentic and bound to the log (`hash_at`); `None`: a
+    /// miss (gone, replaced, changed, or no key).
     pub(crate) fn parts(
         &self,
         name: &str,
         seq: u64,
         which: &[u32],
-        hash_at: impl FnOnce(u64) -> Result<Option<Hash>, StoreError>,
+        hash_at: impl FnMut(u64) -> Result<Option<Hash>, StoreError>,
     ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
-        let read = match self.open(name, seq)? {
-            None | Some(Opened::Bad) => return Ok(None),
-            Some(Opened::Bytes(bytes)) => {
-                let io = |e: std::io::Error| StoreError::Task(e.to_string());
-                read_parts(&self.key, name, seq, &mut bytes.as_slice(), which, hash_at, io)?
-            }
-            Some(Opened::File(path, mut file)) => {
-                let io = |source| StoreError::Io { path: path.clone(), source };
-                read_parts(&self.key, name, seq, &mut file, which, hash_at, io)?
-            }
-        };
-        Ok(read.ok())
+        read_parts(&self.key, name, seq, which, |name, seq| self.open(name, seq), hash_at)
+    }
+
+    /// The table of the snapshot of `name` at `seq`: where each part is held.
+    pub(crate) fn table(
+        &self,
+        name: &str,
+        seq: u64,
+        hash_at: impl FnMut(u64) -> Result<Option<Hash>, StoreError>,
+    ) -> Result<Option<Vec<PartEntry>>, StoreError> {
+        read_table(&self.key, name, seq, self.open(name, seq)?, hash_at)
     }
 
     /// The snapshot of `name` at `seq`, opened to read.
@@ -570,7 +705,7 @@ impl Snapshots {
                     return Ok(Some(Opened::Bad));
                 }
                 let len = meta.len();
-                Ok(Some(Opened::File(path, (file, len))))
+                Ok(Some(Opened::File(path, file, len)))
             }
         }
     }
@@ -583,7 +718,17 @@ enum Opened {
     /// Kept as bytes.
     Bytes(Vec<u8>),
     /// A file, with its length.
-    File(PathBuf, (std::fs::File, u64)),
+    File(PathBuf, std::fs::File, u64),
+}
+
+impl Opened {
+    /// A failure to read it, named.
+    fn io(&self, source: std::io::Error) -> StoreError {
+        match self {
+            Opened::File(path, ..) => StoreError::Io { path: path.clone(), source },
+            _ => StoreError::Task(format!("reading a cache: {source}")),
+        }
+    }
 }
 
 /// A state staged in memory under `key`, for a store that keeps its caches
@@ -634,7 +779,7 @@ pub(crate) fn unframe(
 ) -> Result<(Vec<u8>, Hash), CacheMiss> {
     let key = key.as_ref().map_err(|why| CacheMiss::NoKey(why.clone()))?;
     if tag == PARTED_TAG {
-        let (state, hash, _, _) = unframe_parted(key, name, seq, &rest)?;
+        let (state, hash, _) = unframe_parted(key, name, seq, &rest)?;
         return Ok((state, hash));
     }
     let at = rest.len().checked_sub(TRAILER).filter(|_| tag == TAG).ok_or(CacheMiss::Forged)?;
@@ -815,7 +960,8 @@ mod tests {
         let snapshots = Snapshots::beside(dir.path(), process_key());
         let name = "aggregate/tenant";
         let parts = vec![vec![1; 30], Vec::new(), vec![3; 20]];
-        snapshots.save(name, Snapshot { seq: 7, state: vec![9, 9], parts: parts.clone() }).unwrap();
+        let saved = parts.iter().cloned().map(SnapshotPart::Bytes).collect();
+        snapshots.save(name, Snapshot { seq: 7, state: vec![9, 9], parts: saved }).unwrap();
         let all = [0, 1, 2];
         assert_eq!(snapshots.parts(name, 7, &all, log).unwrap(), Some(parts));
         assert_eq!(snapshots.load(name, u64::MAX, log).unwrap().map(|s| s.state), Some(vec![9, 9]));

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{big, count, PgStore, Target};
 use crate::record::{check_record, to_nanos, Hash, Record, Sealed, GENESIS_HASH};
 use crate::snapshots::{self, CacheMiss, StagedSnapshot, LOAD_TRIES};
+use crate::PartEntry;
 use crate::{Head, Problem, Snapshot, StoreError, VerifyReport};
 
 /// A record's columns, in the order [`Stored::of`] reads them: `verify`'s
@@ -501,21 +502,43 @@ impl PgStore {
         }
     }
 
-    /// Parts of the cache of `name` at `seq`, read from its row whole and
-    /// checked as the sled store's files are.
+    /// The cache row of `name` at `seq`, and the log's hash at that seq.
+    async fn row(&self, name: &str, seq: u64) -> Result<Option<(Vec<u8>, Option<Hash>)>, StoreError> {
+        let sql = "SELECT bytes FROM caches WHERE key_id = $1 AND name = $2 AND seq = $3";
+        let params: [(&(dyn ToSql + Sync), Type); 3] =
+            [(&self.shared.key_id, Type::BYTEA), (&name, Type::TEXT), (&big(seq), Type::INT8)];
+        let Some(row) = self.rows(sql, &params).await?.into_iter().next() else { return Ok(None) };
+        Ok(Some((self.col(&row, 0)?, self.hash_at(seq).await?)))
+    }
+
+    /// Parts of the cache of `name` at `seq`, read from the rows that hold
+    /// them, whole, and checked as the sled store's files are.
     pub(super) async fn parts(
         &self,
         name: &str,
         seq: u64,
         which: &[u32],
     ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
-        let sql = "SELECT bytes FROM caches WHERE key_id = $1 AND name = $2 AND seq = $3";
-        let params: [(&(dyn ToSql + Sync), Type); 3] =
-            [(&self.shared.key_id, Type::BYTEA), (&name, Type::TEXT), (&big(seq), Type::INT8)];
-        let Some(row) = self.rows(sql, &params).await?.into_iter().next() else { return Ok(None) };
-        let bytes: Vec<u8> = self.col(&row, 0)?;
-        let hash = self.hash_at(seq).await?;
-        Ok(snapshots::parts_in(&self.shared.key, name, seq, &bytes, which, hash).ok())
+        let Some((bytes, hash)) = self.row(name, seq).await? else { return Ok(None) };
+        let Some(table) = snapshots::table_of(&self.shared.key, name, seq, bytes.clone(), hash)? else {
+            return Ok(None);
+        };
+        let mut rows = snapshots::Rows::from([((name.to_owned(), seq), (bytes, hash))]);
+        let holders: std::collections::BTreeSet<(bool, u64)> =
+            which.iter().filter_map(|&i| table.get(i as usize)?.held_by).map(|h| (h.apart, h.seq)).collect();
+        for (apart, holder) in holders {
+            let holder_name = if apart { crate::parts_holder(name) } else { name.to_owned() };
+            if let Some(row) = self.row(&holder_name, holder).await? {
+                rows.insert((holder_name, holder), row);
+            }
+        }
+        snapshots::parts_in(&self.shared.key, name, seq, &rows, which)
+    }
+
+    /// The table of the cache of `name` at `seq`.
+    pub(super) async fn table(&self, name: &str, seq: u64) -> Result<Option<Vec<PartEntry>>, StoreError> {
+        let Some((bytes, hash)) = self.row(name, seq).await? else { return Ok(None) };
+        snapshots::table_of(&self.shared.key, name, seq, bytes, hash)
     }
 
     pub(super) async fn remove(&self, name: &str, seqs: std::ops::Range<u64>) -> Result<(), StoreError> {

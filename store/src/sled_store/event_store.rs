@@ -11,7 +11,7 @@ use super::{Durability, Inner, SledStore};
 use crate::record::{Record, Sealed};
 use crate::snapshots::{CacheMiss, StagedSnapshot};
 use crate::{
-    Append, AppendResult, Appended, EventStore, Head, Problem, Snapshot, StoreError, Transaction,
+    Append, AppendResult, Appended, EventStore, Head, PartEntry, Problem, Snapshot, StoreError, Transaction,
     VerifyReport,
 };
 
@@ -179,6 +179,11 @@ impl EventStore for SledStore {
     ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
         let (name, which) = (name.to_owned(), which.to_vec());
         self.blocking(move |s| s.snapshots.parts(&name, seq, &which, |seq| s.hash_at(seq))).await
+    }
+
+    async fn snapshot_table(&self, name: &str, seq: u64) -> Result<Option<Vec<PartEntry>>, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.snapshots.table(&name, seq, |seq| s.hash_at(seq))).await
     }
 
     async fn snapshot_names(&self) -> Result<Vec<(String, u64)>, StoreError> {
