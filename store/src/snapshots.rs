@@ -333,14 +333,15 @@ fn read_parts(
             let bytes = match entry.held_by {
                 None => part_at(&mut source, table.offsets[part as usize], entry)?,
                 Some(Holder { seq: holder, index, apart }) => {
-                    let at = (apart, holder);
-                    if !holders.contains_key(&at) {
-                        let which_name = if apart { holder_name.as_str() } else { name };
-                        let mut opened = open(which_name, holder)?.ok_or(Stop::Miss)?;
-                        let table = table_in(key, which_name, holder, &mut opened, &mut hash_at)?;
-                        holders.insert(at, (opened, table));
-                    }
-                    let (opened, table) = holders.get_mut(&at).ok_or(Stop::Miss)?;
+                    let (opened, table) = match holders.entry((apart, holder)) {
+                        std::collections::btree_map::Entry::Occupied(held) => held.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            let which_name = if apart { holder_name.as_str() } else { name };
+                            let mut opened = open(which_name, holder)?.ok_or(Stop::Miss)?;
+                            let table = table_in(key, which_name, holder, &mut opened, &mut hash_at)?;
+                            slot.insert((opened, table))
+                        }
+                    };
                     // Held where it was written: a part held by another is not followed further.
                     match table.entries.get(index as usize) {
                         Some(held) if held.held_by.is_none() => {}
