@@ -137,8 +137,10 @@ struct PartTable {
 
 /// The state of the `utc2` cache whose end (its covered bytes and trailer)
 /// `rest` ends with, the hash it is bound to and its table, if the MAC holds.
+/// Without a key (`None`), the MAC is not checked: for a holder, whose parts
+/// the digests of an authentic table check.
 fn unframe_parted(
-    key: &[u8; 32],
+    key: Option<&[u8; 32]>,
     name: &str,
     seq: u64,
     rest: &[u8],
@@ -149,11 +151,13 @@ fn unframe_parted(
     let start =
         usize::try_from(length).ok().and_then(|l| length_at.checked_sub(l)).ok_or(CacheMiss::Forged)?;
     let (hash, tail) = rest[end..].split_at(32);
-    let mut mac = mac_for(key, name, seq, PARTED_TAG);
-    mac.update(&rest[start..end]);
-    mac.update(hash);
-    mac.verify_slice(tail).map_err(|_| CacheMiss::Forged)?;
-    // Authentic from here on: what follows is what this code wrote.
+    if let Some(key) = key {
+        let mut mac = mac_for(key, name, seq, PARTED_TAG);
+        mac.update(&rest[start..end]);
+        mac.update(hash);
+        mac.verify_slice(tail).map_err(|_| CacheMiss::Forged)?;
+    }
+    // Authentic from here on (or, for a holder, checked part by part).
     let covered = &rest[start..length_at];
     let count_at = covered.len().checked_sub(4).ok_or(CacheMiss::Forged)?;
     let count = u32::from_le_bytes(covered[count_at..].try_into().map_err(|_| CacheMiss::Forged)?) as usize;
@@ -269,8 +273,12 @@ impl From<StoreError> for Stop {
 
 /// The table of the parted cache of `name` at `seq` in `source`, if it is
 /// authentic and bound to the record the log holds at `seq` (`hash_at`).
+/// `key` `None` reads the table of a holder: its MAC and binding go
+/// unchecked (a binding older than the live log's records would open the
+/// archive), since every part read from it is checked against the digest
+/// in the authentic table that points at it.
 fn table_in(
-    key: &[u8; 32],
+    key: Option<&[u8; 32]>,
     name: &str,
     seq: u64,
     source: &mut Opened,
@@ -283,7 +291,7 @@ fn table_in(
     };
     let Some((PARTED_TAG, rest)) = read else { return Err(Stop::Miss) };
     let (_, hash, table) = unframe_parted(key, name, seq, &rest).map_err(|_| Stop::Miss)?;
-    if hash_at(seq)? != Some(hash) {
+    if key.is_some() && hash_at(seq)? != Some(hash) {
         return Err(Stop::Miss);
     }
     Ok(table)
@@ -325,7 +333,7 @@ fn read_parts(
     let holder_name = parts_holder(name);
     let mut read = || -> Result<Vec<Vec<u8>>, Stop> {
         let mut source = open(name, seq)?.ok_or(Stop::Miss)?;
-        let table = table_in(key, name, seq, &mut source, &mut hash_at)?;
+        let table = table_in(Some(key), name, seq, &mut source, &mut hash_at)?;
         let mut holders: BTreeMap<(bool, u64), (Opened, PartTable)> = BTreeMap::new();
         let mut parts = Vec::with_capacity(which.len());
         for &part in which {
@@ -338,7 +346,7 @@ fn read_parts(
                         std::collections::btree_map::Entry::Vacant(slot) => {
                             let which_name = if apart { holder_name.as_str() } else { name };
                             let mut opened = open(which_name, holder)?.ok_or(Stop::Miss)?;
-                            let table = table_in(key, which_name, holder, &mut opened, &mut hash_at)?;
+                            let table = table_in(None, which_name, holder, &mut opened, &mut hash_at)?;
                             slot.insert((opened, table))
                         }
                     };
@@ -371,7 +379,7 @@ fn read_table(
     mut hash_at: impl FnMut(u64) -> Result<Option<Hash>, StoreError>,
 ) -> Result<Option<Vec<PartEntry>>, StoreError> {
     let (Ok(key), Some(mut source)) = (key, source) else { return Ok(None) };
-    match table_in(key, name, seq, &mut source, &mut hash_at) {
+    match table_in(Some(key), name, seq, &mut source, &mut hash_at) {
         Ok(table) => Ok(Some(table.entries)),
         Err(Stop::Miss) => Ok(None),
         Err(Stop::Store(e)) => Err(e),
@@ -780,7 +788,7 @@ pub(crate) fn unframe(
 ) -> Result<(Vec<u8>, Hash), CacheMiss> {
     let key = key.as_ref().map_err(|why| CacheMiss::NoKey(why.clone()))?;
     if tag == PARTED_TAG {
-        let (state, hash, _) = unframe_parted(key, name, seq, &rest)?;
+        let (state, hash, _) = unframe_parted(Some(key), name, seq, &rest)?;
         return Ok((state, hash));
     }
     let at = rest.len().checked_sub(TRAILER).filter(|_| tag == TAG).ok_or(CacheMiss::Forged)?;

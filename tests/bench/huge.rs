@@ -189,12 +189,13 @@ pub fn run(dir: &Path, users: usize, environments: usize, rows: &mut Vec<Row>) {
     }
     let (import_secs, import_rss) = timed(import);
     let largest = pages.iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).max().unwrap_or(0);
-    let (_, held_rss) =
-        median_of(1, |_| cli(&import_db, &["user", "update", "--upn", gen::ADMIN, "--title", "Admin"]));
+    // A command reads the parts of the directory it reaches; `env list`, a
+    // view, holds the whole directory and prints a line.
+    let (_, held_rss) = median_of(1, |_| cli(&import_db, &["env", "list"]));
     row(
         "8i",
         format!(
-            "peak RSS of import graph, {users} users in {} files / of a command holding the directory",
+            "peak RSS of import graph, {users} users in {} files / of a view holding the directory (env list)",
             pages.len()
         ),
         import_rss as f64 / held_rss as f64,
