@@ -914,6 +914,35 @@ mod tests {
         assert_eq!(loaded.state, log.load(u64::MAX));
     }
 
+    /// Issue 29: commands at the head, each reaching other users, leave tips
+    /// that hold apart the parts they read and point at the rest; every
+    /// load is the fold, the caches left are the log's, and holders no tip
+    /// points at go.
+    #[test]
+    fn tips_of_loads_in_part_hold_what_they_read_and_stay_the_fold() {
+        let (mut log, seq) = directory_of(Log::new(), 2_000);
+        for n in 0..40u128 {
+            log.append(TenantEvent::UserBlocked { id: uuid::Uuid::from_u128(1000 + n * 37 % 2000) });
+            let loaded: Loaded<Tenant> =
+                log.rt.block_on(load_parted(&log.store, "tenant", u64::MAX)).unwrap();
+            let absent = loaded.state.absent_parts().len();
+            assert!(absent > 0, "a load in part after {n} blocks read every part");
+        }
+        let names = log.rt.block_on(log.store.snapshot_names()).unwrap();
+        let tips: Vec<u64> =
+            names.iter().filter(|(n, s)| n == "aggregate/tenant" && *s > seq).map(|(_, s)| *s).collect();
+        let holders = names.iter().filter(|(n, _)| n == "parts/aggregate/tenant").count();
+        assert_eq!(tips.len(), 1, "one sliding tip: {names:?}");
+        assert!((1..=10).contains(&holders), "holders a tip points at, not one a load: {names:?}");
+        let table = log.rt.block_on(log.store.snapshot_table("aggregate/tenant", tips[0])).unwrap().unwrap();
+        assert!(table.iter().all(|entry| entry.held_by.is_some()), "a tip holds no part itself");
+        assert_eq!(
+            log.load(u64::MAX),
+            log.rt.block_on(load(&log.store, "tenant", u64::MAX, Snapshots::Ignore)).unwrap().0
+        );
+        assert_eq!(log.rt.block_on(check_caches(&log.store)).unwrap(), Vec::new());
+    }
+
     /// A part of the directory's snapshot changed on disk: a load that
     /// reaches it cannot read it and folds the log instead, and the check of
     /// the caches names it.

@@ -43,7 +43,59 @@ both!(
     a_handle_another_writer_overtook_is_decided_by_the_log_not_by_what_it_last_wrote,
     a_log_read_in_pages_is_the_log_and_a_read_sees_the_handles_own_appends,
     a_snapshot_s_parts_are_read_one_at_a_time_and_a_changed_byte_anywhere_is_a_miss,
+    a_part_held_by_another_cache_is_read_there_and_checked_by_the_digest_that_points_at_it,
 );
+
+/// Issue 29: a tip points at parts that another cache holds (a snapshot of
+/// its series, or a holder apart); each is read there and checked against
+/// the digest in the tip's own authentic table, so a holder changed or gone
+/// is a miss of that part, never other bytes.
+async fn a_part_held_by_another_cache_is_read_there_and_checked_by_the_digest_that_points_at_it<
+    S: Backend,
+>() {
+    use store::{Holder, PartEntry, SnapshotPart};
+    let log = S::fresh().await;
+    for i in 1..=10u128 {
+        log.append(append("tenant", ExpectedVersion::Any, vec![event(i)], at(i as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let (name, holder) = ("aggregate/tenant", store::parts_holder("aggregate/tenant"));
+    let bytes = |b: u8, n: usize| vec![b; n];
+    let owned = |parts: &[Vec<u8>]| parts.iter().cloned().map(SnapshotPart::Bytes).collect();
+    let series =
+        Snapshot { seq: 4, state: b"series".to_vec(), parts: owned(&[bytes(1, 300), bytes(2, 200)]) };
+    log.save_snapshot(name, series).await.unwrap();
+    let apart = Snapshot { seq: 6, state: Vec::new(), parts: owned(&[bytes(3, 100), bytes(4, 50)]) };
+    log.save_snapshot(&holder, apart).await.unwrap();
+    let point = |table: Vec<PartEntry>, index: u32, seq: u64, apart: bool| {
+        let entry = table[index as usize].clone();
+        assert_eq!(entry.held_by, None, "held where it was written");
+        SnapshotPart::Held(PartEntry { held_by: Some(Holder { seq, index, apart }), ..entry })
+    };
+    let in_series = point(log.snapshot_table(name, 4).await.unwrap().unwrap(), 1, 4, false);
+    let in_holder = point(log.snapshot_table(&holder, 6).await.unwrap().unwrap(), 0, 6, true);
+    let parts = vec![in_series, in_holder, SnapshotPart::Bytes(bytes(5, 10))];
+    log.save_snapshot(name, Snapshot { seq: 8, state: b"tip".to_vec(), parts }).await.unwrap();
+    let read = log.snapshot_parts(name, 8, &[0, 1, 2]).await.unwrap();
+    assert_eq!(read, Some(vec![bytes(2, 200), bytes(3, 100), bytes(5, 10)]));
+    // A pointer to a pointer is not followed.
+    let table = log.snapshot_table(name, 8).await.unwrap().unwrap();
+    let twice = SnapshotPart::Held(PartEntry {
+        held_by: Some(Holder { seq: 8, index: 0, apart: false }),
+        ..table[0].clone()
+    });
+    log.save_snapshot(name, Snapshot { seq: 9, state: Vec::new(), parts: vec![twice] }).await.unwrap();
+    assert_eq!(log.snapshot_parts(name, 9, &[0]).await.unwrap(), None);
+    // The holder's part changed: a miss of that part, the others read.
+    S::alter_cache(&log, &holder, 6, |b| b[4 + 10] ^= 1).await;
+    assert_eq!(log.snapshot_parts(name, 8, &[1]).await.unwrap(), None);
+    assert_eq!(log.snapshot_parts(name, 8, &[0, 2]).await.unwrap(), Some(vec![bytes(2, 200), bytes(5, 10)]));
+    // Gone: a miss too.
+    log.remove_snapshots(&holder, 0..u64::MAX).await.unwrap();
+    assert_eq!(log.snapshot_parts(name, 8, &[1]).await.unwrap(), None);
+}
 
 /// Issue 29 (8g): a snapshot saved with parts loads without them; each part
 /// is read on its own, checked against the table its MAC covers. A byte
