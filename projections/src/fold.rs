@@ -373,9 +373,12 @@ where
     let spaced = since.spans(base_bytes, 1);
     // A tip of a state read in part costs the parts it read, and points at
     // the others: it is worth saving once the records after its snapshot
-    // made a load read a few parts, which every command would read again.
+    // made a load read a few parts, which every command would read again;
+    // or any, after a snapshot of the series, whose record may have gone to
+    // the archive (opening it to check the binding costs a command 10-20 ms).
+    let worth_a_tip = tail_parts >= TAIL_PARTS || (tail_parts > 0 && tip.is_none());
     if spaced
-        || (replayed.spans(base_bytes, TIPS_PER_SPACING) || tail_parts >= TAIL_PARTS)
+        || (replayed.spans(base_bytes, TIPS_PER_SPACING) || worth_a_tip)
             && store.head().await?.is_none_or(|head| upto >= head.seq)
     {
         // The records folded since the snapshot it started from must be the
