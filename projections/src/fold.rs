@@ -1184,9 +1184,9 @@ mod tests {
         let user = tenant.users.get(&id).unwrap();
         let bytes = bincode::serde::encode_to_vec(user, bincode::config::standard()).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        // A snapshot keeps its users' bytes, authenticated by the store and
+        // A snapshot keeps its users in parts, authenticated by the store and
         // decoded when first reached: bytes of an older encoding would pass the check
-        // and fail there, so a change to User's encoding needs a new
+        // and fail there (a miss, costing a fold from zero), so a change to User's encoding needs a new
         // FRAME_TAG (which turns every older snapshot into a cache miss), and
         // then this constant.
         assert_eq!(hex, USER_ENCODING, "User's encoding changed: change FRAME_TAG, then USER_ENCODING");
