@@ -341,6 +341,11 @@ where
     if whole && !read_parts(store, stream, source, &mut base, &all).await? {
         return Ok(None);
     }
+    // A load in part from a snapshot of the series notes the head first: if
+    // no record of the stream follows the snapshot, the state is the
+    // stream's as of that head too.
+    let stale = !whole && snapshots == Snapshots::Use && tip.is_none() && source.is_some();
+    let head_before = if stale { store.head().await?.map(|head| head.seq) } else { None };
     // A damaged snapshot may claim any version.
     let records = store.read_stream_until(stream, base_version.saturating_add(1), upto).await?;
     // A fold that reached an absent part is void: the part is read into
@@ -362,8 +367,19 @@ where
     };
     let version = records.last().map_or(base_version, |r| r.version);
     let loaded = Loaded { state, version, source };
-    let Some(last) = records.last().filter(|_| snapshots == Snapshots::Use) else {
+    if snapshots == Snapshots::Ignore {
         return Ok(Some(loaded));
+    }
+    // Where a snapshot would be saved: after the records folded, or, for a
+    // load in part that folded none, at the head the log moved on to since
+    // its snapshot of the series, whose record may have gone to the archive
+    // (opening it to check that snapshot's binding costs a command 10-20 ms).
+    let (first, last) = match (records.first(), records.last()) {
+        (Some(first), Some(last)) => (Some(first.seq), last.seq),
+        _ => match head_before.filter(|head| Some(*head) > source) {
+            Some(head) if upto >= head => (None, head),
+            _ => return Ok(Some(loaded)),
+        },
     };
     let replayed = records.iter().fold(Replayed::default(), |sum, record| {
         sum + Replayed { records: 1, bytes: (record.payload.len() + RECORD_OVERHEAD) as u64 }
@@ -374,9 +390,8 @@ where
     // A tip of a state read in part costs the parts it read, and points at
     // the others: it is worth saving once the records after its snapshot
     // made a load read a few parts, which every command would read again;
-    // or any, after a snapshot of the series, whose record may have gone to
-    // the archive (opening it to check the binding costs a command 10-20 ms).
-    let worth_a_tip = tail_parts >= TAIL_PARTS || (tail_parts > 0 && tip.is_none());
+    // or any, after a snapshot of the series (see above).
+    let worth_a_tip = first.is_none() || tail_parts >= TAIL_PARTS || (tail_parts > 0 && tip.is_none());
     if spaced
         || (replayed.spans(base_bytes, TIPS_PER_SPACING) || worth_a_tip)
             && store.head().await?.is_none_or(|head| upto >= head.seq)
@@ -386,20 +401,22 @@ where
         // From the first record folded: the records between the snapshot
         // and it are other streams', and a sparse stream's gap may be most
         // of the log.
-        if store.chain_break(records[0].seq, last.seq).await?.is_some() {
-            return Ok(Some(loaded));
+        if let Some(first) = first {
+            if store.chain_break(first, last).await?.is_some() {
+                return Ok(Some(loaded));
+            }
         }
         let from = source.unwrap_or(0);
         let tip_since = (!spaced).then_some(since);
-        let Some(snapshot) = snapshot_with(store, stream, &loaded, tip_since, last.seq).await? else {
+        let Some(snapshot) = snapshot_with(store, stream, &loaded, tip_since, last).await? else {
             return Ok(Some(loaded));
         };
         let apart = apart_holders(&snapshot);
         store.save_snapshot(&name, snapshot).await?;
         // The tip it started from goes, and so does any newer snapshot it
         // was passed over for (a miss).
-        let first = if tip.is_some() { from } else { from + 1 };
-        store.remove_snapshots(&name, first..last.seq).await?;
+        let replaced = if tip.is_some() { from } else { from + 1 };
+        store.remove_snapshots(&name, replaced..last).await?;
         // Parts held apart for the snapshots it replaces, but for those it
         // points at; those of a newer tip another writer saved meanwhile stay.
         let holder = store::parts_holder(&name);
