@@ -963,6 +963,48 @@ mod tests {
         assert_eq!(log.rt.block_on(check_caches(&log.store)).unwrap(), Vec::new());
     }
 
+    /// Issue 29: after a snapshot of the series, records of other streams
+    /// only (a sync pass): a load in part leaves a tip at the head, pointing
+    /// at the series' parts, so that the next command checks a binding at the
+    /// head rather than one the archive may hold.
+    #[test]
+    fn a_load_in_part_with_nothing_to_fold_leaves_a_tip_at_the_head_the_log_moved_on_to() {
+        let (log, seq) = directory_of(Log::new(), 600);
+        let other = Append {
+            stream: "env/x".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![NewEvent {
+                event_id: uuid::Uuid::from_u128(u128::MAX),
+                event_type: "Other".into(),
+                schema_version: domain::SCHEMA_VERSION,
+                payload: vec![0],
+            }],
+            meta: Metadata {
+                recorded_at: chrono::DateTime::UNIX_EPOCH,
+                actor: "admin".into(),
+                correlation_id: uuid::Uuid::nil(),
+                causation: Causation::Command { name: "test".into() },
+                origin: None,
+            },
+        };
+        let head = log.rt.block_on(log.store.append(other)).unwrap().unwrap().last_seq;
+        let first: Loaded<Tenant> = log.rt.block_on(load_parted(&log.store, "tenant", u64::MAX)).unwrap();
+        assert_eq!(first.source, Some(seq));
+        assert_eq!(log.series(), [seq, head], "a tip at the head");
+        let table = log.rt.block_on(log.store.snapshot_table("aggregate/tenant", head)).unwrap().unwrap();
+        assert!(
+            table.iter().all(|e| e.held_by.is_some_and(|h| h.seq == seq && !h.apart)),
+            "pointing at the series"
+        );
+        let next: Loaded<Tenant> = log.rt.block_on(load_parted(&log.store, "tenant", u64::MAX)).unwrap();
+        assert_eq!(next.source, Some(head));
+        assert_eq!(log.series(), [seq, head], "and no other");
+        assert_eq!(
+            log.load(u64::MAX),
+            log.rt.block_on(load(&log.store, "tenant", u64::MAX, Snapshots::Ignore)).unwrap().0
+        );
+    }
+
     /// A part of the directory's snapshot changed on disk: a load that
     /// reaches it cannot read it and folds the log instead, and the check of
     /// the caches names it.
