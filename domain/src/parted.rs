@@ -151,18 +151,6 @@ impl<K: PartKey, V, const PER_PART: usize> Parted<K, V, PER_PART> {
         replaced
     }
 
-    /// Removes the entry with this key, and returns it.
-    pub fn remove(&mut self, key: &K) -> Option<V> {
-        if !self.reach(key) {
-            return None;
-        }
-        let removed = self.entries.remove(key);
-        if removed.is_some() {
-            self.len -= 1;
-        }
-        removed
-    }
-
     /// Every entry with its key, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.reach_all();
