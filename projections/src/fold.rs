@@ -272,6 +272,26 @@ where
     Ok(which.iter().zip(&parts).all(|(&index, bytes)| state.fill(index, bytes).is_ok()))
 }
 
+/// Reads parts `which` into `loaded`; if one cannot be read (its snapshot
+/// gone or damaged since it was loaded), folds the stream whole from the
+/// log instead, to the head: a lost cache costs time, never a decision.
+pub async fn read_or_refold<A, S>(
+    store: &S,
+    stream: &str,
+    loaded: &mut Loaded<A>,
+    which: &BTreeSet<u32>,
+) -> Result<(), Error>
+where
+    A: Aggregate,
+    S: EventStore + ?Sized,
+{
+    if !read_parts(store, stream, loaded.source, &mut loaded.state, which).await? {
+        let (state, version) = load(store, stream, u64::MAX, Snapshots::Ignore).await?;
+        *loaded = Loaded { state, version, source: None };
+    }
+    Ok(())
+}
+
 /// A stream's state as of log position `upto`, whole, and the stream's version then.
 pub async fn load<A, S>(store: &S, stream: &str, upto: u64, snapshots: Snapshots) -> Result<(A, u64), Error>
 where
@@ -961,6 +981,32 @@ mod tests {
             log.rt.block_on(load(&log.store, "tenant", u64::MAX, Snapshots::Ignore)).unwrap().0
         );
         assert_eq!(log.rt.block_on(check_caches(&log.store)).unwrap(), Vec::new());
+    }
+
+    /// A part a command reaches after its load, damaged on disk since: the
+    /// state is folded from the log instead, whole and at the head.
+    #[test]
+    fn a_part_that_cannot_be_read_after_the_load_makes_the_state_the_logs_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path().join("db"), store::OpenOptions::default()).unwrap();
+        let (mut log, seq) = directory_of(Log::over(store), 600);
+        let mut loaded: Loaded<Tenant> =
+            log.rt.block_on(load_parted(&log.store, "tenant", u64::MAX)).unwrap();
+        assert_eq!(loaded.source, Some(seq));
+        let file = dir.path().join(format!("db/snapshots/6167677265676174652f74656e616e74/{seq:020}"));
+        let mut bytes = std::fs::read(&file).unwrap();
+        let end = bytes.len() - 64;
+        let length = u64::from_le_bytes(bytes[end - 8..end].try_into().unwrap()) as usize;
+        bytes[4..end - 8 - length].fill(0);
+        std::fs::write(&file, &bytes).unwrap();
+        log.append(TenantEvent::UserBlocked { id: uuid::Uuid::from_u128(1000) });
+        let id = uuid::Uuid::from_u128(1005);
+        assert_eq!(loaded.state.users.get(&id), None, "not read yet");
+        let missed = loaded.state.take_misses();
+        log.rt.block_on(read_or_refold(&log.store, "tenant", &mut loaded, &missed)).unwrap();
+        assert_eq!((loaded.source, loaded.version), (None, log.version), "the log's fold, to the head");
+        assert!(loaded.state.users.is_whole() && loaded.state.users.get(&id).is_some());
+        assert!(!loaded.state.users.get(&uuid::Uuid::from_u128(1000)).unwrap().can_sign_in());
     }
 
     /// Issue 29: after a snapshot of the series, records of other streams

@@ -121,3 +121,45 @@ fn a_directory_of_other_files_is_never_turned_into_a_database() {
     assert!(err.contains("holds other files"), "{err}");
     assert_eq!(std::fs::read_dir(&documents).unwrap().count(), 1, "nothing was written next to notes.txt");
 }
+
+/// Issue 29: every part of every directory snapshot zeroed on disk (its
+/// table and MAC intact): a command still decides on the log's directory,
+/// reading it from the log where no part can be read, and `verify` names
+/// each damaged cache.
+#[test]
+fn a_directory_whose_snapshot_parts_are_all_damaged_still_decides_on_the_log_and_verify_names_them() {
+    let mut sb = Sandbox::contoso();
+    for i in 0..300 {
+        sb.ok(&format!("user create --upn user{i}@contoso.onmicrosoft.com --first U --last N{i}"));
+    }
+    sb.ok("user list");
+    let mut damaged = 0;
+    for name in ["aggregate/tenant", "parts/aggregate/tenant"] {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        let Ok(files) = std::fs::read_dir(sb.db().join("snapshots").join(hex)) else { continue };
+        for file in files {
+            let path = file.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            // utc2: tag, parts, covered bytes ending in their length, hash, MAC.
+            let end = bytes.len() - 64;
+            let length = u64::from_le_bytes(bytes[end - 8..end].try_into().unwrap()) as usize;
+            let parts = 4..end - 8 - length;
+            if !parts.is_empty() {
+                bytes[parts].fill(0);
+                std::fs::write(&path, bytes).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 0, "a snapshot holding parts");
+    sb.ok("user update --upn user150@contoso.onmicrosoft.com --last Boss");
+    sb.fails("user create --upn user7@contoso.onmicrosoft.com --first U --last N7", 1);
+    let users = sb.json("user list");
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 301, "the admin and every user");
+    let boss = users.iter().find(|u| u["userPrincipalName"] == "user150@contoso.onmicrosoft.com").unwrap();
+    assert_eq!(boss["surname"], "Boss");
+    let verify = sb.run("verify");
+    assert_eq!(verify.code, 3, "{}{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("has a part that cannot be read"), "{}", verify.stdout);
+}

@@ -180,17 +180,16 @@ impl Shell {
         let done = Shell::retry(move || async move {
             let mut loaded = self.lend_parted().await?;
             crate::timings::phase("loaded the tenant");
-            let version = loaded.version;
             let actor_of = |tenant: &Tenant| match command {
                 TenantCommand::Init { admin, .. } => Ok(admin.upn.clone()),
                 TenantCommand::AcceptInvite { upn } => Ok(upn.clone()),
                 _ => Shell::actor(tenant, actor),
             };
-            let Some(actor) = self.decide_reading(&mut loaded, actor_of).await? else { return Ok(None) };
-            let actor = actor?;
+            let actor = self.decide_reading(&mut loaded, actor_of).await??;
             let now = self.now().await?;
             let decide = |tenant: &Tenant| tenant::decide(tenant, &actor, command, now);
-            let Some(decided) = self.decide_reading(&mut loaded, decide).await? else { return Ok(None) };
+            let decided = self.decide_reading(&mut loaded, decide).await?;
+            let version = loaded.version;
             let meta = self.meta(actor.as_str(), command.name(), correlation_id, now);
             let decided = decided.map(|events| {
                 vec![(tenant::STREAM.to_owned(), version, events.into_iter().map(Event::Tenant).collect())]

@@ -144,31 +144,20 @@ impl Shell {
 
     /// Runs `attempt` (a decision) on `loaded` until it reaches no part not
     /// read, reading those it reached: a result that rests on a part not
-    /// read is void. `None`: a part could not be read (its snapshot is gone
-    /// since): load again.
+    /// read is void. A part that cannot be read (its snapshot gone or
+    /// damaged since) costs a fold of the directory from the log.
     pub(super) async fn decide_reading<T>(
         &self,
         loaded: &mut Loaded<Tenant>,
         mut attempt: impl FnMut(&Tenant) -> T,
-    ) -> Result<Option<T>, CliError> {
+    ) -> Result<T, CliError> {
         loop {
             let outcome = attempt(&loaded.state);
             let missed = loaded.state.take_misses();
             if missed.is_empty() {
-                return Ok(Some(outcome));
+                return Ok(outcome);
             }
-            let source = loaded.source;
-            if !projections::fold::read_parts(
-                &*self.store,
-                tenant::STREAM,
-                source,
-                &mut loaded.state,
-                &missed,
-            )
-            .await?
-            {
-                return Ok(None);
-            }
+            projections::fold::read_or_refold(&*self.store, tenant::STREAM, loaded, &missed).await?;
         }
     }
 
