@@ -172,6 +172,12 @@ impl<K: PartKey, V, const PER_PART: usize> Parted<K, V, PER_PART> {
         self.source_parts
     }
 
+    /// Takes the layout a snapshot of it now has as its source's: once saved,
+    /// the new snapshot is where its absent parts are read.
+    pub fn saved(&mut self) {
+        self.source_parts = self.layout();
+    }
+
     /// The absent parts.
     pub fn absent(&self) -> impl Iterator<Item = u32> + '_ {
         self.absent.iter().copied()

@@ -658,6 +658,14 @@ impl Tenant {
         Ok(all)
     }
 
+    /// Makes the snapshot just saved of it the source its absent parts are
+    /// read from: a map read whole may have been laid out anew.
+    pub fn saved(&mut self) {
+        self.users.saved();
+        self.upns.saved();
+        self.groups.saved();
+    }
+
     /// The parts not read yet, as indexes of the source snapshot's list.
     pub fn absent_parts(&self) -> Vec<u32> {
         let [_, users, upns, _] = self.offsets();
