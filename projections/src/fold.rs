@@ -377,9 +377,14 @@ where
     let records = store.read_stream_until(stream, base_version.saturating_add(1), upto).await?;
     // A fold that reached an absent part is void: the part is read into
     // the base, and the records are folded again.
+    // The first fold goes into a copy of the head alone, which costs little;
+    // once the parts it reached are read, the base itself is folded: a
+    // second miss (a fold whose path the parts read changed) loads again.
     let mut tail_parts = 0;
+    let mut first_round = true;
     let state = loop {
-        let mut state = if base.absent_parts().is_empty() { std::mem::take(&mut base) } else { base.clone() };
+        let copy = first_round && !base.absent_parts().is_empty();
+        let mut state = if copy { base.clone() } else { std::mem::take(&mut base) };
         for record in &records {
             state.fold(event_of(record)?, stamp_of(record));
         }
@@ -387,6 +392,10 @@ where
         if missed.is_empty() {
             break state;
         }
+        if !copy {
+            return Ok(None);
+        }
+        first_round = false;
         tail_parts += missed.len();
         if !read_parts(store, stream, source, &mut base, &missed).await? {
             return Ok(None);
