@@ -40,7 +40,7 @@ pub struct Tenant {
     /// Security groups by object id, read a part at a time.
     pub groups: Groups,
     /// Lower-case UPN to the newest user that has it, read a part at a time.
-    upns: Parted<String, Uuid, 2048>,
+    upns: Parted<String, Uuid, 512>,
     /// Lower-case group name to group id.
     group_names: BTreeMap<String, Uuid>,
     /// Environments by lower-case name: their ids (each has its own stream).
@@ -64,9 +64,9 @@ pub struct TenantInfo {
     pub admin: Uuid,
 }
 
-/// Every user ever created, by object id: parts of some 256 users (about
-/// 80 KB), so that a command reads a few of them.
-pub type Users = Parted<Uuid, User, 256>;
+/// Every user ever created, by object id: parts of some 64 users (about
+/// 20 KB), so that a command reads and decodes a few of them.
+pub type Users = Parted<Uuid, User, 64>;
 
 /// Security groups by object id: a group may hold tens of thousands of
 /// members, so a part holds a few groups.
