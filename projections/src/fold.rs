@@ -796,6 +796,17 @@ mod tests {
     use domain::events::{SkuKind, TenantEvent};
     use store::{Append, Causation, ExpectedVersion, Metadata, NewEvent, SledStore};
 
+    /// What the tests' appends are stamped with.
+    fn test_meta() -> Metadata {
+        Metadata {
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            actor: "admin".into(),
+            correlation_id: uuid::Uuid::nil(),
+            causation: Causation::Command { name: "test".into() },
+            origin: None,
+        }
+    }
+
     /// A store whose tenant stream holds one SKU and `changes` seat changes,
     /// one append each, and the runtime that drives it.
     struct Log {
@@ -827,13 +838,7 @@ mod tests {
                     schema_version: domain::SCHEMA_VERSION,
                     payload: events::encode(&event).unwrap(),
                 }],
-                meta: Metadata {
-                    recorded_at: chrono::DateTime::UNIX_EPOCH,
-                    actor: "admin".into(),
-                    correlation_id: uuid::Uuid::nil(),
-                    causation: Causation::Command { name: "test".into() },
-                    origin: None,
-                },
+                meta: test_meta(),
             };
             self.rt.block_on(self.store.append(append)).unwrap().unwrap();
             self.version += 1;
@@ -1054,13 +1059,7 @@ mod tests {
                 schema_version: domain::SCHEMA_VERSION,
                 payload: vec![0],
             }],
-            meta: Metadata {
-                recorded_at: chrono::DateTime::UNIX_EPOCH,
-                actor: "admin".into(),
-                correlation_id: uuid::Uuid::nil(),
-                causation: Causation::Command { name: "test".into() },
-                origin: None,
-            },
+            meta: test_meta(),
         };
         let head = log.rt.block_on(log.store.append(other)).unwrap().unwrap().last_seq;
         let first: Loaded<Tenant> = log.rt.block_on(load_parted(&log.store, "tenant", u64::MAX)).unwrap();

@@ -902,6 +902,20 @@ mod tests {
         Ok((seq <= 100).then(|| bound(seq)))
     }
 
+    /// Runs `check` with each byte of the file at `path` flipped in turn;
+    /// returns the file's bytes, as it leaves it.
+    fn each_byte_flipped(path: &Path, mut check: impl FnMut(usize)) -> Vec<u8> {
+        let bytes = std::fs::read(path).unwrap();
+        for at in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            std::fs::write(path, &changed).unwrap();
+            check(at);
+        }
+        std::fs::write(path, &bytes).unwrap();
+        bytes
+    }
+
     fn miss(snapshots: &Snapshots, name: &str, seq: u64) -> Option<CacheMiss> {
         snapshots.check(name, seq, log).unwrap().and_then(Result::err)
     }
@@ -914,14 +928,10 @@ mod tests {
         snapshots.save(name, Snapshot { seq: 7, state: vec![1, 2, 3], parts: Vec::new() }).unwrap();
         assert_eq!(miss(&snapshots, name, 7), None);
         let path = dir.path().join("snapshots").join(hex(name)).join(file_name(7));
-        let bytes = std::fs::read(&path).unwrap();
-        for at in 0..bytes.len() {
-            let mut changed = bytes.clone();
-            changed[at] ^= 0x01;
-            std::fs::write(&path, &changed).unwrap();
+        let bytes = each_byte_flipped(&path, |at| {
             assert_eq!(miss(&snapshots, name, 7), Some(CacheMiss::Forged), "byte {at}");
             assert_eq!(snapshots.load(name, u64::MAX, log).unwrap(), None);
-        }
+        });
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert_eq!(miss(&snapshots, name, 7), Some(CacheMiss::Forged), "cut short");
         std::fs::write(&path, &bytes).unwrap();
@@ -975,15 +985,11 @@ mod tests {
         assert_eq!(snapshots.parts(name, 7, &all, log).unwrap(), Some(parts));
         assert_eq!(snapshots.load(name, u64::MAX, log).unwrap().map(|s| s.state), Some(vec![9, 9]));
         let path = dir.path().join("snapshots").join(hex(name)).join(file_name(7));
-        let bytes = std::fs::read(&path).unwrap();
-        for at in 0..bytes.len() {
-            let mut changed = bytes.clone();
-            changed[at] ^= 0x01;
-            std::fs::write(&path, &changed).unwrap();
+        let bytes = each_byte_flipped(&path, |at| {
             let missed =
                 miss(&snapshots, name, 7).is_some() || snapshots.parts(name, 7, &all, log).unwrap().is_none();
             assert!(missed, "byte {at}");
-        }
+        });
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert_eq!(miss(&snapshots, name, 7), Some(CacheMiss::Forged), "cut short");
     }

@@ -29,6 +29,18 @@ macro_rules! both {
     };
 }
 
+/// A new log of ten records of the tenant stream, one append each.
+async fn ten_records<S: Backend>() -> super::fixture::Log<S> {
+    let log = S::fresh().await;
+    for i in 1..=10u128 {
+        log.append(append("tenant", ExpectedVersion::Any, vec![event(i)], at(i as i64)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    log
+}
+
 both!(
     appends_are_gapless_versioned_chained_and_read_back_every_way,
     a_wrong_expected_version_names_both_versions_and_writes_nothing,
@@ -54,13 +66,7 @@ async fn a_part_held_by_another_cache_is_read_there_and_checked_by_the_digest_th
     S: Backend,
 >() {
     use store::{Holder, PartEntry, SnapshotPart};
-    let log = S::fresh().await;
-    for i in 1..=10u128 {
-        log.append(append("tenant", ExpectedVersion::Any, vec![event(i)], at(i as i64)))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    let log = ten_records::<S>().await;
     let (name, holder) = ("aggregate/tenant", store::parts_holder("aggregate/tenant"));
     let bytes = |b: u8, n: usize| vec![b; n];
     let owned = |parts: &[Vec<u8>]| parts.iter().cloned().map(SnapshotPart::Bytes).collect();
@@ -102,13 +108,7 @@ async fn a_part_held_by_another_cache_is_read_there_and_checked_by_the_digest_th
 /// changed in a part, the table or the state makes a miss of what it
 /// touches: the part read, or the whole snapshot.
 async fn a_snapshot_s_parts_are_read_one_at_a_time_and_a_changed_byte_anywhere_is_a_miss<S: Backend>() {
-    let log = S::fresh().await;
-    for i in 1..=10u128 {
-        log.append(append("tenant", ExpectedVersion::Any, vec![event(i)], at(i as i64)))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    let log = ten_records::<S>().await;
     let name = "aggregate/tenant";
     let parts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
     let state = b"the head".to_vec();
@@ -349,13 +349,7 @@ async fn a_transaction_lands_its_appends_once_committed_and_none_if_the_log_move
 }
 
 async fn a_snapshot_round_trips_and_one_altered_or_of_another_history_is_a_miss<S: Backend>() {
-    let log = S::fresh().await;
-    for i in 1..=10u128 {
-        log.append(append("tenant", ExpectedVersion::Any, vec![event(i)], at(i as i64)))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    let log = ten_records::<S>().await;
     let name = "aggregate/tenant";
     for seq in [4, 8] {
         log.save_snapshot(name, Snapshot { seq, state: vec![seq as u8; 100], parts: Vec::new() })
@@ -407,13 +401,7 @@ async fn a_snapshot_round_trips_and_one_altered_or_of_another_history_is_a_miss<
 }
 
 async fn l3_verify_passes_then_names_a_record_whose_body_was_changed<S: Backend>() {
-    let log = S::fresh().await;
-    for i in 1..=10u128 {
-        log.append(append("tenant", ExpectedVersion::Any, vec![event(i)], at(i as i64)))
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    let log = ten_records::<S>().await;
     let report = log.verify().await.unwrap();
     assert_eq!((report.records, report.problem), (10, None));
     assert_eq!(log.chain_break(1, 10).await.unwrap(), None);
