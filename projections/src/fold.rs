@@ -375,11 +375,10 @@ where
     let head_before = if stale { store.head().await?.map(|head| head.seq) } else { None };
     // A damaged snapshot may claim any version.
     let records = store.read_stream_until(stream, base_version.saturating_add(1), upto).await?;
-    // A fold that reached an absent part is void: the part is read into
-    // the base, and the records are folded again.
-    // The first fold goes into a copy of the head alone, which costs little;
-    // once the parts it reached are read, the base itself is folded: a
-    // second miss (a fold whose path the parts read changed) loads again.
+    // A fold that reached an absent part is void: the part is read into the
+    // base and the records are folded again. The first fold goes into a
+    // copy of the head, which costs little; the second into the base
+    // itself, and a miss then (the parts read led it elsewhere) loads again.
     let mut tail_parts = 0;
     let mut first_round = true;
     let state = loop {
