@@ -156,6 +156,10 @@ async fn archives_and_answers_as_before(archiving: Archiving) {
         write(&fresh, 601 + round * 60..661 + round * 60);
         assert_eq!(answers(&store).await, answers(&fresh).await, "round {round}");
         assert_eq!(store.verify().await.unwrap().problem, None);
+        // Each seal merged this round's event ids into the archive's: a
+        // retry of the round's first call is known there.
+        let retried = store.append_all_blocking(&[call(601 + round * 60)]).unwrap().unwrap();
+        assert!(retried[0].was_retry && retried[0].last_seq <= store.archived_upto(), "{retried:?}");
     }
     assert!(!path.join("live.next").exists() && !path.join("live.old").exists());
 }
