@@ -573,7 +573,16 @@ where
     A: Aggregate,
     S: EventStore + ?Sized,
 {
-    Ok(store.save_snapshot(&series_name(stream), snapshot_of(state, version, seq)?).await?)
+    save_encoded(store, stream, snapshot_of(state, version, seq)?).await
+}
+
+/// Saves a snapshot of `stream` that [`snapshot_of`] encoded, as [`save`] does.
+pub async fn save_encoded<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &str,
+    snapshot: Snapshot,
+) -> Result<(), Error> {
+    Ok(store.save_snapshot(&series_name(stream), snapshot).await?)
 }
 
 /// A whole state as [`save`] stores it at `seq`: CPU work a writer may do

@@ -490,3 +490,41 @@ fn import_reports_each_skus_kind_and_why() {
     let out = sb.ok(&format!("import graph --users {users} --skus {skus}"));
     assert!(out.contains("SKU EXTRA_PRO: office, kept from before (this export reads d365: service plan DYN365_ENTERPRISE_SALES"), "{out}");
 }
+
+/// S1: a first pass of more changes than one transaction holds leaves the
+/// environment's snapshot, folded beside the appends as they land: `verify`
+/// finds it the fold of the log at the pass's last record, and the view
+/// that starts from it lists every record.
+#[test]
+fn s1_a_large_first_pass_leaves_the_snapshot_its_records_fold_to() {
+    const USERS: usize = 2_500; // three of the pass's transactions
+    let mut sb = Sandbox::contoso();
+    let users: Vec<Value> = (0..USERS)
+        .map(|i| {
+            let (id, upn) = (format!("0b8c1a2e-0000-4000-8000-{i:012}"), format!("u{i}@contoso.onmicrosoft.com"));
+            user(&id, &upn, "U", Value::Null, &[SALES_SKU])
+        })
+        .collect();
+    let skus = json!([{ "skuId": SALES_SKU, "skuPartNumber": "DYN365_ENTERPRISE_SALES",
+                        "prepaidUnits": { "enabled": 3_000 }, "consumedUnits": USERS }]);
+    let (users_file, skus_file) = (sb.dir().join("users.json"), sb.dir().join("skus.json"));
+    std::fs::write(&users_file, json!({ "value": users }).to_string()).unwrap();
+    std::fs::write(&skus_file, skus.to_string()).unwrap();
+    sb.ok(&format!(
+        "import graph --keep-missing --users {} --skus {}",
+        users_file.display(),
+        skus_file.display()
+    ));
+    sb.ok("env create --name Big --type production");
+    let pass = sb.json("sync --env Big");
+    assert_eq!(pass[0]["added"], USERS + 1, "and the admin");
+    let last = pass[0]["lastSeq"].as_u64().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let names = runtime.block_on(async { sb.shell(None).await.store.snapshot_names().await.unwrap() });
+    let env_snapshot = |(name, seq): &(String, u64)| name.starts_with("aggregate/env/") && *seq == last;
+    assert!(names.iter().any(env_snapshot), "a snapshot at the pass's last record: {names:?}");
+    let verified = sb.json("verify");
+    assert_eq!((&verified["ok"], &verified["caches"]), (&json!(true), &json!([])), "{verified}");
+    let rows = sb.json("systemusers --env Big");
+    assert!(rows.as_array().unwrap().len() > USERS, "{} rows", rows.as_array().unwrap().len());
+}

@@ -108,7 +108,9 @@ impl Shell {
             // A large pass leaves a snapshot behind, so that the next reader
             // of this environment does not replay it; otherwise the table
             // goes now, before the pass's records are written.
-            let mut after = (written >= projections::fold::SNAPSHOT_AFTER).then_some(env);
+            let changes = std::sync::Arc::new(changes);
+            let after = (written >= projections::fold::SNAPSHOT_AFTER)
+                .then(|| Beside::start(env, changes.clone(), version, now));
             let mut expected = version;
             for chunk in changes.chunks(SYNC_CHUNK) {
                 let mut appends = Vec::with_capacity(chunk.len());
@@ -143,20 +145,19 @@ impl Shell {
                         return self.lost_race(rejection);
                     }
                 };
-                if let Some(state) = after.as_mut() {
-                    for (change, landed) in chunk.iter().zip(&appended) {
-                        for (event, seq) in change.events.iter().zip(landed.first_seq..) {
-                            state.apply(event, domain::events::Stamp { seq, at: now });
-                        }
-                    }
+                if let Some(after) = &after {
+                    after.landed(appended.iter().map(|a| a.first_seq).collect());
                 }
                 report.first_seq = report.first_seq.or(appended.first().map(|a| a.first_seq));
                 report.last_seq = appended.last().map(|a| a.last_seq).or(report.last_seq);
                 report.changed.extend(chunk.iter().map(|c| c.upn.clone()));
                 chunk.iter().for_each(|c| report.counts.count(c));
             }
-            if let (Some(state), Some(last)) = (after, report.last_seq) {
-                projections::fold::save(&*self.store, &stream, &state, expected, last).await?;
+            if let Some(snapshot) = match after {
+                Some(after) => after.finish().await?,
+                None => None,
+            } {
+                projections::fold::save_encoded(&*self.store, &stream, snapshot).await?;
             }
             let mark = SyncMark { tenant: *tenant_version, environment: expected, dataverse };
             // Bound to the log's head now (the store's framing: a mark
@@ -175,6 +176,57 @@ impl Shell {
     async fn sync_mark(&self, stream: &str) -> Result<Option<SyncMark>, CliError> {
         let saved = self.store.load_snapshot(&format!("sync/{stream}"), u64::MAX).await?;
         Ok(saved.and_then(|s| SyncMark::read(&s.state)))
+    }
+}
+
+/// The SystemUser table after a large pass, folded from the pass's changes
+/// on a thread beside the one that appends them, and encoded there as the
+/// snapshot the pass leaves: the fold and the encoding were a third of a
+/// first pass over 300k users (BENCHMARKS.md, issue 29).
+struct Beside {
+    /// Where each change of the next chunk of [`SYNC_CHUNK`] landed: the
+    /// seq of its first event.
+    landed: std::sync::mpsc::Sender<Vec<u64>>,
+    /// The snapshot, once every landed change is folded (none if none landed).
+    done: tokio::task::JoinHandle<Result<Option<store::Snapshot>, projections::Error>>,
+}
+
+impl Beside {
+    /// Starts folding `changes` into `env`, at `version`, as they land.
+    fn start(
+        mut env: Environment,
+        changes: std::sync::Arc<Vec<sync::SyncChange>>,
+        mut version: u64,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Beside {
+        let (landed, arrivals) = std::sync::mpsc::channel::<Vec<u64>>();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut last = None;
+            for (chunk, firsts) in changes.chunks(SYNC_CHUNK).zip(arrivals) {
+                for (change, first) in chunk.iter().zip(firsts) {
+                    for (event, seq) in change.events.iter().zip(first..) {
+                        env.apply(event, domain::events::Stamp { seq, at });
+                        (version, last) = (version + 1, Some(seq));
+                    }
+                }
+            }
+            last.map(|last| projections::fold::snapshot_of(&env, version, last)).transpose()
+        });
+        Beside { landed, done }
+    }
+
+    /// Notes that the next chunk of changes landed, each one's first event at `firsts`.
+    fn landed(&self, firsts: Vec<u64>) {
+        // Refused only once the fold has ended, which `finish` reports.
+        let _ = self.landed.send(firsts);
+    }
+
+    /// The snapshot of the table with every landed change folded in.
+    async fn finish(self) -> Result<Option<store::Snapshot>, CliError> {
+        drop(self.landed);
+        let done =
+            self.done.await.map_err(|e| CliError::System(format!("the sync pass's fold failed: {e}")))?;
+        Ok(done?)
     }
 }
 
