@@ -501,7 +501,8 @@ fn s1_a_large_first_pass_leaves_the_snapshot_its_records_fold_to() {
     let mut sb = Sandbox::contoso();
     let users: Vec<Value> = (0..USERS)
         .map(|i| {
-            let (id, upn) = (format!("0b8c1a2e-0000-4000-8000-{i:012}"), format!("u{i}@contoso.onmicrosoft.com"));
+            let (id, upn) =
+                (format!("0b8c1a2e-0000-4000-8000-{i:012}"), format!("u{i}@contoso.onmicrosoft.com"));
             user(&id, &upn, "U", Value::Null, &[SALES_SKU])
         })
         .collect();
