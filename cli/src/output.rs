@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 use crate::error::CliError;
 use crate::shell::Done;
 
+/// Paints a line in one colour (ANSI codes around it): [`red`], [`yellow`].
+pub type Paint = fn(&str) -> String;
+
 /// Where a command writes its answer, and in which form.
 pub struct Out<'a> {
     /// `--json`: one JSON document instead of text.
@@ -116,7 +119,7 @@ impl<'a> Out<'a> {
 impl Out<'_> {
     /// Writes one line in a colour, when colour is on. The text is escaped
     /// before it is painted: the colour's own codes are the only ones sent.
-    pub fn colored(&mut self, color: fn(&str) -> String, text: impl AsRef<str>) -> Result<(), CliError> {
+    pub fn colored(&mut self, color: Paint, text: impl AsRef<str>) -> Result<(), CliError> {
         let text = escaped(text.as_ref(), true);
         if self.color {
             return self.verbatim(&color(&text));
@@ -159,9 +162,9 @@ impl Out<'_> {
         &mut self,
         headers: &[&str],
         rows: Vec<Vec<String>>,
-        paint: impl Fn(&[String]) -> Option<fn(&str) -> String>,
+        paint: impl Fn(&[String]) -> Option<Paint>,
     ) -> Result<(), CliError> {
-        let colours: Vec<Option<fn(&str) -> String>> = match self.color {
+        let colours: Vec<Option<Paint>> = match self.color {
             true => rows.iter().map(|r| paint(r)).collect(),
             false => Vec::new(),
         };
@@ -254,7 +257,7 @@ mod tests {
             let mut bytes = Vec::new();
             let mut out = Out { json: false, w: &mut bytes, color, width };
             out.table_painted(&["result", "detail"], rows.clone(), |r| {
-                (r[0] == "FAIL").then_some(red as fn(&str) -> String)
+                (r[0] == "FAIL").then_some(red as Paint)
             })
             .unwrap();
             String::from_utf8(bytes).unwrap()

@@ -372,7 +372,7 @@ pub async fn reconcile(shell: &Shell, env: &str, at: AtArgs, out: &mut Out<'_>) 
         .collect();
     let headers = ["severity", "upn", "field", "expected", "observed", "rule", "evidence (seq)", "advice"];
     out.table_painted(&headers, rows, |row| match row[0].as_str() {
-        "high" => Some(crate::output::red as fn(&str) -> String),
+        "high" => Some(crate::output::red as crate::output::Paint),
         "medium" => Some(crate::output::yellow),
         _ => None,
     })

@@ -90,7 +90,7 @@ pub async fn history(shell: &Shell, view: HistoryArgs, out: &mut Out<'_>) -> Res
     out.table_painted(
         &["seq", "time", "initiated by", "activity", "environment", "targets", "result"],
         rows,
-        |row| row[6].starts_with("rejected").then_some(crate::output::red as fn(&str) -> String),
+        |row| row[6].starts_with("rejected").then_some(crate::output::red as crate::output::Paint),
     )
 }
 
@@ -180,7 +180,7 @@ pub async fn diagnose(
         })
         .collect();
     out.table_painted(&["result", "rule", "check", "detail", "evidence (seq)"], rows, |row| {
-        (row[0] == "FAIL").then_some(crate::output::red as fn(&str) -> String)
+        (row[0] == "FAIL").then_some(crate::output::red as crate::output::Paint)
     })?;
     for advice in &diagnosis.advice {
         out.colored(crate::output::yellow, format!("advice: {advice}"))?;
@@ -470,7 +470,7 @@ fn review_table(several: bool, rows: &[&ReviewRow], out: &mut Out<'_>) -> Result
         false => &["severity", "rule", "upn", "detail", "evidence (seq)", "advice"],
     };
     out.table_painted(headers, table, |row| match row[0].as_str() {
-        "high" => Some(crate::output::red as fn(&str) -> String),
+        "high" => Some(crate::output::red as crate::output::Paint),
         "medium" => Some(crate::output::yellow),
         _ => None,
     })

@@ -59,7 +59,7 @@ fn usertrail(db: &Path, args: &[&str]) -> Ran {
         .arg("--db")
         .arg(db)
         .env("USERTRAIL_LOCK_TIMEOUT_MS", "2000")
-        .env("USERTRAIL_KEY_DIR", key_dir(&db))
+        .env("USERTRAIL_KEY_DIR", key_dir(db))
         .env("NO_COLOR", "1")
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW")

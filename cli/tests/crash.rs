@@ -55,7 +55,7 @@ fn usertrail(db: &Path, args: &[&str]) -> Output {
         .arg("--db")
         .arg(db)
         .env("USERTRAIL_LOCK_TIMEOUT_MS", "20000")
-        .env("USERTRAIL_KEY_DIR", key_dir(&db))
+        .env("USERTRAIL_KEY_DIR", key_dir(db))
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW")
         .output()

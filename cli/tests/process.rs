@@ -16,7 +16,7 @@ fn usertrail(db: &std::path::Path, args: &[&str], lock_wait_ms: u64) -> Output {
         .arg("--db")
         .arg(db)
         .env("USERTRAIL_LOCK_TIMEOUT_MS", lock_wait_ms.to_string())
-        .env("USERTRAIL_KEY_DIR", key_dir(&db))
+        .env("USERTRAIL_KEY_DIR", key_dir(db))
         .env_remove("USERTRAIL_AS")
         .env_remove("USERTRAIL_NOW")
         .env_remove("USERTRAIL_ALLOW_FUTURE")

@@ -341,7 +341,7 @@ fn import_entra_csv_reads_the_users_download_and_leaves_licenses_alone() {
     assert_eq!(user("carol@contoso.onmicrosoft.com")["accountEnabled"], false);
     assert_eq!(user("admin@contoso.onmicrosoft.com")["deleted"], false, "the admin named at init stays");
     let history = sb.json("history --limit 1");
-    assert_eq!(history[0]["activityDisplayName"].as_str().is_some(), true);
+    assert!(history[0]["activityDisplayName"].as_str().is_some());
     let before = sb.records();
     sb.ok(&format!("import entra-csv --file {}", file.display()));
     assert_eq!(sb.records(), before, "the same file again appends nothing");

@@ -480,9 +480,12 @@ fn plant(sb: &Sandbox, key: &[u8], value: &[u8]) {
     let _ = std::fs::remove_dir_all(sb.db().join("snapshots"));
 }
 
+/// A run block: its sled key and its value.
+type RunBlock = (Vec<u8>, Vec<u8>);
+
 /// Mallory a Global Administrator, then removed: the tenant's run block as
 /// it was before the removal, and as it is after.
-fn mallory_removed(sb: &mut Sandbox) -> ((Vec<u8>, Vec<u8>), (Vec<u8>, Vec<u8>)) {
+fn mallory_removed(sb: &mut Sandbox) -> (RunBlock, RunBlock) {
     sb.ok(&format!("user create --upn {MALLORY} --first Mallory --last M"));
     sb.ok(&format!("user admin-role add --upn {MALLORY} --role global"));
     let before = tenant_runs(sb);

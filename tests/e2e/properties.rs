@@ -1188,6 +1188,9 @@ proptest! {
 /// A stub CSV file that the reader must accept, before any damage: a header
 /// in one of its accepted spellings, rows of a UPN, a first and a last name
 /// (quoted or not, a comma inside the quotes), blank lines between them.
+/// A row a stub file must yield: (line, UPN, first name, last name).
+type ExpectedStub = (usize, String, String, String);
+
 #[derive(Debug, Clone)]
 struct StubFile {
     header: &'static str,
@@ -1249,7 +1252,7 @@ fn stub_damage() -> impl Strategy<Value = StubDamage> {
 impl StubFile {
     /// The file's text, each row's expected (line, UPN, first, last), and
     /// for a damaged file what its refusal must say.
-    fn render(&self, damage: Option<StubDamage>) -> (String, Vec<(usize, String, String, String)>, String) {
+    fn render(&self, damage: Option<StubDamage>) -> (String, Vec<ExpectedStub>, String) {
         let end = if self.crlf { "\r\n" } else { "\n" };
         let target = |i: usize| i % self.rows.len();
         let at = |line: usize| format!("line {line}: ");
@@ -1463,13 +1466,16 @@ proptest! {
 
 /// A Graph export the reader must accept, before any damage: subscribed
 /// SKUs, users holding some of them, groups of some of the users.
+/// A user of an export: (UPN's local part, given name (None: null), city
+/// (None: absent), accountEnabled (None: null), which SKUs it holds).
+type GraphUser = (String, Option<String>, Option<String>, Option<bool>, Vec<bool>);
+
 #[derive(Debug, Clone)]
 struct GraphExport {
     /// (part number, prepaid seats)
     skus: Vec<(String, u16)>,
-    /// (UPN's local part, given name (None: null), city (None: absent),
-    /// accountEnabled (None: null), which SKUs it holds)
-    users: Vec<(String, Option<String>, Option<String>, Option<bool>, Vec<bool>)>,
+    /// The users, in order.
+    users: Vec<GraphUser>,
     /// (name, which users are members, which own it)
     groups: Vec<(String, Vec<bool>, Vec<bool>)>,
     /// How each kind of file is laid out: 0 a Graph page, 1 a bare array, 2 JSON Lines.

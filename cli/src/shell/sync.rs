@@ -48,7 +48,11 @@ impl Shell {
     /// [`Shell::sync_each`] over these environments, every report kept.
     pub async fn sync(&self, env_names: &[String]) -> Result<Vec<SyncReport>, CliError> {
         let mut reports = Vec::with_capacity(env_names.len());
-        self.sync_each(Some(env_names), |r| Ok(reports.push(r))).await?;
+        self.sync_each(Some(env_names), |r| {
+            reports.push(r);
+            Ok(())
+        })
+        .await?;
         Ok(reports)
     }
 
@@ -184,9 +188,9 @@ impl Shell {
 /// snapshot the pass leaves: the fold and the encoding were a third of a
 /// first pass over 300k users (BENCHMARKS.md, issue 29).
 struct Beside {
-    /// Where each change of the next chunk of [`SYNC_CHUNK`] landed: the
-    /// seq of its first event.
-    landed: std::sync::mpsc::Sender<Vec<u64>>,
+    /// Where each change of the next chunk of [`SYNC_CHUNK`] landed (the
+    /// seq of its first event); `None` once the pass has ended.
+    landed: std::sync::mpsc::Sender<Option<Vec<u64>>>,
     /// The snapshot, once every landed change is folded (none if none landed).
     done: tokio::task::JoinHandle<Result<Option<store::Snapshot>, projections::Error>>,
 }
@@ -199,15 +203,23 @@ impl Beside {
         mut version: u64,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Beside {
-        let (landed, arrivals) = std::sync::mpsc::channel::<Vec<u64>>();
+        let (landed, arrivals) = std::sync::mpsc::channel::<Option<Vec<u64>>>();
         let done = tokio::task::spawn_blocking(move || {
-            let mut last = None;
-            for (chunk, firsts) in changes.chunks(SYNC_CHUNK).zip(arrivals) {
-                for (change, first) in chunk.iter().zip(firsts) {
-                    for (event, seq) in change.events.iter().zip(first..) {
-                        env.apply(event, domain::events::Stamp { seq, at });
-                        (version, last) = (version + 1, Some(seq));
+            let (mut chunks, mut last) = (changes.chunks(SYNC_CHUNK), None);
+            loop {
+                match arrivals.recv() {
+                    Ok(Some(firsts)) => {
+                        for (change, first) in chunks.next().unwrap_or_default().iter().zip(firsts) {
+                            for (event, seq) in change.events.iter().zip(first..) {
+                                env.apply(event, domain::events::Stamp { seq, at });
+                                (version, last) = (version + 1, Some(seq));
+                            }
+                        }
                     }
+                    Ok(None) => break,
+                    // The pass was given up (a lost race, a failed append):
+                    // nobody reads its snapshot.
+                    Err(_) => return Ok(None),
                 }
             }
             last.map(|last| projections::fold::snapshot_of(&env, version, last)).transpose()
@@ -218,12 +230,13 @@ impl Beside {
     /// Notes that the next chunk of changes landed, each one's first event at `firsts`.
     fn landed(&self, firsts: Vec<u64>) {
         // Refused only once the fold has ended, which `finish` reports.
-        let _ = self.landed.send(firsts);
+        let _ = self.landed.send(Some(firsts));
     }
 
     /// The snapshot of the table with every landed change folded in.
     async fn finish(self) -> Result<Option<store::Snapshot>, CliError> {
-        drop(self.landed);
+        // Refused only once the fold has ended, which the join reports.
+        let _ = self.landed.send(None);
         let done =
             self.done.await.map_err(|e| CliError::System(format!("the sync pass's fold failed: {e}")))?;
         Ok(done?)

@@ -16,8 +16,7 @@
 //! to its cut into the archive and sets `live/` aside as `live.old/`. A
 //! close seals when the live database holds more than twice
 //! [`Archiving::keep`] records, and keeps the newest `keep` to `2 keep`
-//! live; a handle that appended more than `keep` itself (an import, a sync
-//! pass) leaves it to the next close.
+//! live, whoever appended them: a sync pass's close seals what it wrote.
 //!
 //! Crash-safe without a journal: the archive is written and flushed before
 //! the new live database, which is whole and flushed before `live/` is
