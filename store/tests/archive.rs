@@ -242,6 +242,69 @@ async fn a_seal_killed_after_any_step_reads_as_before_and_a_later_close_seals_ag
     }
 }
 
+/// A later seal killed between its batches: the archive holds every chunk
+/// the seal moved and the first half of the event id blocks it wrote (each
+/// batch lands whole), its runs and its mark as they were, and the live
+/// database is not swapped. Reads, retries and `verify` answer as before
+/// (the archive's entries past its mark are not read); the next close seals
+/// again, over what the killed one left.
+#[tokio::test]
+async fn a_later_seal_killed_between_its_batches_reads_as_before_and_seals_again() {
+    let archiving = Archiving { keep: 60, batch_bytes: 1 };
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after, cut) = (dir.path().join("before"), dir.path().join("after"), dir.path().join("cut"));
+    let fresh = SledStore::temporary().unwrap();
+    // Enough records in the later seal for some blocks of ids.
+    for (round, calls) in [0..200, 200..900].into_iter().enumerate() {
+        write(&open(&before, Archiving::OFF), calls.clone());
+        write(&fresh, calls);
+        if round == 0 {
+            assert!(open(&before, archiving).close().unwrap() > 0);
+        }
+    }
+    copy_dir(&before, &after);
+    assert!(open(&after, archiving).close().unwrap() > 0);
+    copy_dir(&before, &cut);
+    {
+        let tree = |path: &Path| sled::open(path.join("archive")).unwrap().open_tree("events").unwrap();
+        let (was, sealed, killed) = (tree(&before), tree(&after), tree(&cut));
+        let written: Vec<(sled::IVec, sled::IVec)> = sealed
+            .iter()
+            .map(Result::unwrap)
+            .filter(|(k, v)| was.get(k).unwrap().as_ref() != Some(v))
+            .collect();
+        let is = |tag: u8| move |(k, _): &&(sled::IVec, sled::IVec)| k[0] == tag;
+        let ids: Vec<_> = written.iter().filter(is(b'e')).collect();
+        assert!(ids.len() >= 4, "the seal rewrote or added {} id blocks", ids.len());
+        for (k, v) in written.iter().filter(is(b'r')).chain(ids[..ids.len() / 2].iter().copied()) {
+            killed.insert(k, v).unwrap();
+        }
+        killed.flush().unwrap();
+    }
+
+    let want = answers(&fresh).await;
+    let store = open(&cut, Archiving::OFF);
+    let upto = open(&before, Archiving::OFF).archived_upto();
+    assert_eq!(store.archived_upto(), upto, "the mark is the one before the killed seal");
+    assert_eq!(answers(&store).await, want);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    assert_eq!(store.index_misses(), [], "the archive's ids past its mark are no miss");
+    // A call the killed seal had copied: still the live database's record.
+    let retried = store.append_all_blocking(&[call(250)]).unwrap().unwrap();
+    let original = fresh.append_all_blocking(&[call(250)]).unwrap().unwrap();
+    assert!(retried[0].was_retry && retried[0].last_seq > upto, "{retried:?}");
+    assert_eq!((retried[0].first_seq, retried[0].last_seq), (original[0].first_seq, original[0].last_seq));
+    drop(store);
+    assert!(open(&cut, archiving).close().unwrap() > 0, "sealed again");
+    let store = open(&cut, archiving);
+    assert_eq!(store.archived_upto(), open(&after, Archiving::OFF).archived_upto());
+    assert_eq!(answers(&store).await, want);
+    assert_eq!(store.verify().await.unwrap().problem, None);
+    assert_eq!(store.index_misses(), []);
+    let retried = store.append_all_blocking(&[call(250)]).unwrap().unwrap();
+    assert!(retried[0].was_retry && retried[0].last_seq <= store.archived_upto(), "{retried:?}");
+}
+
 /// The files of a sled database in `dir`.
 fn sled_files(dir: &Path) -> Vec<std::ffi::OsString> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
