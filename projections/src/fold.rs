@@ -458,9 +458,15 @@ where
         store.remove_snapshots(&name, replaced..last).await?;
         // Parts held apart for the snapshots it replaces, but for those it
         // points at; those of a newer tip another writer saved meanwhile stay.
+        // So do those at or below the newest snapshot below the one it
+        // started from: a snapshot points at no holder newer than itself,
+        // and one left below (a tip a writer was killed before removing, or
+        // one an import's snapshot passed) may point at any older one.
+        let below = store.snapshot_names().await?.into_iter().filter(|(n, seq)| *n == name && *seq < from);
+        let stay = below.map(|(_, seq)| seq + 1).max().unwrap_or(0);
         let holder = store::parts_holder(&name);
-        let mut gap = 0;
-        for kept in apart.into_iter().filter(|seq| *seq <= from).chain([from + 1]) {
+        let mut gap = stay;
+        for kept in apart.into_iter().filter(|seq| (stay..=from).contains(seq)).chain([from + 1]) {
             store.remove_snapshots(&holder, gap..kept).await?;
             gap = kept + 1;
         }
