@@ -570,19 +570,10 @@ where
     Ok(Some(Snapshot { seq, state, parts: resolved }))
 }
 
-/// Saves `state` as the snapshot of `stream` at log position `seq`, where
-/// the stream was at `version`. For writers that have just folded what
-/// they appended: the next reader starts from it instead of replaying. A
-/// tip before it stays, a snapshot of the series like the others.
-pub async fn save<A, S>(store: &S, stream: &str, state: &A, version: u64, seq: u64) -> Result<(), Error>
-where
-    A: Aggregate,
-    S: EventStore + ?Sized,
-{
-    save_encoded(store, stream, snapshot_of(state, version, seq)?).await
-}
-
-/// Saves a snapshot of `stream` that [`snapshot_of`] encoded, as [`save`] does.
+/// Saves a snapshot of `stream` that [`snapshot_of`] encoded at log
+/// position `seq`. For writers that have just folded what they appended:
+/// the next reader starts from it instead of replaying. A tip before it
+/// stays, a snapshot of the series like the others.
 pub async fn save_encoded<S: EventStore + ?Sized>(
     store: &S,
     stream: &str,
@@ -591,7 +582,7 @@ pub async fn save_encoded<S: EventStore + ?Sized>(
     Ok(store.save_snapshot(&series_name(stream), snapshot).await?)
 }
 
-/// A whole state as [`save`] stores it at `seq`: CPU work a writer may do
+/// A whole state as [`save_encoded`] stores it at `seq`: CPU work a writer may do
 /// on another thread while it finishes.
 pub fn snapshot_of<A: Aggregate>(state: &A, version: u64, seq: u64) -> Result<Snapshot, Error> {
     let parts = state.parts().map_err(Error::Corrupt)?;
@@ -629,7 +620,7 @@ fn encode<A: Aggregate>(
 
 /// Writes what [`snapshot_of`] encoded as the snapshot of `stream`, where
 /// no reader looks yet: for a writer whose records are still committing.
-/// [`publish`] then stores it as [`save`] would have.
+/// [`publish`] then stores it as [`save_encoded`] would have.
 pub async fn stage<S: EventStore + ?Sized>(
     store: &S,
     stream: &str,
@@ -638,7 +629,7 @@ pub async fn stage<S: EventStore + ?Sized>(
     Ok(store.stage_snapshot(&series_name(stream), snapshot).await?)
 }
 
-/// Stores a snapshot that [`stage`] wrote, as [`save`] does.
+/// Stores a snapshot that [`stage`] wrote, as [`save_encoded`] does.
 pub async fn publish<S: EventStore + ?Sized>(store: &S, staged: StagedSnapshot) -> Result<(), Error> {
     Ok(store.publish_snapshot(staged).await?)
 }
@@ -807,6 +798,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `state` saved as a writer saves what it folded.
+    async fn save<A: Aggregate, S: EventStore + ?Sized>(
+        store: &S,
+        stream: &str,
+        state: &A,
+        version: u64,
+        seq: u64,
+    ) -> Result<(), Error> {
+        save_encoded(store, stream, snapshot_of(state, version, seq)?).await
+    }
     use domain::events::{SkuKind, TenantEvent};
     use store::{Append, Causation, ExpectedVersion, Metadata, NewEvent, SledStore};
 
